@@ -1,0 +1,90 @@
+"""SQLAlchemy table definitions. Only :mod:`checkpoint.store` touches these rows;
+everything above it gets plain entities (:mod:`checkpoint.entities`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    """One promote request: a registry change waiting for, or past, its review."""
+
+    __tablename__ = "promote_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(600))
+    change: Mapped[dict] = mapped_column(JSON)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    challenger: Mapped[dict] = mapped_column(JSON)
+    champion: Mapped[dict | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    apply_result: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_requests_state_id", "state", "id"),
+        Index("ix_requests_model_id", "model_name", "id"),
+        Index("ix_requests_author_id", "author", "id"),
+        Index("ix_requests_target_id", "target", "id"),
+        # At most one open request per (author, change): retries find it instead of duplicating.
+        Index(
+            "ux_requests_open_dedupe",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+    )
+
+
+class ReviewRow(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(256))
+    verdict: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dismissed_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class CommentRow(Base):
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRow(Base):
+    """Append-only history; written in the same transaction as the change it records."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("promote_requests.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(256))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,158 @@
+"""Every knob Checkpoint has, read from the environment once and validated at start.
+
+A bad value stops start-up with a message that names the variable and shows a good
+value, so an operator never has to read a traceback to fix a typo.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def _url(name: str, value: str, *, example: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL; expected something like {example}")
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} has a bad port; expected something like {example}") from exc
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{name}={value!r} must not have a query or fragment; expected {example}")
+    return value.rstrip("/")
+
+
+def _number(name: str, value: str, *, kind: type, low: float, high: float, example: str):
+    try:
+        number = kind(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} is not a number; expected e.g. {name}={example}") from exc
+    if not low <= number <= high:
+        raise SettingsError(f"{name}={value!r} is out of range; expected {low}..{high}, e.g. {example}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration; build it with :meth:`from_env`."""
+
+    registry_url: str
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    public_url: str | None = None
+    cors_allowed_origins: tuple[str, ...] = ()
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 120.0
+    upstream_pool_size: int = 64
+    chunk_size: int = 64 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def upstream_origin(self) -> str:
+        """``scheme://host:port`` of the MLflow server, for rewriting its redirects."""
+        parts = urlsplit(self.registry_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Read ``CHECKPOINT_*`` variables; ``overrides`` (tests, ``create_app(config)``) win."""
+        env = os.environ if env is None else env
+        raw = {k: v for k, v in env.items() if k.startswith("CHECKPOINT_")}
+
+        registry = overrides.pop("registry_url", None) or raw.get("CHECKPOINT_REGISTRY_URL", "").strip()
+        if not registry:
+            raise SettingsError(
+                "CHECKPOINT_REGISTRY_URL is not set: give the address of the MLflow tracking server "
+                "Checkpoint sits in front of, e.g. CHECKPOINT_REGISTRY_URL=http://127.0.0.1:5001"
+            )
+        registry = _url("CHECKPOINT_REGISTRY_URL", registry, example="http://127.0.0.1:5001")
+
+        data_dir = Path(
+            overrides.pop("data_dir", None) or raw.get("CHECKPOINT_DATA_DIR") or Path.home() / ".checkpoint"
+        ).expanduser()
+        database_url = overrides.pop("database_url", None) or raw.get("CHECKPOINT_DATABASE_URL", "").strip()
+        if not database_url:
+            database_url = f"sqlite:///{data_dir / 'checkpoint.db'}"
+        elif "://" not in database_url:
+            raise SettingsError(
+                f"CHECKPOINT_DATABASE_URL={database_url!r} is not a database URL; expected e.g. "
+                "sqlite:////var/lib/checkpoint/checkpoint.db or "
+                "postgresql+psycopg://checkpoint:secret@db:5432/checkpoint"
+            )
+
+        public_url = overrides.pop("public_url", None) or raw.get("CHECKPOINT_PUBLIC_URL", "").strip() or None
+        if public_url:
+            public_url = _url("CHECKPOINT_PUBLIC_URL", public_url, example="https://checkpoint.example.com")
+
+        origins = overrides.pop("cors_allowed_origins", None)
+        if origins is None:
+            origins = tuple(o.strip().rstrip("/") for o in raw.get("CHECKPOINT_CORS_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        for origin in origins:
+            _url("CHECKPOINT_CORS_ALLOWED_ORIGINS", origin, example="https://notebooks.example.com")
+
+        numbers = {
+            "upstream_connect_timeout": ("CHECKPOINT_UPSTREAM_CONNECT_TIMEOUT", float, 0.05, 600, "5"),
+            "upstream_read_timeout": ("CHECKPOINT_UPSTREAM_READ_TIMEOUT", float, 0.05, 86400, "120"),
+            "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
+            "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
+        }
+        parsed: dict = {}
+        for attr, (name, kind, low, high, example) in numbers.items():
+            if attr in overrides:
+                parsed[attr] = kind(overrides.pop(attr))
+            elif raw.get(name, "").strip():
+                parsed[attr] = _number(name, raw[name].strip(), kind=kind, low=low, high=high, example=example)
+
+        log_level = (overrides.pop("log_level", None) or raw.get("CHECKPOINT_LOG_LEVEL") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"CHECKPOINT_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+
+        secret = overrides.pop("secret_key", None) or raw.get("CHECKPOINT_SECRET_KEY", "").strip()
+        settings = cls(
+            registry_url=registry,
+            data_dir=data_dir,
+            database_url=database_url,
+            secret_key=secret or "",
+            public_url=public_url,
+            cors_allowed_origins=tuple(origins),
+            log_level=log_level,
+            **parsed,
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(settings, **overrides) if overrides else settings
+
+    def with_secret(self) -> Settings:
+        """Fill in a secret key kept in the data directory when none was configured.
+
+        Every worker and every restart must sign cookies with the same key, so a
+        generated key is written once and read back afterwards.
+        """
+        if self.secret_key:
+            return self
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"secret_key.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:  # the first writer wins; a racing worker reads the winner's key
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        return replace(self, secret_key=path.read_text().strip())

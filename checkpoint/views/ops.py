@@ -1,0 +1,35 @@
+"""Operational endpoints: liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+bp = Blueprint("ops", __name__, url_prefix="/checkpoint")
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up and serving; says nothing of its dependencies."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when the database answers and MLflow's /health does."""
+    problems = {}
+    try:
+        with current_app.extensions["checkpoint.engine"].connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        problems["database"] = str(exc).splitlines()[0]
+    proxy = current_app.extensions["checkpoint.proxy"]
+    try:
+        answer = proxy.pool.request("GET", proxy.base_path + "/health", retries=False, timeout=2.0)
+        if answer.status != 200:
+            problems["mlflow"] = f"{proxy.upstream}/health answered {answer.status}"
+    except Exception as exc:  # noqa: BLE001
+        problems["mlflow"] = f"{proxy.upstream} unreachable: {type(exc).__name__}"
+    if problems:
+        return jsonify(status="unavailable", problems=problems), 503
+    return jsonify(status="ready")

@@ -1,0 +1,1 @@
+"""Templates, stylesheets and scripts (installed as ``checkpoint.frontend``)."""

@@ -1,0 +1,46 @@
+"""Packaging for Checkpoint.
+
+The top-level ``migrations/`` and ``frontend/`` folders are installed as the
+sub-packages ``checkpoint.migrations`` and ``checkpoint.frontend`` so that a
+plain (non-editable) ``pip install .`` finds them next to the code.
+"""
+
+from setuptools import setup
+
+setup(
+    name="checkpoint-mlflow",
+    version="0.1.0",
+    description="Pull requests for machine-learning models: a governing proxy for MLflow",
+    python_requires=">=3.11",
+    packages=[
+        "checkpoint",
+        "checkpoint.views",
+        "checkpoint.migrations",
+        "checkpoint.migrations.versions",
+        "checkpoint.frontend",
+    ],
+    package_dir={
+        "checkpoint.migrations": "migrations",
+        "checkpoint.migrations.versions": "migrations/versions",
+        "checkpoint.frontend": "frontend",
+    },
+    package_data={
+        "checkpoint.migrations": ["script.py.mako"],
+        "checkpoint.frontend": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"],
+    },
+    install_requires=[
+        "flask>=3.0,<4",
+        "sqlalchemy>=2.0,<3",
+        "alembic>=1.13,<2",
+        "gunicorn>=23",
+        "urllib3>=2.2,<3",
+        "requests>=2.31,<3",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "postgres": ["psycopg[binary]>=3.1,<4"],
+        # The demo runs a real MLflow server and trains small sklearn models.
+        "demo": ["mlflow>=3.17,<3.18", "scikit-learn>=1.4"],
+    },
+    entry_points={"console_scripts": ["checkpoint=checkpoint.cli:main"]},
+)

@@ -1,0 +1,174 @@
+"""Shared fixtures: a real MLflow server per session, databases on SQLite and PostgreSQL,
+and Checkpoint served for real (in a thread, or as `checkpoint serve` runs it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from checkpoint import create_app, db
+from checkpoint.mlflow_server import MlflowServer, free_port, wait_http
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ENV = "CHECKPOINT_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[MlflowServer]:
+    """One real `mlflow server` (SQLite store, served artifacts) for the whole session."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), workers=2).start()
+    yield server
+    server.stop()
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set: run the suite with `bash scripts/test`, which starts PostgreSQL "
+            "and sets it (a run without PostgreSQL fails; it never skips)"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[sa.Engine]:
+    """An engine on the maintenance database, used to create one database per test."""
+    engine = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {engine.url.render_as_string(hide_password=True)} is not reachable: {exc}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, migrated database: an SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"cp_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A migrated SQLite database, for tests that need no PostgreSQL twin."""
+    url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app(mlflow_server, sqlite_url, tmp_path):
+    """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
+    return create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class LiveCheckpoint:
+    """Checkpoint answering real HTTP on a free loopback port."""
+
+    url: str
+    app: object
+    database_url: str
+
+
+def serve_in_thread(application, port: int) -> tuple[object, threading.Thread]:
+    """A threaded werkzeug server for ``application``; callers shut it down."""
+    server = make_server("127.0.0.1", port, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def live_checkpoint(mlflow_server, database_url, tmp_path) -> Iterator[LiveCheckpoint]:
+    """Checkpoint served in this process (so tests can look inside), on SQLite and PostgreSQL."""
+    application = create_app(
+        {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path}
+    )
+    port = free_port()
+    server, thread = serve_in_thread(application, port)
+    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, database_url)
+    server.shutdown()
+    thread.join(timeout=10)
+    application.extensions["checkpoint.engine"].dispose()
+
+
+@dataclass
+class ServedCheckpoint:
+    """`checkpoint serve` running as a separate process, exactly as the Dockerfile starts it."""
+
+    url: str
+    process: subprocess.Popen
+    data_dir: Path
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def served_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[ServedCheckpoint]:
+    """One real gunicorn-served Checkpoint in front of the session's MLflow."""
+    data_dir = tmp_path_factory.mktemp("checkpoint-served")
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHECKPOINT_REGISTRY_URL": mlflow_server.url,
+        "CHECKPOINT_DATA_DIR": str(data_dir),
+        "CHECKPOINT_WORKERS": "2",
+    }
+    log_path = data_dir / "checkpoint.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/checkpoint/healthz", timeout=60, process=process, log=log_path)
+    except BaseException:
+        process.kill()
+        raise
+    yield ServedCheckpoint(url, process, data_dir, log_path)
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
