@@ -25,6 +25,7 @@ setup(
         "checkpoint.frontend": "frontend",
     },
     package_data={
+        "checkpoint": ["openapi.yaml"],
         "checkpoint.migrations": ["script.py.mako"],
         "checkpoint.frontend": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"],
     },

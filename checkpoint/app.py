@@ -10,11 +10,15 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy.orm import sessionmaker
 
-from checkpoint import db
+from checkpoint import db, governance
 from checkpoint.errors import register_error_handlers, render_upstream_error
+from checkpoint.policy import Policy
 from checkpoint.proxy import Proxy
+from checkpoint.registry import Registry
 from checkpoint.settings import Settings
+from checkpoint.store import Store
 from checkpoint.views.gateway import Gateway
+from checkpoint.workflow import Workflow
 
 
 def frontend_dir() -> Path:
@@ -42,12 +46,25 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         static_folder=str(frontend / "static"),
         static_url_path="/checkpoint/static",
     )
-    app.config.update(SECRET_KEY=settings.secret_key, CHECKPOINT=settings)
+    app.config.update(SECRET_KEY=settings.secret_key, CHECKPOINT=settings, MAX_CONTENT_LENGTH=1024 * 1024)
+    if settings.public_url:
+        parts = settings.public_url.split("://", 1)
+        app.config.update(PREFERRED_URL_SCHEME=parts[0])
 
     engine = db.make_engine(settings.database_url)
     db.check_current(engine)
     app.extensions["checkpoint.engine"] = engine
-    app.extensions["checkpoint.sessions"] = sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["checkpoint.sessions"] = sessions
+    registry = Registry(
+        settings.registry_url,
+        username=settings.registry_username,
+        password=settings.registry_password,
+        token=settings.registry_token,
+        timeout=min(settings.upstream_read_timeout, 60.0),
+    )
+    workflow = Workflow(Store(sessions), registry, governance.load(), Policy.from_env())
+    app.extensions["checkpoint.workflow"] = workflow
 
     proxy = Proxy(
         settings.registry_url,
@@ -61,9 +78,10 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     )
     app.extensions["checkpoint.proxy"] = proxy
 
-    from checkpoint.views import ops
+    from checkpoint.views import api, ops
 
     app.register_blueprint(ops.bp)
+    app.register_blueprint(api.bp)
     register_error_handlers(app)
-    app.wsgi_app = Gateway(app.wsgi_app, proxy)  # type: ignore[method-assign]
+    app.wsgi_app = Gateway(app.wsgi_app, proxy, workflow, settings.public_url)  # type: ignore[method-assign]
     return app

@@ -30,9 +30,14 @@ def main() -> None:
 @click.option("--threads", type=int, default=None, help="threads per worker (default 32)")
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
+    from checkpoint.governance import GovernanceError
+    from checkpoint.policy import PolicyError
     from checkpoint.serving import serve as run
 
-    run(_settings(), host, port, workers, threads)
+    try:
+        run(_settings(), host, port, workers, threads)
+    except (GovernanceError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group(name="db")

@@ -12,7 +12,8 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
-from checkpoint import db
+from checkpoint import db, governance
+from checkpoint.policy import Policy
 from checkpoint.settings import Settings
 
 
@@ -59,6 +60,8 @@ class CheckpointServer(BaseApplication):
 def serve(settings: Settings, host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
     """Migrate once in the master, then fork the workers."""
     settings = settings.with_secret()
+    governance.load()  # fail in the master, with the key named, not in every worker
+    Policy.from_env()
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     engine.dispose()

@@ -56,6 +56,10 @@ class Settings:
     upstream_pool_size: int = 64
     chunk_size: int = 64 * 1024
     log_level: str = "INFO"
+    # Checkpoint's own account on MLflow, used to apply approved changes.
+    registry_username: str | None = None
+    registry_password: str | None = None
+    registry_token: str | None = None
 
     @property
     def upstream_origin(self) -> str:
@@ -126,6 +130,9 @@ class Settings:
             public_url=public_url,
             cors_allowed_origins=tuple(origins),
             log_level=log_level,
+            registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
+            registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
+            registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,
             **parsed,
         )
         known = {f.name for f in fields(cls)}

@@ -1,25 +1,132 @@
-"""The catch-all in front of everything: Checkpoint's own paths go to Flask, the rest to MLflow.
+"""The catch-all in front of everything.
 
-It is plain WSGI rather than a Flask view so that a proxied call pays for no routing,
-request context or session it does not use.
+Checkpoint's own paths go to Flask. A call the rules table marks for inspection is
+parsed into a Change; if it is governed it becomes a promote request (API clients) or a
+pointer to the new-request form (MLflow's UI), answered 403 in MLflow's JSON error shape
+(never 429 or 5xx: MLflow's client and UI retry those for minutes). Everything else
+streams to MLflow untouched. Plain WSGI, so a proxied call pays for no Flask routing.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import logging
 from collections.abc import Callable, Iterable
 
+from checkpoint import rules
+from checkpoint.changes import Change, ChangeError, from_body, parse_body
+from checkpoint.identity import user_from_environ
+from checkpoint.proxy import Proxy, public_origin
+from checkpoint.registry import RegistryError, RegistryUnavailable
+from checkpoint.workflow import Workflow, WorkflowError
+
+log = logging.getLogger(__name__)
 OWN_PREFIX = "/checkpoint"
+MAX_GOVERNED_BODY = 1024 * 1024  # registry calls are small JSON; anything bigger is not one
 
 
 class Gateway:
-    """Dispatch one WSGI call to Checkpoint's Flask app or to the proxy."""
+    """Dispatch one WSGI call to Checkpoint's Flask app, the workflow, or the proxy."""
 
-    def __init__(self, flask_wsgi: Callable, proxy: Callable) -> None:
+    def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow | None = None,
+                 public_url: str | None = None) -> None:  # fmt: skip
         self.flask_wsgi = flask_wsgi
         self.proxy = proxy
+        self.workflow = workflow
+        self.public_url = public_url
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/"):
             return self.flask_wsgi(environ, start_response)
-        return self.proxy(environ, start_response)
+        method = environ["REQUEST_METHOD"]
+        rule = rules.match(method, environ.get("RAW_URI") or environ.get("REQUEST_URI") or path)
+        if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
+            return self.proxy(environ, start_response)
+        return self.inspect(environ, start_response, rule)
+
+    # -- governed routes -------------------------------------------------------------
+
+    def inspect(self, environ: dict, start_response, rule: rules.Rule) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and not self.proxy.origin_allowed(environ, origin):
+            return self.proxy(environ, start_response)  # the proxy refuses it as MLflow would
+        try:
+            body = _read_body(environ)
+            change = from_body(rule.kind or "", parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body))
+            reason = self.workflow.governed(change)
+        except ChangeError as exc:
+            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
+        except RegistryUnavailable as exc:
+            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+        except RegistryError as exc:
+            return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
+                         {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
+        if reason is None:
+            environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            return self.proxy(environ, start_response)
+        base = (self.public_url or public_origin(environ, None)).rstrip("/")
+        if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):
+            return self.ui_answer(start_response, change, reason, base)
+        return self.api_answer(environ, start_response, change, reason, base)
+
+    def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
+        """MLflow's UI gets a pointer to the pre-filled form; the injected script follows it."""
+        token = base64.urlsafe_b64encode(json.dumps(change.to_json()).encode()).decode().rstrip("=")
+        url = f"{base}/checkpoint/requests/new?change={token}"
+        payload = {
+            "error_code": "PERMISSION_DENIED",
+            "message": f"Checkpoint: {change.describe()} needs review ({reason}) — open a promote request: {url}",
+            "checkpoint": {"action": "new_request", "url": url, "change": change.to_json(), "reason": reason},
+        }
+        return _json(start_response, 403, payload, [("X-Checkpoint-New-Request", url)])
+
+    def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
+        """Programs get a promote request opened for them, and its address."""
+        author = user_from_environ(environ)
+        try:
+            request, created = self.workflow.open(change, author)
+        except WorkflowError as exc:
+            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": exc.message})
+        except RegistryUnavailable as exc:
+            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+        url = f"{base}/checkpoint/requests/{request.id}"
+        state = "" if request.state == "open" else f" (now {request.state})"
+        payload = {
+            "error_code": "PERMISSION_DENIED",
+            "message": f"Checkpoint: {change.describe()} needs review — promote request #{request.id}{state}: {url}",
+            "checkpoint": {"action": "request_opened" if created else "request_exists", "request_id": request.id,
+                           "url": url, "reason": reason},
+        }  # fmt: skip
+        log.info("governed call %s by %s -> request #%s (%s)", change.kind, author, request.id,
+                 "opened" if created else "existing")  # fmt: skip
+        return _json(start_response, 403, payload, [("Location", url), ("X-Checkpoint-Request", str(request.id))])
+
+
+def _read_body(environ: dict) -> bytes:
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH", "").strip()
+    if length:
+        if not length.isdigit() or int(length) > MAX_GOVERNED_BODY:
+            raise ChangeError(f"request body too large for a registry call (at most {MAX_GOVERNED_BODY} bytes)")
+        return stream.read(int(length)) if int(length) else b""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get("wsgi.input_terminated"):
+        data = stream.read(MAX_GOVERNED_BODY + 1)
+        if len(data) > MAX_GOVERNED_BODY:
+            raise ChangeError(f"request body too large for a registry call (at most {MAX_GOVERNED_BODY} bytes)")
+        return data
+    return b""
+
+
+def _json(start_response, status: int, payload: dict, headers: list | None = None) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    reasons = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
+               422: "Unprocessable Entity", 502: "Bad Gateway"}  # fmt: skip
+    start_response(
+        f"{status} {reasons.get(status, 'Error')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(headers or [])],
+    )
+    return [body]

@@ -1,0 +1,93 @@
+"""Which upstream calls Checkpoint inspects: a table of (method, registry path) → action.
+
+The path is matched as MLflow routes it: percent-decoded once, repeated slashes
+collapsed, on every API prefix MLflow has ever served (``/api``, ``/ajax-api``, with or
+without ``/preview``, any ``N.0`` version), and under any ``--static-prefix``: the
+prefix is not configured but allowed to be anything, so a prefix Checkpoint was not told
+about cannot open a hole.
+``INSPECT`` means "parse the body into a Change and ask whether it is governed";
+``PASS`` is an explicit decision that a mutating call does not decide production.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import unquote
+
+
+class Action(Enum):
+    PASS = "pass"
+    INSPECT = "inspect"
+
+
+@dataclass(frozen=True)
+class Rule:
+    method: str
+    path: str  # after the ``.../mlflow/`` prefix
+    action: Action
+    kind: str | None = None  # the Change kind the body is parsed into
+
+
+# Every mutating model-registry route of MLflow (../shared/MLFLOW.md §1.3), plus the
+# registry-adjacent ones, each with an explicit decision. Reads need no rule.
+RULES: tuple[Rule, ...] = (
+    Rule("POST", "model-versions/transition-stage", Action.INSPECT, "transition"),
+    Rule("POST", "registered-models/alias", Action.INSPECT, "set_alias"),
+    Rule("DELETE", "registered-models/alias", Action.INSPECT, "delete_alias"),
+    Rule("POST", "model-versions/create", Action.INSPECT, "create_version"),
+    Rule("POST", "model-versions/set-tag", Action.INSPECT, "set_tag"),
+    Rule("DELETE", "model-versions/delete-tag", Action.INSPECT, "delete_tag"),
+    Rule("POST", "registered-models/set-tag", Action.INSPECT, "set_model_tag"),
+    Rule("DELETE", "registered-models/delete-tag", Action.INSPECT, "delete_model_tag"),
+    Rule("DELETE", "model-versions/delete", Action.INSPECT, "delete_version"),
+    Rule("DELETE", "registered-models/delete", Action.INSPECT, "delete_model"),
+    Rule("POST", "registered-models/rename", Action.INSPECT, "rename"),
+    # Creating an empty model changes nothing that serves; descriptions are prose.
+    Rule("POST", "registered-models/create", Action.PASS),
+    Rule("PATCH", "model-versions/update", Action.PASS),
+    Rule("PATCH", "registered-models/update", Action.PASS),
+    # A read that happens to be a POST (resolving models:/name/Production).
+    Rule("POST", "registered-models/get-latest-versions", Action.PASS),
+    # Webhooks report registry events; they cannot change what is promoted.
+    Rule("POST", "webhooks", Action.PASS),
+    Rule("PATCH", "webhooks/<id>", Action.PASS),
+    Rule("DELETE", "webhooks/<id>", Action.PASS),
+    Rule("POST", "webhooks/<id>/test", Action.PASS),
+)
+
+_API = re.compile(r"^(?P<prefix>/.*?)?/(?P<api>api|ajax-api)/\d+\.\d+/(?:preview/)?mlflow/(?P<rest>.+)$")
+_MULTI_SLASH = re.compile(r"/{2,}")
+_TABLE = {(r.method, r.path): r for r in RULES}
+
+
+def normalise(raw_path: str) -> str:
+    """The path MLflow would route: query dropped, decoded once, ``//`` collapsed."""
+    return _MULTI_SLASH.sub("/", unquote(raw_path.split("?", 1)[0]))
+
+
+def _api_match(raw_path: str) -> re.Match | None:
+    found = _API.match(normalise(raw_path))
+    # An artifact's own path may contain anything; artifact routes are never registry calls.
+    if found and "mlflow-artifacts" in (found.group("prefix") or ""):
+        return None
+    return found
+
+
+def match(method: str, raw_path: str) -> Rule | None:
+    """The rule for this call, or None for a call no rule covers (a read, or not the registry)."""
+    found = _api_match(raw_path)
+    if not found:
+        return None
+    rest = found.group("rest")
+    if rest.startswith("webhooks/"):
+        parts = rest.split("/")
+        rest = "/".join(["webhooks", "<id>", *parts[2:]])
+    return _TABLE.get((method.upper(), rest))
+
+
+def is_ui_call(raw_path: str) -> bool:
+    """MLflow's web UI calls ``ajax-api``; programs call ``api``."""
+    found = _api_match(raw_path)
+    return bool(found) and found.group("api") == "ajax-api"

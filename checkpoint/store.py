@@ -1,0 +1,283 @@
+"""Persistence of promote requests. The store owns every session and hands out plain
+entities; every state change writes its event in the same transaction.
+
+Exactly-once is the database's job: a state change is a conditional UPDATE
+(``... WHERE state IN (...)``), so of two workers or replicas racing, one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from checkpoint.db import session_scope
+from checkpoint.models import CommentRow, EventRow, RequestRow, ReviewRow
+
+OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
+    "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
+)  # fmt: skip
+STATES = (OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN)
+ACTIVE = (OPEN, APPROVED, APPLYING, FAILED)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Review:
+    id: int
+    reviewer: str
+    verdict: str
+    comment: str
+    created_at: datetime
+    dismissed_at: datetime | None
+    dismissed_reason: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    request_id: int | None
+    model_name: str
+    kind: str
+    actor: str
+    data: dict
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    id: int
+    kind: str
+    model_name: str
+    version: str | None
+    target: str
+    change: dict
+    title: str
+    description: str
+    author: str
+    state: str
+    state_reason: str
+    challenger: dict
+    champion: dict | None
+    created_at: datetime
+    updated_at: datetime
+    applied_at: datetime | None
+    apply_result: str
+    reviews: tuple[Review, ...] = field(default=())
+    comments: tuple[Comment, ...] = field(default=())
+    events: tuple[Event, ...] = field(default=())
+
+    @property
+    def approvals(self) -> tuple[Review, ...]:
+        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequest:
+    return PromoteRequest(
+        id=row.id, kind=row.kind, model_name=row.model_name, version=row.version, target=row.target,
+        change=row.change, title=row.title, description=row.description, author=row.author, state=row.state,
+        state_reason=row.state_reason, challenger=row.challenger, champion=row.champion,
+        created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), applied_at=_aware(row.applied_at),
+        apply_result=row.apply_result,
+        reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, _aware(r.created_at), _aware(r.dismissed_at),
+                             r.dismissed_reason) for r in reviews),
+        comments=tuple(Comment(c.id, c.author, c.body, _aware(c.created_at)) for c in comments),
+        events=tuple(_event(e) for e in events),
+    )  # fmt: skip
+
+
+def _event(e: EventRow) -> Event:
+    return Event(e.id, e.request_id, e.model_name, e.kind, e.actor, e.data, _aware(e.created_at))
+
+
+class Store:
+    """All reads and writes of requests, reviews, comments and events."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self.sessions = sessions
+
+    # -- writes ----------------------------------------------------------------------
+
+    def open_request(self, *, author: str, dedupe_key: str, event_data: dict, **values) -> tuple[PromoteRequest, bool]:
+        """Insert an open request, or return the open one with the same (author, change)."""
+        stamp = now()
+        try:
+            with session_scope(self.sessions) as session:
+                row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp,
+                                 updated_at=stamp, **values)  # fmt: skip
+                session.add(row)
+                session.flush()
+                self._log(session, row, "opened", author, event_data, stamp)
+                request_id = row.id
+        except IntegrityError:
+            with session_scope(self.sessions) as session:
+                existing = session.scalar(
+                    select(RequestRow.id).where(RequestRow.dedupe_key == dedupe_key, RequestRow.state == OPEN)
+                )
+            if existing is None:  # the other request closed in between: try once more
+                return self.open_request(author=author, dedupe_key=dedupe_key, event_data=event_data, **values)
+            return self.get(existing), False
+        return self.get(request_id), True
+
+    def transition(
+        self, request_id: int, from_states: Iterable[str], to_state: str, *, actor: str, event: str,
+        data: dict | None = None, reason: str | None = None, **updates,
+    ) -> bool:  # fmt: skip
+        """Move a request between states if (and only if) it is in one of ``from_states``."""
+        stamp = now()
+        values = {"state": to_state, "updated_at": stamp, **updates}
+        if reason is not None:
+            values["state_reason"] = reason
+        with session_scope(self.sessions) as session:
+            result = session.execute(
+                update(RequestRow)
+                .where(RequestRow.id == request_id, RequestRow.state.in_(tuple(from_states)))
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            row = session.get(RequestRow, request_id)
+            self._log(session, row, event, actor, {"from": list(from_states), "to": to_state, **(data or {})}, stamp)
+        return True
+
+    def update_fields(self, request_id: int, *, actor: str, event: str, data: dict, **values) -> None:
+        """Edit a request's own fields (title, description, snapshots) with an event."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = stamp
+            self._log(session, row, event, actor, data, stamp)
+
+    def add_review(self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str]) -> bool:
+        """Record a verdict, only while the request is in one of ``states``."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id, lock=True)
+            if row.state not in tuple(states):
+                return False
+            session.add(ReviewRow(request_id=request_id, reviewer=reviewer, verdict=verdict, comment=comment,
+                                  created_at=stamp, dismissed_reason=""))  # fmt: skip
+            row.updated_at = stamp
+            kind = "approved" if verdict == "approve" else "rejected"
+            self._log(session, row, f"review_{kind}", reviewer, {"comment": comment}, stamp)
+        return True
+
+    def dismiss_reviews(self, request_id: int, reason: str, actor: str) -> int:
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            result = session.execute(
+                update(ReviewRow)
+                .where(ReviewRow.request_id == request_id, ReviewRow.dismissed_at.is_(None))
+                .values(dismissed_at=stamp, dismissed_reason=reason)
+            )
+            if result.rowcount:
+                self._log(session, row, "approvals_dismissed", actor, {"reason": reason, "count": result.rowcount},
+                          stamp)  # fmt: skip
+            return result.rowcount
+
+    def add_comment(self, request_id: int, author: str, body: str) -> Comment:
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            comment = CommentRow(request_id=request_id, author=author, body=body, created_at=stamp)
+            session.add(comment)
+            session.flush()
+            self._log(session, row, "commented", author, {"comment_id": comment.id}, stamp)
+            return Comment(comment.id, author, body, stamp)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, request_id: int) -> PromoteRequest:
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            reviews = session.scalars(select(ReviewRow).where(ReviewRow.request_id == request_id).order_by(ReviewRow.id))
+            comments = session.scalars(
+                select(CommentRow).where(CommentRow.request_id == request_id).order_by(CommentRow.id)
+            )
+            events = session.scalars(select(EventRow).where(EventRow.request_id == request_id).order_by(EventRow.id))
+            return _request(row, list(reviews), list(comments), list(events))
+
+    def list(
+        self, *, state: str | None = None, model: str | None = None, target: str | None = None,
+        author: str | None = None, search: str | None = None, before: int | None = None, limit: int = 50,
+    ) -> tuple[list[PromoteRequest], int | None]:  # fmt: skip
+        """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts."""
+        query = select(RequestRow)
+        if state:
+            query = query.where(RequestRow.state == state)
+        if model:
+            query = query.where(RequestRow.model_name == model)
+        if target:
+            query = query.where(RequestRow.target == target)
+        if author:
+            query = query.where(RequestRow.author == author)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(RequestRow.title.ilike(f"%{escaped}%", escape="\\")))
+        if before is not None:
+            query = query.where(RequestRow.id < before)
+        query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
+        with session_scope(self.sessions) as session:
+            rows = list(session.scalars(query))
+            items = [_request(r) for r in rows[:limit]]
+        return items, (items[-1].id if len(rows) > limit else None)
+
+    def count(self, state: str | None = None, model: str | None = None) -> int:
+        query = select(func.count(RequestRow.id))
+        if state:
+            query = query.where(RequestRow.state == state)
+        if model:
+            query = query.where(RequestRow.model_name == model)
+        with session_scope(self.sessions) as session:
+            return session.scalar(query) or 0
+
+    def events(self, model: str | None = None) -> list[Event]:
+        query = select(EventRow).order_by(EventRow.id)
+        if model:
+            query = query.where(EventRow.model_name == model)
+        with session_scope(self.sessions) as session:
+            return [_event(e) for e in session.scalars(query)]
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _row(session: Session, request_id: int, lock: bool = False) -> RequestRow:
+        query = select(RequestRow).where(RequestRow.id == request_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalar(query)
+        if row is None:
+            raise NotFound(f"promote request #{request_id} does not exist")
+        return row
+
+    @staticmethod
+    def _log(session: Session, row: RequestRow, kind: str, actor: str, data: dict, stamp: datetime) -> None:
+        session.add(EventRow(request_id=row.id, model_name=row.model_name, kind=kind, actor=actor, data=data,
+                             created_at=stamp))  # fmt: skip

@@ -1,0 +1,241 @@
+"""The JSON API under ``/checkpoint/api/v1``: thin handlers over the workflow.
+
+Errors use MLflow's shape ``{"error_code", "message"}``: 400 for a bad field, 404 for an
+unknown id, 409 for the wrong state, 422 for a change that cannot be requested.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from importlib import resources
+
+import yaml
+from flask import Blueprint, current_app, jsonify, request
+
+from checkpoint.changes import KINDS, ChangeError, from_body
+from checkpoint.errors import CheckpointError
+from checkpoint.identity import COOKIE, user_from_environ
+from checkpoint.registry import RegistryError, RegistryUnavailable
+from checkpoint.store import STATES, NotFound, PromoteRequest
+from checkpoint.workflow import Workflow, WorkflowError
+
+bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
+
+# Wire names of change kinds: MLflow's route names plus the model-level tag variants.
+API_KINDS = (*KINDS, "set_model_tag", "delete_model_tag")
+
+
+def workflow() -> Workflow:
+    return current_app.extensions["checkpoint.workflow"]
+
+
+def public_base() -> str:
+    """Checkpoint's address as people reach it: configured, or what this request shows."""
+    configured = current_app.config["CHECKPOINT"].public_url
+    return (configured or request.host_url).rstrip("/")
+
+
+def current_user() -> str:
+    return user_from_environ(request.environ, request.cookies.get(COOKIE))
+
+
+def _body(allowed: set[str]) -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise CheckpointError(400, "BAD_REQUEST", "the request body must be a JSON object (Content-Type: application/json)")
+    unknown = set(data) - allowed
+    if unknown:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"unknown field(s): {', '.join(sorted(unknown))}")
+    return data
+
+
+def _text(data: dict, key: str, default: str | None = None) -> str | None:
+    value = data.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must be a string")
+    return value
+
+
+def request_json(item: PromoteRequest, full: bool = False) -> dict:
+    """The API's view of a request (the same data the pages show)."""
+    policy = workflow().policy
+    out = {
+        "id": item.id,
+        "url": f"{public_base()}/checkpoint/requests/{item.id}",
+        "api_url": f"{public_base()}/checkpoint/api/v1/requests/{item.id}",
+        "kind": item.kind,
+        "model": item.model_name,
+        "version": item.version,
+        "target": item.target,
+        "change": item.change,
+        "title": item.title,
+        "description": item.description,
+        "author": item.author,
+        "state": item.state,
+        "state_reason": item.state_reason,
+        "challenger": item.challenger or None,
+        "champion": item.champion,
+        "approvals": {"count": len({r.reviewer for r in item.approvals}), "required": policy.required_approvals},
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+        "applied_at": item.applied_at.isoformat() if item.applied_at else None,
+        "apply_result": item.apply_result,
+    }
+    if full:
+        out["reviews"] = [
+            {"id": r.id, "reviewer": r.reviewer, "verdict": r.verdict, "comment": r.comment,
+             "created_at": r.created_at.isoformat(), "dismissed": r.dismissed_at is not None,
+             "dismissed_reason": r.dismissed_reason}
+            for r in item.reviews
+        ]  # fmt: skip
+        out["comments"] = [
+            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at.isoformat()}
+            for c in item.comments
+        ]
+        out["events"] = [
+            {"id": e.id, "kind": e.kind, "actor": e.actor, "data": e.data, "created_at": e.created_at.isoformat()}
+            for e in item.events
+        ]
+    return out
+
+
+def _cursor(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        if not value.startswith("id:") or not value[3:].isdigit():
+            raise ValueError(raw)
+        return int(value[3:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"cursor {raw[:64]!r} is not one this API issued") from exc
+
+
+def _make_cursor(request_id: int | None) -> str | None:
+    return base64.urlsafe_b64encode(f"id:{request_id}".encode()).decode().rstrip("=") if request_id else None
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound):
+    return jsonify(error_code="RESOURCE_DOES_NOT_EXIST", message=str(exc)), 404
+
+
+@bp.errorhandler(WorkflowError)
+def _workflow_error(exc: WorkflowError):
+    return jsonify(error_code=exc.error_code, message=exc.message), exc.status
+
+
+@bp.errorhandler(RegistryError)
+def _registry_error(exc: RegistryError):
+    if isinstance(exc, RegistryUnavailable):
+        return jsonify(error_code=exc.error_code, message=f"Checkpoint: {exc.message}"), 502
+    return jsonify(error_code=exc.error_code, message=f"MLflow: {exc.message}"), 422
+
+
+# -- routes ------------------------------------------------------------------------------
+
+
+@bp.get("/requests")
+def list_requests():
+    """Newest first, filtered; ``next_cursor`` pages on."""
+    args = request.args
+    state = args.get("state") or None
+    if state and state not in STATES:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"state must be one of {', '.join(STATES)}")
+    limit_raw = args.get("limit", "50")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "limit must be a whole number from 1 to 200")
+    items, last = workflow().store.list(
+        state=state, model=args.get("model") or None, target=args.get("target") or None,
+        author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
+        limit=int(limit_raw),
+    )  # fmt: skip
+    return jsonify(requests=[request_json(i) for i in items], next_cursor=_make_cursor(last))
+
+
+@bp.post("/requests")
+def create_request():
+    """Open a request explicitly (pipelines): a change, a title, a description."""
+    data = _body({"change", "title", "description"})
+    change_data = data.get("change")
+    if not isinstance(change_data, dict):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
+    kind = change_data.get("kind")
+    if kind not in API_KINDS:
+        raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change.kind must be one of {', '.join(API_KINDS)}")
+    try:
+        change = from_body(kind, {k: v for k, v in change_data.items() if k != "kind"})
+    except ChangeError as exc:
+        raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
+    title, description = _text(data, "title", ""), _text(data, "description", "")
+    item, created = workflow().open(change, current_user(), title or "", description or "")
+    body = request_json(item, full=True)
+    body["created"] = created
+    return jsonify(body), 201 if created else 200
+
+
+@bp.get("/requests/<int:request_id>")
+def get_request(request_id: int):
+    return jsonify(request_json(workflow().store.get(request_id), full=True))
+
+
+@bp.patch("/requests/<int:request_id>")
+def edit_request(request_id: int):
+    data = _body({"title", "description"})
+    item = workflow().edit(request_id, current_user(), _text(data, "title"), _text(data, "description"))
+    return jsonify(request_json(item, full=True))
+
+
+@bp.post("/requests/<int:request_id>/withdraw")
+def withdraw_request(request_id: int):
+    return jsonify(request_json(workflow().withdraw(request_id, current_user()), full=True))
+
+
+@bp.post("/requests/<int:request_id>/reviews")
+def review_request(request_id: int):
+    data = _body({"verdict", "comment"})
+    verdict = _text(data, "verdict")
+    if verdict not in ("approve", "reject"):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
+    item = workflow().review(request_id, current_user(), verdict, _text(data, "comment", "") or "")
+    return jsonify(request_json(item, full=True))
+
+
+@bp.post("/requests/<int:request_id>/comments")
+def comment_request(request_id: int):
+    data = _body({"body"})
+    body = _text(data, "body")
+    if body is None:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "body is required")
+    return jsonify(request_json(workflow().comment(request_id, current_user(), body), full=True)), 201
+
+
+@bp.post("/requests/<int:request_id>/retry")
+def retry_request(request_id: int):
+    return jsonify(request_json(workflow().retry(request_id, current_user()), full=True))
+
+
+@bp.get("/which")
+def which():
+    """Which version holds a stage or an alias right now (for pipelines)."""
+    model, stage, alias = request.args.get("model"), request.args.get("stage"), request.args.get("alias")
+    if not model or bool(stage) == bool(alias):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give model and exactly one of stage or alias")
+    registry = workflow().registry
+    if alias:
+        holder = registry.alias_holder(model, alias)
+        holders = [holder] if holder else []
+    else:
+        from checkpoint.governance import canonical_stage
+
+        holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
+    return jsonify(model=model, stage=stage, alias=alias, versions=[v.version for v in holders],
+                   version=holders[0].version if holders else None)  # fmt: skip
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The API's OpenAPI document (kept next to the code, tested against the routes)."""
+    spec = yaml.safe_load(resources.files("checkpoint").joinpath("openapi.yaml").read_text())
+    return jsonify(spec)

@@ -1,0 +1,223 @@
+"""The promote request's life: open → approved → applied / failed (retry), or rejected /
+withdrawn; back to open with approvals dismissed when the champion or challenger moved.
+
+Apply is exactly-once: the request is claimed with a conditional state change
+(approved → applying) that only one worker or replica can win, checked against the
+registry (already true? champion moved?), and only then applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from checkpoint import changes
+from checkpoint.changes import Change
+from checkpoint.governance import Governance
+from checkpoint.policy import Policy
+from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.store import (
+    APPLIED,
+    APPLYING,
+    APPROVED,
+    FAILED,
+    OPEN,
+    REJECTED,
+    WITHDRAWN,
+    PromoteRequest,
+    Store,
+    now,
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
+TITLE_MAX = 300
+DESCRIPTION_MAX = 65536
+COMMENT_MAX = 65536
+
+
+class WorkflowError(Exception):
+    """A request operation that is not allowed: ``status`` says why (403, 409, 422...)."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def _snapshot(version: Version | None) -> dict | None:
+    return version.identity() if version is not None else None
+
+
+def _identity(snapshot: dict | None) -> tuple | None:
+    return (snapshot["name"], snapshot["version"], snapshot["run_id"], snapshot["source"]) if snapshot else None
+
+
+@dataclass
+class Workflow:
+    store: Store
+    registry: Registry
+    governance: Governance
+    policy: Policy
+
+    # -- opening ---------------------------------------------------------------------
+
+    def governed(self, change: Change) -> str | None:
+        """Why ``change`` needs review, or None. Prompts share the registry and pass."""
+        reason = change.governed(self.governance, self.registry)
+        if reason and change.kind in ("set_alias", "delete_alias", "set_tag", "delete_tag"):
+            try:
+                if self.registry.model(change.name).is_prompt:
+                    return None
+            except RegistryError as exc:
+                if not exc.not_found:
+                    raise
+        return reason
+
+    def open(self, change: Change, author: str, title: str = "", description: str = "") -> tuple[PromoteRequest, bool]:
+        """Open a request for ``change`` (or return the open one this author has for it)."""
+        title = (title or "").strip() or change.title()
+        _check_text("title", title, TITLE_MAX, required=True)
+        _check_text("description", description or "", DESCRIPTION_MAX)
+        challenger, champion = self._snapshots(change)
+        if change.version and challenger is None and change.kind not in ("create_version",):
+            raise WorkflowError(
+                422, "RESOURCE_DOES_NOT_EXIST", f"'{change.name}' has no version {change.version}: nothing to promote"
+            )
+        return self.store.open_request(
+            author=author,
+            dedupe_key=change.dedupe_key(author),
+            event_data={"change": change.to_json(), "description": change.describe()},
+            kind=change.kind,
+            model_name=change.model_name,
+            version=change.version or (challenger or {}).get("version"),
+            target=change.target(),
+            change=change.to_json(),
+            title=title,
+            description=description or "",
+            challenger=challenger or {},
+            champion=champion,
+        )
+
+    def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
+        return _snapshot(change.challenger(self.registry)), _snapshot(change.champion(self.registry))
+
+    # -- the author's edits ----------------------------------------------------------
+
+    def edit(self, request_id: int, user: str, title: str | None, description: str | None) -> PromoteRequest:
+        request = self.store.get(request_id)
+        if user != request.author:
+            raise WorkflowError(403, "PERMISSION_DENIED", f"only the author ({request.author}) may edit this request")
+        if request.state != OPEN:
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {request.state}; only open ones can be edited")
+        values = {}
+        if title is not None:
+            _check_text("title", title.strip(), TITLE_MAX, required=True)
+            values["title"] = title.strip()
+        if description is not None:
+            _check_text("description", description, DESCRIPTION_MAX)
+            values["description"] = description
+        if values:
+            self.store.update_fields(request_id, actor=user, event="edited", data={"fields": sorted(values)}, **values)
+        return self.store.get(request_id)
+
+    def withdraw(self, request_id: int, user: str) -> PromoteRequest:
+        request = self.store.get(request_id)
+        if user != request.author:
+            raise WorkflowError(403, "PERMISSION_DENIED", f"only the author ({request.author}) may withdraw this request")
+        if not self.store.transition(request_id, (OPEN, FAILED), WITHDRAWN, actor=user, event="withdrawn"):
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
+        return self.store.get(request_id)
+
+    def comment(self, request_id: int, user: str, body: str) -> PromoteRequest:
+        _check_text("body", body.strip(), COMMENT_MAX, required=True)
+        self.store.add_comment(request_id, user, body)
+        return self.store.get(request_id)
+
+    # -- reviews ---------------------------------------------------------------------
+
+    def review(self, request_id: int, user: str, verdict: str, comment: str = "") -> PromoteRequest:
+        """Approve or reject; the approval that meets the policy applies the change."""
+        if verdict not in ("approve", "reject"):
+            raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
+        _check_text("comment", comment, COMMENT_MAX)
+        request = self.store.get(request_id)
+        refusal = self.policy.may_review(user, request.author)
+        if refusal:
+            raise WorkflowError(403, "PERMISSION_DENIED", refusal)
+        if not self.store.add_review(request_id, user, verdict, comment, states=(OPEN,)):
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
+        if verdict == "reject":
+            self.store.transition(request_id, (OPEN,), REJECTED, actor=user, event="rejected",
+                                  reason=f"rejected by {user}")  # fmt: skip
+            return self.store.get(request_id)
+        request = self.store.get(request_id)
+        if self.policy.satisfied({r.reviewer for r in request.approvals}):
+            if self.store.transition(request_id, (OPEN,), APPROVED, actor=user, event="approved",
+                                     reason="approvals meet the policy"):  # fmt: skip
+                return self.apply(request_id, actor=user)
+        return self.store.get(request_id)
+
+    def retry(self, request_id: int, user: str) -> PromoteRequest:
+        """Try a failed apply again."""
+        if not self.store.transition(request_id, (FAILED,), APPROVED, actor=user, event="retried"):
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not failed")
+        return self.apply(request_id, actor=user)
+
+    # -- apply -----------------------------------------------------------------------
+
+    def apply(self, request_id: int, actor: str) -> PromoteRequest:
+        """Apply an approved request exactly once."""
+        if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event="applying"):
+            return self.store.get(request_id)  # somebody else claimed it
+        request = self.store.get(request_id)
+        change = changes.from_json(request.change)
+        try:
+            if change.is_true(self.registry):
+                result = f"already true in MLflow, nothing applied: {change.describe()}"
+                self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
+                                      data={"already_true": True, "result": result}, apply_result=result,
+                                      applied_at=now(), reason="already true")  # fmt: skip
+                return self.store.get(request_id)
+            challenger, champion = self._snapshots(change)
+            moved = self._moved(request, challenger, champion)
+            if moved:
+                self.store.dismiss_reviews(request_id, moved, actor)
+                self.store.update_fields(request_id, actor=actor, event="snapshots_refreshed",
+                                         data={"challenger": challenger, "champion": champion},
+                                         challenger=challenger or {}, champion=champion)  # fmt: skip
+                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event="reopened",
+                                      reason=f"approvals dismissed: {moved}")  # fmt: skip
+                return self.store.get(request_id)
+            result = change.apply(self.registry)
+        except RegistryError as exc:
+            log.warning("apply of request #%s failed: %s", request_id, exc)
+            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
+                                  data={"error": str(exc)}, apply_result=str(exc),
+                                  reason=f"MLflow refused or could not be reached: {exc}")  # fmt: skip
+            return self.store.get(request_id)
+        self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
+                              data={"result": result}, apply_result=result, applied_at=now(),
+                              reason="applied")  # fmt: skip
+        return self.store.get(request_id)
+
+    @staticmethod
+    def _moved(request: PromoteRequest, challenger: dict | None, champion: dict | None) -> str | None:
+        if _identity(request.champion) != _identity(champion):
+            before = f"v{request.champion['version']}" if request.champion else "none"
+            after = f"v{champion['version']}" if champion else "none"
+            return f"the champion moved since the reviews ({before} → {after})"
+        if request.challenger and _identity(request.challenger) != _identity(challenger):
+            return "the challenger changed since the reviews"
+        return None
+
+
+def _check_text(name: str, value: str, limit: int, required: bool = False) -> None:
+    if not isinstance(value, str):
+        raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"{name} must be a string")
+    if required and not value.strip():
+        raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"{name} must not be empty")
+    if len(value) > limit:
+        raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"{name} is {len(value)} characters; at most {limit}")
+    if "\x00" in value:
+        raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"{name} must not contain NUL characters")
