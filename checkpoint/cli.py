@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -75,6 +76,111 @@ def demo(port: int, mlflow_port: int, data_dir: str, reset: bool) -> None:
     from checkpoint.demo import run
 
     sys.exit(run(port=port, mlflow_port=mlflow_port, data_dir=data_dir, reset=reset))
+
+
+# -- for pipelines ------------------------------------------------------------------------
+
+_URL = click.option("--url", envvar="CHECKPOINT_URL", help="Checkpoint's address (or CHECKPOINT_URL)")
+# Exit codes of `checkpoint request wait`, so a pipeline can branch on the decision.
+WAIT_EXIT = {"applied": 0, "rejected": 1, "withdrawn": 1, "failed": 2}
+WAIT_TIMEOUT_EXIT = 3
+
+
+def _client(url: str | None):
+    from checkpoint.client import CheckpointClient
+
+    try:
+        return CheckpointClient(url)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _api(call):
+    from checkpoint.client import CheckpointAPIError
+
+    try:
+        return call()
+    except CheckpointAPIError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach Checkpoint: {exc}") from exc
+
+
+@main.group()
+def request() -> None:
+    """Promote requests, for pipelines."""
+
+
+@request.command()
+@_URL
+@click.option("--model", required=True)
+@click.option("--version", "version", required=True)
+@click.option("--stage", type=click.Choice(["Staging", "Production", "Archived", "None"], case_sensitive=False))
+@click.option("--alias")
+@click.option("--archive-existing", is_flag=True, help="with --stage: archive the versions now in that stage")
+@click.option("--title", default="", help="default: a description of the change")
+@click.option("--description", default="", help="markdown; '-' reads it from standard input")
+@click.option("--json", "as_json", is_flag=True, help="print the request as JSON")
+def promote(url, model, version, stage, alias, archive_existing, title, description, as_json) -> None:
+    """Open a promote request to move a version to a stage or an alias."""
+    if bool(stage) == bool(alias):
+        raise click.UsageError("give exactly one of --stage or --alias")
+    if description == "-":
+        description = click.get_text_stream("stdin").read()
+    client = _client(url)
+    made = _api(lambda: client.promote(model, version, stage=stage, alias=alias, archive_existing=archive_existing,
+                                       title=title, description=description))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(made, indent=2))
+    else:
+        verb = "opened" if made.get("created") else "already open:"
+        click.echo(f"{verb} promote request #{made['id']} ({made['state']}): {made['url']}")
+
+
+@request.command()
+@_URL
+@click.argument("request_id", type=int)
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="seconds to wait")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="seconds between polls")
+def wait(url, request_id, timeout, interval) -> None:
+    """Wait for a decision. Exit 0 applied, 1 rejected/withdrawn, 2 apply failed, 3 timed out."""
+    from checkpoint.client import WaitTimeout
+
+    client = _client(url)
+    try:
+        final = _api(lambda: client.wait(request_id, timeout=timeout, interval=interval))
+    except WaitTimeout as exc:
+        click.echo(f"promote request #{request_id} is still {exc.request['state']} after {timeout:g} s", err=True)
+        sys.exit(WAIT_TIMEOUT_EXIT)
+    detail = final.get("apply_result") or final.get("state_reason") or ""
+    click.echo(f"promote request #{request_id} {final['state']}" + (f": {detail}" if detail else ""))
+    sys.exit(WAIT_EXIT[final["state"]])
+
+
+@request.command()
+@_URL
+@click.argument("request_id", type=int)
+def show(url, request_id) -> None:
+    """Print a request as JSON."""
+    client = _client(url)
+    click.echo(json.dumps(_api(lambda: client.get(request_id)), indent=2))
+
+
+@main.command()
+@_URL
+@click.argument("model")
+@click.option("--stage")
+@click.option("--alias")
+def which(url, model, stage, alias) -> None:
+    """Print the version of MODEL that holds a stage or alias now (exit 1 if none)."""
+    if bool(stage) == bool(alias):
+        raise click.UsageError("give exactly one of --stage or --alias")
+    client = _client(url)
+    version = _api(lambda: client.which(model, stage=stage, alias=alias))
+    if version is None:
+        click.echo(f"no version of {model} holds {'stage ' + stage if stage else 'alias ' + alias}", err=True)
+        sys.exit(1)
+    click.echo(version)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -172,3 +172,15 @@ def served_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[ServedCheckpo
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
+    """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
+    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    port = free_port()
+    server, thread = serve_in_thread(application, port)
+    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, sqlite_url)
+    server.shutdown()
+    thread.join(timeout=10)
+    application.extensions["checkpoint.engine"].dispose()

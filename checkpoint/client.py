@@ -1,0 +1,108 @@
+"""A small Python client for pipelines: open a promote request, wait for its decision,
+and ask which version holds a stage or alias.
+
+    from checkpoint.client import CheckpointClient
+    cp = CheckpointClient("http://checkpoint:5000")          # or CHECKPOINT_URL
+    req = cp.promote("fraud-detector", "7", alias="champion", title="Retrained on May data")
+    final = cp.wait(req["id"])                                # applied, rejected, withdrawn or failed
+    cp.which("fraud-detector", alias="champion")             # -> "7"
+
+Credentials follow the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
+(Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import requests
+
+TERMINAL = ("applied", "rejected", "withdrawn", "failed")
+
+
+class CheckpointAPIError(Exception):
+    """Checkpoint answered with an error (``status``, ``error_code``, ``message``)."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(f"{error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class WaitTimeout(Exception):
+    """The request was still undecided when the wait ran out."""
+
+    def __init__(self, request: dict) -> None:
+        super().__init__(f"promote request #{request['id']} is still {request['state']}")
+        self.request = request
+
+
+class CheckpointClient:
+    def __init__(self, url: str | None = None, *, username: str | None = None, password: str | None = None,
+                 token: str | None = None, timeout: float = 30.0) -> None:  # fmt: skip
+        url = url or os.environ.get("CHECKPOINT_URL") or os.environ.get("MLFLOW_TRACKING_URI")
+        if not url or not url.startswith(("http://", "https://")):
+            raise ValueError("give Checkpoint's address (url=... or CHECKPOINT_URL), e.g. http://127.0.0.1:5000")
+        self.base = url.rstrip("/") + "/checkpoint/api/v1"
+        self.timeout = timeout
+        self.session = requests.Session()
+        username = username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+        token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        elif username:
+            self.session.auth = (username, password or os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict:
+        answer = self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if answer.status_code >= 400:
+            if isinstance(data, dict) and "error_code" in data:
+                raise CheckpointAPIError(answer.status_code, data["error_code"], data.get("message", ""))
+            raise CheckpointAPIError(answer.status_code, f"HTTP_{answer.status_code}", answer.text[:500])
+        if not isinstance(data, dict):
+            raise CheckpointAPIError(answer.status_code, "BAD_RESPONSE", f"not a JSON object: {answer.text[:200]}")
+        return data
+
+    def request(self, change: dict, title: str = "", description: str = "") -> dict:
+        """Open a request for any change (the same fields as the MLflow REST call, plus ``kind``)."""
+        return self._call("POST", "/requests", json={"change": change, "title": title, "description": description})
+
+    def promote(self, model: str, version: str | int, *, stage: str | None = None, alias: str | None = None,
+                archive_existing: bool = False, title: str = "", description: str = "") -> dict:  # fmt: skip
+        """Ask to move ``version`` of ``model`` to a stage or an alias."""
+        if bool(stage) == bool(alias):
+            raise ValueError("give exactly one of stage= or alias=")
+        if stage:
+            change = {"kind": "transition", "name": model, "version": str(version), "stage": stage,
+                      "archive_existing_versions": archive_existing}  # fmt: skip
+        else:
+            change = {"kind": "set_alias", "name": model, "version": str(version), "alias": alias}
+        return self.request(change, title, description)
+
+    def get(self, request_id: int) -> dict:
+        return self._call("GET", f"/requests/{int(request_id)}")
+
+    def wait(self, request_id: int, timeout: float = 3600.0, interval: float = 5.0) -> dict:
+        """Poll until the request is decided (applied, rejected, withdrawn or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get(request_id)
+            if current["state"] in TERMINAL:
+                return current
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(current)
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+    def which(self, model: str, *, stage: str | None = None, alias: str | None = None) -> str | None:
+        """The version that holds ``stage`` (the newest, if several) or ``alias`` now."""
+        if bool(stage) == bool(alias):
+            raise ValueError("give exactly one of stage= or alias=")
+        params = {"model": model, "stage": stage} if stage else {"model": model, "alias": alias}
+        return self._call("GET", "/which", params=params)["version"]
