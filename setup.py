@@ -37,6 +37,9 @@ setup(
         "urllib3>=2.2,<3",
         "requests>=2.31,<3",
         "pyyaml>=6",
+        "markdown-it-py>=3,<5",
+        "nh3>=0.2.15",
+        "flask-wtf>=1.2,<2",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],

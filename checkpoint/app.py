@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response, request
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import db, governance
@@ -15,6 +16,7 @@ from checkpoint.errors import register_error_handlers, render_upstream_error
 from checkpoint.policy import Policy
 from checkpoint.proxy import Proxy
 from checkpoint.registry import Registry
+from checkpoint.rendering import markdown
 from checkpoint.settings import Settings
 from checkpoint.store import Store
 from checkpoint.views.gateway import Gateway
@@ -46,10 +48,19 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         static_folder=str(frontend / "static"),
         static_url_path="/checkpoint/static",
     )
-    app.config.update(SECRET_KEY=settings.secret_key, CHECKPOINT=settings, MAX_CONTENT_LENGTH=1024 * 1024)
-    if settings.public_url:
-        parts = settings.public_url.split("://", 1)
-        app.config.update(PREFERRED_URL_SCHEME=parts[0])
+    https = bool(settings.public_url and settings.public_url.startswith("https://"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        CHECKPOINT=settings,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SESSION_COOKIE_NAME="checkpoint_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        PREFERRED_URL_SCHEME="https" if https else "http",
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch still submits; the token is per session
+        WTF_CSRF_SSL_STRICT=False,  # Checkpoint's own origin check is the proxy's (see proxy.py)
+    )
 
     engine = db.make_engine(settings.database_url)
     db.check_current(engine)
@@ -78,10 +89,31 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     )
     app.extensions["checkpoint.proxy"] = proxy
 
-    from checkpoint.views import api, ops
+    from checkpoint.views import api, ops, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(ui.bp)
+    csrf = CSRFProtect(app)
+    csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
+    app.extensions["checkpoint.csrf"] = csrf
+    app.jinja_env.globals["markdown"] = markdown
+    app.after_request(_security_headers)
     register_error_handlers(app)
     app.wsgi_app = Gateway(app.wsgi_app, proxy, workflow, settings.public_url)  # type: ignore[method-assign]
     return app
+
+
+# Checkpoint's own pages load nothing from elsewhere and run no inline script.
+_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; " \
+       "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+
+
+def _security_headers(response: Response) -> Response:
+    """Headers for Checkpoint's own answers (proxied MLflow answers never pass through here)."""
+    if request.path.startswith("/checkpoint"):
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

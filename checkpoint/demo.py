@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +82,8 @@ MODELS: tuple[ModelSpec, ...] = (
         tags={"team": "risk-ml", "owner": "maria.chen", "tier": "critical"},
         versions=(
             VersionSpec(
-                "baseline-logreg", "maria.chen", "linear", {"alpha": 1e-3, "epochs": 8},
-                "transactions-2025-08", "Logistic regression baseline on the six transaction features.",
-                stage="Archived",
-            ),
-            VersionSpec(
-                "rf-depth8", "maria.chen", "forest", {"n_estimators": 120, "max_depth": 8},
-                "transactions-2025-09", "Random forest, 120 trees of depth 8. Serving since September.",
+                "rf-depth8", "maria.chen", "forest", {"n_estimators": 100, "max_depth": 8},
+                "transactions-2025-09", "Random forest, 100 trees of depth 8. Serving since September.",
                 stage="Production", aliases=("champion",), validation="passed",
             ),
             VersionSpec(
@@ -242,14 +239,18 @@ def _scores(task: str, y_true, predict) -> dict[str, float]:
     }
 
 
-def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[dict[str, float]]]:
-    """Fit the estimator for real, scoring on validation data as it grows (the metric history)."""
+def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[tuple[int, dict[str, float]]]]:
+    """Fit the estimator for real, scoring on validation data as it grows.
+
+    Returns the model and its metric history: (time in ms, metrics) per step, so the run's
+    charts show a real learning curve rather than a single point.
+    """
     from sklearn import ensemble, linear_model
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     classify = task == "classification"
-    history: list[dict[str, float]] = []
+    history: list[tuple[int, dict[str, float]]] = []
     p = spec.params
     if spec.kind == "linear":
         scaler = StandardScaler().fit(x)
@@ -260,15 +261,15 @@ def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[dict[s
             est = linear_model.SGDRegressor(alpha=p["alpha"], random_state=0)
         for _ in range(p["epochs"]):
             est.partial_fit(xs, y, **({"classes": [0, 1]} if classify else {}))
-            history.append(_scores(task, yv, (lambda: est.predict_proba(xvs)[:, 1]) if classify else (lambda: est.predict(xvs))))
+            history.append(_point(task, yv, (lambda: est.predict_proba(xvs)[:, 1]) if classify else (lambda: est.predict(xvs))))
         # Steps fitted above are already fitted; the pipeline only chains them for serving.
         return Pipeline([("scale", scaler), ("model", est)]), history
     if spec.kind == "forest":
         cls = ensemble.RandomForestClassifier if classify else ensemble.RandomForestRegressor
         est = cls(n_estimators=0, max_depth=p["max_depth"], warm_start=True, random_state=0, n_jobs=1)
-        for trees in range(20, p["n_estimators"] + 1, 20):
+        for trees in range(25, p["n_estimators"] + 1, 25):
             est.set_params(n_estimators=trees).fit(x, y)
-            history.append(_scores(task, yv, (lambda: est.predict_proba(xv)[:, 1]) if classify else (lambda: est.predict(xv))))
+            history.append(_point(task, yv, (lambda: est.predict_proba(xv)[:, 1]) if classify else (lambda: est.predict(xv))))
         return est, history
     cls = ensemble.GradientBoostingClassifier if classify else ensemble.GradientBoostingRegressor
     est = cls(random_state=0, **p).fit(x, y)
@@ -276,8 +277,13 @@ def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[dict[s
     staged = est.staged_predict_proba(xv) if classify else est.staged_predict(xv)
     for stage, predicted in enumerate(staged, start=1):
         if stage % every == 0 or stage == p["n_estimators"]:
-            history.append(_scores(task, yv, (lambda pr=predicted: pr[:, 1]) if classify else (lambda pr=predicted: pr)))
+            history.append(_point(task, yv, (lambda pr=predicted: pr[:, 1]) if classify else (lambda pr=predicted: pr)))
     return est, history
+
+
+def _point(task: str, y_true, predict) -> tuple[int, dict[str, float]]:
+    """One step of a metric history, stamped with when it was measured."""
+    return int(time.time() * 1000), _scores(task, y_true, predict)
 
 
 def _latency_ms(model, row) -> float:
@@ -285,7 +291,7 @@ def _latency_ms(model, row) -> float:
     import statistics
 
     samples = []
-    for _ in range(25):
+    for _ in range(10):
         start = time.perf_counter()
         model.predict(row)
         samples.append((time.perf_counter() - start) * 1000)
@@ -321,6 +327,8 @@ def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
         with _use_tracking_uri(tracking_uri), warnings.catch_warnings():
             # Stages are deprecated in favour of aliases; the demo shows both on purpose.
             warnings.simplefilter("ignore", FutureWarning)
+            # Classifier labels are integers by nature; the hint is about missing values we never have.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             yield
     finally:
         logger.setLevel(saved_level)
@@ -336,6 +344,7 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
     import numpy as np
     import sklearn
     import skops
+    from mlflow.entities import Metric, Param
     from mlflow.models import infer_signature
 
     x, y, xv, yv = data
@@ -343,7 +352,6 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
         x, xv = x[list(spec.features)], xv[list(spec.features)]
     if spec.train_rows:
         x, y = x.iloc[-spec.train_rows :], y[-spec.train_rows :]
-    estimator, history = _train(model.task, spec, x, y, xv, yv)
 
     tags = {
         "mlflow.user": spec.author,
@@ -355,15 +363,22 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
         "dataset": spec.dataset,
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=tags) as run:
-        mlflow.log_params({
+        estimator, history = _train(model.task, spec, x, y, xv, yv)
+        params = {
             "model_type": type(estimator[-1] if hasattr(estimator, "steps") else estimator).__name__,
             **spec.params,
             "n_features": x.shape[1],
             "train_rows": len(x),
-        })  # fmt: skip
-        for step, metrics in enumerate(history, start=1):
-            mlflow.log_metrics(metrics, step=step)
-        mlflow.log_metric("latency_ms", _latency_ms(estimator, xv.iloc[:1]), step=len(history))
+        }
+        metrics = [
+            Metric(key, value, stamp, step)
+            for step, (stamp, values) in enumerate(history, start=1)
+            for key, value in values.items()
+        ]
+        latency = _latency_ms(estimator, xv.iloc[:1])
+        metrics.append(Metric("latency_ms", latency, int(time.time() * 1000), len(history)))
+        # One call for the whole history: each call is a round trip to the server.
+        client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
         training = x.assign(**{"target": y})
         mlflow.log_input(mlflow.data.from_pandas(training, name=spec.dataset, targets="target"), context="training")
         info = mlflow.sklearn.log_model(
@@ -391,18 +406,32 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
     return version.version
 
 
+def _seed_model(client, model: ModelSpec, experiment_id: str, say: Callable[[str], None]) -> None:
+    """Log, register and place (stage, aliases) every version of one model, in version order."""
+    say(f"training {model.name} ({len(model.versions)} versions)")
+    data = _data(model.name)
+    for spec in model.versions:
+        version = _log_version(client, model, spec, experiment_id, data)
+        if spec.stage:
+            client.transition_model_version_stage(model.name, version, spec.stage)
+        for alias in spec.aliases:
+            client.set_registered_model_alias(model.name, alias, version)
+    say(f"{model.name} done")
+
+
 def _summary(client, created: bool, seconds: float) -> dict[str, Any]:
     """What the registry holds for the demo models, read back from the server."""
     models: dict[str, Any] = {}
     for name in DEMO_MODEL_NAMES:
-        registered = client.get_registered_model(name)
+        aliases = dict(sorted(client.get_registered_model(name).aliases.items()))
         versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
         models[name] = {
-            "aliases": dict(sorted(registered.aliases.items())),
+            "aliases": aliases,
             "versions": {
                 v.version: {
                     "stage": v.current_stage,
-                    "aliases": sorted(v.aliases),
+                    # search_model_versions leaves ModelVersion.aliases empty; the model's map is complete.
+                    "aliases": sorted(alias for alias, number in aliases.items() if number == v.version),
                     "validation_status": v.tags.get("validation_status"),
                     "run_id": v.run_id,
                 }
@@ -437,20 +466,19 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
                 f"the registry at {tracking_uri} already holds {', '.join(sorted(present))} but not the "
                 "rest of the demo models (an interrupted first run?); start over with `checkpoint demo --reset`"
             )
-        for model in MODELS:
-            say(f"training {model.name} ({len(model.versions)} versions)")
+        experiments = {}
+        for model in MODELS:  # in order, so experiment ids come out the same on every seed
             experiment = client.get_experiment_by_name(model.experiment)
-            experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            experiments[model.name] = experiment.experiment_id if experiment else client.create_experiment(
                 model.experiment, tags={"team": model.tags["team"]}
             )  # fmt: skip
-            data = _data(model.name)
             client.create_registered_model(model.name, tags=model.tags, description=model.description)
-            for spec in model.versions:
-                version = _log_version(client, model, spec, experiment_id, data)
-                if spec.stage:
-                    client.transition_model_version_stage(model.name, version, spec.stage)
-                for alias in spec.aliases:
-                    client.set_registered_model_alias(model.name, alias, version)
+        # One thread per model: a model's versions must be numbered in order, but different
+        # models can train while another waits on the server. MLflow keeps active runs per thread.
+        with ThreadPoolExecutor(max_workers=len(MODELS), thread_name_prefix="demo-seed") as pool:
+            jobs = [pool.submit(_seed_model, client, model, experiments[model.name], say) for model in MODELS]
+            for job in jobs:
+                job.result()
 
         say(f"copying the fraud-detector champion into {PROD_COPY}")
         client.create_registered_model(
@@ -459,7 +487,8 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
             description="The production environment's fraud model. Versions arrive only by copying a reviewed "
             "fraud-detector version (MLflow's recommended one-model-per-environment layout).",
         )
-        copied = client.copy_model_version(PROD_COPY_SOURCE, PROD_COPY)
+        with contextlib.redirect_stderr(io.StringIO()):  # its "Copied version ..." notice
+            copied = client.copy_model_version(PROD_COPY_SOURCE, PROD_COPY)
         client.set_registered_model_alias(PROD_COPY, "champion", copied.version)
         client.set_model_version_tag(PROD_COPY, copied.version, "validation_status", "passed")
         return _summary(client, created=True, seconds=time.monotonic() - started)
@@ -493,6 +522,22 @@ def _port_problem(port: int, option: str) -> str | None:
                 return f"port {port} on 127.0.0.1 is already in use; pick another with {option} <port>"
             return f"cannot use port {port} on 127.0.0.1 ({exc.strerror}); pick another with {option} <port>"
     return None
+
+
+def _released(port: int, timeout: float = 15.0) -> bool:
+    """Wait until nothing accepts connections on 127.0.0.1:``port``.
+
+    Stopping a server's process group returns when its leader exits; a worker that holds the
+    listening socket may take a moment longer, and "stopped" should mean the port is free.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _tail(path: Path, size: int = 3000) -> str:
@@ -531,6 +576,9 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
     champion = fraud["aliases"].get("champion", "?")
     challenger = fraud["aliases"].get("challenger", "?")
     seeded = "seeded just now" if summary["created"] else "found from an earlier run"
+    specs = next(m for m in MODELS if m.name == "fraud-detector").versions
+    breaking = next(number for number, spec in enumerate(specs, start=1) if spec.features)
+    worse = next(number for number, spec in enumerate(specs, start=1) if spec.train_rows)
     move = (
         "from mlflow import MlflowClient; "
         f"MlflowClient().set_registered_model_alias('fraud-detector', 'champion', '{challenger}')"
@@ -552,7 +600,7 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
    1. Open the fraud-detector model: {url}/#/models/fraud-detector
       Version {champion} is the champion (Production); version {challenger} is the challenger (Staging).
       Move the `champion` alias to version {challenger}: Checkpoint opens a promote request for
-      review instead of changing production. (Version 4 drops an input column, version 5 is
+      review instead of changing production. (Version {breaking} drops an input column, version {worse} is
       clearly worse on val_auc: try promoting those too.)
    2. Do the same from code, through Checkpoint:
       MLFLOW_TRACKING_URI={url} {python} -c \\
@@ -656,9 +704,16 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
             previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\ncheckpoint demo: stopping ...", flush=True)
+        started = []
         if checkpoint is not None:
             _stop_group(checkpoint)
-        server.stop()
+            started.append(("--port", port))
+        if server.process is not None:
+            server.stop()
+            started.append(("--mlflow-port", mlflow_port))
+        lingering = [f"{option} {number}" for option, number in started if not _released(number)]
+        if lingering:
+            print(f"checkpoint demo: still listening after stop: {', '.join(lingering)}", file=sys.stderr, flush=True)
         print("checkpoint demo: stopped", flush=True)
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_int)

@@ -8,7 +8,6 @@ import base64
 import binascii
 
 ANONYMOUS = "anonymous"
-COOKIE = "checkpoint_user"
 
 
 def basic_username(header: str) -> str | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError
@@ -229,6 +229,104 @@ class Registry:
 
     def rename_model(self, name: str, new_name: str) -> None:
         self.call("POST", "registered-models/rename", {"name": name, "new_name": new_name})
+
+    # -- reads for the diff ----------------------------------------------------------
+
+    def run(self, run_id: str) -> dict:
+        """The run as MLflow sends it: ``info``, ``data`` (params, latest metrics, tags), ``inputs``."""
+        return self.call("GET", "runs/get", query={"run_id": run_id})["run"]
+
+    def metric_histories(self, run_ids: Sequence[str], key: str, max_points: int = 200) -> dict[str, list[tuple[int, float]]]:
+        """``key``'s history per run, sampled to at most ``max_points`` steps (both sides of a diff
+        in one call); a server without the bulk endpoint gets one full get-history call per run."""
+        run_ids = list(dict.fromkeys(r for r in run_ids if r))
+        out: dict[str, list[tuple[int, float]]] = {r: [] for r in run_ids}
+        if not run_ids:
+            return out
+        try:
+            query = [("run_ids", r) for r in run_ids] + [("metric_key", key), ("max_results", max_points)]
+            metrics = self.call("GET", "metrics/get-history-bulk-interval", query=query).get("metrics", ())
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+            metrics = []
+            for run_id in run_ids:
+                data = self.call("GET", "metrics/get-history", query={"run_id": run_id, "metric_key": key})
+                metrics += [{**m, "run_id": run_id} for m in data.get("metrics", ())]
+        for m in metrics:
+            out.setdefault(m.get("run_id", ""), []).append((int(m.get("step", 0) or 0), float(m.get("value", "NaN"))))
+        for points in out.values():
+            points.sort(key=lambda p: p[0])
+        return out
+
+    def version_artifact_text(self, version: Version, path: str, max_bytes: int = 1 << 20) -> str:
+        """One file of a version's model directory (``MLmodel``, ``requirements.txt``) as text.
+
+        ``/model-versions/get-artifact`` resolves every source kind on MLflow 3 but answers 500 for
+        ``runs:/`` sources stored under ``mlflow-artifacts:``, so the source's own route is the
+        fallback. Raises RegistryError (``not_found`` when no route had the file).
+        """
+        errors: list[RegistryError] = []
+        for route, query in self._artifact_routes(version, path, errors):
+            try:
+                return self._get_text(route, query, max_bytes)
+            except RegistryUnavailable:
+                raise
+            except RegistryError as exc:
+                errors.append(exc)
+        missing = [e for e in errors if e.not_found]
+        if missing or not errors:
+            raise missing[0] if missing else RegistryError(404, "RESOURCE_DOES_NOT_EXIST", f"no route to {path}")
+        raise errors[0]
+
+    def _artifact_routes(self, version: Version, path: str, errors: list[RegistryError]) -> Iterator[tuple[str, dict | None]]:
+        """Routes that may serve ``path`` for ``version``, most general first; lazy, so the
+        logged-model lookup only happens when the general route failed."""
+        yield "/model-versions/get-artifact", {"name": version.name, "version": version.version, "path": path}
+        source = version.source
+        if source.startswith("runs:/"):
+            run_id, _, sub = source[len("runs:/") :].partition("/")
+            yield "/get-artifact", {"run_id": run_id, "path": f"{sub.strip('/')}/{path}" if sub.strip("/") else path}
+            return
+        if source.startswith("models:/m-"):
+            model_id = source[len("models:/") :].strip("/")
+            try:
+                source = self.call("GET", f"logged-models/{quote(model_id, safe='')}")["model"]["info"]["artifact_uri"]
+            except RegistryUnavailable:
+                raise
+            except (RegistryError, KeyError, TypeError) as exc:
+                errors.append(exc if isinstance(exc, RegistryError) else RegistryError(500, "BAD_RESPONSE", str(exc)))
+                return
+        if source.startswith("mlflow-artifacts:"):
+            stored = urlsplit(source).path.strip("/")
+            yield f"{API}-artifacts/artifacts/{quote(stored, safe='/')}/{quote(path, safe='/')}", None
+
+    def _get_text(self, route: str, query: Mapping | None, max_bytes: int) -> str:
+        """GET a file route on the server root (not under the REST prefix), at most ``max_bytes``."""
+        url = self.base + route + ("?" + urlencode(query) if query else "")
+        headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
+        try:
+            answer = self.http.request("GET", url, headers=headers, preload_content=False)
+            try:
+                raw = answer.read(max_bytes + 1)
+            finally:
+                answer.release_conn()
+        except (HTTPError, OSError) as exc:
+            raise RegistryUnavailable(
+                502, "TEMPORARILY_UNAVAILABLE", f"the MLflow server at {self.base} is unreachable: {exc}"
+            ) from exc
+        text = raw.decode("utf-8", "replace")
+        if answer.status != 200:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and "error_code" in data:
+                raise RegistryError(answer.status, data["error_code"], data.get("message", ""))
+            raise RegistryError(answer.status, f"HTTP_{answer.status}", text[:500])
+        if len(raw) > max_bytes:
+            raise RegistryError(413, "ARTIFACT_TOO_LARGE", f"{route} is larger than {max_bytes} bytes")
+        return text
 
 
 def _quote(value: str) -> str:

@@ -11,11 +11,11 @@ import binascii
 from importlib import resources
 
 import yaml
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, session
 
 from checkpoint.changes import KINDS, ChangeError, from_body
 from checkpoint.errors import CheckpointError
-from checkpoint.identity import COOKIE, user_from_environ
+from checkpoint.identity import user_from_environ
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.store import STATES, NotFound, PromoteRequest
 from checkpoint.workflow import Workflow, WorkflowError
@@ -37,7 +37,15 @@ def public_base() -> str:
 
 
 def current_user() -> str:
-    return user_from_environ(request.environ, request.cookies.get(COOKIE))
+    return user_from_environ(request.environ, session.get("user"))
+
+
+@bp.before_request
+def _csrf_for_cookie_callers():
+    """A browser calling with only its session cookie must show the CSRF token; programs
+    sending an Authorization header cannot be driven cross-site and need none."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and "Authorization" not in request.headers:
+        current_app.extensions["checkpoint.csrf"].protect()
 
 
 def _body(allowed: set[str]) -> dict:
@@ -214,6 +222,27 @@ def comment_request(request_id: int):
 @bp.post("/requests/<int:request_id>/retry")
 def retry_request(request_id: int):
     return jsonify(request_json(workflow().retry(request_id, current_user()), full=True))
+
+
+@bp.get("/summary")
+def summary():
+    """What the panel inside MLflow shows: open counts, and the open requests of one model.
+
+    Answered with an ETag so the panel's periodic refresh is a cheap 304.
+    """
+    model = request.args.get("model") or None
+    store = workflow().store
+    items = store.list(state="open", model=model, limit=20)[0] if model else []
+    response = jsonify(
+        open=store.count(state="open"),
+        model=model,
+        open_for_model=store.count(state="open", model=model) if model else None,
+        requests=[{"id": i.id, "title": i.title, "author": i.author, "target": i.target, "version": i.version,
+                   "url": f"{public_base()}/checkpoint/requests/{i.id}"} for i in items],
+    )  # fmt: skip
+    response.headers["Cache-Control"] = "no-cache"
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.get("/which")

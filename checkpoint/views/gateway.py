@@ -24,6 +24,13 @@ from checkpoint.workflow import Workflow, WorkflowError
 
 log = logging.getLogger(__name__)
 OWN_PREFIX = "/checkpoint"
+# MLflow serves its UI's one HTML document at these paths (../shared/MLFLOW.md §4); under a
+# --static-prefix they gain that prefix, hence the suffix match.
+INDEX_PATHS = ("/", "/static-files/index.html", "/build/index.html")
+PANEL_TAGS = (
+    b'<link rel="stylesheet" href="/checkpoint/static/panel.css">'
+    b'<script defer src="/checkpoint/static/panel.js"></script>'
+)
 MAX_GOVERNED_BODY = 1024 * 1024  # registry calls are small JSON; anything bigger is not one
 
 
@@ -42,10 +49,23 @@ class Gateway:
         if path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/"):
             return self.flask_wsgi(environ, start_response)
         method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD") and _is_index(path):
+            return self.index(environ, start_response)
         rule = rules.match(method, environ.get("RAW_URI") or environ.get("REQUEST_URI") or path)
         if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
             return self.proxy(environ, start_response)
         return self.inspect(environ, start_response, rule)
+
+    # -- MLflow's index page ---------------------------------------------------------
+
+    def index(self, environ: dict, start_response) -> Iterable[bytes]:
+        """MLflow's UI document with the panel's script and stylesheet added.
+
+        Validators are dropped both ways: a 304 from MLflow would skip the rewrite, and
+        the rewritten page is not the one MLflow's ETag names.
+        """
+        environ = {k: v for k, v in environ.items() if k not in ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")}
+        return self.proxy.forward(environ, start_response, transform=_inject_panel)
 
     # -- governed routes -------------------------------------------------------------
 
@@ -104,6 +124,21 @@ class Gateway:
         log.info("governed call %s by %s -> request #%s (%s)", change.kind, author, request.id,
                  "opened" if created else "existing")  # fmt: skip
         return _json(start_response, 403, payload, [("Location", url), ("X-Checkpoint-Request", str(request.id))])
+
+
+def _is_index(path: str) -> bool:
+    return path.endswith(INDEX_PATHS[1:]) or path == "/" or (path.endswith("/") and path.count("/") == 2)
+
+
+def _inject_panel(status: int, headers: dict[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
+    """Add the panel before ``</head>`` of an HTML answer; anything else passes untouched."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    marker = body.rfind(b"</head>")
+    if status != 200 or "text/html" not in content_type or marker < 0:
+        return headers, body
+    kept = {k: v for k, v in headers.items() if k.lower() not in ("etag", "last-modified", "cache-control")}
+    kept["Cache-Control"] = "no-cache"
+    return kept, body[:marker] + PANEL_TAGS + body[marker:]
 
 
 def _read_body(environ: dict) -> bytes:

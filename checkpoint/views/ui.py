@@ -1,0 +1,222 @@
+"""Checkpoint's own pages: the requests list, the new-request form, a request with its
+diff and review thread, and a model's promotion history. Thin handlers over the workflow;
+the templates in ``frontend/templates/ui/`` do the presenting."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+
+from checkpoint import history
+from checkpoint.changes import ChangeError, from_json
+from checkpoint.identity import ANONYMOUS, basic_username
+from checkpoint.registry import RegistryError
+from checkpoint.store import STATES, NotFound
+from checkpoint.views.api import API_KINDS, _cursor, _make_cursor
+from checkpoint.workflow import TITLE_MAX, Workflow, WorkflowError
+
+bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
+PAGE = 25
+
+
+def workflow() -> Workflow:
+    return current_app.extensions["checkpoint.workflow"]
+
+
+def current_user() -> str:
+    return basic_username(request.headers.get("Authorization", "")) or session.get("user") or ANONYMOUS
+
+
+@bp.app_template_global()
+def target_label(target: str) -> str:
+    """``stage:Production`` → ``Production``; ``alias:champion`` → ``@champion``..."""
+    kind, _, value = target.partition(":")
+    return {"stage": value, "alias": f"@{value}", "model": f"into {value}", "tag": f"tag {value}",
+            "rename": f"rename to {value}"}.get(kind, target)  # fmt: skip
+
+
+@bp.app_template_global()
+def request_headline(item) -> str:
+    """``fraud-detector v7 → Production (replaces v5)``."""
+    version = f" v{item.version}" if item.version else ""
+    head = f"{item.model_name}{version} → {target_label(item.target)}"
+    if item.champion and item.champion.get("version"):
+        champion = item.champion
+        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
+        head += f" (replaces {where}v{champion['version']})"
+    elif item.target.startswith(("stage:", "alias:", "model:")):
+        head += " (first promotion)"
+    return head
+
+
+@bp.app_template_global()
+def mlflow_version_url(name: str, version: str) -> str:
+    from urllib.parse import quote
+
+    return f"/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+@bp.context_processor
+def _user():
+    return {"user": current_user(), "auth_mode": "none"}
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("ui.requests_list"))
+
+
+@bp.get("/requests")
+def requests_list():
+    args = request.args
+    state = args.get("state", "open")
+    if state not in ("all", *STATES):
+        abort(400, f"state must be all or one of {', '.join(STATES)}")
+    filters = {"model": args.get("model") or None, "target": args.get("target") or None,
+               "author": args.get("author") or None, "search": args.get("q") or None}  # fmt: skip
+    items, last = workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
+                                        limit=PAGE, **filters)  # fmt: skip
+    query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
+                               "author": filters["author"], "q": filters["search"]}.items() if v}  # fmt: skip
+    next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
+    return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
+                           required=workflow().policy.required_approvals, first_page=not args.get("cursor"))  # fmt: skip
+
+
+def _decode_change(token: str) -> dict:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(data, dict) or data.get("kind") not in API_KINDS:
+            raise ValueError("not a change")
+        change = from_json(data)
+    except (ValueError, TypeError, binascii.Error, ChangeError) as exc:
+        abort(400, f"the change in this link is not readable ({exc}); go back to MLflow and try again")
+    return change.to_json()
+
+
+@bp.get("/requests/new")
+def new_request():
+    """The form a governed UI action lands on, pre-filled with that action."""
+    token = request.args.get("change", "")
+    if not token:
+        abort(400, "no change given: open this form from MLflow, or use the API")
+    change = from_json(_decode_change(token))
+    return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
+                           errors={})  # fmt: skip
+
+
+@bp.post("/requests/new")
+def create_request():
+    token = request.form.get("change", "")
+    change = from_json(_decode_change(token))
+    title, description = request.form.get("title", ""), request.form.get("description", "")
+    errors = {}
+    if not title.strip():
+        errors["title"] = "Give the request a title."
+    elif len(title) > TITLE_MAX:
+        errors["title"] = f"At most {TITLE_MAX} characters ({len(title)} now)."
+    if "\x00" in description:
+        errors["description"] = "The description contains a NUL character."
+    if not errors:
+        try:
+            item, created = workflow().open(change, current_user(), title, description)
+        except WorkflowError as exc:
+            errors["form"] = exc.message
+        except RegistryError as exc:
+            errors["form"] = f"MLflow: {exc.message}"
+        else:
+            if not created:
+                flash(f"You already have request #{item.id} open for this change.")
+            return redirect(url_for("ui.request_detail", request_id=item.id), 303)
+    return render_template("ui/new.html", token=token, change=change, title=title, description=description,
+                           errors=errors), 400  # fmt: skip
+
+
+@bp.get("/requests/<int:request_id>")
+def request_detail(request_id: int):
+    try:
+        item = workflow().store.get(request_id)
+    except NotFound:
+        abort(404, f"promote request #{request_id} does not exist")
+    diff, diff_error = _diff_for(item)
+    user = current_user()
+    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error,
+                           required=workflow().policy.required_approvals,
+                           may_review=item.state == "open" and workflow().policy.may_review(user, item.author) is None,
+                           review_refusal=workflow().policy.may_review(user, item.author),
+                           is_author=user == item.author)  # fmt: skip
+
+
+def _diff_for(item):
+    """The challenger-vs-champion diff, computed from MLflow now (None when it cannot be)."""
+    compute = current_app.extensions.get("checkpoint.diff")
+    if compute is None or not item.challenger:
+        return None, None
+    try:
+        return compute(item), None
+    except RegistryError as exc:
+        return None, f"MLflow could not be read for the diff: {exc.message}"
+
+
+def _act(request_id: int, action) -> object:
+    try:
+        action()
+    except WorkflowError as exc:
+        flash(exc.message, "error")
+    except NotFound:
+        abort(404, f"promote request #{request_id} does not exist")
+    except RegistryError as exc:
+        flash(f"MLflow: {exc.message}", "error")
+    return redirect(url_for("ui.request_detail", request_id=request_id), 303)
+
+
+@bp.post("/requests/<int:request_id>/review")
+def review(request_id: int):
+    verdict = request.form.get("verdict", "")
+    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, request.form.get("comment", "")))
+
+
+@bp.post("/requests/<int:request_id>/comment")
+def comment(request_id: int):
+    return _act(request_id, lambda: workflow().comment(request_id, current_user(), request.form.get("body", "")))
+
+
+@bp.post("/requests/<int:request_id>/edit")
+def edit(request_id: int):
+    form = request.form
+    return _act(request_id, lambda: workflow().edit(request_id, current_user(), form.get("title"), form.get("description")))
+
+
+@bp.post("/requests/<int:request_id>/withdraw")
+def withdraw(request_id: int):
+    return _act(request_id, lambda: workflow().withdraw(request_id, current_user()))
+
+
+@bp.post("/requests/<int:request_id>/retry")
+def retry(request_id: int):
+    return _act(request_id, lambda: workflow().retry(request_id, current_user()))
+
+
+@bp.get("/models/<path:name>/history")
+def model_history(name: str):
+    """Every promotion applied to a model: what held which stage or alias, from when to when."""
+    entries = history.for_model(workflow().store, name)
+    return render_template("ui/history.html", name=name, entries=entries)
+
+
+@bp.route("/whoami", methods=["GET", "POST"])
+def whoami():
+    """No authentication configured: a visitor says who they are (kept in a signed cookie)."""
+    if request.method == "POST":
+        name = request.form.get("name", "").strip()
+        if not name or len(name) > 64 or any(ch in name for ch in "\x00\r\n"):
+            flash("A name is 1 to 64 characters on one line.", "error")
+        else:
+            session["user"] = name
+        target = request.form.get("next", "")
+        return redirect(target if target.startswith("/checkpoint/") else url_for("ui.requests_list"), 303)
+    return render_template("ui/whoami.html", next=request.args.get("next", ""))
