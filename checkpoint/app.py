@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
-from checkpoint import db, governance
+from checkpoint import db, governance, identity
 from checkpoint.errors import register_error_handlers, render_upstream_error
 from checkpoint.policy import Policy
 from checkpoint.proxy import Proxy
@@ -74,7 +75,12 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         token=settings.registry_token,
         timeout=min(settings.upstream_read_timeout, 60.0),
     )
-    workflow = Workflow(Store(sessions), registry, governance.load(), Policy.from_env())
+    auth = identity.from_env(settings.registry_url)
+    app.extensions["checkpoint.auth"] = auth
+    right = None
+    if auth.mode == "mlflow":
+        right = lambda user, model: registry.can_manage(user.name, model)  # noqa: E731 - a one-line adapter
+    workflow = Workflow(Store(sessions), registry, governance.load(), Policy.from_env(), review_right=right)
     app.extensions["checkpoint.workflow"] = workflow
 
     proxy = Proxy(
@@ -100,8 +106,26 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)
-    app.wsgi_app = Gateway(app.wsgi_app, proxy, workflow, settings.public_url)  # type: ignore[method-assign]
+    app.before_request(_resolve_user)
+    app.wsgi_app = Gateway(app.wsgi_app, proxy, workflow, settings.public_url, auth)  # type: ignore[method-assign]
     return app
+
+
+_PUBLIC_ENDPOINTS = ("ops.healthz", "ops.readyz", "static")
+
+
+def _resolve_user():
+    """Every call to Checkpoint's own pages and API resolves its caller first (``g.user``)."""
+    auth = current_app.extensions["checkpoint.auth"]
+    try:
+        g.user = auth.user(request.environ, session.get("user"))
+    except identity.Unauthenticated as exc:
+        if request.endpoint in _PUBLIC_ENDPOINTS:
+            g.user = identity.User(identity.ANONYMOUS)
+            return None
+        body = json.dumps({"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"})
+        return Response(body, status=401, mimetype="application/json", headers=list(exc.headers))
+    return None
 
 
 # Checkpoint's own pages load nothing from elsewhere and run no inline script.

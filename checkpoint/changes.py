@@ -26,6 +26,7 @@ class ChangeError(ValueError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that is a prompt with it
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+?)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 
 
@@ -349,7 +350,13 @@ class SetTag(Change):
         return f"setting tag '{self.key}' of {self._subject()} to '{self.value}'"
 
     def governed(self, gov, registry):
-        return f"tag '{self.key}' is protected" if gov.tag_protected(self.key) else None
+        if gov.tag_protected(self.key):
+            return f"tag '{self.key}' is protected"
+        if self.version_ is None and self.key == PROMPT_TAG:
+            # Prompts skip review (Workflow.governed): marking a model as one would let its
+            # champion move unreviewed. Tag edits on a model that already is a prompt pass there.
+            return f"tag '{self.key}' decides whether '{self.name}' is a prompt (prompts are not reviewed)"
+        return None
 
     def _tags(self, registry) -> dict:
         if self.version_:

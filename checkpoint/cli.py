@@ -32,12 +32,13 @@ def main() -> None:
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
     from checkpoint.governance import GovernanceError
+    from checkpoint.identity import IdentityError
     from checkpoint.policy import PolicyError
     from checkpoint.serving import serve as run
 
     try:
         run(_settings(), host, port, workers, threads)
-    except (GovernanceError, PolicyError) as exc:
+    except (GovernanceError, PolicyError, IdentityError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -329,6 +329,8 @@ def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
             warnings.simplefilter("ignore", FutureWarning)
             # Classifier labels are integers by nature; the hint is about missing values we never have.
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            # MLflow's own use of pandas APIs that pandas 4 deprecates: nothing the demo can act on.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
             yield
     finally:
         logger.setLevel(saved_level)

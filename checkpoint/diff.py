@@ -312,7 +312,7 @@ def diff_tags(old: Mapping[str, str], new: Mapping[str, str], limit: int = DISPL
 
 def direction_matcher(patterns: Iterable[str]) -> re.Pattern[str]:
     """One compiled, case-insensitive regex for the lower-is-better name patterns (fnmatch style)."""
-    parts = [fnmatch.translate(p.lower()) for p in patterns]
+    parts = [fnmatch.translate(p.lower()) for p in ((patterns,) if isinstance(patterns, str) else patterns)]
     return re.compile("|".join(parts) if parts else r"(?!)", re.IGNORECASE)
 
 

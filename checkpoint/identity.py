@@ -1,13 +1,58 @@
-"""Who is calling. Without an identity provider configured, names are *claimed*, not
-verified: the MLflow client's Basic-auth username (``MLFLOW_TRACKING_USERNAME``), or the
-name a visitor picked in the browser; otherwise ``anonymous``."""
+"""Who is calling, in one of three modes (``CHECKPOINT_AUTH``):
+
+* ``mlflow`` — MLflow runs its basic-auth app. The caller's ``Authorization`` header is
+  checked with MLflow (``GET /api/2.0/mlflow/users/current``); answers are cached briefly
+  by a hash of the header, never the password itself.
+* ``header`` — behind an SSO proxy (oauth2-proxy and the like): user, email and groups come
+  from configured headers, trusted only from ``CHECKPOINT_TRUSTED_PROXIES``; from anywhere
+  else they are ignored, and they are stripped before a call is forwarded to MLflow.
+* ``none`` — the demo's default: names are claimed, not verified (the MLflow client's
+  Basic-auth username, or the name a visitor picked in the browser).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import ipaddress
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import urllib3
 
 ANONYMOUS = "anonymous"
+MODES = ("none", "header", "mlflow")
+
+
+class IdentityError(ValueError):
+    """The identity configuration is invalid."""
+
+
+class Unauthenticated(Exception):
+    """The caller must (re-)authenticate: answered 401 with ``headers``."""
+
+    def __init__(self, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    email: str | None = None
+    groups: frozenset[str] = field(default_factory=frozenset)
+    is_admin: bool = False
+    verified: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        return self.name == ANONYMOUS
 
 
 def basic_username(header: str) -> str | None:
@@ -24,5 +69,154 @@ def basic_username(header: str) -> str | None:
 
 
 def user_from_environ(environ: dict, cookie_user: str | None = None) -> str:
-    """The caller's name for a WSGI request."""
+    """The claimed name in ``none`` mode (kept for callers that only need a name)."""
     return basic_username(environ.get("HTTP_AUTHORIZATION", "")) or cookie_user or ANONYMOUS
+
+
+class NoAuth:
+    """Claimed names; nothing is verified. Every page says so."""
+
+    mode = "none"
+    forwarded_drop: frozenset[str] = frozenset()
+
+    def __init__(self, admins: frozenset[str] = frozenset()) -> None:
+        self.admins = admins
+
+    def user(self, environ: dict, session_user: str | None = None) -> User:
+        name = user_from_environ(environ, session_user)
+        return User(name, is_admin=name in self.admins)
+
+
+class HeaderAuth:
+    """Identity asserted by a trusted SSO proxy in request headers."""
+
+    mode = "header"
+
+    def __init__(
+        self, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], user_header: str, email_header: str,
+        groups_header: str, admins: frozenset[str], admin_groups: frozenset[str],
+    ) -> None:  # fmt: skip
+        self.trusted = trusted
+        self.keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in (user_header, email_header, groups_header))
+        self.forwarded_drop = frozenset(self.keys)
+        self.admins = admins
+        self.admin_groups = admin_groups
+
+    def trusts(self, environ: dict) -> bool:
+        try:
+            peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            return False
+        return any(peer in network for network in self.trusted)
+
+    def user(self, environ: dict, session_user: str | None = None) -> User:
+        user_key, email_key, groups_key = self.keys
+        name = environ.get(user_key, "").strip()
+        if not name or not self.trusts(environ):
+            return User(ANONYMOUS)
+        groups = frozenset(g.strip() for g in environ.get(groups_key, "").split(",") if g.strip())
+        is_admin = name in self.admins or bool(groups & self.admin_groups)
+        return User(name, environ.get(email_key) or None, groups, is_admin, verified=True)
+
+
+class MlflowAuth:
+    """Identity verified by MLflow's basic-auth app, cached for ``ttl`` seconds."""
+
+    mode = "mlflow"
+    forwarded_drop: frozenset[str] = frozenset()
+    challenge = (("WWW-Authenticate", 'Basic realm="mlflow"'),)
+
+    def __init__(self, registry_url: str, ttl: float = 30.0, max_entries: int = 10_000) -> None:
+        self.url = registry_url.rstrip("/") + "/api/2.0/mlflow/users/current"
+        self.http = urllib3.PoolManager(maxsize=8, retries=False, timeout=urllib3.Timeout(connect=5, read=15))
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def user(self, environ: dict, session_user: str | None = None) -> User:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            raise Unauthenticated("sign in with your MLflow user name and password", self.challenge)
+        key = hashlib.sha256(header.encode()).hexdigest()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        user = self._verify(header)
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.ttl, user)
+        return user
+
+    def _verify(self, header: str) -> User:
+        try:
+            answer = self.http.request("GET", self.url, headers={"Authorization": header})
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unauthenticated(f"MLflow at {self.url} could not verify the caller: {exc}") from exc
+        if answer.status in (401, 403):
+            raise Unauthenticated("MLflow did not accept these credentials", self.challenge)
+        try:
+            data = json.loads(answer.data)["user"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unauthenticated(
+                f"MLflow's {self.url} answered {answer.status} without a user: is it running --app-name basic-auth?"
+            ) from exc
+        return User(data["username"], is_admin=bool(data.get("is_admin")), verified=True)
+
+
+Authenticator = NoAuth | HeaderAuth | MlflowAuth
+
+
+def _names(raw: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in raw.split(",") if item.strip())
+
+
+def from_env(registry_url: str, env: Mapping[str, str] | None = None) -> Authenticator:
+    """Build the configured authenticator, failing with the variable named."""
+    env = os.environ if env is None else env
+    mode = env.get("CHECKPOINT_AUTH", "none").strip().lower() or "none"
+    admins = _names(env.get("CHECKPOINT_ADMINS", ""))
+    if mode == "none":
+        return NoAuth(admins)
+    if mode == "mlflow":
+        return MlflowAuth(registry_url)
+    if mode == "header":
+        raw = env.get("CHECKPOINT_TRUSTED_PROXIES", "").strip()
+        if not raw:
+            raise IdentityError(
+                "CHECKPOINT_AUTH=header needs CHECKPOINT_TRUSTED_PROXIES: the addresses of your SSO proxy, "
+                "e.g. CHECKPOINT_TRUSTED_PROXIES=10.0.0.5/32,127.0.0.1/32"
+            )
+        try:
+            trusted = tuple(ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip())
+        except ValueError as exc:
+            raise IdentityError(f"CHECKPOINT_TRUSTED_PROXIES={raw!r}: {exc}; expected CIDRs like 10.0.0.0/24") from exc
+        return HeaderAuth(
+            trusted,
+            env.get("CHECKPOINT_USER_HEADER", "X-Forwarded-User"),
+            env.get("CHECKPOINT_EMAIL_HEADER", "X-Forwarded-Email"),
+            env.get("CHECKPOINT_GROUPS_HEADER", "X-Forwarded-Groups"),
+            admins,
+            _names(env.get("CHECKPOINT_ADMIN_GROUPS", "")),
+        )
+    raise IdentityError(f"CHECKPOINT_AUTH={mode!r} is not one of {', '.join(MODES)}")
+
+
+def check_bind(auth: Authenticator, host: str, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to serve without authentication on a non-loopback address unless asked to."""
+    env = os.environ if env is None else env
+    if auth.mode != "none":
+        return
+    allowed = env.get("CHECKPOINT_ALLOW_UNAUTHENTICATED", "").strip().lower() in ("1", "true", "yes")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allowed:
+        raise IdentityError(
+            f"refusing to serve on {host} with CHECKPOINT_AUTH=none: anyone who can reach it could approve "
+            "promotions. Choose CHECKPOINT_AUTH=mlflow or header, bind to 127.0.0.1, or set "
+            "CHECKPOINT_ALLOW_UNAUTHENTICATED=true if you really mean it"
+        )

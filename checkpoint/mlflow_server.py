@@ -75,7 +75,9 @@ class MlflowServer:
         if self.workers:
             command += ["--workers", str(self.workers)]
         command += self.extra_args
-        env = {**os.environ, "MLFLOW_HOME": str(self.root), **self.env}
+        # The job runner (a pool of huey consumers for MLflow's GenAI jobs) costs ~7 processes per
+        # server and plays no part in the registry: off unless a caller turns it back on.
+        env = {**os.environ, "MLFLOW_HOME": str(self.root), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         # Keep the client settings of whoever started us away from the server.
         env.pop("MLFLOW_TRACKING_URI", None)
         log = self.log_path.open("ab")

@@ -36,6 +36,8 @@ class RequestRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     apply_result: Mapped[str] = mapped_column(Text, default="")
+    named_reviewers: Mapped[list] = mapped_column(JSON, default=list)
+    rule_name: Mapped[str] = mapped_column(String(200), default="default")
 
     __table_args__ = (
         Index("ix_requests_state_id", "state", "id"),

@@ -1,16 +1,32 @@
 """Who may approve what, and how many approvals a request needs.
 
-For now one rule for every request: ``required_approvals`` approvals from people other
-than the author (``CHECKPOINT_REQUIRED_APPROVALS``, default 1; the author may approve
-only with ``CHECKPOINT_ALLOW_SELF_APPROVAL=true``). Per-model rules, reviewer groups and
-break-glass build on this.
+Rules live in the policy file (``CHECKPOINT_POLICY_FILE``, key ``rules``), each matched by
+model-name pattern × target pattern; the most specific match wins (the one whose patterns
+have the most literal characters; the first in the file on a tie). Without rules, one
+default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the author.
+
+    rules:
+      - name: fraud production
+        models: ["fraud-*"]
+        targets: ["stage:Production", "alias:champion"]
+        reviewers: [bob, dave]          # users
+        groups: [ml-leads]              # and/or groups (header mode)
+        required_approvals: all         # or a number
+        allow_self_approval: false
+        required_checks: []             # checks (next issue)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from checkpoint.identity import User
 
 
 class PolicyError(ValueError):
@@ -18,18 +34,104 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
-class Policy:
-    required_approvals: int = 1
+class Rule:
+    name: str = "default"
+    models: tuple[str, ...] = ("*",)
+    targets: tuple[str, ...] = ("*",)
+    reviewers: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    required_approvals: int | str = 1  # a number, or "all" (every listed reviewer)
     allow_self_approval: bool = False
+    required_checks: tuple[dict, ...] = ()
 
-    def may_review(self, user: str, author: str) -> str | None:
-        """Why ``user`` may not review a request by ``author``, or None."""
-        if user == author and not self.allow_self_approval:
-            return f"{user} opened this request and the policy does not allow approving your own request"
+    def matches(self, model: str, target: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(
+            fnmatch.fnmatchcase(target, p) for p in self.targets
+        )
+
+    def specificity(self, model: str, target: str) -> int:
+        def literal(patterns: tuple[str, ...], value: str) -> int:
+            hits = [p for p in patterns if fnmatch.fnmatchcase(value, p)]
+            return max((sum(ch not in "*?[]" for ch in p) for p in hits), default=0)
+
+        return literal(self.models, model) + literal(self.targets, target)
+
+    @property
+    def restricted(self) -> bool:
+        """True when only listed users/groups may review."""
+        return bool(self.reviewers or self.groups)
+
+    def describe(self) -> str:
+        who = ", ".join([*self.reviewers, *(f"group {g}" for g in self.groups)]) or "anyone allowed to review"
+        need = "all listed reviewers" if self.required_approvals == "all" else f"{self.required_approvals} approval(s)"
+        own = "" if self.allow_self_approval else "; not the author"
+        return f"{self.name}: {need} from {who}{own}"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a request stands against its rule: shown as "2 of 3 approvals"."""
+
+    count: int
+    required: int
+    approvers: tuple[str, ...]
+    awaited: tuple[str, ...]
+
+    @property
+    def met(self) -> bool:
+        return self.count >= self.required and not self.awaited_required
+
+    awaited_required: tuple[str, ...] = ()
+
+
+# Extra approval right on top of a rule that lists nobody (``mlflow`` mode: MANAGE on the model).
+RightCheck = Callable[[User, str], bool]
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    default: Rule = Rule()
+
+    @property
+    def required_approvals(self) -> int:
+        """The default rule's number (for places that show one number)."""
+        return self.default.required_approvals if isinstance(self.default.required_approvals, int) else 1
+
+    def rule_for(self, model: str, target: str) -> Rule:
+        candidates = [(r.specificity(model, target), -i, r) for i, r in enumerate(self.rules) if r.matches(model, target)]
+        return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
+
+    def may_review(self, user: User | str, author: str, model: str = "", target: str = "",
+                   named: tuple[str, ...] = (), right: RightCheck | None = None) -> str | None:  # fmt: skip
+        """Why ``user`` may not review this request, or None when they may."""
+        user = user if isinstance(user, User) else User(user)
+        rule = self.rule_for(model, target)
+        if user.anonymous:
+            return "sign in (or pick a name) to review"
+        if user.name == author and not rule.allow_self_approval:
+            return f"{user.name} opened this request and rule '{rule.name}' does not allow approving your own request"
+        if user.name in named or user.name in rule.reviewers or user.groups & set(rule.groups):
+            return None
+        if rule.restricted:
+            return f"{user.name} is not a reviewer under rule '{rule.name}' ({rule.describe()})"
+        if right is not None and not user.is_admin and not right(user, model):
+            return f"{user.name} may not review requests for '{model}' (needs MANAGE on the model in MLflow)"
         return None
 
-    def satisfied(self, approvers: set[str]) -> bool:
-        return len(approvers) >= self.required_approvals
+    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = ()) -> Status:
+        rule = self.rule_for(model, target)
+        if rule.required_approvals == "all":
+            everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
+            missing = tuple(u for u in everyone if u not in approvers)
+            return Status(len(approvers), max(len(everyone), 1), tuple(sorted(approvers)), missing, missing)
+        awaited = tuple(u for u in named if u not in approvers)
+        return Status(len(approvers), int(rule.required_approvals), tuple(sorted(approvers)), awaited)
+
+    def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = ()) -> bool:
+        return self.status(model, target, approvers, named).met
+
+    # -- loading ---------------------------------------------------------------------
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
@@ -40,4 +142,61 @@ class Policy:
         flag = env.get("CHECKPOINT_ALLOW_SELF_APPROVAL", "false").strip().lower()
         if flag not in ("true", "false", "1", "0", "yes", "no"):
             raise PolicyError(f"CHECKPOINT_ALLOW_SELF_APPROVAL={flag!r}: expected true or false")
-        return cls(required_approvals=int(raw), allow_self_approval=flag in ("true", "1", "yes"))
+        default = Rule(required_approvals=int(raw), allow_self_approval=flag in ("true", "1", "yes"))
+        path = env.get("CHECKPOINT_POLICY_FILE") or None
+        rules: tuple[Rule, ...] = ()
+        if path and Path(path).is_file():
+            data = yaml.safe_load(Path(path).read_text()) or {}
+            if isinstance(data, dict) and data.get("rules") is not None:
+                rules = tuple(_rule(i, item) for i, item in enumerate(_list(data["rules"], "rules")))
+        return cls(rules=rules, default=default)
+
+
+def _list(value, key: str) -> list:
+    if not isinstance(value, list):
+        raise PolicyError(f"{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _strings(item: dict, key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = item.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise PolicyError(f"{where}.{key}: expected a list of non-empty strings, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+_RULE_KEYS = {"name", "models", "targets", "reviewers", "groups", "required_approvals", "allow_self_approval",
+              "required_checks"}  # fmt: skip
+
+
+def _rule(index: int, item) -> Rule:
+    where = f"rules[{index}]"
+    if not isinstance(item, dict):
+        raise PolicyError(f"{where}: expected a mapping with models, targets, reviewers...")
+    unknown = set(item) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_RULE_KEYS))}")
+    required = item.get("required_approvals", 1)
+    if required != "all" and (not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 20):
+        raise PolicyError(f"{where}.required_approvals: expected a number from 1 to 20 or 'all', got {required!r}")
+    reviewers = _strings(item, "reviewers", where, ())
+    if required == "all" and not reviewers:
+        raise PolicyError(f"{where}.required_approvals: 'all' needs a reviewers list")
+    if isinstance(required, int) and reviewers and not item.get("groups") and required > len(reviewers):
+        raise PolicyError(f"{where}.required_approvals: {required} approvals but only {len(reviewers)} reviewers listed")
+    self_ok = item.get("allow_self_approval", False)
+    if not isinstance(self_ok, bool):
+        raise PolicyError(f"{where}.allow_self_approval: expected true or false, got {self_ok!r}")
+    checks = item.get("required_checks", [])
+    if not isinstance(checks, list):
+        raise PolicyError(f"{where}.required_checks: expected a list")
+    return Rule(
+        name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
+        targets=_strings(item, "targets", where, ("*",)), reviewers=reviewers,
+        groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
+        required_checks=tuple(checks),
+    )  # fmt: skip

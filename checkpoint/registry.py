@@ -120,7 +120,11 @@ class Registry:
     # -- transport -----------------------------------------------------------------
 
     def call(self, method: str, endpoint: str, body: Mapping | None = None, query: Mapping | None = None) -> dict:
-        url = f"{self.base}{API}/{endpoint}"
+        return self._call_path(method, f"{API}/{endpoint}", query, body)
+
+    def _call_path(self, method: str, path: str, query: Mapping | None = None, body: Mapping | None = None) -> dict:
+        endpoint = path
+        url = f"{self.base}{path}"
         if query:
             url += "?" + urlencode(query)
         try:
@@ -191,6 +195,24 @@ class Registry:
             raise
         return max(versions, key=lambda v: int(v.version), default=None)
 
+    def can_manage(self, username: str, model: str) -> bool:
+        """Whether MLflow's basic-auth app grants ``username`` MANAGE on ``model`` (asked with
+        Checkpoint's own admin account): the default right to review its promotions."""
+        try:
+            data = self.call_v3(
+                "GET", "users/permissions/get",
+                query={"username": username, "resource_type": "registered_model", "resource_id": model},
+            )  # fmt: skip
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+        return str(data.get("permission", "")).upper() == "MANAGE"
+
+    def call_v3(self, method: str, endpoint: str, query: Mapping | None = None) -> dict:
+        """The few routes MLflow serves only under ``/api/3.0``."""
+        return self._call_path(method, f"/api/3.0/mlflow/{endpoint}", query)
+
     # -- writes --------------------------------------------------------------------
 
     def transition_stage(self, name: str, version: str, stage: str, archive_existing: bool) -> Version:
@@ -244,6 +266,7 @@ class Registry:
         if not run_ids:
             return out
         try:
+            # Pairs, not a dict: urlencode must repeat run_ids once per run.
             query = [("run_ids", r) for r in run_ids] + [("metric_key", key), ("max_results", max_points)]
             metrics = self.call("GET", "metrics/get-history-bulk-interval", query=query).get("metrics", ())
         except RegistryError as exc:

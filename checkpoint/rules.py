@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 
 class Action(Enum):
@@ -59,12 +59,21 @@ RULES: tuple[Rule, ...] = (
 
 _API = re.compile(r"^(?P<prefix>/.*?)?/(?P<api>api|ajax-api)/\d+\.\d+/(?:preview/)?mlflow/(?P<rest>.+)$")
 _MULTI_SLASH = re.compile(r"/{2,}")
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TABLE = {(r.method, r.path): r for r in RULES}
 
 
 def normalise(raw_path: str) -> str:
-    """The path MLflow would route: query dropped, decoded once, ``//`` collapsed."""
-    return _MULTI_SLASH.sub("/", unquote(raw_path.split("?", 1)[0]))
+    """The path MLflow would route: query and fragment dropped, decoded once, ``//`` collapsed.
+
+    The proxy forwards an absolute-form target (``http://host/api/...``) or one without a
+    leading ``/`` as the plain path, and urllib3 drops a ``#fragment``: each is matched as
+    the path MLflow receives, or it would slip past the rules.
+    """
+    target = raw_path.split("#", 1)[0].split("?", 1)[0]
+    if _ABSOLUTE.match(target):
+        target = urlsplit(target).path
+    return _MULTI_SLASH.sub("/", "/" + unquote(target))
 
 
 def _api_match(raw_path: str) -> re.Match | None:

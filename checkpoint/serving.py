@@ -12,7 +12,7 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
-from checkpoint import db, governance
+from checkpoint import db, governance, identity
 from checkpoint.policy import Policy
 from checkpoint.settings import Settings
 
@@ -62,6 +62,7 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None, 
     settings = settings.with_secret()
     governance.load()  # fail in the master, with the key named, not in every worker
     Policy.from_env()
+    identity.check_bind(identity.from_env(settings.registry_url), host)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     engine.dispose()

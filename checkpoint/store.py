@@ -29,8 +29,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# Ids are INTEGER columns (32-bit on PostgreSQL). An id from a URL or a cursor outside
+# 1..MAX_ID names no request; sent to the database it would fail (out of range on
+# PostgreSQL, OverflowError in SQLite's driver) and answer 500 instead of 404.
+MAX_ID = 2**31 - 1
+
+
 class NotFound(LookupError):
     pass
+
+
+def _check_id(request_id: int) -> None:
+    if not 1 <= request_id <= MAX_ID:
+        raise NotFound(f"promote request #{request_id} does not exist")
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class PromoteRequest:
     updated_at: datetime
     applied_at: datetime | None
     apply_result: str
+    named_reviewers: tuple[str, ...] = ()
+    rule_name: str = "default"
     reviews: tuple[Review, ...] = field(default=())
     comments: tuple[Comment, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())
@@ -102,7 +115,7 @@ def _request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequ
         change=row.change, title=row.title, description=row.description, author=row.author, state=row.state,
         state_reason=row.state_reason, challenger=row.challenger, champion=row.champion,
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), applied_at=_aware(row.applied_at),
-        apply_result=row.apply_result,
+        apply_result=row.apply_result, named_reviewers=tuple(row.named_reviewers or ()), rule_name=row.rule_name,
         reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, _aware(r.created_at), _aware(r.dismissed_at),
                              r.dismissed_reason) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, _aware(c.created_at)) for c in comments),
@@ -148,6 +161,7 @@ class Store:
         data: dict | None = None, reason: str | None = None, **updates,
     ) -> bool:  # fmt: skip
         """Move a request between states if (and only if) it is in one of ``from_states``."""
+        _check_id(request_id)
         stamp = now()
         values = {"state": to_state, "updated_at": stamp, **updates}
         if reason is not None:
@@ -242,7 +256,7 @@ class Store:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(or_(RequestRow.title.ilike(f"%{escaped}%", escape="\\")))
         if before is not None:
-            query = query.where(RequestRow.id < before)
+            query = query.where(RequestRow.id < min(before, MAX_ID + 1))
         query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
             rows = list(session.scalars(query))
@@ -269,6 +283,7 @@ class Store:
 
     @staticmethod
     def _row(session: Session, request_id: int, lock: bool = False) -> RequestRow:
+        _check_id(request_id)
         query = select(RequestRow).where(RequestRow.id == request_id)
         if lock:
             query = query.with_for_update()

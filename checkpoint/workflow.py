@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from checkpoint import changes
 from checkpoint.changes import Change
 from checkpoint.governance import Governance
-from checkpoint.policy import Policy
+from checkpoint.identity import User
+from checkpoint.policy import Policy, RightCheck, Status
 from checkpoint.registry import Registry, RegistryError, Version
 from checkpoint.store import (
     APPLIED,
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 TITLE_MAX = 300
 DESCRIPTION_MAX = 65536
 COMMENT_MAX = 65536
+# The widths of the request's text columns (models.py). PostgreSQL refuses a longer value
+# or a NUL character with an error deep in the store (a 500, and a 500 to the MLflow client
+# means minutes of retries); SQLite would store it. Checked up front: a 400 on both.
+USER_MAX, NAME_MAX, TARGET_MAX, VERSION_MAX = 256, 512, 600, 64
 
 
 class WorkflowError(Exception):
@@ -53,12 +58,25 @@ def _identity(snapshot: dict | None) -> tuple | None:
     return (snapshot["name"], snapshot["version"], snapshot["run_id"], snapshot["source"]) if snapshot else None
 
 
+def _user(user: User | str) -> User:
+    return user if isinstance(user, User) else User(user)
+
+
+def _actor(user: User | str) -> User:
+    """The caller of an operation that records their name (author, reviewer, commenter)."""
+    user = _user(user)
+    _check_text("user name", user.name, USER_MAX, required=True)
+    return user
+
+
 @dataclass
 class Workflow:
     store: Store
     registry: Registry
     governance: Governance
     policy: Policy
+    # In ``mlflow`` identity mode: may this user approve for this model (MANAGE in MLflow)?
+    review_right: RightCheck | None = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -74,8 +92,27 @@ class Workflow:
                     raise
         return reason
 
-    def open(self, change: Change, author: str, title: str = "", description: str = "") -> tuple[PromoteRequest, bool]:
-        """Open a request for ``change`` (or return the open one this author has for it)."""
+    def open(self, change: Change, author: User | str, title: str = "", description: str = "",
+             reviewers: tuple[str, ...] = ()) -> tuple[PromoteRequest, bool]:  # fmt: skip
+        """Open a request for ``change`` (or return the open one this author has for it).
+
+        ``reviewers`` names people the author asks; under a rule that lists its reviewers
+        they must be among them.
+        """
+        author = _actor(author).name
+        _check_text("model name", change.model_name, NAME_MAX, required=True)
+        _check_text("target", change.target(), TARGET_MAX, required=True)
+        _check_text("version", change.version or "", VERSION_MAX)
+        rule = self.policy.rule_for(change.model_name, change.target())
+        reviewers = tuple(dict.fromkeys(r.strip() for r in reviewers if r and r.strip()))
+        if rule.reviewers and not rule.groups:
+            outside = [r for r in reviewers if r not in rule.reviewers]
+            if outside:
+                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
+                                    f"{', '.join(outside)} may not review under rule '{rule.name}' "
+                                    f"(reviewers: {', '.join(rule.reviewers)})")  # fmt: skip
+        if author in reviewers:
+            raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "you cannot name yourself as a reviewer")
         title = (title or "").strip() or change.title()
         _check_text("title", title, TITLE_MAX, required=True)
         _check_text("description", description or "", DESCRIPTION_MAX)
@@ -97,6 +134,8 @@ class Workflow:
             description=description or "",
             challenger=challenger or {},
             champion=champion,
+            named_reviewers=list(reviewers),
+            rule_name=rule.name,
         )
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
@@ -104,7 +143,8 @@ class Workflow:
 
     # -- the author's edits ----------------------------------------------------------
 
-    def edit(self, request_id: int, user: str, title: str | None, description: str | None) -> PromoteRequest:
+    def edit(self, request_id: int, user: User | str, title: str | None, description: str | None) -> PromoteRequest:
+        user = _user(user).name
         request = self.store.get(request_id)
         if user != request.author:
             raise WorkflowError(403, "PERMISSION_DENIED", f"only the author ({request.author}) may edit this request")
@@ -121,7 +161,8 @@ class Workflow:
             self.store.update_fields(request_id, actor=user, event="edited", data={"fields": sorted(values)}, **values)
         return self.store.get(request_id)
 
-    def withdraw(self, request_id: int, user: str) -> PromoteRequest:
+    def withdraw(self, request_id: int, user: User | str) -> PromoteRequest:
+        user = _user(user).name
         request = self.store.get(request_id)
         if user != request.author:
             raise WorkflowError(403, "PERMISSION_DENIED", f"only the author ({request.author}) may withdraw this request")
@@ -129,45 +170,68 @@ class Workflow:
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.store.get(request_id)
 
-    def comment(self, request_id: int, user: str, body: str) -> PromoteRequest:
+    def comment(self, request_id: int, user: User | str, body: str) -> PromoteRequest:
         _check_text("body", body.strip(), COMMENT_MAX, required=True)
-        self.store.add_comment(request_id, user, body)
+        self.store.add_comment(request_id, _actor(user).name, body)
         return self.store.get(request_id)
 
     # -- reviews ---------------------------------------------------------------------
 
-    def review(self, request_id: int, user: str, verdict: str, comment: str = "") -> PromoteRequest:
+    def review(self, request_id: int, user: User | str, verdict: str, comment: str = "") -> PromoteRequest:
         """Approve or reject; the approval that meets the policy applies the change."""
         if verdict not in ("approve", "reject"):
             raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
         _check_text("comment", comment, COMMENT_MAX)
+        user = _actor(user)
         request = self.store.get(request_id)
-        refusal = self.policy.may_review(user, request.author)
+        refusal = self.refusal(user, request)
         if refusal:
             raise WorkflowError(403, "PERMISSION_DENIED", refusal)
-        if not self.store.add_review(request_id, user, verdict, comment, states=(OPEN,)):
+        if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,)):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
         if verdict == "reject":
-            self.store.transition(request_id, (OPEN,), REJECTED, actor=user, event="rejected",
-                                  reason=f"rejected by {user}")  # fmt: skip
+            self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event="rejected",
+                                  reason=f"rejected by {user.name}")  # fmt: skip
             return self.store.get(request_id)
-        request = self.store.get(request_id)
-        if self.policy.satisfied({r.reviewer for r in request.approvals}):
-            if self.store.transition(request_id, (OPEN,), APPROVED, actor=user, event="approved",
+        if self.status(self.store.get(request_id)).met:
+            if self.store.transition(request_id, (OPEN,), APPROVED, actor=user.name, event="approved",
                                      reason="approvals meet the policy"):  # fmt: skip
-                return self.apply(request_id, actor=user)
+                return self.apply(request_id, actor=user.name)
         return self.store.get(request_id)
 
-    def retry(self, request_id: int, user: str) -> PromoteRequest:
+    def refusal(self, user: User | str, request: PromoteRequest) -> str | None:
+        """Why ``user`` may not review ``request`` now, or None."""
+        return self.policy.may_review(_user(user), request.author, request.model_name, request.target,
+                                      request.named_reviewers, self.review_right)  # fmt: skip
+
+    def status(self, request: PromoteRequest) -> Status:
+        """"2 of 3 approvals", and who is still awaited."""
+        approvers = {r.reviewer for r in request.approvals}
+        return self.policy.status(request.model_name, request.target, approvers, request.named_reviewers)
+
+    def break_glass(self, request_id: int, user: User | str, reason: str) -> PromoteRequest:
+        """An admin applies a request now, without meeting the rule; loudly recorded."""
+        user = _actor(user)
+        if not user.is_admin:
+            raise WorkflowError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: break-glass is for admins only")
+        _check_text("reason", reason, COMMENT_MAX, required=True)
+        if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event="break_glass",
+                                     data={"reason": reason, "break_glass": True},
+                                     reason=f"BREAK-GLASS by {user.name}: {reason}"):  # fmt: skip
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
+        return self.apply(request_id, actor=user.name, forced=True)
+
+    def retry(self, request_id: int, user: User | str) -> PromoteRequest:
         """Try a failed apply again."""
+        user = _actor(user).name
         if not self.store.transition(request_id, (FAILED,), APPROVED, actor=user, event="retried"):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not failed")
         return self.apply(request_id, actor=user)
 
     # -- apply -----------------------------------------------------------------------
 
-    def apply(self, request_id: int, actor: str) -> PromoteRequest:
-        """Apply an approved request exactly once."""
+    def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
+        """Apply an approved request exactly once (``forced``: break-glass, no stale check)."""
         if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event="applying"):
             return self.store.get(request_id)  # somebody else claimed it
         request = self.store.get(request_id)
@@ -180,7 +244,7 @@ class Workflow:
                                       applied_at=now(), reason="already true")  # fmt: skip
                 return self.store.get(request_id)
             challenger, champion = self._snapshots(change)
-            moved = self._moved(request, challenger, champion)
+            moved = None if forced else self._moved(request, challenger, champion)
             if moved:
                 self.store.dismiss_reviews(request_id, moved, actor)
                 self.store.update_fields(request_id, actor=actor, event="snapshots_refreshed",

@@ -11,11 +11,11 @@ import binascii
 from importlib import resources
 
 import yaml
-from flask import Blueprint, current_app, jsonify, request, session
+from flask import Blueprint, current_app, g, jsonify, request
 
 from checkpoint.changes import KINDS, ChangeError, from_body
 from checkpoint.errors import CheckpointError
-from checkpoint.identity import user_from_environ
+from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.store import STATES, NotFound, PromoteRequest
 from checkpoint.workflow import Workflow, WorkflowError
@@ -36,8 +36,9 @@ def public_base() -> str:
     return (configured or request.host_url).rstrip("/")
 
 
-def current_user() -> str:
-    return user_from_environ(request.environ, session.get("user"))
+def current_user() -> User:
+    """The caller, resolved before every request (see ``app._resolve_user``)."""
+    return g.user
 
 
 @bp.before_request
@@ -67,7 +68,8 @@ def _text(data: dict, key: str, default: str | None = None) -> str | None:
 
 def request_json(item: PromoteRequest, full: bool = False) -> dict:
     """The API's view of a request (the same data the pages show)."""
-    policy = workflow().policy
+    status = workflow().status(item)
+    rule = workflow().policy.rule_for(item.model_name, item.target)
     out = {
         "id": item.id,
         "url": f"{public_base()}/checkpoint/requests/{item.id}",
@@ -84,7 +86,10 @@ def request_json(item: PromoteRequest, full: bool = False) -> dict:
         "state_reason": item.state_reason,
         "challenger": item.challenger or None,
         "champion": item.champion,
-        "approvals": {"count": len({r.reviewer for r in item.approvals}), "required": policy.required_approvals},
+        "approvals": {"count": status.count, "required": status.required, "approvers": list(status.approvers),
+                      "awaited": list(status.awaited), "met": status.met},
+        "named_reviewers": list(item.named_reviewers),
+        "rule": {"name": rule.name, "description": rule.describe()},
         "created_at": item.created_at.isoformat(),
         "updated_at": item.updated_at.isoformat(),
         "applied_at": item.applied_at.isoformat() if item.applied_at else None,
@@ -152,8 +157,12 @@ def list_requests():
     if state and state not in STATES:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"state must be one of {', '.join(STATES)}")
     limit_raw = args.get("limit", "50")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
+    # isdigit() alone lets "²" through, which int() then refuses (a 500).
+    if not (limit_raw.isascii() and limit_raw.isdigit()) or not 1 <= int(limit_raw) <= 200:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "limit must be a whole number from 1 to 200")
+    for key in ("model", "target", "author", "q"):
+        if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
     items, last = workflow().store.list(
         state=state, model=args.get("model") or None, target=args.get("target") or None,
         author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
@@ -165,7 +174,10 @@ def list_requests():
 @bp.post("/requests")
 def create_request():
     """Open a request explicitly (pipelines): a change, a title, a description."""
-    data = _body({"change", "title", "description"})
+    data = _body({"change", "title", "description", "reviewers"})
+    reviewers = data.get("reviewers", [])
+    if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
     change_data = data.get("change")
     if not isinstance(change_data, dict):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
@@ -177,7 +189,7 @@ def create_request():
     except ChangeError as exc:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
     title, description = _text(data, "title", ""), _text(data, "description", "")
-    item, created = workflow().open(change, current_user(), title or "", description or "")
+    item, created = workflow().open(change, current_user(), title or "", description or "", tuple(reviewers))
     body = request_json(item, full=True)
     body["created"] = created
     return jsonify(body), 201 if created else 200
@@ -224,6 +236,16 @@ def retry_request(request_id: int):
     return jsonify(request_json(workflow().retry(request_id, current_user()), full=True))
 
 
+@bp.post("/requests/<int:request_id>/break-glass")
+def break_glass(request_id: int):
+    """An admin applies the request now, without the approvals; the reason is required."""
+    data = _body({"reason"})
+    reason = _text(data, "reason")
+    if not reason or not reason.strip():
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reason is required for break-glass")
+    return jsonify(request_json(workflow().break_glass(request_id, current_user(), reason), full=True))
+
+
 @bp.get("/summary")
 def summary():
     """What the panel inside MLflow shows: open counts, and the open requests of one model.
@@ -256,8 +278,10 @@ def which():
         holder = registry.alias_holder(model, alias)
         holders = [holder] if holder else []
     else:
-        from checkpoint.governance import canonical_stage
+        from checkpoint.governance import STAGES, canonical_stage
 
+        if canonical_stage(stage) not in STAGES:  # a typo must not read as "nobody holds it"
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
         holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
     return jsonify(model=model, stage=stage, alias=alias, versions=[v.version for v in holders],
                    version=holders[0].version if holders else None)  # fmt: skip

@@ -14,10 +14,11 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
 from checkpoint import rules
 from checkpoint.changes import Change, ChangeError, from_body, parse_body
-from checkpoint.identity import user_from_environ
+from checkpoint.identity import Authenticator, NoAuth, Unauthenticated
 from checkpoint.proxy import Proxy, public_origin
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.workflow import Workflow, WorkflowError
@@ -38,11 +39,15 @@ class Gateway:
     """Dispatch one WSGI call to Checkpoint's Flask app, the workflow, or the proxy."""
 
     def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow | None = None,
-                 public_url: str | None = None) -> None:  # fmt: skip
+                 public_url: str | None = None, auth: Authenticator | None = None) -> None:  # fmt: skip
         self.flask_wsgi = flask_wsgi
         self.proxy = proxy
         self.workflow = workflow
         self.public_url = public_url
+        self.auth = auth or NoAuth()
+        # Identity headers (header mode) never reach MLflow: from an untrusted peer they are
+        # spoofed, from the trusted proxy they are Checkpoint's business only.
+        self.drop = self.auth.forwarded_drop
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -53,8 +58,14 @@ class Gateway:
             return self.index(environ, start_response)
         rule = rules.match(method, environ.get("RAW_URI") or environ.get("REQUEST_URI") or path)
         if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
-            return self.proxy(environ, start_response)
+            return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)
+
+    def forward(self, environ: dict, start_response) -> Iterable[bytes]:
+        """To MLflow, without identity headers (header mode)."""
+        if self.drop and not self.drop.isdisjoint(environ):
+            environ = {k: v for k, v in environ.items() if k not in self.drop}
+        return self.proxy(environ, start_response)
 
     # -- MLflow's index page ---------------------------------------------------------
 
@@ -65,6 +76,7 @@ class Gateway:
         the rewritten page is not the one MLflow's ETag names.
         """
         environ = {k: v for k, v in environ.items() if k not in ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")}
+        environ = {k: v for k, v in environ.items() if k not in self.drop}
         return self.proxy.forward(environ, start_response, transform=_inject_panel)
 
     # -- governed routes -------------------------------------------------------------
@@ -72,7 +84,7 @@ class Gateway:
     def inspect(self, environ: dict, start_response, rule: rules.Rule) -> Iterable[bytes]:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.proxy.origin_allowed(environ, origin):
-            return self.proxy(environ, start_response)  # the proxy refuses it as MLflow would
+            return self.forward(environ, start_response)  # the proxy refuses it as MLflow would
         try:
             body = _read_body(environ)
             change = from_body(rule.kind or "", parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body))
@@ -87,7 +99,7 @@ class Gateway:
         if reason is None:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
-            return self.proxy(environ, start_response)
+            return self.forward(environ, start_response)
         base = (self.public_url or public_origin(environ, None)).rstrip("/")
         if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):
             return self.ui_answer(start_response, change, reason, base)
@@ -106,7 +118,14 @@ class Gateway:
 
     def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
         """Programs get a promote request opened for them, and its address."""
-        author = user_from_environ(environ)
+        try:
+            author = self.auth.user(environ)
+        except Unauthenticated as exc:
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
+                         list(exc.headers))  # fmt: skip
+        if author.anonymous and self.auth.mode != "none":
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
+                         "message": "Checkpoint: sign in through your single sign-on to request this change"})  # fmt: skip
         try:
             request, created = self.workflow.open(change, author)
         except WorkflowError as exc:
@@ -121,7 +140,7 @@ class Gateway:
             "checkpoint": {"action": "request_opened" if created else "request_exists", "request_id": request.id,
                            "url": url, "reason": reason},
         }  # fmt: skip
-        log.info("governed call %s by %s -> request #%s (%s)", change.kind, author, request.id,
+        log.info("governed call %s by %s -> request #%s (%s)", change.kind, author.name, request.id,
                  "opened" if created else "existing")  # fmt: skip
         return _json(start_response, 403, payload, [("Location", url), ("X-Checkpoint-Request", str(request.id))])
 
@@ -158,10 +177,8 @@ def _read_body(environ: dict) -> bytes:
 
 def _json(start_response, status: int, payload: dict, headers: list | None = None) -> list[bytes]:
     body = json.dumps(payload).encode()
-    reasons = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
-               422: "Unprocessable Entity", 502: "Bad Gateway"}  # fmt: skip
     start_response(
-        f"{status} {reasons.get(status, 'Error')}",
+        f"{status} {HTTPStatus(status).phrase}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(headers or [])],
     )
     return [body]

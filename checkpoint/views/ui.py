@@ -9,11 +9,11 @@ import binascii
 import json
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint import history
 from checkpoint.changes import ChangeError, from_json
-from checkpoint.identity import ANONYMOUS, basic_username
+from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
 from checkpoint.views.api import API_KINDS, _cursor, _make_cursor
@@ -27,8 +27,9 @@ def workflow() -> Workflow:
     return current_app.extensions["checkpoint.workflow"]
 
 
-def current_user() -> str:
-    return basic_username(request.headers.get("Authorization", "")) or session.get("user") or ANONYMOUS
+def current_user() -> User:
+    """The caller, resolved before every request (see ``app._resolve_user``)."""
+    return g.user
 
 
 @bp.app_template_global()
@@ -62,7 +63,7 @@ def mlflow_version_url(name: str, version: str) -> str:
 
 @bp.context_processor
 def _user():
-    return {"user": current_user(), "auth_mode": "none"}
+    return {"user": current_user().name, "auth_mode": current_app.extensions["checkpoint.auth"].mode}
 
 
 @bp.get("/")
@@ -84,7 +85,7 @@ def requests_list():
                                "author": filters["author"], "q": filters["search"]}.items() if v}  # fmt: skip
     next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
     return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
-                           required=workflow().policy.required_approvals, first_page=not args.get("cursor"))  # fmt: skip
+                           status=workflow().status, first_page=not args.get("cursor"))  # fmt: skip
 
 
 def _decode_change(token: str) -> dict:
@@ -106,7 +107,11 @@ def new_request():
         abort(400, "no change given: open this form from MLflow, or use the API")
     change = from_json(_decode_change(token))
     return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
-                           errors={})  # fmt: skip
+                           reviewers="", errors={}, rule=_rule(change))  # fmt: skip
+
+
+def _rule(change):
+    return workflow().policy.rule_for(change.model_name, change.target())
 
 
 @bp.post("/requests/new")
@@ -114,6 +119,7 @@ def create_request():
     token = request.form.get("change", "")
     change = from_json(_decode_change(token))
     title, description = request.form.get("title", ""), request.form.get("description", "")
+    reviewers = request.form.get("reviewers", "")
     errors = {}
     if not title.strip():
         errors["title"] = "Give the request a title."
@@ -123,7 +129,8 @@ def create_request():
         errors["description"] = "The description contains a NUL character."
     if not errors:
         try:
-            item, created = workflow().open(change, current_user(), title, description)
+            named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
+            item, created = workflow().open(change, current_user(), title, description, named)
         except WorkflowError as exc:
             errors["form"] = exc.message
         except RegistryError as exc:
@@ -133,7 +140,7 @@ def create_request():
                 flash(f"You already have request #{item.id} open for this change.")
             return redirect(url_for("ui.request_detail", request_id=item.id), 303)
     return render_template("ui/new.html", token=token, change=change, title=title, description=description,
-                           errors=errors), 400  # fmt: skip
+                           reviewers=reviewers, errors=errors, rule=_rule(change)), 400  # fmt: skip
 
 
 @bp.get("/requests/<int:request_id>")
@@ -144,11 +151,12 @@ def request_detail(request_id: int):
         abort(404, f"promote request #{request_id} does not exist")
     diff, diff_error = _diff_for(item)
     user = current_user()
+    refusal = workflow().refusal(user, item)
+    rule = workflow().policy.rule_for(item.model_name, item.target)
     return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error,
-                           required=workflow().policy.required_approvals,
-                           may_review=item.state == "open" and workflow().policy.may_review(user, item.author) is None,
-                           review_refusal=workflow().policy.may_review(user, item.author),
-                           is_author=user == item.author)  # fmt: skip
+                           status=workflow().status(item), rule=rule, may_review=item.state == "open" and refusal is None,
+                           review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
+                           break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
 
 
 def _diff_for(item):
@@ -196,6 +204,12 @@ def withdraw(request_id: int):
     return _act(request_id, lambda: workflow().withdraw(request_id, current_user()))
 
 
+@bp.post("/requests/<int:request_id>/break-glass")
+def break_glass(request_id: int):
+    reason = request.form.get("reason", "")
+    return _act(request_id, lambda: workflow().break_glass(request_id, current_user(), reason))
+
+
 @bp.post("/requests/<int:request_id>/retry")
 def retry(request_id: int):
     return _act(request_id, lambda: workflow().retry(request_id, current_user()))
@@ -211,6 +225,8 @@ def model_history(name: str):
 @bp.route("/whoami", methods=["GET", "POST"])
 def whoami():
     """No authentication configured: a visitor says who they are (kept in a signed cookie)."""
+    if current_app.extensions["checkpoint.auth"].mode != "none":
+        abort(404, "names come from your sign-in here")
     if request.method == "POST":
         name = request.form.get("name", "").strip()
         if not name or len(name) > 64 or any(ch in name for ch in "\x00\r\n"):

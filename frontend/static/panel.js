@@ -1,0 +1,316 @@
+/* Checkpoint's panel inside MLflow's UI (injected into MLflow's index page by the gateway).
+ *
+ * 1. A governed call from MLflow's UI is answered 403 with X-Checkpoint-New-Request: the
+ *    address of a pre-filled promote-request form. Follow it (once, however many parallel
+ *    calls were refused). Every other answer is handed to MLflow untouched.
+ * 2. A floating "Promote requests" control with the open requests of the model in view,
+ *    refreshed with conditional GETs on focus, on navigation and every minute while visible.
+ *
+ * No framework, no build step. DOM is built with createElement/textContent only: titles are
+ * user-typed. It lives outside React's #root and mounts itself again if removed.
+ */
+(function () {
+  'use strict';
+  if (window.__checkpointPanel) return;
+  window.__checkpointPanel = true;
+
+  var HEADER = 'X-Checkpoint-New-Request';
+  var SUMMARY = '/checkpoint/api/v1/summary';
+  var REQUESTS = '/checkpoint/requests';
+  var INTERVAL = 60000;
+  var MIN_GAP = 2000;
+  var doc = document;
+  var leaving = false;
+
+  // -- 1. follow a governed refusal to the promote-request form ----------------------
+
+  function follow(url) {
+    if (leaving || !url) return;
+    var target;
+    try {
+      target = new URL(url, window.location.href);
+    } catch (e) {
+      return;
+    }
+    if (!/^https?:$/.test(target.protocol) || target.pathname.indexOf('/checkpoint/requests/') < 0) return;
+    leaving = true;
+    window.location.assign(target.href);
+  }
+
+  function inspect(response) {
+    if (!response || response.status !== 403 || leaving) return;
+    var url = response.headers.get(HEADER);
+    if (url) return follow(url);
+    if ((response.headers.get('Content-Type') || '').indexOf('json') < 0) return;
+    response.clone().json().then(function (body) {
+      var cp = body && body.checkpoint;
+      if (cp && cp.action === 'new_request') follow(cp.url);
+    }, function () {});
+  }
+
+  var nativeFetch = window.fetch;
+  if (typeof nativeFetch === 'function') {
+    window.fetch = function checkpointFetch() {
+      return nativeFetch.apply(window, arguments).then(function (response) {
+        try {
+          inspect(response);
+        } catch (e) { /* never break MLflow's call */ }
+        return response;
+      });
+    };
+  }
+
+  var XHR = window.XMLHttpRequest;
+  if (XHR && XHR.prototype && XHR.prototype.send) {
+    var nativeSend = XHR.prototype.send;
+    var onXhrLoad = function () {
+      if (this.status !== 403) return;
+      var url = null;
+      try {
+        url = this.getResponseHeader(HEADER);
+      } catch (e) { /* header not readable */ }
+      follow(url);
+    };
+    XHR.prototype.send = function () {
+      try {
+        this.addEventListener('load', onXhrLoad);
+      } catch (e) { /* not ours to break */ }
+      return nativeSend.apply(this, arguments);
+    };
+  }
+
+  // -- 2. the floating control and its panel --------------------------------------------
+
+  function modelInView() {
+    var hash = window.location.hash || '';
+    var m = /^#\/models\/([^/?#]+)/.exec(hash);
+    if (!m) return null;
+    try {
+      return decodeURIComponent(m[1]);
+    } catch (e) {
+      return m[1];
+    }
+  }
+
+  function el(tag, cls, text) {
+    var node = doc.createElement(tag);
+    if (cls) node.className = cls;
+    if (text != null) node.textContent = String(text);
+    return node;
+  }
+
+  function link(href, text, cls) {
+    var a = el('a', cls, text);
+    a.href = href;
+    return a;
+  }
+
+  var root = el('div', 'cp-panel-root');
+  root.setAttribute('data-checkpoint', 'panel');
+  var toggle = el('button', 'cp-panel-toggle');
+  toggle.type = 'button';
+  toggle.setAttribute('aria-expanded', 'false');
+  toggle.setAttribute('aria-controls', 'cp-panel-body');
+  var toggleLabel = el('span', 'cp-panel-label', 'Promote requests');
+  var badge = el('span', 'cp-panel-count', '…');
+  toggle.appendChild(toggleLabel);
+  toggle.appendChild(badge);
+  var body = el('section', 'cp-panel-body');
+  body.id = 'cp-panel-body';
+  body.hidden = true;
+  body.setAttribute('aria-label', 'Promote requests');
+  root.appendChild(body);
+  root.appendChild(toggle);
+
+  var state = { url: null, etag: null, data: null, error: null, inflight: false, again: false, last: 0 };
+
+  var rendered = null;
+
+  function setOpen(open) {
+    body.hidden = !open;
+    rendered = null;
+    toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    root.classList.toggle('cp-panel-open', open);
+    if (open) {
+      render();
+      refresh(false);
+    }
+  }
+
+  toggle.addEventListener('click', function () {
+    setOpen(body.hidden);
+  });
+  root.addEventListener('keydown', function (event) {
+    if (event.key === 'Escape' && !body.hidden) {
+      setOpen(false);
+      toggle.focus();
+    }
+  });
+
+  function describeTarget(target) {
+    var parts = String(target || '').split(':');
+    var kind = parts.shift();
+    var value = parts.join(':');
+    if (kind === 'stage') return value;
+    if (kind === 'alias') return '@' + value;
+    if (kind === 'model') return 'into ' + value;
+    if (kind === 'tag') return 'tag ' + value;
+    return String(target || '');
+  }
+
+  function render() {
+    var model = modelInView();
+    var data = state.data && state.data.model === model ? state.data : null;
+    var count = data ? (model ? data.open_for_model : data.open) : null;
+    badge.textContent = count == null ? '…' : String(count);
+    root.classList.toggle('cp-panel-has-open', !!count);
+    var label = 'Promote requests: ' + (count == null ? 'loading' : count + ' open') +
+      (model ? ' for ' + model : '');
+    toggle.setAttribute('aria-label', label);
+    toggle.title = label;
+    if (body.hidden) return;
+    var key = JSON.stringify([model, data, state.error && !data ? state.error : null]);
+    if (key === rendered && body.firstChild) return;  // keep focus and scroll when nothing changed
+    rendered = key;
+    while (body.firstChild) body.removeChild(body.firstChild);
+    var head = el('div', 'cp-panel-head');
+    head.appendChild(el('h2', 'cp-panel-title', model ? 'Promote requests · ' + model : 'Promote requests'));
+    var close = el('button', 'cp-panel-close', '×');
+    close.type = 'button';
+    close.setAttribute('aria-label', 'Close');
+    close.addEventListener('click', function () {
+      setOpen(false);
+      toggle.focus();
+    });
+    head.appendChild(close);
+    body.appendChild(head);
+
+    if (state.error && !data) {
+      body.appendChild(el('p', 'cp-panel-note cp-panel-error', 'Checkpoint could not be reached (' + state.error + ').'));
+    } else if (!data) {
+      body.appendChild(el('p', 'cp-panel-note', 'Loading…'));
+    } else if (!model) {
+      body.appendChild(el('p', 'cp-panel-note', data.open + ' open in all models. Open a model to see its requests.'));
+    } else if (!data.requests || !data.requests.length) {
+      body.appendChild(el('p', 'cp-panel-note', 'No open promote requests for this model.'));
+    } else {
+      var list = el('ul', 'cp-panel-list');
+      data.requests.forEach(function (item) {
+        var li = el('li', 'cp-panel-item');
+        var a = link(REQUESTS + '/' + encodeURIComponent(item.id), item.title || ('Request #' + item.id), 'cp-panel-link');
+        li.appendChild(a);
+        var meta = '#' + item.id + ' · ' + (item.version ? 'v' + item.version + ' → ' : '') +
+          describeTarget(item.target) + ' · ' + item.author;
+        li.appendChild(el('span', 'cp-panel-meta', meta));
+        list.appendChild(li);
+      });
+      body.appendChild(list);
+      if (data.open_for_model > data.requests.length) {
+        body.appendChild(el('p', 'cp-panel-note', 'Showing ' + data.requests.length + ' of ' + data.open_for_model + '.'));
+      }
+    }
+    var foot = el('div', 'cp-panel-foot');
+    if (model) {
+      foot.appendChild(link(REQUESTS + '?state=all&model=' + encodeURIComponent(model), 'All requests for this model', 'cp-panel-more'));
+      foot.appendChild(link('/checkpoint/models/' + encodeURIComponent(model) + '/history', 'History', 'cp-panel-more'));
+    }
+    foot.appendChild(link(REQUESTS, 'All promote requests', 'cp-panel-more cp-panel-all'));
+    body.appendChild(foot);
+  }
+
+  function refresh(force) {
+    if (doc.visibilityState === 'hidden') return;
+    var model = modelInView();
+    var url = SUMMARY + (model ? '?model=' + encodeURIComponent(model) : '');
+    var now = Date.now();
+    if (state.inflight) {
+      state.again = true;
+      return;
+    }
+    if (!force && url === state.url && now - state.last < MIN_GAP) return;
+    state.inflight = true;
+    state.last = now;
+    var headers = { Accept: 'application/json' };
+    if (url === state.url && state.etag) headers['If-None-Match'] = state.etag;
+    nativeFetch.call(window, url, { headers: headers, cache: 'no-store', credentials: 'same-origin' })
+      .then(function (response) {
+        if (response.status === 304) return null;
+        if (!response.ok) throw new Error('HTTP ' + response.status);
+        var etag = response.headers.get('ETag');
+        return response.json().then(function (data) {
+          state.url = url;
+          state.etag = etag;
+          state.data = data;
+        });
+      })
+      .then(function () {
+        state.error = null;
+      }, function (err) {
+        state.error = (err && err.message) || 'network error';
+        if (state.url !== url) state.data = null;
+      })
+      .then(function () {
+        state.inflight = false;
+        render();
+        if (state.again) {
+          state.again = false;
+          if (modelInView() !== model) refresh(true);
+        }
+      });
+  }
+
+  // Keep clear of MLflow's assistant side panel, which sits at the bottom right when open.
+  function place() {
+    var side = doc.querySelector('[data-assistant-ui]');
+    var right = 16;
+    if (side) {
+      var box = side.getBoundingClientRect();
+      if (box.width > 0 && box.height > 0 && box.left > window.innerWidth / 2) {
+        right = Math.max(16, Math.round(window.innerWidth - box.left + 16));
+      }
+    }
+    root.style.right = right + 'px';
+  }
+
+  var placing = null;
+  function schedule() {
+    if (placing) return;
+    placing = setTimeout(function () {
+      placing = null;
+      mount();
+      place();
+    }, 200);
+  }
+
+  function mount() {
+    if (!doc.body) return;
+    if (!root.isConnected) doc.body.appendChild(root);
+  }
+
+  function start() {
+    mount();
+    place();
+    render();
+    refresh(true);
+    if (window.MutationObserver) {
+      new MutationObserver(schedule).observe(doc.body, { childList: true, subtree: true });
+    }
+    window.addEventListener('resize', schedule);
+    window.addEventListener('hashchange', function () {
+      render();
+      refresh(true);
+    });
+    window.addEventListener('focus', function () {
+      refresh(false);
+    });
+    doc.addEventListener('visibilitychange', function () {
+      if (doc.visibilityState === 'visible') refresh(false);
+    });
+    setInterval(function () {
+      if (doc.visibilityState === 'visible') refresh(true);
+    }, INTERVAL);
+  }
+
+  if (doc.readyState === 'loading') doc.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
