@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 from checkpoint.governance import STAGES, Governance
@@ -423,12 +423,16 @@ class DeleteVersion(Change):
 
 
 def _model_versions(registry: Registry, name: str) -> list[Version]:
+    """Every version of ``name`` with its aliases: MLflow's version search leaves them out,
+    so they come from the model's alias map (or a champion held by alias alone goes unseen)."""
     try:
-        return registry.search_versions(f"name = '{_q(name)}'")
+        versions = registry.search_versions(f"name = '{_q(name)}'")
+        held = registry.model(name).aliases if versions else {}
     except RegistryError as exc:
         if exc.not_found:
             return []
         raise
+    return [replace(v, aliases=tuple(a for a, ver in held.items() if ver == v.version)) for v in versions]
 
 
 def _model_exists(registry: Registry, name: str) -> bool:

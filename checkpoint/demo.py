@@ -24,7 +24,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,7 +269,8 @@ def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[tuple[
         for trees in range(25, p["n_estimators"] + 1, 25):
             est.set_params(n_estimators=trees).fit(x, y)
             history.append(_point(task, yv, (lambda: est.predict_proba(xv)[:, 1]) if classify else (lambda: est.predict(xv))))
-        return est, history
+        # warm_start only served the learning curve; the logged model should read as a plain forest.
+        return est.set_params(warm_start=False), history
     cls = ensemble.GradientBoostingClassifier if classify else ensemble.GradientBoostingRegressor
     est = cls(random_state=0, **p).fit(x, y)
     every = max(1, p["n_estimators"] // 8)
@@ -408,17 +408,60 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
     return version.version
 
 
-def _seed_model(client, model: ModelSpec, experiment_id: str, say: Callable[[str], None]) -> None:
+def _seed_model(
+    client, model: ModelSpec, experiment_id: str, say: Callable[[str], None], stop: threading.Event
+) -> None:
     """Log, register and place (stage, aliases) every version of one model, in version order."""
     say(f"training {model.name} ({len(model.versions)} versions)")
     data = _data(model.name)
     for spec in model.versions:
+        if stop.is_set():
+            return
         version = _log_version(client, model, spec, experiment_id, data)
         if spec.stage:
             client.transition_model_version_stage(model.name, version, spec.stage)
         for alias in spec.aliases:
             client.set_registered_model_alias(model.name, alias, version)
     say(f"{model.name} done")
+
+
+def _in_threads(jobs: list[tuple[str, Callable[[], None]]], stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Run ``jobs`` side by side; the first failure or a Ctrl-C sets ``stop`` and is re-raised.
+
+    One thread per model: a model's versions must be numbered in order, but one model can
+    train while another waits on the server (MLflow keeps the active run per thread). The
+    threads are daemons that check ``stop`` between versions, so Ctrl-C waits at most for the
+    step in flight, and never for a thread talking to a server that is already stopped.
+    """
+    errors: list[BaseException] = []
+    finished: list[threading.Event] = []
+
+    def work(job: Callable[[], None], done: threading.Event) -> None:
+        try:
+            job()
+        except BaseException as exc:  # handed to the main thread below
+            errors.append(exc)
+            stop.set()
+        finally:
+            done.set()
+
+    for name, job in jobs:
+        finished.append(threading.Event())
+        threading.Thread(target=work, args=(job, finished[-1]), name=name, daemon=True).start()
+    # Waiting on events rather than Thread.join(): a join interrupted by Ctrl-C marks the
+    # thread as finished while it is still running (CPython 3.11), and the wait below would
+    # then return at once.
+    try:
+        for done in finished:
+            done.wait()
+    except BaseException:
+        stop.set()
+        say("interrupted: finishing the steps in flight ...")
+        for done in finished:
+            done.wait(timeout=30)
+        raise
+    if errors:
+        raise errors[0]
 
 
 def _summary(client, created: bool, seconds: float) -> dict[str, Any]:
@@ -460,7 +503,7 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
     say = progress or (lambda _message: None)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     with _quiet_mlflow(tracking_uri):
-        present = {m.name for m in client.search_registered_models(max_results=1000)} & set(DEMO_MODEL_NAMES)
+        present = {name for name in DEMO_MODEL_NAMES if client.search_registered_models(f"name = '{name}'")}
         if present == set(DEMO_MODEL_NAMES):
             return _summary(client, created=False, seconds=time.monotonic() - started)
         if present:
@@ -475,12 +518,11 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
                 model.experiment, tags={"team": model.tags["team"]}
             )  # fmt: skip
             client.create_registered_model(model.name, tags=model.tags, description=model.description)
-        # One thread per model: a model's versions must be numbered in order, but different
-        # models can train while another waits on the server. MLflow keeps active runs per thread.
-        with ThreadPoolExecutor(max_workers=len(MODELS), thread_name_prefix="demo-seed") as pool:
-            jobs = [pool.submit(_seed_model, client, model, experiments[model.name], say) for model in MODELS]
-            for job in jobs:
-                job.result()
+        stop = threading.Event()
+        _in_threads([
+            (f"seed-{model.name}", lambda model=model: _seed_model(client, model, experiments[model.name], say, stop))
+            for model in MODELS
+        ], stop, say)  # fmt: skip
 
         say(f"copying the fraud-detector champion into {PROD_COPY}")
         client.create_registered_model(
@@ -571,7 +613,7 @@ def _python_for_banner() -> str:
     return relative if not relative.startswith("..") else sys.executable
 
 
-def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], log: Path) -> str:
+def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], log: Path, mlflow_log: Path) -> str:
     """What the user reads once everything is up: where to go and what to try."""
     python = _python_for_banner()
     fraud = summary["models"]["fraud-detector"]
@@ -593,8 +635,8 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
 
       {url}/
 
-  That is MLflow's own UI, behind Checkpoint. MLflow itself listens on {mlflow_url}
-  (behind Checkpoint: changes made there directly skip review).
+  That is MLflow's own UI with Checkpoint in front. Promote requests: {url}/checkpoint/requests
+  MLflow itself (behind Checkpoint): {mlflow_url} (changes made there directly skip review).
 
   Example models ({seeded}): {", ".join(DEMO_MODEL_NAMES)}
 
@@ -611,24 +653,22 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
       MLFLOW_TRACKING_URI={url} {python} -c \\
         "{load}"
 
-  Data: {data_dir} (kept between runs; --reset starts over). Logs: {log}
+  Data: {data_dir} (kept between runs; --reset starts over).
+  Logs: {log} and {mlflow_log}
   Press Ctrl-C to stop both servers.
 {rule}
 """
 
 
-def _supervise(children: dict[str, tuple[subprocess.Popen, Path]]) -> int:
-    """Wait until a signal (return 0) or until a child exits on its own (non-zero, with its log)."""
+def _supervise(children: dict[str, tuple[subprocess.Popen, Path]]) -> str:
+    """Block until a child exits on its own, and say which, with the end of its log.
+
+    Ctrl-C and SIGTERM end the wait too, as exceptions, for the caller's cleanup.
+    """
     while True:
         for name, (process, log) in children.items():
             if process.poll() is not None:
-                print(
-                    f"\ncheckpoint demo: {name} exited unexpectedly (code {process.returncode}); "
-                    f"stopping the rest. End of {log}:\n{_tail(log)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return 1
+                return f"checkpoint demo: {name} exited unexpectedly (code {process.returncode}). End of {log}:\n{_tail(log)}"
         time.sleep(0.5)
 
 
@@ -655,17 +695,23 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_term = signal.getsignal(signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     if in_main_thread:
+        # Explicitly, because a shell starting us in the background (`demo &`) hands us SIGINT
+        # already ignored, and Python then never turns it into KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_stop)
 
     server = MlflowServer(mlflow_root, port=mlflow_port, workers=1)
     checkpoint: subprocess.Popen | None = None
     url = f"http://127.0.0.1:{port}"
     code = 1
+    failure = ""  # printed last, after the shutdown lines, so it is what the user reads
+    listening: list[tuple[str, int]] = []  # (option, port) of the servers that came up
     try:
         print(f"checkpoint demo: starting MLflow on {server.url} (data in {mlflow_root}) ...", flush=True)
         server.start()
+        listening.append(("--mlflow-port", mlflow_port))
         print("checkpoint demo: seeding example models ...", flush=True)
         summary = seed(server.url, progress=lambda message: print(f"checkpoint demo:   {message}", flush=True))
         note = "seeded" if summary["created"] else "already seeded, left as they were"
@@ -688,38 +734,35 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
                 start_new_session=True,
             )
         wait_http(f"{url}/checkpoint/healthz", timeout=60, process=checkpoint, log=checkpoint_log)
-        print(_banner(url, server.url, root, summary, checkpoint_log), flush=True)
-        code = _supervise({
+        listening.append(("--port", port))
+        print(_banner(url, server.url, root, summary, checkpoint_log, server.log_path), flush=True)
+        failure = _supervise({
             "checkpoint serve": (checkpoint, checkpoint_log),
             "mlflow server": (server.process, server.log_path),
         })  # fmt: skip
     except (KeyboardInterrupt, _Stop):
         code = 0
     except (DemoError, RuntimeError, TimeoutError) as exc:
-        print(f"checkpoint demo: {exc}", file=sys.stderr, flush=True)
-        if checkpoint is not None and checkpoint.poll() is not None:
-            print(f"End of {checkpoint_log}:\n{_tail(checkpoint_log)}", file=sys.stderr, flush=True)
-        code = 1
+        # RuntimeError/TimeoutError: a server did not come up; the message carries its log's tail.
+        failure = f"checkpoint demo: {exc}"
     finally:
         # A second Ctrl-C while stopping must not leave a server running without its parent.
         if in_main_thread:
-            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\ncheckpoint demo: stopping ...", flush=True)
-        started = []
         if checkpoint is not None:
             _stop_group(checkpoint)
-            started.append(("--port", port))
-        if server.process is not None:
-            server.stop()
-            started.append(("--mlflow-port", mlflow_port))
-        lingering = [f"{option} {number}" for option, number in started if not _released(number)]
+        server.stop()
+        lingering = [f"{option} {number}" for option, number in listening if not _released(number)]
         if lingering:
             print(f"checkpoint demo: still listening after stop: {', '.join(lingering)}", file=sys.stderr, flush=True)
         print("checkpoint demo: stopped", flush=True)
         if in_main_thread:
-            signal.signal(signal.SIGINT, previous_int)
-            signal.signal(signal.SIGTERM, previous_term)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if failure:
+        print(failure, file=sys.stderr, flush=True)
     return code
 
 

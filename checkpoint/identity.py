@@ -113,7 +113,7 @@ class HeaderAuth:
         user_key, email_key, groups_key = self.keys
         name = environ.get(user_key, "").strip()
         if not name or not self.trusts(environ):
-            return User(ANONYMOUS)
+            raise Unauthenticated("no identity from a trusted single sign-on proxy: reach Checkpoint through it")
         groups = frozenset(g.strip() for g in environ.get(groups_key, "").split(",") if g.strip())
         is_admin = name in self.admins or bool(groups & self.admin_groups)
         return User(name, environ.get(email_key) or None, groups, is_admin, verified=True)

@@ -125,8 +125,10 @@ class Policy:
             everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
             missing = tuple(u for u in everyone if u not in approvers)
             return Status(len(approvers), max(len(everyone), 1), tuple(sorted(approvers)), missing, missing)
-        awaited = tuple(u for u in named if u not in approvers)
-        return Status(len(approvers), int(rule.required_approvals), tuple(sorted(approvers)), awaited)
+        required = int(rule.required_approvals)
+        listed = dict.fromkeys([*named, *rule.reviewers])
+        awaited = tuple(u for u in listed if u not in approvers) if len(approvers) < required else ()
+        return Status(len(approvers), required, tuple(sorted(approvers)), awaited)
 
     def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = ()) -> bool:
         return self.status(model, target, approvers, named).met

@@ -255,8 +255,8 @@ class Store:
         if search:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(or_(RequestRow.title.ilike(f"%{escaped}%", escape="\\")))
-        if before is not None:
-            query = query.where(RequestRow.id < min(before, MAX_ID + 1))
+        if before is not None and before <= MAX_ID:  # beyond MAX_ID every id is before it
+            query = query.where(RequestRow.id < before)
         query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
             rows = list(session.scalars(query))

@@ -260,9 +260,10 @@ class Workflow:
                                   data={"error": str(exc)}, apply_result=str(exc),
                                   reason=f"MLflow refused or could not be reached: {exc}")  # fmt: skip
             return self.store.get(request_id)
+        # A break-glass keeps its loud reason on the request; a normal apply says "applied".
         self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
-                              data={"result": result}, apply_result=result, applied_at=now(),
-                              reason="applied")  # fmt: skip
+                              data={"result": result, "break_glass": forced}, apply_result=result, applied_at=now(),
+                              reason=None if forced else "applied")  # fmt: skip
         return self.store.get(request_id)
 
     @staticmethod
