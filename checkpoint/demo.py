@@ -594,14 +594,19 @@ def _tail(path: Path, size: int = 3000) -> str:
 
 
 def _stop_group(process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """SIGTERM the process group we started (gunicorn and its workers), SIGKILL if it lingers."""
+    """SIGTERM the process group we started (gunicorn and its workers), SIGKILL if it lingers.
+
+    Once the leader has exited and been reaped its id may be reused, so a dead leader's group
+    is left alone (gunicorn workers shut themselves down when their master goes).
+    """
     if process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     except ProcessLookupError:
         pass

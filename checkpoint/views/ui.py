@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 
-from checkpoint import history
+from checkpoint import diff, history
 from checkpoint.changes import ChangeError, from_json
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
@@ -59,6 +59,43 @@ def mlflow_version_url(name: str, version: str) -> str:
     from urllib.parse import quote
 
     return f"/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+@bp.app_template_global()
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(run_id, safe='')}"
+
+
+@bp.app_template_global()
+def format_ms(stamp: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if stamp else "—"
+
+
+@bp.app_template_global()
+def spark_scale(*histories) -> tuple[float, float, float, float]:
+    """One (min step, max step, min value, max value) for the lines drawn in one chart."""
+    points = [p for h in histories for p in (h or ()) if p[1] == p[1]]  # NaN never equals itself
+    if not points:
+        return (0.0, 1.0, 0.0, 1.0)
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    return (min(steps), max(steps) or 1, min(values), max(values))
+
+
+@bp.app_template_global()
+def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
+    """SVG polyline points for a metric history: numbers only, so safe in an attribute."""
+    low_step, high_step, low, high = scale
+    span_step = (high_step - low_step) or 1
+    span = (high - low) or 1
+    return " ".join(
+        f"{(step - low_step) / span_step * width:.1f},{height - 2 - (value - low) / span * (height - 4):.1f}"
+        for step, value in history
+        if value == value
+    )
 
 
 @bp.context_processor
@@ -149,25 +186,44 @@ def request_detail(request_id: int):
         item = workflow().store.get(request_id)
     except NotFound:
         abort(404, f"promote request #{request_id} does not exist")
-    diff, diff_error = _diff_for(item)
+    diff, diff_error, moved = _diff_for(item)
     user = current_user()
     refusal = workflow().refusal(user, item)
     rule = workflow().policy.rule_for(item.model_name, item.target)
-    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error,
+    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved,
                            status=workflow().status(item), rule=rule, may_review=item.state == "open" and refusal is None,
                            review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
                            break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
 
 
 def _diff_for(item):
-    """The challenger-vs-champion diff, computed from MLflow now (None when it cannot be)."""
-    compute = current_app.extensions.get("checkpoint.diff")
-    if compute is None or not item.challenger:
-        return None, None
+    """The challenger-vs-champion diff, computed from MLflow now, and what moved since opening.
+
+    While a request is undecided the champion is whatever the target holds now (so a reviewer
+    sees the real replacement); once decided, the champion frozen at opening.
+    """
+    if not item.challenger:
+        return None, None, None
+    registry = workflow().registry
     try:
-        return compute(item), None
+        change = from_json(item.change)
+        challenger = change.challenger(registry)
+        if challenger is None:
+            gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
+            return None, f"the challenger ({gone}) no longer exists", None
+        if item.state in ("open", "approved", "failed"):
+            champion = change.champion(registry)
+        else:
+            champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
+        moved = []
+        if (champion.identity() if champion else None) != (item.champion or None):
+            before = f"v{item.champion['version']}" if item.champion else "none"
+            moved.append(f"champion was {before} at opening, is {'v' + champion.version if champion else 'none'} now")
+        if challenger.identity() != item.challenger:
+            moved.append("the challenger version changed")
+        return diff.load_diff(registry, challenger, champion), None, "; ".join(moved) or None
     except RegistryError as exc:
-        return None, f"MLflow could not be read for the diff: {exc.message}"
+        return None, f"MLflow could not be read for the diff: {exc.message}", None
 
 
 def _act(request_id: int, action) -> object:

@@ -162,9 +162,11 @@
     var model = modelInView();
     var data = state.data && state.data.model === model ? state.data : null;
     var count = data ? (model ? data.open_for_model : data.open) : null;
-    badge.textContent = count == null ? '…' : String(count);
+    var failed = count == null && !!state.error;
+    badge.textContent = count == null ? (failed ? '!' : '…') : String(count);
     root.classList.toggle('cp-panel-has-open', !!count);
-    var label = 'Promote requests: ' + (count == null ? 'loading' : count + ' open') +
+    root.classList.toggle('cp-panel-failed', failed);
+    var label = 'Promote requests: ' + (count == null ? (failed ? 'unavailable' : 'loading') : count + ' open') +
       (model ? ' for ' + model : '');
     toggle.setAttribute('aria-label', label);
     toggle.title = label;
@@ -219,7 +221,7 @@
   }
 
   function refresh(force) {
-    if (doc.visibilityState === 'hidden') return;
+    if (typeof nativeFetch !== 'function' || doc.visibilityState === 'hidden') return;
     var model = modelInView();
     var url = SUMMARY + (model ? '?model=' + encodeURIComponent(model) : '');
     var now = Date.now();
