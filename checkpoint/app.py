@@ -107,7 +107,9 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.after_request(_security_headers)
     register_error_handlers(app)
     app.before_request(_resolve_user)
-    app.wsgi_app = Gateway(app.wsgi_app, proxy, workflow, settings.public_url, auth)  # type: ignore[method-assign]
+    app.wsgi_app = Gateway(  # type: ignore[method-assign]
+        app.wsgi_app, proxy, workflow, settings.public_url, auth, settings.allowed_hosts
+    )
     return app
 
 

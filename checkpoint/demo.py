@@ -26,17 +26,18 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checkpoint.mlflow_server import MlflowServer, wait_http
+
+if TYPE_CHECKING:  # MLflow and scikit-learn load only when seeding: `checkpoint --help` stays fast
+    from mlflow import MlflowClient
 
 # --------------------------------------------------------------------------------------------
 # The example models
 # --------------------------------------------------------------------------------------------
 
 FRAUD_FEATURES = ("amount", "merchant_risk", "hour", "distance_km", "card_age_days", "n_tx_24h")
-CHURN_FEATURES = ("tenure_months", "monthly_charges", "support_tickets", "contract_months", "last_login_days")
-DEMAND_FEATURES = ("day_of_week", "week_of_year", "price", "promo", "store_size", "temp_c")
 
 # Pickle-free skops files refuse tree models unless their node storage is trusted; these
 # models are trained right here, so trusting exactly that one reviewed type is safe.
@@ -266,7 +267,8 @@ def _train(task: str, spec: VersionSpec, x, y, xv, yv) -> tuple[Any, list[tuple[
     if spec.kind == "forest":
         cls = ensemble.RandomForestClassifier if classify else ensemble.RandomForestRegressor
         est = cls(n_estimators=0, max_depth=p["max_depth"], warm_start=True, random_state=0, n_jobs=1)
-        for trees in range(25, p["n_estimators"] + 1, 25):
+        grow = max(1, p["n_estimators"] // 4)  # four points on the learning curve
+        for trees in range(grow, p["n_estimators"] + 1, grow):
             est.set_params(n_estimators=trees).fit(x, y)
             history.append(_point(task, yv, (lambda: est.predict_proba(xv)[:, 1]) if classify else (lambda: est.predict(xv))))
         # warm_start only served the learning curve; the logged model should read as a plain forest.
@@ -340,7 +342,7 @@ def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = saved_env
 
 
-def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str, data) -> str:
+def _log_version(client: MlflowClient, model: ModelSpec, spec: VersionSpec, experiment_id: str, data) -> str:
     """Train, log the run and its model, register it; returns the new version number."""
     import mlflow
     import numpy as np
@@ -381,7 +383,7 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
         metrics.append(Metric("latency_ms", latency, int(time.time() * 1000), len(history)))
         # One call for the whole history: each call is a round trip to the server.
         client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
-        training = x.assign(**{"target": y})
+        training = x.assign(target=y)
         mlflow.log_input(mlflow.data.from_pandas(training, name=spec.dataset, targets="target"), context="training")
         info = mlflow.sklearn.log_model(
             estimator,
@@ -409,7 +411,7 @@ def _log_version(client, model: ModelSpec, spec: VersionSpec, experiment_id: str
 
 
 def _seed_model(
-    client, model: ModelSpec, experiment_id: str, say: Callable[[str], None], stop: threading.Event
+    client: MlflowClient, model: ModelSpec, experiment_id: str, say: Callable[[str], None], stop: threading.Event
 ) -> None:
     """Log, register and place (stage, aliases) every version of one model, in version order."""
     say(f"training {model.name} ({len(model.versions)} versions)")
@@ -464,7 +466,7 @@ def _in_threads(jobs: list[tuple[str, Callable[[], None]]], stop: threading.Even
         raise errors[0]
 
 
-def _summary(client, created: bool, seconds: float) -> dict[str, Any]:
+def _summary(client: MlflowClient, created: bool, seconds: float) -> dict[str, Any]:
     """What the registry holds for the demo models, read back from the server."""
     models: dict[str, Any] = {}
     for name in DEMO_MODEL_NAMES:

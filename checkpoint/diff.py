@@ -17,6 +17,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,9 @@ from checkpoint.registry import Registry, RegistryError, Version
 
 DEFAULT_LOWER_IS_BETTER: tuple[str, ...] = ("*loss*", "*error*", "*rmse*", "*mae*", "*latency*")
 DISPLAY_LIMIT = 200
-MAX_HISTORY_CALLS = 50
+MAX_HISTORY_CALLS = 24
+# Upstream reads of one diff run side by side: the page costs the slowest call, not the sum.
+PARALLEL_READS = 8
 HISTORY_POINTS = 200
 INTERNAL_TAG_PREFIX = "mlflow."
 
@@ -625,7 +628,7 @@ def load_version_info(
 ) -> VersionInfo:
     """One version's diff inputs. Raises only when the version itself cannot be read; ``history_keys``
     defaults to the metrics logged at more than one step, at most ``max_histories`` of them."""
-    info = _load(registry, registry.version(name, version))
+    (info,) = _load_all(registry, [registry.version(name, version)])
     keys = _multi_step(info) if history_keys is None else list(history_keys)
     _fetch_histories(registry, [info], keys[:max_histories])
     return info
@@ -641,9 +644,8 @@ def load_diff(
 ) -> ModelDiff:
     """Load both sides, fetch histories for charts (differing metrics first, one call per metric
     for both runs, at most ``max_histories`` calls), then diff."""
-    new = _load(registry, challenger)
-    old = _load(registry, champion) if champion else None
-    sides = [new] + ([old] if old else [])
+    sides = _load_all(registry, [challenger] + ([champion] if champion else []))
+    new, old = sides[0], (sides[1] if champion else None)
     wanted = list(dict.fromkeys(k for side in sides for k in _multi_step(side)))
     differs = {k for k in wanted if old is None or old.metrics.get(k) != new.metrics.get(k)}
     wanted.sort(key=lambda k: (k not in differs, k))
@@ -651,23 +653,37 @@ def load_diff(
     return compute_diff(new, old, lower_is_better=lower_is_better)
 
 
-def _load(registry: Registry, version: Version) -> VersionInfo:
-    info = VersionInfo(
-        name=version.name,
-        version=version.version,
-        run_id=version.run_id,
-        source=version.source,
-        creation_timestamp=version.creation_timestamp,
-        user_id=version.user_id,
-        version_tags=dict(version.tags),
-    )
-    if version.run_id:
-        _load_run(registry, info)
-    else:
-        info.problems.append("the version has no source run: no params, metrics, run tags or datasets")
-    _load_mlmodel(registry, version, info)
-    _load_requirements(registry, version, info)
-    return info
+def _parallel(tasks: list) -> list:
+    """Run independent upstream reads side by side; each task handles its own errors."""
+    if len(tasks) <= 1:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_READS, len(tasks))) as pool:
+        return list(pool.map(lambda task: task(), tasks))
+
+
+def _load_all(registry: Registry, versions: list[Version]) -> list[VersionInfo]:
+    """Each version's run, MLmodel and requirements, all read at once (each task fills its own fields)."""
+    infos = []
+    tasks = []
+    for version in versions:
+        info = VersionInfo(
+            name=version.name,
+            version=version.version,
+            run_id=version.run_id,
+            source=version.source,
+            creation_timestamp=version.creation_timestamp,
+            user_id=version.user_id,
+            version_tags=dict(version.tags),
+        )
+        infos.append(info)
+        if version.run_id:
+            tasks.append(lambda info=info: _load_run(registry, info))
+        else:
+            info.problems.append("the version has no source run: no params, metrics, run tags or datasets")
+        tasks.append(lambda v=version, info=info: _load_mlmodel(registry, v, info))
+        tasks.append(lambda v=version, info=info: _load_requirements(registry, v, info))
+    _parallel(tasks)
+    return infos
 
 
 def _load_run(registry: Registry, info: VersionInfo) -> None:
@@ -727,12 +743,17 @@ def _fetch_histories(registry: Registry, sides: list[VersionInfo], keys: list[st
     runs = [s.run_id for s in sides if s.run_id]
     if not runs:
         return
-    for key in keys:
+
+    def fetch(key: str) -> tuple[str, dict | RegistryError]:
         try:
-            histories = registry.metric_histories(runs, key, HISTORY_POINTS)
+            return key, registry.metric_histories(runs, key, HISTORY_POINTS)
         except RegistryError as exc:
+            return key, exc
+
+    for key, histories in _parallel([lambda k=k: fetch(k) for k in keys]):
+        if isinstance(histories, RegistryError):
             for side in sides:
-                side.problems.append(f"history of metric {key} could not be read: {_brief(exc)}")
+                side.problems.append(f"history of metric {key} could not be read: {_brief(histories)}")
             continue
         for side in sides:
             if key in side.metrics and histories.get(side.run_id):

@@ -20,6 +20,9 @@ tuned alone. What it does beyond a naive proxy, and why:
 
 from __future__ import annotations
 
+import contextvars
+import fnmatch
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -36,8 +39,40 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 from urllib3.util.retry import Retry
+from urllib3.util.url import _encode_target
 
 log = logging.getLogger(__name__)
+
+# urllib3 re-encodes a request target (``%2f`` → ``%2F``, a stray ``%`` → ``%25``...), which would
+# change what MLflow decodes. The exact target rides along here and replaces urllib3's copy.
+_RAW_TARGET: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("raw_target", default=None)
+
+
+class _ExactTarget:
+    """Pool mix-in: send the caller's request target byte for byte."""
+
+    def _make_request(self, conn, method, url, *args, **kwargs):
+        pair = _RAW_TARGET.get()
+        if pair is not None and url == pair[0]:
+            url = pair[1]
+        return super()._make_request(conn, method, url, *args, **kwargs)
+
+
+class _HTTPPool(_ExactTarget, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_ExactTarget, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _Retry(Retry):
+    """Never re-send after a read timeout: the upstream got the call and is slow, not gone."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, ReadTimeoutError):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 HOP_BY_HOP = frozenset(
     {
@@ -111,6 +146,26 @@ def public_origin(environ: dict, configured: str | None) -> str:
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}".lower()
 
 
+def host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str]) -> bool:
+    """MLflow's DNS-rebinding defence, taken over for Checkpoint's own address.
+
+    Behind Checkpoint MLflow only ever sees its own address, so Checkpoint must refuse a
+    ``Host`` no person would type: allowed are IP literals and ``localhost`` (a rebinding
+    attack needs a domain name), the public URL's host, and ``CHECKPOINT_ALLOWED_HOSTS``.
+    """
+    host = urlsplit(f"//{host_header.strip().lower()}").hostname or ""
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if host == "localhost" or (public_url and host == (urlsplit(public_url).hostname or "").lower()):
+        return True
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in allowed)
+
+
 def _normal_origin(origin: str) -> str:
     """``scheme://host[:port]`` lower-cased, with default ports dropped."""
     parts = urlsplit(origin.strip().lower())
@@ -143,7 +198,7 @@ class Proxy:
         self.allowed_origins = frozenset(_normal_origin(o) for o in allowed_origins)
         self.render_error = render_error
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        pool_cls = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
+        pool_cls = _HTTPSPool if parts.scheme == "https" else _HTTPPool
         options = [*urllib3.connection.HTTPConnection.default_socket_options]
         self.pool = pool_cls(
             parts.hostname,
@@ -191,6 +246,7 @@ class Proxy:
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
         retries = self.retry_policy(method, body)
+        token = _RAW_TARGET.set((_encode_target(url), url))
         try:
             response = self.pool.urlopen(
                 method,
@@ -208,6 +264,8 @@ class Proxy:
             )
         except (HTTPError, OSError) as exc:
             return self.fail(environ, start_response, self.describe(exc))
+        finally:
+            _RAW_TARGET.reset(token)
         self._ack_now(response)
 
         status = f"{response.status} {response.reason or ''}".rstrip()
@@ -261,6 +319,7 @@ class Proxy:
         """A body to send upstream (bytes or a chunk iterator) and whether to chunk it."""
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH", "").strip()
+        environ["checkpoint.body_read"] = True  # fail() must not wait for bytes already taken
         if length:
             size = int(length)
             headers["Content-Length"] = str(size)
@@ -275,21 +334,15 @@ class Proxy:
             return _read_chunks(stream, self.chunk_size, None), True
         return None, False
 
+    # Retry what cannot have reached MLflow (connection refused, reset before sending); re-send
+    # after a broken read only an idempotent call without a body.
+    _SAFE_RETRY = _Retry(total=2, connect=2, read=1, other=0, status=0, redirect=False,
+                         allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+    _CONNECT_RETRY = _Retry(total=2, connect=2, read=0, other=0, status=0, redirect=False,
+                            allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+
     def retry_policy(self, method: str, body: object) -> Retry:
-        """Retry what cannot have reached MLflow; re-send only idempotent bodiless reads."""
-        safe = method in _BODYLESS_SAFE and not body
-        return Retry(
-            total=2,
-            connect=2,
-            read=1 if safe else 0,
-            other=0,
-            status=0,
-            redirect=False,
-            allowed_methods=_BODYLESS_SAFE if safe else frozenset(),
-            raise_on_redirect=False,
-            raise_on_status=False,
-            backoff_factor=0,
-        )
+        return self._SAFE_RETRY if method in _BODYLESS_SAFE and not body else self._CONNECT_RETRY
 
     def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:
         """Upstream headers minus hop-by-hop ones, with redirects pointed back at Checkpoint."""
@@ -299,7 +352,8 @@ class Proxy:
             lower = name.lower()
             if lower in _RESPONSE_DROP or lower in named:
                 continue
-            if lower == "location" and value.startswith(self.upstream):
+            after = value[len(self.upstream) : len(self.upstream) + 1]
+            if lower == "location" and value.startswith(self.upstream) and after in ("", "/", "?", "#"):
                 rest = value[len(self.upstream) :]
                 if self.base_path and rest.startswith(self.base_path):
                     rest = rest[len(self.base_path) :]
@@ -333,7 +387,8 @@ class Proxy:
     def fail(self, environ: dict, start_response, error: UpstreamError) -> list[bytes]:
         """Answer with a JSON error for programs, a short page for people."""
         log.warning("upstream failure %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error.message)
-        _discard_input(environ)
+        if not environ.get("checkpoint.body_read"):
+            _discard_input(environ)
         content_type, body = self.render_error(environ, error)
         reason = {502: "Bad Gateway", 504: "Gateway Timeout"}.get(error.status, "Error")
         start_response(

@@ -39,6 +39,8 @@ def default_options(host: str, port: int, workers: int | None = None, threads: i
         "errorlog": "-",
         "loglevel": os.environ.get("CHECKPOINT_LOG_LEVEL", "info").lower(),
         "proc_name": "checkpoint",
+        # gunicorn 26's control socket is one path per user: two servers on a host would share it.
+        "control_socket_disable": True,
         "forwarded_allow_ips": os.environ.get("CHECKPOINT_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
     }
 

@@ -51,6 +51,7 @@ class Settings:
     secret_key: str
     public_url: str | None = None
     cors_allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 120.0
     upstream_pool_size: int = 64
@@ -104,6 +105,10 @@ class Settings:
         for origin in origins:
             _url("CHECKPOINT_CORS_ALLOWED_ORIGINS", origin, example="https://notebooks.example.com")
 
+        hosts = overrides.pop("allowed_hosts", None)
+        if hosts is None:
+            hosts = tuple(h.strip() for h in raw.get("CHECKPOINT_ALLOWED_HOSTS", "").split(",") if h.strip())
+
         numbers = {
             "upstream_connect_timeout": ("CHECKPOINT_UPSTREAM_CONNECT_TIMEOUT", float, 0.05, 600, "5"),
             "upstream_read_timeout": ("CHECKPOINT_UPSTREAM_READ_TIMEOUT", float, 0.05, 86400, "120"),
@@ -129,6 +134,7 @@ class Settings:
             secret_key=secret or "",
             public_url=public_url,
             cors_allowed_origins=tuple(origins),
+            allowed_hosts=tuple(hosts),
             log_level=log_level,
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,

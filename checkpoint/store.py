@@ -260,7 +260,13 @@ class Store:
         query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
             rows = list(session.scalars(query))
-            items = [_request(r) for r in rows[:limit]]
+            page = rows[:limit]
+            # One query for the page's reviews, so the list can say "1 of 2 approvals".
+            reviews: dict[int, list[ReviewRow]] = {r.id: [] for r in page}
+            if page:
+                for review in session.scalars(select(ReviewRow).where(ReviewRow.request_id.in_(list(reviews)))):
+                    reviews[review.request_id].append(review)
+            items = [_request(r, reviews[r.id]) for r in page]
         return items, (items[-1].id if len(rows) > limit else None)
 
     def count(self, state: str | None = None, model: str | None = None) -> int:

@@ -235,8 +235,8 @@ class Workflow:
         if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event="applying"):
             return self.store.get(request_id)  # somebody else claimed it
         request = self.store.get(request_id)
-        change = changes.from_json(request.change)
         try:
+            change = changes.from_json(request.change)
             if change.is_true(self.registry):
                 result = f"already true in MLflow, nothing applied: {change.describe()}"
                 self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
@@ -259,6 +259,12 @@ class Workflow:
             self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
                                   data={"error": str(exc)}, apply_result=str(exc),
                                   reason=f"MLflow refused or could not be reached: {exc}")  # fmt: skip
+            return self.store.get(request_id)
+        except Exception as exc:  # a malformed answer or a bug: never leave the request claimed in 'applying'
+            log.exception("apply of request #%s failed unexpectedly", request_id)
+            message = f"unexpected error while applying: {type(exc).__name__}: {exc}"
+            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
+                                  data={"error": message}, apply_result=message, reason=message)  # fmt: skip
             return self.store.get(request_id)
         # A break-glass keeps its loud reason on the request; a normal apply says "applied".
         self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",

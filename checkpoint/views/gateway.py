@@ -19,12 +19,14 @@ from http import HTTPStatus
 from checkpoint import rules
 from checkpoint.changes import Change, ChangeError, from_body, parse_body
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated
-from checkpoint.proxy import Proxy, public_origin
+from checkpoint.proxy import Proxy, host_allowed, public_origin
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.workflow import Workflow, WorkflowError
 
 log = logging.getLogger(__name__)
 OWN_PREFIX = "/checkpoint"
+# Probes from load balancers and orchestrators use whatever Host they like.
+HOST_EXEMPT = ("/checkpoint/healthz", "/checkpoint/readyz", "/health", "/version")
 # MLflow serves its UI's one HTML document at these paths (../shared/MLFLOW.md §4); under a
 # --static-prefix they gain that prefix, hence the suffix match.
 INDEX_PATHS = ("/", "/static-files/index.html", "/build/index.html")
@@ -39,18 +41,28 @@ class Gateway:
     """Dispatch one WSGI call to Checkpoint's Flask app, the workflow, or the proxy."""
 
     def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow | None = None,
-                 public_url: str | None = None, auth: Authenticator | None = None) -> None:  # fmt: skip
+                 public_url: str | None = None, auth: Authenticator | None = None,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.flask_wsgi = flask_wsgi
         self.proxy = proxy
         self.workflow = workflow
         self.public_url = public_url
         self.auth = auth or NoAuth()
+        self.allowed_hosts = allowed_hosts
         # Identity headers (header mode) never reach MLflow: from an untrusted peer they are
         # spoofed, from the trusted proxy they are Checkpoint's business only.
         self.drop = self.auth.forwarded_drop
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        host = environ.get("HTTP_HOST", "")
+        if path not in HOST_EXEMPT and not host_allowed(host, self.public_url, self.allowed_hosts):
+            body = (
+                f"Invalid Host header - possible DNS rebinding attack detected. If {host!r} is how people reach "
+                "Checkpoint, set CHECKPOINT_PUBLIC_URL or add it to CHECKPOINT_ALLOWED_HOSTS."
+            ).encode()
+            start_response("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
         if path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/"):
             return self.flask_wsgi(environ, start_response)
         method = environ["REQUEST_METHOD"]
