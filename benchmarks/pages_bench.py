@@ -33,16 +33,18 @@ from checkpoint.mlflow_server import MlflowServer, free_port, wait_http  # noqa:
 PARAMS = METRICS = 2000
 
 
-def timed(session: requests.Session, url: str, runs: int) -> tuple[float, float]:
-    """p50 and max in ms of ``runs`` GETs after one warm-up."""
+def timed(session: requests.Session, url: str, runs: int) -> tuple[float, float, float]:
+    """The first GET's time, then p50 and max in ms of ``runs`` more."""
+    start = time.perf_counter()
     session.get(url, timeout=60).raise_for_status()
+    first = (time.perf_counter() - start) * 1000
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
         answer = session.get(url, timeout=60)
         samples.append((time.perf_counter() - start) * 1000)
         answer.raise_for_status()
-    return statistics.median(samples), max(samples)
+    return first, statistics.median(samples), max(samples)
 
 
 def seed_wide_versions(mlflow_url: str, n_params: int, n_metrics: int) -> str:
@@ -119,7 +121,7 @@ def main() -> None:
     n_requests = 10_000 if args.quick else 100_000
     width = 500 if args.quick else PARAMS
     runs = 5 if args.quick else 15
-    rows: list[tuple[str, float, float, str]] = []
+    rows: list[tuple[str, float, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         mlflow = MlflowServer(tmp_path / "mlflow", workers=1).start()
@@ -139,8 +141,8 @@ def main() -> None:
                     opened = http.post(f"{base}/checkpoint/api/v1/requests", json={
                         "change": {"kind": "set_alias", "name": name, "alias": "champion", "version": "2"}})  # fmt: skip
                     opened.raise_for_status()
-                    p50, worst = timed(http, f"{base}/checkpoint/requests/{opened.json()['id']}", runs)
-                    rows.append((f"detail page, {width}+{width} params/metrics per version", p50, worst, "≤ 300 ms"))
+                    first, p50, worst = timed(http, f"{base}/checkpoint/requests/{opened.json()['id']}", runs)
+                    rows.append((f"detail page, {width}+{width} params/metrics per version", first, p50, worst, "≤ 300 ms"))
                 pages = {
                     "list: open (default)": "/checkpoint/requests",
                     "list: all states": "/checkpoint/requests?state=all",
@@ -149,15 +151,15 @@ def main() -> None:
                     "list: title search": "/checkpoint/requests?state=all&q=build+4242",
                 }
                 for what, path in pages.items():
-                    p50, worst = timed(http, base + path, runs)
-                    rows.append((f"{what} ({label}, {n_requests:,} requests)", p50, worst, "≤ 50 ms"))
+                    first, p50, worst = timed(http, base + path, runs)
+                    rows.append((f"{what} ({label}, {n_requests:,} requests)", first, p50, worst, "≤ 50 ms"))
                 deep = http.get(f"{base}/checkpoint/api/v1/requests?state=applied&limit=25", timeout=60).json()
                 cursor = deep["next_cursor"]
                 for _ in range(20):  # walk 20 pages in, then time a deep page
                     cursor = http.get(f"{base}/checkpoint/api/v1/requests?state=applied&limit=25&cursor={cursor}",
                                       timeout=60).json()["next_cursor"]  # fmt: skip
-                p50, worst = timed(http, f"{base}/checkpoint/requests?state=applied&cursor={cursor}", runs)
-                rows.append((f"list: page 21 of applied ({label})", p50, worst, "≤ 50 ms"))
+                first, p50, worst = timed(http, f"{base}/checkpoint/requests?state=applied&cursor={cursor}", runs)
+                rows.append((f"list: page 21 of applied ({label})", first, p50, worst, "≤ 50 ms"))
         finally:
             for process in processes:
                 process.terminate()  # graceful: gunicorn lets requests in flight finish
@@ -169,11 +171,11 @@ def main() -> None:
             mlflow.stop()
     script = ROOT / "frontend" / "static" / "panel.js"
     size = script.stat().st_size if script.exists() else 0
-    print("| measurement | p50 ms | max ms | target |")
-    print("|---|---:|---:|---|")
-    for what, p50, worst, target in rows:
-        print(f"| {what} | {p50:.1f} | {worst:.1f} | {target} |")
-    print(f"| injected panel.js size | {size / 1024:.1f} KiB | | ≤ 15 KB |")
+    print("| measurement | first view ms | p50 ms | max ms | target |")
+    print("|---|---:|---:|---:|---|")
+    for what, first, p50, worst, target in rows:
+        print(f"| {what} | {first:.1f} | {p50:.1f} | {worst:.1f} | {target} |")
+    print(f"| injected panel.js size | {size:,} bytes | | | ≤ 15 KB |")
 
 
 if __name__ == "__main__":

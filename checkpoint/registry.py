@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
@@ -18,6 +20,30 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 API = "/api/2.0/mlflow"
+CACHE_SECONDS = 60.0
+
+
+class _TTLCache:
+    """A small, thread-safe, time-bounded cache for upstream reads that do not change."""
+
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds, self.size = seconds, size
+        self._items: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                self._items.pop(key, None)
+                return None
+            return hit[1]
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))  # oldest insertion first
+            self._items[key] = (time.monotonic() + self.seconds, value)
 
 
 class RegistryError(Exception):
@@ -116,6 +142,7 @@ class Registry:
             pair = f"{username}:{password or ''}".encode()
             self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self.netloc = parts.netloc
+        self._cache = _TTLCache(CACHE_SECONDS, 256)
 
     # -- transport -----------------------------------------------------------------
 
@@ -255,8 +282,18 @@ class Registry:
     # -- reads for the diff ----------------------------------------------------------
 
     def run(self, run_id: str) -> dict:
-        """The run as MLflow sends it: ``info``, ``data`` (params, latest metrics, tags), ``inputs``."""
-        return self.call("GET", "runs/get", query={"run_id": run_id})["run"]
+        """The run as MLflow sends it: ``info``, ``data`` (params, latest metrics, tags), ``inputs``.
+
+        A finished run is kept for ``CACHE_SECONDS``: a run with thousands of params costs MLflow
+        hundreds of milliseconds, and every reviewer opening the request would pay it again.
+        """
+        cached = self._cache.get(("run", run_id))
+        if cached is not None:
+            return cached
+        run = self.call("GET", "runs/get", query={"run_id": run_id})["run"]
+        if (run.get("info") or {}).get("status") in ("FINISHED", "FAILED", "KILLED"):
+            self._cache.put(("run", run_id), run)
+        return run
 
     def metric_histories(self, run_ids: Sequence[str], key: str, max_points: int = 200) -> dict[str, list[tuple[int, float]]]:
         """``key``'s history per run, sampled to at most ``max_points`` steps (both sides of a diff
@@ -289,10 +326,16 @@ class Registry:
         ``runs:/`` sources stored under ``mlflow-artifacts:``, so the source's own route is the
         fallback. Raises RegistryError (``not_found`` when no route had the file).
         """
+        key = ("artifact", version.name, version.version, version.source, path)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         errors: list[RegistryError] = []
         for route, query in self._artifact_routes(version, path, errors):
             try:
-                return self._get_text(route, query, max_bytes)
+                text = self._get_text(route, query, max_bytes)
+                self._cache.put(key, text)  # a version's model files never change
+                return text
             except RegistryUnavailable:
                 raise
             except RegistryError as exc:

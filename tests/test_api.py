@@ -38,6 +38,7 @@ class Site:
     v1: str
     v2: str
     ids: dict[str, int] = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)  # the served OpenAPI document
 
 
 def _database(kind: str, request, tmp_path_factory) -> Iterator[str]:
@@ -90,6 +91,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     assert api(here.url, "POST", f"/requests/{here.ids['applied']}/reviews", user="dave",
                json={"verdict": "approve"}).json()["state"] == "applied"  # fmt: skip
     here.ids["missing"] = MISSING
+    here.spec = requests.get(f"{here.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
     yield here
     server.shutdown()
     thread.join(timeout=10)
@@ -309,8 +311,7 @@ def documented_statuses(site: Site, method: str, path: str) -> set[str] | None:
     except Exception:  # werkzeug's NotFound / MethodNotAllowed: the call reached no operation
         return None
     route = rule.rule.removeprefix("/checkpoint/api/v1").replace("<int:", "{").replace(">", "}")
-    spec = requests.get(f"{site.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
-    return set(spec["paths"][route][method.lower()]["responses"])
+    return set(site.spec["paths"][route][method.lower()]["responses"])
 
 
 @pytest.mark.parametrize("case", list(BAD.values()), ids=list(BAD))
