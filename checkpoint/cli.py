@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -25,19 +24,27 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default=lambda: os.environ.get("CHECKPOINT_HOST", "127.0.0.1"), show_default="127.0.0.1")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("CHECKPOINT_PORT", "5000")), show_default="5000")
-@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: CPU count, at most 4)")
-@click.option("--threads", type=int, default=None, help="threads per worker (default 32)")
-def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+@click.option("--host", default=None, help="bind address (default CHECKPOINT_HOST, else 127.0.0.1)")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default CHECKPOINT_PORT, else 5000)")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn worker processes (default CHECKPOINT_WORKERS, else the CPU count, at most 4)")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="threads per worker (default CHECKPOINT_THREADS, else 32)")
+def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
     from checkpoint.governance import GovernanceError
     from checkpoint.identity import IdentityError
     from checkpoint.policy import PolicyError
     from checkpoint.serving import serve as run
+    from checkpoint.settings import server_knobs
 
     try:
-        run(_settings(), host, port, workers, threads)
+        knobs = server_knobs()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"],
+            threads or knobs["threads"])  # fmt: skip
     except (GovernanceError, PolicyError, IdentityError) as exc:
         raise click.ClickException(str(exc)) from exc
 

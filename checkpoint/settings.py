@@ -31,9 +31,43 @@ def _url(name: str, value: str, *, example: str) -> str:
     return value.rstrip("/")
 
 
+_DB_EXAMPLE = "sqlite:////var/lib/checkpoint/checkpoint.db or postgresql+psycopg://checkpoint:secret@db:5432/checkpoint"
+
+
+def _database_url(value: str) -> None:
+    """A URL SQLAlchemy can open with an installed driver, or a message naming the variable."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    name = "CHECKPOINT_DATABASE_URL"
+    if value.startswith("postgres://"):
+        raise SettingsError(f"{name}: write postgresql+psycopg:// instead of postgres://; expected e.g. {_DB_EXAMPLE}")
+    try:
+        url = make_url(value)
+        url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise SettingsError(f"{name}={value!r} is not a usable database URL ({exc}); expected e.g. {_DB_EXAMPLE}") from exc
+    if url.get_backend_name() == "sqlite" and url.host:
+        raise SettingsError(f"{name}={value!r}: an SQLite URL has no host; use sqlite:////absolute/path.db")
+
+
+def server_knobs(env: Mapping[str, str] | None = None) -> dict:
+    """``checkpoint serve``'s bind address and gunicorn sizes from the environment, validated."""
+    env = os.environ if env is None else env
+    out: dict = {"host": (env.get("CHECKPOINT_HOST") or "127.0.0.1").strip()}
+    for key, name, low, high, default in (("port", "CHECKPOINT_PORT", 1, 65535, "5000"),
+                                          ("workers", "CHECKPOINT_WORKERS", 1, 64, None),
+                                          ("threads", "CHECKPOINT_THREADS", 1, 1024, None)):  # fmt: skip
+        raw = (env.get(name) or "").strip() or default
+        out[key] = _number(name, raw, kind=int, low=low, high=high, example=default or "4") if raw else None
+    return out
+
+
 def _number(name: str, value: str, *, kind: type, low: float, high: float, example: str):
     try:
         number = kind(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(value)
     except ValueError as exc:
         raise SettingsError(f"{name}={value!r} is not a number; expected e.g. {name}={example}") from exc
     if not low <= number <= high:
@@ -88,12 +122,8 @@ class Settings:
         database_url = overrides.pop("database_url", None) or raw.get("CHECKPOINT_DATABASE_URL", "").strip()
         if not database_url:
             database_url = f"sqlite:///{data_dir / 'checkpoint.db'}"
-        elif "://" not in database_url:
-            raise SettingsError(
-                f"CHECKPOINT_DATABASE_URL={database_url!r} is not a database URL; expected e.g. "
-                "sqlite:////var/lib/checkpoint/checkpoint.db or "
-                "postgresql+psycopg://checkpoint:secret@db:5432/checkpoint"
-            )
+        else:
+            _database_url(database_url)
 
         public_url = overrides.pop("public_url", None) or raw.get("CHECKPOINT_PUBLIC_URL", "").strip() or None
         if public_url:
