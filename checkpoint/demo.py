@@ -329,10 +329,10 @@ def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
         with _use_tracking_uri(tracking_uri), warnings.catch_warnings():
             # Stages are deprecated in favour of aliases; the demo shows both on purpose.
             warnings.simplefilter("ignore", FutureWarning)
-            # Classifier labels are integers by nature; the hint is about missing values we never have.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            # MLflow's own use of pandas APIs that pandas 4 deprecates: nothing the demo can act on.
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
+            # Raised inside MLflow about MLflow's own code or generic hints (integer columns may
+            # lack NaN, pandas 4 deprecations, Any type hints): nothing a demo user can act on.
+            for category in (UserWarning, DeprecationWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"mlflow\.")
             yield
     finally:
         logger.setLevel(saved_level)
@@ -595,18 +595,23 @@ def _tail(path: Path, size: int = 3000) -> str:
         return handle.read().decode("utf-8", "replace")
 
 
-def _stop_group(process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """SIGTERM the process group we started (gunicorn and its workers), SIGKILL if it lingers.
+def _stop_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop the process group we started (gunicorn and its workers) as Ctrl-C would, then SIGKILL.
 
+    SIGINT is gunicorn's quick shutdown. Its graceful one (SIGTERM) waits for connections it
+    still counts as open, up to the graceful timeout: measured with gunicorn 26's gthread, 60 s
+    after one page view from a client process that was still running. Right for a deployment,
+    wrong for a demo being closed.
     Once the leader has exited and been reaped its id may be reused, so a dead leader's group
     is left alone (gunicorn workers shut themselves down when their master goes).
     """
     if process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        print(f"checkpoint demo: pid {process.pid} ignored Ctrl-C for {timeout:.0f} s; killing it", file=sys.stderr)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -626,6 +631,9 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
     fraud = summary["models"]["fraud-detector"]
     champion = fraud["aliases"].get("champion", "?")
     challenger = fraud["aliases"].get("challenger", "?")
+    # Read back rather than assumed: on a re-run, earlier approvals may have moved things.
+    champion_stage = fraud["versions"].get(champion, {}).get("stage", "?")
+    challenger_stage = fraud["versions"].get(challenger, {}).get("stage", "?")
     seeded = "seeded just now" if summary["created"] else "found from an earlier run"
     specs = next(m for m in MODELS if m.name == "fraud-detector").versions
     breaking = next(number for number, spec in enumerate(specs, start=1) if spec.features)
@@ -649,7 +657,7 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
 
   Things to try:
    1. Open the fraud-detector model: {url}/#/models/fraud-detector
-      Version {champion} is the champion (Production); version {challenger} is the challenger (Staging).
+      Version {champion} is the champion ({champion_stage}); version {challenger} is the challenger ({challenger_stage}).
       Move the `champion` alias to version {challenger}: Checkpoint opens a promote request for
       review instead of changing production. (Version {breaking} drops an input column, version {worse} is
       clearly worse on val_auc: try promoting those too.)

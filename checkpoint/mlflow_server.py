@@ -77,7 +77,9 @@ class MlflowServer:
         command += self.extra_args
         # The job runner (a pool of huey consumers for MLflow's GenAI jobs) costs ~7 processes per
         # server and plays no part in the registry: off unless a caller turns it back on.
-        env = {**os.environ, "MLFLOW_HOME": str(self.root), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
+        # Telemetry off too: these servers live on loopback and have no business calling out.
+        env = {**os.environ, "MLFLOW_HOME": str(self.root), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}  # fmt: skip
         # Keep the client settings of whoever started us away from the server.
         env.pop("MLFLOW_TRACKING_URI", None)
         log = self.log_path.open("ab")

@@ -21,6 +21,8 @@ from checkpoint import create_app, db
 from checkpoint.mlflow_server import MlflowServer, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
+# The MLflow client in these tests talks to loopback servers only.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 POSTGRES_ENV = "CHECKPOINT_TEST_POSTGRES_URL"
 
 
@@ -55,18 +57,18 @@ def postgres_admin() -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, migrated database: an SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
+def migrated_database(kind: str, request, directory: Path, prefix: str = "cp_test") -> Iterator[str]:
+    """A fresh, migrated database: an SQLite file in ``directory``, or a new PostgreSQL database
+    (dropped afterwards). A generator, for fixtures of any scope to ``yield from``."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'checkpoint.db'}"
         engine = db.make_engine(url)
         db.upgrade(engine)
         engine.dispose()
         yield url
         return
     admin = request.getfixturevalue("postgres_admin")
-    name = f"cp_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
@@ -76,6 +78,12 @@ def database_url(request, tmp_path) -> Iterator[str]:
     yield url
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, migrated database on SQLite and on PostgreSQL."""
+    yield from migrated_database(request.param, request, tmp_path)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ get, edit, comment, and ``/which``.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,9 +17,9 @@ import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from checkpoint import create_app, db
+from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
-from tests.conftest import serve_in_thread
+from tests.conftest import migrated_database, serve_in_thread
 from tests.governed_helpers import api, make_model, unique
 
 TABLES = ("promote_requests", "reviews", "comments", "events")
@@ -42,24 +41,7 @@ class Site:
 
 
 def _database(kind: str, request, tmp_path_factory) -> Iterator[str]:
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'checkpoint.db'}"
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    name = f"cp_api_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from migrated_database(kind, request, tmp_path_factory.mktemp("api-db"), prefix="cp_api")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -170,6 +170,7 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
     output = log.read_text(errors="replace")
     assert "checkpoint demo: stopped" in output
     assert "still listening" not in output
+    assert "ignored Ctrl-C" not in output, "a server had to be killed"
     assert not _listening(mlflow_port), "the demo's MLflow server is still up after Ctrl-C"
     assert not _listening(port), "Checkpoint is still up after Ctrl-C"
 
