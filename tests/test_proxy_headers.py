@@ -149,10 +149,19 @@ def test_hop_by_hop_request_headers_are_dropped(checkpoint, upstream):
 
 def test_host_is_the_upstreams_own(checkpoint, upstream):
     m = marker()
-    answer = raw_request(checkpoint, "GET", f"/echo/{m}", [("Host", "checkpoint.example.com")])
+    answer = raw_request(checkpoint, "GET", f"/echo/{m}", [("Host", "localhost:8443")])
     assert answer.status == 200, answer.body
     (seen,) = upstream.wait_for(m)
     assert seen.values("Host") == [f"127.0.0.1:{upstream.port}"]
+
+
+def test_dns_rebinding_host_is_refused_before_mlflow(checkpoint, upstream):
+    """A Host no person types (a name not configured) is refused as MLflow would, and never forwarded."""
+    m = marker()
+    answer = raw_request(checkpoint, "GET", f"/echo/{m}", [("Host", "rebind.evil.example:5000")])
+    assert answer.status == 403
+    assert b"Invalid Host header - possible DNS rebinding attack detected" in answer.body
+    assert upstream.requests_to(m) == []
 
 
 @pytest.mark.parametrize(
