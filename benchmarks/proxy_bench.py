@@ -1,0 +1,724 @@
+"""Checkpoint's proxy measured against MLflow directly and against nginx, in one run.
+
+Usage: .venv/bin/python benchmarks/proxy_bench.py [--quick]
+
+Twice -- in front of a stock ``mlflow server`` (uvicorn, 4 workers: it never sets
+TCP_NODELAY, so a reused keep-alive connection stalls ~40 ms) and in front of one started
+with ``--workers 1`` (no stall) -- it starts nginx and ``checkpoint serve`` exactly as an
+operator would, all on loopback, and measures each of the three paths:
+
+a. p50/p99 latency of a small registry search, sequential calls on one keep-alive
+   connection per path (the paths interleaved in rounds, so machine noise hits all alike);
+b. requests/s and p99 latency with 32 concurrent keep-alive clients, driven by ``wrk``
+   (a separate C process; a Python thread pool only when wrk is not installed);
+c. upload and download throughput of one large artifact, streamed both ways and checked
+   by size and CRC-32;
+d. Checkpoint's RSS (gunicorn master + workers, from /proc) when idle and at its peak
+   during b and c.
+
+It prints a Markdown table with the targets marked PASS/FAIL and writes it to
+``benchmarks/results/proxy.md``. Every loop is bounded in count and in time; only the
+processes this script started are stopped, by their PID; temporary directories go away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import http.client
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from checkpoint.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
+
+SEARCH = "/api/2.0/mlflow/registered-models/search"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+PATHS = ("direct", "nginx", "checkpoint")
+MIB = 1024 * 1024
+BLOCK = MIB  # artifact bodies go out and come in 1 MiB at a time
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything one run does."""
+
+    calls: int  # sequential calls per path for the latency figures
+    warmup: int
+    load_seconds: float  # one wrk run
+    rounds: int  # load runs and artifact round trips per path, in alternating order; the median counts
+    clients: int
+    artifact_mib: int
+    phase_timeout: float  # no single measurement loop runs longer than this
+
+
+FULL = Plan(calls=1000, warmup=100, load_seconds=10, rounds=3, clients=32, artifact_mib=1024, phase_timeout=300)
+QUICK = Plan(calls=200, warmup=30, load_seconds=4, rounds=1, clients=32, artifact_mib=256, phase_timeout=120)
+
+
+# -- the processes under test ---------------------------------------------------------------
+
+
+def _nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def _stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop one process we started (and its own process group, which it leads) by its PID."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        process.send_signal(sig)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the group id is that same PID: start_new_session
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class Nginx:
+    """nginx as its own foreground master, configured from nginx.conf.template."""
+
+    prefix: Path
+    upstream_port: int
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        binary = _nginx_binary()
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        # As root, nginx would run its workers as "nobody"; keep them as whoever runs the benchmark.
+        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        conf = (ROOT / "benchmarks" / "nginx.conf.template").read_text()
+        for key, value in {
+            "@USER_LINE@": user_line,
+            "@PREFIX@": str(self.prefix),
+            "@UPSTREAM_PORT@": str(self.upstream_port),
+            "@LISTEN_PORT@": str(self.port),
+        }.items():
+            conf = conf.replace(key, value)
+        conf_path = self.prefix / "nginx.conf"
+        conf_path.write_text(conf)
+        log = self.prefix / "nginx.out"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary, "-p", str(self.prefix), "-c", str(conf_path), "-e", str(self.prefix / "error.log")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.url}/health", timeout=30, process=self.process, log=self.prefix / "error.log")
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
+
+
+@dataclass
+class Checkpoint:
+    """``checkpoint serve`` in a subprocess, exactly as the command line and the Dockerfile run it."""
+
+    data_dir: Path
+    registry_url: str
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "checkpoint.log"
+
+    def start(self) -> Checkpoint:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        env = {**os.environ, "CHECKPOINT_REGISTRY_URL": self.registry_url, "CHECKPOINT_DATA_DIR": str(self.data_dir)}
+        env.pop("CHECKPOINT_DATABASE_URL", None)  # the data directory's own SQLite file
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.url}/checkpoint/healthz", timeout=60, process=self.process, log=self.log_path)
+        return self
+
+    def pids(self) -> list[int]:
+        """The gunicorn master and its workers."""
+        if self.process is None:
+            return []
+        return [self.process.pid, *_children(self.process.pid)]
+
+    def stop(self) -> None:
+        # SIGINT is gunicorn's quick shutdown: nothing is in flight any more, and on SIGTERM a
+        # gthread worker that ever kept a connection alive sits out its whole graceful_timeout.
+        _stop(self.process, signal.SIGINT)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(p) for p in handle.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the summed RSS of Checkpoint's processes every 50 ms in a background thread."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def now(self) -> int:
+        return sum(_rss_bytes(pid) for pid in self.checkpoint.pids())
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self.now()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.now())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    calls: int
+    reconnects: int
+
+
+def measure_latency(urls: dict[str, str], plan: Plan) -> dict[str, Latency]:
+    """Sequential searches on one keep-alive connection per path.
+
+    The paths take turns in rounds of 10 calls (in rotating order), so machine noise hits
+    them alike and no connection idles long enough (uvicorn closes after 5 s) to be dropped.
+    """
+    connections = {name: http.client.HTTPConnection(*_host_port(url), timeout=30) for name, url in urls.items()}
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    local_port: dict[str, int] = {}
+    reconnects = dict.fromkeys(urls, 0)
+
+    def call(name: str) -> float | None:
+        conn = connections[name]
+        start = time.perf_counter()
+        try:
+            conn.request("GET", SEARCH)
+            answer = conn.getresponse()
+            body = answer.read()
+        except http.client.RemoteDisconnected:  # the server dropped the idle connection: count it, go on
+            conn.close()
+            reconnects[name] += 1
+            return None
+        elapsed = time.perf_counter() - start
+        if answer.status != 200 or b"{" not in body:
+            raise RuntimeError(f"{name}: search answered {answer.status}: {body[:200]!r}")
+        port = conn.sock.getsockname()[1] if conn.sock else -1
+        if local_port.setdefault(name, port) != port:
+            reconnects[name] += 1
+            local_port[name] = port
+        return elapsed
+
+    round_size = 10
+    warmup_rounds = math.ceil(plan.warmup / round_size)  # MLflow's first registry calls are slow, pools fill
+    names = list(urls)
+    deadline = time.monotonic() + plan.phase_timeout
+    try:
+        for index in range(warmup_rounds + math.ceil(plan.calls / round_size)):
+            turn = index % len(names)
+            for name in names[turn:] + names[:turn]:
+                for _ in range(round_size):
+                    elapsed = call(name)
+                    if index >= warmup_rounds and elapsed is not None:
+                        samples[name].append(elapsed * 1000)
+            if time.monotonic() > deadline:
+                print(f"  latency: stopped at the {plan.phase_timeout:.0f} s time limit", flush=True)
+                break
+    finally:
+        for conn in connections.values():
+            conn.close()
+    return {name: Latency(_percentile(s, 50), _percentile(s, 99), len(s), reconnects[name]) for name, s in samples.items()}
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failures: int
+    tool: str
+
+
+WRK_SCRIPT = r"""
+-- Stops a thread after a request cap (a safety bound; the run is meant to end on time),
+-- and prints the figures as JSON.
+local limit = 0
+local count = 0
+function init(args)
+  limit = tonumber(args[1]) or 0
+end
+function response(status, headers, body)
+  count = count + 1
+  if limit > 0 and count >= limit then
+    wrk.thread:stop()
+  end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %.0f, "p99_us": %.0f, "non2xx": %d, "errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+WRK_REQUEST_CAP = 2_000_000
+
+
+def run_wrk(url: str, plan: Plan, script: Path) -> Load:
+    """One wrk run: 32 keep-alive connections on one wrk thread, for plan.load_seconds."""
+    command = [
+        "wrk", "-t1", f"-c{plan.clients}", f"-d{plan.load_seconds:.0f}s", "--timeout", "10s",
+        "-s", str(script), url + SEARCH, "--", str(WRK_REQUEST_CAP),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=plan.load_seconds + 60, check=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures:\n{done.stdout}\n{done.stderr}")
+    figures = json.loads(line[6:])
+    if figures["requests"] >= WRK_REQUEST_CAP:
+        print("  wrk: hit the request cap; its requests/s is understated", flush=True)
+    return Load(
+        rps=figures["requests"] / (figures["duration_us"] / 1e6),
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        requests=figures["requests"],
+        failures=figures["non2xx"] + figures["errors"],
+        tool="wrk",
+    )
+
+
+def run_threads(url: str, plan: Plan) -> Load:
+    """Fallback without wrk: Python threads, one keep-alive connection each (may be client-bound)."""
+    deadline = time.monotonic() + plan.load_seconds
+    per_client = WRK_REQUEST_CAP // plan.clients
+    times: list[list[float]] = [[] for _ in range(plan.clients)]
+    failures = [0] * plan.clients
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection(*_host_port(url), timeout=10)
+        try:
+            while time.monotonic() < deadline and len(times[index]) < per_client:
+                start = time.perf_counter()
+                try:
+                    conn.request("GET", SEARCH)
+                    answer = conn.getresponse()
+                    answer.read()
+                    ok = answer.status == 200
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    ok = False
+                times[index].append(time.perf_counter() - start)
+                failures[index] += not ok
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(plan.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=plan.load_seconds + 30)
+    elapsed = time.monotonic() - started
+    flat = [t * 1000 for per in times for t in per]
+    return Load(len(flat) / elapsed, _percentile(flat, 50), _percentile(flat, 99), len(flat), sum(failures), "python")
+
+
+def _orders(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, path) in alternating order, A B C then C B A, so drift hits every path alike."""
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            yield index, name
+
+
+def measure_load(urls: dict[str, str], plan: Plan, workdir: Path) -> dict[str, Load]:
+    """Each path under 32 clients for plan.rounds runs; the median run's figures count."""
+    script = workdir / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    use_wrk = shutil.which("wrk") is not None
+    runs: dict[str, list[Load]] = {name: [] for name in urls}
+    for _, name in _orders(list(urls), plan.rounds):
+        load = run_wrk(urls[name], plan, script) if use_wrk else run_threads(urls[name], plan)
+        print(f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed", flush=True)
+        runs[name].append(load)
+        time.sleep(1)  # let TIME_WAITs and run queues settle between runs
+    return {
+        name: Load(
+            rps=statistics.median(r.rps for r in rs),
+            p50_ms=statistics.median(r.p50_ms for r in rs),
+            p99_ms=statistics.median(r.p99_ms for r in rs),
+            requests=sum(r.requests for r in rs),
+            failures=sum(r.failures for r in rs),
+            tool=rs[0].tool,
+        )
+        for name, rs in runs.items()
+    }
+
+
+def _blocks(size: int, seed: bytes) -> Iterator[bytearray]:
+    """The artifact, 1 MiB at a time from one reused buffer: every MiB is numbered, so order is checked too."""
+    buffer = bytearray(seed)
+    for index in range(math.ceil(size / BLOCK)):
+        buffer[:8] = index.to_bytes(8, "big")
+        yield buffer if (index + 1) * BLOCK <= size else buffer[: size - index * BLOCK]
+
+
+@dataclass
+class Transfer:
+    upload_mibs: float
+    download_mibs: float
+
+
+def upload(url: str, path: str, size: int, seed: bytes, timeout: float) -> float:
+    """PUT with Content-Length, the body streamed from _blocks; returns seconds until the answer."""
+    conn = http.client.HTTPConnection(*_host_port(url), timeout=120)
+    try:
+        start = time.perf_counter()
+        conn.putrequest("PUT", f"{ARTIFACTS}/{path}")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        for block in _blocks(size, seed):
+            conn.send(block)
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(f"upload to {url} took over {timeout:.0f} s")
+        answer = conn.getresponse()
+        body = answer.read()
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise RuntimeError(f"upload to {url} answered {answer.status}: {body[:300]!r}")
+    return elapsed
+
+
+def download(url: str, path: str, size: int, crc: int, timeout: float) -> float:
+    """GET the artifact back, streamed into one reused buffer; checks its size and CRC-32."""
+    conn = http.client.HTTPConnection(*_host_port(url), timeout=120)
+    buffer = memoryview(bytearray(BLOCK))
+    try:
+        start = time.perf_counter()
+        conn.request("GET", f"{ARTIFACTS}/{path}")
+        answer = conn.getresponse()
+        if answer.status != 200:
+            raise RuntimeError(f"download from {url} answered {answer.status}: {answer.read(300)!r}")
+        got, check = 0, 0
+        while count := answer.readinto(buffer):
+            check = zlib.crc32(buffer[:count], check)
+            got += count
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(f"download from {url} took over {timeout:.0f} s")
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    if got != size or check != crc:
+        raise RuntimeError(f"download from {url}: {got} bytes, CRC {check:#x}; expected {size} bytes, CRC {crc:#x}")
+    return elapsed
+
+
+def measure_transfers(urls: dict[str, str], plan: Plan, mlflow_root: Path, label: str) -> dict[str, Transfer]:
+    """Upload then download one artifact per path and round; each file is deleted after its round trip."""
+    size = plan.artifact_mib * MIB
+    seed = os.urandom(BLOCK)
+    crc = 0
+    for block in _blocks(size, seed):
+        crc = zlib.crc32(block, crc)
+    ups: dict[str, list[float]] = {name: [] for name in urls}
+    downs: dict[str, list[float]] = {name: [] for name in urls}
+    for index, name in _orders(list(urls), plan.rounds):
+        path = f"bench/{label}/{name}/{index}.bin"
+        up = size / MIB / upload(urls[name], path, size, seed, plan.phase_timeout)
+        down = size / MIB / download(urls[name], path, size, crc, plan.phase_timeout)
+        print(f"  artifact {name}: up {up:.0f} MiB/s, down {down:.0f} MiB/s", flush=True)
+        ups[name].append(up)
+        downs[name].append(down)
+        stored = mlflow_root / "mlartifacts" / path
+        if stored.is_file():
+            stored.unlink()
+    return {name: Transfer(statistics.median(ups[name]), statistics.median(downs[name])) for name in urls}
+
+
+# -- one server, all paths ------------------------------------------------------------------
+
+
+@dataclass
+class ServerResult:
+    label: str
+    title: str
+    latency: dict[str, Latency]
+    load: dict[str, Load]
+    transfers: dict[str, Transfer]
+    rss_idle: int
+    rss_peak_load: int
+    rss_peak_transfer: int
+    checkpoint_workers: int
+    notes: list[str] = field(default_factory=list)
+
+
+def bench_server(label: str, title: str, workers: int | None, plan: Plan, tmp: Path) -> ServerResult:
+    started = time.monotonic()
+    print(f"== {title}", flush=True)
+    with ExitStack() as stack:
+        mlflow = MlflowServer(tmp / f"mlflow-{label}", workers=workers).start()
+        stack.callback(mlflow.stop)
+        nginx = Nginx(tmp / f"nginx-{label}", mlflow.port).start()
+        stack.callback(nginx.stop)
+        checkpoint = Checkpoint(tmp / f"checkpoint-{label}", mlflow.url).start()
+        stack.callback(checkpoint.stop)
+        urls = {"direct": mlflow.url, "nginx": nginx.url, "checkpoint": checkpoint.url}
+        print(f"  started in {time.monotonic() - started:.0f} s", flush=True)
+
+        latency = measure_latency(urls, plan)
+        for name, lat in latency.items():
+            print(f"  latency {name}: p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms ({lat.calls} calls)", flush=True)
+        time.sleep(1)
+        rss_idle = RssSampler(checkpoint).now()
+        with RssSampler(checkpoint) as sampler:
+            load = measure_load(urls, plan, tmp)
+        rss_peak_load = sampler.peak
+        with RssSampler(checkpoint) as sampler:
+            transfers = measure_transfers(urls, plan, mlflow.root, label)
+        rss_peak_transfer = sampler.peak
+        result = ServerResult(
+            label, title, latency, load, transfers, rss_idle, rss_peak_load, rss_peak_transfer,
+            len(checkpoint.pids()) - 1,
+        )  # fmt: skip
+        for name, lat in latency.items():
+            if lat.reconnects:
+                result.notes.append(f"{name}: the latency client reconnected {lat.reconnects} times")
+        for name, ld in load.items():
+            if ld.failures:
+                result.notes.append(f"{name}: {ld.failures} failed requests under load")
+    print(f"  {title}: {time.monotonic() - started:.0f} s", flush=True)
+    return result
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _delta(value: float) -> str:
+    return f"{value:+.2f} ms"
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.0f} %"
+
+
+def server_table(r: ServerResult, plan: Plan) -> list[str]:
+    d, n, c = (r.latency[p] for p in PATHS)
+    ld, ln, lc = (r.load[p] for p in PATHS)
+    td, tn, tc = (r.transfers[p] for p in PATHS)
+    size = f"{plan.artifact_mib} MiB" if plan.artifact_mib < 1024 else f"{plan.artifact_mib // 1024} GiB"
+    runs = f"median of {plan.rounds}" if plan.rounds > 1 else "1 run"
+    rows = [
+        (f"p50 latency, search, 1 keep-alive conn ({d.calls} calls), ms", d.p50_ms, n.p50_ms, c.p50_ms, "ms"),
+        ("p99 latency, same, ms", d.p99_ms, n.p99_ms, c.p99_ms, "ms"),
+        (
+            f"requests/s, {plan.clients} keep-alive clients ({ld.tool}, {runs} × {plan.load_seconds:.0f} s)",
+            ld.rps,
+            ln.rps,
+            lc.rps,
+            "ratio",
+        ),
+        (f"p99 latency, {plan.clients} clients, ms", ld.p99_ms, ln.p99_ms, lc.p99_ms, "ms"),
+        (f"upload {size} ({runs}), MiB/s", td.upload_mibs, tn.upload_mibs, tc.upload_mibs, "ratio"),
+        (f"download {size} ({runs}), MiB/s", td.download_mibs, tn.download_mibs, tc.download_mibs, "ratio"),
+    ]
+    lines = [
+        f"### {r.title}",
+        "",
+        "| measure | direct | nginx | Checkpoint | Checkpoint vs direct | Checkpoint vs nginx |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, vd, vn, vc, kind in rows:
+        if kind == "ms":
+            lines.append(f"| {label} | {_ms(vd)} | {_ms(vn)} | {_ms(vc)} | {_delta(vc - vd)} | {_delta(vc - vn)} |")
+        else:
+            lines.append(f"| {label} | {vd:.0f} | {vn:.0f} | {vc:.0f} | {_pct(vc / vd)} | {_pct(vc / vn)} |")
+    lines += [
+        "",
+        f"Checkpoint RSS ({r.checkpoint_workers} gunicorn workers + master): idle {r.rss_idle / MIB:.0f} MiB, "
+        f"peak under load {r.rss_peak_load / MIB:.0f} MiB, "
+        f"peak during the transfers {r.rss_peak_transfer / MIB:.0f} MiB "
+        f"(growth {(max(r.rss_peak_load, r.rss_peak_transfer) - r.rss_idle) / MIB:+.0f} MiB).",
+    ]
+    lines += [f"Note: {note}." for note in r.notes]
+    return lines
+
+
+def targets(stock: ServerResult, fast: ServerResult) -> list[tuple[str, str, bool]]:
+    """(target, measured, passed) for each target of the brief."""
+    out: list[tuple[str, str, bool]] = []
+    d, n, c = (fast.latency[p] for p in PATHS)
+    out.append(("no-stall server: p50 added over direct ≤ 1 ms", _delta(c.p50_ms - d.p50_ms), c.p50_ms - d.p50_ms <= 1))
+    out.append(("no-stall server: p99 added over direct ≤ 3 ms", _delta(c.p99_ms - d.p99_ms), c.p99_ms - d.p99_ms <= 3))
+    out.append(("no-stall server: p50 within 1 ms of nginx", _delta(c.p50_ms - n.p50_ms), c.p50_ms - n.p50_ms <= 1))
+    sd, _, sc = (stock.latency[p] for p in PATHS)
+    out.append((
+        "stock server: Checkpoint p50 and p99 no slower than direct",
+        f"p50 {_delta(sc.p50_ms - sd.p50_ms)}, p99 {_delta(sc.p99_ms - sd.p99_ms)}",
+        sc.p50_ms <= sd.p50_ms and sc.p99_ms <= sd.p99_ms,
+    ))  # fmt: skip
+    for r, name in ((stock, "stock"), (fast, "no-stall")):
+        ratio = r.load["checkpoint"].rps / r.load["nginx"].rps
+        out.append((f"{name} server: requests/s at {r.load['nginx'].tool} 32 clients ≥ 90 % of nginx", _pct(ratio),
+                    ratio >= 0.9))  # fmt: skip
+    for r, name in ((stock, "stock"), (fast, "no-stall")):
+        up = r.transfers["checkpoint"].upload_mibs / r.transfers["direct"].upload_mibs
+        down = r.transfers["checkpoint"].download_mibs / r.transfers["direct"].download_mibs
+        out.append((f"{name} server: artifact upload ≥ 90 % of direct", _pct(up), up >= 0.9))
+        out.append((f"{name} server: artifact download ≥ 90 % of direct", _pct(down), down >= 0.9))
+    growth = max(max(r.rss_peak_load, r.rss_peak_transfer) - r.rss_idle for r in (stock, fast))
+    out.append(("Checkpoint RSS growth over idle < 64 MiB", f"{growth / MIB:+.0f} MiB", growth < 64 * MIB))
+    return out
+
+
+def report(stock: ServerResult, fast: ServerResult, plan: Plan, quick: bool, seconds: float, load_before: float) -> str:
+    versions = _versions()
+    chunk = os.environ.get("CHECKPOINT_CHUNK_SIZE") or str(_setting_default("chunk_size"))
+    lines = [
+        f"## Proxy benchmark{' (quick)' if quick else ''}: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{os.cpu_count()} cores shared by MLflow, nginx (worker_processes auto), Checkpoint (`checkpoint serve`: "
+        f"{stock.checkpoint_workers} workers, chunk {int(chunk) // 1024} KiB) and the load generator; loopback only. "
+        f"Load average (1 min) before the run {load_before:.1f}, after it {os.getloadavg()[0]:.1f}. "
+        f"{versions}. Run took {seconds / 60:.1f} min.",
+        "",
+    ]
+    for r in (stock, fast):
+        lines += server_table(r, plan) + [""]
+    lines += ["### Targets", "", "| target | measured | result |", "|---|---:|:---:|"]
+    lines += [f"| {name} | {value} | {'PASS' if ok else 'FAIL'} |" for name, value, ok in targets(stock, fast)]
+    return "\n".join(lines) + "\n"
+
+
+def _setting_default(name: str):
+    from dataclasses import fields
+
+    from checkpoint.settings import Settings
+
+    return next(f.default for f in fields(Settings) if f.name == name)
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    nginx = subprocess.run([_nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+    wrk = "wrk " + (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1:2] or ["?"])[0] \
+        if shutil.which("wrk") else "no wrk"  # fmt: skip
+    return (
+        f"Python {platform.python_version()}, mlflow {version('mlflow')}, gunicorn {version('gunicorn')}, "
+        f"urllib3 {version('urllib3')}, nginx {nginx}, {wrk}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls, shorter load, 256 MiB artifact")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "proxy.md")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if not Path(_nginx_binary()).exists():
+        parser.error("nginx is not installed (apt-get install nginx)")
+    if shutil.which("wrk") is None:
+        print("wrk not found (apt-get install wrk): falling back to Python threads, which may be client-bound")
+
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="checkpoint-bench-") as name:
+        tmp = Path(name)
+        stock = bench_server("stock", "MLflow stock: uvicorn, 4 workers (40 ms keep-alive stall)", None, plan, tmp)
+        fast = bench_server("nostall", "MLflow --workers 1 (no stall)", 1, plan, tmp)
+    table = report(stock, fast, plan, args.quick, time.monotonic() - started, load_before)
+    print()
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(table)
+    print(f"written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
