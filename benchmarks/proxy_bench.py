@@ -317,6 +317,7 @@ class Load:
     requests: int
     failures: int
     tool: str
+    spread: str = ""  # MLflow's connections per worker process, per run (see upstream_spread)
 
 
 WRK_SCRIPT = r"""
@@ -410,15 +411,39 @@ def _orders(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
             yield index, name
 
 
-def measure_load(urls: dict[str, str], plan: Plan, workdir: Path) -> dict[str, Load]:
+def upstream_spread(port: int) -> str:
+    """How the established connections to MLflow's port are shared among its worker processes: "26+3+2+1".
+
+    uvicorn's workers share one listening socket and each accepts new connections in bursts,
+    so which worker ends up with which connection is luck; with a multi-worker MLflow that
+    decides requests/s at 32 clients as much as the proxy does. Empty when ``ss`` cannot tell.
+    """
+    try:
+        listing = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    owners = [field.split(",")[0] for field in listing.split("pid=")[1:]]
+    counts = sorted((owners.count(pid) for pid in set(owners)), reverse=True)
+    return "+".join(map(str, counts))
+
+
+def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port: int) -> dict[str, Load]:
     """Each path under 32 clients for plan.rounds runs; the median run's figures count."""
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
     use_wrk = shutil.which("wrk") is not None
     runs: dict[str, list[Load]] = {name: [] for name in urls}
+    spreads: dict[str, list[str]] = {name: [] for name in urls}
     for _, name in _orders(list(urls), plan.rounds):
+        sample = threading.Timer(plan.load_seconds / 2, lambda n=name: spreads[n].append(upstream_spread(upstream_port)))
+        sample.start()
         load = run_wrk(urls[name], plan, script) if use_wrk else run_threads(urls[name], plan)
-        print(f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed", flush=True)
+        sample.join()
+        print(f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed, "
+              f"MLflow connections per worker {spreads[name][-1] or '?'}", flush=True)  # fmt: skip
         runs[name].append(load)
         time.sleep(1)  # let TIME_WAITs and run queues settle between runs
     return {
@@ -429,6 +454,7 @@ def measure_load(urls: dict[str, str], plan: Plan, workdir: Path) -> dict[str, L
             requests=sum(r.requests for r in rs),
             failures=sum(r.failures for r in rs),
             tool=rs[0].tool,
+            spread=" | ".join(x or "?" for x in spreads[name]),
         )
         for name, rs in runs.items()
     }
@@ -553,7 +579,7 @@ def bench_server(label: str, title: str, workers: int | None, plan: Plan, tmp: P
         time.sleep(1)
         rss_idle = RssSampler(checkpoint).now()
         with RssSampler(checkpoint) as sampler:
-            load = measure_load(urls, plan, tmp)
+            load = measure_load(urls, plan, tmp, mlflow.port)
         rss_peak_load = sampler.peak
         with RssSampler(checkpoint) as sampler:
             transfers = measure_transfers(urls, plan, mlflow.root, label)
@@ -568,6 +594,9 @@ def bench_server(label: str, title: str, workers: int | None, plan: Plan, tmp: P
         for name, ld in load.items():
             if ld.failures:
                 result.notes.append(f"{name}: {ld.failures} failed requests under load")
+        if workers != 1:
+            spread = "; ".join(f"{name} {ld.spread}" for name, ld in load.items())
+            result.notes.append(f"MLflow's connections per worker process under load, per run: {spread}")
     print(f"  {title}: {time.monotonic() - started:.0f} s", flush=True)
     return result
 

@@ -437,7 +437,7 @@ class _Stream:
         self.response.release_conn()
 
 
-def _body_reader(stream) -> Callable[[int], bytes]:
+def _body_reader(stream, recv_size: int = 0) -> Callable[[int], bytes]:
     """``read(size)`` over a request body, without gunicorn's slow wrapper when that is safe.
 
     gunicorn's ``Body.read(size)`` builds every answer 1 KiB at a time, re-buffering the
@@ -446,10 +446,15 @@ def _body_reader(stream) -> Callable[[int], bytes]:
     returns the same bytes, with the same errors, for a third of the CPU (see
     benchmarks/README.md). It is used only while the ``Body`` holds no bytes of its own
     (nothing was read through its ``readline``); any other stream is read as WSGI says.
+    ``recv_size`` (for large bodies) also lifts gunicorn's 8 KiB socket reads to that size
+    for the rest of the connection: another quarter less CPU per uploaded GiB.
     """
     if type(stream).__module__ == "gunicorn.http.body":
         reader, held = getattr(stream, "reader", None), getattr(stream, "buf", None)
         if hasattr(reader, "read") and held is not None and held.tell() == 0:
+            unreader = getattr(reader, "unreader", None)
+            if isinstance(getattr(unreader, "mxchunk", None), int) and unreader.mxchunk < recv_size:
+                unreader.mxchunk = recv_size
             return reader.read
     return stream.read
 
@@ -467,7 +472,7 @@ def _read_exact(stream, size: int) -> bytes:
 
 
 def _read_chunks(stream, chunk_size: int, size: int | None) -> Iterator[bytes]:
-    read = _body_reader(stream)
+    read = _body_reader(stream, chunk_size)
     remaining = size
     while remaining is None or remaining > 0:
         data = read(chunk_size if remaining is None else min(chunk_size, remaining))
