@@ -33,7 +33,7 @@ setup(
         "flask>=3.0,<4",
         "sqlalchemy>=2.0,<3",
         "alembic>=1.13,<2",
-        "gunicorn>=23",
+        "gunicorn>=23,<27",  # serving.ProxyWorker extends gunicorn 26's gthread worker
         "urllib3>=2.2,<3",
         "requests>=2.31,<3",
         "pyyaml>=6",
