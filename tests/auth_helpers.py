@@ -26,10 +26,14 @@ def start_auth_server(root) -> MlflowServer:
         env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key"},
     )
     server.start()
-    for user, password in PASSWORDS.items():
-        answer = requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=30,
-                               json={"username": user, "password": password})  # fmt: skip
-        assert answer.status_code == 200, answer.text
+    try:
+        for user, password in PASSWORDS.items():
+            answer = requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=30,
+                                   json={"username": user, "password": password})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+    except BaseException:
+        server.stop()  # a half-set-up server must not outlive the test run
+        raise
     return server
 
 
