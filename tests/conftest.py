@@ -4,9 +4,6 @@ and Checkpoint served for real (in a thread, or as `checkpoint serve` runs it)."
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,7 +15,8 @@ import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from checkpoint import create_app, db
-from checkpoint.mlflow_server import MlflowServer, free_port, wait_http
+from checkpoint.mlflow_server import MlflowServer, free_port
+from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, migrated_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 # The MLflow client in these tests talks to loopback servers only.
@@ -138,51 +136,26 @@ def live_checkpoint(mlflow_server, database_url, tmp_path) -> Iterator[LiveCheck
     application.extensions["checkpoint.engine"].dispose()
 
 
-@dataclass
-class ServedCheckpoint:
-    """`checkpoint serve` running as a separate process, exactly as the Dockerfile starts it."""
-
-    url: str
-    process: subprocess.Popen
-    data_dir: Path
-    log_path: Path
-
-
 @pytest.fixture(scope="session")
-def served_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[ServedCheckpoint]:
-    """One real gunicorn-served Checkpoint in front of the session's MLflow."""
-    data_dir = tmp_path_factory.mktemp("checkpoint-served")
-    port = free_port()
-    env = {
-        **os.environ,
-        "CHECKPOINT_REGISTRY_URL": mlflow_server.url,
-        "CHECKPOINT_DATA_DIR": str(data_dir),
-        "CHECKPOINT_WORKERS": "2",
-    }
-    log_path = data_dir / "checkpoint.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/checkpoint/healthz", timeout=60, process=process, log=log_path)
-    except BaseException:
-        process.kill()
-        raise
-    yield ServedCheckpoint(url, process, data_dir, log_path)
-    # SIGINT is gunicorn's quick shutdown: SIGTERM would wait out graceful_timeout for idle
-    # keep-alive connections, which costs the session a minute for nothing.
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+def served_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[CheckpointProcess]:
+    """One real gunicorn-served Checkpoint (`checkpoint serve`, as the Dockerfile starts it)
+    in front of the session's MLflow."""
+    with checkpoint_process(mlflow_server.url, tmp_path_factory.mktemp("checkpoint-served")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    """A scriptable fake MLflow on loopback, for failures a real server cannot produce on demand."""
+    fake = FakeUpstream()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory) -> str:
+    """A migrated SQLite database shared by one test module."""
+    return migrated_sqlite(tmp_path_factory.mktemp("module-db"))
 
 
 @pytest.fixture

@@ -17,10 +17,8 @@ from mlflow.exceptions import MlflowException
 
 from checkpoint.mlflow_server import free_port
 from tests.proxy_helpers import (
-    FakeUpstream,
     checkpoint_in_thread,
     checkpoint_process,
-    migrated_sqlite,
     pattern,
     sha256,
 )
@@ -29,18 +27,6 @@ READ_TIMEOUT = 1.0
 # Far above any correct answer on loopback; a hang shows up as a timeout error instead.
 CLIENT_TIMEOUT = 8
 BROKEN = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def module_db(tmp_path_factory) -> str:
-    return migrated_sqlite(tmp_path_factory.mktemp("proxy-failures-db"))
 
 
 def _serve(kind: str, registry_url: str, module_db: str, data_dir) -> Iterator[str]:

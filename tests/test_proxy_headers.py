@@ -18,10 +18,8 @@ import requests
 from tests.proxy_helpers import (
     HTML_PAGE,
     SERVER_HEADER,
-    FakeUpstream,
     checkpoint_in_thread,
     checkpoint_process,
-    migrated_sqlite,
     pattern,
     raw_request,
     sha256,
@@ -30,18 +28,6 @@ from tests.proxy_helpers import (
 EVIL = "https://evil.example.com"
 BLOCKED = b"Cross-origin request blocked"
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def module_db(tmp_path_factory) -> str:
-    return migrated_sqlite(tmp_path_factory.mktemp("proxy-headers-db"))
 
 
 @pytest.fixture(scope="module", params=["werkzeug", "gunicorn"])
