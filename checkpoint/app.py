@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import db, governance, identity
+from checkpoint.background import Background
 from checkpoint.errors import register_error_handlers, render_upstream_error
 from checkpoint.policy import Policy
 from checkpoint.proxy import Proxy
@@ -82,6 +83,8 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         right = lambda user, model: registry.can_manage(user.name, model)  # noqa: E731 - a one-line adapter
     workflow = Workflow(Store(sessions), registry, governance.load(), Policy.from_env(), review_right=right)
     app.extensions["checkpoint.workflow"] = workflow
+    background = Background()
+    app.extensions["checkpoint.background"] = background
 
     proxy = Proxy(
         settings.registry_url,
@@ -110,6 +113,8 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.wsgi_app = Gateway(  # type: ignore[method-assign]
         app.wsgi_app, proxy, workflow, settings.public_url, auth, settings.allowed_hosts
     )
+    if settings.background:
+        background.start()
     return app
 
 

@@ -93,6 +93,8 @@ class Settings:
     registry_username: str | None = None
     registry_password: str | None = None
     registry_token: str | None = None
+    # The per-process thread that sends webhooks and reconciles interrupted applies.
+    background: bool = True
 
     @property
     def upstream_origin(self) -> str:
@@ -154,6 +156,10 @@ class Settings:
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"CHECKPOINT_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
 
+        background = raw.get("CHECKPOINT_BACKGROUND", "true").strip().lower()
+        if background not in ("true", "false", "1", "0", "yes", "no"):
+            raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
+
         secret = overrides.pop("secret_key", None) or raw.get("CHECKPOINT_SECRET_KEY", "").strip()
         settings = cls(
             registry_url=registry,
@@ -167,6 +173,7 @@ class Settings:
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,
+            background=background in ("true", "1", "yes"),
             **parsed,
         )
         known = {f.name for f in fields(cls)}
