@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -79,7 +79,12 @@ class CommentRow(Base):
 
 
 class EventRow(Base):
-    """Append-only history; written in the same transaction as the change it records."""
+    """Append-only history; written in the same transaction as the change it records.
+
+    Hash-chained (:mod:`checkpoint.audit`): ``hash`` covers the event's canonical JSON and
+    ``prev_hash``, the previous event's ``hash``, so editing, deleting or reordering a row
+    breaks the chain at that row.
+    """
 
     __tablename__ = "events"
 
@@ -90,3 +95,46 @@ class EventRow(Base):
     actor: Mapped[str] = mapped_column(String(256))
     data: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class CheckRow(Base):
+    """The latest result of one check on one request (history is in the events)."""
+
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    required: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(8))  # pass / fail / error / pending
+    reason: Mapped[str] = mapped_column(Text, default="")
+    trigger: Mapped[str] = mapped_column(String(16))  # open / refresh / apply / manual
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("request_id", "name", name="ux_check_results_request_name"),)
+
+
+class DeliveryRow(Base):
+    """The webhook outbox: one row per (event, webhook), written with the event itself."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the delivery id receivers dedupe on
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    webhook: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending / sending / delivered / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_order", "webhook", "request_id", "event_id"),
+    )

@@ -7,16 +7,19 @@ Exactly-once is the database's job: a state change is a conditional UPDATE
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from checkpoint import audit
 from checkpoint.db import session_scope
-from checkpoint.models import CommentRow, EventRow, RequestRow, ReviewRow
+from checkpoint.models import CommentRow, DeliveryRow, EventRow, RequestRow, ReviewRow
 
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
     "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
@@ -33,6 +36,11 @@ def now() -> datetime:
 # 1..MAX_ID names no request; sent to the database it would fail (out of range on
 # PostgreSQL, OverflowError in SQLite's driver) and answer 500 instead of 404.
 MAX_ID = 2**31 - 1
+# pg_advisory_xact_lock key that serialises appends to the hash-chained event log
+# (the migration lock in db.py uses another key).
+AUDIT_LOCK = 0x43504155  # "CPAU"
+# Event kinds a webhook may subscribe to that are not about one request.
+OUTSIDE_CHANGE = "outside_change"
 
 
 class NotFound(LookupError):
@@ -72,6 +80,8 @@ class Event:
     actor: str
     data: dict
     created_at: datetime
+    prev_hash: str = ""
+    hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,14 +134,29 @@ def _request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequ
 
 
 def _event(e: EventRow) -> Event:
-    return Event(e.id, e.request_id, e.model_name, e.kind, e.actor, e.data, _aware(e.created_at))
+    return Event(e.id, e.request_id, e.model_name, e.kind, e.actor, e.data, _aware(e.created_at), e.prev_hash, e.hash)
+
+
+def _event_dict(e: EventRow) -> dict:
+    return {"id": e.id, "request_id": e.request_id, "model_name": e.model_name, "kind": e.kind, "actor": e.actor,
+            "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash}  # fmt: skip
 
 
 class Store:
-    """All reads and writes of requests, reviews, comments and events."""
+    """All reads and writes of requests, reviews, comments and events.
 
-    def __init__(self, sessions: sessionmaker) -> None:
+    ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox
+    rows are written in the event's own transaction; ``on_commit`` is called after a
+    transaction that queued deliveries commits (it wakes the sender).
+    """
+
+    def __init__(
+        self, sessions: sessionmaker, subscribers: Callable[[str], Sequence[str]] | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.sessions = sessions
+        self.subscribers = subscribers or (lambda kind: ())
+        self.on_commit = on_commit
 
     # -- writes ----------------------------------------------------------------------
 
@@ -278,6 +303,61 @@ class Store:
         with session_scope(self.sessions) as session:
             return session.scalar(query) or 0
 
+    def delivery_backlog(self) -> int:
+        """Webhook deliveries not yet delivered nor given up on (pending or being sent)."""
+        with session_scope(self.sessions) as session:
+            return session.scalar(
+                select(func.count(DeliveryRow.id)).where(DeliveryRow.status.in_(("pending", "sending")))
+            ) or 0
+
+    def audit_rows(self, since: datetime | None = None, batch: int = 1000) -> Iterator[dict]:
+        """Every event with its hashes, oldest first, read in batches (the log may be large)."""
+        last = 0
+        while True:
+            query = select(EventRow).where(EventRow.id > last).order_by(EventRow.id).limit(batch)
+            if since is not None:
+                query = query.where(EventRow.created_at >= since)
+            with session_scope(self.sessions) as session:
+                rows = [_event_dict(e) for e in session.scalars(query)]
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1]["id"]
+
+    def record_outside_change(self, model_name: str, target: str, version: str | None, actor: str = "mlflow") -> bool:
+        """Log that ``target`` of ``model_name`` holds ``version`` without Checkpoint having put it there.
+
+        Compared, under the chain's lock, with the last state the log knows for the target
+        (an applied request or an earlier outside change), so concurrent readers record it once.
+        """
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+            known = self._last_known(session, model_name, target)
+            if known == (version,):
+                return False
+            data = {"target": target, "version": version, "previous": known[0] if known else None,
+                    "first_seen": known is None}  # fmt: skip
+            self._append(session, None, model_name, OUTSIDE_CHANGE, actor, data, stamp)
+        return True
+
+    @staticmethod
+    def _last_known(session: Session, model_name: str, target: str) -> tuple[str | None] | None:
+        """The version the log last saw at ``target``, as a 1-tuple, or None if it never saw it."""
+        query = (
+            select(EventRow, RequestRow)
+            .outerjoin(RequestRow, RequestRow.id == EventRow.request_id)
+            .where(EventRow.model_name == model_name, EventRow.kind.in_(("applied", OUTSIDE_CHANGE)))
+            .order_by(EventRow.id.desc())
+        )
+        for event, request in session.execute(query):
+            if event.kind == OUTSIDE_CHANGE and event.data.get("target") == target:
+                return (event.data.get("version"),)
+            if event.kind == "applied" and request is not None and request.target == target:
+                return (request.version,)
+        return None
+
     def events(self, model: str | None = None) -> list[Event]:
         query = select(EventRow).order_by(EventRow.id)
         if model:
@@ -298,7 +378,32 @@ class Store:
             raise NotFound(f"promote request #{request_id} does not exist")
         return row
 
-    @staticmethod
-    def _log(session: Session, row: RequestRow, kind: str, actor: str, data: dict, stamp: datetime) -> None:
-        session.add(EventRow(request_id=row.id, model_name=row.model_name, kind=kind, actor=actor, data=data,
-                             created_at=stamp))  # fmt: skip
+    def _log(self, session: Session, row: RequestRow, kind: str, actor: str, data: dict, stamp: datetime) -> None:
+        self._append(session, row.id, row.model_name, kind, actor, data, stamp)
+
+    def _append(self, session: Session, request_id: int | None, model_name: str, kind: str, actor: str, data: dict,
+                stamp: datetime) -> EventRow:  # fmt: skip
+        """Append one event to the hash chain, and its deliveries to the outbox.
+
+        Appends are serialised so each event links to the one committed before it: on
+        PostgreSQL by a transaction-scoped advisory lock, on SQLite by the write lock the
+        transaction already holds (every caller writes before it logs; the flush makes sure).
+        """
+        session.flush()
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+        previous = session.scalar(select(EventRow.hash).order_by(EventRow.id.desc()).limit(1)) or audit.GENESIS
+        event = EventRow(request_id=request_id, model_name=model_name, kind=kind, actor=actor, data=data,
+                         created_at=stamp, prev_hash=previous, hash="")  # fmt: skip
+        session.add(event)
+        session.flush()
+        event.hash = audit.event_hash(_event_dict(event), previous)
+        webhooks = list(self.subscribers(kind))
+        for name in webhooks:
+            session.add(DeliveryRow(id=str(uuid.uuid4()), event_id=event.id, webhook=name, request_id=request_id,
+                                    status="pending", attempts=0, next_attempt_at=stamp, last_error="",
+                                    created_at=stamp))  # fmt: skip
+        if webhooks and self.on_commit is not None:
+            sa_event.listen(session, "after_commit", lambda _session: self.on_commit(), once=True)
+        session.flush()
+        return event

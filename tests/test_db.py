@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from checkpoint import create_app, db
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"promote_requests", "reviews", "comments", "events"}
+TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
 # pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
 LOCK_KEY = db._MIGRATION_LOCK_KEY
 
@@ -102,7 +102,8 @@ def test_upgrade_twice_is_a_no_op(database_url, engine_for):
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO events (model_name, kind, actor, data, created_at) VALUES ('m', 'kept', 'alice', '{}', :now)"),
+            sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+                    "VALUES ('m', 'kept', 'alice', '{}', :now, 'p', 'h')"),
             {"now": now},
         )
     before = schema_snapshot(engine)
@@ -164,7 +165,8 @@ def test_sqlite_writer_waits_instead_of_failing(tmp_path, engine_for):
     url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
     db.upgrade(engine_for(url))
     holder, waiter = engine_for(url), engine_for(url)
-    insert = sa.text("INSERT INTO events (model_name, kind, actor, data, created_at) VALUES ('m', :kind, 'a', '{}', :now)")
+    insert = sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+                     "VALUES ('m', :kind, 'a', '{}', :now, 'p', 'h')")
     second_insert_started = threading.Event()
 
     @sa.event.listens_for(waiter, "connect")
