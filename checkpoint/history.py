@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from checkpoint.store import Store
+from checkpoint.store import OUTSIDE_CHANGE, Store
 
 
 @dataclass(frozen=True)
 class Entry:
-    request_id: int
+    request_id: int | None  # None: changed in MLflow without Checkpoint (an "outside change")
     target: str
     kind: str
     version: str | None
@@ -21,25 +21,41 @@ class Entry:
     author: str
     approvers: tuple[str, ...]
     already_true: bool
+    first_seen: bool = False
+
+    @property
+    def outside(self) -> bool:
+        return self.request_id is None
 
 
 def for_model(store: Store, name: str) -> list[Entry]:
-    """Applied promotions of ``name``, oldest first; each holds until the next one for its target."""
-    applied = [e for e in store.events(model=name) if e.kind == "applied" and e.request_id is not None]
+    """Applied promotions of ``name`` and changes made behind Checkpoint's back, oldest first;
+    each holds until the next one for its target. Read from the audit log only."""
     entries: list[Entry] = []
     last_for_target: dict[str, int] = {}
-    for event in applied:
-        item = store.get(event.request_id)
-        entry = Entry(
-            request_id=item.id, target=item.target, kind=item.kind, version=item.version,
-            summary=event.data.get("result", item.apply_result), applied_at=event.created_at, until=None,
-            author=item.author, approvers=tuple(sorted({r.reviewer for r in item.approvals})),
-            already_true=bool(event.data.get("already_true")),
-        )  # fmt: skip
-        previous = last_for_target.get(item.target)
+    for event in store.events(model=name):
+        if event.kind == "applied" and event.request_id is not None:
+            item = store.get(event.request_id)
+            entry = Entry(
+                request_id=item.id, target=item.target, kind=item.kind, version=item.version,
+                summary=event.data.get("result", item.apply_result), applied_at=event.created_at, until=None,
+                author=item.author, approvers=tuple(sorted({r.reviewer for r in item.approvals})),
+                already_true=bool(event.data.get("already_true")),
+            )  # fmt: skip
+        elif event.kind == OUTSIDE_CHANGE:
+            target, version = event.data.get("target", ""), event.data.get("version")
+            entry = Entry(
+                request_id=None, target=target, kind="outside_change", version=version,
+                summary=f"{target} found at {'v' + version if version else 'no version'} in MLflow",
+                applied_at=event.created_at, until=None, author="outside Checkpoint", approvers=(),
+                already_true=False, first_seen=bool(event.data.get("first_seen")),
+            )  # fmt: skip
+        else:
+            continue
+        previous = last_for_target.get(entry.target)
         if previous is not None:
             old = entries[previous]
             entries[previous] = Entry(**{**old.__dict__, "until": event.created_at})
-        last_for_target[item.target] = len(entries)
+        last_for_target[entry.target] = len(entries)
         entries.append(entry)
     return entries
