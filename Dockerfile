@@ -5,6 +5,7 @@
 # The image listens on 0.0.0.0, so `checkpoint serve` refuses to start with CHECKPOINT_AUTH=none
 # (the default) unless CHECKPOINT_ALLOW_UNAUTHENTICATED=true says that is really meant.
 # MLflow itself is not in this image: Checkpoint talks to it over HTTP only.
+# Deploying it (compose, Kubernetes, migrations, stop timeout, MLflow's flags): docs/deploy.md.
 
 # --- build: turn the source into wheels, so no compiler or source tree reaches the runtime image ---
 FROM python:3.11-slim AS build

@@ -40,6 +40,7 @@ setup(
         "markdown-it-py>=3,<5",
         "nh3>=0.2.15",
         "flask-wtf>=1.2,<2",
+        "prometheus-client>=0.20,<1",  # /checkpoint/metrics, multi-process mode under gunicorn
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],

@@ -11,24 +11,16 @@ Everything runs on loopback; every loop is bounded in count.
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
+from common import ROOT, Checkpoint
+from seed import fill_requests, seed_wide_versions
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from checkpoint import db  # noqa: E402
-from checkpoint.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
+from checkpoint.mlflow_server import MlflowServer
 
 PARAMS = METRICS = 2000
 
@@ -45,72 +37,6 @@ def timed(session: requests.Session, url: str, runs: int) -> tuple[float, float,
         samples.append((time.perf_counter() - start) * 1000)
         answer.raise_for_status()
     return first, statistics.median(samples), max(samples)
-
-
-def seed_wide_versions(mlflow_url: str, n_params: int, n_metrics: int) -> str:
-    """Two versions whose runs have n params and n metrics (with a short history each)."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    client = MlflowClient(tracking_uri=mlflow_url)
-    name = "wide-model"
-    client.create_registered_model(name)
-    experiment = client.create_experiment("wide")
-    stamp = int(time.time() * 1000)
-    for version in range(2):
-        run = client.create_run(experiment)
-        rid = run.info.run_id
-        params = [Param(f"param_{i:04d}", f"value-{(i * (version + 1)) % 97}") for i in range(n_params)]
-        metrics = [Metric(f"metric_{i:04d}", random.random(), stamp, step) for i in range(n_metrics) for step in (0, 1)]
-        for start in range(0, len(params), 100):
-            client.log_batch(rid, params=params[start : start + 100])
-        for start in range(0, len(metrics), 1000):
-            client.log_batch(rid, metrics=metrics[start : start + 1000])
-        client.set_terminated(rid)
-        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=rid)
-    client.set_registered_model_alias(name, "champion", "1")
-    return name
-
-
-def fill_requests(database_url: str, count: int) -> None:
-    """``count`` requests across models, targets, authors and states, inserted in bulk."""
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    states = ["open", "applied", "rejected", "withdrawn", "failed"]
-    models = [f"model-{i:03d}" for i in range(200)]
-    authors = [f"user{i:02d}" for i in range(40)]
-    targets = ["alias:champion", "stage:Production", "stage:Staging", "model:prod.x", "tag:validation_status"]
-    base = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = []
-    for i in range(count):
-        model = random.choice(models)
-        stamp = base + timedelta(minutes=i)
-        rows.append({
-            "kind": "set_alias", "model_name": model, "version": str(i % 9 + 1), "target": random.choice(targets),
-            "change": {"kind": "set_alias", "name": model, "alias": "champion", "version": "1"},
-            "title": f"Promote {model} build {i}", "description": "", "author": random.choice(authors),
-            "state": random.choices(states, weights=[10, 60, 10, 10, 10])[0], "state_reason": "",
-            "challenger": {"name": model, "version": "1", "run_id": "r", "source": "s"}, "champion": None,
-            "dedupe_key": f"bench-{i}", "created_at": stamp, "updated_at": stamp, "applied_at": None,
-            "apply_result": "", "named_reviewers": [], "rule_name": "default",
-        })  # fmt: skip
-    from checkpoint.models import RequestRow
-
-    with engine.begin() as conn:
-        for start in range(0, len(rows), 5000):
-            conn.execute(sa.insert(RequestRow.__table__), rows[start : start + 5000])
-    engine.dispose()
-
-
-def serve(mlflow_url: str, database_url: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "CHECKPOINT_REGISTRY_URL": mlflow_url, "CHECKPOINT_DATABASE_URL": database_url,
-           "CHECKPOINT_DATA_DIR": str(data_dir), "CHECKPOINT_WORKERS": "1"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "checkpoint.cli", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/checkpoint/healthz", timeout=60, process=process)
-    return process, url
 
 
 def main() -> None:
@@ -133,8 +59,9 @@ def main() -> None:
                 backends.append(("PostgreSQL", args.postgres))
             for label, url in backends:
                 fill_requests(url, n_requests)
-                process, base = serve(mlflow.url, url, tmp_path / label)
-                processes.append(process)
+                server = Checkpoint(tmp_path / label, mlflow.url, {"CHECKPOINT_DATABASE_URL": url, "CHECKPOINT_WORKERS": "1"})
+                processes.append(server.start())
+                base = server.url
                 http = requests.Session()
                 http.auth = ("alice", "x")
                 if label == "SQLite":
@@ -161,13 +88,8 @@ def main() -> None:
                 first, p50, worst = timed(http, f"{base}/checkpoint/requests?state=applied&cursor={cursor}", runs)
                 rows.append((f"list: page 21 of applied ({label})", first, p50, worst, "≤ 50 ms"))
         finally:
-            for process in processes:
-                process.terminate()  # graceful: gunicorn lets requests in flight finish
-                try:
-                    process.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            for server in processes:
+                server.stop()
             mlflow.stop()
     script = ROOT / "frontend" / "static" / "panel.js"
     size = script.stat().st_size if script.exists() else 0

@@ -23,7 +23,6 @@ processes this script started are stopped, by their PID; temporary directories g
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import http.client
 import json
@@ -38,23 +37,18 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import MIB, ROOT, Artifact, Checkpoint, RssSampler, bench_parser, host_port, percentile, publish, stop_process
 
-from checkpoint.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
+from checkpoint.mlflow_server import MlflowServer, free_port, wait_http
 
 SEARCH = "/api/2.0/mlflow/registered-models/search"
-ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 PATHS = ("direct", "nginx", "checkpoint")
-MIB = 1024 * 1024
-BLOCK = MIB  # artifact bodies go out and come in 1 MiB at a time
 
 
 @dataclass(frozen=True)
@@ -79,20 +73,6 @@ QUICK = Plan(calls=200, warmup=30, load_seconds=4, rounds=1, clients=32, artifac
 
 def _nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def _stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-    """Stop one process we started (and its own process group, which it leads) by its PID."""
-    if process is None or process.poll() is not None:
-        return
-    try:
-        process.send_signal(sig)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the group id is that same PID: start_new_session
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -136,117 +116,10 @@ class Nginx:
         return self
 
     def stop(self) -> None:
-        _stop(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
-
-
-@dataclass
-class Checkpoint:
-    """``checkpoint serve`` in a subprocess, exactly as the command line and the Dockerfile run it."""
-
-    data_dir: Path
-    registry_url: str
-    port: int = 0
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "checkpoint.log"
-
-    def start(self) -> Checkpoint:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        env = {**os.environ, "CHECKPOINT_REGISTRY_URL": self.registry_url, "CHECKPOINT_DATA_DIR": str(self.data_dir)}
-        env.pop("CHECKPOINT_DATABASE_URL", None)  # the data directory's own SQLite file
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_http(f"{self.url}/checkpoint/healthz", timeout=60, process=self.process, log=self.log_path)
-        return self
-
-    def pids(self) -> list[int]:
-        """The gunicorn master and its workers."""
-        if self.process is None:
-            return []
-        return [self.process.pid, *_children(self.process.pid)]
-
-    def stop(self) -> None:
-        # SIGINT is gunicorn's quick shutdown: nothing is in flight any more, and on SIGTERM a
-        # gthread worker that ever kept a connection alive sits out its whole graceful_timeout.
-        _stop(self.process, signal.SIGINT)
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(p) for p in handle.read().split()]
-    except OSError:
-        pass
-    return found
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class RssSampler:
-    """Samples the summed RSS of Checkpoint's processes every 50 ms in a background thread."""
-
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        self.checkpoint = checkpoint
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def now(self) -> int:
-        return sum(_rss_bytes(pid) for pid in self.checkpoint.pids())
-
-    def __enter__(self) -> RssSampler:
-        self.peak = self.now()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.now())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_process(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
 
 
 # -- measurements ---------------------------------------------------------------------------
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").split(":")
-    return host, int(port)
-
-
-def _percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 @dataclass
@@ -263,7 +136,7 @@ def measure_latency(urls: dict[str, str], plan: Plan) -> dict[str, Latency]:
     The paths take turns in rounds of 10 calls (in rotating order), so machine noise hits
     them alike and no connection idles long enough (uvicorn closes after 5 s) to be dropped.
     """
-    connections = {name: http.client.HTTPConnection(*_host_port(url), timeout=30) for name, url in urls.items()}
+    connections = {name: http.client.HTTPConnection(*host_port(url), timeout=30) for name, url in urls.items()}
     samples: dict[str, list[float]] = {name: [] for name in urls}
     local_port: dict[str, int] = {}
     reconnects = dict.fromkeys(urls, 0)
@@ -306,7 +179,7 @@ def measure_latency(urls: dict[str, str], plan: Plan) -> dict[str, Latency]:
     finally:
         for conn in connections.values():
             conn.close()
-    return {name: Latency(_percentile(s, 50), _percentile(s, 99), len(s), reconnects[name]) for name, s in samples.items()}
+    return {name: Latency(percentile(s, 50), percentile(s, 99), len(s), reconnects[name]) for name, s in samples.items()}
 
 
 @dataclass
@@ -376,7 +249,7 @@ def run_threads(url: str, plan: Plan) -> Load:
     failures = [0] * plan.clients
 
     def client(index: int) -> None:
-        conn = http.client.HTTPConnection(*_host_port(url), timeout=10)
+        conn = http.client.HTTPConnection(*host_port(url), timeout=10)
         try:
             while time.monotonic() < deadline and len(times[index]) < per_client:
                 start = time.perf_counter()
@@ -401,7 +274,7 @@ def run_threads(url: str, plan: Plan) -> Load:
         thread.join(timeout=plan.load_seconds + 30)
     elapsed = time.monotonic() - started
     flat = [t * 1000 for per in times for t in per]
-    return Load(len(flat) / elapsed, _percentile(flat, 50), _percentile(flat, 99), len(flat), sum(failures), "python")
+    return Load(len(flat) / elapsed, percentile(flat, 50), percentile(flat, 99), len(flat), sum(failures), "python")
 
 
 def _orders(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
@@ -460,80 +333,23 @@ def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port:
     }
 
 
-def _blocks(size: int, seed: bytes) -> Iterator[bytearray]:
-    """The artifact, 1 MiB at a time from one reused buffer: every MiB is numbered, so order is checked too."""
-    buffer = bytearray(seed)
-    for index in range(math.ceil(size / BLOCK)):
-        buffer[:8] = index.to_bytes(8, "big")
-        yield buffer if (index + 1) * BLOCK <= size else buffer[: size - index * BLOCK]
-
-
 @dataclass
 class Transfer:
     upload_mibs: float
     download_mibs: float
 
 
-def upload(url: str, path: str, size: int, seed: bytes, timeout: float) -> float:
-    """PUT with Content-Length, the body streamed from _blocks; returns seconds until the answer."""
-    conn = http.client.HTTPConnection(*_host_port(url), timeout=120)
-    try:
-        start = time.perf_counter()
-        conn.putrequest("PUT", f"{ARTIFACTS}/{path}")
-        conn.putheader("Content-Type", "application/octet-stream")
-        conn.putheader("Content-Length", str(size))
-        conn.endheaders()
-        for block in _blocks(size, seed):
-            conn.send(block)
-            if time.perf_counter() - start > timeout:
-                raise TimeoutError(f"upload to {url} took over {timeout:.0f} s")
-        answer = conn.getresponse()
-        body = answer.read()
-        elapsed = time.perf_counter() - start
-    finally:
-        conn.close()
-    if answer.status != 200:
-        raise RuntimeError(f"upload to {url} answered {answer.status}: {body[:300]!r}")
-    return elapsed
-
-
-def download(url: str, path: str, size: int, crc: int, timeout: float) -> float:
-    """GET the artifact back, streamed into one reused buffer; checks its size and CRC-32."""
-    conn = http.client.HTTPConnection(*_host_port(url), timeout=120)
-    buffer = memoryview(bytearray(BLOCK))
-    try:
-        start = time.perf_counter()
-        conn.request("GET", f"{ARTIFACTS}/{path}")
-        answer = conn.getresponse()
-        if answer.status != 200:
-            raise RuntimeError(f"download from {url} answered {answer.status}: {answer.read(300)!r}")
-        got, check = 0, 0
-        while count := answer.readinto(buffer):
-            check = zlib.crc32(buffer[:count], check)
-            got += count
-            if time.perf_counter() - start > timeout:
-                raise TimeoutError(f"download from {url} took over {timeout:.0f} s")
-        elapsed = time.perf_counter() - start
-    finally:
-        conn.close()
-    if got != size or check != crc:
-        raise RuntimeError(f"download from {url}: {got} bytes, CRC {check:#x}; expected {size} bytes, CRC {crc:#x}")
-    return elapsed
-
-
 def measure_transfers(urls: dict[str, str], plan: Plan, mlflow_root: Path, label: str) -> dict[str, Transfer]:
     """Upload then download one artifact per path and round; each file is deleted after its round trip."""
     size = plan.artifact_mib * MIB
-    seed = os.urandom(BLOCK)
-    crc = 0
-    for block in _blocks(size, seed):
-        crc = zlib.crc32(block, crc)
+    artifact = Artifact(size)
+
     ups: dict[str, list[float]] = {name: [] for name in urls}
     downs: dict[str, list[float]] = {name: [] for name in urls}
     for index, name in _orders(list(urls), plan.rounds):
         path = f"bench/{label}/{name}/{index}.bin"
-        up = size / MIB / upload(urls[name], path, size, seed, plan.phase_timeout)
-        down = size / MIB / download(urls[name], path, size, crc, plan.phase_timeout)
+        up_s, down_s = artifact.round_trip(urls[name], path, plan.phase_timeout)
+        up, down = size / MIB / up_s, size / MIB / down_s
         print(f"  artifact {name}: up {up:.0f} MiB/s, down {down:.0f} MiB/s", flush=True)
         ups[name].append(up)
         downs[name].append(down)
@@ -725,9 +541,7 @@ def _versions() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls, shorter load, 256 MiB artifact")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "proxy.md")
+    parser = bench_parser(__doc__, "fewer calls, shorter load, 256 MiB artifact", "proxy.md")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if not Path(_nginx_binary()).exists():
@@ -740,12 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(name)
         stock = bench_server("stock", "MLflow stock: uvicorn, 4 workers (40 ms keep-alive stall)", None, plan, tmp)
         fast = bench_server("nostall", "MLflow --workers 1 (no stall)", 1, plan, tmp)
-    table = report(stock, fast, plan, args.quick, time.monotonic() - started, load_before)
-    print()
-    print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table)
-    print(f"written to {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    publish(report(stock, fast, plan, args.quick, time.monotonic() - started, load_before), args.output)
     return 0
 
 

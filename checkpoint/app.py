@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -12,11 +11,13 @@ from flask import Flask, Response, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
-from checkpoint import db, governance, identity
+from checkpoint import db, governance, identity, logs, metrics, notify
 from checkpoint.background import Background
+from checkpoint.checks import CHECKS_INTERVAL
 from checkpoint.errors import register_error_handlers, render_upstream_error
 from checkpoint.policy import Policy
 from checkpoint.proxy import Proxy
+from checkpoint.reconcile import Reconciler
 from checkpoint.registry import Registry
 from checkpoint.rendering import markdown
 from checkpoint.settings import Settings
@@ -41,7 +42,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     else:
         settings = Settings.from_env(**dict(config or {}))
     settings = settings.with_secret()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
 
     frontend = frontend_dir()
     app = Flask(
@@ -81,10 +82,27 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     right = None
     if auth.mode == "mlflow":
         right = lambda user, model: registry.can_manage(user.name, model)  # noqa: E731 - a one-line adapter
-    workflow = Workflow(Store(sessions), registry, governance.load(), Policy.from_env(), review_right=right)
-    app.extensions["checkpoint.workflow"] = workflow
     background = Background()
     app.extensions["checkpoint.background"] = background
+    # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
+    webhooks = notify.load()
+    app.extensions["checkpoint.webhooks"] = webhooks
+    store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake)
+    policy = Policy.from_env()
+    workflow = Workflow(store, registry, governance.load(), policy, review_right=right, checks_queued=background.wake,
+                        public_url=settings.public_url)  # fmt: skip
+    app.extensions["checkpoint.workflow"] = workflow
+    if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
+        background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+    if webhooks:
+        sender = notify.Sender(store, webhooks, settings.public_url)
+        app.extensions["checkpoint.sender"] = sender
+        background.every(sender.interval, "webhooks", sender.run)
+    # Applies a crash interrupted: settled once now, then a few times per lease.
+    reconciler = Reconciler.for_settings(workflow.store, registry, settings)
+    app.extensions["checkpoint.reconciler"] = reconciler
+    reconciler.run_safely()
+    background.every(reconciler.interval, "reconcile", reconciler.run)
 
     proxy = Proxy(
         settings.registry_url,
@@ -95,16 +113,21 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         public_url=settings.public_url,
         allowed_origins=settings.cors_allowed_origins,
         render_error=lambda environ, error: render_upstream_error(app, environ, error),
+        on_upstream=metrics.observe_upstream,
     )
     app.extensions["checkpoint.proxy"] = proxy
 
-    from checkpoint.views import api, ops, ui
+    from checkpoint.views import api, audit, deliveries, ops, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(deliveries.pages)
+    app.register_blueprint(deliveries.api)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
+    csrf.exempt(deliveries.api)
     app.extensions["checkpoint.csrf"] = csrf
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
@@ -118,7 +141,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     return app
 
 
-_PUBLIC_ENDPOINTS = ("ops.healthz", "ops.readyz", "static")
+_PUBLIC_ENDPOINTS = ("ops.healthz", "ops.readyz", "ops.metrics", "static")
 
 
 def _resolve_user():
@@ -126,6 +149,8 @@ def _resolve_user():
     auth = current_app.extensions["checkpoint.auth"]
     try:
         g.user = auth.user(request.environ, session.get("user"))
+        if not g.user.anonymous:
+            request.environ[logs.USER_KEY] = g.user.name  # for the access line
     except identity.Unauthenticated as exc:
         if request.endpoint in _PUBLIC_ENDPOINTS:
             g.user = identity.User(identity.ANONYMOUS)

@@ -54,11 +54,35 @@ def parse_body(method: str, content_type: str, raw: bytes) -> dict:
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
         if isinstance(data, str):  # a legacy client's double-encoded body
             data = json.loads(data, object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:  # not a ValueError: uncaught, it was a 500
+        raise ChangeError("Malformed JSON body: nested too deeply") from exc
+    except ValueError as exc:  # bad UTF-8, bad JSON, or an integer of more than 4300 digits
         raise ChangeError(f"Malformed JSON body: {exc}") from exc
     if not isinstance(data, dict):
         raise ChangeError("The request body must be a JSON object")
+    bad = lone_surrogate(data)
+    if bad is not None:
+        raise ChangeError(f"Malformed JSON body: {bad!r} holds a lone surrogate escape (\\ud800-\\udfff), not text")
     return data
+
+
+def lone_surrogate(data: object) -> str | None:
+    """The first string in parsed JSON (keys too) holding a lone UTF-16 surrogate, which
+    ``json`` lets through from a ``\\udXXX`` escape and no database can store; None if clean."""
+    stack = [data]
+    while stack:  # iterative: the JSON may be nested as deep as the parser allowed
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item[:64]
+    return None
 
 
 def _camel(snake: str) -> str:

@@ -45,7 +45,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     try:
         run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"],
             threads or knobs["threads"])  # fmt: skip
-    except (GovernanceError, PolicyError, IdentityError) as exc:
+    except (GovernanceError, PolicyError, IdentityError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -72,6 +72,76 @@ def current() -> None:
 
     engine = db.make_engine(_settings().database_url)
     click.echo(f"current: {db.current_revision(engine) or 'none'}  head: {db.head_revision(engine)}")
+
+
+@main.group(name="audit")
+def audit_group() -> None:
+    """The tamper-evident event log: verify its hash chain, export it."""
+
+
+def _store():
+    from sqlalchemy.orm import sessionmaker
+
+    from checkpoint import db
+    from checkpoint.store import Store
+
+    engine = db.make_engine(_settings().database_url)
+    try:
+        db.check_current(engine)
+    except db.SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return Store(sessionmaker(engine, expire_on_commit=False))
+
+
+def _since(value: str | None):
+    from datetime import UTC, datetime
+
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:30:00Z") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@audit_group.command()
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
+              help="verify an export instead of the database")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="the export's format (default: from the file name)")  # fmt: skip
+def verify(path: str | None, fmt: str | None) -> None:
+    """Walk the hash chain; exit 1 and name the first broken link if any row was changed."""
+    from checkpoint import audit
+
+    if path:
+        fmt = fmt or ("csv" if path.endswith(".csv") else "jsonl")
+        with open(path, encoding="utf-8") as handle:
+            rows = audit.parse_export(handle.read(), fmt)
+        verdict = audit.verify(rows, anchor=rows[0]["prev_hash"] if rows else audit.GENESIS)
+    else:
+        verdict = audit.verify(_store().audit_rows())
+    click.echo(verdict.describe())
+    if not verdict.ok:
+        sys.exit(1)
+
+
+@audit_group.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--since", help="only events at or after this ISO date/time (UTC unless it says otherwise)")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="write here instead of stdout")
+def export(fmt: str, since: str | None, output: str | None) -> None:
+    """Write the event log, with its hashes, as JSON lines or CSV."""
+    from checkpoint import audit
+
+    rows = _store().audit_rows(since=_since(since))
+    chunks = audit.export_jsonl(rows) if fmt == "jsonl" else audit.export_csv(rows)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            handle.writelines(chunks)
+    else:
+        for chunk in chunks:
+            click.echo(chunk, nl=False)
 
 
 @main.command()

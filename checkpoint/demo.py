@@ -156,6 +156,30 @@ PROD_COPY_SOURCE = "models:/fraud-detector@champion"
 DEMO_MODEL_NAMES = (*(m.name for m in MODELS), PROD_COPY)
 
 
+# The demo's policy: promoting fraud-detector is gated on its validation AUC against the champion
+# and on a signature the payment service can still call, so version 2 passes, version 3 (drops an
+# input column) fails the signature check and version 4 (worse) fails the metric gate.
+DEMO_POLICY = """\
+# Written by `checkpoint demo` at every start (edits are overwritten). See README, "Checks".
+rules:
+  - name: fraud-detector to production
+    models: ["fraud-detector"]
+    targets: ["alias:champion", "stage:Production"]
+    required_approvals: 1
+    checks:
+      - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
+      - {name: signature, kind: signature}
+      - {name: validated, kind: tags, tags: {validation_status: passed}, required: false}
+"""
+
+
+def write_policy(directory: Path) -> Path:
+    """The demo's policy file (``CHECKPOINT_POLICY_FILE`` of the Checkpoint it starts)."""
+    path = directory / "policy.yaml"
+    path.write_text(DEMO_POLICY)
+    return path
+
+
 class DemoError(RuntimeError):
     """The demo cannot start; the message says what to do about it."""
 
@@ -547,11 +571,31 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
 
 # Knobs that tune the Checkpoint process carry over from the caller's environment; anything that
 # points at a real deployment (its database, public URL, secret) does not.
-_PASSTHROUGH = frozenset({"CHECKPOINT_WORKERS", "CHECKPOINT_THREADS", "CHECKPOINT_LOG_LEVEL", "CHECKPOINT_ACCESS_LOG"})
+_PASSTHROUGH = frozenset({"CHECKPOINT_WORKERS", "CHECKPOINT_THREADS", "CHECKPOINT_LOG_LEVEL", "CHECKPOINT_LOG_FORMAT",
+                          "CHECKPOINT_ACCESS_LOG"})
 
 
 class _Stop(Exception):
     """SIGTERM arrived: unwind like Ctrl-C does."""
+
+
+def _demo_webhook(env: dict[str, str], checkpoint_dir: Path, url: str) -> dict[str, str]:
+    """With ``CHECKPOINT_DEMO_WEBHOOK=<url>``, every event is also sent, signed with
+    ``CHECKPOINT_WEBHOOK_SECRET`` (default ``demo-secret``), to that receiver (scripts/webhook_receiver.py):
+    the demo's policy file, if any, plus one ``webhooks`` entry."""
+    target = os.environ.get("CHECKPOINT_DEMO_WEBHOOK", "").strip()
+    if not target:
+        return env
+    import yaml
+
+    base = env.get("CHECKPOINT_POLICY_FILE")
+    policy = (yaml.safe_load(Path(base).read_text()) or {}) if base and Path(base).is_file() else {}
+    policy["webhooks"] = [{"name": "demo-receiver", "url": target, "events": ["*"], "secret_env": "CHECKPOINT_WEBHOOK_SECRET"}]
+    path = checkpoint_dir / "policy-with-webhook.yaml"
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    secret = os.environ.get("CHECKPOINT_WEBHOOK_SECRET") or "demo-secret"
+    print(f"checkpoint demo: webhook deliveries go to {target} (see {url}/checkpoint/deliveries)", flush=True)
+    return {**env, "CHECKPOINT_POLICY_FILE": str(path), "CHECKPOINT_WEBHOOK_SECRET": secret}
 
 
 def _port_problem(port: int, option: str) -> str | None:
@@ -660,7 +704,8 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
       Version {champion} is the champion ({champion_stage}); version {challenger} is the challenger ({challenger_stage}).
       Move the `champion` alias to version {challenger}: Checkpoint opens a promote request for
       review instead of changing production. (Version {breaking} drops an input column, version {worse} is
-      clearly worse on val_auc: try promoting those too.)
+      clearly worse on val_auc: try promoting those too. The request page's Checks show the
+      policy's metric gate and signature check passing for {challenger} and failing for those.)
    2. Do the same from code, through Checkpoint:
       MLFLOW_TRACKING_URI={url} {python} -c \\
         "{move}"
@@ -740,6 +785,8 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
             "CHECKPOINT_DATABASE_URL": f"sqlite:///{checkpoint_dir / 'checkpoint.db'}",
         })  # fmt: skip
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        env["CHECKPOINT_POLICY_FILE"] = str(write_policy(checkpoint_dir))
+        env = _demo_webhook(env, checkpoint_dir, url)
         with checkpoint_log.open("ab") as log:
             checkpoint = subprocess.Popen(
                 [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

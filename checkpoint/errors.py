@@ -45,7 +45,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         status = error.code or 500
-        return _answer(CheckpointError(status, _CODES.get(status, "INTERNAL_ERROR"), error.description or error.name))
+        message = error.description or error.name
+        if status == 413:  # werkzeug's own words ("exceeds the capacity limit") do not say which limit
+            message = f"the request body is too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return _answer(CheckpointError(status, _CODES.get(status, "INTERNAL_ERROR"), message))
 
 
 def render_upstream_error(app: Flask, environ: dict, error: UpstreamError) -> tuple[str, bytes]:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import urllib3
 
@@ -155,6 +156,8 @@ class MlflowAuth:
             answer = self.http.request("GET", self.url, headers={"Authorization": header})
         except urllib3.exceptions.HTTPError as exc:
             raise Unauthenticated(f"MLflow at {self.url} could not verify the caller: {exc}") from exc
+        if answer.status == 404:
+            answer = self._verify_v2(header)
         if answer.status in (401, 403):
             raise Unauthenticated("MLflow did not accept these credentials", self.challenge)
         try:
@@ -164,6 +167,21 @@ class MlflowAuth:
                 f"MLflow's {self.url} answered {answer.status} without a user: is it running --app-name basic-auth?"
             ) from exc
         return User(data["username"], is_admin=bool(data.get("is_admin")), verified=True)
+
+    def _verify_v2(self, header: str) -> urllib3.BaseHTTPResponse:
+        """MLflow 2.x has no ``users/current``; a user may read their own record with ``users/get``."""
+        scheme, _, encoded = header.partition(" ")
+        try:
+            username = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Unauthenticated("send your MLflow user name and password with Basic auth", self.challenge) from exc
+        if scheme.lower() != "basic" or not username:
+            raise Unauthenticated("send your MLflow user name and password with Basic auth", self.challenge)
+        url = self.url.rsplit("/", 1)[0] + "/get?" + urlencode({"username": username})
+        try:
+            return self.http.request("GET", url, headers={"Authorization": header})
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unauthenticated(f"MLflow at {url} could not verify the caller: {exc}") from exc
 
 
 Authenticator = NoAuth | HeaderAuth | MlflowAuth

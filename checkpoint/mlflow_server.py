@@ -2,6 +2,8 @@
 
 MLflow takes ~10 s to start, so callers start one and share it. The server runs in its
 own process group and is stopped by that group's id only: nothing else is touched.
+By default the server is the MLflow installed next to this Python; ``executable`` points at
+another installation's ``mlflow`` script (the 2.x compatibility run uses one in its own venv).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class MlflowServer:
     workers: int | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    executable: str | None = None
     process: subprocess.Popen | None = None
 
     @property
@@ -64,8 +67,10 @@ class MlflowServer:
     def start(self, timeout: float = 90.0) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        launcher = [self.executable] if self.executable else [sys.executable, "-m", "mlflow"]
+        # These flags mean the same on 2.22 (gunicorn) and 3.x (uvicorn); --workers sizes either.
         command = [
-            sys.executable, "-m", "mlflow", "server",
+            *launcher, "server",
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
@@ -76,7 +81,8 @@ class MlflowServer:
             command += ["--workers", str(self.workers)]
         command += self.extra_args
         # The job runner (a pool of huey consumers for MLflow's GenAI jobs) costs ~7 processes per
-        # server and plays no part in the registry: off unless a caller turns it back on.
+        # server and plays no part in the registry: off unless a caller turns it back on (2.x has
+        # no job runner and ignores the variable).
         # Telemetry off too: these servers live on loopback and have no business calling out.
         env = {**os.environ, "MLFLOW_HOME": str(self.root), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}  # fmt: skip
@@ -94,8 +100,16 @@ class MlflowServer:
             raise
         return self
 
+    @staticmethod
+    def version_at(url: str) -> str:
+        """The MLflow version of the server at ``url``, as its ``/version`` route reports it (2.x and 3.x)."""
+        answer = urllib3.PoolManager(retries=False, timeout=5.0).request("GET", f"{url}/version")
+        if answer.status != 200:
+            raise RuntimeError(f"{url}/version answered {answer.status}")
+        return answer.data.decode().strip()
+
     def stop(self) -> None:
-        """Stop the server's whole process group (uvicorn workers, job runner) by its id."""
+        """Stop the server's whole process group (uvicorn or gunicorn workers, job runner) by its id."""
         if self.process is None or self.process.poll() is not None:
             return
         try:

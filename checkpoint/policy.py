@@ -13,7 +13,13 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
         groups: [ml-leads]              # and/or groups (header mode)
         required_approvals: all         # or a number
         allow_self_approval: false
-        required_checks: []             # checks (next issue)
+        checks:                         # see checkpoint/checks.py
+          - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
+          - {name: signature, kind: signature}
+          - {name: ticket, kind: title, pattern: "^\\[[A-Z]+-[0-9]+\\]", required: false}
+
+Required checks that are not passing hold a request back from ``approved`` (reviews are
+still recorded); the status says "blocked by check X".
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from checkpoint.checks import Check, CheckConfigError, parse_checks
 from checkpoint.identity import User
 
 
@@ -42,7 +49,7 @@ class Rule:
     groups: tuple[str, ...] = ()
     required_approvals: int | str = 1  # a number, or "all" (every listed reviewer)
     allow_self_approval: bool = False
-    required_checks: tuple[dict, ...] = ()
+    checks: tuple[Check, ...] = ()
 
     def matches(self, model: str, target: str) -> bool:
         return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(
@@ -82,6 +89,22 @@ class Status:
         return self.count >= self.required and not self.awaited_required
 
     awaited_required: tuple[str, ...] = ()
+    # Required checks that are not passing (names): the request may not move to approved.
+    blocked_by: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        """Approvals meet the rule and every required check passes."""
+        return self.met and not self.blocked_by
+
+    def line(self) -> str:
+        """"1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
+        out = f"{self.count} of {self.required} approvals"
+        if self.awaited:
+            out += f" · awaiting {', '.join(self.awaited)}"
+        if self.blocked_by:
+            out += f" · blocked by check{'s' if len(self.blocked_by) > 1 else ''} {', '.join(self.blocked_by)}"
+        return out
 
 
 # Extra approval right on top of a rule that lists nobody (``mlflow`` mode: MANAGE on the model).
@@ -97,6 +120,11 @@ class Policy:
     def required_approvals(self) -> int:
         """The default rule's number (for places that show one number)."""
         return self.default.required_approvals if isinstance(self.default.required_approvals, int) else 1
+
+    @property
+    def http_checks(self) -> bool:
+        """Whether any rule declares an HTTP check (the background thread then polls for them)."""
+        return any(not check.local for rule in self.rules for check in rule.checks)
 
     def rule_for(self, model: str, target: str) -> Rule:
         candidates = [(r.specificity(model, target), -i, r) for i, r in enumerate(self.rules) if r.matches(model, target)]
@@ -172,14 +200,16 @@ def _strings(item: dict, key: str, where: str, default: tuple[str, ...]) -> tupl
 
 
 _RULE_KEYS = {"name", "models", "targets", "reviewers", "groups", "required_approvals", "allow_self_approval",
-              "required_checks"}  # fmt: skip
+              "checks"}  # fmt: skip
 
 
 def _rule(index: int, item) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(item, dict):
         raise PolicyError(f"{where}: expected a mapping with models, targets, reviewers...")
-    unknown = set(item) - _RULE_KEYS
+    if "required_checks" in item:
+        raise PolicyError(f"{where}.required_checks: replaced by 'checks', a list of {{name, kind, required, ...}}")
+    unknown = set(map(str, item)) - _RULE_KEYS
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_RULE_KEYS))}")
     required = item.get("required_approvals", 1)
@@ -193,12 +223,13 @@ def _rule(index: int, item) -> Rule:
     self_ok = item.get("allow_self_approval", False)
     if not isinstance(self_ok, bool):
         raise PolicyError(f"{where}.allow_self_approval: expected true or false, got {self_ok!r}")
-    checks = item.get("required_checks", [])
-    if not isinstance(checks, list):
-        raise PolicyError(f"{where}.required_checks: expected a list")
+    try:
+        checks = parse_checks(item.get("checks"), f"{where} ({item['name']})" if item.get("name") else where)
+    except CheckConfigError as exc:
+        raise PolicyError(str(exc)) from exc
     return Rule(
         name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
         targets=_strings(item, "targets", where, ("*",)), reviewers=reviewers,
         groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
-        required_checks=tuple(checks),
+        checks=checks,
     )  # fmt: skip

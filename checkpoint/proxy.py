@@ -25,6 +25,7 @@ import fnmatch
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -189,6 +190,7 @@ class Proxy:
         public_url: str | None = None,
         allowed_origins: Iterable[str] = (),
         render_error: ErrorRenderer = plain_error,
+        on_upstream: Callable[[dict, float], None] | None = None,
     ) -> None:
         parts = urlsplit(registry_url)
         self.upstream = f"{parts.scheme}://{parts.netloc}"
@@ -197,6 +199,8 @@ class Proxy:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.allowed_origins = frozenset(_normal_origin(o) for o in allowed_origins)
         self.render_error = render_error
+        # Called with (environ, seconds until MLflow's answer headers) after each answered call.
+        self.on_upstream = on_upstream
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         pool_cls = _HTTPSPool if parts.scheme == "https" else _HTTPPool
         options = [*urllib3.connection.HTTPConnection.default_socket_options]
@@ -247,6 +251,7 @@ class Proxy:
         url = self.base_path + request_target(environ)
         retries = self.retry_policy(method, body)
         token = _RAW_TARGET.set((_encode_target(url), url))
+        started = time.perf_counter()
         try:
             response = self.pool.urlopen(
                 method,
@@ -266,6 +271,8 @@ class Proxy:
             return self.fail(environ, start_response, self.describe(exc))
         finally:
             _RAW_TARGET.reset(token)
+        if self.on_upstream is not None:
+            self.on_upstream(environ, time.perf_counter() - started)
         self._ack_now(response)
 
         status = f"{response.status} {response.reason or ''}".rstrip()

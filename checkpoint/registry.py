@@ -19,6 +19,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from checkpoint.logs import current_request_id
+
 API = "/api/2.0/mlflow"
 CACHE_SECONDS = 60.0
 
@@ -156,7 +158,7 @@ class Registry:
             url += "?" + urlencode(query)
         try:
             answer = self.http.request(
-                method, url, body=json.dumps(body).encode() if body is not None else None, headers=self.headers
+                method, url, body=json.dumps(body).encode() if body is not None else None, headers=self._headers()
             )
         except (HTTPError, OSError) as exc:
             raise RegistryUnavailable(
@@ -174,6 +176,11 @@ class Registry:
         if not isinstance(data, dict):
             raise RegistryError(answer.status, "BAD_RESPONSE", f"MLflow answered {endpoint} with non-JSON: {text[:200]}")
         return data
+
+    def _headers(self) -> dict[str, str]:
+        """Checkpoint's headers, plus the id of the call being served (logs.py), if any."""
+        rid = current_request_id()
+        return {**self.headers, "X-Request-Id": rid} if rid else self.headers
 
     # -- reads ---------------------------------------------------------------------
 
@@ -231,10 +238,23 @@ class Registry:
                 query={"username": username, "resource_type": "registered_model", "resource_id": model},
             )  # fmt: skip
         except RegistryError as exc:
+            if exc.error_code == "HTTP_404":  # no such route: MLflow 2.x, which only has the per-model grant
+                return self._can_manage_v2(username, model)
             if exc.status in (400, 404):
                 return False
             raise
         return str(data.get("permission", "")).upper() == "MANAGE"
+
+    def _can_manage_v2(self, username: str, model: str) -> bool:
+        """MLflow 2.x: the grant ``username`` holds on ``model`` (the creator gets MANAGE); no grant
+        means the server's default permission, which is never MANAGE in a governed set-up."""
+        try:
+            data = self.call("GET", "registered-models/permissions/get", query={"name": model, "username": username})
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+        return str((data.get("registered_model_permission") or {}).get("permission", "")).upper() == "MANAGE"
 
     def call_v3(self, method: str, endpoint: str, query: Mapping | None = None) -> dict:
         """The few routes MLflow serves only under ``/api/3.0``."""
@@ -370,7 +390,7 @@ class Registry:
     def _get_text(self, route: str, query: Mapping | None, max_bytes: int) -> str:
         """GET a file route on the server root (not under the REST prefix), at most ``max_bytes``."""
         url = self.base + route + ("?" + urlencode(query) if query else "")
-        headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
+        headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
         try:
             answer = self.http.request("GET", url, headers=headers, preload_content=False)
             try:

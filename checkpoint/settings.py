@@ -63,6 +63,14 @@ def server_knobs(env: Mapping[str, str] | None = None) -> dict:
     return out
 
 
+def default_apply_lease(upstream_read_timeout: float) -> float:
+    """How long an apply may hold its claim before it counts as interrupted: longer than a live
+    apply can take, which makes at most ~6 registry calls (already true? the challenger, the
+    champion, the write), each waiting up to 5 s to connect and min(read timeout, 60) s for
+    its answer. 390 s with the default timeouts."""
+    return 6 * (5.0 + min(upstream_read_timeout, 60.0))
+
+
 def _number(name: str, value: str, *, kind: type, low: float, high: float, example: str):
     try:
         number = kind(value)
@@ -89,12 +97,16 @@ class Settings:
     upstream_pool_size: int = 64
     chunk_size: int = 64 * 1024
     log_level: str = "INFO"
+    # One JSON object per line (json) or the classic line for people (text); see logs.py.
+    log_format: str = "json"
     # Checkpoint's own account on MLflow, used to apply approved changes.
     registry_username: str | None = None
     registry_password: str | None = None
     registry_token: str | None = None
     # The per-process thread that sends webhooks and reconciles interrupted applies.
     background: bool = True
+    # Seconds after which a request still in 'applying' is settled against MLflow (reconcile.py).
+    apply_lease: float = 390.0
 
     @property
     def upstream_origin(self) -> str:
@@ -144,6 +156,7 @@ class Settings:
             "upstream_read_timeout": ("CHECKPOINT_UPSTREAM_READ_TIMEOUT", float, 0.05, 86400, "120"),
             "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
             "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
+            "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
         }
         parsed: dict = {}
         for attr, (name, kind, low, high, example) in numbers.items():
@@ -151,10 +164,14 @@ class Settings:
                 parsed[attr] = kind(overrides.pop(attr))
             elif raw.get(name, "").strip():
                 parsed[attr] = _number(name, raw[name].strip(), kind=kind, low=low, high=high, example=example)
+        parsed.setdefault("apply_lease", default_apply_lease(parsed.get("upstream_read_timeout", 120.0)))
 
         log_level = (overrides.pop("log_level", None) or raw.get("CHECKPOINT_LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"CHECKPOINT_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        log_format = (overrides.pop("log_format", None) or raw.get("CHECKPOINT_LOG_FORMAT") or "json").strip().lower()
+        if log_format not in ("json", "text"):
+            raise SettingsError(f"CHECKPOINT_LOG_FORMAT={log_format!r} is not json or text; e.g. CHECKPOINT_LOG_FORMAT=json")
 
         background = raw.get("CHECKPOINT_BACKGROUND", "true").strip().lower()
         if background not in ("true", "false", "1", "0", "yes", "no"):
@@ -170,6 +187,7 @@ class Settings:
             cors_allowed_origins=tuple(origins),
             allowed_hosts=tuple(hosts),
             log_level=log_level,
+            log_format=log_format,
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from checkpoint import audit
 from checkpoint.db import session_scope
-from checkpoint.models import CommentRow, DeliveryRow, EventRow, RequestRow, ReviewRow
+from checkpoint.models import CheckRow, CommentRow, DeliveryRow, EventRow, RequestRow, ReviewRow
 
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
     "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
@@ -85,6 +85,30 @@ class Event:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """The latest result of one check on one request (``checkpoint.checks``)."""
+
+    request_id: int
+    name: str
+    kind: str
+    required: bool
+    status: str  # pass / fail / error / pending
+    reason: str
+    trigger: str  # open / refresh / apply / manual ("" when never evaluated)
+    evaluated_at: datetime | None
+
+
+# A pending check's reason: waiting for the background thread, or being evaluated by one
+# (then ``evaluated_at`` is when it was claimed; the claim lapses after the caller's lease).
+CHECK_QUEUED, CHECK_RUNNING = "queued", "running"
+
+
+def _check(row: CheckRow) -> CheckResult:
+    return CheckResult(row.request_id, row.name, row.kind, row.required, row.status, row.reason, row.trigger,
+                       _aware(row.evaluated_at))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PromoteRequest:
     id: int
     kind: str
@@ -137,6 +161,11 @@ def _event(e: EventRow) -> Event:
     return Event(e.id, e.request_id, e.model_name, e.kind, e.actor, e.data, _aware(e.created_at), e.prev_hash, e.hash)
 
 
+def _check_event(result: CheckResult) -> dict:
+    return {"check": result.name, "kind": result.kind, "required": result.required, "status": result.status,
+            "reason": result.reason, "trigger": result.trigger}  # fmt: skip
+
+
 def _event_dict(e: EventRow) -> dict:
     return {"id": e.id, "request_id": e.request_id, "model_name": e.model_name, "kind": e.kind, "actor": e.actor,
             "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash}  # fmt: skip
@@ -183,20 +212,20 @@ class Store:
 
     def transition(
         self, request_id: int, from_states: Iterable[str], to_state: str, *, actor: str, event: str,
-        data: dict | None = None, reason: str | None = None, **updates,
+        data: dict | None = None, reason: str | None = None, updated_before: datetime | None = None, **updates,
     ) -> bool:  # fmt: skip
-        """Move a request between states if (and only if) it is in one of ``from_states``."""
+        """Move a request between states if (and only if) it is in one of ``from_states``
+        (and, with ``updated_before``, has not changed since then: the reconciler's lease)."""
         _check_id(request_id)
         stamp = now()
         values = {"state": to_state, "updated_at": stamp, **updates}
         if reason is not None:
             values["state_reason"] = reason
+        query = update(RequestRow).where(RequestRow.id == request_id, RequestRow.state.in_(tuple(from_states)))
+        if updated_before is not None:
+            query = query.where(RequestRow.updated_at < updated_before)
         with session_scope(self.sessions) as session:
-            result = session.execute(
-                update(RequestRow)
-                .where(RequestRow.id == request_id, RequestRow.state.in_(tuple(from_states)))
-                .values(**values)
-            )
+            result = session.execute(query.values(**values))
             if result.rowcount != 1:
                 return False
             row = session.get(RequestRow, request_id)
@@ -262,6 +291,18 @@ class Store:
             )
             events = session.scalars(select(EventRow).where(EventRow.request_id == request_id).order_by(EventRow.id))
             return _request(row, list(reviews), list(comments), list(events))
+
+    def applying_before(self, cutoff: datetime, limit: int = 100) -> list[PromoteRequest]:
+        """Requests claimed for apply and unchanged since ``cutoff``: applies a crash interrupted
+        (``updated_at`` is the claim's time; a live apply finishes within the lease)."""
+        query = (
+            select(RequestRow)
+            .where(RequestRow.state == APPLYING, RequestRow.updated_at < cutoff)
+            .order_by(RequestRow.id)
+            .limit(limit)
+        )
+        with session_scope(self.sessions) as session:
+            return [_request(row) for row in session.scalars(query)]
 
     def list(
         self, *, state: str | None = None, model: str | None = None, target: str | None = None,
@@ -335,7 +376,7 @@ class Store:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
             known = self._last_known(session, model_name, target)
-            if known == (version,):
+            if known == (version,) or (known is None and version is None):
                 return False
             data = {"target": target, "version": version, "previous": known[0] if known else None,
                     "first_seen": known is None}  # fmt: skip
@@ -355,7 +396,7 @@ class Store:
             if event.kind == OUTSIDE_CHANGE and event.data.get("target") == target:
                 return (event.data.get("version"),)
             if event.kind == "applied" and request is not None and request.target == target:
-                return (request.version,)
+                return (None,) if request.kind == "delete_alias" else (request.version,)
         return None
 
     def events(self, model: str | None = None) -> list[Event]:
@@ -364,6 +405,194 @@ class Store:
             query = query.where(EventRow.model_name == model)
         with session_scope(self.sessions) as session:
             return [_event(e) for e in session.scalars(query)]
+
+    # -- webhook outbox --------------------------------------------------------------
+    # A delivery is claimed with a conditional UPDATE (due, and nothing earlier for the same
+    # webhook and request still unsent), so two senders never hold the same row, and events
+    # of one request reach a receiver in order. ``next_attempt_at`` doubles as the lease of a
+    # ``sending`` row: once it passes, the sender is presumed dead and the row is due again.
+
+    def claim_deliveries(self, leases: dict[str, float], limit: int = 8) -> list[Outgoing]:
+        """Claim up to ``limit`` due deliveries of the webhooks in ``leases`` (name → lease
+        seconds), oldest event first, each with what its payload is built from."""
+        from datetime import timedelta
+
+        if not leases:
+            return []
+        stamp = now()
+        earlier = DeliveryRow.__table__.alias("earlier")
+        blocked = (
+            select(earlier.c.id)
+            .where(earlier.c.webhook == DeliveryRow.webhook, earlier.c.request_id == DeliveryRow.request_id,
+                   earlier.c.event_id < DeliveryRow.event_id, earlier.c.status.in_(UNSENT))
+            .exists()
+        )  # fmt: skip
+        due = (DeliveryRow.status.in_(UNSENT), DeliveryRow.next_attempt_at <= stamp, ~blocked)
+        query = select(DeliveryRow.id, DeliveryRow.webhook).where(*due, DeliveryRow.webhook.in_(list(leases)))
+        with session_scope(self.sessions) as session:
+            candidates = session.execute(query.order_by(DeliveryRow.event_id).limit(limit)).all()
+        claimed = []
+        for delivery_id, webhook in candidates:
+            lease = stamp + timedelta(seconds=leases[webhook])
+            with session_scope(self.sessions) as session:
+                result = session.execute(
+                    update(DeliveryRow).where(DeliveryRow.id == delivery_id, *due)
+                    .values(status=SENDING, attempts=DeliveryRow.attempts + 1, next_attempt_at=lease)
+                )  # fmt: skip
+                if result.rowcount == 1:
+                    claimed.append(self._outgoing(session, session.get(DeliveryRow, delivery_id)))
+        return claimed
+
+    def delivery_done(self, delivery_id: str, status: int | None, error: str = "",
+                      retry_at: datetime | None = None) -> bool:  # fmt: skip
+        """Record a send: delivered (no ``error``), due again at ``retry_at``, or failed for good.
+        Only while this sender still holds the claim (an admin's resend wins)."""
+        values: dict = {"last_status": status, "last_error": error[:2000]}
+        if not error:
+            values.update(status=DELIVERED, delivered_at=now())
+        elif retry_at is not None:
+            values.update(status=PENDING, next_attempt_at=retry_at)
+        else:
+            values.update(status=GAVE_UP)
+        with session_scope(self.sessions) as session:
+            query = update(DeliveryRow).where(DeliveryRow.id == delivery_id, DeliveryRow.status == SENDING)
+            return session.execute(query.values(**values)).rowcount == 1
+
+    def resend_delivery(self, delivery_id: str) -> Delivery:
+        """Make a delivered or failed delivery due now, with its own id and a fresh attempt count."""
+        with session_scope(self.sessions) as session:
+            result = session.execute(
+                update(DeliveryRow).where(DeliveryRow.id == delivery_id, DeliveryRow.status.in_((PENDING, DELIVERED, GAVE_UP)))
+                .values(status=PENDING, attempts=0, next_attempt_at=now(), delivered_at=None)
+            )  # fmt: skip
+            row = session.get(DeliveryRow, delivery_id)
+            if row is None:
+                raise NotFound(f"delivery {delivery_id} does not exist")
+            if result.rowcount != 1:
+                raise DeliveryBusy(f"delivery {delivery_id} is being sent right now; try again in a moment")
+            return _delivery(row)
+
+    def get_delivery(self, delivery_id: str) -> Delivery:
+        with session_scope(self.sessions) as session:
+            row = session.get(DeliveryRow, delivery_id)
+            if row is None:
+                raise NotFound(f"delivery {delivery_id} does not exist")
+            return _delivery(row)
+
+    def list_deliveries(
+        self, *, status: str | None = None, webhook: str | None = None, request_id: int | None = None,
+        before: tuple[int, str] | None = None, limit: int = 50,
+    ) -> tuple[list[Delivery], tuple[int, str] | None]:  # fmt: skip
+        """Newest event first; ``before`` is the cursor (event id, delivery id) of the last row seen."""
+        query = select(DeliveryRow, EventRow.kind).join(EventRow, EventRow.id == DeliveryRow.event_id)
+        if status:
+            query = query.where(DeliveryRow.status == status)
+        if webhook:
+            query = query.where(DeliveryRow.webhook == webhook)
+        if request_id is not None:
+            query = query.where(DeliveryRow.request_id == request_id)
+        if before is not None:
+            event_id, delivery_id = before
+            query = query.where(or_(DeliveryRow.event_id < event_id,
+                                    (DeliveryRow.event_id == event_id) & (DeliveryRow.id < delivery_id)))  # fmt: skip
+        query = query.order_by(DeliveryRow.event_id.desc(), DeliveryRow.id.desc()).limit(limit + 1)
+        with session_scope(self.sessions) as session:
+            rows = session.execute(query).all()
+        items = [_delivery(row, kind) for row, kind in rows[:limit]]
+        return items, ((items[-1].event_id, items[-1].id) if len(rows) > limit else None)
+
+    @staticmethod
+    def _outgoing(session: Session, row: DeliveryRow) -> Outgoing:
+        """A claimed delivery with its event, its request, and the request's state (and title, when
+        the log records it) right after the event: read from the log, so a re-send describes the
+        same moment."""
+        event = session.get(EventRow, row.event_id)
+        request = session.get(RequestRow, event.request_id) if event.request_id is not None else None
+        state = title = None
+        if request is not None:
+            earlier = [d for d in session.scalars(
+                select(EventRow.data).where(EventRow.request_id == request.id, EventRow.id <= event.id)
+                .order_by(EventRow.id.desc())
+            ) if isinstance(d, dict)]  # fmt: skip
+            state = next((d["to"] for d in earlier if isinstance(d.get("to"), str)), OPEN)
+            title = next((d["title"] for d in earlier if isinstance(d.get("title"), str)), request.title)
+        comment = None
+        if event.kind == "commented" and isinstance(event.data, dict) and event.data.get("comment_id"):
+            found = session.get(CommentRow, event.data["comment_id"])
+            comment = found.body if found is not None else None
+        return Outgoing(_delivery(row, event.kind), _event(event), _request(request) if request else None, state, comment,
+                        title)  # fmt: skip
+
+    # -- check results ---------------------------------------------------------------
+
+    def record_checks(self, request_id: int, results: Sequence[CheckResult], *, keep: Iterable[str], actor: str) -> None:
+        """Store one round of check results (dropping rows of checks no longer declared: not in
+        ``keep``), logging ``check_failed`` for each that became fail or error, in one transaction."""
+        keep = set(keep)
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id, lock=True)  # one round at a time per request
+            existing = {c.name: c for c in session.scalars(select(CheckRow).where(CheckRow.request_id == request_id))}
+            for name, stale in existing.items():
+                if name not in keep:
+                    session.delete(stale)
+            for result in results:
+                current = existing.get(result.name)
+                before = current.status if current is not None else None
+                if current is None:
+                    current = CheckRow(request_id=request_id, name=result.name)
+                    session.add(current)
+                current.kind, current.required, current.status = result.kind, result.required, result.status
+                current.reason, current.trigger, current.evaluated_at = result.reason, result.trigger, result.evaluated_at
+                if result.status in ("fail", "error") and before != result.status:
+                    self._log(session, row, "check_failed", actor, _check_event(result), stamp)
+
+    def check_results(self, request_ids: Iterable[int]) -> dict[int, list[CheckResult]]:
+        """The stored check results of each request (one query for a page of requests)."""
+        ids = [i for i in dict.fromkeys(request_ids) if 1 <= i <= MAX_ID]
+        out: dict[int, list[CheckResult]] = {i: [] for i in ids}
+        if ids:
+            query = select(CheckRow).where(CheckRow.request_id.in_(ids)).order_by(CheckRow.id)
+            with session_scope(self.sessions) as session:
+                for row in session.scalars(query):
+                    out[row.request_id].append(_check(row))
+        return out
+
+    def _due_check(self, lease_before: datetime):
+        """Pending, and queued or claimed by a worker whose lease ran out; on a request still undecided."""
+        undecided = select(RequestRow.id).where(RequestRow.id == CheckRow.request_id,
+                                                RequestRow.state.in_((OPEN, FAILED))).exists()  # fmt: skip
+        return (CheckRow.status == "pending", undecided,
+                or_(CheckRow.reason == CHECK_QUEUED, CheckRow.evaluated_at < lease_before))  # fmt: skip
+
+    def due_checks(self, kind: str, lease_before: datetime, limit: int = 20) -> list[CheckResult]:
+        query = select(CheckRow).where(CheckRow.kind == kind, *self._due_check(lease_before))
+        with session_scope(self.sessions) as session:
+            return [_check(r) for r in session.scalars(query.order_by(CheckRow.evaluated_at, CheckRow.id).limit(limit))]
+
+    def claim_check(self, request_id: int, name: str, lease_before: datetime) -> datetime | None:
+        """Claim a due check for evaluation (a conditional UPDATE: one worker wins); the claim's stamp."""
+        stamp = now()
+        query = update(CheckRow).where(CheckRow.request_id == request_id, CheckRow.name == name,
+                                       *self._due_check(lease_before))  # fmt: skip
+        with session_scope(self.sessions) as session:
+            won = session.execute(query.values(reason=CHECK_RUNNING, evaluated_at=stamp)).rowcount == 1
+        return stamp if won else None
+
+    def settle_check(self, request_id: int, name: str, claimed_at: datetime, status: str, reason: str, actor: str) -> bool:
+        """Record a claimed check's result, only if it was not queued again meanwhile (that round wins)."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id, lock=True)
+            current = session.scalar(select(CheckRow).where(
+                CheckRow.request_id == request_id, CheckRow.name == name, CheckRow.status == "pending",
+                CheckRow.reason == CHECK_RUNNING, CheckRow.evaluated_at == claimed_at))  # fmt: skip
+            if current is None:
+                return False
+            current.status, current.reason, current.evaluated_at = status, reason, stamp
+            if status in ("fail", "error"):
+                self._log(session, row, "check_failed", actor, _check_event(_check(current)), stamp)
+        return True
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -407,3 +636,47 @@ class Store:
             sa_event.listen(session, "after_commit", lambda _session: self.on_commit(), once=True)
         session.flush()
         return event
+
+
+# -- webhook outbox entities --------------------------------------------------------------
+
+PENDING, SENDING, DELIVERED, GAVE_UP = "pending", "sending", "delivered", "failed"
+DELIVERY_STATES = (PENDING, SENDING, DELIVERED, GAVE_UP)
+UNSENT = (PENDING, SENDING)
+
+
+class DeliveryBusy(RuntimeError):
+    """A delivery is being sent right now and cannot be reset."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event_id: int
+    webhook: str
+    request_id: int | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None
+    event: str = ""  # the event's kind, when read with it
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery and everything its payload is built from."""
+
+    delivery: Delivery
+    event: Event
+    request: PromoteRequest | None
+    state: str | None  # the request's state right after the event
+    comment: str | None  # a comment's text, for ``commented``
+    title: str | None = None  # the request's title as of the event (its current one if the log does not say)
+
+
+def _delivery(row: DeliveryRow, kind: str = "") -> Delivery:
+    return Delivery(row.id, row.event_id, row.webhook, row.request_id, row.status, row.attempts, _aware(row.next_attempt_at),
+                    row.last_status, row.last_error, _aware(row.created_at), _aware(row.delivered_at), kind)  # fmt: skip

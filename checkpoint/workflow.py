@@ -9,9 +9,11 @@ registry (already true? champion moved?), and only then applied.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
-from checkpoint import changes
+from checkpoint import changes, checks
 from checkpoint.changes import Change
 from checkpoint.governance import Governance
 from checkpoint.identity import User
@@ -25,10 +27,12 @@ from checkpoint.store import (
     OPEN,
     REJECTED,
     WITHDRAWN,
+    CheckResult,
     PromoteRequest,
     Store,
     now,
 )  # fmt: skip
+from checkpoint.store import CHECK_QUEUED as QUEUED
 
 log = logging.getLogger(__name__)
 TITLE_MAX = 300
@@ -77,6 +81,10 @@ class Workflow:
     policy: Policy
     # In ``mlflow`` identity mode: may this user approve for this model (MANAGE in MLflow)?
     review_right: RightCheck | None = None
+    # Called once HTTP checks were queued (app.py: wakes the background thread that runs them).
+    checks_queued: Callable[[], object] | None = None
+    # Checkpoint's public address, for the links in an HTTP check's payload.
+    public_url: str | None = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -121,7 +129,7 @@ class Workflow:
             raise WorkflowError(
                 422, "RESOURCE_DOES_NOT_EXIST", f"'{change.name}' has no version {change.version}: nothing to promote"
             )
-        return self.store.open_request(
+        request, created = self.store.open_request(
             author=author,
             dedupe_key=change.dedupe_key(author),
             event_data={"change": change.to_json(), "description": change.describe()},
@@ -137,9 +145,35 @@ class Workflow:
             named_reviewers=list(reviewers),
             rule_name=rule.name,
         )
+        if created and rule.checks:
+            self._run_checks_safely(request.id, "open", author)
+            request = self.store.get(request.id)
+        return request, created
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
-        return _snapshot(change.challenger(self.registry)), _snapshot(change.champion(self.registry))
+        challenger, champion = _snapshot(change.challenger(self.registry)), _snapshot(change.champion(self.registry))
+        self.observe(change.model_name, change.target())
+        return challenger, champion
+
+    def observe(self, model: str, target: str) -> None:
+        """Record an "outside change" when a stage or alias holds a version Checkpoint did not put there.
+
+        Called whenever Checkpoint reads a champion; a failed read is logged and skipped (the
+        caller's own reads report MLflow being down).
+        """
+        kind, _, name = target.partition(":")
+        try:
+            if kind == "alias":
+                holder = self.registry.alias_holder(model, name)
+                version = holder.version if holder else None
+            elif kind == "stage" and name not in ("None", "Archived"):
+                holders = self.registry.stage_holders(model, name)
+                version = max((v.version for v in holders), key=int, default=None)
+            else:
+                return
+            self.store.record_outside_change(model, target, version)
+        except Exception:  # noqa: BLE001 - observing must never break opening or applying
+            log.warning("could not check %s of %s for outside changes", target, model, exc_info=True)
 
     # -- the author's edits ----------------------------------------------------------
 
@@ -193,10 +227,16 @@ class Workflow:
             self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event="rejected",
                                   reason=f"rejected by {user.name}")  # fmt: skip
             return self.store.get(request_id)
-        if self.status(self.store.get(request_id)).met:
-            if self.store.transition(request_id, (OPEN,), APPROVED, actor=user.name, event="approved",
-                                     reason="approvals meet the policy"):  # fmt: skip
-                return self.apply(request_id, actor=user.name)
+        return self._proceed(request_id, user.name)
+
+    def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
+        """Open → approved → applied once approvals meet the rule and required checks pass
+        (after a review, or a check turning to pass); the conditional transition makes it once."""
+        request = self.store.get(request_id)
+        if request.state == OPEN and self.status(request).ready:
+            reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
+            if self.store.transition(request_id, (OPEN,), APPROVED, actor=actor, event="approved", reason=reason):
+                return self.apply(request_id, actor=actor)
         return self.store.get(request_id)
 
     def refusal(self, user: User | str, request: PromoteRequest) -> str | None:
@@ -204,10 +244,14 @@ class Workflow:
         return self.policy.may_review(_user(user), request.author, request.model_name, request.target,
                                       request.named_reviewers, self.review_right)  # fmt: skip
 
-    def status(self, request: PromoteRequest) -> Status:
-        """"2 of 3 approvals", and who is still awaited."""
+    def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
+        """"2 of 3 approvals", who is still awaited, and the required checks not passing
+        (``results``: the request's :meth:`checks`, when the caller has them already)."""
         approvers = {r.reviewer for r in request.approvals}
-        return self.policy.status(request.model_name, request.target, approvers, request.named_reviewers)
+        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers)
+        results = self.checks(request) if results is None else results
+        blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
+        return replace(status, blocked_by=blocked) if blocked else status
 
     def break_glass(self, request_id: int, user: User | str, reason: str) -> PromoteRequest:
         """An admin applies a request now, without meeting the rule; loudly recorded."""
@@ -215,8 +259,11 @@ class Workflow:
         if not user.is_admin:
             raise WorkflowError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: break-glass is for admins only")
         _check_text("reason", reason, COMMENT_MAX, required=True)
+        failing = [{"check": c.name, "required": c.required, "status": c.status, "reason": c.reason}
+                   for c in self.checks(self.store.get(request_id)) if c.status != checks.PASS]  # fmt: skip
+        data = {"reason": reason, "break_glass": True, **({"failing_checks": failing} if failing else {})}
         if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event="break_glass",
-                                     data={"reason": reason, "break_glass": True},
+                                     data=data,
                                      reason=f"BREAK-GLASS by {user.name}: {reason}"):  # fmt: skip
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.apply(request_id, actor=user.name, forced=True)
@@ -252,6 +299,13 @@ class Workflow:
                                          challenger=challenger or {}, champion=champion)  # fmt: skip
                 self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event="reopened",
                                       reason=f"approvals dismissed: {moved}")  # fmt: skip
+                self._run_checks_safely(request_id, "refresh", actor)  # against the new challenger / champion
+                return self.store.get(request_id)
+            blocked = None if forced else self._checks_before_apply(request, actor)
+            if blocked:
+                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event="reopened",
+                                      data={"checks": [c.name for c in blocked]},
+                                      reason="not applied: " + "; ".join(_check_line(c) for c in blocked))  # fmt: skip
                 return self.store.get(request_id)
             result = change.apply(self.registry)
         except RegistryError as exc:
@@ -272,6 +326,138 @@ class Workflow:
                               reason=None if forced else "applied")  # fmt: skip
         return self.store.get(request_id)
 
+    # -- checks ----------------------------------------------------------------------
+
+    def check_specs(self, request: PromoteRequest) -> tuple[checks.Check, ...]:
+        """The checks the request's rule declares now (the policy file may have changed)."""
+        return self.policy.rule_for(request.model_name, request.target).checks
+
+    def checks(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
+        """Each declared check with its latest result; one never evaluated shows as pending."""
+        specs = self.check_specs(request)
+        if not specs:
+            return []
+        if stored is None:
+            stored = self.store.check_results([request.id])[request.id]
+        by_name = {r.name: r for r in stored}
+        out = []
+        for spec in specs:
+            found = by_name.get(spec.name)
+            if found is None or found.kind != spec.kind:
+                found = CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, "not evaluated yet",
+                                    "", None)  # fmt: skip
+            elif found.required != spec.required:
+                found = replace(found, required=spec.required)
+            out.append(found)
+        return out
+
+    def checks_of(self, requests: list[PromoteRequest]) -> dict[int, list[CheckResult]]:
+        """:meth:`checks` for a page of requests, read in one query."""
+        wanted = [r.id for r in requests if self.check_specs(r)]
+        stored = self.store.check_results(wanted) if wanted else {}
+        return {r.id: self.checks(r, stored[r.id]) if r.id in stored else [] for r in requests}
+
+    def rerun_checks(self, request_id: int, user: User | str) -> PromoteRequest:
+        """Evaluate the request's checks again (someone fixed a tag, the receiver is back...)."""
+        user = _actor(user)
+        if user.anonymous:
+            raise WorkflowError(403, "PERMISSION_DENIED", "sign in (or pick a name) to re-run checks")
+        request = self.store.get(request_id)
+        if request.state not in (OPEN, FAILED):
+            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {request.state}; "
+                                "checks run on open or failed requests")  # fmt: skip
+        self._evaluate(request, "manual", user.name)
+        return self._proceed(request_id, user.name)
+
+    def _run_checks_safely(self, request_id: int, trigger: str, actor: str) -> None:
+        """Evaluate checks where a failure to record them must not undo the caller's work
+        (the request opened; its snapshots were refreshed): missing results show as pending."""
+        try:
+            self._evaluate(self.store.get(request_id), trigger, actor)
+        except Exception:  # noqa: BLE001 - logged; the checks stay pending and block, and can be re-run
+            log.exception("checks of request #%s (%s) could not be recorded", request_id, trigger)
+
+    def _evaluate(self, request: PromoteRequest, trigger: str, actor: str, required_local: bool = False) -> None:
+        """One round: local checks now, HTTP checks queued for the background thread
+        (``required_local``: only the required local ones, right before apply)."""
+        specs = self.check_specs(request)
+        if not specs:
+            return
+        subject = checks.Subject(request, self.registry)
+        results, queued = [], False
+        for spec in specs:
+            if not spec.local:
+                if required_local:
+                    continue
+                results.append(CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED,
+                                           trigger, now()))  # fmt: skip
+                queued = True
+            elif spec.required or not required_local:
+                result = spec.evaluate(subject)
+                results.append(CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason,
+                                           trigger, now()))  # fmt: skip
+        self.store.record_checks(request.id, results, keep=[s.name for s in specs], actor=actor)
+        if queued and self.checks_queued is not None:
+            self.checks_queued()
+
+    def _checks_before_apply(self, request: PromoteRequest, actor: str) -> list[CheckResult]:
+        """Re-evaluate the required local checks; the required checks not passing, if any."""
+        if not self.check_specs(request):
+            return []
+        self._evaluate(request, "apply", actor, required_local=True)
+        return [c for c in self.checks(request) if c.required and c.status != checks.PASS]
+
+    def run_pending_checks(self, limit: int = 20) -> int:
+        """The background task: evaluate queued HTTP checks, each claimed by one worker."""
+        lease_before = now() - timedelta(seconds=checks.HTTP_LEASE_SECONDS)
+        done = 0
+        for pending in self.store.due_checks("http", lease_before, limit):
+            claimed = self.store.claim_check(pending.request_id, pending.name, lease_before)
+            if claimed is None:
+                continue  # another worker has it
+            request = self.store.get(pending.request_id)
+            spec = next((s for s in self.check_specs(request) if s.name == pending.name and not s.local), None)
+            if spec is None:
+                result = checks.Result(checks.ERROR, "this HTTP check is no longer in the request's rule")
+            else:
+                result = checks.call_http(spec, self.http_payload(request, spec))
+            if self.store.settle_check(pending.request_id, pending.name, claimed, result.status, result.reason,
+                                       actor="checkpoint"):  # fmt: skip
+                done += 1
+                self._proceed(pending.request_id, "checkpoint")
+        return done
+
+    def http_payload(self, request: PromoteRequest, spec: checks.Check) -> dict:
+        """What an HTTP check receives: the request as the API shows it, plus a diff summary."""
+        status = self.status(request)
+        rule = self.policy.rule_for(request.model_name, request.target)
+        base = (self.public_url or "").rstrip("/")
+        subject = checks.Subject(request, self.registry)
+        try:
+            summary: dict | None = checks.diff_summary(subject)
+            diff_error = None
+        except Exception as exc:  # noqa: BLE001 - the summary is a courtesy; the check still runs
+            summary, diff_error = None, f"{type(exc).__name__}: {exc}"
+        return {
+            "check": {"name": spec.name, "kind": spec.kind, "required": spec.required},
+            "request": {
+                "id": request.id,
+                "url": f"{base}/checkpoint/requests/{request.id}" if base else None,
+                "kind": request.kind, "model": request.model_name, "version": request.version,
+                "target": request.target, "change": request.change, "title": request.title,
+                "description": request.description, "author": request.author, "state": request.state,
+                "state_reason": request.state_reason, "challenger": request.challenger or None,
+                "champion": request.champion,
+                "approvals": {"count": status.count, "required": status.required, "approvers": list(status.approvers),
+                              "awaited": list(status.awaited), "met": status.met},
+                "named_reviewers": list(request.named_reviewers),
+                "rule": {"name": rule.name, "description": rule.describe()},
+                "created_at": request.created_at.isoformat(), "updated_at": request.updated_at.isoformat(),
+            },
+            "diff": summary,
+            **({"diff_error": diff_error} if diff_error else {}),
+        }  # fmt: skip
+
     @staticmethod
     def _moved(request: PromoteRequest, challenger: dict | None, champion: dict | None) -> str | None:
         if _identity(request.champion) != _identity(champion):
@@ -281,6 +467,10 @@ class Workflow:
         if request.challenger and _identity(request.challenger) != _identity(challenger):
             return "the challenger changed since the reviews"
         return None
+
+
+def _check_line(result: CheckResult) -> str:
+    return f"required check {result.name} is {result.status}: {result.reason}"
 
 
 def _check_text(name: str, value: str, limit: int, required: bool = False) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import requests
 
 from checkpoint.mlflow_server import MlflowServer
@@ -24,6 +26,7 @@ def start_auth_server(root) -> MlflowServer:
         workers=1,
         extra_args=["--app-name", "basic-auth"],
         env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key"},
+        executable=os.environ.get("CHECKPOINT_TEST_MLFLOW") or None,  # the same MLflow as the session's server
     )
     server.start()
     try:
@@ -43,4 +46,9 @@ def grant(server_url: str, user: str, model: str, permission: str) -> None:
         f"{server_url}/api/3.0/mlflow/users/permissions/grant", auth=ADMIN, timeout=30,
         json={"username": user, "resource_type": "registered_model", "resource_id": model, "permission": permission},
     )  # fmt: skip
+    if answer.status_code == 404 and "error_code" not in answer.text:  # MLflow 2.x: per-model grants, /api/2.0 only
+        answer = requests.post(
+            f"{server_url}/api/2.0/mlflow/registered-models/permissions/create", auth=ADMIN, timeout=30,
+            json={"name": model, "username": user, "permission": permission},
+        )  # fmt: skip
     assert answer.status_code == 200, answer.text

@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import free_port
+from tests.compat_helpers import mlflow_major
 from tests.governed_helpers import api, make_model
 
 API = "/api/2.0/mlflow"
@@ -354,6 +355,17 @@ VARIANTS = [
 
 assert len({v.id for v in VARIANTS}) == len(VARIANTS)
 
+# Where an MLflow 2.22 server answers the same bytes differently (Checkpoint's answer is the same).
+# gunicorn (2.x) takes request-targets uvicorn (3.x) does not route, refuses a lower-case method
+# and reads a chunked body; 2.x takes conflicting snake/camel fields (3.x refuses them, and
+# Checkpoint is stricter there) and cannot copy from a ``models:/name@alias`` source (500).
+MLFLOW2_ANSWERS = {
+    "set-alias/fragment": 200, "set-alias/absolute-form": 200, "set-alias/no-leading-slash": 200,
+    "set-alias/lower-case-method": 400, "set-alias/chunked-body": 200,
+    "transition/snake-and-camel": 200, "rename/snake-and-camel": 200, "copy/alias-source-ajax": 500,
+}  # fmt: skip
+assert set(MLFLOW2_ANSWERS) <= {v.id for v in VARIANTS}
+
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -468,9 +480,12 @@ def test_variant(variant, sqlite_checkpoint, target, throwaway, mlflow_server):
     spare, spare_state = throwaway
     direct = send(mlflow_server.url, variant.method, spare.fill(variant.target), variant.body(spare), variant.headers,
                   chunked=variant.chunked)  # fmt: skip
-    assert direct.status == variant.mlflow, f"MLflow itself answered {direct.status} {direct.body[:300]!r}"
-    if variant.expect == REFUSED:
-        assert direct.status // 100 == answer.status // 100
+    expected = MLFLOW2_ANSWERS.get(variant.id, variant.mlflow) if mlflow_major(mlflow_server) < 3 else variant.mlflow
+    if direct.status == 200 and expected != 200:
+        restore(mlflow_server.url, spare, spare_state)  # so one surprise does not fail the variants after it
+    assert direct.status == expected, f"MLflow itself answered {direct.status} {direct.body[:300]!r}"
+    if variant.expect == REFUSED and not (direct.status == 200 and expected != variant.mlflow):
+        assert direct.status // 100 == answer.status // 100  # (on 2.x Checkpoint refuses what that server takes)
     if direct.status == 200:
         restore(mlflow_server.url, spare, spare_state)
         assert snapshot(mlflow_server.url, spare) == spare_state

@@ -7,7 +7,7 @@ against it, and gunicorn's access log shows the calls and the bytes that went th
 from __future__ import annotations
 
 import hashlib
-import re
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,13 +66,12 @@ def artifact_path(run, relative: str) -> str:
 
 
 def access(checkpoint: CheckpointProcess, method: str, path: str) -> list[tuple[int, str]]:
-    """(status, bytes sent) of each access-log line for ``method path``."""
-    lines = checkpoint.access_lines(f'"{method} {path} HTTP/1.1"')
+    """(status, bytes sent) of each access-log line (one JSON object, checkpoint/logs.py) for ``method path``."""
     found = []
-    for line in lines:
-        match = re.search(r'" (\d{3}) (\S+) ', line.split(f"{method} {path} HTTP/1.1", 1)[1])
-        assert match, line
-        found.append((int(match.group(1)), match.group(2)))
+    for line in checkpoint.access_lines(f'"{method} {path} '):
+        entry = json.loads(line)
+        if (entry["method"], entry["path"]) == (method, path):
+            found.append((entry["status"], str(entry["bytes"])))
     return found
 
 

@@ -111,6 +111,21 @@ BAD_VALUES = [
         r"CHECKPOINT_CHUNK_SIZE='512' is out of range.*e\.g\. 65536",
     ),
     (
+        "apply-lease-word",
+        {"CHECKPOINT_APPLY_LEASE_SECONDS": "5m"},
+        r"CHECKPOINT_APPLY_LEASE_SECONDS='5m' is not a number.*CHECKPOINT_APPLY_LEASE_SECONDS=390",
+    ),
+    (
+        "apply-lease-zero",
+        {"CHECKPOINT_APPLY_LEASE_SECONDS": "0"},
+        r"CHECKPOINT_APPLY_LEASE_SECONDS='0' is out of range.*e\.g\. 390",
+    ),
+    (
+        "apply-lease-infinite",
+        {"CHECKPOINT_APPLY_LEASE_SECONDS": "inf"},
+        r"CHECKPOINT_APPLY_LEASE_SECONDS='inf' is out of range.*e\.g\. 390",
+    ),
+    (
         "database-path-not-url",
         {"CHECKPOINT_DATABASE_URL": "/var/lib/checkpoint/checkpoint.db"},
         r"CHECKPOINT_DATABASE_URL='/var/lib/checkpoint/checkpoint\.db' is not a database URL.*"
@@ -214,6 +229,15 @@ def test_overrides_win_over_environment(tmp_path):
     settings = Settings.from_env(env, registry_url="http://127.0.0.1:6000", upstream_read_timeout=7)
     assert settings.registry_url == "http://127.0.0.1:6000"
     assert settings.upstream_read_timeout == 7.0
+
+
+def test_apply_lease_follows_the_registry_timeout_unless_set(tmp_path):
+    """An apply's registry calls wait up to 5 s + min(read timeout, 60 s) each; the lease outlasts ~6 of them."""
+    env = {**GOOD, "CHECKPOINT_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).apply_lease == 390.0
+    assert Settings.from_env({**env, "CHECKPOINT_UPSTREAM_READ_TIMEOUT": "10"}).apply_lease == 90.0
+    assert Settings.from_env({**env, "CHECKPOINT_UPSTREAM_READ_TIMEOUT": "600"}).apply_lease == 390.0
+    assert Settings.from_env({**env, "CHECKPOINT_APPLY_LEASE_SECONDS": " 2.5 "}).apply_lease == 2.5
 
 
 def test_unknown_override_is_refused(tmp_path):

@@ -13,12 +13,12 @@ from importlib import resources
 import yaml
 from flask import Blueprint, current_app, g, jsonify, request
 
-from checkpoint.changes import KINDS, ChangeError, from_body
+from checkpoint.changes import KINDS, ChangeError, from_body, lone_surrogate
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
-from checkpoint.store import STATES, NotFound, PromoteRequest
-from checkpoint.workflow import Workflow, WorkflowError
+from checkpoint.store import STATES, CheckResult, NotFound, PromoteRequest
+from checkpoint.workflow import USER_MAX, Workflow, WorkflowError
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
@@ -50,9 +50,19 @@ def _csrf_for_cookie_callers():
 
 
 def _body(allowed: set[str]) -> dict:
-    data = request.get_json(silent=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(request.get_data(cache=True)) >= limit:
+        # A chunked body is cut at the limit by werkzeug without an error: it would read as bad JSON.
+        raise CheckpointError(413, "BAD_REQUEST", f"the request body is too large: at most {limit} bytes")
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError as exc:  # silent=True swallows only ValueError: this was a 500
+        raise CheckpointError(400, "BAD_REQUEST", "the request body is JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise CheckpointError(400, "BAD_REQUEST", "the request body must be a JSON object (Content-Type: application/json)")
+    bad = lone_surrogate(data)
+    if bad is not None:  # no database stores one: it was a 500 at the insert
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{bad!r} holds a lone surrogate escape (\\ud800-\\udfff)")
     unknown = set(data) - allowed
     if unknown:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -66,9 +76,10 @@ def _text(data: dict, key: str, default: str | None = None) -> str | None:
     return value
 
 
-def request_json(item: PromoteRequest, full: bool = False) -> dict:
-    """The API's view of a request (the same data the pages show)."""
-    status = workflow().status(item)
+def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
+    """The API's view of a request (the same data the pages show); ``checks`` when read already."""
+    checks = workflow().checks(item) if checks is None else checks
+    status = workflow().status(item, checks)
     rule = workflow().policy.rule_for(item.model_name, item.target)
     out = {
         "id": item.id,
@@ -94,6 +105,8 @@ def request_json(item: PromoteRequest, full: bool = False) -> dict:
         "updated_at": item.updated_at.isoformat(),
         "applied_at": item.applied_at.isoformat() if item.applied_at else None,
         "apply_result": item.apply_result,
+        "checks": [check_json(c) for c in checks],
+        "blocked_by_checks": list(status.blocked_by),
     }
     if full:
         out["reviews"] = [
@@ -111,6 +124,12 @@ def request_json(item: PromoteRequest, full: bool = False) -> dict:
             for e in item.events
         ]
     return out
+
+
+def check_json(check: CheckResult) -> dict:
+    return {"name": check.name, "kind": check.kind, "required": check.required, "status": check.status,
+            "reason": check.reason, "trigger": check.trigger or None,
+            "evaluated_at": check.evaluated_at.isoformat() if check.evaluated_at else None}  # fmt: skip
 
 
 def _cursor(raw: str | None) -> int | None:
@@ -168,7 +187,8 @@ def list_requests():
         author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
         limit=int(limit_raw),
     )  # fmt: skip
-    return jsonify(requests=[request_json(i) for i in items], next_cursor=_make_cursor(last))
+    checks = workflow().checks_of(items)
+    return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=_make_cursor(last))
 
 
 @bp.post("/requests")
@@ -178,6 +198,8 @@ def create_request():
     reviewers = data.get("reviewers", [])
     if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
+    if any(len(r) > USER_MAX or "\x00" in r for r in reviewers):  # a name no user can have was stored as asked
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"reviewers: a name is at most {USER_MAX} characters, no NUL")
     change_data = data.get("change")
     if not isinstance(change_data, dict):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
@@ -229,6 +251,12 @@ def comment_request(request_id: int):
     if body is None:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "body is required")
     return jsonify(request_json(workflow().comment(request_id, current_user(), body), full=True)), 201
+
+
+@bp.post("/requests/<int:request_id>/checks")
+def rerun_checks(request_id: int):
+    """Evaluate the request's checks again (local ones now, HTTP ones queued)."""
+    return jsonify(request_json(workflow().rerun_checks(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/retry")

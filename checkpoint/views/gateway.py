@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
-from checkpoint import rules
+from checkpoint import logs, metrics, rules
 from checkpoint.changes import Change, ChangeError, from_body, parse_body
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated
 from checkpoint.proxy import Proxy, host_allowed, public_origin
@@ -26,7 +26,7 @@ from checkpoint.workflow import Workflow, WorkflowError
 log = logging.getLogger(__name__)
 OWN_PREFIX = "/checkpoint"
 # Probes from load balancers and orchestrators use whatever Host they like.
-HOST_EXEMPT = ("/checkpoint/healthz", "/checkpoint/readyz", "/health", "/version")
+HOST_EXEMPT = ("/checkpoint/healthz", "/checkpoint/readyz", "/checkpoint/metrics", "/health", "/version")
 # MLflow serves its UI's one HTML document at these paths (../shared/MLFLOW.md §4); under a
 # --static-prefix they gain that prefix, hence the suffix match.
 INDEX_PATHS = ("/", "/static-files/index.html", "/build/index.html")
@@ -54,6 +54,22 @@ class Gateway:
         self.drop = self.auth.forwarded_drop
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        """Give the call its request id (logs.py) and count its answer (metrics.py), then dispatch it."""
+        rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["HTTP_X_REQUEST_ID"] = rid  # the proxy passes it on to MLflow
+        environ[logs.ENVIRON_KEY] = rid
+        logs.REQUEST_ID.set(rid)
+        environ["checkpoint.route"] = metrics.route_class(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+
+        def respond(status: str, headers: list, exc_info=None):
+            if not any(name.lower() == "x-request-id" for name, _ in headers):
+                headers.append(("X-Request-Id", rid))
+            metrics.count_request(environ["checkpoint.route"], status)
+            return start_response(status, headers, exc_info)
+
+        return self.dispatch(environ, respond)
+
+    def dispatch(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         host = environ.get("HTTP_HOST", "")
         if path not in HOST_EXEMPT and not host_allowed(host, self.public_url, self.allowed_hosts):
@@ -113,7 +129,9 @@ class Gateway:
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             return self.forward(environ, start_response)
         base = (self.public_url or public_origin(environ, None)).rstrip("/")
+        environ["checkpoint.route"] = "governed"
         if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):
+            metrics.count_governed(change.kind, "ui")
             return self.ui_answer(start_response, change, reason, base)
         return self.api_answer(environ, start_response, change, reason, base)
 
@@ -144,6 +162,11 @@ class Gateway:
             return _json(start_response, exc.status, {"error_code": exc.error_code, "message": exc.message})
         except RegistryUnavailable as exc:
             return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+        except RegistryError as exc:  # MLflow refused a lookup (version 'abc'): never a 500, which clients retry
+            return _json(start_response, exc.status if 400 <= exc.status < 500 else 422,
+                         {"error_code": exc.error_code, "message": f"MLflow: {exc.message}"})  # fmt: skip
+        environ[logs.USER_KEY] = author.name
+        metrics.count_governed(change.kind, "opened" if created else "existing")
         url = f"{base}/checkpoint/requests/{request.id}"
         state = "" if request.state == "open" else f" (now {request.state})"
         payload = {

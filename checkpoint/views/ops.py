@@ -1,9 +1,11 @@
-"""Operational endpoints: liveness and readiness for load balancers and orchestrators."""
+"""Operational endpoints: liveness and readiness for load balancers and orchestrators, and metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
+
+from checkpoint import metrics as checkpoint_metrics
 
 bp = Blueprint("ops", __name__, url_prefix="/checkpoint")
 
@@ -33,3 +35,15 @@ def readyz():
     if problems:
         return jsonify(status="unavailable", problems=problems), 503
     return jsonify(status="ready")
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus metrics, every worker's counts added up (see checkpoint/metrics.py)."""
+    built = current_app.extensions.get("checkpoint.metrics")
+    if built is None:
+        built = current_app.extensions["checkpoint.metrics"] = checkpoint_metrics.registry(
+            current_app.extensions["checkpoint.workflow"].store
+        )
+    return Response(checkpoint_metrics.exposition(built), mimetype=None, content_type=checkpoint_metrics.CONTENT_TYPE,
+                    headers={"Cache-Control": "no-store"})  # fmt: skip

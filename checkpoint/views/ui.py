@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint import diff, history
-from checkpoint.changes import ChangeError, from_json
+from checkpoint.changes import ChangeError, from_json, lone_surrogate
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
@@ -100,7 +100,9 @@ def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
 
 @bp.context_processor
 def _user():
-    return {"user": current_user().name, "auth_mode": current_app.extensions["checkpoint.auth"].mode}
+    # An error page can render before the caller is resolved (CSRF and the body limit are checked first).
+    user = g.get("user")
+    return {"user": user.name if user else "anonymous", "auth_mode": current_app.extensions["checkpoint.auth"].mode}
 
 
 @bp.get("/")
@@ -122,7 +124,8 @@ def requests_list():
                                "author": filters["author"], "q": filters["search"]}.items() if v}  # fmt: skip
     next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
     return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
-                           status=workflow().status, first_page=not args.get("cursor"))  # fmt: skip
+                           status=workflow().status, checks=workflow().checks_of(items),
+                           first_page=not args.get("cursor"))  # fmt: skip
 
 
 def _decode_change(token: str) -> dict:
@@ -131,7 +134,9 @@ def _decode_change(token: str) -> dict:
         if not isinstance(data, dict) or data.get("kind") not in API_KINDS:
             raise ValueError("not a change")
         change = from_json(data)
-    except (ValueError, TypeError, binascii.Error, ChangeError) as exc:
+        if lone_surrogate(data) is not None:
+            raise ValueError("it holds a lone surrogate escape")
+    except (ValueError, TypeError, binascii.Error, ChangeError, RecursionError) as exc:
         abort(400, f"the change in this link is not readable ({exc}); go back to MLflow and try again")
     return change.to_json()
 
@@ -164,6 +169,8 @@ def create_request():
         errors["title"] = f"At most {TITLE_MAX} characters ({len(title)} now)."
     if "\x00" in description:
         errors["description"] = "The description contains a NUL character."
+    if "\x00" in reviewers:  # a name no user can have; it was stored as given
+        errors["form"] = "A reviewer name contains a NUL character."
     if not errors:
         try:
             named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
@@ -190,8 +197,9 @@ def request_detail(request_id: int):
     user = current_user()
     refusal = workflow().refusal(user, item)
     rule = workflow().policy.rule_for(item.model_name, item.target)
-    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved,
-                           status=workflow().status(item), rule=rule, may_review=item.state == "open" and refusal is None,
+    checks = workflow().checks(item)
+    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
+                           status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
                            review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
                            break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
 
@@ -264,6 +272,11 @@ def withdraw(request_id: int):
 def break_glass(request_id: int):
     reason = request.form.get("reason", "")
     return _act(request_id, lambda: workflow().break_glass(request_id, current_user(), reason))
+
+
+@bp.post("/requests/<int:request_id>/checks")
+def rerun_checks(request_id: int):
+    return _act(request_id, lambda: workflow().rerun_checks(request_id, current_user()))
 
 
 @bp.post("/requests/<int:request_id>/retry")

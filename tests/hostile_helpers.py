@@ -1,0 +1,85 @@
+"""Helpers for the hostile-input, fault and bypass tests: whole-database dumps on SQLite and
+PostgreSQL, MLflow's registry state read straight from MLflow, and a CSRF-carrying browser
+session for Checkpoint's forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import requests
+import sqlalchemy as sa
+
+API = "/api/2.0/mlflow"
+
+
+def database_dump(engine: sa.Engine) -> dict[str, object]:
+    """Every row of every table ordered by primary key (found by inspection, so tables added by
+    later migrations are covered too), plus SQLite's own ``iterdump()`` of the whole file."""
+    inspector = sa.inspect(engine)
+    rows: dict[str, list[tuple]] = {}
+    with engine.connect() as conn:
+        for table_name in sorted(inspector.get_table_names()):
+            table = sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows[table_name] = [tuple(row) for row in conn.execute(sa.select(table).order_by(*order))]
+        dump: dict[str, object] = {"rows": rows}
+        if engine.dialect.name == "sqlite":
+            dump["iterdump"] = list(conn.connection.driver_connection.iterdump())
+    return dump
+
+
+def _get(mlflow_url: str, endpoint: str, **params) -> dict:
+    answer = requests.get(f"{mlflow_url}{API}/{endpoint}", params=params, timeout=30)
+    assert answer.status_code == 200, f"{endpoint}: {answer.status_code} {answer.text[:300]}"
+    return answer.json()
+
+
+def registry_state(mlflow_url: str, names: list[str] | tuple[str, ...]) -> dict:
+    """What MLflow itself holds for these models (read from MLflow, never through Checkpoint):
+    each model's description, tags and aliases, each version's stage, tags and description.
+    A model that does not exist is recorded as None."""
+    state: dict[str, dict | None] = {}
+    for name in names:
+        answer = requests.get(f"{mlflow_url}{API}/registered-models/get", params={"name": name}, timeout=30)
+        if answer.status_code == 404:
+            state[name] = None
+            continue
+        assert answer.status_code == 200, answer.text[:300]
+        model = answer.json()["registered_model"]
+        versions = _get(mlflow_url, "model-versions/search", filter=f"name = '{name}'", max_results=1000)
+        state[name] = {
+            "description": model.get("description", ""),
+            "tags": {t["key"]: t.get("value", "") for t in model.get("tags", [])},
+            "aliases": {a["alias"]: a["version"] for a in model.get("aliases", [])},
+            "versions": {
+                v["version"]: {
+                    "stage": v.get("current_stage"),
+                    "description": v.get("description", ""),
+                    "tags": {t["key"]: t.get("value", "") for t in v.get("tags", [])},
+                    "source": v.get("source"),
+                }
+                for v in versions.get("model_versions", [])
+            },
+        }
+    return state
+
+
+@dataclass
+class FormSession:
+    """A browser-like session on Checkpoint's pages: its cookie and the CSRF token forms carry."""
+
+    cookie: str
+    token: str
+
+
+def form_session(base_url: str, user: str = "carol") -> FormSession:
+    """Pick a name on the who-am-I page (no-auth mode), as a visitor does, and keep the token."""
+    session = requests.Session()
+    page = session.get(f"{base_url}/checkpoint/whoami", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    chosen = session.post(f"{base_url}/checkpoint/whoami", data={"name": user, "csrf_token": token}, timeout=30,
+                          allow_redirects=False)  # fmt: skip
+    assert chosen.status_code == 303, chosen.text[:300]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    return FormSession(cookie, token)
