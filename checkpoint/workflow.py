@@ -132,7 +132,7 @@ class Workflow:
         request, created = self.store.open_request(
             author=author,
             dedupe_key=change.dedupe_key(author),
-            event_data={"change": change.to_json(), "description": change.describe()},
+            event_data={"change": change.to_json(), "description": change.describe(), "title": title},
             kind=change.kind,
             model_name=change.model_name,
             version=change.version or (challenger or {}).get("version"),
@@ -192,7 +192,9 @@ class Workflow:
             _check_text("description", description, DESCRIPTION_MAX)
             values["description"] = description
         if values:
-            self.store.update_fields(request_id, actor=user, event="edited", data={"fields": sorted(values)}, **values)
+            # The new title goes into the log too, so webhook bodies built from events never change.
+            data = {"fields": sorted(values), **({"title": values["title"]} if "title" in values else {})}
+            self.store.update_fields(request_id, actor=user, event="edited", data=data, **values)
         return self.store.get(request_id)
 
     def withdraw(self, request_id: int, user: User | str) -> PromoteRequest:

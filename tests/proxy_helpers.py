@@ -451,6 +451,7 @@ def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterato
         server.shutdown()
         thread.join(timeout=10)
         application.extensions["checkpoint.proxy"].pool.close()
+        application.extensions["checkpoint.background"].stop()
         application.extensions["checkpoint.engine"].dispose()
 
 

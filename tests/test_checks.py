@@ -5,6 +5,7 @@ back from approval and apply (on SQLite and PostgreSQL where the store's claims 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -222,18 +223,28 @@ def fraud(mlflow_server) -> Registered:
 
 
 class mlflow_tracking:
-    """Point the fluent MLflow API at ``url`` for a block, and back."""
+    """Point the fluent MLflow API at ``url`` for a block, and back.
+
+    Through the environment, not ``mlflow.set_tracking_uri``: once set, that URI outlives the
+    block and wins over the ``MLFLOW_TRACKING_URI`` other tests set, sending their runs to a
+    local store.
+    """
+
+    KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
     def __init__(self, url: str) -> None:
         self.url = url
 
     def __enter__(self):
-        self.saved = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.url)
-        mlflow.set_registry_uri(self.url)
+        self.saved = {key: os.environ.get(key) for key in self.KEYS}
+        os.environ.update(dict.fromkeys(self.KEYS, self.url))
 
     def __exit__(self, *exc):
-        mlflow.set_tracking_uri(self.saved)
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 POLICY = """
@@ -270,6 +281,7 @@ def make_app(mlflow_server, tmp_path, monkeypatch):
 
     yield build
     for app in made:
+        app.extensions["checkpoint.background"].stop()
         app.extensions["checkpoint.engine"].dispose()
 
 

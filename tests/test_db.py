@@ -136,6 +136,7 @@ def test_create_app_accepts_a_migrated_database(database_url, tmp_path):
     try:
         assert app.test_client().get("/checkpoint/healthz").status_code == 200
     finally:
+        app.extensions["checkpoint.background"].stop()
         app.extensions["checkpoint.engine"].dispose()
 
 

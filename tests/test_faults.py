@@ -80,6 +80,7 @@ def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[s
     server.shutdown()
     thread.join(timeout=10)
     application.extensions["checkpoint.proxy"].pool.close()
+    application.extensions["checkpoint.background"].stop()
     application.extensions["checkpoint.engine"].dispose()
 
 
@@ -216,4 +217,5 @@ def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, m
             server.shutdown()
             thread.join(timeout=10)
         for application in (healthy, broken):
+            application.extensions["checkpoint.background"].stop()
             application.extensions["checkpoint.engine"].dispose()

@@ -59,6 +59,7 @@ def fuzzed_app(mlflow_server, tmp_path_factory):
     server.shutdown()
     thread.join(timeout=10)
     yield application
+    application.extensions["checkpoint.background"].stop()
     application.extensions["checkpoint.engine"].dispose()
 
 

@@ -126,6 +126,7 @@ def _serve(mlflow_url: str, data_dir) -> tuple[Gate, Callable[[], None]]:
     def stop() -> None:
         server.shutdown()
         thread.join(timeout=10)
+        application.extensions["checkpoint.background"].stop()
         application.extensions["checkpoint.engine"].dispose()
 
     return Gate(f"http://127.0.0.1:{server.server_port}", application), stop

@@ -391,6 +391,7 @@ def sqlite_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[Served]:
     yield Served(f"http://127.0.0.1:{server.server_port}", application)
     server.shutdown()
     thread.join(timeout=10)
+    application.extensions["checkpoint.background"].stop()
     application.extensions["checkpoint.engine"].dispose()
 
 

@@ -83,6 +83,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     yield here
     server.shutdown()
     thread.join(timeout=10)
+    application.extensions["checkpoint.background"].stop()
     application.extensions["checkpoint.engine"].dispose()
     next(databases, None)
 

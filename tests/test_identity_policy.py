@@ -60,6 +60,7 @@ def auth_checkpoint(auth_mlflow, database_url, tmp_path, monkeypatch):
     yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, database_url)
     server.shutdown()
     thread.join(timeout=10)
+    app.extensions["checkpoint.background"].stop()
     app.extensions["checkpoint.engine"].dispose()
 
 

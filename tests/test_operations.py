@@ -179,6 +179,7 @@ def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_pat
     key = (("route", "checkpoint"), ("status", "200"))
     assert after[key] - counted.get(key, 0) == 1
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
+    app.extensions["checkpoint.background"].stop()
     app.extensions["checkpoint.engine"].dispose()
 
 

@@ -38,6 +38,7 @@ def app(mlflow_server, database_url, tmp_path):
     application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
                               "background": False})  # fmt: skip
     yield application
+    application.extensions["checkpoint.background"].stop()
     application.extensions["checkpoint.engine"].dispose()
 
 

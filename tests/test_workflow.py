@@ -76,6 +76,7 @@ def another_checkpoint(registry_url: str, database_url: str, data_dir) -> Iterat
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        application.extensions["checkpoint.background"].stop()
         application.extensions["checkpoint.engine"].dispose()
 
 
