@@ -171,9 +171,22 @@ class Workflow:
                 version = max((v.version for v in holders), key=int, default=None)
             else:
                 return
-            self.store.record_outside_change(model, target, version)
+            if self.store.record_outside_change(model, target, version):
+                self.refresh_checks(model, target, actor="checkpoint")
         except Exception:  # noqa: BLE001 - observing must never break opening or applying
             log.warning("could not check %s of %s for outside changes", target, model, exc_info=True)
+
+    def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None) -> None:
+        """The champion of ``target`` moved (an apply, an outside change): checks that compare
+        against it are re-run on the target's other open requests."""
+        try:
+            items, _ = self.store.list(state=OPEN, model=model, target=target, limit=50)
+        except Exception:  # noqa: BLE001 - the apply that called this is recorded already
+            log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
+            return
+        for item in items:
+            if item.id != skip and self.check_specs(item):
+                self._run_checks_safely(item.id, "refresh", actor)
 
     # -- the author's edits ----------------------------------------------------------
 
@@ -326,6 +339,7 @@ class Workflow:
         self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
                               data={"result": result, "break_glass": forced}, apply_result=result, applied_at=now(),
                               reason=None if forced else "applied")  # fmt: skip
+        self.refresh_checks(request.model_name, request.target, actor, skip=request_id)
         return self.store.get(request_id)
 
     # -- checks ----------------------------------------------------------------------

@@ -574,6 +574,32 @@ def test_stale_champion_refreshes_checks_and_break_glass_records_failing_ones(fr
         ("auc-gate", True, "fail"), ("latency", False, "fail")]  # fmt: skip
 
 
+AUC_GATE = '      - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}\n'
+
+
+def test_a_new_champion_re_runs_the_checks_of_the_other_open_requests(fresh_model, make_app, sqlite_url, mlflow_server):
+    """Applied here or moved behind Checkpoint's back: every open request on the target is checked again."""
+    name = fresh_model.name
+    direct = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
+    strong, weak = plain_version(direct, name, 0.93), fresh_model.versions["challenger"]  # 0.93 and 0.91 vs 0.9
+    client = make_app(name, AUC_GATE, sqlite_url).test_client()
+    first = open_request(client, name, strong)
+    second = open_request(client, name, weak, user="erin")
+    assert by_name(second)["auc-gate"]["status"] == "pass"
+
+    applied = call(client, "POST", f"/requests/{first['id']}/reviews", "bob", json={"verdict": "approve"}).get_json()
+    assert applied["state"] == "applied"
+    gate = by_name(call(client, "GET", f"/requests/{second['id']}").get_json())["auc-gate"]
+    assert (gate["status"], gate["trigger"]) == ("fail", "refresh")
+    assert gate["reason"] == "val_auc 0.91 is not ≥ champion 0.93 − 0.005 = 0.925"
+
+    direct.set_registered_model_alias(name, "champion", fresh_model.versions["champion"])  # back to 0.9, directly
+    open_request(client, name, strong, user="frank")  # Checkpoint reads the champion: an outside change
+    gate = by_name(call(client, "GET", f"/requests/{second['id']}").get_json())["auc-gate"]
+    assert (gate["status"], gate["trigger"]) == ("pass", "refresh")
+    assert events_of(sqlite_url, second["id"]).count("check_failed") == 1
+
+
 def test_rerun_is_refused_on_decided_requests_and_for_unknown_ids(fresh_model, make_app, sqlite_url):
     client = make_app(fresh_model.name, VALIDATED, sqlite_url).test_client()
     opened = open_request(client, fresh_model.name, fresh_model.versions["challenger"])
