@@ -203,6 +203,8 @@ HOSTILE: dict[str, Hostile] = {
     "api-list-state-zero-width": Hostile("GET", f"{API}/requests?state=open%E2%80%8B", 400, ("state",), None),
     "api-list-limit-fullwidth-digit": Hostile("GET", f"{API}/requests?limit=%EF%BC%95", 400, ("limit",), None),
     "api-which-stage-zero-width": Hostile("GET", f"{API}/which?model={{model}}&stage=Production%E2%80%8B", 400, ("stage",)),
+    "api-which-nul-model": Hostile("GET", f"{API}/which?model=a%00b&alias=champion", 400, ("model", "NUL")),
+    "api-which-nul-alias": Hostile("GET", f"{API}/which?model={{model}}&alias=champ%00ion", 400, ("alias", "NUL")),
     # -- NUL bytes --
     "api-create-nul-in-reviewer": Hostile("POST", f"{API}/requests", 400, ("nul",),
                                           j({"change": SET_CHAMPION, "reviewers": ["da\x00ve"]})),

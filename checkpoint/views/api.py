@@ -18,7 +18,7 @@ from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.store import STATES, CheckResult, NotFound, PromoteRequest
-from checkpoint.workflow import USER_MAX, Workflow, WorkflowError
+from checkpoint.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
@@ -301,6 +301,10 @@ def which():
     model, stage, alias = request.args.get("model"), request.args.get("stage"), request.args.get("alias")
     if not model or bool(stage) == bool(alias):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give model and exactly one of stage or alias")
+    for key, value in (("model", model), ("alias", alias), ("stage", stage)):
+        if value and ("\x00" in value or len(value) > NAME_MAX):  # no model or alias can hold such a name
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
+                                  f"{key} must be at most {NAME_MAX} characters without NUL")  # fmt: skip
     registry = workflow().registry
     if alias:
         holder = registry.alias_holder(model, alias)
