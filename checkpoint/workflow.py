@@ -151,30 +151,30 @@ class Workflow:
         return request, created
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
-        challenger, champion = _snapshot(change.challenger(self.registry)), _snapshot(change.champion(self.registry))
-        self.observe(change.model_name, change.target())
-        return challenger, champion
+        challenger, champion = change.challenger(self.registry), change.champion(self.registry)
+        self._observe(change, challenger, champion)
+        return _snapshot(challenger), _snapshot(champion)
 
-    def observe(self, model: str, target: str) -> None:
+    def _observe(self, change: Change, challenger: Version | None, champion: Version | None) -> None:
         """Record an "outside change" when a stage or alias holds a version Checkpoint did not put there.
 
-        Called whenever Checkpoint reads a champion; a failed read is logged and skipped (the
-        caller's own reads report MLflow being down).
+        Derived from the reads just made: an alias change's champion is the alias's holder; a
+        stage's holders are its champion and the challenger if it sits there already.
         """
-        kind, _, name = target.partition(":")
+        kind, _, name = change.target().partition(":")
+        if kind == "alias":
+            version = champion.version if champion else None
+        elif kind == "stage" and name not in ("None", "Archived"):
+            held = [v.version for v in (champion, challenger) if v is not None and v.stage == name]
+            version = max(held, key=int, default=None)
+        else:
+            return
         try:
-            if kind == "alias":
-                holder = self.registry.alias_holder(model, name)
-                version = holder.version if holder else None
-            elif kind == "stage" and name not in ("None", "Archived"):
-                holders = self.registry.stage_holders(model, name)
-                version = max((v.version for v in holders), key=int, default=None)
-            else:
-                return
-            if self.store.record_outside_change(model, target, version):
-                self.refresh_checks(model, target, actor="checkpoint")
+            if self.store.record_outside_change(change.model_name, change.target(), version):
+                self.refresh_checks(change.model_name, change.target(), actor="checkpoint")
         except Exception:  # noqa: BLE001 - observing must never break opening or applying
-            log.warning("could not check %s of %s for outside changes", target, model, exc_info=True)
+            log.warning("could not record an outside change of %s of %s", change.target(), change.model_name,
+                        exc_info=True)  # fmt: skip
 
     def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None) -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare
