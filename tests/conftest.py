@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import MlflowServer, free_port
 from tests.compat_helpers import mlflow_major, mlflow_version
-from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, migrated_sqlite
+from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, close_app, migrated_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 # The MLflow client in these tests talks to loopback servers only.
@@ -118,7 +118,7 @@ def app(mlflow_server, sqlite_url, tmp_path):
     """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
     application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
     yield application
-    application.extensions["checkpoint.background"].stop()
+    close_app(application)
 
 
 @pytest.fixture
@@ -154,8 +154,7 @@ def live_checkpoint(mlflow_server, database_url, tmp_path) -> Iterator[LiveCheck
     yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, database_url)
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture(scope="session")
@@ -189,5 +188,4 @@ def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheck
     yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, sqlite_url)
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)

@@ -52,6 +52,12 @@ HTML_PAGE = (
 )
 
 
+def close_app(application) -> None:
+    """Stop an in-process app's background thread and close its database connections."""
+    application.extensions["checkpoint.background"].stop()
+    application.extensions["checkpoint.engine"].dispose()
+
+
 def pattern(n: int, seed: int = 7) -> bytes:
     """``n`` deterministic pseudo-random bytes (each call with the same arguments agrees)."""
     return random.Random(seed).randbytes(n)
@@ -451,8 +457,7 @@ def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterato
         server.shutdown()
         thread.join(timeout=10)
         application.extensions["checkpoint.proxy"].pool.close()
-        application.extensions["checkpoint.background"].stop()
-        application.extensions["checkpoint.engine"].dispose()
+        close_app(application)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
-from tests.conftest import migrated_database, serve_in_thread
+from tests.conftest import close_app, migrated_database, serve_in_thread
 from tests.governed_helpers import api, make_model, unique
 
 TABLES = ("promote_requests", "reviews", "comments", "events")
@@ -77,8 +77,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     yield here
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
     next(databases, None)
 
 

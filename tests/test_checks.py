@@ -25,6 +25,7 @@ from checkpoint.mlflow_server import free_port
 from checkpoint.models import CheckRow, EventRow
 from checkpoint.policy import Policy, PolicyError
 from checkpoint.registry import Registry
+from tests.conftest import close_app
 from tests.governed_helpers import unique
 
 # The models logged here are tiny on purpose: no input example, and MLflow says so.
@@ -281,8 +282,7 @@ def make_app(mlflow_server, tmp_path, monkeypatch):
 
     yield build
     for app in made:
-        app.extensions["checkpoint.background"].stop()
-        app.extensions["checkpoint.engine"].dispose()
+        close_app(app)
 
 
 def call(client, method: str, path: str, user: str = "alice", **kwargs):
@@ -761,8 +761,7 @@ def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, s
             time.sleep(0.1)
         assert ci["status"] == "pass", ci
     finally:
-        app.extensions["checkpoint.background"].stop()
-        app.extensions["checkpoint.engine"].dispose()
+        close_app(app)
     engine = sa.create_engine(sqlite_url)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(CheckRow)).scalar() == 1

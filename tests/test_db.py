@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from checkpoint import create_app, db
+from tests.conftest import close_app
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
@@ -136,8 +137,7 @@ def test_create_app_accepts_a_migrated_database(database_url, tmp_path):
     try:
         assert app.test_client().get("/checkpoint/healthz").status_code == 200
     finally:
-        app.extensions["checkpoint.background"].stop()
-        app.extensions["checkpoint.engine"].dispose()
+        close_app(app)
 
 
 def test_foreign_keys_are_enforced(database_url, engine_for):

@@ -22,7 +22,7 @@ from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
 from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
-from tests.conftest import serve_in_thread
+from tests.conftest import close_app, serve_in_thread
 from tests.governed_helpers import api, make_model, unique
 from tests.hostile_helpers import database_dump, registry_state
 from tests.proxy_helpers import FakeUpstream, Received, _Conn, checkpoint_in_thread, pattern
@@ -80,8 +80,7 @@ def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[s
     server.shutdown()
     thread.join(timeout=10)
     application.extensions["checkpoint.proxy"].pool.close()
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture
@@ -217,5 +216,4 @@ def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, m
             server.shutdown()
             thread.join(timeout=10)
         for application in (healthy, broken):
-            application.extensions["checkpoint.background"].stop()
-            application.extensions["checkpoint.engine"].dispose()
+            close_app(application)

@@ -37,7 +37,7 @@ def fuzzed_app(mlflow_server, tmp_path_factory):
     """Checkpoint (SQLite) with a model whose champion is in Production and a few requests, so
     ids 1-3 exist and the fuzzer reaches past the 404s."""
     from checkpoint.mlflow_server import free_port
-    from tests.conftest import serve_in_thread
+    from tests.conftest import close_app, serve_in_thread
     from tests.proxy_helpers import migrated_sqlite
 
     data_dir = tmp_path_factory.mktemp("fuzz")
@@ -59,8 +59,7 @@ def fuzzed_app(mlflow_server, tmp_path_factory):
     server.shutdown()
     thread.join(timeout=10)
     yield application
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
 
 
 # The document as shipped (the file the API serves), loaded at collection time; the calls go

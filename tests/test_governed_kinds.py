@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import free_port
 from tests.compat_helpers import mlflow_major
+from tests.conftest import close_app
 from tests.governed_helpers import api, make_model, unique
 
 ALIAS = "registered-models/alias"
@@ -126,8 +127,7 @@ def _serve(mlflow_url: str, data_dir) -> tuple[Gate, Callable[[], None]]:
     def stop() -> None:
         server.shutdown()
         thread.join(timeout=10)
-        application.extensions["checkpoint.background"].stop()
-        application.extensions["checkpoint.engine"].dispose()
+        close_app(application)
 
     return Gate(f"http://127.0.0.1:{server.server_port}", application), stop
 

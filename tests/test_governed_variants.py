@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import free_port
 from tests.compat_helpers import mlflow_major
+from tests.conftest import close_app
 from tests.governed_helpers import api, make_model
 
 API = "/api/2.0/mlflow"
@@ -391,8 +392,7 @@ def sqlite_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[Served]:
     yield Served(f"http://127.0.0.1:{server.server_port}", application)
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
-from tests.conftest import migrated_database, serve_in_thread
+from tests.conftest import close_app, migrated_database, serve_in_thread
 from tests.governed_helpers import api, make_model
 from tests.hostile_helpers import database_dump, form_session, registry_state
 from tests.proxy_helpers import raw_request
@@ -83,8 +83,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     yield here
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
     next(databases, None)
 
 

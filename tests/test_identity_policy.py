@@ -21,7 +21,7 @@ from checkpoint import create_app, identity
 from checkpoint.mlflow_server import free_port
 from checkpoint.views.gateway import Gateway
 from tests.auth_helpers import ADMIN, PASSWORDS, grant, start_auth_server
-from tests.conftest import LiveCheckpoint, serve_in_thread
+from tests.conftest import LiveCheckpoint, close_app, serve_in_thread
 from tests.governed_helpers import make_model
 
 TABLES = ("promote_requests", "reviews", "comments", "events")
@@ -60,8 +60,7 @@ def auth_checkpoint(auth_mlflow, database_url, tmp_path, monkeypatch):
     yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, database_url)
     server.shutdown()
     thread.join(timeout=10)
-    app.extensions["checkpoint.background"].stop()
-    app.extensions["checkpoint.engine"].dispose()
+    close_app(app)
 
 
 def as_user(user: str) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from checkpoint import create_app, db, notify
 from checkpoint.mlflow_server import free_port
 from checkpoint.store import Event, Outgoing, Store
-from tests.conftest import ROOT, LiveCheckpoint, serve_in_thread
+from tests.conftest import ROOT, LiveCheckpoint, close_app, serve_in_thread
 from tests.governed_helpers import api, make_model, unique
 from tests.proxy_helpers import checkpoint_process
 
@@ -185,8 +185,7 @@ def hooked(mlflow_server, tmp_path, monkeypatch) -> Iterator[Callable[..., LiveC
     for server, thread, application in started:
         server.shutdown()
         thread.join(timeout=10)
-        application.extensions["checkpoint.background"].stop()
-        application.extensions["checkpoint.engine"].dispose()
+        close_app(application)
 
 
 def deliveries(base: str, **query) -> list[dict]:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 
 from checkpoint import create_app, db, logs, metrics
 from checkpoint.store import Store
+from tests.conftest import close_app
 from tests.governed_helpers import make_model
 from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, pattern, sha256
 
@@ -179,8 +180,7 @@ def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_pat
     key = (("route", "checkpoint"), ("status", "200"))
     assert after[key] - counted.get(key, 0) == 1
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
-    app.extensions["checkpoint.background"].stop()
-    app.extensions["checkpoint.engine"].dispose()
+    close_app(app)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from checkpoint.mlflow_server import free_port
 from checkpoint.reconcile import ACTOR, NOT_APPLIED, Reconciler
 from checkpoint.registry import Registry
 from checkpoint.store import APPLIED, APPLYING, APPROVED, FAILED, OPEN, Store, now
+from tests.conftest import close_app
 from tests.governed_helpers import api, make_model
 from tests.proxy_helpers import checkpoint_process
 from tests.relay_helpers import Relay, wait_until
@@ -38,8 +39,7 @@ def app(mlflow_server, database_url, tmp_path):
     application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
                               "background": False})  # fmt: skip
     yield application
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    close_app(application)
 
 
 def claimed(app, change, author: str = "alice") -> int:

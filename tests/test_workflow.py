@@ -23,7 +23,7 @@ from mlflow.exceptions import RestException
 from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
 from checkpoint.models import EventRow, RequestRow
-from tests.conftest import serve_in_thread
+from tests.conftest import close_app, serve_in_thread
 from tests.governed_helpers import api, make_model, unique
 
 TRIALS = 5
@@ -76,8 +76,7 @@ def another_checkpoint(registry_url: str, database_url: str, data_dir) -> Iterat
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        application.extensions["checkpoint.background"].stop()
-        application.extensions["checkpoint.engine"].dispose()
+        close_app(application)
 
 
 def open_request(base: str, change: dict, user: str = "alice", **fields) -> dict:
