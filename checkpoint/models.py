@@ -38,12 +38,15 @@ class RequestRow(Base):
     apply_result: Mapped[str] = mapped_column(Text, default="")
     named_reviewers: Mapped[list] = mapped_column(JSON, default=list)
     rule_name: Mapped[str] = mapped_column(String(200), default="default")
+    # MLflow's workspace (X-MLFLOW-WORKSPACE) the change acts in; "" is the default workspace.
+    workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
 
     __table_args__ = (
         Index("ix_requests_state_id", "state", "id"),
         Index("ix_requests_model_id", "model_name", "id"),
         Index("ix_requests_author_id", "author", "id"),
         Index("ix_requests_target_id", "target", "id"),
+        Index("ix_requests_workspace_model_id", "workspace", "model_name", "id"),
         # At most one open request per (author, change): retries find it instead of duplicating.
         Index(
             "ux_requests_open_dedupe",
@@ -66,6 +69,8 @@ class ReviewRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dismissed_reason: Mapped[str] = mapped_column(Text, default="")
+    # The challenger's content digest when the review was given (None: no challenger, or older).
+    digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class CommentRow(Base):
@@ -97,6 +102,8 @@ class EventRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Fingerprint of the audit key the hash was made with (None: plain SHA-256, before keys).
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class CheckRow(Base):
