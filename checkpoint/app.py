@@ -81,7 +81,8 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.extensions["checkpoint.auth"] = auth
     right = None
     if auth.mode == "mlflow":
-        right = lambda user, model: registry.can_manage(user.name, model)  # noqa: E731 - a one-line adapter
+        # MANAGE is asked in the request's MLflow workspace (grants there are per workspace).
+        right = lambda user, model, workspace="": registry.in_workspace(workspace).can_manage(user.name, model)  # noqa: E731
     background = Background()
     app.extensions["checkpoint.background"] = background
     # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.

@@ -18,6 +18,11 @@ from typing import Any, ClassVar
 from checkpoint.governance import STAGES, Governance
 from checkpoint.registry import Registry, RegistryError, Version
 
+DEFAULT_WORKSPACE = "default"  # MLflow's name for the workspace a call without the header acts in
+# MLflow's rule for workspace names (WorkspaceNameValidator): Kubernetes-style, 2 to 63 characters.
+_WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_RESERVED_WORKSPACES = {"workspaces", "api", "ajax-api", "static-files"}
+
 
 class ChangeError(ValueError):
     """The body is not a valid call; answered with 400 like MLflow would."""
@@ -85,6 +90,28 @@ def lone_surrogate(data: object) -> str | None:
     return None
 
 
+def canonical_workspace(raw: str | None) -> str:
+    """The workspace MLflow acts in for this ``X-MLFLOW-WORKSPACE`` value, "" for the default one.
+
+    MLflow strips the value (``str.strip``); empty or ``default`` is the default workspace; any
+    other name must be a valid workspace name or MLflow refuses the call. Checkpoint reads the
+    same value the same way, and refuses with 400 (saying why) what MLflow would refuse, so no
+    spelling makes Checkpoint govern in one workspace while MLflow acts in another.
+    """
+    value = (raw or "").strip()
+    if value in ("", DEFAULT_WORKSPACE):
+        return ""
+    shown = value[:80]
+    if not 2 <= len(value) <= 63 or not _WORKSPACE_NAME.fullmatch(value):
+        raise ChangeError(
+            f"Invalid workspace {shown!r} (X-MLFLOW-WORKSPACE): a workspace name is 2 to 63 lowercase letters, "
+            "digits and inner hyphens; send one workspace only"
+        )
+    if value in _RESERVED_WORKSPACES:
+        raise ChangeError(f"Invalid workspace {shown!r} (X-MLFLOW-WORKSPACE): the name is reserved by MLflow")
+    return value
+
+
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
@@ -118,10 +145,17 @@ class Change:
 
     kind: ClassVar[str] = ""
     name: str
+    # The MLflow workspace the change acts in ("" = the default workspace): every registry read
+    # and write for it is made there, and it is part of the change's identity (the dedupe key).
+    workspace: str = field(default="", kw_only=True)
 
     # identity ----------------------------------------------------------------------
     def to_json(self) -> dict:
         fields = {k.rstrip("_"): v for k, v in asdict(self).items()}
+        if not fields.get("workspace"):
+            # The default workspace is left out: changes (and dedupe keys) stored before
+            # workspaces existed read and match exactly as they did.
+            fields.pop("workspace", None)
         return {"kind": self.kind, **fields}
 
     def dedupe_key(self, author: str) -> str:
@@ -523,8 +557,14 @@ KINDS: dict[str, type[Change]] = {
 }
 
 
-def from_body(kind: str, body: dict) -> Change:
-    """Build the Change a governed route's body asks for (after :func:`parse_body`)."""
+def from_body(kind: str, body: dict, workspace: str = "") -> Change:
+    """Build the Change a governed route's body asks for (after :func:`parse_body`), acting in
+    ``workspace`` (canonical, see :func:`canonical_workspace`)."""
+    change = _from_body(kind, body)
+    return replace(change, workspace=workspace) if workspace else change
+
+
+def _from_body(kind: str, body: dict) -> Change:
     name = _field(body, "name")
     if kind == "transition":
         stage = _field(body, "stage")
@@ -578,4 +618,9 @@ def from_json(data: dict) -> Change:
         raise ChangeError(f"unknown change kind in {data!r}")
     if "version" in data:
         data["version_"] = data.pop("version")
+    if "workspace" in data:  # absent in changes stored before workspaces: the default one
+        workspace = data.pop("workspace")
+        if workspace is not None and not isinstance(workspace, str):
+            raise ChangeError(f"workspace must be a string, got {workspace!r}")
+        data["workspace"] = canonical_workspace(workspace)
     return cls(**data)

@@ -249,12 +249,13 @@ def show(url, request_id) -> None:
 @click.argument("model")
 @click.option("--stage")
 @click.option("--alias")
-def which(url, model, stage, alias) -> None:
+@click.option("--workspace", help="MLflow workspace of MODEL (default: the default workspace)")
+def which(url, model, stage, alias, workspace) -> None:
     """Print the version of MODEL that holds a stage or alias now (exit 1 if none)."""
     if bool(stage) == bool(alias):
         raise click.UsageError("give exactly one of --stage or --alias")
     client = _client(url)
-    version = _api(lambda: client.which(model, stage=stage, alias=alias))
+    version = _api(lambda: client.which(model, stage=stage, alias=alias, workspace=workspace))
     if version is None:
         click.echo(f"no version of {model} holds {'stage ' + stage if stage else 'alias ' + alias}", err=True)
         sys.exit(1)

@@ -71,12 +71,14 @@ class CheckpointClient:
         return data
 
     def request(self, change: dict, title: str = "", description: str = "") -> dict:
-        """Open a request for any change (the same fields as the MLflow REST call, plus ``kind``)."""
+        """Open a request for any change (the same fields as the MLflow REST call, plus ``kind``,
+        and ``workspace`` for an MLflow workspace other than the default one)."""
         return self._call("POST", "/requests", json={"change": change, "title": title, "description": description})
 
     def promote(self, model: str, version: str | int, *, stage: str | None = None, alias: str | None = None,
-                archive_existing: bool = False, title: str = "", description: str = "") -> dict:  # fmt: skip
-        """Ask to move ``version`` of ``model`` to a stage or an alias."""
+                archive_existing: bool = False, title: str = "", description: str = "",
+                workspace: str | None = None) -> dict:  # fmt: skip
+        """Ask to move ``version`` of ``model`` (in MLflow ``workspace``) to a stage or an alias."""
         if bool(stage) == bool(alias):
             raise ValueError("give exactly one of stage= or alias=")
         if stage:
@@ -84,6 +86,8 @@ class CheckpointClient:
                       "archive_existing_versions": archive_existing}  # fmt: skip
         else:
             change = {"kind": "set_alias", "name": model, "version": str(version), "alias": alias}
+        if workspace:
+            change["workspace"] = workspace
         return self.request(change, title, description)
 
     def get(self, request_id: int) -> dict:
@@ -100,9 +104,13 @@ class CheckpointClient:
                 raise WaitTimeout(current)
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
-    def which(self, model: str, *, stage: str | None = None, alias: str | None = None) -> str | None:
-        """The version that holds ``stage`` (the newest, if several) or ``alias`` now."""
+    def which(self, model: str, *, stage: str | None = None, alias: str | None = None,
+              workspace: str | None = None) -> str | None:  # fmt: skip
+        """The version that holds ``stage`` (the newest, if several) or ``alias`` now (in MLflow
+        ``workspace``; the default one when not given)."""
         if bool(stage) == bool(alias):
             raise ValueError("give exactly one of stage= or alias=")
         params = {"model": model, "stage": stage} if stage else {"model": model, "alias": alias}
+        if workspace:
+            params["workspace"] = workspace
         return self._call("GET", "/which", params=params)["version"]

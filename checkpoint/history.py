@@ -28,14 +28,17 @@ class Entry:
         return self.request_id is None
 
 
-def for_model(store: Store, name: str) -> list[Entry]:
-    """Applied promotions of ``name`` and changes made behind Checkpoint's back, oldest first;
-    each holds until the next one for its target. Read from the audit log only."""
+def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
+    """Applied promotions of ``name`` (the model of that name in MLflow ``workspace``, "" = the
+    default one) and changes made behind Checkpoint's back, oldest first; each holds until the
+    next one for its target. Read from the audit log only."""
     entries: list[Entry] = []
     last_for_target: dict[str, int] = {}
     for event in store.events(model=name):
         if event.kind == "applied" and event.request_id is not None:
             item = store.get(event.request_id)
+            if item.workspace != workspace:
+                continue
             entry = Entry(
                 request_id=item.id, target=item.target, kind=item.kind, version=item.version,
                 summary=event.data.get("result", item.apply_result), applied_at=event.created_at, until=None,
@@ -43,6 +46,8 @@ def for_model(store: Store, name: str) -> list[Entry]:
                 already_true=bool(event.data.get("already_true")),
             )  # fmt: skip
         elif event.kind == OUTSIDE_CHANGE:
+            if event.data.get("workspace", "") != workspace:
+                continue
             target, version = event.data.get("target", ""), event.data.get("version")
             entry = Entry(
                 request_id=None, target=target, kind="outside_change", version=version,

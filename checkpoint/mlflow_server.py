@@ -54,6 +54,9 @@ class MlflowServer:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     executable: str | None = None
+    # ``--enable-workspaces`` (MLflow >= 3.10): the registry is split by the X-MLFLOW-WORKSPACE
+    # header, so the same model name can live in several workspaces. Needs the SQL store used here.
+    enable_workspaces: bool = False
     process: subprocess.Popen | None = None
 
     @property
@@ -79,6 +82,8 @@ class MlflowServer:
         ]  # fmt: skip
         if self.workers:
             command += ["--workers", str(self.workers)]
+        if self.enable_workspaces:
+            command.append("--enable-workspaces")
         command += self.extra_args
         # The job runner (a pool of huey consumers for MLflow's GenAI jobs) costs ~7 processes per
         # server and plays no part in the registry: off unless a caller turns it back on (2.x has

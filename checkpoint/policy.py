@@ -9,6 +9,8 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
       - name: fraud production
         models: ["fraud-*"]
         targets: ["stage:Production", "alias:champion"]
+        workspaces: [team-b]            # MLflow workspaces (``default`` is the default one);
+                                        # without the key a rule matches every workspace
         reviewers: [bob, dave]          # users
         groups: [ml-leads]              # and/or groups (header mode)
         required_approvals: all         # or a number
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from checkpoint.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
 from checkpoint.checks import Check, CheckConfigError, parse_checks
 from checkpoint.identity import User
 
@@ -50,18 +53,22 @@ class Rule:
     required_approvals: int | str = 1  # a number, or "all" (every listed reviewer)
     allow_self_approval: bool = False
     checks: tuple[Check, ...] = ()
+    # MLflow workspace patterns (``default`` names the default workspace); () matches every one.
+    workspaces: tuple[str, ...] = ()
 
-    def matches(self, model: str, target: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(
-            fnmatch.fnmatchcase(target, p) for p in self.targets
+    def matches(self, model: str, target: str, workspace: str = "") -> bool:
+        return (
+            any(fnmatch.fnmatchcase(model, p) for p in self.models)
+            and any(fnmatch.fnmatchcase(target, p) for p in self.targets)
+            and (not self.workspaces or any(fnmatch.fnmatchcase(_ws(workspace), p) for p in self.workspaces))
         )
 
-    def specificity(self, model: str, target: str) -> int:
+    def specificity(self, model: str, target: str, workspace: str = "") -> int:
         def literal(patterns: tuple[str, ...], value: str) -> int:
             hits = [p for p in patterns if fnmatch.fnmatchcase(value, p)]
             return max((sum(ch not in "*?[]" for ch in p) for p in hits), default=0)
 
-        return literal(self.models, model) + literal(self.targets, target)
+        return literal(self.models, model) + literal(self.targets, target) + literal(self.workspaces, _ws(workspace))
 
     @property
     def restricted(self) -> bool:
@@ -72,7 +79,13 @@ class Rule:
         who = ", ".join([*self.reviewers, *(f"group {g}" for g in self.groups)]) or "anyone allowed to review"
         need = "all listed reviewers" if self.required_approvals == "all" else f"{self.required_approvals} approval(s)"
         own = "" if self.allow_self_approval else "; not the author"
-        return f"{self.name}: {need} from {who}{own}"
+        where = f" in workspace {', '.join(self.workspaces)}" if self.workspaces else ""
+        return f"{self.name}: {need} from {who}{own}{where}"
+
+
+def _ws(workspace: str) -> str:
+    """The name a rule's ``workspaces`` patterns see: MLflow's own name for the default workspace."""
+    return workspace or DEFAULT_WORKSPACE
 
 
 @dataclass(frozen=True)
@@ -126,15 +139,18 @@ class Policy:
         """Whether any rule declares an HTTP check (the background thread then polls for them)."""
         return any(not check.local for rule in self.rules for check in rule.checks)
 
-    def rule_for(self, model: str, target: str) -> Rule:
-        candidates = [(r.specificity(model, target), -i, r) for i, r in enumerate(self.rules) if r.matches(model, target)]
+    def rule_for(self, model: str, target: str, workspace: str = "") -> Rule:
+        """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default)."""
+        candidates = [(r.specificity(model, target, workspace), -i, r) for i, r in enumerate(self.rules)
+                      if r.matches(model, target, workspace)]  # fmt: skip
         return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
 
     def may_review(self, user: User | str, author: str, model: str = "", target: str = "",
-                   named: tuple[str, ...] = (), right: RightCheck | None = None) -> str | None:  # fmt: skip
+                   named: tuple[str, ...] = (), right: RightCheck | None = None,
+                   workspace: str = "") -> str | None:  # fmt: skip
         """Why ``user`` may not review this request, or None when they may."""
         user = user if isinstance(user, User) else User(user)
-        rule = self.rule_for(model, target)
+        rule = self.rule_for(model, target, workspace)
         if user.anonymous:
             return "sign in (or pick a name) to review"
         if user.name == author and not rule.allow_self_approval:
@@ -147,8 +163,9 @@ class Policy:
             return f"{user.name} may not review requests for '{model}' (needs MANAGE on the model in MLflow)"
         return None
 
-    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = ()) -> Status:
-        rule = self.rule_for(model, target)
+    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = (),
+               workspace: str = "") -> Status:  # fmt: skip
+        rule = self.rule_for(model, target, workspace)
         if rule.required_approvals == "all":
             everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
             missing = tuple(u for u in everyone if u not in approvers)
@@ -158,8 +175,9 @@ class Policy:
         awaited = tuple(u for u in listed if u not in approvers) if len(approvers) < required else ()
         return Status(len(approvers), required, tuple(sorted(approvers)), awaited)
 
-    def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = ()) -> bool:
-        return self.status(model, target, approvers, named).met
+    def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = (),
+                  workspace: str = "") -> bool:  # fmt: skip
+        return self.status(model, target, approvers, named, workspace).met
 
     # -- loading ---------------------------------------------------------------------
 
@@ -200,7 +218,20 @@ def _strings(item: dict, key: str, where: str, default: tuple[str, ...]) -> tupl
 
 
 _RULE_KEYS = {"name", "models", "targets", "reviewers", "groups", "required_approvals", "allow_self_approval",
-              "checks"}  # fmt: skip
+              "checks", "workspaces"}  # fmt: skip
+
+
+def _workspaces(item: dict, where: str) -> tuple[str, ...]:
+    """A rule's ``workspaces``: patterns over MLflow's workspace names. A literal name MLflow
+    would refuse (``Team-B``) could never match: refused here rather than silently ignored."""
+    patterns = _strings(item, "workspaces", where, ())
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?[") and pattern != DEFAULT_WORKSPACE:
+            try:
+                canonical_workspace(pattern)
+            except ChangeError as exc:
+                raise PolicyError(f"{where}.workspaces: {pattern!r} is not an MLflow workspace name ({exc})") from exc
+    return patterns
 
 
 def _rule(index: int, item) -> Rule:
@@ -231,5 +262,5 @@ def _rule(index: int, item) -> Rule:
         name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
         targets=_strings(item, "targets", where, ("*",)), reviewers=reviewers,
         groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
-        checks=checks,
+        checks=checks, workspaces=_workspaces(item, where),
     )  # fmt: skip

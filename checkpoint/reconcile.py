@@ -101,7 +101,7 @@ class Reconciler:
     def _settle(self, request: PromoteRequest, cutoff: datetime) -> str | None:
         """``applied`` or ``failed`` when this reconciler moved the request, else None."""
         change = changes.from_json(request.change)
-        if change.is_true(self.registry):
+        if change.is_true(self.registry.in_workspace(change.workspace)):  # asked where it was applied
             result = f"found applied in MLflow after an interrupted apply: {change.describe()}"
             moved = self.store.transition(
                 request.id, (APPLYING,), APPLIED, actor=ACTOR, event="applied", updated_before=cutoff,

@@ -9,6 +9,7 @@ short timeouts) rather than through the MLflow client, which would retry for min
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import threading
 import time
@@ -23,6 +24,10 @@ from checkpoint.logs import current_request_id
 
 API = "/api/2.0/mlflow"
 CACHE_SECONDS = 60.0
+# MLflow >= 3.10 with ``--enable-workspaces`` picks the workspace of every call from this header
+# (absent or blank: the default workspace); Checkpoint sends it for every read and write of a
+# change made in another workspace.
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 
 
 class _TTLCache:
@@ -145,6 +150,18 @@ class Registry:
             self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self.netloc = parts.netloc
         self._cache = _TTLCache(CACHE_SECONDS, 256)
+        self.workspace = ""  # "" is MLflow's default workspace: no header is sent
+
+    def in_workspace(self, workspace: str) -> Registry:
+        """This adapter acting in MLflow workspace ``workspace`` ("" = the default): the same
+        connection pool and cache (whose keys carry the workspace), and the workspace header
+        on every call. Every read and write for a change goes through the change's view."""
+        workspace = workspace or ""
+        if workspace == self.workspace:
+            return self
+        view = copy.copy(self)
+        view.workspace = workspace
+        return view
 
     # -- transport -----------------------------------------------------------------
 
@@ -178,9 +195,10 @@ class Registry:
         return data
 
     def _headers(self) -> dict[str, str]:
-        """Checkpoint's headers, plus the id of the call being served (logs.py), if any."""
+        """Checkpoint's headers, the workspace's, and the id of the call being served (logs.py), if any."""
+        headers = {**self.headers, WORKSPACE_HEADER: self.workspace} if self.workspace else self.headers
         rid = current_request_id()
-        return {**self.headers, "X-Request-Id": rid} if rid else self.headers
+        return {**headers, "X-Request-Id": rid} if rid else headers
 
     # -- reads ---------------------------------------------------------------------
 
@@ -307,12 +325,13 @@ class Registry:
         A finished run is kept for ``CACHE_SECONDS``: a run with thousands of params costs MLflow
         hundreds of milliseconds, and every reviewer opening the request would pay it again.
         """
-        cached = self._cache.get(("run", run_id))
+        key = ("run", self.workspace, run_id)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         run = self.call("GET", "runs/get", query={"run_id": run_id})["run"]
         if (run.get("info") or {}).get("status") in ("FINISHED", "FAILED", "KILLED"):
-            self._cache.put(("run", run_id), run)
+            self._cache.put(key, run)
         return run
 
     def metric_histories(self, run_ids: Sequence[str], key: str, max_points: int = 200) -> dict[str, list[tuple[int, float]]]:
@@ -346,7 +365,7 @@ class Registry:
         ``runs:/`` sources stored under ``mlflow-artifacts:``, so the source's own route is the
         fallback. Raises RegistryError (``not_found`` when no route had the file).
         """
-        key = ("artifact", version.name, version.version, version.source, path)
+        key = ("artifact", self.workspace, version.name, version.version, version.source, path)
         cached = self._cache.get(key)
         if cached is not None:
             return cached

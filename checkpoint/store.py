@@ -129,6 +129,7 @@ class PromoteRequest:
     apply_result: str
     named_reviewers: tuple[str, ...] = ()
     rule_name: str = "default"
+    workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
     reviews: tuple[Review, ...] = field(default=())
     comments: tuple[Comment, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())
@@ -150,6 +151,7 @@ def _request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequ
         state_reason=row.state_reason, challenger=row.challenger, champion=row.champion,
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), applied_at=_aware(row.applied_at),
         apply_result=row.apply_result, named_reviewers=tuple(row.named_reviewers or ()), rule_name=row.rule_name,
+        workspace=row.workspace or "",
         reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, _aware(r.created_at), _aware(r.dismissed_at),
                              r.dismissed_reason) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, _aware(c.created_at)) for c in comments),
@@ -307,9 +309,13 @@ class Store:
     def list(
         self, *, state: str | None = None, model: str | None = None, target: str | None = None,
         author: str | None = None, search: str | None = None, before: int | None = None, limit: int = 50,
+        workspace: str | None = None,
     ) -> tuple[list[PromoteRequest], int | None]:  # fmt: skip
-        """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts."""
+        """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts.
+        ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all."""
         query = select(RequestRow)
+        if workspace is not None:
+            query = query.where(RequestRow.workspace == workspace)
         if state:
             query = query.where(RequestRow.state == state)
         if model:
@@ -335,8 +341,10 @@ class Store:
             items = [_request(r, reviews[r.id]) for r in page]
         return items, (items[-1].id if len(rows) > limit else None)
 
-    def count(self, state: str | None = None, model: str | None = None) -> int:
+    def count(self, state: str | None = None, model: str | None = None, workspace: str | None = None) -> int:
         query = select(func.count(RequestRow.id))
+        if workspace is not None:
+            query = query.where(RequestRow.workspace == workspace)
         if state:
             query = query.where(RequestRow.state == state)
         if model:
@@ -365,8 +373,10 @@ class Store:
                 return
             last = rows[-1]["id"]
 
-    def record_outside_change(self, model_name: str, target: str, version: str | None, actor: str = "mlflow") -> bool:
-        """Log that ``target`` of ``model_name`` holds ``version`` without Checkpoint having put it there.
+    def record_outside_change(self, model_name: str, target: str, version: str | None, actor: str = "mlflow",
+                              workspace: str = "") -> bool:  # fmt: skip
+        """Log that ``target`` of ``model_name`` (in MLflow ``workspace``) holds ``version`` without
+        Checkpoint having put it there.
 
         Compared, under the chain's lock, with the last state the log knows for the target
         (an applied request or an earlier outside change), so concurrent readers record it once.
@@ -375,17 +385,18 @@ class Store:
         with session_scope(self.sessions) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
-            known = self._last_known(session, model_name, target)
+            known = self._last_known(session, model_name, target, workspace)
             if known == (version,) or (known is None and version is None):
                 return False
             data = {"target": target, "version": version, "previous": known[0] if known else None,
-                    "first_seen": known is None}  # fmt: skip
+                    "first_seen": known is None, **({"workspace": workspace} if workspace else {})}  # fmt: skip
             self._append(session, None, model_name, OUTSIDE_CHANGE, actor, data, stamp)
         return True
 
     @staticmethod
-    def _last_known(session: Session, model_name: str, target: str) -> tuple[str | None] | None:
-        """The version the log last saw at ``target``, as a 1-tuple, or None if it never saw it."""
+    def _last_known(session: Session, model_name: str, target: str, workspace: str = "") -> tuple[str | None] | None:
+        """The version the log last saw at ``target`` (of the model of that name in ``workspace``),
+        as a 1-tuple, or None if it never saw it."""
         query = (
             select(EventRow, RequestRow)
             .outerjoin(RequestRow, RequestRow.id == EventRow.request_id)
@@ -394,8 +405,12 @@ class Store:
         )
         for event, request in session.execute(query):
             if event.kind == OUTSIDE_CHANGE and event.data.get("target") == target:
-                return (event.data.get("version"),)
+                if event.data.get("workspace", "") == workspace:
+                    return (event.data.get("version"),)
+                continue
             if event.kind == "applied" and request is not None and request.target == target:
+                if (request.workspace or "") != workspace:
+                    continue
                 return (None,) if request.kind == "delete_alias" else (request.version,)
         return None
 

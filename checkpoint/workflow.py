@@ -88,12 +88,18 @@ class Workflow:
 
     # -- opening ---------------------------------------------------------------------
 
+    def registry_for(self, workspace: str) -> Registry:
+        """The registry adapter acting in MLflow ``workspace`` (a change's or a request's): every
+        read and write about a change goes there, never to the default workspace by omission."""
+        return self.registry.in_workspace(workspace)
+
     def governed(self, change: Change) -> str | None:
         """Why ``change`` needs review, or None. Prompts share the registry and pass."""
-        reason = change.governed(self.governance, self.registry)
+        registry = self.registry_for(change.workspace)
+        reason = change.governed(self.governance, registry)
         if reason and change.kind in ("set_alias", "delete_alias", "set_tag", "delete_tag"):
             try:
-                if self.registry.model(change.name).is_prompt:
+                if registry.model(change.name).is_prompt:
                     return None
             except RegistryError as exc:
                 if not exc.not_found:
@@ -111,7 +117,7 @@ class Workflow:
         _check_text("model name", change.model_name, NAME_MAX, required=True)
         _check_text("target", change.target(), TARGET_MAX, required=True)
         _check_text("version", change.version or "", VERSION_MAX)
-        rule = self.policy.rule_for(change.model_name, change.target())
+        rule = self.policy.rule_for(change.model_name, change.target(), change.workspace)
         reviewers = tuple(dict.fromkeys(r.strip() for r in reviewers if r and r.strip()))
         if rule.reviewers and not rule.groups:
             outside = [r for r in reviewers if r not in rule.reviewers]
@@ -144,6 +150,7 @@ class Workflow:
             champion=champion,
             named_reviewers=list(reviewers),
             rule_name=rule.name,
+            workspace=change.workspace,
         )
         if created and rule.checks:
             self._run_checks_safely(request.id, "open", author)
@@ -151,7 +158,8 @@ class Workflow:
         return request, created
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
-        challenger, champion = change.challenger(self.registry), change.champion(self.registry)
+        registry = self.registry_for(change.workspace)
+        challenger, champion = change.challenger(registry), change.champion(registry)
         self._observe(change, challenger, champion)
         return _snapshot(challenger), _snapshot(champion)
 
@@ -170,17 +178,17 @@ class Workflow:
         else:
             return
         try:
-            if self.store.record_outside_change(change.model_name, change.target(), version):
-                self.refresh_checks(change.model_name, change.target(), actor="checkpoint")
+            if self.store.record_outside_change(change.model_name, change.target(), version, workspace=change.workspace):
+                self.refresh_checks(change.model_name, change.target(), actor="checkpoint", workspace=change.workspace)
         except Exception:  # noqa: BLE001 - observing must never break opening or applying
             log.warning("could not record an outside change of %s of %s", change.target(), change.model_name,
                         exc_info=True)  # fmt: skip
 
-    def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None) -> None:
+    def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare
-        against it are re-run on the target's other open requests."""
+        against it are re-run on the target's other open requests (in the same MLflow workspace)."""
         try:
-            items, _ = self.store.list(state=OPEN, model=model, target=target, limit=50)
+            items, _ = self.store.list(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
         except Exception:  # noqa: BLE001 - the apply that called this is recorded already
             log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
             return
@@ -256,14 +264,18 @@ class Workflow:
 
     def refusal(self, user: User | str, request: PromoteRequest) -> str | None:
         """Why ``user`` may not review ``request`` now, or None."""
+        right = self.review_right
+        if right is not None and request.workspace:  # asked in the request's workspace, not the default one
+            right = lambda u, model, check=right: check(u, model, request.workspace)  # noqa: E731
         return self.policy.may_review(_user(user), request.author, request.model_name, request.target,
-                                      request.named_reviewers, self.review_right)  # fmt: skip
+                                      request.named_reviewers, right, request.workspace)  # fmt: skip
 
     def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
         """"2 of 3 approvals", who is still awaited, and the required checks not passing
         (``results``: the request's :meth:`checks`, when the caller has them already)."""
         approvers = {r.reviewer for r in request.approvals}
-        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers)
+        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers,
+                                    request.workspace)  # fmt: skip
         results = self.checks(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
         return replace(status, blocked_by=blocked) if blocked else status
@@ -299,7 +311,8 @@ class Workflow:
         request = self.store.get(request_id)
         try:
             change = changes.from_json(request.change)
-            if change.is_true(self.registry):
+            registry = self.registry_for(change.workspace)
+            if change.is_true(registry):
                 result = f"already true in MLflow, nothing applied: {change.describe()}"
                 self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
                                       data={"already_true": True, "result": result}, apply_result=result,
@@ -322,7 +335,7 @@ class Workflow:
                                       data={"checks": [c.name for c in blocked]},
                                       reason="not applied: " + "; ".join(_check_line(c) for c in blocked))  # fmt: skip
                 return self.store.get(request_id)
-            result = change.apply(self.registry)
+            result = change.apply(registry)
         except RegistryError as exc:
             log.warning("apply of request #%s failed: %s", request_id, exc)
             self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
@@ -339,14 +352,14 @@ class Workflow:
         self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
                               data={"result": result, "break_glass": forced}, apply_result=result, applied_at=now(),
                               reason=None if forced else "applied")  # fmt: skip
-        self.refresh_checks(request.model_name, request.target, actor, skip=request_id)
+        self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
         return self.store.get(request_id)
 
     # -- checks ----------------------------------------------------------------------
 
     def check_specs(self, request: PromoteRequest) -> tuple[checks.Check, ...]:
         """The checks the request's rule declares now (the policy file may have changed)."""
-        return self.policy.rule_for(request.model_name, request.target).checks
+        return self.policy.rule_for(request.model_name, request.target, request.workspace).checks
 
     def checks(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
         """Each declared check with its latest result; one never evaluated shows as pending."""
@@ -399,7 +412,7 @@ class Workflow:
         specs = self.check_specs(request)
         if not specs:
             return
-        subject = checks.Subject(request, self.registry)
+        subject = checks.Subject(request, self.registry_for(request.workspace))
         results, queued = [], False
         for spec in specs:
             if not spec.local:
@@ -446,9 +459,9 @@ class Workflow:
     def http_payload(self, request: PromoteRequest, spec: checks.Check) -> dict:
         """What an HTTP check receives: the request as the API shows it, plus a diff summary."""
         status = self.status(request)
-        rule = self.policy.rule_for(request.model_name, request.target)
+        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
         base = (self.public_url or "").rstrip("/")
-        subject = checks.Subject(request, self.registry)
+        subject = checks.Subject(request, self.registry_for(request.workspace))
         try:
             summary: dict | None = checks.diff_summary(subject)
             diff_error = None
@@ -459,7 +472,8 @@ class Workflow:
             "request": {
                 "id": request.id,
                 "url": f"{base}/checkpoint/requests/{request.id}" if base else None,
-                "kind": request.kind, "model": request.model_name, "version": request.version,
+                "kind": request.kind, "model": request.model_name, "workspace": request.workspace or "default",
+                "version": request.version,
                 "target": request.target, "change": request.change, "title": request.title,
                 "description": request.description, "author": request.author, "state": request.state,
                 "state_reason": request.state_reason, "challenger": request.challenger or None,

@@ -39,6 +39,15 @@ def mlflow_server(tmp_path_factory) -> Iterator[MlflowServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mlflow_workspaces_server(tmp_path_factory) -> Iterator[MlflowServer]:
+    """One real `mlflow server --enable-workspaces` (MLflow >= 3.10; SQLite store, served
+    artifacts) for the session: the same model name can live in several workspaces."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-workspaces"), workers=2, enable_workspaces=True).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _mlflow3_only(request) -> None:
     """Tests marked ``mlflow3`` use what MLflow 2.x servers lack: skipped (with the reason) only

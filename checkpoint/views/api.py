@@ -13,7 +13,7 @@ from importlib import resources
 import yaml
 from flask import Blueprint, current_app, g, jsonify, request
 
-from checkpoint.changes import KINDS, ChangeError, from_body, lone_surrogate
+from checkpoint.changes import KINDS, ChangeError, canonical_workspace, from_body, lone_surrogate
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
@@ -76,17 +76,30 @@ def _text(data: dict, key: str, default: str | None = None) -> str | None:
     return value
 
 
+def workspace_arg(raw: str | None) -> str | None:
+    """A ``workspace`` query or body field: None when absent, else canonical ("" = the default one)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "workspace must be a string")
+    try:
+        return canonical_workspace(raw)
+    except ChangeError as exc:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", str(exc)) from exc
+
+
 def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
     """The API's view of a request (the same data the pages show); ``checks`` when read already."""
     checks = workflow().checks(item) if checks is None else checks
     status = workflow().status(item, checks)
-    rule = workflow().policy.rule_for(item.model_name, item.target)
+    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
     out = {
         "id": item.id,
         "url": f"{public_base()}/checkpoint/requests/{item.id}",
         "api_url": f"{public_base()}/checkpoint/api/v1/requests/{item.id}",
         "kind": item.kind,
         "model": item.model_name,
+        "workspace": item.workspace or "default",
         "version": item.version,
         "target": item.target,
         "change": item.change,
@@ -185,7 +198,7 @@ def list_requests():
     items, last = workflow().store.list(
         state=state, model=args.get("model") or None, target=args.get("target") or None,
         author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
-        limit=int(limit_raw),
+        limit=int(limit_raw), workspace=workspace_arg(args.get("workspace")),
     )  # fmt: skip
     checks = workflow().checks_of(items)
     return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=_make_cursor(last))
@@ -207,7 +220,11 @@ def create_request():
     if kind not in API_KINDS:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change.kind must be one of {', '.join(API_KINDS)}")
     try:
-        change = from_body(kind, {k: v for k, v in change_data.items() if k != "kind"})
+        workspace = change_data.get("workspace")
+        if workspace is not None and not isinstance(workspace, str):
+            raise ChangeError("workspace must be a string")
+        fields = {k: v for k, v in change_data.items() if k not in ("kind", "workspace")}
+        change = from_body(kind, fields, canonical_workspace(workspace))
     except ChangeError as exc:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
     title, description = _text(data, "title", ""), _text(data, "description", "")
@@ -281,12 +298,13 @@ def summary():
     Answered with an ETag so the panel's periodic refresh is a cheap 304.
     """
     model = request.args.get("model") or None
+    workspace = workspace_arg(request.args.get("workspace"))
     store = workflow().store
-    items = store.list(state="open", model=model, limit=20)[0] if model else []
+    items = store.list(state="open", model=model, limit=20, workspace=workspace)[0] if model else []
     response = jsonify(
         open=store.count(state="open"),
         model=model,
-        open_for_model=store.count(state="open", model=model) if model else None,
+        open_for_model=store.count(state="open", model=model, workspace=workspace) if model else None,
         requests=[{"id": i.id, "title": i.title, "author": i.author, "target": i.target, "version": i.version,
                    "url": f"{public_base()}/checkpoint/requests/{i.id}"} for i in items],
     )  # fmt: skip
@@ -297,15 +315,17 @@ def summary():
 
 @bp.get("/which")
 def which():
-    """Which version holds a stage or an alias right now (for pipelines)."""
+    """Which version holds a stage or an alias right now (for pipelines), in MLflow workspace
+    ``workspace`` (the default one when absent)."""
     model, stage, alias = request.args.get("model"), request.args.get("stage"), request.args.get("alias")
+    workspace = workspace_arg(request.args.get("workspace")) or ""
     if not model or bool(stage) == bool(alias):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give model and exactly one of stage or alias")
     for key, value in (("model", model), ("alias", alias), ("stage", stage)):
         if value and ("\x00" in value or len(value) > NAME_MAX):  # no model or alias can hold such a name
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
                                   f"{key} must be at most {NAME_MAX} characters without NUL")  # fmt: skip
-    registry = workflow().registry
+    registry = workflow().registry_for(workspace)
     if alias:
         holder = registry.alias_holder(model, alias)
         holders = [holder] if holder else []
@@ -315,7 +335,8 @@ def which():
         if canonical_stage(stage) not in STAGES:  # a typo must not read as "nobody holds it"
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
         holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
-    return jsonify(model=model, stage=stage, alias=alias, versions=[v.version for v in holders],
+    return jsonify(model=model, workspace=workspace or "default", stage=stage, alias=alias,
+                   versions=[v.version for v in holders],
                    version=holders[0].version if holders else None)  # fmt: skip
 
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
 from checkpoint import logs, metrics, rules
-from checkpoint.changes import Change, ChangeError, from_body, parse_body
+from checkpoint.changes import Change, ChangeError, canonical_workspace, from_body, parse_body
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated
 from checkpoint.proxy import Proxy, host_allowed, public_origin
-from checkpoint.registry import RegistryError, RegistryUnavailable
+from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
 from checkpoint.workflow import Workflow, WorkflowError
 
 log = logging.getLogger(__name__)
@@ -114,14 +114,18 @@ class Gateway:
         if origin and not self.proxy.origin_allowed(environ, origin):
             return self.forward(environ, start_response)  # the proxy refuses it as MLflow would
         try:
+            workspace = self.workspace(environ)
             body = _read_body(environ)
-            change = from_body(rule.kind or "", parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body))
+            parsed = parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body)
+            change = from_body(rule.kind or "", parsed, workspace)
             reason = self.workflow.governed(change)
         except ChangeError as exc:
             return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
         except RegistryUnavailable as exc:
             return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
         except RegistryError as exc:
+            if exc.error_code == "FEATURE_DISABLED":  # a workspace named to a server without workspaces
+                return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"MLflow: {exc.message}"})
             return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
                          {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
         if reason is None:
@@ -134,6 +138,16 @@ class Gateway:
             metrics.count_governed(change.kind, "ui")
             return self.ui_answer(start_response, change, reason, base)
         return self.api_answer(environ, start_response, change, reason, base)
+
+    def workspace(self, environ: dict) -> str:
+        """The MLflow workspace this call acts in ("" = the default), read from exactly the headers
+        the proxy would send MLflow (a header named in ``Connection`` or dropped in header mode
+        never reaches it), canonicalised as MLflow does; a value MLflow refuses is refused (400)."""
+        if self.drop and not self.drop.isdisjoint(environ):
+            environ = {k: v for k, v in environ.items() if k not in self.drop}
+        wanted = WORKSPACE_HEADER.lower()
+        raw = next((v for k, v in self.proxy.request_headers(environ).items() if k.lower() == wanted), None)
+        return canonical_workspace(raw)
 
     def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
         """MLflow's UI gets a pointer to the pre-filled form; the injected script follows it."""
@@ -163,6 +177,8 @@ class Gateway:
         except RegistryUnavailable as exc:
             return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
         except RegistryError as exc:  # MLflow refused a lookup (version 'abc'): never a 500, which clients retry
+            if exc.error_code == "FEATURE_DISABLED":
+                return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"MLflow: {exc.message}"})
             return _json(start_response, exc.status if 400 <= exc.status < 500 else 422,
                          {"error_code": exc.error_code, "message": f"MLflow: {exc.message}"})  # fmt: skip
         environ[logs.USER_KEY] = author.name

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint import diff, history
-from checkpoint.changes import ChangeError, from_json, lone_surrogate
+from checkpoint.changes import ChangeError, canonical_workspace, from_json, lone_surrogate
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
@@ -45,6 +45,8 @@ def request_headline(item) -> str:
     """``fraud-detector v7 → Production (replaces v5)``."""
     version = f" v{item.version}" if item.version else ""
     head = f"{item.model_name}{version} → {target_label(item.target)}"
+    if getattr(item, "workspace", ""):
+        head = f"[{item.workspace}] {head}"
     if item.champion and item.champion.get("version"):
         champion = item.champion
         where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
@@ -117,15 +119,28 @@ def requests_list():
     if state not in ("all", *STATES):
         abort(400, f"state must be all or one of {', '.join(STATES)}")
     filters = {"model": args.get("model") or None, "target": args.get("target") or None,
-               "author": args.get("author") or None, "search": args.get("q") or None}  # fmt: skip
+               "author": args.get("author") or None, "search": args.get("q") or None,
+               "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
     items, last = workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
                                         limit=PAGE, **filters)  # fmt: skip
+    workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
-                               "author": filters["author"], "q": filters["search"]}.items() if v}  # fmt: skip
+                               "author": filters["author"], "q": filters["search"], "workspace": workspace}.items()
+             if v}  # fmt: skip
     next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
     return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
                            status=workflow().status, checks=workflow().checks_of(items),
                            first_page=not args.get("cursor"))  # fmt: skip
+
+
+def _workspace_arg(raw: str | None) -> str | None:
+    """A ``workspace`` filter: None (every workspace) when absent, "" for the default one."""
+    if raw is None:
+        return None
+    try:
+        return canonical_workspace(raw)
+    except ChangeError as exc:
+        abort(400, str(exc))
 
 
 def _decode_change(token: str) -> dict:
@@ -153,7 +168,7 @@ def new_request():
 
 
 def _rule(change):
-    return workflow().policy.rule_for(change.model_name, change.target())
+    return workflow().policy.rule_for(change.model_name, change.target(), change.workspace)
 
 
 @bp.post("/requests/new")
@@ -196,7 +211,7 @@ def request_detail(request_id: int):
     diff, diff_error, moved = _diff_for(item)
     user = current_user()
     refusal = workflow().refusal(user, item)
-    rule = workflow().policy.rule_for(item.model_name, item.target)
+    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
     checks = workflow().checks(item)
     return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
                            status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
@@ -212,7 +227,7 @@ def _diff_for(item):
     """
     if not item.challenger:
         return None, None, None
-    registry = workflow().registry
+    registry = workflow().registry_for(item.workspace)  # the request's workspace, not the default one
     try:
         change = from_json(item.change)
         challenger = change.challenger(registry)
@@ -286,9 +301,11 @@ def retry(request_id: int):
 
 @bp.get("/models/<path:name>/history")
 def model_history(name: str):
-    """Every promotion applied to a model: what held which stage or alias, from when to when."""
-    entries = history.for_model(workflow().store, name)
-    return render_template("ui/history.html", name=name, entries=entries)
+    """Every promotion applied to a model (of that name in MLflow workspace ``?workspace=``, the
+    default one when absent): what held which stage or alias, from when to when."""
+    workspace = _workspace_arg(request.args.get("workspace") or None) or ""
+    entries = history.for_model(workflow().store, name, workspace)
+    return render_template("ui/history.html", name=name, entries=entries, workspace=workspace)
 
 
 @bp.route("/whoami", methods=["GET", "POST"])
