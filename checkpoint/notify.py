@@ -237,9 +237,12 @@ def _number(value: object, where: str, low: float, high: float, whole: bool = Fa
 # -- the payload ------------------------------------------------------------------------
 
 
-def request_url(base: str | None, request_id: int | None, model: str) -> str:
-    """The page a person opens: the request, or the model's history for an outside change."""
+def request_url(base: str | None, request_id: int | None, model: str, workspace: str = "") -> str:
+    """The page a person opens: the request, or the model's history (in its MLflow workspace)
+    for an outside change."""
     path = f"/checkpoint/requests/{request_id}" if request_id else f"/checkpoint/models/{quote(model, safe='')}/history"
+    if not request_id and workspace:
+        path += f"?workspace={quote(workspace, safe='')}"
     return f"{base.rstrip('/')}{path}" if base else path
 
 
@@ -247,10 +250,12 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     """MLflow's webhook shape (entity, action, timestamp, data), built only from stored rows,
     so every attempt of one delivery carries the same body."""
     event, item = outgoing.event, outgoing.request
+    workspace = item.workspace if item else (event.data.get("workspace") or "")
     data: dict = {
         "request_id": event.request_id,
-        "url": request_url(public_url, event.request_id, event.model_name),
+        "url": request_url(public_url, event.request_id, event.model_name, workspace),
         "model": event.model_name,
+        "workspace": workspace or "default",  # MLflow's workspace of the model
         "target": item.target if item else event.data.get("target"),
         "version": item.version if item else event.data.get("version"),
         "title": outgoing.title if item else None,

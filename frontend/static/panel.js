@@ -213,17 +213,30 @@
     }
     var foot = el('div', 'cp-panel-foot');
     if (model) {
-      foot.appendChild(link(REQUESTS + '?state=all&model=' + encodeURIComponent(model), 'All requests for this model', 'cp-panel-more'));
-      foot.appendChild(link('/checkpoint/models/' + encodeURIComponent(model) + '/history', 'History', 'cp-panel-more'));
+      foot.appendChild(link(withWorkspace(REQUESTS + '?state=all&model=' + encodeURIComponent(model)), 'All requests for this model', 'cp-panel-more'));
+      foot.appendChild(link(withWorkspace('/checkpoint/models/' + encodeURIComponent(model) + '/history'), 'History', 'cp-panel-more'));
     }
     foot.appendChild(link(REQUESTS, 'All promote requests', 'cp-panel-more cp-panel-all'));
     body.appendChild(foot);
   }
 
+  // MLflow's UI keeps the workspace it works in here and sends it as X-MLFLOW-WORKSPACE;
+  // the panel asks about the model of that name in that workspace ('' = the default one).
+  function workspaceInView() {
+    var name = '';
+    try { name = (window.localStorage.getItem('mlflow.activeWorkspace') || '').trim(); } catch (e) { name = ''; }
+    return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) && name !== 'default' ? name : '';
+  }
+
+  function withWorkspace(url) {
+    var ws = workspaceInView();
+    return ws ? url + (url.indexOf('?') < 0 ? '?' : '&') + 'workspace=' + encodeURIComponent(ws) : url;
+  }
+
   function refresh(force) {
     if (typeof nativeFetch !== 'function' || doc.visibilityState === 'hidden') return;
     var model = modelInView();
-    var url = SUMMARY + (model ? '?model=' + encodeURIComponent(model) : '');
+    var url = model ? withWorkspace(SUMMARY + '?model=' + encodeURIComponent(model)) : SUMMARY;
     var now = Date.now();
     if (state.inflight) {
       state.again = true;
