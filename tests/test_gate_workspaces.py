@@ -130,13 +130,15 @@ def world(mlflow_workspaces_server) -> World:
 
 @pytest.fixture
 def checkpoint(world, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
-    """Checkpoint in front of the workspaces server, with a rule that names workspace B only:
-    Production there needs two approvals (one elsewhere)."""
+    """Checkpoint in front of the workspaces server, with rules that name one workspace: Production
+    in B needs two approvals (one elsewhere); champion in A needs version tag ``team = a``."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(
         "rules:\n"
         f"  - name: b-production\n    workspaces: [{world.b}]\n    targets: ['stage:Production']\n"
         "    required_approvals: 2\n"
+        f"  - name: a-champion\n    workspaces: [{world.a}]\n    targets: ['alias:champion']\n"
+        "    checks: [{name: team-tag, kind: tags, tags: {team: a}}]\n"
     )
     monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": world.url, "database_url": sqlite_url, "data_dir": tmp_path})
@@ -473,3 +475,20 @@ def test_workspace_header_to_a_server_without_workspaces(sqlite_checkpoint, mlfl
     assert answer.status_code == 400, answer.text
     assert "workspace" in answer.json()["message"].lower()
     assert direct.state(name) == {"exists": True, "stages": {"1": "Production", "2": "None"}, "champion": "1"}
+
+
+def test_checks_read_the_requests_workspace(checkpoint, world):
+    """A's rule requires tag ``team = a`` on the challenger: A's v2 carries it, the default
+    workspace's v2 of the same name carries ``team = other``. The check passes only if it reads A."""
+    name, _ = world.model(production_in=("", world.a))
+    tag = {"name": name, "version": "2", "key": "team"}
+    world.direct(world.a).call("POST", "model-versions/set-tag", {**tag, "value": "a"})
+    world.direct("").call("POST", "model-versions/set-tag", {**tag, "value": "other"})
+    request_id = opened(through(checkpoint, "POST", "registered-models/alias",
+                                {"name": name, "alias": "champion", "version": "2"}, world.a))  # fmt: skip
+    item = api(checkpoint, "GET", f"/requests/{request_id}").json()
+    assert item["rule"]["name"] == "a-champion"
+    assert [(c["name"], c["status"]) for c in item["checks"]] == [("team-tag", "pass")], item["checks"]
+    in_default = opened(through(checkpoint, "POST", "registered-models/alias",
+                                {"name": name, "alias": "champion", "version": "2"}, None))  # fmt: skip
+    assert api(checkpoint, "GET", f"/requests/{in_default}").json()["checks"] == []  # A's rule stays in A

@@ -490,9 +490,10 @@ def test_chat_lines_for_a_failed_check_and_an_outside_change():
     stamp = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     check = Event(7, 3, "fraud", "check_failed", "checkpoint",
                   {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"}, stamp)
-    item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice")
+    item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
     message = notify.payload(Outgoing(None, check, item, "open", None, "Ship v7"), "https://cp.example")
     assert message["data"]["url"] == "https://cp.example/checkpoint/requests/3"
+    assert message["data"]["workspace"] == "default"
     assert notify.describe(message) == ("checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
                                         "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)")  # fmt: skip
     outside = Event(8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5",
@@ -501,6 +502,11 @@ def test_chat_lines_for_a_failed_check_and_an_outside_change():
     assert message["data"]["url"] == "/checkpoint/models/fraud/history" and message["data"]["version"] == "5"
     assert notify.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): " \
                                        "alias:champion now holds v5 (was v7)"
+    in_b = Event(9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2",
+                                                                  "workspace": "team-b"}, stamp)  # fmt: skip
+    message = notify.payload(Outgoing(None, in_b, None, None, None), None)
+    assert message["data"]["url"] == "/checkpoint/models/fraud/history?workspace=team-b"
+    assert message["data"]["workspace"] == "team-b"
 
 
 # -- the receiver script -------------------------------------------------------------------
