@@ -176,8 +176,13 @@ class Change:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def where(self) -> str:
+        """`` in workspace 'team-b'`` for a change outside the default workspace, else ""."""
+        return f" in workspace '{self.workspace}'" if self.workspace else ""
+
     def title(self) -> str:
-        return self.describe()[:1].upper() + self.describe()[1:]
+        text = self.describe() + self.where()
+        return text[:1].upper() + text[1:]
 
     # registry questions ----------------------------------------------------------------
     def governed(self, gov: Governance, registry: Registry) -> str | None:

@@ -191,7 +191,9 @@ def test_attack_in_workspace_b_becomes_a_request_in_b(checkpoint, world, attack)
     before = world.states(name)
     assert before[world.b] == {"exists": True, "stages": {"1": "Production", "2": "None"}, "champion": "1"}
 
-    request_id = opened(through(checkpoint, method, endpoint, body(name), world.b))
+    answer = through(checkpoint, method, endpoint, body(name), world.b)
+    request_id = opened(answer)
+    assert f"in workspace '{world.b}' needs review" in answer.json()["message"]
 
     assert world.states(name) == before  # nothing changed in any workspace
     assert not world.direct(world.b).exists(f"{name}-renamed")
@@ -492,3 +494,92 @@ def test_checks_read_the_requests_workspace(checkpoint, world):
     in_default = opened(through(checkpoint, "POST", "registered-models/alias",
                                 {"name": name, "alias": "champion", "version": "2"}, None))  # fmt: skip
     assert api(checkpoint, "GET", f"/requests/{in_default}").json()["checks"] == []  # A's rule stays in A
+
+
+# -- a random run across workspaces -----------------------------------------------------------
+
+
+def workspace_state(direct: Direct, name: str) -> dict | None:
+    """What ``tests.test_bypass.governed_view`` reads, for ``name`` in one workspace, straight from MLflow."""
+    answer = direct.call("GET", "registered-models/get", query={"name": name}, ok=False)
+    if answer.status_code == 404:
+        return None
+    model = answer.json()["registered_model"]
+    found = direct.call("GET", "model-versions/search", query={"filter": f"name = '{name}'"}).json()
+    return {
+        "description": model.get("description", ""),
+        "tags": {t["key"]: t.get("value", "") for t in model.get("tags", [])},
+        "aliases": {a["alias"]: a["version"] for a in model.get("aliases", [])},
+        "versions": {v["version"]: {"stage": v["current_stage"], "description": v.get("description", ""),
+                                    "tags": {t["key"]: t.get("value", "") for t in v.get("tags", [])},
+                                    "source": v["source"]}
+                     for v in found.get("model_versions", [])},
+    }  # fmt: skip
+
+
+def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, world):
+    """A seeded random run (CHECKPOINT_BYPASS_SEED replays one) of governed and ungoverned calls on
+    one model name that lives, promoted differently, in the default workspace, A and B, each call with a random workspace
+    spelling (none, ``default``, padded, upper case, unknown, two headers). Read straight from MLflow
+    in every workspace: the governed part is unchanged while nothing was approved."""
+    import os
+    import random
+    from collections import Counter
+
+    from tests.test_bypass import governed_view
+
+    seed = int(os.environ.get("CHECKPOINT_BYPASS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"workspace bypass seed: {seed}")
+    rng = random.Random(seed)
+    # The same name everywhere, promoted differently: a decision read in the wrong workspace differs.
+    name, _ = world.model(production_in=(world.a, world.b))  # A and B: v1 in Production, champion v1
+    default, b = world.direct(""), world.direct(world.b)
+    default.call("POST", "model-versions/transition-stage", {"name": name, "version": "2", "stage": "Production"})
+    b.call("POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "2"})
+    b.call("POST", "model-versions/set-tag", {"name": name, "version": "1", "key": "validation_status", "value": "passed"})
+    names = [name, f"{name}-renamed"]
+    spaces = ("", world.a, world.b)
+    gov = checkpoint.app.extensions["checkpoint.workflow"].governance
+
+    def snapshot() -> dict:
+        return {ws: {n: workspace_state(world.direct(ws), n) for n in names} for ws in spaces}
+
+    spellings = [None, "default", " default", world.a, f" {world.a} ", world.b, f"{world.b}\t", world.b.upper(),
+                 "no-such-ws", (world.a, world.b), (world.b, world.a)]  # fmt: skip
+    calls = [
+        ("POST", "registered-models/alias", lambda: {"name": name, "alias": rng.choice(["champion", "candidate"]),
+                                                     "version": rng.choice("12")}),
+        ("DELETE", "registered-models/alias", lambda: {"name": name, "alias": rng.choice(["champion", "candidate"])}),
+        ("POST", "model-versions/transition-stage", lambda: {"name": name, "version": rng.choice("12"),
+                                                             "stage": rng.choice(["Production", "archived", "None",
+                                                                                  "staging"])}),
+        ("DELETE", "model-versions/delete", lambda: {"name": name, "version": rng.choice("12")}),
+        ("DELETE", "registered-models/delete", lambda: {"name": name}),
+        ("POST", "registered-models/rename", lambda: {"name": name, "new_name": f"{name}-renamed"}),
+        ("POST", "model-versions/set-tag", lambda: {"name": name, "version": rng.choice("12"),
+                                                    "key": rng.choice(["validation_status", "note"]), "value": "x"}),
+        ("DELETE", "model-versions/delete-tag", lambda: {"name": name, "version": "1", "key": "validation_status"}),
+        ("PATCH", "model-versions/update", lambda: {"name": name, "version": "2", "description": f"d{rng.randrange(99)}"}),
+    ]  # fmt: skip
+    before = snapshot()
+    outcomes: Counter[str] = Counter()
+    for _ in range(120):
+        method, endpoint, body = rng.choice(calls)
+        headers = urllib3.HTTPHeaderDict({"Content-Type": "application/json", "Authorization": "Basic bWFsbG9yeTp4"})
+        spelling = rng.choice(spellings)
+        for value in spelling if isinstance(spelling, tuple) else () if spelling is None else (spelling,):
+            headers.add(HEADER, value)
+        answer = urllib3.request(method, f"{checkpoint.url}/api/2.0/mlflow/{endpoint}", headers=headers,
+                                 body=json.dumps(body()).encode(), retries=False, timeout=60)  # fmt: skip
+        assert answer.status < 500, (method, endpoint, spelling, answer.data[:300])
+        outcomes[str(answer.status)] += 1
+    after = snapshot()
+    print(dict(outcomes))
+
+    store = checkpoint.app.extensions["checkpoint.workflow"].store
+    assert store.count(state="applied") == 0
+    for ws in spaces:
+        assert governed_view(after[ws], gov) == governed_view(before[ws], gov), f"seed {seed}: governed state moved in {ws!r}"
+    assert outcomes["403"] >= 10 and outcomes["200"] >= 5, outcomes  # both kinds of call were exercised
+    assert outcomes["400"] >= 1, outcomes  # malformed spellings were refused
+    assert after != before, "no ungoverned call got through: the run did not exercise the proxy"

@@ -155,7 +155,7 @@ class Gateway:
         url = f"{base}/checkpoint/requests/new?change={token}"
         payload = {
             "error_code": "PERMISSION_DENIED",
-            "message": f"Checkpoint: {change.describe()} needs review ({reason}) — open a promote request: {url}",
+            "message": f"Checkpoint: {change.describe()}{change.where()} needs review ({reason}) — open a promote request: {url}",
             "checkpoint": {"action": "new_request", "url": url, "change": change.to_json(), "reason": reason},
         }
         return _json(start_response, 403, payload, [("X-Checkpoint-New-Request", url)])
@@ -187,7 +187,8 @@ class Gateway:
         state = "" if request.state == "open" else f" (now {request.state})"
         payload = {
             "error_code": "PERMISSION_DENIED",
-            "message": f"Checkpoint: {change.describe()} needs review — promote request #{request.id}{state}: {url}",
+            "message": f"Checkpoint: {change.describe()}{change.where()} needs review — "
+                       f"promote request #{request.id}{state}: {url}",
             "checkpoint": {"action": "request_opened" if created else "request_exists", "request_id": request.id,
                            "url": url, "reason": reason},
         }  # fmt: skip
