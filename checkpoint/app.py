@@ -13,7 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import db, governance, identity, logs, metrics, notify
-from checkpoint.audit import Keyring
+from checkpoint.audit import HEAD, Keyring
 from checkpoint.background import Background
 from checkpoint.checks import CHECKS_INTERVAL
 from checkpoint.errors import register_error_handlers, render_upstream_error
@@ -105,6 +105,9 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.extensions["checkpoint.workflow"] = workflow
     if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
         background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+    if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
+        every = settings.audit_head_interval
+        background.every(every, "audit-head", lambda: store.publish_head(every))
     if webhooks:
         sender = notify.Sender(store, webhooks, settings.public_url)
         app.extensions["checkpoint.sender"] = sender

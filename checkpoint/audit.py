@@ -37,6 +37,10 @@ EXPORT_FIELDS = (*FIELDS, "key_id", "prev_hash", "hash")
 # The event a keyed Checkpoint appends when it finds the log's newest event unkeyed: from
 # then on the older events are covered by a keyed event's prev_hash.
 SEALED = "audit_key_adopted"
+# The event that publishes the head (``audit_head`` webhooks): a copy of it kept elsewhere is
+# what ``verify --expect`` checks the log against later.
+HEAD = "audit_head"
+_HEAD_LABEL = "checkpoint audit head v1"
 # The fixed label whose HMAC under a key is that key's id: it names the key and reveals nothing.
 _KEY_ID_LABEL = b"checkpoint audit key id v1"
 MIN_KEY_LENGTH = 32
@@ -72,6 +76,17 @@ class Keyring:
 
     def __bool__(self) -> bool:
         return bool(self.keys)
+
+
+def sign_head(key: bytes, ref: str) -> str:
+    """HMAC-SHA256 of a head ``ID:HASH`` under the audit key: whoever holds the key can tell a
+    published head came from Checkpoint (the webhook's own signature proves only the sender)."""
+    return hmac.new(key, f"{_HEAD_LABEL}\n{ref}".encode(), hashlib.sha256).hexdigest()
+
+
+def head_is_signed(keys: Keyring, ref: str, kid: str, signature: str) -> bool:
+    rank = keys.rank(kid)
+    return rank is not None and hmac.compare_digest(sign_head(keys.keys[rank], ref), signature)
 
 
 def timestamp(value: datetime) -> str:

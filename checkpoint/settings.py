@@ -173,6 +173,8 @@ class Settings:
     audit_old_keys: tuple[str, ...] = ()
     # Set when the audit key was generated into (or read back from) the data directory.
     audit_key_path: Path | None = None
+    # Seconds between ``audit_head`` events, for webhooks that subscribe to them (notify.py).
+    audit_head_interval: float = 3600.0
 
     @property
     def upstream_origin(self) -> str:
@@ -223,6 +225,7 @@ class Settings:
             "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
             "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
             "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
+            "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}
         for attr, (name, kind, low, high, example) in numbers.items():

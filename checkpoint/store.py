@@ -378,6 +378,39 @@ class Store:
                                  {"key_id": current[0], "unkeyed_events": unkeyed, "after_event": head.id}, now())  # fmt: skip
             return event.id
 
+    def publish_head(self, every: float, stamp: datetime | None = None) -> int | None:
+        """Append an ``audit_head`` event carrying the log's head (``ID:HASH``) signed with the
+        audit key, for the webhooks that keep a copy elsewhere; its id, or None when one was
+        published less than ``every`` seconds before ``stamp`` or nothing happened since.
+        Decided under the chain's lock, so one worker of one replica publishes each time."""
+        from datetime import timedelta
+
+        current = self.keys.current
+        if current is None:
+            return None
+        stamp = _aware(stamp) or now()
+        newest = select(EventRow.id, EventRow.hash, EventRow.kind).order_by(EventRow.id.desc()).limit(1)
+        last = select(EventRow.created_at).where(EventRow.kind == audit.HEAD).order_by(EventRow.id.desc()).limit(1)
+
+        def due(session: Session):
+            head = session.execute(newest).first()
+            published = _aware(session.scalar(last))
+            fresh = published is not None and published > stamp - timedelta(seconds=every)
+            return None if head is None or head.kind == audit.HEAD or fresh else head
+
+        with session_scope(self.sessions) as session:
+            if due(session) is None:  # the common case, without taking the lock
+                return None
+        with session_scope(self.sessions) as session:
+            self._lock_chain(session)
+            head = due(session)
+            if head is None:
+                return None
+            ref = f"{head.id}:{head.hash}"
+            count = session.scalar(select(func.count(EventRow.id)))
+            data = {"head": ref, "events": count, "key_id": current[0], "signature": audit.sign_head(current[1], ref)}
+            return self._append(session, None, "", audit.HEAD, "checkpoint", data, stamp).id
+
     def audit_rows(self, since: datetime | None = None, batch: int = 1000) -> Iterator[dict]:
         """Every event with its hashes, oldest first, read in batches (the log may be large)."""
         last = 0

@@ -340,3 +340,80 @@ def test_serve_refuses_a_short_key_without_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: CHECKPOINT_AUDIT_KEY: the audit key is too short"), result.stderr
     assert "short-key" not in result.stderr
+
+
+# -- the head, published to a webhook so a copy lives elsewhere -----------------------------
+
+
+def test_head_is_published_once_per_interval_and_only_after_news(database_url):
+    from datetime import datetime, timedelta
+
+    store = store_for(database_url)
+    seed(store, requests_=1)
+    start = datetime.fromisoformat(audit.timestamp(rows_of(database_url)[-1]["created_at"])) + timedelta(seconds=1)
+    first = store.publish_head(3600, stamp=start)
+    rows = rows_of(database_url)
+    published = rows[-1]
+    assert published["id"] == first and published["kind"] == audit.HEAD and published["key_id"] == KEYS.ids[0]
+    ref = f"{rows[-2]['id']}:{rows[-2]['hash']}"
+    assert published["data"]["head"] == ref and published["data"]["events"] == len(rows) - 1
+    assert audit.head_is_signed(KEYS, ref, published["data"]["key_id"], published["data"]["signature"])
+    assert not audit.head_is_signed(KEYS, f"{rows[-3]['id']}:{rows[-3]['hash']}", KEYS.ids[0], published["data"]["signature"])
+    assert not audit.head_is_signed(OLD_KEYS, ref, KEYS.ids[0], published["data"]["signature"])
+
+    assert store.publish_head(3600, stamp=start + timedelta(seconds=60)) is None  # too soon
+    assert store.publish_head(3600, stamp=start + timedelta(seconds=7200)) is None  # nothing new since
+    store.add_comment(1, "dave", "news")
+    assert store.publish_head(3600, stamp=start + timedelta(seconds=1800)) is None  # news, but too soon
+    second = store.publish_head(3600, stamp=start + timedelta(seconds=3601))
+    assert second is not None and second > first
+    assert audit.verify(rows_of(database_url), keys=KEYS).ok  # heads are chained events like any other
+
+
+def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path, monkeypatch):
+    from checkpoint import notify
+    from tests.test_notify import SECRET, SECRET_ENV, Receiver, hook, wait_until, write_policy
+
+    receiver = Receiver().start()
+    try:
+        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, [
+            hook(receiver, name="vault", path="/heads", events=["audit_head"]),
+            hook(receiver, name="team", path="/all", events=["*"]),
+        ])))  # fmt: skip
+        monkeypatch.setenv(SECRET_ENV, SECRET)
+        application = make_app(database_url, tmp_path / "data", audit_key=KEY)
+        try:
+            seed(application.extensions["checkpoint.workflow"].store)
+            application.extensions["checkpoint.background"].start()  # its first round publishes the head
+            (arrival,) = wait_until(lambda: receiver.accepted("/heads"), "the head delivered")
+            wait_until(lambda: len(receiver.accepted("/all")) == 12, "the request events delivered")
+        finally:
+            close_app(application)
+    finally:
+        receiver.stop()
+    message = arrival.message
+    assert arrival.headers["X-Checkpoint-Event"] == "audit_head" and message["entity"] == "audit_log"
+    data = message["data"]
+    rows = rows_of(database_url)
+    assert data["head"] == f"{rows[-2]['id']}:{rows[-2]['hash']}" and rows[-1]["kind"] == audit.HEAD
+    assert audit.head_is_signed(KEYS, data["head"], data["key_id"], data["signature"])
+    assert data["url"] == f"/checkpoint/api/v1/audit/verify?expect={data['head'].replace(':', '%3A')}"
+    assert all(a.headers["X-Checkpoint-Event"] != "audit_head" for a in receiver.accepted("/all"))  # not in "*"
+    assert notify.describe(message).startswith(f"audit log head {data['head']}")
+
+    # The insider cuts the log back to before the head the vault kept: only the kept copy says so.
+    cut = int(data["head"].split(":")[0]) - 2
+    execute(database_url, "DELETE FROM deliveries WHERE event_id >= :id", id=cut)
+    execute(database_url, "DELETE FROM events WHERE id >= :id", id=cut)
+    assert cli("verify", url=database_url, tmp_path=tmp_path).returncode == 0
+    caught = cli("verify", "--expect", data["head"], url=database_url, tmp_path=tmp_path)
+    assert caught.returncode == 1 and "it is not in the log any more" in caught.stdout
+
+
+def test_audit_head_is_subscribed_to_by_name_only():
+    from checkpoint import notify
+
+    base = {"name": "h", "url": "http://127.0.0.1:9/h"}
+    assert "audit_head" not in notify.parse([{**base, "events": ["*"]}], {}).hooks[0].events
+    assert "audit_head" in notify.parse([{**base, "events": ["*", "audit_head"]}], {}).hooks[0].events
+    assert notify.parse([{**base, "events": ["audit_head"]}], {}).hooks[0].events == {"audit_head"}
