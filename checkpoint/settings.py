@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,8 +169,8 @@ class Settings:
     # Seconds after which a request still in 'applying' is settled against MLflow (reconcile.py).
     apply_lease: float = 390.0
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
-    audit_key: str = ""
-    audit_old_keys: tuple[str, ...] = ()
+    audit_key: str = field(default="", repr=False)
+    audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
     # Set when the audit key was generated into (or read back from) the data directory.
     audit_key_path: Path | None = None
     # Seconds between ``audit_head`` events, for webhooks that subscribe to them (notify.py).

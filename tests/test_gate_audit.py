@@ -246,6 +246,7 @@ def test_configured_key_is_used_and_nothing_generated(sqlite_url, tmp_path, capl
                                   "CHECKPOINT_DATA_DIR": str(data), "CHECKPOINT_AUDIT_KEY": KEY,
                                   "CHECKPOINT_AUDIT_OLD_KEYS": f" {OLD_KEY} ,"})  # fmt: skip
     assert (settings.audit_key, settings.audit_old_keys) == (KEY, (OLD_KEY,))
+    assert KEY not in repr(settings) and OLD_KEY not in repr(settings)
     with caplog.at_level(logging.WARNING, logger="checkpoint.app"):
         application = create_app(settings)
     try:
