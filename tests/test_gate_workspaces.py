@@ -259,6 +259,8 @@ def test_same_change_in_a_and_b_is_two_requests(checkpoint, world):
     assert [r["id"] for r in listed_b] == [in_b] and [r["id"] for r in listed_a] == [in_a]
     assert {r["id"] for r in listed_all} == {in_a, in_b}
     assert api(checkpoint, "GET", f"/requests?model={name}&workspace=default").json()["requests"] == []
+    panel = api(checkpoint, "GET", f"/summary?model={name}&workspace={world.b}").json()  # the panel in B's UI
+    assert panel["open_for_model"] == 1 and [r["id"] for r in panel["requests"]] == [in_b]
     page = requests.get(f"{checkpoint.url}/checkpoint/requests?state=all&workspace={world.b}&model={name}", timeout=30)
     assert page.status_code == 200 and f'/checkpoint/requests/{in_b}"' in page.text
     assert f'/checkpoint/requests/{in_a}"' not in page.text
