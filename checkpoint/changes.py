@@ -487,9 +487,16 @@ class CreateVersion(Change):
         return self.source
 
     def is_true(self, registry):
+        """A version of the same source, run and tags exists (an earlier apply that was not recorded);
+        an older version of that source without the asked tags is not this change."""
+        tags = {t["key"]: t.get("value", "") for t in self.body.get("tags") or ()}
+        run_id = self.body.get("run_id")
         try:
             source = self.resolved_source(registry)
-            return any(v.source == source for v in registry.search_versions(f"name = '{_q(self.name)}'"))
+            return any(
+                v.source == source and (run_id is None or v.run_id == run_id) and all(v.tags.get(k) == val for k, val in tags.items())
+                for v in registry.search_versions(f"name = '{_q(self.name)}'")
+            )
         except RegistryError as exc:
             if exc.not_found:
                 return False
