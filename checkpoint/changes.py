@@ -493,9 +493,10 @@ class CreateVersion(Change):
         run_id = self.body.get("run_id")
         try:
             source = self.resolved_source(registry)
+            versions = registry.search_versions(f"name = '{_q(self.name)}'")
             return any(
-                v.source == source and (run_id is None or v.run_id == run_id) and all(v.tags.get(k) == val for k, val in tags.items())
-                for v in registry.search_versions(f"name = '{_q(self.name)}'")
+                v.source == source and run_id in (None, v.run_id) and all(v.tags.get(k) == val for k, val in tags.items())
+                for v in versions
             )
         except RegistryError as exc:
             if exc.not_found:

@@ -44,6 +44,11 @@ rules:
     models: ["grp-*"]
     targets: ["alias:champion"]
     groups: [ml-leads]
+  - name: checked
+    models: ["chk-*"]
+    targets: ["alias:champion"]
+    checks:
+      - {name: validated, kind: tags, tags: {validation_status: passed}}
 """
 
 
@@ -272,6 +277,22 @@ def test_a_protected_tag_on_model_create_is_governed(gate, alice, direct):
     assert opened_count(gate) == before
 
 
+def test_a_required_tags_check_is_not_met_by_a_tag_sent_with_the_create(gate, alice, direct, mlflow_server):
+    """The tag a required check trusts can no longer ride in on the create: the version that
+    reaches the review without it is blocked by the check."""
+    name, (v1,) = make_model(mlflow_server.url, name=unique("chk"), versions=1)
+    source = direct.get_model_version(name, v1)
+    refused(lambda: alice.create_model_version(name, source.source, run_id=source.run_id,
+                                               tags={"validation_status": "passed"}))  # fmt: skip
+    assert [v.version for v in direct.search_model_versions(f"name = '{name}'")] == [v1]
+    plain = alice.create_model_version(name, source.source, run_id=source.run_id)
+    change = {"kind": "set_alias", "name": name, "alias": "champion", "version": plain.version}
+    opened = api(gate.url, "POST", "/requests", user="alice", json={"change": change}).json()
+    assert opened["blocked_by_checks"] == ["validated"], opened
+    assert approve(gate.url, opened["id"])["state"] == "open"
+    assert direct.get_registered_model(name).aliases == {}
+
+
 # -- class 6: copies from a moving reference ------------------------------------------------------------
 
 
@@ -490,6 +511,14 @@ def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlf
     before = opened_count(auth_gate)
     named = as_("alice", "POST", "/requests", json={"change": change, "reviewers": ["carol"]})
     assert named.status_code == 400 and "carol" in named.json()["message"] and "MANAGE" in named.json()["message"]
+    # The new-request form says the same to a person, instead of opening a request nobody named can approve.
+    browser = requests.Session()
+    browser.auth = ("alice", PASSWORDS["alice"])
+    page = browser.get(f"{auth_gate.url}/checkpoint/requests/new", params={"change": token(change)}, timeout=30)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = browser.post(f"{auth_gate.url}/checkpoint/requests/new", timeout=30, allow_redirects=False,
+                        data={"change": token(change), "title": "go", "reviewers": "carol", "csrf_token": csrf})  # fmt: skip
+    assert form.status_code == 400 and "needs MANAGE on the model" in form.text
     assert opened_count(auth_gate) == before
 
     made = as_("alice", "POST", "/requests", json={"change": change, "reviewers": ["bob"]})
