@@ -245,6 +245,17 @@ class Registry:
             raise
         return str(data.get("permission", "")).upper() == "MANAGE"
 
+    def is_admin(self, username: str) -> bool:
+        """Whether MLflow's basic-auth app knows ``username`` as an admin (who may review anything);
+        False for an unknown user."""
+        try:
+            data = self.call("GET", "users/get", query={"username": username})
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+        return bool((data.get("user") or {}).get("is_admin"))
+
     def _can_manage_v2(self, username: str, model: str) -> bool:
         """MLflow 2.x: the grant ``username`` holds on ``model`` (the creator gets MANAGE); no grant
         means the server's default permission, which is never MANAGE in a governed set-up."""
