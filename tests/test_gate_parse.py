@@ -176,6 +176,17 @@ def test_odd_spellings_through_the_api_are_canonical(gate, direct, mlflow_server
     assert direct.get_model_version(name, v2).current_stage == "None"
 
 
+def test_mlflow_reads_a_version_as_an_integer(direct, mlflow_server):
+    """The fact the canonical spelling stands on, measured on the real server: ``"02"``, ``" 2"``
+    and ``"+2"`` all name version 2 (MLflow calls ``int()`` on it)."""
+    name, (_v1, v2) = make_model(mlflow_server.url)
+    for spelling, alias in (("02", "a"), (" 2", "b"), ("+2", "c")):
+        answer = requests.post(f"{mlflow_server.url}/api/2.0/mlflow/registered-models/alias", timeout=30,
+                               json={"name": name, "alias": alias, "version": spelling})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert direct.get_model_version_by_alias(name, alias).version == v2
+
+
 def test_pipeline_client_and_proxied_call_agree(gate, alice, direct, mlflow_server):
     from checkpoint.client import CheckpointClient
 
