@@ -108,8 +108,11 @@ class Status:
 
 def target_matches(target: str, pattern: str) -> bool:
     """A rule's target pattern against a request's target. Stages are case-insensitive, as in
-    MLflow (``stage:production`` is the Production stage), so they compare in lower case."""
-    if target.lower().startswith("stage:") and pattern.lower().startswith("stage:"):
+    MLflow (``stage:production`` is the Production stage), and aliases are protected whatever
+    their case (governance.py; a case-insensitive database collation makes ``CHAMPION`` the
+    same alias), so both compare in lower case."""
+    kind = target.partition(":")[0].lower()
+    if kind in ("stage", "alias") and pattern.partition(":")[0].lower() == kind:
         return fnmatch.fnmatchcase(target.lower(), pattern.lower())
     return fnmatch.fnmatchcase(target, pattern)
 

@@ -231,6 +231,8 @@ def test_policy_stage_targets_are_canonical_and_checked(tmp_path):
     assert loaded.rule_for("m", "stage:Production").name == "s"
     assert loaded.rule_for("m", "stage:Staging").name == "s"  # patterns match stages in any case
     assert loaded.rule_for("m", "alias:Production").name == "default"
+    policy.write_text("rules:\n  - name: a\n    targets: ['alias:champion']\n    reviewers: [dave]\n")
+    assert Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)}).rule_for("m", "alias:CHAMPION").name == "a"
     policy.write_text("rules:\n  - name: s\n    targets: ['stage:Prodution']\n")
     with pytest.raises(ValueError, match="names no stage"):
         Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)})
