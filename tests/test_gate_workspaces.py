@@ -585,3 +585,12 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
     assert outcomes["403"] >= 10 and outcomes["200"] >= 5, outcomes  # both kinds of call were exercised
     assert outcomes["400"] >= 1, outcomes  # malformed spellings were refused
     assert after != before, "no ungoverned call got through: the run did not exercise the proxy"
+
+
+def test_protected_model_created_for_the_caller_lands_in_the_callers_workspace(checkpoint, world):
+    """Checkpoint creates a protected name (``prod.*``) with its own account: in B when asked in B."""
+    name = f"prod.ws-{uuid.uuid4().hex[:8]}"
+    answer = through(checkpoint, "POST", "registered-models/create", {"name": name}, world.b)
+    assert answer.status_code == 200, answer.text
+    assert world.direct(world.b).exists(name)
+    assert not world.direct("").exists(name) and not world.direct(world.a).exists(name)
