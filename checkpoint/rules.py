@@ -93,7 +93,7 @@ ARTIFACT_RULES: tuple[ArtifactRule, ...] = (
 )
 _ARTIFACT_TABLE = {(r.method, r.route): r for r in ARTIFACT_RULES}
 _ARTIFACT_API = re.compile(
-    r"^(?P<prefix>/.*?)?/(?:api|ajax-api)/\d+\.\d+/(?:preview/)?"
+    r"^(?P<prefix>(?:/.*?)??)/(?:api|ajax-api)/\d+\.\d+/(?:preview/)?"
     r"(?P<route>mlflow-artifacts/(?:artifacts|mpu/(?:create|complete|abort))|mlflow/upload-artifact"
     r"|mlflow/artifacts/presigned-(?:upload|download)-url)(?:/(?P<rest>.*))?$"
 )
