@@ -18,7 +18,7 @@ from checkpoint.changes import Change
 from checkpoint.governance import Governance
 from checkpoint.identity import User
 from checkpoint.policy import Policy, RightCheck, Status
-from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.registry import Registry, RegistryError, RegistryUnavailable, Version
 from checkpoint.store import (
     APPLIED,
     APPLYING,
@@ -294,8 +294,10 @@ class Workflow:
         request shows the new digest, and this review is refused so it is given on what is there."""
         if not request.challenger or "digest" not in request.challenger or request.state != OPEN:
             return _digest(request.challenger)
-        version = changes.from_json(request.change).challenger(self.registry)
-        now_seen = self._snapshot(version)
+        try:
+            now_seen = self._snapshot(changes.from_json(request.change).challenger(self.registry))
+        except RegistryUnavailable:  # the review is kept; apply compares again, and fails while MLflow is down
+            return _digest(request.challenger)
         if _identity(now_seen) != _identity(request.challenger) or _digest(now_seen) == _digest(request.challenger):
             return _digest(request.challenger)  # a moved challenger is apply's business (_moved)
         reason = self._challenger_files_reason(request.challenger, now_seen)
