@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from urllib.parse import quote
 
 import cloudpickle
@@ -21,9 +22,10 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import RestException
 
-from checkpoint import create_app
+from checkpoint import content, create_app
 from checkpoint.content import ArtifactWrite
 from checkpoint.mlflow_server import free_port
+from checkpoint.registry import Registry
 from tests.auth_helpers import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.conftest import LiveCheckpoint, serve_in_thread
 from tests.governed_helpers import unique
@@ -471,3 +473,64 @@ def test_champion_files_changed_outside_are_recorded(gate, mlflow_server, files_
     outside = [e for e in audit.audit_rows() if e["kind"] == "outside_change" and e["data"].get("files")]
     assert len(outside) == 1 and outside[0]["model_name"] == name
     assert outside[0]["data"]["digest_before"] == seen and outside[0]["data"]["version"] == files_model["v1"]
+
+
+# -- content.py on its own ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        ("1/models/m-1/artifacts", ("1", "models", "m-1", "artifacts")),
+        ("1//models/./m-1/", ("1", "models", "m-1")),
+        ("1/x/../models", ("1", "models")),
+        ("1%2Fmodels", ("1", "models")),
+        ("1%252Fmodels%25252Fm-1", ("1", "models", "m-1")),  # decoded until it stops changing, as MLflow does
+        ("../../etc", ("etc",)),
+        ("", ()),
+    ],
+)
+def test_split_path_resolves_what_mlflow_and_the_store_would(path, parts):
+    assert content.split_path(path) == parts
+
+
+def test_split_path_refuses_endless_encoding():
+    with pytest.raises(content.ContentError, match="more than ten times"):
+        content.split_path("%" + "25" * 12 + "41")
+
+
+@pytest.mark.parametrize(
+    ("uri", "place"),
+    [
+        ("mlflow-artifacts:/1/models/m-1/artifacts", "mlflow-artifacts:/1/models/m-1/artifacts"),
+        ("mlflow-artifacts://host:5000/1/r/artifacts/model", "mlflow-artifacts:/1/r/artifacts/model"),
+        ("http://host/api/2.0/mlflow-artifacts/artifacts/1/r", "mlflow-artifacts:/1/r"),
+        ("s3://bucket/root/1/r/artifacts", "s3://bucket/root/1/r/artifacts"),
+        ("/var/mlruns/1/r/artifacts", "file:///var/mlruns/1/r/artifacts"),
+    ],
+)
+def test_place_of_uri(uri, place):
+    assert str(content.place_of_uri(uri)) == place
+
+
+def test_places_overlap_inside_and_above_never_beside():
+    model = content.Place(content.SERVED, ("1", "r", "artifacts", "model"))
+    assert model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model", "python_model.pkl")))
+    assert model.overlaps(content.Place(content.SERVED, ("1", "r")))  # a delete above it
+    assert model.overlaps(content.Place(content.SERVED, ()))
+    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "plot.png")))
+    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model2")))
+    assert not model.overlaps(content.Place("s3://bucket", ("1", "r", "artifacts", "model")))
+
+
+def test_the_digest_budget_makes_it_partial_never_silent(mlflow_server, champion):
+    registry = Registry(mlflow_server.url)
+    version = registry.version(champion["name"], champion["v1"])
+    full = content.digest(registry, version, 64 * 1024 * 1024)
+    again = content.digest(registry, version, 64 * 1024 * 1024)
+    listing_only = content.digest(registry, version, 0)
+    assert full.value == again.value and not full.partial and full.files >= 4
+    assert listing_only.partial and listing_only.value != full.value  # python_model.pkl counted by name and size only
+    assert listing_only.hashed_bytes < full.hashed_bytes
+    missing = content.digest(registry, replace(version, version="999"), 1024)
+    assert missing.value is None and "could not read" in missing.error
