@@ -534,3 +534,23 @@ def test_the_digest_budget_makes_it_partial_never_silent(mlflow_server, champion
     assert listing_only.hashed_bytes < full.hashed_bytes
     missing = content.digest(registry, replace(version, version="999"), 1024)
     assert missing.value is None and "could not read" in missing.error
+
+
+def test_champion_files_changed_since_its_promotion_are_noticed_at_the_next_opening(sqlite_checkpoint, mlflow_server,
+                                                                                     files_model):  # fmt: skip
+    base, url, name = sqlite_checkpoint.url, mlflow_server.url, files_model["name"]
+    first = ask(base, name, files_model["v2"])  # the default rule: one approval
+    applied = api(base, "POST", f"/requests/{first}/reviews", "bob", json={"verdict": "approve"}).json()
+    assert applied["state"] == "applied", applied
+    overwrite_directly(url, files_model["path2"], files_model["evil"])  # the new champion, changed outside
+    second = ask(base, name, files_model["v1"])
+    opened = api(base, "GET", f"/requests/{second}", "bob").json()
+    assert opened["champion"]["version"] == files_model["v2"]
+    assert opened["champion"]["digest"] != applied["challenger"]["digest"]
+    store = sqlite_checkpoint.app.extensions["checkpoint.workflow"].store
+    outside = [e for e in store.audit_rows() if e["kind"] == "outside_change" and e["model_name"] == name]
+    assert [e["data"].get("files", False) for e in outside] == [False, True], outside  # the alias set on MLflow, then the files
+    assert outside[1]["data"]["digest_before"] == applied["challenger"]["digest"]
+    assert outside[1]["data"]["digest_after"] == opened["champion"]["digest"]
+    history = requests.get(f"{base}/checkpoint/models/{name}/history", auth=("bob", "x"), timeout=30)
+    assert history.status_code == 200 and f"the files of v{files_model['v2']} (alias:champion) changed" in history.text
