@@ -332,9 +332,10 @@ class Registry:
     def create_version(self, body: Mapping) -> Version:
         return Version.from_json(self.call("POST", "model-versions/create", body)["model_version"])
 
-    def create_model(self, name: str, body: Mapping | None = None) -> None:
-        """A registered model; ``body`` adds the create call's other fields (tags, description)."""
-        self.call("POST", "registered-models/create", {**(body or {}), "name": name})
+    def create_model(self, name: str, body: Mapping | None = None) -> dict:
+        """A registered model; ``body`` adds the create call's other fields (tags, description).
+        MLflow's answer (``{"registered_model": ...}``) is returned as it came."""
+        return self.call("POST", "registered-models/create", {**(body or {}), "name": name})
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self.call("POST", "model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value})

@@ -106,6 +106,24 @@ class Workflow:
             return None
         return reason
 
+    def creates_for_caller(self, change: Change) -> bool:
+        """Whether Checkpoint makes this ungoverned change itself, with its own account.
+
+        An empty model under a protected name serves nothing, so creating one needs no review
+        (``copy_model_version`` creates the target first). But in ``mlflow`` mode its creator
+        holds MANAGE on it, and MANAGE decides who may approve where a rule names no reviewers:
+        a protected name created by an ordinary user would be theirs to approve into, with a
+        second account. So Checkpoint's account creates it, and nobody else owns it.
+        """
+        return change.kind == "create_model" and self.governance.model_protected(change.name)
+
+    def create_for_caller(self, change: Change, caller: str) -> dict:
+        """Create the protected model for ``caller`` (see :meth:`creates_for_caller`); MLflow's
+        answer, or its error (a name that exists already) as a RegistryError."""
+        created = self.registry.create_model(change.name, getattr(change, "body", None))
+        log.info("created protected model %r for %s with Checkpoint's account", change.name, caller)
+        return created
+
     def _prompt_exempt(self, change: Change) -> bool:
         """Whether an alias or tag change is a prompt's own business and skips review.
 
