@@ -594,3 +594,30 @@ def test_protected_model_created_for_the_caller_lands_in_the_callers_workspace(c
     assert answer.status_code == 200, answer.text
     assert world.direct(world.b).exists(name)
     assert not world.direct("").exists(name) and not world.direct(world.a).exists(name)
+
+
+def test_artifact_writes_over_a_registered_version_in_b_are_refused(checkpoint, world):
+    """With workspaces on, MLflow roots a path written in B at ``workspaces/<B>/``: a PUT over B's
+    registered version (either spelling of the path) is refused; the run's other files, and the
+    same relative path in the default workspace (another file), pass."""
+    name, runs = world.model(production_in=(world.b,))
+    run = world.direct(world.b).call("GET", "runs/get", query={"run_id": runs[world.b]["1"]}).json()["run"]["info"]
+    experiment = run["experiment_id"]
+    stored = run["artifact_uri"].split("mlflow-artifacts:/", 1)[1]  # workspaces/<B>/<exp>/<run>/artifacts
+    assert stored.startswith(f"workspaces/{world.b}/")
+    unscoped = f"{experiment}/{run['run_id']}/artifacts"
+
+    def put(path: str, workspace: str | None) -> requests.Response:
+        headers = {HEADER: workspace} if workspace else {}
+        return requests.put(f"{checkpoint.url}/api/2.0/mlflow-artifacts/artifacts/{path}", data=b"swapped",
+                            headers=headers, auth=("mallory", "x"), timeout=30)  # fmt: skip
+
+    for path in (f"{unscoped}/model/MLmodel", f"{stored}/model/model.pkl"):
+        answer = put(path, world.b)
+        assert answer.status_code == 403, (path, answer.text)
+        assert f"registered model '{name}' version 1" in answer.json()["message"]
+    listing = requests.get(f"{world.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": f"{stored}/model"},
+                           headers={HEADER: world.b}, timeout=30)  # fmt: skip
+    assert listing.status_code == 200 and listing.json().get("files") is None  # nothing was written there
+    assert put(f"{unscoped}/notes.txt", world.b).status_code == 200  # outside the version's files
+    assert put(f"{unscoped}/model/MLmodel", None).status_code == 200  # the default workspace's path: another file
