@@ -51,18 +51,15 @@ WORKSPACES = ["default", "team-b", "", "DEFAULT"]
 def governed_view(state: dict, gov: governance.Governance) -> dict:
     """The part of ``registry_state`` that only an applied request may change.
 
-    A protected model's existence is governed (creating one names who may review it); an
-    unprotected model that does not exist looks like one that holds nothing governed, so
-    creating or deleting an ordinary model is allowed. A prompt's aliases pass review, so only
-    whether it is a prompt is governed (and a new prompt may appear: see :func:`same_governed`).
+    A model that does not exist looks like one that holds nothing governed: creating an empty
+    model is allowed (a protected name is created by Checkpoint's own account, which only an
+    authenticated server can tell apart: tests/test_identity_policy.py), its versions are not.
+    A prompt's aliases pass review, so only whether it is a prompt is governed (and a new prompt
+    may appear: see :func:`same_governed`).
     """
     view: dict[str, dict | None] = {}
     for name, model in state.items():
-        if model is None:
-            model = None if gov.model_protected(name) else {"tags": {}, "aliases": {}, "versions": {}}
-        if model is None:
-            view[name] = None
-            continue
+        model = model or {"tags": {}, "aliases": {}, "versions": {}}
         versions = model["versions"]
         prompt = model["tags"].get(PROMPT_TAG) == "true"
         view[name] = {
@@ -79,12 +76,14 @@ def governed_view(state: dict, gov: governance.Governance) -> dict:
 
 
 def same_governed(before: dict, after: dict, gov: governance.Governance) -> list[str]:
-    """The names whose governed view changed; a prompt registered where no model was is ordinary."""
+    """The names whose governed view changed; registering a prompt where no model was, or
+    deleting (or renaming away) a prompt that holds nothing governed, is ordinary."""
     old, new = governed_view(before, gov), governed_view(after, gov)
     empty = governed_view({"-": None}, gov)["-"]
-    fresh_prompt = {**empty, "prompt": True} if empty else None
+    fresh_prompt = {**empty, "prompt": True}
     return [name for name in old if old[name] != new[name]
-            and not (before[name] is None and old[name] == empty and new[name] == fresh_prompt)]  # fmt: skip
+            and not (before[name] is None and old[name] == empty and new[name] == fresh_prompt)
+            and not (after[name] is None and old[name] == fresh_prompt and new[name] == empty)]  # fmt: skip
 
 
 def _artifact_get(mlflow_url: str, route: str, **params) -> requests.Response:
@@ -396,7 +395,12 @@ def test_governed_view_sees_each_kind_of_protected_change():
                                                          "versions": {}}}, gov) == []  # a new prompt  # fmt: skip
     assert same_governed(base, {**base, "ordinary-new": {"tags": {}, "aliases": {"champion": "1"},
                                                          "versions": {}}}, gov) == ["ordinary-new"]  # fmt: skip
-    assert changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {}}}))
+    prompt = {"tags": {PROMPT_TAG: "true"}, "aliases": {"champion": "1"}, "versions": {}}
+    assert same_governed({**base, "p": prompt}, {**base, "p": None}, gov) == []  # a prompt deleted
+    assert same_governed({**base, "p": prompt}, {**base, "p": {**prompt, "tags": {}}}, gov) == ["p"]  # unmarked
+    assert not changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {}}}))
+    assert changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {"1": {"stage": "None",
+                                                    "description": "", "tags": {}, "source": "s"}}}}))  # fmt: skip
     assert not changed(lambda s: s.update({"ordinary-new": {"tags": {"note": "x"}, "aliases": {}, "versions": {}}}))
     assert not changed(lambda s: s["m"]["aliases"].update(candidate="1"))
     assert not changed(lambda s: s["m"]["tags"].update(note="b"))
