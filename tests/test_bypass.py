@@ -2,7 +2,7 @@
 protected tag, prompt marker or the files of a registered version without an applied promote
 request.
 
-A seeded random run (the seed is printed; set CHECKPOINT_BYPASS_SEED to replay one) of 300
+A seeded random run (the seed is printed; set CHECKPOINT_BYPASS_SEED to replay one) of 600
 mixed calls — governed and ungoverned, through the real MLflow client and as raw HTTP in the
 path and body spellings MLflow accepts, with stray workspace headers — against fresh, uniquely
 named models. The calls include artifact writes and deletes (under a registered version's
@@ -34,7 +34,7 @@ from tests.governed_helpers import make_model, unique
 from tests.hostile_helpers import registry_state
 from tests.proxy_helpers import raw_request
 
-CALLS = 300
+CALLS = 600
 TIME_LIMIT = 240  # seconds; the run stops early rather than overrun
 ALIASES = ["champion", "CHAMPION", "prod-eu", "production", "staging1", "candidate", "challenger", "shadow"]
 STAGES = ["Production", "production", "STAGING", "Staging", "None", "none", "Archived", "archived"]
@@ -79,11 +79,18 @@ def same_governed(before: dict, after: dict, gov: governance.Governance) -> list
     """The names whose governed view changed; registering a prompt where no model was, or
     deleting (or renaming away) a prompt that holds nothing governed, is ordinary."""
     old, new = governed_view(before, gov), governed_view(after, gov)
-    empty = governed_view({"-": None}, gov)["-"]
-    fresh_prompt = {**empty, "prompt": True}
-    return [name for name in old if old[name] != new[name]
-            and not (before[name] is None and old[name] == empty and new[name] == fresh_prompt)
-            and not (after[name] is None and old[name] == fresh_prompt and new[name] == empty)]  # fmt: skip
+    changed = []
+    for name in old:
+        empty = governed_view({name: None}, gov)[name]
+        fresh_prompt = {**empty, "prompt": True}
+        if old[name] == new[name]:
+            continue
+        if before[name] is None and old[name] == empty and new[name] == fresh_prompt:
+            continue
+        if after[name] is None and old[name] == fresh_prompt and new[name] == empty:
+            continue
+        changed.append(name)
+    return changed
 
 
 def _artifact_get(mlflow_url: str, route: str, **params) -> requests.Response:
@@ -111,13 +118,17 @@ def files_digest(mlflow_url: str, source: str) -> dict[str, str]:
 
 
 def content_view(mlflow_url: str, state: dict) -> dict[tuple[str, str], dict[str, str]]:
-    """The files of every registered version whose source MLflow serves, by (model, version)."""
-    return {
-        (name, version): files_digest(mlflow_url, details["source"])
-        for name, model in state.items() if model is not None
-        for version, details in model["versions"].items()
-        if (details.get("source") or "").startswith("mlflow-artifacts:/")
-    }  # fmt: skip
+    """The files of every registered version, by (model, version), from where MLflow says they
+    are (``get-download-uri``: a run's folder, or a logged model's for a ``models:/m-…`` source)."""
+    found = {}
+    for name, model in state.items():
+        for version in (model or {}).get("versions", {}):
+            answer = requests.get(f"{mlflow_url}/api/2.0/mlflow/model-versions/get-download-uri", timeout=30,
+                                  params={"name": name, "version": version})  # fmt: skip
+            uri = answer.json().get("artifact_uri", "") if answer.status_code == 200 else ""
+            if uri.startswith("mlflow-artifacts:"):
+                found[(name, version)] = files_digest(mlflow_url, uri)
+    return found
 
 
 class Run:
@@ -141,11 +152,16 @@ class Run:
         self.source = direct.get_model_version(self.a, self.v1).source
         # Files behind each registered version (written straight to MLflow, as a training run would).
         self.runs = {}
+        # Written by REST, not by the MLflow client: the client caches a run's artifact store by run
+        # id across tracking URIs, so the client calls below would write straight to MLflow.
         for version in versions:
-            run_id = direct.get_model_version(self.a, version).run_id
-            direct.log_text(run_id, f"flavors: {{python_function: {{loader_module: m{version}}}}}\n", "model/MLmodel")
-            direct.log_text(run_id, f"weights of v{version}\n", "model/model.pkl")
-            self.runs[version] = run_id
+            mv = direct.get_model_version(self.a, version)
+            root = mv.source.split(":", 1)[1].strip("/")
+            for file, text in (("MLmodel", f"flavors: {{python_function: {{loader_module: m{version}}}}}\n"),
+                               ("model.pkl", f"weights of v{version}\n")):  # fmt: skip
+                put = requests.put(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{root}/{file}", data=text, timeout=30)
+                assert put.status_code == 200, put.text[:300]
+            self.runs[version] = mv.run_id
         self.experiment = direct.get_run(self.runs[self.v1]).info.experiment_id
         # A run nobody registered: writing its files is ordinary tracking and must pass.
         self.free_run = direct.create_run(self.experiment).info.run_id
@@ -155,6 +171,7 @@ class Run:
         direct.set_prompt_alias(self.q, "champion", 1)
         self.outcomes: Counter[str] = Counter()
         self.recent: list[str] = []  # the last raw calls, shown when one fails
+        self.inside = False  # whether the artifact call being sent aims at a registered version's files
 
     @property
     def names(self) -> list[str]:
@@ -210,6 +227,8 @@ class Run:
             headers.append(("Content-Type", "application/octet-stream"))
         target = target or self.path(endpoint)
         answer = raw_request(self.base, method, target, headers, data, timeout=60)
+        if "mlflow-artifacts" in target or "upload-artifact" in target:
+            self.outcomes[f"artifact {'inside' if self.inside else 'beside'} {answer.status}"] += 1
         # MLflow answers some odd spellings with its own 500; Checkpoint itself must never fail a call.
         shown = f"{method} {target} {headers[1:]}: {answer.status} {answer.body[:300]!r}"
         assert answer.status < 500 or b"Checkpoint" not in answer.body, "\n".join([*self.recent, shown])
@@ -291,8 +310,13 @@ class Run:
                     f"{self.experiment}/{run}/artifacts"]  # fmt: skip
         free = [f"{self.experiment}/{self.free_run}/artifacts/model/model.pkl",
                 f"{self.experiment}/{run}/artifacts/plots/p{r.randrange(100)}.txt"]  # fmt: skip
-        relative = r.choice(governed + free)
-        if r.random() < 0.15:  # MLflow's older upload route, from the web UI
+        inside = r.random() < 0.75
+        relative = r.choice(governed if inside else free)
+        self.inside = inside
+        if r.random() < 0.1:  # a multipart upload (refused or not enabled; either way nothing lands)
+            self.send("POST", "", None, target=self.artifact_path(relative).replace("/artifacts/", "/mpu/create/", 1),
+                      raw=b"{}")  # fmt: skip
+        elif r.random() < 0.15:  # MLflow's older upload route, from the web UI
             path = relative.split("/artifacts/", 1)[1] if "/artifacts/" in relative else "model.pkl"
             run_id = relative.split("/")[1]
             target = f"/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run_id}&path={quote(path, safe='')}"
@@ -331,6 +355,11 @@ class Run:
             self.outcomes[f"client {exc.error_code}"] += 1
             if "Checkpoint" not in str(exc) and exc.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
                 self.outcomes["client INTERNAL_ERROR from MLflow"] += 1
+        except requests.HTTPError as exc:  # the client's artifact uploads raise requests' own error
+            status = exc.response.status_code if exc.response is not None else 0
+            self.outcomes[f"client artifact {status}"] += 1
+            if status >= 500 and "Checkpoint" in (exc.response.text if exc.response is not None else ""):
+                self.outcomes["client 5xx from Checkpoint"] += 1  # must stay 0: checked after the run
 
 
 def test_random_calls_never_change_governed_state_without_an_applied_request(sqlite_checkpoint, mlflow_server, monkeypatch):
@@ -360,6 +389,13 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     files_after = content_view(mlflow_server.url, after)
     changed = sorted(key for key in files_before.keys() & files_after.keys() if files_before[key] != files_after[key])
     assert not changed, f"seed {seed}: the files of registered versions changed: {changed}"
+    assert run.outcomes["client 5xx from Checkpoint"] == 0, run.outcomes
+    assert any(k.startswith("artifact inside 403") for k in run.outcomes), run.outcomes
+    assert any(k == "artifact beside 200" for k in run.outcomes), run.outcomes  # ordinary logging passed
+    # Guard for the file oracle: a write straight to MLflow (past Checkpoint) shows in it.
+    probe = f"{run.source.split(':', 1)[1].strip('/')}/probe.bin"
+    put = requests.put(f"{mlflow_server.url}/api/2.0/mlflow-artifacts/artifacts/{probe}", data=b"x", timeout=30)
+    assert put.status_code == 200 and content_view(mlflow_server.url, after) != files_after
     # The run must have reached MLflow with both kinds of call, or it proved nothing.
     assert made >= min(CALLS, 100)
     assert run.outcomes["raw 403"] + run.outcomes["client PERMISSION_DENIED"] >= 20, run.outcomes
