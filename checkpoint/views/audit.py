@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
 from checkpoint import audit
 from checkpoint.errors import CheckpointError
@@ -22,6 +22,7 @@ def _store() -> Store:
 
 @bp.get("/verify")
 def verify():
+    """Open to everyone signed in: the verdict holds counts, a hash and an event number, no content."""
     verdict = audit.verify(_store().audit_rows())
     return jsonify(ok=verdict.ok, count=verdict.count, head=verdict.head, broken_at=verdict.broken_at,
                    problem=verdict.problem or None, message=verdict.describe())  # fmt: skip
@@ -29,6 +30,10 @@ def verify():
 
 @bp.get("/export")
 def export():
+    """The whole log, every model's events: for admins only, in every identity mode."""
+    user = g.user
+    if not user.is_admin:
+        raise CheckpointError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: the audit export is for admins")
     fmt = request.args.get("format", "jsonl")
     if fmt not in ("jsonl", "csv"):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"format must be jsonl or csv, not {fmt[:40]!r}")
