@@ -13,7 +13,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -33,15 +33,15 @@ READ_RIGHT_ENTRIES = 4096
 class _TTLCache:
     """A small, thread-safe, time-bounded cache for upstream reads that do not change."""
 
-    def __init__(self, seconds: float, size: int) -> None:
-        self.seconds, self.size = seconds, size
+    def __init__(self, seconds: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.size, self.clock = seconds, size, clock
         self._items: dict = {}
         self._lock = threading.Lock()
 
     def get(self, key):
         with self._lock:
             hit = self._items.get(key)
-            if hit is None or hit[0] < time.monotonic():
+            if hit is None or hit[0] < self.clock():
                 self._items.pop(key, None)
                 return None
             return hit[1]
@@ -50,7 +50,7 @@ class _TTLCache:
         with self._lock:
             if len(self._items) >= self.size:
                 self._items.pop(next(iter(self._items)))  # oldest insertion first
-            self._items[key] = (time.monotonic() + self.seconds, value)
+            self._items[key] = (self.clock() + self.seconds, value)
 
 
 class RegistryError(Exception):
