@@ -59,8 +59,12 @@ def auth_mlflow(tmp_path_factory):
 
 
 def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
-    """Checkpoint in ``mlflow`` identity mode, reading and applying with the admin account."""
+    """Checkpoint in ``mlflow`` identity mode, reading and applying with the admin account, with a
+    webhook (to a closed port: its deliveries stay in the outbox, to be listed)."""
     monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["*"]}]}))
+    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
                       "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
     port = free_port()
@@ -224,8 +228,11 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
     assert history.status_code == 403 and f"v{v1}" not in history.text
     export = dave("GET", "/checkpoint/api/v1/audit/export")
     assert export.status_code == 403 and name not in export.text
-    deliveries = dave("GET", "/checkpoint/api/v1/deliveries")
-    assert deliveries.status_code == 200  # no webhooks configured: nothing to show, nothing leaked
+    delivered = dave("GET", "/checkpoint/api/v1/deliveries", params={"limit": "1"}).json()
+    assert [d["request_id"] for d in delivered["deliveries"]] == [open_id]  # a full page, his only
+    assert secret_id not in [d["request_id"] for d in dave("GET", "/checkpoint/api/v1/deliveries").json()["deliveries"]]
+    page = dave("GET", "/checkpoint/deliveries")
+    assert page.status_code == 200 and f">#{secret_id}</a>" not in page.text and f">#{open_id}</a>" in page.text
     verify = dave("GET", "/checkpoint/api/v1/audit/verify")
     assert verify.status_code == 200 and name not in verify.text  # counts and a hash only
 
@@ -242,6 +249,7 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
     assert carol("/checkpoint/api/v1/which", model=name, alias="champion").json()["version"] == v1
     assert carol("/checkpoint/api/v1/which", model=name, stage="Production").json()["version"] == v1
     assert carol(f"/checkpoint/models/{name}/history").status_code == 200
+    assert secret_id in [d["request_id"] for d in carol("/checkpoint/api/v1/deliveries").json()["deliveries"]]
     assert carol("/checkpoint/api/v1/audit/export").status_code == 403  # the full export is the admins'
     full = requests.get(f"{base}/checkpoint/api/v1/audit/export", auth=ADMIN, timeout=30)
     assert full.status_code == 200 and name in full.text
@@ -434,3 +442,21 @@ def test_panel_follows_only_same_origin_checkpoint_links(browser_page, screensho
     # Had any hostile pointer been followed, the panel would have been leaving and ignored ours.
     assert [u for u in navigations if "/checkpoint/" in u] == [form]
     assert not [u for u in navigations if "127.0.0.2" in u]
+
+
+def test_header_mode_governed_call_without_identity_learns_nothing(header_mode, mlflow_server):
+    """No SSO identity: 401 before the registry is read, for MLflow's UI route as for the API."""
+    direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+    name, (v1, v2) = make_model(mlflow_server.url)
+    direct.transition_model_version_stage(name, v1, "Production")
+    body = {"name": name, "version": v2, "stage": "Production"}
+    for prefix in ("/api", "/ajax-api"):
+        answer = requests.post(f"{header_mode}{prefix}/2.0/mlflow/model-versions/transition-stage", json=body, timeout=30)
+        assert answer.status_code == 401, answer.text
+        assert "Production" not in answer.text and not re.search(r"\d", answer.text)
+        assert "X-Checkpoint-New-Request" not in answer.headers
+    signed_in = requests.post(f"{header_mode}/ajax-api/2.0/mlflow/model-versions/transition-stage", json=body,
+                              headers={"X-Forwarded-User": "erin"}, timeout=30)  # fmt: skip
+    assert signed_in.status_code == 403 and "X-Checkpoint-New-Request" in signed_in.headers
+    assert direct.get_model_version(name, v1).current_stage == "Production"
+    assert direct.get_model_version(name, v2).current_stage == "None"
