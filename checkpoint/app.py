@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import db, governance, identity, logs, metrics, notify, visibility
+from checkpoint.audit import HEAD, Keyring
 from checkpoint.background import Background
 from checkpoint.checks import CHECKS_INTERVAL
 from checkpoint.errors import register_error_handlers, render_upstream_error
@@ -41,8 +43,15 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         settings = config
     else:
         settings = Settings.from_env(**dict(config or {}))
-    settings = settings.with_secret()
+    settings = settings.with_secret().with_audit_key()
     logs.configure(settings.log_format, settings.log_level)
+    if settings.audit_key_path is not None:
+        logging.getLogger(__name__).warning(
+            "no CHECKPOINT_AUDIT_KEY: the audit chain is keyed with %s, generated into the data directory; the "
+            "chain is only as safe as that directory (anyone who can read it and write the database can rewrite "
+            "the log). Set CHECKPOINT_AUDIT_KEY in production, the same on every replica",
+            settings.audit_key_path,
+        )
 
     frontend = frontend_dir()
     app = Flask(
@@ -87,13 +96,18 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
     webhooks = notify.load()
     app.extensions["checkpoint.webhooks"] = webhooks
-    store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake)
+    keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
+    store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
+    store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
     policy = Policy.from_env()
     workflow = Workflow(store, registry, governance.load(), policy, review_right=right, checks_queued=background.wake,
                         public_url=settings.public_url)  # fmt: skip
     app.extensions["checkpoint.workflow"] = workflow
     if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
         background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+    if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
+        every = settings.audit_head_interval
+        background.every(every, "audit-head", lambda: store.publish_head(every))
     if webhooks:
         sender = notify.Sender(store, webhooks, settings.public_url)
         app.extensions["checkpoint.sender"] = sender

@@ -105,22 +105,42 @@ def _since(value: str | None):
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+def _keyring():
+    """The audit keys this environment gives (a key generated into the data directory
+    included; none is made here)."""
+    from checkpoint.audit import Keyring
+
+    try:
+        settings = _settings().with_audit_key(create=False)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return Keyring.of(settings.audit_key, *settings.audit_old_keys)
+
+
 @audit_group.command()
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
               help="verify an export instead of the database")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
               help="the export's format (default: from the file name)")  # fmt: skip
-def verify(path: str | None, fmt: str | None) -> None:
-    """Walk the hash chain; exit 1 and name the first broken link if any row was changed."""
+@click.option("--expect", "expected", multiple=True, metavar="ID:HASH",
+              help="a head kept earlier (as verify prints it): exit 1 unless event ID still has HASH; repeatable")  # fmt: skip
+def verify(path: str | None, fmt: str | None, expected: tuple[str, ...]) -> None:
+    """Walk the hash chain with the audit keys; exit 1 and name the first broken link if any
+    row was changed, or if an expected head is gone."""
     from checkpoint import audit
 
+    try:
+        expect = audit.parse_expect(expected)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expect") from exc
+    keys = _keyring()
     if path:
         fmt = fmt or ("csv" if path.endswith(".csv") else "jsonl")
         with open(path, encoding="utf-8") as handle:
             rows = audit.parse_export(handle.read(), fmt)
-        verdict = audit.verify(rows, anchor=rows[0]["prev_hash"] if rows else audit.GENESIS)
+        verdict = audit.verify(rows, anchor=rows[0]["prev_hash"] if rows else audit.GENESIS, keys=keys, expect=expect)
     else:
-        verdict = audit.verify(_store().audit_rows())
+        verdict = audit.verify(_store().audit_rows(), keys=keys, expect=expect)
     click.echo(verdict.describe())
     if not verdict.ok:
         sys.exit(1)

@@ -714,6 +714,8 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
         "{load}"
 
   Data: {data_dir} (kept between runs; --reset starts over).
+  Audit key: generated into {data_dir / "checkpoint" / "audit_key"}; the audit chain is only as
+  safe as that directory (production sets CHECKPOINT_AUDIT_KEY; see docs/deploy.md).
   Logs: {log} and {mlflow_log}
   Press Ctrl-C to stop both servers.
 {rule}

@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import yaml
 
+from checkpoint.audit import HEAD
 from checkpoint.policy import PolicyError
 from checkpoint.store import Outgoing, Store, now
 
@@ -70,6 +71,8 @@ EVENTS: dict[str, str] = {
     "retried": "a failed apply is being tried again",
     "reopened": "an approved request went back to open before applying",
     "outside_change": "a stage or alias moved in MLflow without Checkpoint",
+    # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
+    "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }
 ALL = "*"
 FORMATS = ("json", "slack")
@@ -213,7 +216,7 @@ def _events(value: object, where: str) -> frozenset[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise WebhookConfigError(f'{where}.events: expected a list of event names, or ["*"] for all of them')
     if ALL in value:
-        return frozenset(EVENTS)
+        return frozenset(EVENTS) - {HEAD} | frozenset(v for v in value if v == HEAD)
     unknown = [v for v in value if v not in EVENTS]
     if unknown:
         raise WebhookConfigError(f"{where}.events: unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}, *")
@@ -247,6 +250,11 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     """MLflow's webhook shape (entity, action, timestamp, data), built only from stored rows,
     so every attempt of one delivery carries the same body."""
     event, item = outgoing.event, outgoing.request
+    if event.kind == HEAD:  # about the log, not a request: the head and its signature, as recorded
+        check = f"/checkpoint/api/v1/audit/verify?expect={quote(str(event.data.get('head', '')))}"
+        url = f"{public_url.rstrip('/')}{check}" if public_url else check  # checks the head against the log
+        data = {"event_id": event.id, "url": url, "model": None, "actor": event.actor, **event.data}
+        return {"entity": "audit_log", "action": event.kind, "timestamp": event.created_at.isoformat(), "data": data}
     data: dict = {
         "request_id": event.request_id,
         "url": request_url(public_url, event.request_id, event.model_name),
@@ -268,6 +276,8 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
 def describe(message: dict) -> str:
     """One readable line for chat: who did what to which request."""
     data, action = message["data"], message["action"]
+    if action == HEAD:
+        return f"audit log head {data['head']} ({data['events']} events, audit key {data['key_id']})"
     event = data.get("event") or {}
     subject = f"#{data['request_id']} “{data['title']}”" if data.get("request_id") else data["model"]
     where = f"{data['model']} v{data['version']} → {data['target']}" if data.get("version") else data["model"]

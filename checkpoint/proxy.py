@@ -59,11 +59,46 @@ class _ExactTarget:
         return super()._make_request(conn, method, url, *args, **kwargs)
 
 
-class _HTTPPool(_ExactTarget, urllib3.HTTPConnectionPool):
+class _FreshConnections:
+    """Pool mix-in: a connection idle longer than ``IDLE_SECONDS`` is closed, not reused.
+
+    MLflow's servers close idle keep-alive connections (uvicorn after 5 s, gunicorn after 2 s).
+    A call sent on one just as the server closes it is lost with no answer, and a call with a
+    body cannot safely be sent twice: so such a connection is never picked. A loopback
+    reconnect costs ~0.1 ms, far less than the answer it protects.
+    """
+
+    IDLE_SECONDS = 1.0
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        idle_since = getattr(conn, "_checkpoint_idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > self.IDLE_SECONDS:
+            conn.close()  # urllib3 opens it again on the next request
+        return conn
+
+    def _put_conn(self, conn):
+        if conn is not None:
+            if getattr(conn, "_checkpoint_discard", False):
+                conn._checkpoint_discard = False
+                conn.close()  # see Proxy.forward: MLflow may have dropped it without a word
+            conn._checkpoint_idle_since = time.monotonic()
+        return super()._put_conn(conn)
+
+
+def _discard_when_released(response) -> None:
+    """Close this answer's connection when it goes back to the pool (urllib3 hands it back by
+    itself once the body is read, so closing it afterwards could close another call's)."""
+    conn = getattr(response, "connection", None)
+    if conn is not None:
+        conn._checkpoint_discard = True
+
+
+class _HTTPPool(_FreshConnections, _ExactTarget, urllib3.HTTPConnectionPool):
     pass
 
 
-class _HTTPSPool(_ExactTarget, urllib3.HTTPSConnectionPool):
+class _HTTPSPool(_FreshConnections, _ExactTarget, urllib3.HTTPSConnectionPool):
     pass
 
 
@@ -277,6 +312,13 @@ class Proxy:
 
         status = f"{response.status} {response.reason or ''}".rstrip()
         out_headers = self.response_headers(environ, response)
+        # An error answer to a call with a body may come before MLflow read that body; uvicorn
+        # (h11) then closes the connection without saying so, and the next call on it from the
+        # pool would find it gone (a 502 for a call MLflow never saw). Such a connection is
+        # closed instead of reused: errors are rare, a new connection costs ~0.1 ms on loopback.
+        reusable = response.status < 400 or (body is None and not chunked)
+        if not reusable:
+            _discard_when_released(response)
         if method == "HEAD" or response.status in (204, 304):
             response.release_conn()
             start_response(status, out_headers)

@@ -179,7 +179,7 @@ class CheckpointServer(BaseApplication):
 
 def serve(settings: Settings, host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
     """Migrate once in the master, then fork the workers."""
-    settings = settings.with_secret()
+    settings = settings.with_secret().with_audit_key()  # generated (if at all) once, before the fork
     os.environ["CHECKPOINT_LOG_FORMAT"] = settings.log_format  # gunicorn's logger reads it (logs.py)
     logs.configure(settings.log_format, settings.log_level)
     governance.load()  # fail in the master, with the key named, not in every worker

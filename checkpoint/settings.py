@@ -7,9 +7,10 @@ value, so an operator never has to read a traceback to fix a typo.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +64,66 @@ def server_knobs(env: Mapping[str, str] | None = None) -> dict:
     return out
 
 
+# Audit keys shorter than this are refused (``openssl rand -hex 32`` gives 64 characters).
+MIN_AUDIT_KEY = 32
+_AUDIT_KEY_HINT = "make one with `openssl rand -hex 32`"
+
+
+def _audit_keys(raw: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """The audit key and the retired ones still accepted when verifying, newest first.
+
+    ``CHECKPOINT_AUDIT_KEY`` or ``CHECKPOINT_AUDIT_KEY_FILE`` (first line: the current key,
+    later lines: retired keys, newest first; ``#`` lines are comments), never both; plus
+    ``CHECKPOINT_AUDIT_OLD_KEYS`` (comma or space separated). No key: ``("", old keys)``, and
+    :meth:`Settings.with_audit_key` generates one. Messages name the variable, never a key.
+    """
+    key = raw.get("CHECKPOINT_AUDIT_KEY", "").strip()
+    path = raw.get("CHECKPOINT_AUDIT_KEY_FILE", "").strip()
+    if key and path:
+        raise SettingsError("CHECKPOINT_AUDIT_KEY and CHECKPOINT_AUDIT_KEY_FILE are both set: give the audit key "
+                            "one way (the file can hold retired keys too, one per line after the current one)")  # fmt: skip
+    found: list[tuple[str, str]] = []  # (where it came from, key)
+    if key:
+        found.append(("CHECKPOINT_AUDIT_KEY", key))
+    elif path:
+        name = f"CHECKPOINT_AUDIT_KEY_FILE={path!r}"
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise SettingsError(f"{name} cannot be read ({reason}): it must be a UTF-8 file readable by "
+                                "Checkpoint with the audit key on its first line") from exc  # fmt: skip
+        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+        found += [(f"{name} line {n}", line) for n, line in lines if line and not line.startswith("#")]
+        if not found:
+            raise SettingsError(f"{name} holds no key: put the audit key on its first line ({_AUDIT_KEY_HINT})")
+    old = [k for k in re.split(r"[\s,]+", raw.get("CHECKPOINT_AUDIT_OLD_KEYS", "").strip()) if k]
+    found += [(f"CHECKPOINT_AUDIT_OLD_KEYS (key {n} of {len(old)})", k) for n, k in enumerate(old, 1)]
+    for where, value in found:
+        if len(value) < MIN_AUDIT_KEY:
+            raise SettingsError(f"{where}: the audit key is too short ({len(value)} characters, at least "
+                                f"{MIN_AUDIT_KEY}); {_AUDIT_KEY_HINT}")  # fmt: skip
+    keys = [value for _, value in found]
+    return (keys[0], tuple(keys[1:])) if key or path else ("", tuple(keys))
+
+
+def _write_once(path: Path, value: str) -> None:
+    """Create ``path`` (mode 0600) holding ``value`` unless it exists; the first writer wins."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    try:  # a racing worker reads the winner's value
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
 def default_apply_lease(upstream_read_timeout: float) -> float:
     """How long an apply may hold its claim before it counts as interrupted: longer than a live
     apply can take, which makes at most ~6 registry calls (already true? the challenger, the
@@ -107,6 +168,13 @@ class Settings:
     background: bool = True
     # Seconds after which a request still in 'applying' is settled against MLflow (reconcile.py).
     apply_lease: float = 390.0
+    # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
+    audit_key: str = field(default="", repr=False)
+    audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Set when the audit key was generated into (or read back from) the data directory.
+    audit_key_path: Path | None = None
+    # Seconds between ``audit_head`` events, for webhooks that subscribe to them (notify.py).
+    audit_head_interval: float = 3600.0
 
     @property
     def upstream_origin(self) -> str:
@@ -157,6 +225,7 @@ class Settings:
             "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
             "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
             "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
+            "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}
         for attr, (name, kind, low, high, example) in numbers.items():
@@ -178,6 +247,7 @@ class Settings:
             raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
 
         secret = overrides.pop("secret_key", None) or raw.get("CHECKPOINT_SECRET_KEY", "").strip()
+        audit_key, audit_old_keys = ("", ()) if "audit_key" in overrides else _audit_keys(raw)
         settings = cls(
             registry_url=registry,
             data_dir=data_dir,
@@ -192,6 +262,8 @@ class Settings:
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,
             background=background in ("true", "1", "yes"),
+            audit_key=audit_key,
+            audit_old_keys=audit_old_keys,
             **parsed,
         )
         known = {f.name for f in fields(cls)}
@@ -209,16 +281,30 @@ class Settings:
         if self.secret_key:
             return self
         path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"secret_key.{os.getpid()}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-            try:  # the first writer wins; a racing worker reads the winner's key
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
+        _write_once(path, secrets.token_hex(32))
         return replace(self, secret_key=path.read_text().strip())
+
+    def with_audit_key(self, create: bool = True) -> Settings:
+        """Fill in an audit key kept in the data directory when none was configured.
+
+        For the demo and single-host installs: generated once (mode 0600) and reused by every
+        worker and restart. The chain is then only as safe as that directory, which on SQLite
+        also holds the database; production sets ``CHECKPOINT_AUDIT_KEY``. ``create=False``
+        (the audit commands) reads an existing file but makes none.
+        """
+        if self.audit_key:
+            return self
+        path = self.data_dir / "audit_key"
+        if create:
+            _write_once(path, secrets.token_hex(32))
+        elif not path.exists():
+            return self
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"the generated audit key {path} cannot be read ({exc}); set CHECKPOINT_AUDIT_KEY "
+                                "or make the file readable") from exc  # fmt: skip
+        if len(key) < MIN_AUDIT_KEY:
+            raise SettingsError(f"the generated audit key {path} is damaged ({len(key)} characters): restore it from "
+                                "a backup, or set CHECKPOINT_AUDIT_KEY (events it signed verify only with it)")  # fmt: skip
+        return replace(self, audit_key=key, audit_key_path=path)

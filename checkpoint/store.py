@@ -168,7 +168,8 @@ def _check_event(result: CheckResult) -> dict:
 
 def _event_dict(e: EventRow) -> dict:
     return {"id": e.id, "request_id": e.request_id, "model_name": e.model_name, "kind": e.kind, "actor": e.actor,
-            "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash}  # fmt: skip
+            "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash,
+            "key_id": e.key_id}  # fmt: skip
 
 
 class Store:
@@ -176,16 +177,19 @@ class Store:
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox
     rows are written in the event's own transaction; ``on_commit`` is called after a
-    transaction that queued deliveries commits (it wakes the sender).
+    transaction that queued deliveries commits (it wakes the sender). ``keys``: the audit
+    keys; the current one signs every event appended (without any, events get the plain
+    SHA-256 of the log before keys, which a keyed verify refuses after a keyed event).
     """
 
     def __init__(
         self, sessions: sessionmaker, subscribers: Callable[[str], Sequence[str]] | None = None,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[], None] | None = None, keys: audit.Keyring | None = None,
     ) -> None:  # fmt: skip
         self.sessions = sessions
         self.subscribers = subscribers or (lambda kind: ())
         self.on_commit = on_commit
+        self.keys = keys or audit.Keyring()
 
     # -- writes ----------------------------------------------------------------------
 
@@ -360,6 +364,62 @@ class Store:
             return session.scalar(
                 select(func.count(DeliveryRow.id)).where(DeliveryRow.status.in_(("pending", "sending")))
             ) or 0
+
+    def seal_unkeyed(self, actor: str = "checkpoint") -> int | None:
+        """Append a keyed event when the log's newest event has no audit key (the log as it was
+        before keys, or a tail rewritten without one: ``verify`` tells which), so that from now
+        on the unkeyed events are covered by a keyed event's ``prev_hash``. Its id, or None
+        when there was nothing to seal. Idempotent, and safe when workers start together."""
+        current = self.keys.current
+        if current is None:
+            return None
+        newest = select(EventRow.id, EventRow.key_id).order_by(EventRow.id.desc()).limit(1)
+        with session_scope(self.sessions) as session:
+            head = session.execute(newest).first()
+            if head is None or head.key_id is not None:
+                return None
+        with session_scope(self.sessions) as session:
+            self._lock_chain(session)
+            head = session.execute(newest).first()  # again, under the lock: another worker may have sealed
+            if head is None or head.key_id is not None:
+                return None
+            unkeyed = session.scalar(select(func.count(EventRow.id)).where(EventRow.key_id.is_(None)))
+            event = self._append(session, None, "", audit.SEALED, actor,
+                                 {"key_id": current[0], "unkeyed_events": unkeyed, "after_event": head.id}, now())  # fmt: skip
+            return event.id
+
+    def publish_head(self, every: float, stamp: datetime | None = None) -> int | None:
+        """Append an ``audit_head`` event carrying the log's head (``ID:HASH``) signed with the
+        audit key, for the webhooks that keep a copy elsewhere; its id, or None when one was
+        published less than ``every`` seconds before ``stamp`` or nothing happened since.
+        Decided under the chain's lock, so one worker of one replica publishes each time."""
+        from datetime import timedelta
+
+        current = self.keys.current
+        if current is None:
+            return None
+        stamp = _aware(stamp) or now()
+        newest = select(EventRow.id, EventRow.hash, EventRow.kind).order_by(EventRow.id.desc()).limit(1)
+        last = select(EventRow.created_at).where(EventRow.kind == audit.HEAD).order_by(EventRow.id.desc()).limit(1)
+
+        def due(session: Session):
+            head = session.execute(newest).first()
+            published = _aware(session.scalar(last))
+            fresh = published is not None and published > stamp - timedelta(seconds=every)
+            return None if head is None or head.kind == audit.HEAD or fresh else head
+
+        with session_scope(self.sessions) as session:
+            if due(session) is None:  # the common case, without taking the lock
+                return None
+        with session_scope(self.sessions) as session:
+            self._lock_chain(session)
+            head = due(session)
+            if head is None:
+                return None
+            ref = f"{head.id}:{head.hash}"
+            count = session.scalar(select(func.count(EventRow.id)))
+            data = {"head": ref, "events": count, "key_id": current[0], "signature": audit.sign_head(current[1], ref)}
+            return self._append(session, None, "", audit.HEAD, "checkpoint", data, stamp).id
 
     def audit_rows(self, since: datetime | None = None, batch: int = 1000) -> Iterator[dict]:
         """Every event with its hashes, oldest first, read in batches (the log may be large)."""
@@ -621,6 +681,16 @@ class Store:
             raise NotFound(f"promote request #{request_id} does not exist")
         return row
 
+    @staticmethod
+    def _lock_chain(session: Session) -> None:
+        """Hold the chain's write lock before reading anything: PostgreSQL's advisory lock, or on
+        SQLite the database's write lock (a no-op UPDATE takes it; a transaction that read first
+        could not take it later without failing)."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+        else:
+            session.execute(text("UPDATE events SET kind = kind WHERE id < 0"))
+
     def _log(self, session: Session, row: RequestRow, kind: str, actor: str, data: dict, stamp: datetime) -> None:
         self._append(session, row.id, row.model_name, kind, actor, data, stamp)
 
@@ -636,11 +706,12 @@ class Store:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
         previous = session.scalar(select(EventRow.hash).order_by(EventRow.id.desc()).limit(1)) or audit.GENESIS
+        kid, key = self.keys.current or (None, None)
         event = EventRow(request_id=request_id, model_name=model_name, kind=kind, actor=actor, data=data,
-                         created_at=stamp, prev_hash=previous, hash="")  # fmt: skip
+                         created_at=stamp, prev_hash=previous, hash="", key_id=kid)  # fmt: skip
         session.add(event)
         session.flush()
-        event.hash = audit.event_hash(_event_dict(event), previous)
+        event.hash = audit.event_hash(_event_dict(event), previous, key)
         webhooks = list(self.subscribers(kind))
         for name in webhooks:
             session.add(DeliveryRow(id=str(uuid.uuid4()), event_id=event.id, webhook=name, request_id=request_id,

@@ -24,10 +24,13 @@ from checkpoint.store import OUTSIDE_CHANGE, Store
 from tests.governed_helpers import api, make_model
 
 BIN = Path(sys.executable).parent
+# The audit key the tests' Checkpoint signs with (as CHECKPOINT_AUDIT_KEY gives it in production).
+KEY = "audit-key-for-tests-" + "5f" * 16
+KEYS = audit.Keyring.of(KEY)
 
 
-def store_for(url: str) -> Store:
-    return Store(sessionmaker(db.make_engine(url), expire_on_commit=False))
+def store_for(url: str, keys: audit.Keyring | None = KEYS) -> Store:
+    return Store(sessionmaker(db.make_engine(url), expire_on_commit=False), keys=keys)
 
 
 def seed(store: Store, requests_: int = 3) -> list[int]:
@@ -46,9 +49,12 @@ def seed(store: Store, requests_: int = 3) -> list[int]:
     return ids
 
 
-def cli(*args: str, url: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def cli(*args: str, url: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    """`checkpoint audit ...` with the tests' key (``extra`` adds or, set to "", removes variables)."""
     env = {"PATH": str(BIN), "HOME": str(tmp_path), "CHECKPOINT_DATA_DIR": str(tmp_path / "data"),
-           "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9", "CHECKPOINT_DATABASE_URL": url}  # fmt: skip
+           "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9", "CHECKPOINT_DATABASE_URL": url,
+           "CHECKPOINT_AUDIT_KEY": KEY, **extra}  # fmt: skip
+    env = {k: v for k, v in env.items() if v}
     return subprocess.run([str(BIN / "checkpoint"), "audit", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -70,8 +76,10 @@ def test_every_event_is_chained_to_the_one_before(database_url):
     assert rows[0]["prev_hash"] == audit.GENESIS
     for before, after in zip(rows, rows[1:], strict=False):
         assert after["prev_hash"] == before["hash"]
-    verdict = audit.verify(rows)
+    assert {r["key_id"] for r in rows} == {audit.key_id(KEY)}
+    verdict = audit.verify(rows, keys=KEYS)
     assert verdict.ok and verdict.count == 12 and verdict.head == rows[-1]["hash"]
+    assert verdict.head_ref == f"{rows[-1]['id']}:{rows[-1]['hash']}" and verdict.unkeyed == 0
 
 
 def test_verify_passes_then_names_an_edited_row(database_url, tmp_path):
@@ -116,14 +124,15 @@ def test_verify_names_reordered_rows(database_url, tmp_path):
 
 
 def test_a_forged_row_with_recomputed_hash_breaks_the_next_link(sqlite_url, tmp_path):
-    """An insider who rewrites a row *and* its hash still breaks the following row's prev_hash."""
+    """Even someone holding the key, who rewrites a row *and* its hash, breaks the following
+    row's prev_hash (tests/test_gate_audit.py: without the key, the row itself fails)."""
     store = store_for(sqlite_url)
     seed(store)
     rows = list(store.audit_rows())
     forged = {**rows[6], "actor": "mallory"}
-    new_hash = audit.event_hash(forged, forged["prev_hash"])
+    new_hash = audit.event_hash(forged, forged["prev_hash"], KEYS.keys[0])
     execute(sqlite_url, "UPDATE events SET actor = 'mallory', hash = :h WHERE id = :id", h=new_hash, id=rows[6]["id"])
-    verdict = audit.verify(store.audit_rows())
+    verdict = audit.verify(store.audit_rows(), keys=KEYS)
     assert not verdict.ok and verdict.broken_at == rows[7]["id"] and "deleted, inserted or reordered" in verdict.problem
 
 
@@ -159,7 +168,7 @@ def test_export_since_keeps_later_events_and_their_links(sqlite_url, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = audit.parse_export(done.stdout, "jsonl")
     assert [r["kind"] for r in rows] == ["approved", "commented"]
-    assert audit.verify(rows, anchor=rows[0]["prev_hash"]).ok
+    assert audit.verify(rows, anchor=rows[0]["prev_hash"], keys=KEYS).ok
     bad = cli("export", "--since", "last tuesday", url=sqlite_url, tmp_path=tmp_path)
     assert bad.returncode == 2 and "not an ISO date" in bad.stderr
 
@@ -189,7 +198,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(database_url):
         assert all("locked" in str(e) for e in errors), errors
     else:
         assert errors == []
-    verdict = audit.verify(store.audit_rows())
+    verdict = audit.verify(store.audit_rows(), keys=KEYS)
     assert verdict.ok, verdict.describe()
     written = sum(1 for r in store.audit_rows() if r["kind"] == "commented" and r["actor"].startswith("user"))
     assert verdict.count == 16 + written
@@ -207,12 +216,14 @@ def test_migration_chains_events_recorded_before_it(tmp_path):
                          {"data": json.dumps({"i": i})})  # fmt: skip
     db.upgrade(engine)
     store = store_for(url)
-    verdict = audit.verify(store.audit_rows())
-    assert verdict.ok and verdict.count == 5
+    verdict = audit.verify(store.audit_rows())  # without a key: the plain SHA-256 chain of before
+    assert verdict.ok and verdict.count == 5 and verdict.unkeyed == 5
+    assert "no audit key" in verdict.describe()
     assert store.record_outside_change("m", "alias:champion", "1")  # new events link onto the migrated chain
-    assert audit.verify(store.audit_rows()).count == 6
+    verdict = audit.verify(store.audit_rows(), keys=KEYS)
+    assert verdict.ok and verdict.count == 6 and verdict.unkeyed == 5, verdict.describe()
     execute(url, "UPDATE events SET data = '{\"i\": 9}' WHERE id = 3")
-    assert audit.verify(store.audit_rows()).broken_at == 3
+    assert audit.verify(store.audit_rows(), keys=KEYS).broken_at == 3
 
 
 def open_alias(base: str, name: str, version: str, title: str) -> requests.Response:
@@ -233,17 +244,20 @@ def test_api_verify_and_export(auditor, live_checkpoint, mlflow_server):
     assert made.status_code == 201, made.text
     verdict = api(live_checkpoint.url, "GET", "/audit/verify").json()
     assert verdict["ok"] is True and verdict["count"] >= 1 and verdict["broken_at"] is None
+    keys = live_checkpoint.app.extensions["checkpoint.workflow"].store.keys  # generated into the data dir
+    assert verdict["key_id"] == keys.ids[0] and verdict["unkeyed"] == 0
 
     refused = api(live_checkpoint.url, "GET", "/audit/export")  # bob is no admin: the full log is not his
     assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
     exported = api(live_checkpoint.url, "GET", "/audit/export", auditor, params={"format": "jsonl"})
     assert exported.status_code == 200 and exported.headers["Content-Type"].startswith("application/x-ndjson")
     rows = audit.parse_export(exported.text, "jsonl")
-    assert audit.verify(rows).ok and rows[-1]["hash"] == verdict["head"]
+    assert audit.verify(rows, keys=keys).ok and rows[-1]["hash"] == verdict["head"]
+    assert rows[-1]["id"] == verdict["head_id"] and rows[-1]["key_id"] == keys.ids[0]
     assert any(r["kind"] == "opened" and r["request_id"] == made.json()["id"] for r in rows)
 
     as_csv = api(live_checkpoint.url, "GET", "/audit/export", auditor, params={"format": "csv"})
-    assert audit.verify(audit.parse_export(as_csv.text, "csv")).ok
+    assert audit.verify(audit.parse_export(as_csv.text, "csv"), keys=keys).ok
     for params, message in (({"format": "xml"}, "format must be jsonl or csv"),
                             ({"since": "yesterday"}, "not an ISO date")):  # fmt: skip
         bad = api(live_checkpoint.url, "GET", "/audit/export", auditor, params=params)

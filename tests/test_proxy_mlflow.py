@@ -366,3 +366,26 @@ def test_mlflow_redirect_points_back_at_checkpoint(checkpoint, mlflow_server):
     followed = requests.get(f"{checkpoint.url}/api/2.0/mlflow//experiments/search?max_results=1", timeout=30)
     assert followed.status_code == 200
     assert followed.url.startswith(checkpoint.url)
+
+
+def test_a_call_after_an_upload_mlflow_failed_is_not_lost(checkpoint, mlflow_server):
+    """MLflow answers an upload it cannot store (a file over a folder) with a 500 before reading
+    the body, and uvicorn then drops that connection silently. The next call must not inherit it
+    from the pool: it failed as a 502 in 10 of 20 tries before the proxy stopped reusing it."""
+    direct = MlflowClient(tracking_uri=mlflow_server.url)
+    experiment = direct.create_experiment(f"reuse-{uuid.uuid4().hex[:8]}")
+    run_id = direct.create_run(experiment).info.run_id
+    direct.log_text(run_id, "weights", "model/model.pkl")
+    name = f"reuse-{uuid.uuid4().hex[:8]}"
+    direct.create_registered_model(name)
+    folder = f"{checkpoint.url}/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run_id}/artifacts/model"
+    answers = []
+    for i in range(20):
+        with requests.Session() as session:  # a fresh client connection each time, as separate callers
+            failed = session.put(folder, data=b"over a folder", timeout=30)
+            assert failed.status_code == 500, failed.text[:200]  # MLflow's own answer, passed through
+        update = requests.patch(f"{checkpoint.url}/api/2.0/mlflow/registered-models/update",
+                                json={"name": name, "description": f"d{i}"}, timeout=30)  # fmt: skip
+        answers.append(update.status_code)
+    assert answers == [200] * 20
+    assert direct.get_registered_model(name).description == "d19"

@@ -22,10 +22,18 @@ def _store() -> Store:
 
 @bp.get("/verify")
 def verify():
-    """Open to everyone signed in: the verdict holds counts, a hash and an event number, no content."""
-    verdict = audit.verify(_store().audit_rows())
-    return jsonify(ok=verdict.ok, count=verdict.count, head=verdict.head, broken_at=verdict.broken_at,
-                   problem=verdict.problem or None, message=verdict.describe())  # fmt: skip
+    """The chain checked with the server's audit keys; ``expect=ID:HASH`` (repeatable) also
+    checks heads an auditor kept, so a log cut short does not read as intact. Open to everyone
+    signed in: the verdict holds counts, hashes and event numbers, no content of any event."""
+    try:
+        expect = audit.parse_expect(request.args.getlist("expect"))
+    except ValueError as exc:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"expect: {exc}") from exc
+    store = _store()
+    verdict = audit.verify(store.audit_rows(), keys=store.keys, expect=expect)
+    return jsonify(ok=verdict.ok, count=verdict.count, head=verdict.head, head_id=verdict.head_id,
+                   broken_at=verdict.broken_at, problem=verdict.problem or None, unkeyed=verdict.unkeyed,
+                   key_id=store.keys.current[0] if store.keys else None, message=verdict.describe())  # fmt: skip
 
 
 @bp.get("/export")
