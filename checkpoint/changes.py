@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import urllib.parse
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from checkpoint.governance import STAGES, Governance
 from checkpoint.registry import Registry, RegistryError, Version
@@ -27,7 +27,6 @@ class ChangeError(ValueError):
 
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that is a prompt with it
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+?)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -109,6 +108,110 @@ def _field(body: dict, name: str, kind: type = str, required: bool = True, defau
     return value
 
 
+def canonical_version(value: str, name: str = "version") -> str:
+    """A version as MLflow reads it: ``int(value)`` (so ``"03"``, ``" 3"``, ``"+3"`` and ``"٣"``
+    all mean version 3), spelled canonically so rules, dedupe keys and snapshots agree."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:  # also an int() of more than 4300 digits
+        raise ChangeError(f"Parameter '{name}' must be an integer, got {str(value)[:64]!r}.") from exc
+    return str(number)
+
+
+def canonical_stage(value: str) -> str:
+    """A stage as MLflow reads it (``stage.lower()`` against its four names), or a 400."""
+    found = next((s for s in STAGES if s.lower() == value.lower()), None)
+    if found is None:
+        raise ChangeError(f"Invalid Model Version stage: {value}. Value must be one of None, Staging, Production, Archived.")
+    return found
+
+
+def _tags(body: dict) -> list[dict] | None:
+    """A create body's ``tags``: a list of ``{key, value}`` objects with string keys and values."""
+    tags = _field(body, "tags", list, required=False)
+    if tags is None:
+        return None
+    for tag in tags:
+        if not isinstance(tag, dict) or not isinstance(tag.get("key"), str):
+            raise ChangeError(f"Invalid value for parameter 'tags': each tag is an object with a string 'key' ({tag!r})")
+        if not isinstance(tag.get("value", ""), str):
+            raise ChangeError(f"Invalid value for tag '{tag['key']}': it must be a string")
+    return tags
+
+
+class ModelsRef(NamedTuple):
+    """A ``models:`` URI as MLflow's ``_parse_model_uri`` reads it: exactly one of a logged
+    model id, a version, a stage, an alias, or none of them (``latest``)."""
+
+    model_id: str | None = None
+    name: str | None = None
+    version: str | None = None
+    stage: str | None = None
+    alias: str | None = None
+
+    @property
+    def moving(self) -> bool:
+        """Whether the reference names a version only through something that can move."""
+        return self.name is not None and self.version is None
+
+    def describe(self) -> str:
+        if self.model_id is not None:
+            return f"logged model {self.model_id}"
+        if self.version is not None:
+            return f"'{self.name}' version {self.version}"
+        if self.alias is not None:
+            return f"the version of '{self.name}' with alias '{self.alias}'"
+        if self.stage is not None:
+            return f"the latest version of '{self.name}' in stage {self.stage}"
+        return f"the latest version of '{self.name}'"
+
+
+def parse_models_uri(source: str) -> ModelsRef | None:
+    """What a ``model-versions/create`` source refers to, parsed as MLflow 3.17's server does
+    (``urlparse`` without fragments: scheme in any case, ``models:///n/3`` and query strings
+    accepted, an authority refused); None when the source is not a ``models:`` URI.
+
+    Raises ChangeError for a ``models:`` URI MLflow would refuse: a governed route must never
+    pass on a reference Checkpoint could not read."""
+    try:
+        parsed = urllib.parse.urlparse(source, allow_fragments=False)
+    except ValueError as exc:
+        if source.strip().lower().startswith("models:"):
+            raise ChangeError(f"Invalid model version source: '{source}': {exc}") from exc
+        return None
+    if parsed.scheme != "models":
+        return None
+    bad = ChangeError(
+        f"Invalid model version source: '{source}'. Checkpoint reads models: sources as MLflow does: "
+        "'models:/name/version', 'models:/name/stage', 'models:/name/latest', 'models:/name@alias' "
+        "or 'models:/<logged model id>', with no host."
+    )
+    path = parsed.path
+    if parsed.netloc or not path.startswith("/") or len(path) <= 1:
+        raise bad
+    parts = path.lstrip("/").split("/")
+    if len(parts) > 2 or parts[0].strip() == "":
+        raise bad
+    if len(parts) == 2:
+        name, suffix = parts
+        if suffix.strip() == "":
+            raise bad
+        if suffix.isdigit():
+            return ModelsRef(name=name, version=canonical_version(suffix))
+        if suffix.lower() == "latest":
+            return ModelsRef(name=name)
+        try:
+            return ModelsRef(name=name, stage=canonical_stage(suffix))
+        except ChangeError as exc:  # MLflow refuses an unknown stage when it resolves the source
+            raise bad from exc
+    if "@" in path:
+        name, _, alias = parts[0].rpartition("@")
+        if alias.strip() == "":
+            raise bad
+        return ModelsRef(name=name, alias=alias)
+    return ModelsRef(model_id=parts[0])
+
+
 # -- the changes -----------------------------------------------------------------------
 
 
@@ -161,6 +264,10 @@ class Change:
 
     def apply(self, registry: Registry) -> str:
         raise NotImplementedError
+
+    def resolve(self, registry: Registry) -> Change:
+        """The change with every moving reference pinned (done when a request opens)."""
+        return self
 
 
 def _version_or_none(registry: Registry, name: str, version: str) -> Version | None:
@@ -285,54 +392,112 @@ class DeleteAlias(Change):
 
 @dataclass(frozen=True)
 class CreateVersion(Change):
-    """A new version in a protected model: a copy (``models:/`` source) or a registration."""
+    """A new version: a copy (``models:`` source naming another version) or a registration.
+
+    ``source`` is kept as asked (shown to reviewers); ``resolved`` is the exact version a
+    moving reference (``@alias``, a stage, ``latest``) named when the request opened, and
+    it is what apply copies: a version registered after the review is never the one copied.
+    """
 
     kind: ClassVar[str] = "create_version"
     source: str = ""
     body: dict = field(default_factory=dict)
+    resolved: str = ""
 
     def target(self) -> str:
         return f"model:{self.name}"
 
-    def source_ref(self) -> tuple[str, str | None, str | None] | None:
-        found = _MODELS_URI.match(self.source)
-        return (found["name"], found["version"], found["alias"]) if found else None
+    def source_ref(self) -> ModelsRef | None:
+        return parse_models_uri(self.resolved or self.source)
+
+    def asked_ref(self) -> ModelsRef | None:
+        return parse_models_uri(self.source)
 
     def describe(self) -> str:
-        ref = self.source_ref()
-        if ref:
-            what = f"version {ref[1]}" if ref[1] else f"the version with alias '{ref[2]}'"
-            return f"copying '{ref[0]}' {what} into '{self.name}'"
+        asked = self.asked_ref()
+        if asked and asked.name is not None:
+            exact = self.source_ref()
+            pinned = f" (version {exact.version} when the request opened)" if asked.moving and self.resolved else ""
+            return f"copying {asked.describe()}{pinned} into '{self.name}'"
         return f"registering a new version of '{self.name}' from {self.source}"
 
+    def protected_tags(self, gov: Governance) -> list[str]:
+        return [t["key"] for t in self.body.get("tags") or () if gov.tag_protected(t["key"])]
+
     def governed(self, gov, registry):
-        return f"model '{self.name}' is protected" if gov.model_protected(self.name) else None
+        if gov.model_protected(self.name):
+            return f"model '{self.name}' is protected"
+        tagged = self.protected_tags(gov)
+        if tagged:
+            return f"the new version would carry the protected tag '{tagged[0]}'"
+        return None
+
+    def resolve(self, registry: Registry) -> CreateVersion:
+        """Pin a moving ``models:`` reference to the version it names now (a 400 if none)."""
+        ref = self.asked_ref()
+        if ref is None or ref.name is None:
+            return replace(self, resolved="")
+        try:
+            if _model_is_prompt(registry, ref.name):
+                raise ChangeError(f"Invalid model version source: '{self.source}': '{ref.name}' is a prompt, "
+                                  "and prompt versions cannot be model version sources")  # fmt: skip
+        except RegistryError as exc:
+            if exc.not_found:
+                raise ChangeError(f"Invalid model version source: '{self.source}': no registered model "
+                                  f"'{ref.name}'") from exc  # fmt: skip
+            raise
+        if ref.version is not None:
+            held = _version_or_none(registry, ref.name, ref.version)
+        elif ref.alias is not None:
+            held = registry.alias_holder(ref.name, ref.alias)
+        elif ref.stage is not None:
+            held = max(registry.stage_holders(ref.name, ref.stage), key=lambda v: int(v.version), default=None)
+        else:
+            held = registry.latest_version(ref.name)
+        if held is None:
+            raise ChangeError(f"Invalid model version source: '{self.source}': {ref.describe()} does not exist")
+        return replace(self, resolved=f"models:/{ref.name}/{held.version}")
 
     def challenger(self, registry):
         ref = self.source_ref()
-        if not ref:
+        if ref is None or ref.name is None:
             return None
-        if ref[1]:
-            return _version_or_none(registry, ref[0], ref[1])
-        return registry.alias_holder(ref[0], ref[2])
+        if ref.version is not None:
+            return _version_or_none(registry, ref.name, ref.version)
+        if ref.alias is not None:  # a request stored before sources were pinned at opening
+            return registry.alias_holder(ref.name, ref.alias)
+        return None
 
     def champion(self, registry):
         return registry.latest_version(self.name)
 
     def resolved_source(self, registry) -> str:
-        """``@alias`` sources are frozen to the version they meant at apply time."""
-        ref = self.source_ref()
-        if ref and ref[2]:
-            holder = registry.alias_holder(ref[0], ref[2])
+        """The exact source apply sends: the pinned version, never a reference that may move."""
+        if self.resolved:
+            return self.resolved
+        ref = self.asked_ref()
+        if ref is not None and ref.moving:
+            if ref.alias is None:
+                raise RegistryError(409, "INVALID_STATE", f"'{self.source}' was not pinned to a version when the "
+                                    "request opened; open a new request")  # fmt: skip
+            holder = registry.alias_holder(ref.name, ref.alias)  # legacy rows: the alias's holder at apply
             if holder is None:
-                raise RegistryError(404, "RESOURCE_DOES_NOT_EXIST", f"alias '{ref[2]}' of '{ref[0]}' is not set")
-            return f"models:/{ref[0]}/{holder.version}"
+                raise RegistryError(404, "RESOURCE_DOES_NOT_EXIST", f"alias '{ref.alias}' of '{ref.name}' is not set")
+            return f"models:/{ref.name}/{holder.version}"
         return self.source
 
     def is_true(self, registry):
+        """A version of the same source, run and tags exists (an earlier apply that was not recorded);
+        an older version of that source without the asked tags is not this change."""
+        tags = {t["key"]: t.get("value", "") for t in self.body.get("tags") or ()}
+        run_id = self.body.get("run_id")
         try:
             source = self.resolved_source(registry)
-            return any(v.source == source for v in registry.search_versions(f"name = '{_q(self.name)}'"))
+            versions = registry.search_versions(f"name = '{_q(self.name)}'")
+            return any(
+                v.source == source and run_id in (None, v.run_id) and all(v.tags.get(k) == val for k, val in tags.items())
+                for v in versions
+            )
         except RegistryError as exc:
             if exc.not_found:
                 return False
@@ -347,6 +512,48 @@ class CreateVersion(Change):
             registry.create_model(self.name)
         created = registry.create_version({**self.body, "name": self.name, "source": self.resolved_source(registry)})
         return f"'{self.name}' version {created.version} created from {created.source}"
+
+
+@dataclass(frozen=True)
+class CreateModel(Change):
+    """A new registered model, governed when it would be born with a protected tag.
+
+    An empty model changes nothing that serves; a tag a check or a deployment trusts
+    (``validation_status=passed``) must not arrive unreviewed just because it came with
+    the create. The prompt marker on a *new* model is not governed (``mlflow.genai.register_prompt``
+    does exactly that): a new name serves nothing yet, and every later change of the marker is.
+    """
+
+    kind: ClassVar[str] = "create_model"
+    body: dict = field(default_factory=dict)
+
+    def target(self) -> str:
+        return "create"
+
+    def describe(self) -> str:
+        tags = ", ".join(f"{t['key']}={t.get('value', '')}" for t in self.body.get("tags") or ())
+        return f"creating registered model '{self.name}'" + (f" with tags {tags}" if tags else "")
+
+    def governed(self, gov, registry):
+        tagged = [t["key"] for t in self.body.get("tags") or () if gov.tag_protected(t["key"])]
+        return f"the new model would carry the protected tag '{tagged[0]}'" if tagged else None
+
+    def is_true(self, registry):
+        try:
+            model = registry.model(self.name)
+        except RegistryError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return all(model.tags.get(t["key"]) == t.get("value", "") for t in self.body.get("tags") or ())
+
+    def apply(self, registry):
+        registry.create_model(self.name, self.body)
+        return f"registered model '{self.name}' created"
+
+
+def _model_is_prompt(registry: Registry, name: str) -> bool:
+    return registry.model(name).is_prompt
 
 
 def _q(value: str) -> str:
@@ -376,9 +583,10 @@ class SetTag(Change):
     def governed(self, gov, registry):
         if gov.tag_protected(self.key):
             return f"tag '{self.key}' is protected"
-        if self.version_ is None and self.key == PROMPT_TAG:
-            # Prompts skip review (Workflow.governed): marking a model as one would let its
-            # champion move unreviewed. Tag edits on a model that already is a prompt pass there.
+        if self.key == PROMPT_TAG:
+            # Prompts skip review (Workflow.governed): marking a model (or a version) as one would
+            # let its aliases move unreviewed, and unmarking one turns a prompt holding an
+            # unreviewed champion into a model. Governed whatever the model is now, set or delete.
             return f"tag '{self.key}' decides whether '{self.name}' is a prompt (prompts are not reviewed)"
         return None
 
@@ -519,39 +727,47 @@ class Rename(Change):
 
 KINDS: dict[str, type[Change]] = {
     cls.kind: cls
-    for cls in (Transition, SetAlias, DeleteAlias, CreateVersion, SetTag, DeleteTag, DeleteVersion, DeleteModel, Rename)
-}
+    for cls in (Transition, SetAlias, DeleteAlias, CreateVersion, CreateModel, SetTag, DeleteTag, DeleteVersion,
+                DeleteModel, Rename)
+}  # fmt: skip
 
 
 def from_body(kind: str, body: dict) -> Change:
-    """Build the Change a governed route's body asks for (after :func:`parse_body`)."""
+    """Build the Change a governed route's body asks for (after :func:`parse_body`): every field
+    read and canonicalised the way MLflow reads it (stages, versions, ``models:`` sources, tags)."""
     name = _field(body, "name")
     if kind == "transition":
-        stage = _field(body, "stage")
-        canonical = next((s for s in STAGES if s.lower() == stage.lower()), None)
-        if canonical is None:
-            raise ChangeError(
-                f"Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
-            )
+        stage = canonical_stage(_field(body, "stage"))
         archive = _field(body, "archive_existing_versions", bool, required=False, default=False)
-        return Transition(name, version_=_field(body, "version"), stage=canonical, archive_existing_versions=archive)
+        return Transition(name, version_=canonical_version(_field(body, "version")), stage=stage,
+                          archive_existing_versions=archive)  # fmt: skip
     if kind == "set_alias":
-        return SetAlias(name, alias=_field(body, "alias"), version_=_field(body, "version"))
+        return SetAlias(name, alias=_field(body, "alias"), version_=canonical_version(_field(body, "version")))
     if kind == "delete_alias":
         return DeleteAlias(name, alias=_field(body, "alias"))
     if kind == "create_version":
         source = _field(body, "source", required=False, default="")
+        parse_models_uri(source)  # a models: source MLflow would refuse is refused here
         replay = {}
         for key in ("run_id", "run_link", "description", "model_id"):
             value = _field(body, key, required=False)
             if value is not None:
                 replay[key] = value
-        tags = _field(body, "tags", list, required=False)
+        tags = _tags(body)
         if tags is not None:
             replay["tags"] = tags
         return CreateVersion(name, source=source, body=replay)
+    if kind == "create_model":
+        replay = {}
+        description = _field(body, "description", required=False)
+        if description is not None:
+            replay["description"] = description
+        tags = _tags(body)
+        if tags is not None:
+            replay["tags"] = tags
+        return CreateModel(name, body=replay)
     if kind in ("set_tag", "delete_tag"):
-        version = _field(body, "version")
+        version = canonical_version(_field(body, "version"))
         key = _field(body, "key")
         if kind == "set_tag":
             return SetTag(name, version_=version, key=key, value=_field(body, "value", required=False, default=""))
@@ -562,7 +778,7 @@ def from_body(kind: str, body: dict) -> Change:
             return SetTag(name, key=key, value=_field(body, "value", required=False, default=""))
         return DeleteTag(name, key=key)
     if kind == "delete_version":
-        return DeleteVersion(name, version_=_field(body, "version"))
+        return DeleteVersion(name, version_=canonical_version(_field(body, "version")))
     if kind == "delete_model":
         return DeleteModel(name)
     if kind == "rename":
@@ -570,12 +786,68 @@ def from_body(kind: str, body: dict) -> Change:
     raise ChangeError(f"unknown change kind {kind!r}")
 
 
+# The fields of each kind a client may send (snake_case or camelCase, as MLflow reads them):
+# an unknown field in a change a person or program wrote by hand is a mistake, not noise.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "transition": ("name", "version", "stage", "archive_existing_versions"),
+    "set_alias": ("name", "alias", "version"),
+    "delete_alias": ("name", "alias", "version"),  # MLflow's UI sends the version; MLflow ignores it
+    "create_version": ("name", "source", "run_id", "run_link", "description", "model_id", "tags"),
+    "create_model": ("name", "tags", "description"),
+    "set_tag": ("name", "version", "key", "value"),
+    "delete_tag": ("name", "version", "key", "value"),  # a stored delete carries an empty value
+    "set_model_tag": ("name", "key", "value"),
+    "delete_model_tag": ("name", "key", "value"),
+    "delete_version": ("name", "version"),
+    "delete_model": ("name",),
+    "rename": ("name", "new_name"),
+}
+# The kinds a client may name when it opens a request: MLflow's routes plus the model-level tag variants.
+PARSE_KINDS = tuple(FIELDS)
+
+
+def parse(data: dict) -> Change:
+    """The one entry for a change a client hands Checkpoint (the JSON API, the pipeline client,
+    the new-request form's token): ``{"kind", ...}`` with the fields of the MLflow call, or the
+    shape :meth:`Change.to_json` gives. Parsed by :func:`from_body` like a proxied call; what only
+    Checkpoint may decide (``resolved``) is never taken from the client."""
+    if not isinstance(data, dict):
+        raise ChangeError("a change is an object with a 'kind'")
+    fields = dict(data)
+    kind = fields.pop("kind", None)
+    if kind not in PARSE_KINDS:
+        raise ChangeError(f"change.kind must be one of {', '.join(PARSE_KINDS)}")
+    if kind in ("set_tag", "delete_tag") and fields.get("version") is None:
+        fields.pop("version", None)
+        kind = "set_model_tag" if kind == "set_tag" else "delete_model_tag"
+    if kind in ("create_version", "create_model"):
+        nested = fields.pop("body", None)
+        if nested is not None:
+            if not isinstance(nested, dict):
+                raise ChangeError("change.body must be an object")
+            clash = set(nested) & set(fields)
+            if clash:
+                raise ChangeError(f"change: field(s) {sorted(clash)} given twice")
+            fields.update(nested)
+        fields.pop("resolved", None)
+    known = {spelling for name in FIELDS[kind] for spelling in (name, _camel(name))}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ChangeError(f"unknown field(s) {', '.join(map(repr, unknown))} for a {kind} change")
+    return from_body(kind, fields)
+
+
 def from_json(data: dict) -> Change:
-    """Rebuild a stored Change."""
+    """Rebuild a Change Checkpoint stored itself (a request's row), canonicalised again so a
+    row written by an older version compares and matches rules like a new one."""
     data = dict(data)
     cls = KINDS.get(data.pop("kind", ""))
     if cls is None:
         raise ChangeError(f"unknown change kind in {data!r}")
     if "version" in data:
         data["version_"] = data.pop("version")
+    if data.get("version_") is not None:
+        data["version_"] = canonical_version(data["version_"])
+    if "stage" in data:
+        data["stage"] = canonical_stage(data["stage"])
     return cls(**data)

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from checkpoint.checks import Check, CheckConfigError, parse_checks
+from checkpoint.governance import STAGES
 from checkpoint.identity import User
 
 
@@ -52,16 +53,14 @@ class Rule:
     checks: tuple[Check, ...] = ()
 
     def matches(self, model: str, target: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(
-            fnmatch.fnmatchcase(target, p) for p in self.targets
-        )
+        return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(target_matches(target, p) for p in self.targets)
 
     def specificity(self, model: str, target: str) -> int:
-        def literal(patterns: tuple[str, ...], value: str) -> int:
-            hits = [p for p in patterns if fnmatch.fnmatchcase(value, p)]
+        def literal(patterns: tuple[str, ...], value: str, hit: Callable[[str, str], bool]) -> int:
+            hits = [p for p in patterns if hit(value, p)]
             return max((sum(ch not in "*?[]" for ch in p) for p in hits), default=0)
 
-        return literal(self.models, model) + literal(self.targets, target)
+        return literal(self.models, model, fnmatch.fnmatchcase) + literal(self.targets, target, target_matches)
 
     @property
     def restricted(self) -> bool:
@@ -107,6 +106,29 @@ class Status:
         return out
 
 
+def target_matches(target: str, pattern: str) -> bool:
+    """A rule's target pattern against a request's target. Stages are case-insensitive, as in
+    MLflow (``stage:production`` is the Production stage), and aliases are protected whatever
+    their case (governance.py; a case-insensitive database collation makes ``CHAMPION`` the
+    same alias), so both compare in lower case."""
+    kind = target.partition(":")[0].lower()
+    if kind in ("stage", "alias") and pattern.partition(":")[0].lower() == kind:
+        return fnmatch.fnmatchcase(target.lower(), pattern.lower())
+    return fnmatch.fnmatchcase(target, pattern)
+
+
+def _target(pattern: str, where: str) -> str:
+    """A target pattern as loaded: a literal stage spelled canonically, an unknown one refused
+    (a typo would otherwise leave the stage to the default rule)."""
+    kind, sep, value = pattern.partition(":")
+    if kind.lower() != "stage" or not sep or any(ch in value for ch in "*?["):
+        return pattern
+    found = next((s for s in STAGES if s.lower() == value.strip().lower()), None)
+    if found is None:
+        raise PolicyError(f"{where}.targets: {pattern!r} names no stage; stages are {', '.join(STAGES)}")
+    return f"stage:{found}"
+
+
 # Extra approval right on top of a rule that lists nobody (``mlflow`` mode: MANAGE on the model).
 RightCheck = Callable[[User, str], bool]
 
@@ -139,7 +161,8 @@ class Policy:
             return "sign in (or pick a name) to review"
         if user.name == author and not rule.allow_self_approval:
             return f"{user.name} opened this request and rule '{rule.name}' does not allow approving your own request"
-        if user.name in named or user.name in rule.reviewers or user.groups & set(rule.groups):
+        # ``named`` only adds people to the awaited list: it never lets anyone approve.
+        if user.name in rule.reviewers or user.groups & set(rule.groups):
             return None
         if rule.restricted:
             return f"{user.name} is not a reviewer under rule '{rule.name}' ({rule.describe()})"
@@ -229,7 +252,7 @@ def _rule(index: int, item) -> Rule:
         raise PolicyError(str(exc)) from exc
     return Rule(
         name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
-        targets=_strings(item, "targets", where, ("*",)), reviewers=reviewers,
+        targets=tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",))), reviewers=reviewers,
         groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
         checks=checks,
     )  # fmt: skip

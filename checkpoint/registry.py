@@ -251,6 +251,17 @@ class Registry:
             raise
         return str(data.get("permission", "")).upper() == "MANAGE"
 
+    def is_admin(self, username: str) -> bool:
+        """Whether MLflow's basic-auth app knows ``username`` as an admin (who may review anything);
+        False for an unknown user."""
+        try:
+            data = self.call("GET", "users/get", query={"username": username})
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+        return bool((data.get("user") or {}).get("is_admin"))
+
     def _can_manage_v2(self, username: str, model: str) -> bool:
         """MLflow 2.x: the grant ``username`` holds on ``model`` (the creator gets MANAGE); no grant
         means the server's default permission, which is never MANAGE in a governed set-up."""
@@ -314,8 +325,10 @@ class Registry:
     def create_version(self, body: Mapping) -> Version:
         return Version.from_json(self.call("POST", "model-versions/create", body)["model_version"])
 
-    def create_model(self, name: str) -> None:
-        self.call("POST", "registered-models/create", {"name": name})
+    def create_model(self, name: str, body: Mapping | None = None) -> dict:
+        """A registered model; ``body`` adds the create call's other fields (tags, description).
+        MLflow's answer (``{"registered_model": ...}``) is returned as it came."""
+        return self.call("POST", "registered-models/create", {**(body or {}), "name": name})
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self.call("POST", "model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value})

@@ -44,8 +44,9 @@ RULES: tuple[Rule, ...] = (
     Rule("DELETE", "model-versions/delete", Action.INSPECT, "delete_version"),
     Rule("DELETE", "registered-models/delete", Action.INSPECT, "delete_model"),
     Rule("POST", "registered-models/rename", Action.INSPECT, "rename"),
-    # Creating an empty model changes nothing that serves; descriptions are prose.
-    Rule("POST", "registered-models/create", Action.PASS),
+    # A new model passes unless it is born with a protected tag (changes.CreateModel).
+    Rule("POST", "registered-models/create", Action.INSPECT, "create_model"),
+    # Descriptions are prose.
     Rule("PATCH", "model-versions/update", Action.PASS),
     Rule("PATCH", "registered-models/update", Action.PASS),
     # A read that happens to be a POST (resolving models:/name/Production).

@@ -70,8 +70,8 @@ def change_models(change) -> tuple[str, ...]:
     names = [change.model_name]
     source_ref = getattr(change, "source_ref", None)
     ref = source_ref() if callable(source_ref) else None
-    if ref and ref[0]:
-        names.append(ref[0])
+    if ref is not None and ref.name:  # a logged-model id (models:/m-...) names no registered model
+        names.append(ref.name)
     return tuple(dict.fromkeys(names))
 
 

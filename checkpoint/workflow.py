@@ -54,6 +54,11 @@ class WorkflowError(Exception):
         self.message = message
 
 
+def _is_prompt_version(version: Version) -> bool:
+    """A version MLflow registered as a prompt version (its source is a placeholder, no files)."""
+    return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
+
+
 def _snapshot(version: Version | None) -> dict | None:
     return version.identity() if version is not None else None
 
@@ -91,36 +96,75 @@ class Workflow:
     def governed(self, change: Change) -> str | None:
         """Why ``change`` needs review, or None. Prompts share the registry and pass."""
         reason = change.governed(self.governance, self.registry)
-        if reason and change.kind in ("set_alias", "delete_alias", "set_tag", "delete_tag"):
-            try:
-                if self.registry.model(change.name).is_prompt:
-                    return None
-            except RegistryError as exc:
-                if not exc.not_found:
-                    raise
+        if reason and self._prompt_exempt(change):
+            return None
         return reason
+
+    def creates_for_caller(self, change: Change) -> bool:
+        """Whether Checkpoint makes this ungoverned change itself, with its own account.
+
+        An empty model under a protected name serves nothing, so creating one needs no review
+        (``copy_model_version`` creates the target first). But in ``mlflow`` mode its creator
+        holds MANAGE on it, and MANAGE decides who may approve where a rule names no reviewers:
+        a protected name created by an ordinary user would be theirs to approve into, with a
+        second account. So Checkpoint's account creates it, and nobody else owns it.
+        """
+        return change.kind == "create_model" and self.governance.model_protected(change.name)
+
+    def create_for_caller(self, change: Change, caller: str) -> dict:
+        """Create the protected model for ``caller`` (see :meth:`creates_for_caller`); MLflow's
+        answer, or its error (a name that exists already) as a RegistryError."""
+        created = self.registry.create_model(change.name, getattr(change, "body", None))
+        log.info("created protected model %r for %s with Checkpoint's account", change.name, caller)
+        return created
+
+    def _prompt_exempt(self, change: Change) -> bool:
+        """Whether an alias or tag change is a prompt's own business and skips review.
+
+        Never for the prompt marker itself (set or delete, model or version: the disguise), and
+        only for versions that are prompt versions: MLflow registers a version with a real model
+        source into a prompt-marked model too, and such a version is a model whatever its container.
+        """
+        if change.kind not in ("set_alias", "delete_alias", "set_tag", "delete_tag"):
+            return False
+        if getattr(change, "key", None) == changes.PROMPT_TAG:
+            return False
+        try:
+            if not self.registry.model(change.name).is_prompt:
+                return False
+            if change.kind == "delete_alias":
+                version = self.registry.alias_holder(change.name, change.alias)  # type: ignore[attr-defined]
+            elif change.version is not None:
+                version = self.registry.version(change.name, change.version)
+            else:
+                return True  # a tag of the prompt itself
+        except RegistryError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return version is None or _is_prompt_version(version)
 
     def open(self, change: Change, author: User | str, title: str = "", description: str = "",
              reviewers: tuple[str, ...] = ()) -> tuple[PromoteRequest, bool]:  # fmt: skip
         """Open a request for ``change`` (or return the open one this author has for it).
 
-        ``reviewers`` names people the author asks; under a rule that lists its reviewers
-        they must be among them.
+        ``reviewers`` names people the author asks: it only adds them to the awaited list, so
+        each must be able to approve under the rule on their own (a 400 here, not a dead end).
+        A moving ``models:`` source is pinned to the version it names now.
         """
         author = _actor(author).name
         _check_text("model name", change.model_name, NAME_MAX, required=True)
         _check_text("target", change.target(), TARGET_MAX, required=True)
         _check_text("version", change.version or "", VERSION_MAX)
+        try:
+            change = change.resolve(self.registry)
+        except changes.ChangeError as exc:
+            raise WorkflowError(400, exc.error_code, str(exc)) from exc
         rule = self.policy.rule_for(change.model_name, change.target())
         reviewers = tuple(dict.fromkeys(r.strip() for r in reviewers if r and r.strip()))
-        if rule.reviewers and not rule.groups:
-            outside = [r for r in reviewers if r not in rule.reviewers]
-            if outside:
-                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
-                                    f"{', '.join(outside)} may not review under rule '{rule.name}' "
-                                    f"(reviewers: {', '.join(rule.reviewers)})")  # fmt: skip
         if author in reviewers:
             raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "you cannot name yourself as a reviewer")
+        self._check_named(rule, change.model_name, reviewers)
         title = (title or "").strip() or change.title()
         _check_text("title", title, TITLE_MAX, required=True)
         _check_text("description", description or "", DESCRIPTION_MAX)
@@ -149,6 +193,27 @@ class Workflow:
             self._run_checks_safely(request.id, "open", author)
             request = self.store.get(request.id)
         return request, created
+
+    def _check_named(self, rule, model: str, reviewers: tuple[str, ...]) -> None:
+        """Refuse a named reviewer who could not approve: naming grants no right.
+
+        Users listed by the rule pass; under a ``groups:`` rule an unlisted name cannot be checked
+        for membership here (groups arrive with each caller's own sign-in), so it is accepted and
+        the approval itself is checked; in ``mlflow`` mode the MANAGE right is asked of MLflow.
+        """
+        if rule.restricted:
+            outside = [r for r in reviewers if r not in rule.reviewers]
+            if outside and not rule.groups:
+                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
+                                    f"{', '.join(outside)} may not review under rule '{rule.name}' "
+                                    f"(reviewers: {', '.join(rule.reviewers)})")  # fmt: skip
+            return
+        if self.review_right is not None:
+            refused = [r for r in reviewers if not self.review_right(User(r), model) and not self.registry.is_admin(r)]
+            if refused:
+                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
+                                    f"{', '.join(refused)} may not review requests for '{model}' "
+                                    "(needs MANAGE on the model in MLflow); naming a reviewer grants no right")  # fmt: skip
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
         challenger, champion = change.challenger(self.registry), change.champion(self.registry)

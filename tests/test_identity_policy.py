@@ -15,7 +15,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
-from mlflow.exceptions import RestException
+from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app, identity
 from checkpoint.mlflow_server import free_port
@@ -265,3 +265,51 @@ def test_csrf_protects_forms(app, sqlite_url):
     assert "unsafe-inline" not in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_a_protected_name_is_created_by_checkpoints_account_not_the_callers(auth_checkpoint, auth_mlflow, monkeypatch):
+    """Squatting: in ``mlflow`` mode a model's creator holds MANAGE on it, and MANAGE decides
+    who may approve where a rule names no reviewers. An ordinary user who created ``prod.x``
+    could approve her own copies into it with a second account she grants MANAGE to. Through
+    Checkpoint the protected name is created by Checkpoint's account, and the copy still
+    becomes one request."""
+    base = auth_checkpoint.url
+    registry = auth_checkpoint.app.extensions["checkpoint.workflow"].registry
+    name, (v1, _) = governed_model(auth_mlflow, monkeypatch)
+    prod = f"prod.{name}"
+
+    # The premise, straight on MLflow: a user who creates a model holds MANAGE on it.
+    squat = f"squat.{name}"
+    made = requests.post(f"{auth_mlflow.url}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"),
+                         json={"name": squat}, timeout=30)  # fmt: skip
+    assert made.status_code == 200 and registry.can_manage("alice", squat)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS["alice"])
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(MlflowException) as refused:  # the client wraps the refusal of the copy
+        MlflowClient(tracking_uri=base).copy_model_version(f"models:/{name}/{v1}", prod)
+    assert re.search(r"promote request #\d+", str(refused.value)), str(refused.value)
+
+    direct = MlflowClient(tracking_uri=auth_mlflow.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    assert direct.get_registered_model(prod).name == prod
+    assert direct.search_model_versions(f"name = '{prod}'") == []  # the copy waits for review
+    assert not registry.can_manage("alice", prod), "alice must not own the protected model"
+    # So she cannot hand a second account the right to approve into it.
+    handed = requests.post(f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/grant", auth=as_user("alice"), timeout=30,
+                           json={"username": "carol", "resource_type": "registered_model", "resource_id": prod,
+                                 "permission": "MANAGE"})  # fmt: skip
+    assert handed.status_code in (401, 403), handed.text
+    assert not registry.can_manage("carol", prod)
+
+    # Creating it again answers as MLflow does, so a second copy goes on to its own request.
+    again = requests.post(f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": prod},
+                          timeout=30)  # fmt: skip
+    assert again.status_code == 400 and again.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", again.text
+    # An unprotected name is still the caller's own, as MLflow makes it.
+    mine = f"mine.{name}"
+    assert requests.post(f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": mine},
+                         timeout=30).status_code == 200  # fmt: skip
+    assert registry.can_manage("alice", mine)

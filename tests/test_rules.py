@@ -148,8 +148,8 @@ MATCHES = [
     ("delete-version", "DELETE", "/api/2.0/mlflow/model-versions/delete", "delete_version", False),
     ("delete-model", "DELETE", "/api/2.0/mlflow/registered-models/delete", "delete_model", False),
     ("rename", "POST", "/api/2.0/mlflow/registered-models/rename", "rename", False),
+    ("create-model", "POST", "/api/2.0/mlflow/registered-models/create", "create_model", False),
     # Explicit passes.
-    ("create-model", "POST", "/api/2.0/mlflow/registered-models/create", Action.PASS, False),
     ("update-description", "PATCH", "/api/2.0/mlflow/model-versions/update", Action.PASS, False),
     ("latest-versions-read", "POST", "/api/2.0/mlflow/registered-models/get-latest-versions", Action.PASS, False),
     ("webhook-create", "POST", "/api/2.0/mlflow/webhooks", Action.PASS, False),

@@ -13,7 +13,7 @@ from importlib import resources
 import yaml
 from flask import Blueprint, current_app, g, jsonify, request
 
-from checkpoint.changes import KINDS, ChangeError, from_body, lone_surrogate
+from checkpoint.changes import PARSE_KINDS, ChangeError, lone_surrogate, parse
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
@@ -24,7 +24,7 @@ from checkpoint.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
 # Wire names of change kinds: MLflow's route names plus the model-level tag variants.
-API_KINDS = (*KINDS, "set_model_tag", "delete_model_tag")
+API_KINDS = PARSE_KINDS
 
 
 def workflow() -> Workflow:
@@ -231,11 +231,10 @@ def create_request():
     change_data = data.get("change")
     if not isinstance(change_data, dict):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
-    kind = change_data.get("kind")
-    if kind not in API_KINDS:
+    if change_data.get("kind") not in API_KINDS:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change.kind must be one of {', '.join(API_KINDS)}")
     try:
-        change = from_body(kind, {k: v for k, v in change_data.items() if k != "kind"})
+        change = parse(change_data)
     except ChangeError as exc:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
     refuse_unreadable(change)

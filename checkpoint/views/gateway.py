@@ -162,6 +162,8 @@ class Gateway:
         except RegistryError as exc:
             return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
                          {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
+        if reason is None and self.workflow.creates_for_caller(change):
+            return self.create_for_caller(environ, start_response, change)
         if reason is None:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -172,6 +174,24 @@ class Gateway:
             metrics.count_governed(change.kind, "ui")
             return self.ui_answer(start_response, change, reason, base)
         return self.api_answer(environ, start_response, change, reason, base, caller)
+
+    def create_for_caller(self, environ: dict, start_response, change: Change) -> Iterable[bytes]:
+        """A protected model is created by Checkpoint's account (Workflow.creates_for_caller);
+        the caller gets MLflow's own answer, errors included (copy_model_version goes on after
+        RESOURCE_ALREADY_EXISTS)."""
+        try:
+            author = self.auth.user(environ)
+        except Unauthenticated as exc:
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
+                         list(exc.headers))  # fmt: skip
+        try:
+            created = self.workflow.create_for_caller(change, author.name)
+        except RegistryUnavailable as exc:
+            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+        except RegistryError as exc:
+            return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
+                         {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
+        return _json(start_response, 200, created)
 
     def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
         """MLflow's UI gets a pointer to the pre-filled form; the injected script follows it."""

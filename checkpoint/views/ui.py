@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint import diff, history
-from checkpoint.changes import ChangeError, from_json, lone_surrogate
+from checkpoint.changes import Change, ChangeError, from_json, lone_surrogate, parse
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
-from checkpoint.views.api import API_KINDS, _cursor, _make_cursor, reader
+from checkpoint.views.api import _cursor, _make_cursor, reader
 from checkpoint.visibility import request_key
 from checkpoint.workflow import TITLE_MAX, Workflow, WorkflowError
 
@@ -149,17 +149,16 @@ def requests_list():
                            first_page=not args.get("cursor"))  # fmt: skip
 
 
-def _decode_change(token: str) -> dict:
+def _decode_change(token: str) -> Change:
+    """The change in the form's link: user input like any other, so parsed and canonicalised
+    by the same :func:`checkpoint.changes.parse` as the API and the proxied calls."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(data, dict) or data.get("kind") not in API_KINDS:
-            raise ValueError("not a change")
-        change = from_json(data)
         if lone_surrogate(data) is not None:
             raise ValueError("it holds a lone surrogate escape")
+        return parse(data)
     except (ValueError, TypeError, binascii.Error, ChangeError, RecursionError) as exc:
         abort(400, f"the change in this link is not readable ({exc}); go back to MLflow and try again")
-    return change.to_json()
 
 
 @bp.get("/requests/new")
@@ -168,7 +167,7 @@ def new_request():
     token = request.args.get("change", "")
     if not token:
         abort(400, "no change given: open this form from MLflow, or use the API")
-    change = from_json(_decode_change(token))
+    change = _decode_change(token)
     _refuse_unreadable(change)
     return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
                            reviewers="", errors={}, rule=_rule(change))  # fmt: skip
@@ -181,7 +180,7 @@ def _rule(change):
 @bp.post("/requests/new")
 def create_request():
     token = request.form.get("change", "")
-    change = from_json(_decode_change(token))
+    change = _decode_change(token)
     _refuse_unreadable(change)
     title, description = request.form.get("title", ""), request.form.get("description", "")
     reviewers = request.form.get("reviewers", "")
