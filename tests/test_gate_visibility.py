@@ -152,6 +152,14 @@ def test_deny_user_opens_nothing_through_any_door(visible, auth_mlflow, monkeypa
                         json={"change": change, "title": "mine now"})  # fmt: skip
     assert api.status_code == 403, api.text
     assert api.json()["error_code"] == "PERMISSION_DENIED"
+    # A copy into a model he may read, from the one he may not: the source counts too.
+    copy = {"kind": "create_version", "name": other, "source": f"models:/{name}/{v1}"}
+    copied = requests.post(f"{base}/checkpoint/api/v1/requests", auth=as_user("dave"), timeout=30,
+                           json={"change": copy, "title": "copy it"})  # fmt: skip
+    assert copied.status_code == 403, copied.text
+    proxied = requests.post(f"{base}/api/2.0/mlflow/model-versions/create", auth=as_user("dave"), timeout=30,
+                            json={"name": other, "source": f"models:/{name}/{v1}"})  # fmt: skip
+    assert proxied.status_code == 403 and proxied.json()["message"] == "Permission denied", proxied.text
 
     dave = requests.Session()
     dave.auth = as_user("dave")
