@@ -101,7 +101,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
     policy = Policy.from_env()
     workflow = Workflow(store, registry, governance.load(), policy, review_right=right, checks_queued=background.wake,
-                        public_url=settings.public_url)  # fmt: skip
+                        public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
     app.extensions["checkpoint.workflow"] = workflow
     if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
         background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)

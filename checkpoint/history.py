@@ -46,7 +46,8 @@ def for_model(store: Store, name: str) -> list[Entry]:
             target, version = event.data.get("target", ""), event.data.get("version")
             entry = Entry(
                 request_id=None, target=target, kind="outside_change", version=version,
-                summary=f"{target} found at {'v' + version if version else 'no version'} in MLflow",
+                summary=(f"the files of v{version} ({target}) changed in MLflow" if event.data.get("files")
+                         else f"{target} found at {'v' + version if version else 'no version'} in MLflow"),
                 applied_at=event.created_at, until=None, author="outside Checkpoint", approvers=(),
                 already_true=False, first_seen=bool(event.data.get("first_seen")),
             )  # fmt: skip

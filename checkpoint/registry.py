@@ -235,6 +235,52 @@ class Registry:
             raise
         return max(versions, key=lambda v: int(v.version), default=None)
 
+    def download_uri(self, name: str, version: str) -> str:
+        """Where a version's files are stored (MLflow's ``storage_location``: a copy's is its
+        source version's, a logged model's its ``artifact_location``). Never cached: a version
+        registered a second ago counts."""
+        data = self.call("GET", "model-versions/get-download-uri", query={"name": name, "version": version})
+        return str(data.get("artifact_uri", "") or "")
+
+    def logged_model(self, model_id: str) -> dict:
+        """A logged model's ``info`` (``artifact_uri``, ``source_run_id``, ...)."""
+        return self.call("GET", f"logged-models/{quote(model_id, safe='')}")["model"]["info"]
+
+    def list_artifacts(self, path: str) -> list[tuple[str, bool, int]]:
+        """(name, is_dir, size) of the entries of one directory of the served artifact store."""
+        data = self._call_path("GET", f"{API}-artifacts/artifacts", {"path": path})
+        return [(f.get("path", ""), bool(f.get("is_dir")), int(f.get("file_size", 0) or 0)) for f in data.get("files", ())]
+
+    def read_artifact(self, path: str, limit: int, chunk: int = 1 << 16) -> Iterator[bytes]:
+        """The bytes of one served artifact file, streamed, at most ``limit`` of them."""
+        url = f"{self.base}{API}-artifacts/artifacts/{quote(path, safe='/')}"
+        headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
+        try:
+            answer = self.http.request("GET", url, headers=headers, preload_content=False)
+        except (HTTPError, OSError) as exc:
+            raise RegistryUnavailable(
+                502, "TEMPORARILY_UNAVAILABLE", f"the MLflow server at {self.base} is unreachable: {exc}"
+            ) from exc
+        done = False
+        try:
+            if answer.status != 200:
+                text = answer.read(2000).decode("utf-8", "replace")
+                raise RegistryError(answer.status, f"HTTP_{answer.status}", text[:500])
+            left = limit
+            while left > 0:
+                data = answer.read(min(chunk, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+            done = not answer.read(1)
+        except (HTTPError, OSError) as exc:
+            raise RegistryUnavailable(502, "TEMPORARILY_UNAVAILABLE", f"reading {path} failed: {exc}") from exc
+        finally:
+            if not done:  # an unread rest must not reach the next call on this connection
+                answer.close()
+            answer.release_conn()
+
     def can_manage(self, username: str, model: str) -> bool:
         """Whether MLflow's basic-auth app grants ``username`` MANAGE on ``model`` (asked with
         Checkpoint's own admin account): the default right to review its promotions."""

@@ -7,6 +7,10 @@ prefix is not configured but allowed to be anything, so a prefix Checkpoint was 
 about cannot open a hole.
 ``INSPECT`` means "parse the body into a Change and ask whether it is governed";
 ``PASS`` is an explicit decision that a mutating call does not decide production.
+
+A second table, ``ARTIFACT_RULES``, names every route that writes or deletes files in
+MLflow's artifact store: those are governed by *where* they write (``checkpoint.content``),
+since a registered version loads its files from a directory any artifact write can reach.
 """
 
 from __future__ import annotations
@@ -58,6 +62,43 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "webhooks/<id>/test", Action.PASS),
 )
 
+
+@dataclass(frozen=True)
+class ArtifactRule:
+    """A route that writes, deletes or only reads artifact files, and where its file path is.
+
+    ``where``: ``path`` (the rest of the URL, relative to the artifact root), ``query``
+    (``run_uuid`` and ``path`` in the query string: MLflow's older UI upload) or ``body``
+    (``run_id`` or ``model_id`` and ``path`` in a JSON body: presigned uploads to cloud storage).
+    """
+
+    method: str
+    route: str  # after the ``/api/N.N/`` prefix
+    where: str
+    verb: str  # write / delete / read
+
+
+# Every artifact route of MLflow that changes a file (../shared/MLFLOW.md §7), each with its
+# decision; reads (GET) need no rule and pay no lookup.
+ARTIFACT_RULES: tuple[ArtifactRule, ...] = (
+    ArtifactRule("PUT", "mlflow-artifacts/artifacts", "path", "write"),
+    ArtifactRule("DELETE", "mlflow-artifacts/artifacts", "path", "delete"),
+    ArtifactRule("POST", "mlflow-artifacts/mpu/create", "path", "write"),
+    ArtifactRule("POST", "mlflow-artifacts/mpu/complete", "path", "write"),
+    # Aborting changes no stored file, but it is part of a write to that place: refused alike.
+    ArtifactRule("POST", "mlflow-artifacts/mpu/abort", "path", "write"),
+    ArtifactRule("POST", "mlflow/upload-artifact", "query", "write"),
+    ArtifactRule("POST", "mlflow/artifacts/presigned-upload-url", "body", "write"),
+    # A POST that only hands out a download link.
+    ArtifactRule("POST", "mlflow/artifacts/presigned-download-url", "body", "read"),
+)
+_ARTIFACT_TABLE = {(r.method, r.route): r for r in ARTIFACT_RULES}
+_ARTIFACT_API = re.compile(
+    r"^(?P<prefix>(?:/.*?)??)/(?:api|ajax-api)/\d+\.\d+/(?:preview/)?"
+    r"(?P<route>mlflow-artifacts/(?:artifacts|mpu/(?:create|complete|abort))|mlflow/upload-artifact"
+    r"|mlflow/artifacts/presigned-(?:upload|download)-url)(?:/(?P<rest>.*))?$"
+)
+
 _API = re.compile(r"^(?P<prefix>/.*?)?/(?P<api>api|ajax-api)/\d+\.\d+/(?:preview/)?mlflow/(?P<rest>.+)$")
 _MULTI_SLASH = re.compile(r"/{2,}")
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -95,6 +136,24 @@ def match(method: str, raw_path: str) -> Rule | None:
         parts = rest.split("/")
         rest = "/".join(["webhooks", "<id>", *parts[2:]])
     return _TABLE.get((method.upper(), rest))
+
+
+def match_artifact(method: str, raw_path: str) -> tuple[ArtifactRule, str] | None:
+    """The artifact rule for this call and the file path in its URL (``where == "path"``,
+    still percent-encoded as MLflow will decode it), or None when it is no artifact route."""
+    found = _ARTIFACT_API.match(normalise(raw_path))
+    if not found:
+        return None
+    rule = _ARTIFACT_TABLE.get((method.upper(), found.group("route")))
+    if rule is None:
+        return None
+    if rule.where == "path":
+        # The URL path decoded once (``normalise``); MLflow decodes the artifact path until it
+        # stops changing, so the first occurrence of the route is where its path begins.
+        return rule, found.group("rest") or ""
+    if found.group("rest"):
+        return None  # ``upload-artifact/x`` is no route of MLflow's
+    return rule, ""
 
 
 def is_ui_call(raw_path: str) -> bool:

@@ -168,6 +168,9 @@ class Settings:
     background: bool = True
     # Seconds after which a request still in 'applying' is settled against MLflow (reconcile.py).
     apply_lease: float = 390.0
+    # Bytes of a version's files hashed into its content digest (content.py); beyond it, the
+    # remaining files count by name and size only and the digest says it is partial.
+    digest_max_bytes: int = 64 * 1024 * 1024
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
     audit_key: str = field(default="", repr=False)
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -225,6 +228,7 @@ class Settings:
             "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
             "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
             "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
+            "digest_max_bytes": ("CHECKPOINT_DIGEST_MAX_BYTES", int, 0, 2**40, "67108864"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}

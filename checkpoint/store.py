@@ -61,6 +61,7 @@ class Review:
     created_at: datetime
     dismissed_at: datetime | None
     dismissed_reason: str
+    digest: str | None = None  # the challenger's content digest when the review was given
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequ
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), applied_at=_aware(row.applied_at),
         apply_result=row.apply_result, named_reviewers=tuple(row.named_reviewers or ()), rule_name=row.rule_name,
         reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, _aware(r.created_at), _aware(r.dismissed_at),
-                             r.dismissed_reason) for r in reviews),
+                             r.dismissed_reason, r.digest) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, _aware(c.created_at)) for c in comments),
         events=tuple(_event(e) for e in events),
     )  # fmt: skip
@@ -246,18 +247,21 @@ class Store:
             row.updated_at = stamp
             self._log(session, row, event, actor, data, stamp)
 
-    def add_review(self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str]) -> bool:
-        """Record a verdict, only while the request is in one of ``states``."""
+    def add_review(self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str],
+                   digest: str | None = None) -> bool:  # fmt: skip
+        """Record a verdict, only while the request is in one of ``states`` (``digest``: the
+        challenger's content digest the verdict was given on)."""
         stamp = now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id, lock=True)
             if row.state not in tuple(states):
                 return False
             session.add(ReviewRow(request_id=request_id, reviewer=reviewer, verdict=verdict, comment=comment,
-                                  created_at=stamp, dismissed_reason=""))  # fmt: skip
+                                  created_at=stamp, dismissed_reason="", digest=digest))  # fmt: skip
             row.updated_at = stamp
             kind = "approved" if verdict == "approve" else "rejected"
-            self._log(session, row, f"review_{kind}", reviewer, {"comment": comment}, stamp)
+            data = {"comment": comment, **({"digest": digest} if digest else {})}
+            self._log(session, row, f"review_{kind}", reviewer, data, stamp)
         return True
 
     def dismiss_reviews(self, request_id: int, reason: str, actor: str) -> int:
@@ -452,6 +456,42 @@ class Store:
                     "first_seen": known is None}  # fmt: skip
             self._append(session, None, model_name, OUTSIDE_CHANGE, actor, data, stamp)
         return True
+
+    def record_outside_files_change(self, model_name: str, target: str, version: str, before: str | None,
+                                    after: str | None, actor: str = "mlflow") -> bool:  # fmt: skip
+        """Log that the files of ``version`` (holding ``target``) changed without Checkpoint:
+        their digest is ``after`` where Checkpoint last saw ``before``. Recorded once per new digest."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+            query = (
+                select(EventRow)
+                .where(EventRow.model_name == model_name, EventRow.kind == OUTSIDE_CHANGE)
+                .order_by(EventRow.id.desc())
+                .limit(200)
+            )
+            for event in session.scalars(query):
+                data = event.data or {}
+                if data.get("files") and data.get("target") == target and data.get("version") == version:
+                    if data.get("digest_after") == after:
+                        return False
+                    break
+            data = {"target": target, "version": version, "files": True, "digest_before": before,
+                    "digest_after": after, "previous": version, "first_seen": False}  # fmt: skip
+            self._append(session, None, model_name, OUTSIDE_CHANGE, actor, data, stamp)
+        return True
+
+    def last_applied_challenger(self, model_name: str, target: str) -> dict | None:
+        """The challenger snapshot (with its digest) of the last request applied to ``target``."""
+        query = (
+            select(RequestRow.challenger)
+            .where(RequestRow.model_name == model_name, RequestRow.target == target, RequestRow.state == APPLIED)
+            .order_by(RequestRow.applied_at.desc(), RequestRow.id.desc())
+            .limit(1)
+        )
+        with session_scope(self.sessions) as session:
+            return session.scalar(query) or None
 
     @staticmethod
     def _last_known(session: Session, model_name: str, target: str) -> tuple[str | None] | None:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from checkpoint import changes, checks
+from checkpoint import changes, checks, content
 from checkpoint.changes import Change
 from checkpoint.governance import Governance
 from checkpoint.identity import User
 from checkpoint.policy import Policy, RightCheck, Status
-from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.registry import Registry, RegistryError, RegistryUnavailable, Version
 from checkpoint.store import (
     APPLIED,
     APPLYING,
@@ -54,13 +54,17 @@ class WorkflowError(Exception):
         self.message = message
 
 
+def _digest(snapshot: dict | None) -> str | None:
+    return (snapshot or {}).get("digest")
+
+
+def short(digest: str | None) -> str:
+    return digest[:12] if digest else "unreadable"
+
+
 def _is_prompt_version(version: Version) -> bool:
     """A version MLflow registered as a prompt version (its source is a placeholder, no files)."""
     return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
-
-
-def _snapshot(version: Version | None) -> dict | None:
-    return version.identity() if version is not None else None
 
 
 def _identity(snapshot: dict | None) -> tuple | None:
@@ -90,6 +94,8 @@ class Workflow:
     checks_queued: Callable[[], object] | None = None
     # Checkpoint's public address, for the links in an HTTP check's payload.
     public_url: str | None = None
+    # How many bytes of a version's files its content digest hashes (content.py).
+    digest_max_bytes: int = 64 * 1024 * 1024
 
     # -- opening ---------------------------------------------------------------------
 
@@ -194,6 +200,16 @@ class Workflow:
             request = self.store.get(request.id)
         return request, created
 
+    def artifact_refusal(self, write: content.ArtifactWrite) -> str | None:
+        """Why an artifact write or delete may not pass: it reaches a registered version's files."""
+        return content.refusal(self.registry, write)
+
+    def _snapshot(self, version: Version | None) -> dict | None:
+        """What a reviewer sees of a version: who it is, and the digest of its files."""
+        if version is None:
+            return None
+        return {**version.identity(), **content.digest(self.registry, version, self.digest_max_bytes).to_json()}
+
     def _check_named(self, rule, model: str, reviewers: tuple[str, ...]) -> None:
         """Refuse a named reviewer who could not approve: naming grants no right.
 
@@ -218,7 +234,34 @@ class Workflow:
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
         challenger, champion = change.challenger(self.registry), change.champion(self.registry)
         self._observe(change, challenger, champion)
-        return _snapshot(challenger), _snapshot(champion)
+        snapshots = self._snapshot(challenger), self._snapshot(champion)
+        self._observe_files(change, snapshots[1])
+        return snapshots
+
+    def _observe_files(self, change: Change, champion: dict | None, seen: dict | None = None) -> str | None:
+        """Record an outside change when the champion's files differ from what Checkpoint last saw
+        of that version (``seen``: the request's champion snapshot; by default the challenger of
+        the last request applied to the target). Returns why, or None."""
+        if champion is None or not champion.get("digest"):
+            return None
+        if seen is None:
+            try:
+                seen = self.store.last_applied_challenger(change.model_name, change.target())
+            except Exception:  # noqa: BLE001 - observing must never break opening
+                log.warning("could not read the last applied request of %s", change.model_name, exc_info=True)
+                return None
+        if not seen or not seen.get("digest") or _identity(seen) != _identity(champion):
+            return None
+        if seen["digest"] == champion["digest"]:
+            return None
+        reason = (f"the champion's files changed outside Checkpoint (v{champion['version']}: digest "
+                  f"{short(seen['digest'])} → {short(champion['digest'])})")  # fmt: skip
+        try:
+            self.store.record_outside_files_change(change.model_name, change.target(), champion["version"],
+                                                   seen["digest"], champion["digest"])  # fmt: skip
+        except Exception:  # noqa: BLE001 - as _observe
+            log.warning("could not record an outside change of the files of %s", change.model_name, exc_info=True)
+        return reason
 
     def _observe(self, change: Change, challenger: Version | None, champion: Version | None) -> None:
         """Record an "outside change" when a stage or alias holds a version Checkpoint did not put there.
@@ -301,13 +344,38 @@ class Workflow:
         refusal = self.refusal(user, request)
         if refusal:
             raise WorkflowError(403, "PERMISSION_DENIED", refusal)
-        if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,)):
+        digest = self._review_digest(request, user.name)
+        if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,), digest=digest):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
         if verdict == "reject":
             self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event="rejected",
                                   reason=f"rejected by {user.name}")  # fmt: skip
             return self.store.get(request_id)
         return self._proceed(request_id, user.name)
+
+    def _review_digest(self, request: PromoteRequest, actor: str) -> str | None:
+        """The challenger's digest now, which the review is bound to. If it is not the one the
+        request shows, the files changed under the reviewer: approvals so far are dismissed, the
+        request shows the new digest, and this review is refused so it is given on what is there."""
+        if not request.challenger or "digest" not in request.challenger or request.state != OPEN:
+            return _digest(request.challenger)
+        try:
+            now_seen = self._snapshot(changes.from_json(request.change).challenger(self.registry))
+        except RegistryUnavailable:  # the review is kept; apply compares again, and fails while MLflow is down
+            return _digest(request.challenger)
+        if _identity(now_seen) != _identity(request.challenger) or _digest(now_seen) == _digest(request.challenger):
+            return _digest(request.challenger)  # a moved challenger is apply's business (_moved)
+        reason = self._challenger_files_reason(request.challenger, now_seen)
+        self.store.dismiss_reviews(request.id, reason, actor)
+        self.store.update_fields(request.id, actor="checkpoint", event="snapshots_refreshed",
+                                 data={"challenger": now_seen, "reason": reason}, challenger=now_seen)  # fmt: skip
+        raise WorkflowError(409, "INVALID_STATE", f"Checkpoint: {reason}; the request now shows the new digest "
+                            f"({short(_digest(now_seen))}): review it again")  # fmt: skip
+
+    @staticmethod
+    def _challenger_files_reason(before: dict, after: dict | None) -> str:
+        return (f"the challenger's files changed since the reviews (v{before['version']}: digest "
+                f"{short(_digest(before))} → {short(_digest(after))})")  # fmt: skip
 
     def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
         """Open → approved → applied once approvals meet the rule and required checks pass
@@ -371,7 +439,8 @@ class Workflow:
                                       applied_at=now(), reason="already true")  # fmt: skip
                 return self.store.get(request_id)
             challenger, champion = self._snapshots(change)
-            moved = None if forced else self._moved(request, challenger, champion)
+            champion_files = self._observe_files(change, champion, seen=request.champion)
+            moved = None if forced else (self._moved(request, challenger, champion) or champion_files)
             if moved:
                 self.store.dismiss_reviews(request_id, moved, actor)
                 self.store.update_fields(request_id, actor=actor, event="snapshots_refreshed",
@@ -547,6 +616,10 @@ class Workflow:
             return f"the champion moved since the reviews ({before} → {after})"
         if request.challenger and _identity(request.challenger) != _identity(challenger):
             return "the challenger changed since the reviews"
+        if request.challenger and "digest" in request.challenger:
+            current = _digest(challenger)
+            if current != _digest(request.challenger) or any(r.digest and r.digest != current for r in request.approvals):
+                return Workflow._challenger_files_reason(request.challenger, challenger)
         return None
 
 

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from urllib.parse import quote
 
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -56,6 +57,25 @@ def governed_view(state: dict, gov: governance.Governance) -> dict:
     return view
 
 
+def files_view(mlflow_url: str, state: dict) -> dict[str, list]:
+    """Every registered version's files (path, size), by storage location, read from MLflow."""
+    out: dict[str, list] = {}
+    for name, model in state.items():
+        for version in (model or {}).get("versions", {}):
+            uri = requests.get(f"{mlflow_url}/api/2.0/mlflow/model-versions/get-download-uri", timeout=30,
+                               params={"name": name, "version": version}).json()["artifact_uri"]  # fmt: skip
+            root = uri.split(":", 1)[1].lstrip("/")
+            found, todo = [], [root]
+            while todo and len(found) < 1000:
+                path = todo.pop()
+                listed = requests.get(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts", params={"path": path}, timeout=30)
+                for f in listed.json().get("files", []):
+                    child = f"{path}/{f['path'].rsplit('/', 1)[-1]}"
+                    (todo.append(child) if f.get("is_dir") else found.append((child, f.get("file_size"))))
+            out[root] = sorted(found)
+    return out
+
+
 class Run:
     """The random calls, against model ``a`` (champion v1 in Production, v2 in Staging, v3 idle)
     and the protected ``prod.`` model ``p``."""
@@ -75,6 +95,8 @@ class Run:
         direct.set_model_version_tag(self.a, self.v1, "validation_status", "passed")
         direct.set_registered_model_tag(self.a, "validation_status", "passed")
         self.source = direct.get_model_version(self.a, self.v1).source
+        self.roots = [direct.get_model_version_download_uri(n, v).split(":", 1)[1].lstrip("/")
+                      for n, v in ((self.a, self.v1), (self.a, self.v2), (self.a, self.v3), (self.p, "1"))]  # fmt: skip
         self.outcomes: Counter[str] = Counter()
 
     @property
@@ -116,7 +138,7 @@ class Run:
     def raw_call(self) -> None:
         r = self.rng
         name = r.choice([self.a, self.a, self.a, self.p])
-        kind = r.randrange(13)
+        kind = r.randrange(15)
         if kind == 0:
             self.send("POST", "registered-models/alias", {"name": name, "alias": r.choice(ALIASES), "version": self.version()})
         elif kind == 1:
@@ -149,8 +171,31 @@ class Run:
         elif kind == 11:
             self.send("POST", "registered-models/rename", {"name": name, self.key("new_name"):
                       r.choice([f"{self.a}-renamed", f"prod.{self.a}-renamed"])})  # fmt: skip
+        elif kind in (13, 14):
+            self.artifact_call()
         else:
             self.send("GET", f"registered-models/alias?name={quote(name)}&alias=champion", None)
+
+    def artifact_call(self) -> None:
+        """A write or delete under a registered version's files (or, one time in four, next to
+        them in the same run, which must pass), in the routes and spellings MLflow serves."""
+        r = self.rng
+        root = r.choice(self.roots)
+        inside = r.random() < 0.75
+        target = f"{root}/{r.choice(['python_model.pkl', 'MLmodel', 'sub/x.bin'])}" if inside else f"{root}-plots/p.txt"
+        if r.random() < 0.2:
+            target = target.replace("/", "%2F")
+        elif r.random() < 0.1:
+            target = target.replace("/", "//", 1)
+        prefix = r.choice(["/api/2.0", "/ajax-api/2.0", "//api/2.0", "/mlflow/api/2.0"])
+        route, method = r.choice([("mlflow-artifacts/artifacts", "PUT"), ("mlflow-artifacts/artifacts", "PUT"),
+                                  ("mlflow-artifacts/artifacts", "DELETE"), ("mlflow-artifacts/mpu/create", "POST")])  # fmt: skip
+        if method == "DELETE" and inside and r.random() < 0.5:
+            target = root.rsplit("/", r.randrange(1, 3))[0]  # the directory above
+        headers = [("Authorization", "Basic YnlwYXNzOng="), ("Content-Type", "application/octet-stream")]
+        answer = raw_request(self.base, method, f"{prefix}/{route}/{target}", headers, b"evil bytes", timeout=60)
+        assert answer.status < 500 or b"Checkpoint" not in answer.body, answer.body[:300]
+        self.outcomes[f"artifact {'inside' if inside else 'beside'} {answer.status}"] += 1
 
     def client_call(self) -> None:
         r, c, a = self.rng, self.client, self.a
@@ -185,6 +230,7 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     gov = sqlite_checkpoint.app.extensions["checkpoint.workflow"].governance
     run = Run(sqlite_checkpoint.url, mlflow_server.url, seed)
     before = registry_state(mlflow_server.url, run.names)
+    files_before = files_view(mlflow_server.url, before)
     started = time.monotonic()
     made = 0
     for made in range(1, CALLS + 1):  # noqa: B007 - the count is reported below
@@ -197,6 +243,13 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     store = sqlite_checkpoint.app.extensions["checkpoint.workflow"].store
     assert store.count(state="applied") == 0, "nothing was approved, so nothing may have been applied"
     assert governed_view(after, gov) == governed_view(before, gov), f"seed {seed}: a governed element changed"
+    files_after = files_view(mlflow_server.url, after)
+    kept = set(files_before) & set(files_after)  # versions deleted (ungoverned) in between no longer count
+    assert {k: files_after[k] for k in kept} == {k: files_before[k] for k in kept}, f"seed {seed}: a version's files changed"
+    assert any(k.startswith("artifact inside 403") for k in run.outcomes), run.outcomes
+    # Guard for the file oracle: a write straight to MLflow (past Checkpoint) shows in it.
+    probe = requests.put(f"{mlflow_server.url}/api/2.0/mlflow-artifacts/artifacts/{run.roots[-1]}/probe", data=b"x", timeout=30)
+    assert probe.status_code == 200 and files_view(mlflow_server.url, after) != files_after
     # The run must have reached MLflow with both kinds of call, or it proved nothing.
     assert made >= min(CALLS, 100)
     assert run.outcomes["raw 403"] + run.outcomes["client PERMISSION_DENIED"] >= 20, run.outcomes

@@ -225,3 +225,72 @@ def test_is_ui_call_only_for_ajax_api_registry_paths():
     assert not rules.is_ui_call("/api/2.0/mlflow/model-versions/transition-stage")
     assert not rules.is_ui_call("/static-files/ajax-api/index.html")
     assert not rules.is_ui_call("/api/2.0/mlflow-artifacts/artifacts/ajax-api/2.0/mlflow/registered-models/alias")
+
+
+# -- artifact routes (issue #12, class 1) ------------------------------------------------------
+
+ARTIFACT = re.compile(r"artifact|mpu|upload")
+
+
+@pytest.mark.parametrize("source", ["get_endpoints", "url_map", "fastapi"])
+def test_every_artifact_writing_route_has_a_rule(mlflow_routes, source):
+    """Each mutating route of MLflow that names artifacts, uploads or multipart parts is in
+    ``ARTIFACT_RULES`` (a write, a delete, or an explicit read), on every prefix."""
+    routes = {(m, p) for m, p in mlflow_routes[source] if m in MUTATING and ARTIFACT.search(p)}
+    assert routes, "the route walk found no artifact routes"
+    uncovered = []
+    for method, template in sorted(routes):
+        path = _concrete(template)
+        for variant in (path, "/mlflow" + path):
+            if rules.match_artifact(method, variant) is None:
+                uncovered.append(f"{method} {template} ({variant})")
+    assert not uncovered, "artifact routes with no decision in checkpoint/rules.py:\n" + "\n".join(uncovered)
+
+
+def test_every_artifact_rule_names_a_route_mlflow_serves(mlflow_routes):
+    served = {(m, _concrete(p)) for m, p in mlflow_routes["url_map"]}
+    for rule in rules.ARTIFACT_RULES:
+        path = f"/api/2.0/{rule.route}" + ("/42" if rule.where == "path" else "")
+        assert (rule.method, path) in served or (rule.method, path.replace("/api/", "/ajax-api/")) in served, rule
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "verb", "path"),
+    [
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/models/m-1/artifacts/m.pkl", "write", "1/models/m-1/artifacts/m.pkl"),
+        ("PUT", "/ajax-api/2.0/mlflow-artifacts/artifacts/1/r/x", "write", "1/r/x"),
+        ("PUT", "/team/mlflow/api/2.0/mlflow-artifacts/artifacts/1/r/x", "write", "1/r/x"),
+        ("PUT", "//api/2.0//mlflow-artifacts/artifacts/1//r/x", "write", "1/r/x"),
+        ("PUT", "/api/2.0/mlflow%2Dartifacts/artifacts/1%2Fr%252Fx", "write", "1/r%2Fx"),  # decoded fully later
+        ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/r", "delete", "1/r"),
+        ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/", "delete", ""),
+        ("POST", "/api/2.0/mlflow-artifacts/mpu/create/1/r/x", "write", "1/r/x"),
+        ("POST", "/api/2.0/mlflow-artifacts/mpu/complete/1/r/x", "write", "1/r/x"),
+        ("POST", "/api/2.0/mlflow-artifacts/mpu/abort/1/r/x", "write", "1/r/x"),
+        ("POST", "/ajax-api/2.0/mlflow/upload-artifact?run_uuid=r&path=x", "write", ""),
+        ("POST", "/api/2.0/mlflow/artifacts/presigned-upload-url", "write", ""),
+        ("POST", "/api/2.0/mlflow/artifacts/presigned-download-url", "read", ""),
+        # An artifact path that contains another artifact route is still the first route's path.
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/r/api/2.0/mlflow-artifacts/artifacts/y", "write",
+         "1/r/api/2.0/mlflow-artifacts/artifacts/y"),
+    ],
+)  # fmt: skip
+def test_match_artifact(method, raw, verb, path):
+    found = rules.match_artifact(method, raw)
+    assert found is not None and found[0].verb == verb and found[1] == path
+    assert rules.match(method, raw) is None  # never a registry call as well
+
+
+@pytest.mark.parametrize(
+    ("method", "raw"),
+    [
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/1/r/x"),  # reads need no rule and pay no lookup
+        ("HEAD", "/api/2.0/mlflow-artifacts/artifacts/1/r/x"),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts?path=1/r"),
+        ("POST", "/api/2.0/mlflow/upload-artifact/extra"),
+        ("POST", "/api/2.0/mlflow/runs/log-artifact"),
+        ("PUT", "/static-files/mlflow-artifacts/artifacts/1/r/x"),
+    ],
+)
+def test_no_artifact_rule(method, raw):
+    assert rules.match_artifact(method, raw) is None

@@ -140,7 +140,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         out["reviews"] = [
             {"id": r.id, "reviewer": r.reviewer, "verdict": r.verdict, "comment": r.comment,
              "created_at": r.created_at.isoformat(), "dismissed": r.dismissed_at is not None,
-             "dismissed_reason": r.dismissed_reason}
+             "dismissed_reason": r.dismissed_reason, "digest": r.digest}
             for r in item.reviews
         ]  # fmt: skip
         out["comments"] = [

@@ -18,6 +18,7 @@ from http import HTTPStatus
 
 from checkpoint import logs, metrics, rules
 from checkpoint.changes import Change, ChangeError, from_body, parse_body
+from checkpoint.content import ArtifactWrite, ContentError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.proxy import Proxy, host_allowed, public_origin
 from checkpoint.registry import RegistryError, RegistryUnavailable
@@ -88,7 +89,11 @@ class Gateway:
         method = environ["REQUEST_METHOD"]
         if method in ("GET", "HEAD") and _is_index(path):
             return self.index(environ, start_response)
-        rule = rules.match(method, environ.get("RAW_URI") or environ.get("REQUEST_URI") or path)
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
+        artifact = rules.match_artifact(method, raw)
+        if artifact is not None and artifact[0].verb != "read" and self.workflow is not None:
+            return self.guard_artifact(environ, start_response, *artifact)
+        rule = rules.match(method, raw)
         if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
             return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)
@@ -128,6 +133,48 @@ class Gateway:
         environ = {k: v for k, v in environ.items() if k not in ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")}
         environ = {k: v for k, v in environ.items() if k not in self.drop}
         return self.proxy.forward(environ, start_response, transform=_inject_panel)
+
+    # -- artifact writes -------------------------------------------------------------
+
+    def guard_artifact(self, environ: dict, start_response, rule: rules.ArtifactRule, path: str) -> Iterable[bytes]:
+        """An artifact write or delete passes, streamed and untouched, unless it reaches a
+        registered version's files; then a 403 that says which, and why."""
+        body = None
+        try:
+            if rule.where == "query":
+                write = ArtifactWrite.from_query(rule.verb, environ.get("QUERY_STRING", ""))
+            elif rule.where == "body":  # a small JSON call (presigned upload), never a file
+                body = _read_body(environ)
+                write = ArtifactWrite.from_body(rule.verb, parse_body("POST", environ.get("CONTENT_TYPE", ""), body))
+            else:
+                write = ArtifactWrite(rule.verb, path=path)
+            reason = self.workflow.artifact_refusal(write)
+        except (ChangeError, ContentError) as exc:
+            return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Checkpoint: {exc}"})
+        except RegistryUnavailable as exc:
+            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+        except RegistryError as exc:  # the lookup failed: refuse (never pass unchecked), never a 5xx
+            return _json(start_response, 403, {"error_code": "PERMISSION_DENIED",
+                         "message": f"Checkpoint: could not tell whether this artifact call reaches a registered "
+                                    f"model version's files (MLflow: {exc.message}), so it is refused"})  # fmt: skip
+        if body is not None:
+            environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if reason is None:
+            return self.forward(environ, start_response)
+        environ["checkpoint.route"] = "governed"
+        try:
+            user = self.auth.user(environ)
+        except Unauthenticated as exc:  # who may not sign in learns nothing about the registry
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
+                         list(exc.headers))  # fmt: skip
+        if user.anonymous and self.auth.mode != "none":
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
+                         "message": "Checkpoint: sign in to write artifacts"})  # fmt: skip
+        environ[logs.USER_KEY] = user.name
+        metrics.count_governed("artifact_" + rule.verb, "refused")
+        log.info("artifact %s refused for %s: %s", rule.verb, user.name, reason)
+        return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": f"Checkpoint: {reason}"})
 
     # -- governed routes -------------------------------------------------------------
 
