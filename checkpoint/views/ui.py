@@ -16,7 +16,8 @@ from checkpoint.changes import Change, ChangeError, from_json, lone_surrogate, p
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
-from checkpoint.views.api import _cursor, _make_cursor
+from checkpoint.views.api import _cursor, _make_cursor, reader
+from checkpoint.visibility import request_key
 from checkpoint.workflow import TITLE_MAX, Workflow, WorkflowError
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
@@ -105,6 +106,25 @@ def _user():
     return {"user": user.name if user else "anonymous", "auth_mode": current_app.extensions["checkpoint.auth"].mode}
 
 
+@bp.before_request
+def _readable_request():
+    """A request whose model the caller may not read is, on every page and form, one that does not exist."""
+    request_id = (request.view_args or {}).get("request_id")
+    if request_id is None:
+        return
+    try:
+        item = workflow().store.get(request_id)
+    except NotFound:
+        return  # the view answers its own 404
+    if not reader().can_read(item.model_name, request_key(item)[0]):
+        abort(404, f"promote request #{request_id} does not exist")
+
+
+def _refuse_unreadable(change) -> None:
+    if not reader().can_read_change(change):
+        abort(403, "Permission denied: MLflow does not let you read this model")
+
+
 @bp.get("/")
 def index():
     return redirect(url_for("ui.requests_list"))
@@ -118,8 +138,9 @@ def requests_list():
         abort(400, f"state must be all or one of {', '.join(STATES)}")
     filters = {"model": args.get("model") or None, "target": args.get("target") or None,
                "author": args.get("author") or None, "search": args.get("q") or None}  # fmt: skip
-    items, last = workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
-                                        limit=PAGE, **filters)  # fmt: skip
+    items, last = reader().visible_page(
+        lambda hidden: workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
+                                             limit=PAGE, hidden=hidden, **filters), request_key)  # fmt: skip
     query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
                                "author": filters["author"], "q": filters["search"]}.items() if v}  # fmt: skip
     next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
@@ -147,6 +168,7 @@ def new_request():
     if not token:
         abort(400, "no change given: open this form from MLflow, or use the API")
     change = _decode_change(token)
+    _refuse_unreadable(change)
     return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
                            reviewers="", errors={}, rule=_rule(change))  # fmt: skip
 
@@ -159,6 +181,7 @@ def _rule(change):
 def create_request():
     token = request.form.get("change", "")
     change = _decode_change(token)
+    _refuse_unreadable(change)
     title, description = request.form.get("title", ""), request.form.get("description", "")
     reviewers = request.form.get("reviewers", "")
     errors = {}
@@ -286,6 +309,8 @@ def retry(request_id: int):
 @bp.get("/models/<path:name>/history")
 def model_history(name: str):
     """Every promotion applied to a model: what held which stage or alias, from when to when."""
+    if not reader().can_read(name):
+        abort(403, "Permission denied: MLflow does not let you read this model")
     entries = history.for_model(workflow().store, name)
     return render_template("ui/history.html", name=name, entries=entries)
 
