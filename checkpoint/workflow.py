@@ -200,7 +200,7 @@ class Workflow:
             request = self.store.get(request.id)
         return request, created
 
-    def artifact_refusal(self, write: content.ArtifactWrite) -> str | None:
+    def artifact_refusal(self, write: content.ArtifactWrite) -> content.Refusal | None:
         """Why an artifact write or delete may not pass: it reaches a registered version's files."""
         return content.refusal(self.registry, write)
 

@@ -468,3 +468,17 @@ def test_header_mode_governed_call_without_identity_learns_nothing(header_mode, 
     assert signed_in.status_code == 403 and "X-Checkpoint-New-Request" in signed_in.headers
     assert direct.get_model_version(name, v1).current_stage == "Production"
     assert direct.get_model_version(name, v2).current_stage == "None"
+
+
+def test_an_artifact_refusal_names_the_model_only_to_who_may_read_it(visible, auth_mlflow, monkeypatch):
+    """A write into a registered version's files is refused for everyone; the refusal says which
+    model, version and stage only to a caller MLflow lets read that model."""
+    name, versions = secret_model(auth_mlflow, monkeypatch)
+    source = MlflowClient(tracking_uri=auth_mlflow.url).get_model_version(name, versions[0]).source
+    target = f"{visible.url}/api/2.0/mlflow-artifacts/artifacts/{source.split(':', 1)[1].strip('/')}/model.pkl"
+    answers = {user: requests.put(target, data=b"swapped", auth=as_user(user), timeout=30) for user in ("dave", "carol")}
+    assert {user: a.status_code for user, a in answers.items()} == {"dave": 403, "carol": 403}
+    assert name in answers["carol"].json()["message"] and "Production" in answers["carol"].json()["message"]
+    hidden = answers["dave"].json()["message"]
+    assert "immutable" in hidden and name not in hidden and "Production" not in hidden
+    assert not re.search(r"version \d", hidden), hidden
