@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
-from checkpoint import db, governance, identity, logs, metrics, notify
+from checkpoint import db, governance, identity, logs, metrics, notify, visibility
 from checkpoint.audit import HEAD, Keyring
 from checkpoint.background import Background
 from checkpoint.checks import CHECKS_INTERVAL
@@ -169,9 +169,12 @@ def _resolve_user():
     except identity.Unauthenticated as exc:
         if request.endpoint in _PUBLIC_ENDPOINTS:
             g.user = identity.User(identity.ANONYMOUS)
+            g.reader = visibility.Reader(g.user, restricted=True)
             return None
         body = json.dumps({"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"})
         return Response(body, status=401, mimetype="application/json", headers=list(exc.headers))
+    registry = current_app.extensions["checkpoint.workflow"].registry
+    g.reader = visibility.reader_for(auth.mode, registry, g.user, request.environ)  # what the caller may see
     return None
 
 

@@ -250,7 +250,24 @@ def _like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def refusal(registry: Registry, write: ArtifactWrite) -> str | None:
+@dataclass(frozen=True)
+class Refusal:
+    """Why an artifact call may not pass; ``model`` is the registered model it names (None when
+    it names none), so a caller who may not read that model can be told less."""
+
+    message: str
+    model: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def redacted(self) -> str:
+        """The same refusal without the model's name, version, stage or location."""
+        return ("this artifact call is refused: it reaches the files of a registered model version, which are "
+                "immutable through Checkpoint")  # fmt: skip
+
+
+def refusal(registry: Registry, write: ArtifactWrite) -> Refusal | None:
     """Why this artifact call may not pass, or None. Deletes that no run or logged model id
     bounds (the store's root, an experiment's directory) may remove any version's files."""
     place = write.place(registry)
@@ -259,8 +276,8 @@ def refusal(registry: Registry, write: ArtifactWrite) -> str | None:
     where = f"'{place.path}'" if place.root == SERVED else f"'{place}'"
     has_id = any(RUN_ID.match(p) or MODEL_ID.match(p) for p in place.parts) or write.run_id or write.model_id
     if write.verb == "delete" and not has_id:
-        return (f"deleting {where} is refused: it is not inside one run's or one logged model's directory, "
-                "so it may remove the files of registered model versions")  # fmt: skip
+        return Refusal(f"deleting {where} is refused: it is not inside one run's or one logged model's directory, "
+                       "so it may remove the files of registered model versions")  # fmt: skip
     hits = versions_reached(registry, place, write.run_id, write.model_id)
     if not hits:
         return None
@@ -268,10 +285,10 @@ def refusal(registry: Registry, write: ArtifactWrite) -> str | None:
     stage = f", stage {first.stage}" if first.stage not in ("None", "") else ""
     more = f" and {len(hits) - 1} other version(s)" if len(hits) > 1 else ""
     action = "deleting" if write.verb == "delete" else "writing"
-    return (f"{action} {where} is refused: it is inside the files of registered model '{first.name}' version "
-            f"{first.version}{stage}{more} (stored at {hits[0].place}). A registered version's files are immutable "
-            "through Checkpoint: log the new files as a new model and register it as a new version, then ask for "
-            "its promotion")  # fmt: skip
+    return Refusal(f"{action} {where} is refused: it is inside the files of registered model '{first.name}' version "
+                   f"{first.version}{stage}{more} (stored at {hits[0].place}). A registered version's files are "
+                   "immutable through Checkpoint: log the new files as a new model and register it as a new version, "
+                   "then ask for its promotion", first.name)  # fmt: skip
 
 
 # -- digest -----------------------------------------------------------------------------

@@ -28,6 +28,9 @@ import urllib3
 
 ANONYMOUS = "anonymous"
 MODES = ("none", "header", "mlflow")
+# The header keys (``HTTP_...``) a request carried more than once: set by Checkpoint's servers
+# (serving.py), which otherwise join repeats with "," as gunicorn and werkzeug do.
+REPEATED_KEY = "checkpoint.repeated_headers"
 
 
 class IdentityError(ValueError):
@@ -99,6 +102,7 @@ class HeaderAuth:
     ) -> None:  # fmt: skip
         self.trusted = trusted
         self.keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in (user_header, email_header, groups_header))
+        self.names = dict(zip(self.keys, (user_header, email_header, groups_header), strict=True))
         self.forwarded_drop = frozenset(self.keys)
         self.admins = admins
         self.admin_groups = admin_groups
@@ -109,6 +113,12 @@ class HeaderAuth:
         except ValueError:
             return False
         return any(peer in network for network in self.trusted)
+
+    def repeated(self, environ: dict) -> list[str]:
+        """The identity headers this request sent more than once. Joined, two ``X-Forwarded-Groups``
+        read as one longer list: an appended ``admins`` made a user admin. Never guess which one counts."""
+        seen = environ.get(REPEATED_KEY) or ()
+        return [self.names[key] for key in self.keys if key in seen]
 
     def user(self, environ: dict, session_user: str | None = None) -> User:
         user_key, email_key, groups_key = self.keys

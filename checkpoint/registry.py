@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -28,20 +29,24 @@ CACHE_SECONDS = 60.0
 # (absent or blank: the default workspace); Checkpoint sends it for every read and write of a
 # change made in another workspace.
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
+# How long one caller's "may read this model" stays believed: a revoked grant is honoured
+# within this many seconds. Short, and bounded in entries, because it is per caller.
+READ_RIGHT_SECONDS = 10.0
+READ_RIGHT_ENTRIES = 4096
 
 
 class _TTLCache:
     """A small, thread-safe, time-bounded cache for upstream reads that do not change."""
 
-    def __init__(self, seconds: float, size: int) -> None:
-        self.seconds, self.size = seconds, size
+    def __init__(self, seconds: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.size, self.clock = seconds, size, clock
         self._items: dict = {}
         self._lock = threading.Lock()
 
     def get(self, key):
         with self._lock:
             hit = self._items.get(key)
-            if hit is None or hit[0] < time.monotonic():
+            if hit is None or hit[0] < self.clock():
                 self._items.pop(key, None)
                 return None
             return hit[1]
@@ -50,7 +55,7 @@ class _TTLCache:
         with self._lock:
             if len(self._items) >= self.size:
                 self._items.pop(next(iter(self._items)))  # oldest insertion first
-            self._items[key] = (time.monotonic() + self.seconds, value)
+            self._items[key] = (self.clock() + self.seconds, value)
 
 
 class RegistryError(Exception):
@@ -150,11 +155,12 @@ class Registry:
             self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self.netloc = parts.netloc
         self._cache = _TTLCache(CACHE_SECONDS, 256)
+        self._read_rights = _TTLCache(READ_RIGHT_SECONDS, READ_RIGHT_ENTRIES)
         self.workspace = ""  # "" is MLflow's default workspace: no header is sent
 
     def in_workspace(self, workspace: str) -> Registry:
         """This adapter acting in MLflow workspace ``workspace`` ("" = the default): the same
-        connection pool and cache (whose keys carry the workspace), and the workspace header
+        connection pool and caches (whose keys carry the workspace), and the workspace header
         on every call. Every read and write for a change goes through the change's view."""
         workspace = workspace or ""
         if workspace == self.workspace:
@@ -330,6 +336,39 @@ class Registry:
                 return False
             raise
         return str((data.get("registered_model_permission") or {}).get("permission", "")).upper() == "MANAGE"
+
+    def can_read(self, authorization: str, model: str, workspace: str = "") -> bool:
+        """Whether MLflow lets the caller whose ``Authorization`` header this is read ``model``.
+
+        Asked with the caller's own credentials (``registered-models/get``), so MLflow's own rules
+        decide, DENY and default permission included. A model that does not exist is readable:
+        MLflow answers the caller 404, not 403, so nothing is hidden by showing it. Anything but a
+        clear answer (MLflow down, a 5xx) reads as "no" and is not cached: visibility fails closed.
+        Answers are kept per (hash of the header, workspace, model), never the header itself.
+        """
+        key = (hashlib.sha256(authorization.encode()).hexdigest(), workspace, model)
+        cached = self._read_rights.get(key)
+        if cached is not None:
+            return cached
+        headers = {"Authorization": authorization, "User-Agent": "checkpoint"}
+        rid = current_request_id()
+        if rid:
+            headers["X-Request-Id"] = rid
+        if workspace:  # a server without workspaces answers 500 FEATURE_DISABLED to the header
+            headers["X-MLFLOW-WORKSPACE"] = workspace
+        url = f"{self.base}{API}/registered-models/get?" + urlencode({"name": model})
+        try:
+            answer = self.http.request("GET", url, headers=headers)
+        except (HTTPError, OSError):
+            return False
+        if answer.status in (200, 404):
+            allowed = True
+        elif answer.status in (401, 403):
+            allowed = False
+        else:
+            return False
+        self._read_rights.put(key, allowed)
+        return allowed
 
     def call_v3(self, method: str, endpoint: str, query: Mapping | None = None) -> dict:
         """The few routes MLflow serves only under ``/api/3.0``."""

@@ -14,9 +14,12 @@ import os
 import select
 import shutil
 import threading
+from collections import Counter
+from collections.abc import Iterable
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.serving import WSGIRequestHandler
 
 from checkpoint import db, governance, identity, logs, metrics, notify
 from checkpoint.policy import Policy
@@ -75,6 +78,25 @@ class ProxyWorker(ThreadWorker):
         self._threads = self.cfg.threads
         self._in_use = 0
         self._in_use_lock = threading.Lock()
+        self._current = threading.local()  # the request each pool thread is serving
+
+    def load_wsgi(self) -> None:
+        """The app, told which headers the request repeated (gunicorn's environ joins them)."""
+        super().load_wsgi()
+        app, current = self.wsgi, self._current
+
+        def marked(environ, start_response):
+            environ[identity.REPEATED_KEY] = getattr(current, "repeated", frozenset())
+            return app(environ, start_response)
+
+        self.wsgi = marked
+
+    def handle_request(self, req, conn):
+        self._current.repeated = repeated_keys(name for name, _ in req.headers)
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            self._current.repeated = frozenset()
 
     def handle(self, conn):
         with self._in_use_lock:
@@ -111,6 +133,22 @@ class ProxyWorker(ThreadWorker):
                 self.nr_conns -= 1
                 conn.close()
         return super().wait_for_and_dispatch_events(min(timeout, 1.0))
+
+
+def repeated_keys(names: Iterable[str]) -> frozenset[str]:
+    """The WSGI keys (``HTTP_X_FORWARDED_GROUPS``) of header names seen more than once."""
+    counts = Counter("HTTP_" + name.upper().replace("-", "_") for name in names)
+    return frozenset(key for key, count in counts.items() if count > 1)
+
+
+class RequestHandler(WSGIRequestHandler):
+    """werkzeug's development server (tests, ``checkpoint_in_thread``) with the same repeated-header
+    mark as :class:`ProxyWorker`: werkzeug too joins a repeated header with ","."""
+
+    def make_environ(self):
+        environ = super().make_environ()
+        environ[identity.REPEATED_KEY] = repeated_keys(self.headers.keys())
+        return environ
 
 
 def _readable(sock) -> bool:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import and_, func, not_, or_, select, text, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -317,11 +317,12 @@ class Store:
     def list(
         self, *, state: str | None = None, model: str | None = None, target: str | None = None,
         author: str | None = None, search: str | None = None, before: int | None = None, limit: int = 50,
-        workspace: str | None = None,
+        hidden: Iterable[tuple[str, str]] = (), workspace: str | None = None,
     ) -> tuple[list[PromoteRequest], int | None]:  # fmt: skip
         """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts.
+        ``hidden`` (workspace, model) pairs are left out: models the caller may not read.
         ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all."""
-        query = select(RequestRow)
+        query = _visible(select(RequestRow), hidden)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
         if state:
@@ -349,8 +350,9 @@ class Store:
             items = [_request(r, reviews[r.id]) for r in page]
         return items, (items[-1].id if len(rows) > limit else None)
 
-    def count(self, state: str | None = None, model: str | None = None, workspace: str | None = None) -> int:
-        query = select(func.count(RequestRow.id))
+    def count(self, state: str | None = None, model: str | None = None, hidden: Iterable[tuple[str, str]] = (),
+              workspace: str | None = None) -> int:  # fmt: skip
+        query = _visible(select(func.count(RequestRow.id)), hidden)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
         if state:
@@ -359,6 +361,14 @@ class Store:
             query = query.where(RequestRow.model_name == model)
         with session_scope(self.sessions) as session:
             return session.scalar(query) or 0
+
+    def request_models(self, state: str | None = None) -> set[tuple[str, str]]:
+        """The distinct (workspace, model) pairs of requests (in ``state``): what a count may hide."""
+        query = select(RequestRow.workspace, RequestRow.model_name).distinct()
+        if state:
+            query = query.where(RequestRow.state == state)
+        with session_scope(self.sessions) as session:
+            return {(w or "", m) for w, m in session.execute(query)}
 
     def delivery_backlog(self) -> int:
         """Webhook deliveries not yet delivered nor given up on (pending or being sent)."""
@@ -602,10 +612,14 @@ class Store:
 
     def list_deliveries(
         self, *, status: str | None = None, webhook: str | None = None, request_id: int | None = None,
-        before: tuple[int, str] | None = None, limit: int = 50,
+        before: tuple[int, str] | None = None, limit: int = 50, hidden_models: Iterable[str] = (),
     ) -> tuple[list[Delivery], tuple[int, str] | None]:  # fmt: skip
-        """Newest event first; ``before`` is the cursor (event id, delivery id) of the last row seen."""
-        query = select(DeliveryRow, EventRow.kind).join(EventRow, EventRow.id == DeliveryRow.event_id)
+        """Newest event first; ``before`` is the cursor (event id, delivery id) of the last row seen.
+        Deliveries of events about ``hidden_models`` (the caller may not read them) are left out."""
+        query = select(DeliveryRow, EventRow.kind, EventRow.model_name).join(EventRow, EventRow.id == DeliveryRow.event_id)
+        hidden_models = sorted(set(hidden_models))
+        if hidden_models:
+            query = query.where(EventRow.model_name.not_in(hidden_models))
         if status:
             query = query.where(DeliveryRow.status == status)
         if webhook:
@@ -619,7 +633,7 @@ class Store:
         query = query.order_by(DeliveryRow.event_id.desc(), DeliveryRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
             rows = session.execute(query).all()
-        items = [_delivery(row, kind) for row, kind in rows[:limit]]
+        items = [_delivery(row, kind, model) for row, kind, model in rows[:limit]]
         return items, ((items[-1].event_id, items[-1].id) if len(rows) > limit else None)
 
     @staticmethod
@@ -777,6 +791,13 @@ DELIVERY_STATES = (PENDING, SENDING, DELIVERED, GAVE_UP)
 UNSENT = (PENDING, SENDING)
 
 
+def _visible(query, hidden: Iterable[tuple[str, str]]):
+    """``query`` over requests without those in the ``hidden`` (workspace, model) pairs."""
+    for workspace, model in sorted(set(hidden)):
+        query = query.where(not_(and_(RequestRow.workspace == workspace, RequestRow.model_name == model)))
+    return query
+
+
 class DeliveryBusy(RuntimeError):
     """A delivery is being sent right now and cannot be reset."""
 
@@ -795,6 +816,7 @@ class Delivery:
     created_at: datetime
     delivered_at: datetime | None
     event: str = ""  # the event's kind, when read with it
+    model: str = ""  # the event's model, when read with it
 
 
 @dataclass(frozen=True)
@@ -809,6 +831,6 @@ class Outgoing:
     title: str | None = None  # the request's title as of the event (its current one if the log does not say)
 
 
-def _delivery(row: DeliveryRow, kind: str = "") -> Delivery:
+def _delivery(row: DeliveryRow, kind: str = "", model: str = "") -> Delivery:
     return Delivery(row.id, row.event_id, row.webhook, row.request_id, row.status, row.attempts, _aware(row.next_attempt_at),
-                    row.last_status, row.last_error, _aware(row.created_at), _aware(row.delivered_at), kind)  # fmt: skip
+                    row.last_status, row.last_error, _aware(row.created_at), _aware(row.delivered_at), kind, model)  # fmt: skip

@@ -209,7 +209,7 @@ class Workflow:
             request = self.store.get(request.id)
         return request, created
 
-    def artifact_refusal(self, write: content.ArtifactWrite) -> str | None:
+    def artifact_refusal(self, write: content.ArtifactWrite) -> content.Refusal | None:
         """Why an artifact write or delete may not pass: it reaches a registered version's files
         (looked up in the MLflow workspace the call acts in)."""
         return content.refusal(self.registry_for(write.workspace), write)

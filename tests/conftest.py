@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import MlflowServer, free_port
+from checkpoint.serving import RequestHandler
 from tests.compat_helpers import mlflow_major, mlflow_version
 from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, close_app, migrated_sqlite
 
@@ -146,7 +147,7 @@ class LiveCheckpoint:
 
 def serve_in_thread(application, port: int) -> tuple[object, threading.Thread]:
     """A threaded werkzeug server for ``application``; callers shut it down."""
-    server = make_server("127.0.0.1", port, application, threaded=True)
+    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=RequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread

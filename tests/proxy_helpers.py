@@ -43,6 +43,7 @@ from werkzeug.serving import make_server
 
 from checkpoint import create_app, db
 from checkpoint.mlflow_server import free_port, wait_http
+from checkpoint.serving import RequestHandler
 
 SERVER_HEADER = "fake-upstream/1.0"
 HTML_PAGE = (
@@ -448,7 +449,7 @@ def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterato
     database_url = config.pop("database_url", None) or migrated_sqlite(data_dir)
     application = create_app({"registry_url": registry_url, "database_url": database_url, "data_dir": data_dir, **config})
     port = free_port()
-    server = make_server("127.0.0.1", port, application, threaded=True)
+    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=RequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="checkpoint-werkzeug", daemon=True)
     thread.start()
     try:

@@ -231,7 +231,14 @@ def open_alias(base: str, name: str, version: str, title: str) -> requests.Respo
         "change": {"kind": "set_alias", "name": name, "alias": "champion", "version": version}, "title": title})
 
 
-def test_api_verify_and_export(live_checkpoint, mlflow_server):
+@pytest.fixture
+def auditor(monkeypatch) -> str:
+    """An admin (``CHECKPOINT_ADMINS``); listed before the app fixture, so the app reads it."""
+    monkeypatch.setenv("CHECKPOINT_ADMINS", "auditor")
+    return "auditor"
+
+
+def test_api_verify_and_export(auditor, live_checkpoint, mlflow_server):
     name, versions = make_model(mlflow_server.url)
     made = open_alias(live_checkpoint.url, name, versions[0], "first champion")
     assert made.status_code == 201, made.text
@@ -240,22 +247,24 @@ def test_api_verify_and_export(live_checkpoint, mlflow_server):
     keys = live_checkpoint.app.extensions["checkpoint.workflow"].store.keys  # generated into the data dir
     assert verdict["key_id"] == keys.ids[0] and verdict["unkeyed"] == 0
 
-    exported = api(live_checkpoint.url, "GET", "/audit/export", params={"format": "jsonl"})
+    refused = api(live_checkpoint.url, "GET", "/audit/export")  # bob is no admin: the full log is not his
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+    exported = api(live_checkpoint.url, "GET", "/audit/export", auditor, params={"format": "jsonl"})
     assert exported.status_code == 200 and exported.headers["Content-Type"].startswith("application/x-ndjson")
     rows = audit.parse_export(exported.text, "jsonl")
     assert audit.verify(rows, keys=keys).ok and rows[-1]["hash"] == verdict["head"]
     assert rows[-1]["id"] == verdict["head_id"] and rows[-1]["key_id"] == keys.ids[0]
     assert any(r["kind"] == "opened" and r["request_id"] == made.json()["id"] for r in rows)
 
-    as_csv = api(live_checkpoint.url, "GET", "/audit/export", params={"format": "csv"})
+    as_csv = api(live_checkpoint.url, "GET", "/audit/export", auditor, params={"format": "csv"})
     assert audit.verify(audit.parse_export(as_csv.text, "csv"), keys=keys).ok
     for params, message in (({"format": "xml"}, "format must be jsonl or csv"),
                             ({"since": "yesterday"}, "not an ISO date")):  # fmt: skip
-        bad = api(live_checkpoint.url, "GET", "/audit/export", params=params)
+        bad = api(live_checkpoint.url, "GET", "/audit/export", auditor, params=params)
         assert bad.status_code == 400 and message in bad.json()["message"]
 
 
-def test_outside_change_is_recorded_once_and_shown_in_history(live_checkpoint, mlflow_server):
+def test_outside_change_is_recorded_once_and_shown_in_history(auditor, live_checkpoint, mlflow_server):
     """A champion set directly in MLflow is logged the first time Checkpoint reads it, and again
     when it moves behind Checkpoint's back after an applied request."""
     mlflow = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
@@ -263,7 +272,7 @@ def test_outside_change_is_recorded_once_and_shown_in_history(live_checkpoint, m
     mlflow.set_registered_model_alias(name, "champion", versions[0])  # behind Checkpoint's back
 
     def outside() -> list[dict]:
-        rows = api(live_checkpoint.url, "GET", "/audit/export").text
+        rows = api(live_checkpoint.url, "GET", "/audit/export", auditor).text
         return [r for r in audit.parse_export(rows, "jsonl") if r["kind"] == OUTSIDE_CHANGE and r["model_name"] == name]
 
     first = open_alias(live_checkpoint.url, name, versions[1], "v2 please")

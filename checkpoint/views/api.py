@@ -18,6 +18,7 @@ from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.store import STATES, CheckResult, NotFound, PromoteRequest
+from checkpoint.visibility import Reader, request_key
 from checkpoint.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
@@ -39,6 +40,33 @@ def public_base() -> str:
 def current_user() -> User:
     """The caller, resolved before every request (see ``app._resolve_user``)."""
     return g.user
+
+
+def reader() -> Reader:
+    """What the caller may read (``visibility.py``), resolved with the caller."""
+    return g.reader
+
+
+def readable_request(request_id: int) -> PromoteRequest:
+    """The request, if its model is one the caller may read; else exactly as if it did not exist."""
+    item = workflow().store.get(request_id)
+    if not reader().can_read(item.model_name, request_key(item)[0]):
+        raise NotFound(f"promote request #{request_id} does not exist")
+    return item
+
+
+def refuse_unreadable(change) -> None:
+    """A caller who may not read the model gets MLflow's answer, not a request."""
+    if not reader().can_read_change(change):
+        raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
+
+
+@bp.before_request
+def _readable_request():
+    """Every route under ``/requests/<id>`` answers 404 for a request the caller may not read."""
+    request_id = (request.view_args or {}).get("request_id")
+    if request_id is not None:
+        readable_request(request_id)
 
 
 @bp.before_request
@@ -195,11 +223,11 @@ def list_requests():
     for key in ("model", "target", "author", "q"):
         if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
-    items, last = workflow().store.list(
+    items, last = reader().visible_page(lambda hidden: workflow().store.list(
         state=state, model=args.get("model") or None, target=args.get("target") or None,
         author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
-        limit=int(limit_raw), workspace=workspace_arg(args.get("workspace")),
-    )  # fmt: skip
+        limit=int(limit_raw), hidden=hidden, workspace=workspace_arg(args.get("workspace")),
+    ), request_key)  # fmt: skip
     checks = workflow().checks_of(items)
     return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=_make_cursor(last))
 
@@ -222,6 +250,7 @@ def create_request():
         change = parse(change_data)
     except ChangeError as exc:
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
+    refuse_unreadable(change)
     title, description = _text(data, "title", ""), _text(data, "description", "")
     item, created = workflow().open(change, current_user(), title or "", description or "", tuple(reviewers))
     body = request_json(item, full=True)
@@ -231,7 +260,7 @@ def create_request():
 
 @bp.get("/requests/<int:request_id>")
 def get_request(request_id: int):
-    return jsonify(request_json(workflow().store.get(request_id), full=True))
+    return jsonify(request_json(readable_request(request_id), full=True))
 
 
 @bp.patch("/requests/<int:request_id>")
@@ -295,11 +324,12 @@ def summary():
     model = request.args.get("model") or None
     workspace = workspace_arg(request.args.get("workspace"))
     store = workflow().store
-    items = store.list(state="open", model=model, limit=20, workspace=workspace)[0] if model else []
+    hidden = reader().hidden(store.request_models(state="open"))  # counts leave out what the caller may not read
+    items = store.list(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
     response = jsonify(
-        open=store.count(state="open"),
+        open=store.count(state="open", hidden=hidden),
         model=model,
-        open_for_model=store.count(state="open", model=model, workspace=workspace) if model else None,
+        open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,
         requests=[{"id": i.id, "title": i.title, "author": i.author, "target": i.target, "version": i.version,
                    "url": f"{public_base()}/checkpoint/requests/{i.id}"} for i in items],
     )  # fmt: skip
@@ -320,6 +350,8 @@ def which():
         if value and ("\x00" in value or len(value) > NAME_MAX):  # no model or alias can hold such a name
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
                                   f"{key} must be at most {NAME_MAX} characters without NUL")  # fmt: skip
+    if not reader().can_read(model, workspace):
+        raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
     registry = workflow().registry_for(workspace)
     if alias:
         holder = registry.alias_holder(model, alias)

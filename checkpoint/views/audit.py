@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
 from checkpoint import audit
 from checkpoint.errors import CheckpointError
@@ -23,7 +23,8 @@ def _store() -> Store:
 @bp.get("/verify")
 def verify():
     """The chain checked with the server's audit keys; ``expect=ID:HASH`` (repeatable) also
-    checks heads an auditor kept, so a log cut short does not read as intact."""
+    checks heads an auditor kept, so a log cut short does not read as intact. Open to everyone
+    signed in: the verdict holds counts, hashes and event numbers, no content of any event."""
     try:
         expect = audit.parse_expect(request.args.getlist("expect"))
     except ValueError as exc:
@@ -37,6 +38,10 @@ def verify():
 
 @bp.get("/export")
 def export():
+    """The whole log, every model's events: for admins only, in every identity mode."""
+    user = g.user
+    if not user.is_admin:
+        raise CheckpointError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: the audit export is for admins")
     fmt = request.args.get("format", "jsonl")
     if fmt not in ("jsonl", "csv"):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"format must be jsonl or csv, not {fmt[:40]!r}")

@@ -17,7 +17,7 @@ from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.notify import Webhooks, request_url
 from checkpoint.store import DELIVERY_STATES, MAX_ID, Delivery, DeliveryBusy, NotFound, Store
-from checkpoint.views.api import _csrf_for_cookie_callers, public_base
+from checkpoint.views.api import _csrf_for_cookie_callers, public_base, reader
 
 pages = Blueprint("deliveries", __name__, url_prefix="/checkpoint")
 api = Blueprint("deliveries_api", __name__, url_prefix="/checkpoint/api/v1")
@@ -83,6 +83,14 @@ def _delivery_id(raw: str) -> str:
         raise NotFound(f"delivery {raw[:64]!r} does not exist") from exc
 
 
+def _visible_deliveries(filters: dict, before: tuple[int, str] | None, limit: int):
+    """A page of deliveries without those about models the caller may not read."""
+    return reader().visible_page(
+        lambda hidden: store().list_deliveries(**filters, before=before, limit=limit, hidden_models={m for _, m in hidden}),
+        lambda item: ("", item.model),
+    )
+
+
 def _resend(raw_id: str) -> Delivery:
     user = current_user()
     if not user.is_admin:
@@ -133,7 +141,7 @@ def list_deliveries():
     limit = args.get("limit", "50")
     if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 200:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "limit must be a whole number from 1 to 200")
-    items, last = store().list_deliveries(**_filters(args), before=_cursor(args.get("cursor")), limit=int(limit))
+    items, last = _visible_deliveries(_filters(args), _cursor(args.get("cursor")), int(limit))
     return jsonify(deliveries=[delivery_json(i) for i in items], next_cursor=_make_cursor(last))
 
 
@@ -151,7 +159,7 @@ def deliveries_page():
     args = request.args
     try:
         filters = _filters(args)
-        items, last = store().list_deliveries(**filters, before=_cursor(args.get("cursor")), limit=PAGE)
+        items, last = _visible_deliveries(filters, _cursor(args.get("cursor")), PAGE)
     except CheckpointError as exc:
         abort(400, exc.message)
     query = {k: v for k, v in filters.items() if v}

@@ -20,9 +20,10 @@ from http import HTTPStatus
 from checkpoint import logs, metrics, rules
 from checkpoint.changes import Change, ChangeError, canonical_workspace, from_body, parse_body
 from checkpoint.content import ArtifactWrite, ContentError
-from checkpoint.identity import Authenticator, NoAuth, Unauthenticated
+from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.proxy import Proxy, host_allowed, public_origin
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
+from checkpoint.visibility import reader_for
 from checkpoint.workflow import Workflow, WorkflowError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class Gateway:
         return self.dispatch(environ, respond)
 
     def dispatch(self, environ: dict, start_response) -> Iterable[bytes]:
+        refusal = self.malformed(environ)
+        if refusal:
+            return _json(start_response, 400, {"error_code": "BAD_REQUEST", "message": f"Checkpoint: {refusal}"})
         path = environ.get("PATH_INFO", "")
         host = environ.get("HTTP_HOST", "")
         if path not in HOST_EXEMPT and not host_allowed(host, self.public_url, self.allowed_hosts):
@@ -94,6 +98,24 @@ class Gateway:
         if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
             return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)
+
+    def malformed(self, environ: dict) -> str | None:
+        """What makes this request one Checkpoint will not read, if anything.
+
+        A raw non-ASCII byte in the request target (HTTP wants it percent-encoded) broke the
+        forwarding with a 500; a repeated identity header (header mode) would be read joined.
+        """
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        target = raw if raw is not None else environ.get("QUERY_STRING", "")  # PATH_INFO is decoded already
+        if not target.isascii():
+            at = next(i for i, ch in enumerate(target) if not ch.isascii())
+            return (f"the request target holds a raw non-ASCII byte (0x{ord(target[at]) & 0xFF:02X} at position {at}): "
+                    "percent-encode it, e.g. %C3%A9 for é")  # fmt: skip
+        repeated = getattr(self.auth, "repeated", None)
+        names = repeated(environ) if repeated else []
+        if names:
+            return f"the identity header {', '.join(names)} was sent more than once: send it once (a list goes comma-separated)"
+        return None
 
     def forward(self, environ: dict, start_response) -> Iterable[bytes]:
         """To MLflow, without identity headers (header mode)."""
@@ -154,7 +176,10 @@ class Gateway:
         environ[logs.USER_KEY] = user.name
         metrics.count_governed("artifact_" + rule.verb, "refused")
         log.info("artifact %s refused for %s: %s", rule.verb, user.name, reason)
-        return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": f"Checkpoint: {reason}"})
+        shown = str(reason)
+        if reason.model and not reader_for(self.auth.mode, self.workflow.registry, user, environ).can_read(reason.model):
+            shown = reason.redacted()  # a caller who may not read the model learns nothing of it
+        return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": f"Checkpoint: {shown}"})
 
     # -- governed routes -------------------------------------------------------------
 
@@ -167,6 +192,22 @@ class Gateway:
             body = _read_body(environ)
             parsed = parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body)
             change = from_body(rule.kind or "", parsed, workspace)
+        except ChangeError as exc:
+            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
+        # Who asks comes before any read of the registry, and a refusal says nothing about it:
+        # whether the call is governed depends on what holds what, which is not theirs to learn.
+        try:
+            caller = self.auth.user(environ)
+        except Unauthenticated as exc:
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
+                         list(exc.headers))  # fmt: skip
+        if caller.anonymous and self.auth.mode != "none":
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
+                         "message": "Checkpoint: sign in through your single sign-on to request this change"})  # fmt: skip
+        if not reader_for(self.auth.mode, self.workflow.registry, caller, environ).can_read_change(change):
+            # What MLflow answers a caller who may not read the model; no request, nothing read for them.
+            return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": "Permission denied"})
+        try:
             reason = self.workflow.governed(change)
         except ChangeError as exc:
             return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
@@ -188,7 +229,7 @@ class Gateway:
         if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):
             metrics.count_governed(change.kind, "ui")
             return self.ui_answer(start_response, change, reason, base)
-        return self.api_answer(environ, start_response, change, reason, base)
+        return self.api_answer(environ, start_response, change, reason, base, caller)
 
     def workspace(self, environ: dict) -> str:
         """The MLflow workspace this call acts in ("" = the default), read from exactly the headers
@@ -229,16 +270,9 @@ class Gateway:
         }
         return _json(start_response, 403, payload, [("X-Checkpoint-New-Request", url)])
 
-    def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
+    def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str,
+                   author: User) -> Iterable[bytes]:  # fmt: skip
         """Programs get a promote request opened for them, and its address."""
-        try:
-            author = self.auth.user(environ)
-        except Unauthenticated as exc:
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
-                         list(exc.headers))  # fmt: skip
-        if author.anonymous and self.auth.mode != "none":
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
-                         "message": "Checkpoint: sign in through your single sign-on to request this change"})  # fmt: skip
         try:
             request, created = self.workflow.open(change, author)
         except WorkflowError as exc:

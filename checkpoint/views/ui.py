@@ -16,7 +16,8 @@ from checkpoint.changes import Change, ChangeError, canonical_workspace, from_js
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.store import STATES, NotFound
-from checkpoint.views.api import _cursor, _make_cursor
+from checkpoint.views.api import _cursor, _make_cursor, reader
+from checkpoint.visibility import request_key
 from checkpoint.workflow import TITLE_MAX, Workflow, WorkflowError
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
@@ -107,6 +108,25 @@ def _user():
     return {"user": user.name if user else "anonymous", "auth_mode": current_app.extensions["checkpoint.auth"].mode}
 
 
+@bp.before_request
+def _readable_request():
+    """A request whose model the caller may not read is, on every page and form, one that does not exist."""
+    request_id = (request.view_args or {}).get("request_id")
+    if request_id is None:
+        return
+    try:
+        item = workflow().store.get(request_id)
+    except NotFound:
+        return  # the view answers its own 404
+    if not reader().can_read(item.model_name, request_key(item)[0]):
+        abort(404, f"promote request #{request_id} does not exist")
+
+
+def _refuse_unreadable(change) -> None:
+    if not reader().can_read_change(change):
+        abort(403, "Permission denied: MLflow does not let you read this model")
+
+
 @bp.get("/")
 def index():
     return redirect(url_for("ui.requests_list"))
@@ -121,8 +141,9 @@ def requests_list():
     filters = {"model": args.get("model") or None, "target": args.get("target") or None,
                "author": args.get("author") or None, "search": args.get("q") or None,
                "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
-    items, last = workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
-                                        limit=PAGE, **filters)  # fmt: skip
+    items, last = reader().visible_page(
+        lambda hidden: workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
+                                             limit=PAGE, hidden=hidden, **filters), request_key)  # fmt: skip
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
                                "author": filters["author"], "q": filters["search"], "workspace": workspace}.items()
@@ -162,6 +183,7 @@ def new_request():
     if not token:
         abort(400, "no change given: open this form from MLflow, or use the API")
     change = _decode_change(token)
+    _refuse_unreadable(change)
     return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
                            reviewers="", errors={}, rule=_rule(change))  # fmt: skip
 
@@ -174,6 +196,7 @@ def _rule(change):
 def create_request():
     token = request.form.get("change", "")
     change = _decode_change(token)
+    _refuse_unreadable(change)
     title, description = request.form.get("title", ""), request.form.get("description", "")
     reviewers = request.form.get("reviewers", "")
     errors = {}
@@ -303,6 +326,8 @@ def model_history(name: str):
     """Every promotion applied to a model (of that name in MLflow workspace ``?workspace=``, the
     default one when absent): what held which stage or alias, from when to when."""
     workspace = _workspace_arg(request.args.get("workspace") or None) or ""
+    if not reader().can_read(name, workspace):
+        abort(403, "Permission denied: MLflow does not let you read this model")
     entries = history.for_model(workflow().store, name, workspace)
     return render_template("ui/history.html", name=name, entries=entries, workspace=workspace)
 

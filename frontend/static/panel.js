@@ -24,15 +24,17 @@
 
   // -- 1. follow a governed refusal to the promote-request form ----------------------
 
+  // Only Checkpoint's own form, on this origin: a header or body from anywhere else (an MLflow
+  // answer, an artifact, another app behind the same proxy) must not send the user elsewhere.
   function follow(url) {
-    if (leaving || !url) return;
+    if (leaving || !url || typeof url !== 'string') return;
     var target;
     try {
       target = new URL(url, window.location.href);
     } catch (e) {
       return;
     }
-    if (!/^https?:$/.test(target.protocol) || target.pathname.indexOf('/checkpoint/requests/') < 0) return;
+    if (target.origin !== window.location.origin || target.pathname.indexOf('/checkpoint/requests/') !== 0) return;
     leaving = true;
     window.location.assign(target.href);
   }
