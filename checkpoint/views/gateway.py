@@ -177,7 +177,8 @@ class Gateway:
         metrics.count_governed("artifact_" + rule.verb, "refused")
         log.info("artifact %s refused for %s: %s", rule.verb, user.name, reason)
         shown = str(reason)
-        if reason.model and not reader_for(self.auth.mode, self.workflow.registry, user, environ).can_read(reason.model):
+        reader = reader_for(self.auth.mode, self.workflow.registry, user, environ)
+        if reason.model and not reader.can_read(reason.model, workspace):
             shown = reason.redacted()  # a caller who may not read the model learns nothing of it
         return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": f"Checkpoint: {shown}"})
 
