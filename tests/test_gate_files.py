@@ -425,6 +425,7 @@ def test_challenger_files_changed_between_review_and_apply_dismiss_the_approvals
     assert opened["champion"]["digest"] and opened["champion"]["digest"] != first
     page = requests.get(f"{base}/checkpoint/requests/{request_id}", auth=("bob", "x"), timeout=30).text
     assert first[:12] in page and f'title="{first}"' in page  # short form, full on hover
+    assert "Moved since the request was opened" not in page  # nothing moved: the digests are not the identity
 
     for reviewer in ("bob", "dave"):  # two approvals; the required tag check still fails, so it waits
         body = api(base, "POST", f"/requests/{request_id}/reviews", reviewer, json={"verdict": "approve"}).json()

@@ -241,6 +241,14 @@ def request_detail(request_id: int):
                            break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
 
 
+def _same_version(version, snapshot: dict | None) -> bool:
+    """Whether ``version`` is the one a snapshot names. Snapshots also keep the files' digest,
+    which the page shows on its own: only the version's identity is compared here."""
+    if version is None or not snapshot:
+        return version is None and not snapshot
+    return all(snapshot.get(key) == value for key, value in version.identity().items())
+
+
 def _diff_for(item):
     """The challenger-vs-champion diff, computed from MLflow now, and what moved since opening.
 
@@ -261,10 +269,10 @@ def _diff_for(item):
         else:
             champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
         moved = []
-        if (champion.identity() if champion else None) != (item.champion or None):
+        if not _same_version(champion, item.champion):
             before = f"v{item.champion['version']}" if item.champion else "none"
             moved.append(f"champion was {before} at opening, is {'v' + champion.version if champion else 'none'} now")
-        if challenger.identity() != item.challenger:
+        if not _same_version(challenger, item.challenger):
             moved.append("the challenger version changed")
         return diff.load_diff(registry, challenger, champion), None, "; ".join(moved) or None
     except RegistryError as exc:
