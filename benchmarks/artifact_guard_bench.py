@@ -41,7 +41,10 @@ def timed_calls(base: str, method: str, paths: list[str], body: bytes | None, ex
             path = paths[i % len(paths)]
             begin = time.perf_counter()
             conn.request(method, path, body=body, headers={"Content-Type": "application/octet-stream"} if body else {})
-            answer = conn.getresponse()
+            try:
+                answer = conn.getresponse()
+            except http.client.RemoteDisconnected as exc:
+                raise RuntimeError(f"{method} {base}{path}: call {i + 1} found the connection closed") from exc
             answer.read()
             out.append((time.perf_counter() - begin) * 1000)
             if answer.status != expect:

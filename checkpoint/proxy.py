@@ -437,7 +437,7 @@ class Proxy:
         """Answer with a JSON error for programs, a short page for people."""
         log.warning("upstream failure %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error.message)
         if not environ.get("checkpoint.body_read"):
-            _discard_input(environ)
+            discard_input(environ)
         content_type, body = self.render_error(environ, error)
         reason = {502: "Bad Gateway", 504: "Gateway Timeout"}.get(error.status, "Error")
         start_response(
@@ -534,7 +534,7 @@ def _read_chunks(stream, chunk_size: int, size: int | None) -> Iterator[bytes]:
         yield data
 
 
-def _discard_input(environ: dict) -> None:
+def discard_input(environ: dict) -> None:
     """Drain a small unread request body so the client connection stays usable."""
     stream = environ.get("wsgi.input")
     length = environ.get("CONTENT_LENGTH", "")

@@ -21,7 +21,7 @@ from checkpoint import logs, metrics, rules
 from checkpoint.changes import Change, ChangeError, canonical_workspace, from_body, parse_body
 from checkpoint.content import ArtifactWrite, ContentError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
-from checkpoint.proxy import Proxy, host_allowed, public_origin
+from checkpoint.proxy import Proxy, discard_input, host_allowed, public_origin
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
 from checkpoint.visibility import reader_for
 from checkpoint.workflow import Workflow, WorkflowError
@@ -152,10 +152,13 @@ class Gateway:
                 write = ArtifactWrite(rule.verb, path=path)
             reason = self.workflow.artifact_refusal(replace(write, workspace=workspace))
         except (ChangeError, ContentError) as exc:
+            discard_input(environ)
             return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Checkpoint: {exc}"})
         except RegistryUnavailable as exc:
+            discard_input(environ)
             return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
         except RegistryError as exc:  # the lookup failed: refuse (never pass unchecked), never a 5xx
+            discard_input(environ)
             return _json(start_response, 403, {"error_code": "PERMISSION_DENIED",
                          "message": f"Checkpoint: could not tell whether this artifact call reaches a registered "
                                     f"model version's files (MLflow: {exc.message}), so it is refused"})  # fmt: skip
@@ -164,6 +167,9 @@ class Gateway:
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         if reason is None:
             return self.forward(environ, start_response)
+        # Refused before the upload was read: a small one is taken off the connection, as the
+        # proxy does when MLflow fails (Proxy.fail), so the client's next call starts clean.
+        discard_input(environ)
         environ["checkpoint.route"] = "governed"
         try:
             user = self.auth.user(environ)
