@@ -300,8 +300,10 @@ def describe(message: dict) -> str:
     if action == "outside_change":
         detail = f"{event.get('target')} now holds v{event.get('version')} (was v{event.get('previous')})"
         if event.get("files"):
-            detail = f"the files of v{event.get('version')} ({event.get('target')}) changed: digest " \
-                     f"{str(event.get('digest_before'))[:12]} → {str(event.get('digest_after'))[:12]}"
+            detail = (
+                f"the files of v{event.get('version')} ({event.get('target')}) changed: digest "
+                f"{str(event.get('digest_before'))[:12]} → {str(event.get('digest_after'))[:12]}"
+            )
     if detail:
         detail = " ".join(str(detail).split())
         line += f": {detail[:200]}{'…' if len(detail) > 200 else ''}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import requests
+import sqlalchemy as sa
 
 from checkpoint.mlflow_server import MlflowServer
 
@@ -52,3 +53,16 @@ def grant(server_url: str, user: str, model: str, permission: str) -> None:
             json={"name": model, "username": user, "permission": permission},
         )  # fmt: skip
     assert answer.status_code == 200, answer.text
+
+
+# The workflow's own tables, for "a refusal changes nothing" assertions.
+TABLES = ("promote_requests", "reviews", "comments", "events")
+
+
+def dump(database_url: str) -> dict:
+    """Every row of the workflow's tables, by id: equal before and after a refused call."""
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        out = {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
+    engine.dispose()
+    return out

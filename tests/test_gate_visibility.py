@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from playwright.sync_api import expect
@@ -30,21 +29,11 @@ from playwright.sync_api import expect
 from checkpoint import create_app
 from checkpoint.mlflow_server import free_port
 from checkpoint.registry import READ_RIGHT_SECONDS
-from tests.auth_helpers import ADMIN, PASSWORDS, grant, start_auth_server
+from tests.auth_helpers import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.conftest import LiveCheckpoint, close_app, serve_in_thread
 from tests.governed_helpers import make_model
 from tests.proxy_helpers import checkpoint_in_thread, checkpoint_process
-
-TABLES = ("promote_requests", "reviews", "comments", "events")
-
-
-def dump(database_url: str) -> dict:
-    engine = sa.create_engine(database_url)
-    with engine.connect() as conn:
-        out = {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
-    engine.dispose()
-    return out
 
 
 def as_user(user: str) -> tuple[str, str]:

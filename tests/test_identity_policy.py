@@ -13,26 +13,15 @@ import sys
 
 import pytest
 import requests
-import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app, identity
 from checkpoint.mlflow_server import free_port
 from checkpoint.views.gateway import Gateway
-from tests.auth_helpers import ADMIN, PASSWORDS, grant, start_auth_server
+from tests.auth_helpers import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.conftest import LiveCheckpoint, close_app, serve_in_thread
 from tests.governed_helpers import make_model
-
-TABLES = ("promote_requests", "reviews", "comments", "events")
-
-
-def dump(database_url: str) -> dict:
-    engine = sa.create_engine(database_url)
-    with engine.connect() as conn:
-        out = {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
-    engine.dispose()
-    return out
 
 
 @pytest.fixture(scope="module")
