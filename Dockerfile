@@ -12,8 +12,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY setup.py pyproject.toml ./
 COPY checkpoint ./checkpoint
-COPY migrations ./migrations
-COPY frontend ./frontend
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 # --- runtime ---

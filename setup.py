@@ -1,33 +1,18 @@
-"""Packaging for Checkpoint.
+"""Packaging for Checkpoint: everything the server needs lives inside the ``checkpoint``
+package (migrations under ``storage/``, templates and static files under ``web/``)."""
 
-The top-level ``migrations/`` and ``frontend/`` folders are installed as the
-sub-packages ``checkpoint.migrations`` and ``checkpoint.frontend`` so that a
-plain (non-editable) ``pip install .`` finds them next to the code.
-"""
-
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="checkpoint-mlflow",
     version="0.1.0",
     description="Pull requests for machine-learning models: a governing proxy for MLflow",
     python_requires=">=3.11",
-    packages=[
-        "checkpoint",
-        "checkpoint.views",
-        "checkpoint.migrations",
-        "checkpoint.migrations.versions",
-        "checkpoint.frontend",
-    ],
-    package_dir={
-        "checkpoint.migrations": "migrations",
-        "checkpoint.migrations.versions": "migrations/versions",
-        "checkpoint.frontend": "frontend",
-    },
+    packages=find_packages(include=["checkpoint", "checkpoint.*"]),
     package_data={
         "checkpoint": ["openapi.yaml"],
-        "checkpoint.migrations": ["script.py.mako"],
-        "checkpoint.frontend": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"],
+        "checkpoint.storage.migrations": ["script.py.mako"],
+        "checkpoint.web": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"],
     },
     install_requires=[
         "flask>=3.0,<4",

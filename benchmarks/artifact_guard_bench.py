@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import ARTIFACTS, Checkpoint, bench_parser, host_port, load_average, percentile, publish
 
-from checkpoint.mlflow_server import MlflowServer
+from checkpoint.demo.mlflow_server import MlflowServer
 
 CALLS = 200
 PHASE_SECONDS = 60.0

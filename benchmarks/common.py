@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from checkpoint.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
+from checkpoint.demo.mlflow_server import MlflowServer, free_port, wait_http  # noqa: E402
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 MIB = 1024 * 1024

@@ -20,7 +20,7 @@ import requests
 from common import ROOT, Checkpoint
 from seed import fill_requests, seed_wide_versions
 
-from checkpoint.mlflow_server import MlflowServer
+from checkpoint.demo.mlflow_server import MlflowServer
 
 PARAMS = METRICS = 2000
 
@@ -91,7 +91,7 @@ def main() -> None:
             for server in processes:
                 server.stop()
             mlflow.stop()
-    script = ROOT / "frontend" / "static" / "panel.js"
+    script = ROOT / "checkpoint" / "web" / "static" / "panel.js"
     size = script.stat().st_size if script.exists() else 0
     print("| measurement | first view ms | p50 ms | max ms | target |")
     print("|---|---:|---:|---:|---|")

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from common import MIB, ROOT, Artifact, Checkpoint, RssSampler, bench_parser, host_port, percentile, publish, stop_process
 
-from checkpoint.mlflow_server import MlflowServer, free_port, wait_http
+from checkpoint.demo.mlflow_server import MlflowServer, free_port, wait_http
 
 SEARCH = "/api/2.0/mlflow/registered-models/search"
 PATHS = ("direct", "nginx", "checkpoint")

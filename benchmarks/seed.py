@@ -16,8 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from checkpoint import db
-from checkpoint.models import RequestRow, ReviewRow
+from checkpoint.storage import db
+from checkpoint.storage.models import RequestRow, ReviewRow
 
 STATES = ["open", "applied", "rejected", "withdrawn", "failed"]
 STATE_WEIGHTS = [10, 60, 10, 10, 10]

@@ -36,7 +36,7 @@ from common import (
 )
 from proxy_bench import SEARCH, WRK_SCRIPT, Plan, run_wrk
 
-from checkpoint.mlflow_server import MlflowServer
+from checkpoint.demo.mlflow_server import MlflowServer
 
 THREADS = (4, 8, 16, 32, 64)
 STREAMS = 48

@@ -12,25 +12,29 @@ from flask import Flask, Response, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
 
-from checkpoint import db, governance, identity, logs, metrics, notify, visibility
-from checkpoint.audit import HEAD, Keyring
-from checkpoint.background import Background
-from checkpoint.checks import CHECKS_INTERVAL
+from checkpoint import identity
+from checkpoint.edge.gateway import Gateway
+from checkpoint.edge.proxy import Proxy
 from checkpoint.errors import register_error_handlers, render_upstream_error
-from checkpoint.policy import Policy
-from checkpoint.proxy import Proxy
-from checkpoint.reconcile import Reconciler
+from checkpoint.events import notify
+from checkpoint.events.audit import HEAD, Keyring
 from checkpoint.registry import Registry
-from checkpoint.rendering import markdown
+from checkpoint.review import governance, visibility
+from checkpoint.review.checks import CHECKS_INTERVAL
+from checkpoint.review.policy import Policy
+from checkpoint.review.reconcile import Reconciler
+from checkpoint.review.workflow import Workflow
+from checkpoint.runtime import logs, metrics
+from checkpoint.runtime.background import Background
 from checkpoint.settings import Settings
-from checkpoint.store import Store
-from checkpoint.views.gateway import Gateway
-from checkpoint.workflow import Workflow
+from checkpoint.storage import db
+from checkpoint.storage.store import Store
+from checkpoint.web.rendering import markdown
 
 
 def frontend_dir() -> Path:
     """Templates and static files, in a checkout and in an installed package alike."""
-    return Path(str(resources.files("checkpoint.frontend")))
+    return Path(str(resources.files("checkpoint.web")))
 
 
 def create_app(config: Mapping | Settings | None = None) -> Flask:
@@ -132,7 +136,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     )
     app.extensions["checkpoint.proxy"] = proxy
 
-    from checkpoint.views import api, audit, deliveries, ops, ui
+    from checkpoint.web import api, audit, deliveries, ops, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)

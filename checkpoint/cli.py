@@ -32,10 +32,10 @@ def main() -> None:
               help="threads per worker (default CHECKPOINT_THREADS, else 32)")
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
-    from checkpoint.governance import GovernanceError
+    from checkpoint.edge.serving import serve as run
     from checkpoint.identity import IdentityError
-    from checkpoint.policy import PolicyError
-    from checkpoint.serving import serve as run
+    from checkpoint.review.governance import GovernanceError
+    from checkpoint.review.policy import PolicyError
     from checkpoint.settings import server_knobs
 
     try:
@@ -57,7 +57,7 @@ def db_group() -> None:
 @db_group.command()
 def upgrade() -> None:
     """Apply every pending migration (safe to run on each deploy)."""
-    from checkpoint import db
+    from checkpoint.storage import db
 
     settings = _settings()
     engine = db.make_engine(settings.database_url)
@@ -68,7 +68,7 @@ def upgrade() -> None:
 @db_group.command()
 def current() -> None:
     """Print the schema revision the database is at, and the one this code needs."""
-    from checkpoint import db
+    from checkpoint.storage import db
 
     engine = db.make_engine(_settings().database_url)
     click.echo(f"current: {db.current_revision(engine) or 'none'}  head: {db.head_revision(engine)}")
@@ -82,8 +82,8 @@ def audit_group() -> None:
 def _store():
     from sqlalchemy.orm import sessionmaker
 
-    from checkpoint import db
-    from checkpoint.store import Store
+    from checkpoint.storage import db
+    from checkpoint.storage.store import Store
 
     engine = db.make_engine(_settings().database_url)
     try:
@@ -108,7 +108,7 @@ def _since(value: str | None):
 def _keyring():
     """The audit keys this environment gives (a key generated into the data directory
     included; none is made here)."""
-    from checkpoint.audit import Keyring
+    from checkpoint.events.audit import Keyring
 
     try:
         settings = _settings().with_audit_key(create=False)
@@ -127,7 +127,7 @@ def _keyring():
 def verify(path: str | None, fmt: str | None, expected: tuple[str, ...]) -> None:
     """Walk the hash chain with the audit keys; exit 1 and name the first broken link if any
     row was changed, or if an expected head is gone."""
-    from checkpoint import audit
+    from checkpoint.events import audit
 
     try:
         expect = audit.parse_expect(expected)
@@ -152,7 +152,7 @@ def verify(path: str | None, fmt: str | None, expected: tuple[str, ...]) -> None
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="write here instead of stdout")
 def export(fmt: str, since: str | None, output: str | None) -> None:
     """Write the event log, with its hashes, as JSON lines or CSV."""
-    from checkpoint import audit
+    from checkpoint.events import audit
 
     rows = _store().audit_rows(since=_since(since))
     chunks = audit.export_jsonl(rows) if fmt == "jsonl" else audit.export_csv(rows)
@@ -171,7 +171,7 @@ def export(fmt: str, since: str | None, output: str | None) -> None:
 @click.option("--reset", is_flag=True, help="start from an empty demo store")
 def demo(port: int, mlflow_port: int, data_dir: str, reset: bool) -> None:
     """Start a seeded MLflow server with Checkpoint in front of it (Ctrl-C stops both)."""
-    from checkpoint.demo import run
+    from checkpoint.demo.run import run
 
     sys.exit(run(port=port, mlflow_port=mlflow_port, data_dir=data_dir, reset=reset))
 

@@ -7,7 +7,7 @@ import json
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from checkpoint.proxy import UpstreamError, wants_html
+from checkpoint.edge.proxy import UpstreamError, wants_html
 
 
 class CheckpointError(Exception):

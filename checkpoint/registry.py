@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from checkpoint.logs import current_request_id
+from checkpoint.runtime.logs import current_request_id
 
 API = "/api/2.0/mlflow"
 CACHE_SECONDS = 60.0

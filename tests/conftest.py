@@ -4,23 +4,18 @@ and Checkpoint served for real (in a thread, or as `checkpoint serve` runs it)."
 from __future__ import annotations
 
 import os
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
-from checkpoint import create_app, db
-from checkpoint.mlflow_server import MlflowServer, free_port
-from checkpoint.serving import RequestHandler
-from tests.compat_helpers import mlflow_major, mlflow_version
-from tests.proxy_helpers import CheckpointProcess, FakeUpstream, checkpoint_process, close_app, migrated_sqlite
+from checkpoint import create_app
+from checkpoint.demo.mlflow_server import MlflowServer, free_port
+from checkpoint.storage import db
+from tests.support.apps import LiveCheckpoint, migrated_database, serve_in_thread
+from tests.support.compat import mlflow_major, mlflow_version
+from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process, close_app, migrated_sqlite
 
-ROOT = Path(__file__).resolve().parent.parent
 # The MLflow client in these tests talks to loopback servers only.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 POSTGRES_ENV = "CHECKPOINT_TEST_POSTGRES_URL"
@@ -84,29 +79,6 @@ def postgres_admin() -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def migrated_database(kind: str, request, directory: Path, prefix: str = "cp_test") -> Iterator[str]:
-    """A fresh, migrated database: an SQLite file in ``directory``, or a new PostgreSQL database
-    (dropped afterwards). A generator, for fixtures of any scope to ``yield from``."""
-    if kind == "sqlite":
-        url = f"sqlite:///{directory / 'checkpoint.db'}"
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> Iterator[str]:
     """A fresh, migrated database on SQLite and on PostgreSQL."""
@@ -134,23 +106,6 @@ def app(mlflow_server, sqlite_url, tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-@dataclass
-class LiveCheckpoint:
-    """Checkpoint answering real HTTP on a free loopback port."""
-
-    url: str
-    app: object
-    database_url: str
-
-
-def serve_in_thread(application, port: int) -> tuple[object, threading.Thread]:
-    """A threaded werkzeug server for ``application``; callers shut it down."""
-    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=RequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
 
 
 @pytest.fixture

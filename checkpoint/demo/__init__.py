@@ -1,0 +1,1 @@
+"""The demo (`checkpoint demo`): example data, training, process supervision. Not the product."""

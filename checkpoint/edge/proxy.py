@@ -1,0 +1,545 @@
+"""The streaming forwarder between Checkpoint's callers and the MLflow server.
+
+A plain WSGI application with no knowledge of promotions, so it can be tested and
+tuned alone. What it does beyond a naive proxy, and why:
+
+* bodies stream both ways in fixed-size chunks (artifacts are gigabytes), including
+  chunked uploads without ``Content-Length``;
+* upstream connections are pooled and kept alive, and after each answer's headers the
+  socket is told to ACK at once (``TCP_QUICKACK``): stock MLflow (multi-worker uvicorn)
+  never sets ``TCP_NODELAY``, so without that a reused connection waits ~40 ms for our
+  delayed ACK before the body arrives;
+* hop-by-hop headers (and those named in ``Connection``) are dropped, ``X-Forwarded-*``
+  added, ``Host`` left to the upstream's own address so MLflow's host check passes;
+* MLflow's cross-origin write protection is taken over for Checkpoint's public address,
+  and the browser's ``Origin`` is not forwarded (MLflow would refuse it);
+* an unreachable upstream is a 502, a slow one a 504, in MLflow's JSON error shape;
+  only calls that cannot have reached MLflow, or idempotent bodiless ones, are retried;
+* a failure mid-stream aborts the client connection instead of truncating silently.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.util.retry import Retry
+from urllib3.util.url import _encode_target
+
+log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSON logs on
+
+# urllib3 re-encodes a request target (``%2f`` → ``%2F``, a stray ``%`` → ``%25``...), which would
+# change what MLflow decodes. The exact target rides along here and replaces urllib3's copy.
+_RAW_TARGET: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("raw_target", default=None)
+
+
+class _ExactTarget:
+    """Pool mix-in: send the caller's request target byte for byte."""
+
+    def _make_request(self, conn, method, url, *args, **kwargs):
+        pair = _RAW_TARGET.get()
+        if pair is not None and url == pair[0]:
+            url = pair[1]
+        return super()._make_request(conn, method, url, *args, **kwargs)
+
+
+class _FreshConnections:
+    """Pool mix-in: a connection idle longer than ``IDLE_SECONDS`` is closed, not reused.
+
+    MLflow's servers close idle keep-alive connections (uvicorn after 5 s, gunicorn after 2 s).
+    A call sent on one just as the server closes it is lost with no answer, and a call with a
+    body cannot safely be sent twice: so such a connection is never picked. A loopback
+    reconnect costs ~0.1 ms, far less than the answer it protects.
+    """
+
+    IDLE_SECONDS = 1.0
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        idle_since = getattr(conn, "_checkpoint_idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > self.IDLE_SECONDS:
+            conn.close()  # urllib3 opens it again on the next request
+        return conn
+
+    def _put_conn(self, conn):
+        if conn is not None:
+            if getattr(conn, "_checkpoint_discard", False):
+                conn._checkpoint_discard = False
+                conn.close()  # see Proxy.forward: MLflow may have dropped it without a word
+            conn._checkpoint_idle_since = time.monotonic()
+        return super()._put_conn(conn)
+
+
+def _discard_when_released(response) -> None:
+    """Close this answer's connection when it goes back to the pool (urllib3 hands it back by
+    itself once the body is read, so closing it afterwards could close another call's)."""
+    conn = getattr(response, "connection", None)
+    if conn is not None:
+        conn._checkpoint_discard = True
+
+
+class _HTTPPool(_FreshConnections, _ExactTarget, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_FreshConnections, _ExactTarget, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _Retry(Retry):
+    """Never re-send after a read timeout: the upstream got the call and is slow, not gone."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, ReadTimeoutError):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Request headers Checkpoint sets itself or must not pass on.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "origin", "content-length", "x-forwarded-proto", "x-forwarded-host"}
+# Response headers the WSGI server writes itself.
+_RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_BODYLESS_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+@dataclass(frozen=True)
+class UpstreamError:
+    """Why a call could not be completed; rendered by the caller's choice of renderer."""
+
+    status: int
+    error_code: str
+    message: str
+
+
+ErrorRenderer = Callable[[dict, UpstreamError], tuple[str, bytes]]
+
+
+def plain_error(environ: dict, error: UpstreamError) -> tuple[str, bytes]:
+    """MLflow's JSON error shape; the default when no HTML renderer is wired in."""
+    import json
+
+    return "application/json", json.dumps({"error_code": error.error_code, "message": error.message}).encode()
+
+
+def wants_html(environ: dict) -> bool:
+    """A person's browser navigating, as opposed to an API client or the UI's fetches."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(("/api/", "/ajax-api/", "/graphql")) or "/mlflow-artifacts/" in path:
+        return False
+    return "text/html" in environ.get("HTTP_ACCEPT", "")
+
+
+def request_target(environ: dict) -> str:
+    """The path and query exactly as the client sent them (byte-exact, repeated keys kept)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        if raw.startswith(("http://", "https://")):  # absolute-form request-target
+            parts = urlsplit(raw)
+            raw = parts.path + (f"?{parts.query}" if parts.query else "")
+        return raw if raw.startswith("/") else "/" + raw
+    path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+    query = environ.get("QUERY_STRING", "")
+    return path + (f"?{query}" if query else "")
+
+
+def public_origin(environ: dict, configured: str | None) -> str:
+    """Checkpoint's own origin: configured, or what the request shows."""
+    if configured:
+        parts = urlsplit(configured)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}".lower()
+
+
+def host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str]) -> bool:
+    """MLflow's DNS-rebinding defence, taken over for Checkpoint's own address.
+
+    Behind Checkpoint MLflow only ever sees its own address, so Checkpoint must refuse a
+    ``Host`` no person would type: allowed are IP literals and ``localhost`` (a rebinding
+    attack needs a domain name), the public URL's host, and ``CHECKPOINT_ALLOWED_HOSTS``.
+    """
+    host = urlsplit(f"//{host_header.strip().lower()}").hostname or ""
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if host == "localhost" or (public_url and host == (urlsplit(public_url).hostname or "").lower()):
+        return True
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in allowed)
+
+
+def _normal_origin(origin: str) -> str:
+    """``scheme://host[:port]`` lower-cased, with default ports dropped."""
+    parts = urlsplit(origin.strip().lower())
+    netloc = parts.netloc
+    if (parts.scheme, parts.port) in (("http", 80), ("https", 443)):
+        netloc = parts.hostname or netloc
+    return f"{parts.scheme}://{netloc}"
+
+
+class Proxy:
+    """Forward any WSGI call to the upstream MLflow server."""
+
+    def __init__(
+        self,
+        registry_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        pool_size: int = 64,
+        chunk_size: int = 64 * 1024,
+        public_url: str | None = None,
+        allowed_origins: Iterable[str] = (),
+        render_error: ErrorRenderer = plain_error,
+        on_upstream: Callable[[dict, float], None] | None = None,
+    ) -> None:
+        parts = urlsplit(registry_url)
+        self.upstream = f"{parts.scheme}://{parts.netloc}"
+        self.base_path = parts.path.rstrip("/")
+        self.chunk_size = chunk_size
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.allowed_origins = frozenset(_normal_origin(o) for o in allowed_origins)
+        self.render_error = render_error
+        # Called with (environ, seconds until MLflow's answer headers) after each answered call.
+        self.on_upstream = on_upstream
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        pool_cls = _HTTPSPool if parts.scheme == "https" else _HTTPPool
+        options = [*urllib3.connection.HTTPConnection.default_socket_options]
+        self.pool = pool_cls(
+            parts.hostname,
+            parts.port,
+            maxsize=pool_size,
+            block=False,
+            timeout=self.timeout,
+            retries=False,
+            socket_options=options,
+        )
+
+    # -- WSGI entry point -------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"].upper()
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and method in STATE_CHANGING and not self.origin_allowed(environ, origin):
+            body = b"Cross-origin request blocked"
+            start_response("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.forward(environ, start_response)
+
+    def origin_allowed(self, environ: dict, origin: str) -> bool:
+        """Same-origin writes and configured origins pass; everything else is refused as MLflow would."""
+        normal = _normal_origin(origin)
+        return normal == _normal_origin(public_origin(environ, self.public_url)) or normal in self.allowed_origins
+
+    def forward(
+        self,
+        environ: dict,
+        start_response,
+        *,
+        extra_headers: dict[str, str] | None = None,
+        transform: Callable[[int, dict[str, str], bytes], tuple[dict[str, str], bytes]] | None = None,
+    ) -> Iterable[bytes]:
+        """Send the call upstream and stream the answer back.
+
+        ``transform`` (used only for MLflow's index page) receives the whole, small,
+        answer body and may rewrite it; every other answer streams untouched.
+        """
+        method = environ["REQUEST_METHOD"].upper()
+        headers = self.request_headers(environ)
+        if extra_headers:
+            headers.update(extra_headers)
+        body, chunked = self.request_body(environ, headers)
+        url = self.base_path + request_target(environ)
+        retries = self.retry_policy(method, body)
+        token = _RAW_TARGET.set((_encode_target(url), url))
+        started = time.perf_counter()
+        try:
+            response = self.pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                retries=retries,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                chunked=chunked,
+                release_conn=False,
+                timeout=self.timeout,
+            )
+        except (HTTPError, OSError) as exc:
+            return self.fail(environ, start_response, self.describe(exc))
+        finally:
+            _RAW_TARGET.reset(token)
+        if self.on_upstream is not None:
+            self.on_upstream(environ, time.perf_counter() - started)
+        self._ack_now(response)
+
+        status = f"{response.status} {response.reason or ''}".rstrip()
+        out_headers = self.response_headers(environ, response)
+        # An error answer to a call with a body may come before MLflow read that body; uvicorn
+        # (h11) then closes the connection without saying so, and the next call on it from the
+        # pool would find it gone (a 502 for a call MLflow never saw). Such a connection is
+        # closed instead of reused: errors are rare, a new connection costs ~0.1 ms on loopback.
+        reusable = response.status < 400 or (body is None and not chunked)
+        if not reusable:
+            _discard_when_released(response)
+        if method == "HEAD" or response.status in (204, 304):
+            response.release_conn()
+            start_response(status, out_headers)
+            return []
+        length = response.headers.get("Content-Length")
+        if transform is not None or (length is not None and length.isdigit() and int(length) <= self.chunk_size):
+            try:
+                data = response.read()
+            except (HTTPError, OSError) as exc:
+                response.close()
+                response.release_conn()
+                return self.fail(environ, start_response, self.describe(exc))
+            response.release_conn()
+            if transform is not None:
+                header_map, data = transform(response.status, dict(out_headers), data)
+                out_headers = [(k, v) for k, v in header_map.items() if k.lower() != "content-length"]
+                out_headers.append(("Content-Length", str(len(data))))
+            start_response(status, out_headers)
+            return [data]
+        start_response(status, out_headers)
+        return _Stream(response, self.chunk_size, url)
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def request_headers(self, environ: dict) -> dict[str, str]:
+        """The caller's end-to-end headers, plus X-Forwarded-*."""
+        named = {h.strip().lower() for h in environ.get("HTTP_CONNECTION", "").split(",") if h.strip()}
+        headers: dict[str, str] = {}
+        for key, value in environ.items():
+            if not key.startswith("HTTP_"):
+                continue
+            name = key[5:].replace("_", "-").lower()
+            if name in _REQUEST_DROP or name in named:
+                continue
+            headers[name.title()] = value
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        peer = environ.get("REMOTE_ADDR", "")
+        prior = headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
+        if environ.get("HTTP_HOST"):
+            headers["X-Forwarded-Host"] = environ["HTTP_HOST"]
+        return headers
+
+    def request_body(self, environ: dict, headers: dict[str, str]) -> tuple[object, bool]:
+        """A body to send upstream (bytes or a chunk iterator) and whether to chunk it."""
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH", "").strip()
+        environ["checkpoint.body_read"] = True  # fail() must not wait for bytes already taken
+        if length:
+            size = int(length)
+            headers["Content-Length"] = str(size)
+            if size == 0:
+                return b"", False
+            if size <= self.chunk_size:
+                return _read_exact(stream, size), False
+            return _read_chunks(stream, self.chunk_size, size), False
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or (
+            environ.get("wsgi.input_terminated") and environ["REQUEST_METHOD"].upper() in STATE_CHANGING
+        ):
+            return _read_chunks(stream, self.chunk_size, None), True
+        return None, False
+
+    # Retry what cannot have reached MLflow (connection refused, reset before sending); re-send
+    # after a broken read only an idempotent call without a body.
+    _SAFE_RETRY = _Retry(total=2, connect=2, read=1, other=0, status=0, redirect=False,
+                         allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+    _CONNECT_RETRY = _Retry(total=2, connect=2, read=0, other=0, status=0, redirect=False,
+                            allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+
+    def retry_policy(self, method: str, body: object) -> Retry:
+        return self._SAFE_RETRY if method in _BODYLESS_SAFE and not body else self._CONNECT_RETRY
+
+    def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:
+        """Upstream headers minus hop-by-hop ones, with redirects pointed back at Checkpoint."""
+        named = {h.strip().lower() for h in response.headers.get("Connection", "").split(",") if h.strip()}
+        out = []
+        for name, value in response.headers.iteritems():
+            lower = name.lower()
+            if lower in _RESPONSE_DROP or lower in named:
+                continue
+            after = value[len(self.upstream) : len(self.upstream) + 1]
+            if lower == "location" and value.startswith(self.upstream) and after in ("", "/", "?", "#"):
+                rest = value[len(self.upstream) :]
+                if self.base_path and rest.startswith(self.base_path):
+                    rest = rest[len(self.base_path) :]
+                value = (self.public_url or public_origin(environ, None)) + rest
+            out.append((name, value))
+        return out
+
+    def describe(self, exc: BaseException) -> UpstreamError:
+        """Map a transport failure to the answer a caller should get."""
+        reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+        if isinstance(reason, ReadTimeoutError):
+            return UpstreamError(
+                504,
+                "DEADLINE_EXCEEDED",
+                f"Checkpoint: the MLflow server at {self.upstream} did not answer within "
+                f"{self.timeout.read_timeout:g} s",
+            )
+        if isinstance(reason, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
+            # NewConnectionError subclasses ConnectTimeoutError, so test for it first.
+            timed_out = isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError)
+            what = "timed out connecting to" if timed_out else "could not reach"
+            return UpstreamError(502, "TEMPORARILY_UNAVAILABLE", f"Checkpoint {what} the MLflow server at {self.upstream}")
+        if isinstance(reason, ProtocolError | OSError | HTTPError):
+            return UpstreamError(
+                502,
+                "TEMPORARILY_UNAVAILABLE",
+                f"Checkpoint: the MLflow server at {self.upstream} closed the connection without a complete answer",
+            )
+        raise exc  # pragma: no cover - anything else is a bug, not an upstream failure
+
+    def fail(self, environ: dict, start_response, error: UpstreamError) -> list[bytes]:
+        """Answer with a JSON error for programs, a short page for people."""
+        log.warning("upstream failure %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), error.message)
+        if not environ.get("checkpoint.body_read"):
+            discard_input(environ)
+        content_type, body = self.render_error(environ, error)
+        reason = {502: "Bad Gateway", 504: "Gateway Timeout"}.get(error.status, "Error")
+        start_response(
+            f"{error.status} {reason}",
+            [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
+        )
+        return [body]
+
+    @staticmethod
+    def _ack_now(response) -> None:
+        """ACK the headers segment at once so an upstream without TCP_NODELAY sends the body."""
+        if _QUICKACK is None:
+            return
+        conn = getattr(response, "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:  # pragma: no cover - a closed socket needs no ACK
+                pass
+
+
+class _Stream:
+    """The WSGI body of a streamed answer: chunks out, connection back to the pool at the end."""
+
+    def __init__(self, response, chunk_size: int, url: str) -> None:
+        self.response = response
+        self.chunk_size = chunk_size
+        self.url = url
+        self.complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.response.stream(self.chunk_size, decode_content=False):
+                if chunk:
+                    yield chunk
+        except (HTTPError, OSError) as exc:
+            # Headers are already out: the only honest signal left is to abort the connection.
+            log.error("upstream stream for %s broke off: %s", self.url, exc)
+            raise ConnectionAbortedError(f"upstream answer for {self.url} broke off: {exc}") from exc
+        self.complete = True
+
+    def close(self) -> None:
+        if not self.complete:
+            self.response.close()  # never hand a half-read connection back to the pool
+        self.response.release_conn()
+
+
+def _body_reader(stream, recv_size: int = 0) -> Callable[[int], bytes]:
+    """``read(size)`` over a request body, without gunicorn's slow wrapper when that is safe.
+
+    gunicorn's ``Body.read(size)`` builds every answer 1 KiB at a time, re-buffering the
+    rest on each step: about 2.4 s of CPU per GiB, which held uploads through Checkpoint
+    near 100 MiB/s. The length, chunked or EOF reader underneath it (``Body.reader``)
+    returns the same bytes, with the same errors, for a third of the CPU (see
+    benchmarks/README.md). It is used only while the ``Body`` holds no bytes of its own
+    (nothing was read through its ``readline``); any other stream is read as WSGI says.
+    ``recv_size`` (for large bodies) also lifts gunicorn's 8 KiB socket reads to that size
+    for the rest of the connection: another quarter less CPU per uploaded GiB.
+    """
+    if type(stream).__module__ == "gunicorn.http.body":
+        reader, held = getattr(stream, "reader", None), getattr(stream, "buf", None)
+        if hasattr(reader, "read") and held is not None and held.tell() == 0:
+            unreader = getattr(reader, "unreader", None)
+            if isinstance(getattr(unreader, "mxchunk", None), int) and unreader.mxchunk < recv_size:
+                unreader.mxchunk = recv_size
+            return reader.read
+    return stream.read
+
+
+def _read_exact(stream, size: int) -> bytes:
+    read = _body_reader(stream)
+    parts = []
+    while size > 0:
+        data = read(size)
+        if not data:
+            raise ConnectionAbortedError("client closed the connection before sending its whole body")
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
+
+
+def _read_chunks(stream, chunk_size: int, size: int | None) -> Iterator[bytes]:
+    read = _body_reader(stream, chunk_size)
+    remaining = size
+    while remaining is None or remaining > 0:
+        data = read(chunk_size if remaining is None else min(chunk_size, remaining))
+        if not data:
+            if remaining:
+                raise ConnectionAbortedError("client closed the connection before sending its whole body")
+            return
+        if remaining is not None:
+            remaining -= len(data)
+        yield data
+
+
+def discard_input(environ: dict) -> None:
+    """Drain a small unread request body so the client connection stays usable."""
+    stream = environ.get("wsgi.input")
+    length = environ.get("CONTENT_LENGTH", "")
+    if stream is not None and length.isdigit() and 0 < int(length) <= 1024 * 1024:
+        try:
+            stream.read(int(length))
+        except OSError:  # pragma: no cover
+            pass

@@ -1,0 +1,1 @@
+"""What happened: the keyed audit chain, history, webhooks."""

@@ -1,0 +1,67 @@
+"""A model's promotion history, read from the event log: which version held which stage or
+alias, from when to when, who asked and who approved ("what was in Production on 3 March?")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from checkpoint.storage.store import OUTSIDE_CHANGE, Store
+
+
+@dataclass(frozen=True)
+class Entry:
+    request_id: int | None  # None: changed in MLflow without Checkpoint (an "outside change")
+    target: str
+    kind: str
+    version: str | None
+    summary: str
+    applied_at: datetime
+    until: datetime | None
+    author: str
+    approvers: tuple[str, ...]
+    already_true: bool
+    first_seen: bool = False
+
+    @property
+    def outside(self) -> bool:
+        return self.request_id is None
+
+
+def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
+    """Applied promotions of ``name`` (the model of that name in MLflow ``workspace``, "" = the
+    default one) and changes made behind Checkpoint's back, oldest first; each holds until the
+    next one for its target. Read from the audit log only."""
+    entries: list[Entry] = []
+    last_for_target: dict[str, int] = {}
+    for event in store.events(model=name):
+        if event.kind == "applied" and event.request_id is not None:
+            item = store.get(event.request_id)
+            if item.workspace != workspace:
+                continue
+            entry = Entry(
+                request_id=item.id, target=item.target, kind=item.kind, version=item.version,
+                summary=event.data.get("result", item.apply_result), applied_at=event.created_at, until=None,
+                author=item.author, approvers=tuple(sorted({r.reviewer for r in item.approvals})),
+                already_true=bool(event.data.get("already_true")),
+            )  # fmt: skip
+        elif event.kind == OUTSIDE_CHANGE:
+            if event.data.get("workspace", "") != workspace:
+                continue
+            target, version = event.data.get("target", ""), event.data.get("version")
+            entry = Entry(
+                request_id=None, target=target, kind="outside_change", version=version,
+                summary=(f"the files of v{version} ({target}) changed in MLflow" if event.data.get("files")
+                         else f"{target} found at {'v' + version if version else 'no version'} in MLflow"),
+                applied_at=event.created_at, until=None, author="outside Checkpoint", approvers=(),
+                already_true=False, first_seen=bool(event.data.get("first_seen")),
+            )  # fmt: skip
+        else:
+            continue
+        previous = last_for_target.get(entry.target)
+        if previous is not None:
+            old = entries[previous]
+            entries[previous] = Entry(**{**old.__dict__, "until": event.created_at})
+        last_for_target[entry.target] = len(entries)
+        entries.append(entry)
+    return entries

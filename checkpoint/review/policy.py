@@ -1,0 +1,292 @@
+"""Who may approve what, and how many approvals a request needs.
+
+Rules live in the policy file (``CHECKPOINT_POLICY_FILE``, key ``rules``), each matched by
+model-name pattern × target pattern; the most specific match wins (the one whose patterns
+have the most literal characters; the first in the file on a tie). Without rules, one
+default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the author.
+
+    rules:
+      - name: fraud production
+        models: ["fraud-*"]
+        targets: ["stage:Production", "alias:champion"]
+        workspaces: [team-b]            # MLflow workspaces (``default`` is the default one);
+                                        # without the key a rule matches every workspace
+        reviewers: [bob, dave]          # users
+        groups: [ml-leads]              # and/or groups (header mode)
+        required_approvals: all         # or a number
+        allow_self_approval: false
+        checks:                         # see checkpoint/checks.py
+          - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
+          - {name: signature, kind: signature}
+          - {name: ticket, kind: title, pattern: "^\\[[A-Z]+-[0-9]+\\]", required: false}
+
+Required checks that are not passing hold a request back from ``approved`` (reviews are
+still recorded); the status says "blocked by check X".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from checkpoint.identity import User
+from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
+from checkpoint.review.checks import Check, CheckConfigError, parse_checks
+from checkpoint.review.governance import STAGES
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str = "default"
+    models: tuple[str, ...] = ("*",)
+    targets: tuple[str, ...] = ("*",)
+    reviewers: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    required_approvals: int | str = 1  # a number, or "all" (every listed reviewer)
+    allow_self_approval: bool = False
+    checks: tuple[Check, ...] = ()
+    # MLflow workspace patterns (``default`` names the default workspace); () matches every one.
+    workspaces: tuple[str, ...] = ()
+
+    def matches(self, model: str, target: str, workspace: str = "") -> bool:
+        return (
+            any(fnmatch.fnmatchcase(model, p) for p in self.models)
+            and any(target_matches(target, p) for p in self.targets)
+            and (not self.workspaces or any(fnmatch.fnmatchcase(_ws(workspace), p) for p in self.workspaces))
+        )
+
+    def specificity(self, model: str, target: str, workspace: str = "") -> int:
+        def literal(patterns: tuple[str, ...], value: str, hit: Callable[[str, str], bool]) -> int:
+            hits = [p for p in patterns if hit(value, p)]
+            return max((sum(ch not in "*?[]" for ch in p) for p in hits), default=0)
+
+        return (literal(self.models, model, fnmatch.fnmatchcase) + literal(self.targets, target, target_matches)
+                + literal(self.workspaces, _ws(workspace), fnmatch.fnmatchcase))  # fmt: skip
+
+    @property
+    def restricted(self) -> bool:
+        """True when only listed users/groups may review."""
+        return bool(self.reviewers or self.groups)
+
+    def describe(self) -> str:
+        who = ", ".join([*self.reviewers, *(f"group {g}" for g in self.groups)]) or "anyone allowed to review"
+        need = "all listed reviewers" if self.required_approvals == "all" else f"{self.required_approvals} approval(s)"
+        own = "" if self.allow_self_approval else "; not the author"
+        where = f" in workspace {', '.join(self.workspaces)}" if self.workspaces else ""
+        return f"{self.name}: {need} from {who}{own}{where}"
+
+
+def _ws(workspace: str) -> str:
+    """The name a rule's ``workspaces`` patterns see: MLflow's own name for the default workspace."""
+    return workspace or DEFAULT_WORKSPACE
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a request stands against its rule: shown as "2 of 3 approvals"."""
+
+    count: int
+    required: int
+    approvers: tuple[str, ...]
+    awaited: tuple[str, ...]
+
+    @property
+    def met(self) -> bool:
+        return self.count >= self.required and not self.awaited_required
+
+    awaited_required: tuple[str, ...] = ()
+    # Required checks that are not passing (names): the request may not move to approved.
+    blocked_by: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        """Approvals meet the rule and every required check passes."""
+        return self.met and not self.blocked_by
+
+    def line(self) -> str:
+        """"1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
+        out = f"{self.count} of {self.required} approvals"
+        if self.awaited:
+            out += f" · awaiting {', '.join(self.awaited)}"
+        if self.blocked_by:
+            out += f" · blocked by check{'s' if len(self.blocked_by) > 1 else ''} {', '.join(self.blocked_by)}"
+        return out
+
+
+def target_matches(target: str, pattern: str) -> bool:
+    """A rule's target pattern against a request's target. Stages are case-insensitive, as in
+    MLflow (``stage:production`` is the Production stage), and aliases are protected whatever
+    their case (governance.py; a case-insensitive database collation makes ``CHAMPION`` the
+    same alias), so both compare in lower case."""
+    kind = target.partition(":")[0].lower()
+    if kind in ("stage", "alias") and pattern.partition(":")[0].lower() == kind:
+        return fnmatch.fnmatchcase(target.lower(), pattern.lower())
+    return fnmatch.fnmatchcase(target, pattern)
+
+
+def _target(pattern: str, where: str) -> str:
+    """A target pattern as loaded: a literal stage spelled canonically, an unknown one refused
+    (a typo would otherwise leave the stage to the default rule)."""
+    kind, sep, value = pattern.partition(":")
+    if kind.lower() != "stage" or not sep or any(ch in value for ch in "*?["):
+        return pattern
+    found = next((s for s in STAGES if s.lower() == value.strip().lower()), None)
+    if found is None:
+        raise PolicyError(f"{where}.targets: {pattern!r} names no stage; stages are {', '.join(STAGES)}")
+    return f"stage:{found}"
+
+
+# Extra approval right on top of a rule that lists nobody (``mlflow`` mode: MANAGE on the model).
+RightCheck = Callable[[User, str], bool]
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    default: Rule = Rule()
+
+    @property
+    def required_approvals(self) -> int:
+        """The default rule's number (for places that show one number)."""
+        return self.default.required_approvals if isinstance(self.default.required_approvals, int) else 1
+
+    @property
+    def http_checks(self) -> bool:
+        """Whether any rule declares an HTTP check (the background thread then polls for them)."""
+        return any(not check.local for rule in self.rules for check in rule.checks)
+
+    def rule_for(self, model: str, target: str, workspace: str = "") -> Rule:
+        """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default)."""
+        candidates = [(r.specificity(model, target, workspace), -i, r) for i, r in enumerate(self.rules)
+                      if r.matches(model, target, workspace)]  # fmt: skip
+        return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
+
+    def may_review(self, user: User | str, author: str, model: str = "", target: str = "",
+                   named: tuple[str, ...] = (), right: RightCheck | None = None,
+                   workspace: str = "") -> str | None:  # fmt: skip
+        """Why ``user`` may not review this request, or None when they may."""
+        user = user if isinstance(user, User) else User(user)
+        rule = self.rule_for(model, target, workspace)
+        if user.anonymous:
+            return "sign in (or pick a name) to review"
+        if user.name == author and not rule.allow_self_approval:
+            return f"{user.name} opened this request and rule '{rule.name}' does not allow approving your own request"
+        # ``named`` only adds people to the awaited list: it never lets anyone approve.
+        if user.name in rule.reviewers or user.groups & set(rule.groups):
+            return None
+        if rule.restricted:
+            return f"{user.name} is not a reviewer under rule '{rule.name}' ({rule.describe()})"
+        if right is not None and not user.is_admin and not right(user, model):
+            return f"{user.name} may not review requests for '{model}' (needs MANAGE on the model in MLflow)"
+        return None
+
+    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = (),
+               workspace: str = "") -> Status:  # fmt: skip
+        rule = self.rule_for(model, target, workspace)
+        if rule.required_approvals == "all":
+            everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
+            missing = tuple(u for u in everyone if u not in approvers)
+            return Status(len(approvers), max(len(everyone), 1), tuple(sorted(approvers)), missing, missing)
+        required = int(rule.required_approvals)
+        listed = dict.fromkeys([*named, *rule.reviewers])
+        awaited = tuple(u for u in listed if u not in approvers) if len(approvers) < required else ()
+        return Status(len(approvers), required, tuple(sorted(approvers)), awaited)
+
+    def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = (),
+                  workspace: str = "") -> bool:  # fmt: skip
+        return self.status(model, target, approvers, named, workspace).met
+
+    # -- loading ---------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
+        env = os.environ if env is None else env
+        raw = env.get("CHECKPOINT_REQUIRED_APPROVALS", "1").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 20:
+            raise PolicyError(f"CHECKPOINT_REQUIRED_APPROVALS={raw!r}: expected a whole number from 1 to 20")
+        flag = env.get("CHECKPOINT_ALLOW_SELF_APPROVAL", "false").strip().lower()
+        if flag not in ("true", "false", "1", "0", "yes", "no"):
+            raise PolicyError(f"CHECKPOINT_ALLOW_SELF_APPROVAL={flag!r}: expected true or false")
+        default = Rule(required_approvals=int(raw), allow_self_approval=flag in ("true", "1", "yes"))
+        path = env.get("CHECKPOINT_POLICY_FILE") or None
+        rules: tuple[Rule, ...] = ()
+        if path and Path(path).is_file():
+            data = yaml.safe_load(Path(path).read_text()) or {}
+            if isinstance(data, dict) and data.get("rules") is not None:
+                rules = tuple(_rule(i, item) for i, item in enumerate(_list(data["rules"], "rules")))
+        return cls(rules=rules, default=default)
+
+
+def _list(value, key: str) -> list:
+    if not isinstance(value, list):
+        raise PolicyError(f"{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _strings(item: dict, key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = item.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise PolicyError(f"{where}.{key}: expected a list of non-empty strings, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+_RULE_KEYS = {"name", "models", "targets", "reviewers", "groups", "required_approvals", "allow_self_approval",
+              "checks", "workspaces"}  # fmt: skip
+
+
+def _workspaces(item: dict, where: str) -> tuple[str, ...]:
+    """A rule's ``workspaces``: patterns over MLflow's workspace names. A literal name MLflow
+    would refuse (``Team-B``) could never match: refused here rather than silently ignored."""
+    patterns = _strings(item, "workspaces", where, ())
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?[") and pattern != DEFAULT_WORKSPACE:
+            try:
+                canonical_workspace(pattern)
+            except ChangeError as exc:
+                raise PolicyError(f"{where}.workspaces: {pattern!r} is not an MLflow workspace name ({exc})") from exc
+    return patterns
+
+
+def _rule(index: int, item) -> Rule:
+    where = f"rules[{index}]"
+    if not isinstance(item, dict):
+        raise PolicyError(f"{where}: expected a mapping with models, targets, reviewers...")
+    if "required_checks" in item:
+        raise PolicyError(f"{where}.required_checks: replaced by 'checks', a list of {{name, kind, required, ...}}")
+    unknown = set(map(str, item)) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_RULE_KEYS))}")
+    required = item.get("required_approvals", 1)
+    if required != "all" and (not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 20):
+        raise PolicyError(f"{where}.required_approvals: expected a number from 1 to 20 or 'all', got {required!r}")
+    reviewers = _strings(item, "reviewers", where, ())
+    if required == "all" and not reviewers:
+        raise PolicyError(f"{where}.required_approvals: 'all' needs a reviewers list")
+    if isinstance(required, int) and reviewers and not item.get("groups") and required > len(reviewers):
+        raise PolicyError(f"{where}.required_approvals: {required} approvals but only {len(reviewers)} reviewers listed")
+    self_ok = item.get("allow_self_approval", False)
+    if not isinstance(self_ok, bool):
+        raise PolicyError(f"{where}.allow_self_approval: expected true or false, got {self_ok!r}")
+    try:
+        checks = parse_checks(item.get("checks"), f"{where} ({item['name']})" if item.get("name") else where)
+    except CheckConfigError as exc:
+        raise PolicyError(str(exc)) from exc
+    return Rule(
+        name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
+        targets=tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",))), reviewers=reviewers,
+        groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
+        checks=checks, workspaces=_workspaces(item, where),
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""The process: background thread, logs, metrics."""

@@ -1,0 +1,1 @@
+"""Persistence: engine, tables, the store and its migrations. Hands out plain objects."""

@@ -1,0 +1,1 @@
+"""Alembic migrations for Checkpoint's schema (installed as ``checkpoint.storage.migrations``)."""

@@ -1,0 +1,147 @@
+"""SQLAlchemy table definitions. Only :mod:`checkpoint.storage.store` touches these rows;
+everything above it gets plain entities (:mod:`checkpoint.entities`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    """One promote request: a registry change waiting for, or past, its review."""
+
+    __tablename__ = "promote_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(600))
+    change: Mapped[dict] = mapped_column(JSON)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    challenger: Mapped[dict] = mapped_column(JSON)
+    champion: Mapped[dict | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    apply_result: Mapped[str] = mapped_column(Text, default="")
+    named_reviewers: Mapped[list] = mapped_column(JSON, default=list)
+    rule_name: Mapped[str] = mapped_column(String(200), default="default")
+    # MLflow's workspace (X-MLFLOW-WORKSPACE) the change acts in; "" is the default workspace.
+    workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
+
+    __table_args__ = (
+        Index("ix_requests_state_id", "state", "id"),
+        Index("ix_requests_model_id", "model_name", "id"),
+        Index("ix_requests_author_id", "author", "id"),
+        Index("ix_requests_target_id", "target", "id"),
+        Index("ix_requests_workspace_model_id", "workspace", "model_name", "id"),
+        # At most one open request per (author, change): retries find it instead of duplicating.
+        Index(
+            "ux_requests_open_dedupe",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+    )
+
+
+class ReviewRow(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(256))
+    verdict: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dismissed_reason: Mapped[str] = mapped_column(Text, default="")
+    # The challenger's content digest when the review was given (None: no challenger, or older).
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class CommentRow(Base):
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRow(Base):
+    """Append-only history; written in the same transaction as the change it records.
+
+    Hash-chained (:mod:`checkpoint.events.audit`): ``hash`` covers the event's canonical JSON and
+    ``prev_hash``, the previous event's ``hash``, so editing, deleting or reordering a row
+    breaks the chain at that row.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("promote_requests.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(256))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    # Fingerprint of the audit key the hash was made with (None: plain SHA-256, before keys).
+    key_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class CheckRow(Base):
+    """The latest result of one check on one request (history is in the events)."""
+
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    required: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(8))  # pass / fail / error / pending
+    reason: Mapped[str] = mapped_column(Text, default="")
+    trigger: Mapped[str] = mapped_column(String(16))  # open / refresh / apply / manual
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("request_id", "name", name="ux_check_results_request_name"),)
+
+
+class DeliveryRow(Base):
+    """The webhook outbox: one row per (event, webhook), written with the event itself."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the delivery id receivers dedupe on
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    webhook: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending / sending / delivered / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_order", "webhook", "request_id", "event_id"),
+    )

@@ -1,1 +1,0 @@
-"""HTTP handlers: thin blueprints over the domain layer, plus the catch-all gateway."""

@@ -1,0 +1,374 @@
+"""The JSON API under ``/checkpoint/api/v1``: thin handlers over the workflow.
+
+Errors use MLflow's shape ``{"error_code", "message"}``: 400 for a bad field, 404 for an
+unknown id, 409 for the wrong state, 422 for a change that cannot be requested.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from importlib import resources
+
+import yaml
+from flask import Blueprint, current_app, g, jsonify, request
+
+from checkpoint.errors import CheckpointError
+from checkpoint.identity import User
+from checkpoint.registry import RegistryError, RegistryUnavailable
+from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.visibility import Reader, request_key
+from checkpoint.review.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
+from checkpoint.storage.store import STATES, CheckResult, NotFound, PromoteRequest
+
+bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
+
+# Wire names of change kinds: MLflow's route names plus the model-level tag variants.
+API_KINDS = PARSE_KINDS
+
+
+def workflow() -> Workflow:
+    return current_app.extensions["checkpoint.workflow"]
+
+
+def public_base() -> str:
+    """Checkpoint's address as people reach it: configured, or what this request shows."""
+    configured = current_app.config["CHECKPOINT"].public_url
+    return (configured or request.host_url).rstrip("/")
+
+
+def current_user() -> User:
+    """The caller, resolved before every request (see ``app._resolve_user``)."""
+    return g.user
+
+
+def reader() -> Reader:
+    """What the caller may read (``visibility.py``), resolved with the caller."""
+    return g.reader
+
+
+def readable_request(request_id: int) -> PromoteRequest:
+    """The request, if its model is one the caller may read; else exactly as if it did not exist."""
+    item = workflow().store.get(request_id)
+    if not reader().can_read(item.model_name, request_key(item)[0]):
+        raise NotFound(f"promote request #{request_id} does not exist")
+    return item
+
+
+def refuse_unreadable(change) -> None:
+    """A caller who may not read the model gets MLflow's answer, not a request."""
+    if not reader().can_read_change(change):
+        raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
+
+
+@bp.before_request
+def _readable_request():
+    """Every route under ``/requests/<id>`` answers 404 for a request the caller may not read."""
+    request_id = (request.view_args or {}).get("request_id")
+    if request_id is not None:
+        readable_request(request_id)
+
+
+@bp.before_request
+def _csrf_for_cookie_callers():
+    """A browser calling with only its session cookie must show the CSRF token; programs
+    sending an Authorization header cannot be driven cross-site and need none."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and "Authorization" not in request.headers:
+        current_app.extensions["checkpoint.csrf"].protect()
+
+
+def _body(allowed: set[str]) -> dict:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(request.get_data(cache=True)) >= limit:
+        # A chunked body is cut at the limit by werkzeug without an error: it would read as bad JSON.
+        raise CheckpointError(413, "BAD_REQUEST", f"the request body is too large: at most {limit} bytes")
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError as exc:  # silent=True swallows only ValueError: this was a 500
+        raise CheckpointError(400, "BAD_REQUEST", "the request body is JSON nested too deeply") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(400, "BAD_REQUEST", "the request body must be a JSON object (Content-Type: application/json)")
+    bad = lone_surrogate(data)
+    if bad is not None:  # no database stores one: it was a 500 at the insert
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{bad!r} holds a lone surrogate escape (\\ud800-\\udfff)")
+    unknown = set(data) - allowed
+    if unknown:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"unknown field(s): {', '.join(sorted(unknown))}")
+    return data
+
+
+def _text(data: dict, key: str, default: str | None = None) -> str | None:
+    value = data.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must be a string")
+    return value
+
+
+def workspace_arg(raw: str | None) -> str | None:
+    """A ``workspace`` query or body field: None when absent, else canonical ("" = the default one)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "workspace must be a string")
+    try:
+        return canonical_workspace(raw)
+    except ChangeError as exc:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", str(exc)) from exc
+
+
+def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
+    """The API's view of a request (the same data the pages show); ``checks`` when read already."""
+    checks = workflow().checks(item) if checks is None else checks
+    status = workflow().status(item, checks)
+    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
+    out = {
+        "id": item.id,
+        "url": f"{public_base()}/checkpoint/requests/{item.id}",
+        "api_url": f"{public_base()}/checkpoint/api/v1/requests/{item.id}",
+        "kind": item.kind,
+        "model": item.model_name,
+        "workspace": item.workspace or "default",
+        "version": item.version,
+        "target": item.target,
+        "change": item.change,
+        "title": item.title,
+        "description": item.description,
+        "author": item.author,
+        "state": item.state,
+        "state_reason": item.state_reason,
+        "challenger": item.challenger or None,
+        "champion": item.champion,
+        "approvals": {"count": status.count, "required": status.required, "approvers": list(status.approvers),
+                      "awaited": list(status.awaited), "met": status.met},
+        "named_reviewers": list(item.named_reviewers),
+        "rule": {"name": rule.name, "description": rule.describe()},
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+        "applied_at": item.applied_at.isoformat() if item.applied_at else None,
+        "apply_result": item.apply_result,
+        "checks": [check_json(c) for c in checks],
+        "blocked_by_checks": list(status.blocked_by),
+    }
+    if full:
+        out["reviews"] = [
+            {"id": r.id, "reviewer": r.reviewer, "verdict": r.verdict, "comment": r.comment,
+             "created_at": r.created_at.isoformat(), "dismissed": r.dismissed_at is not None,
+             "dismissed_reason": r.dismissed_reason, "digest": r.digest}
+            for r in item.reviews
+        ]  # fmt: skip
+        out["comments"] = [
+            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at.isoformat()}
+            for c in item.comments
+        ]
+        out["events"] = [
+            {"id": e.id, "kind": e.kind, "actor": e.actor, "data": e.data, "created_at": e.created_at.isoformat()}
+            for e in item.events
+        ]
+    return out
+
+
+def check_json(check: CheckResult) -> dict:
+    return {"name": check.name, "kind": check.kind, "required": check.required, "status": check.status,
+            "reason": check.reason, "trigger": check.trigger or None,
+            "evaluated_at": check.evaluated_at.isoformat() if check.evaluated_at else None}  # fmt: skip
+
+
+def _cursor(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        if not value.startswith("id:") or not value[3:].isdigit():
+            raise ValueError(raw)
+        return int(value[3:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"cursor {raw[:64]!r} is not one this API issued") from exc
+
+
+def _make_cursor(request_id: int | None) -> str | None:
+    return base64.urlsafe_b64encode(f"id:{request_id}".encode()).decode().rstrip("=") if request_id else None
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc: NotFound):
+    return jsonify(error_code="RESOURCE_DOES_NOT_EXIST", message=str(exc)), 404
+
+
+@bp.errorhandler(WorkflowError)
+def _workflow_error(exc: WorkflowError):
+    return jsonify(error_code=exc.error_code, message=exc.message), exc.status
+
+
+@bp.errorhandler(RegistryError)
+def _registry_error(exc: RegistryError):
+    if isinstance(exc, RegistryUnavailable):
+        return jsonify(error_code=exc.error_code, message=f"Checkpoint: {exc.message}"), 502
+    return jsonify(error_code=exc.error_code, message=f"MLflow: {exc.message}"), 422
+
+
+# -- routes ------------------------------------------------------------------------------
+
+
+@bp.get("/requests")
+def list_requests():
+    """Newest first, filtered; ``next_cursor`` pages on."""
+    args = request.args
+    state = args.get("state") or None
+    if state and state not in STATES:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"state must be one of {', '.join(STATES)}")
+    limit_raw = args.get("limit", "50")
+    # isdigit() alone lets "²" through, which int() then refuses (a 500).
+    if not (limit_raw.isascii() and limit_raw.isdigit()) or not 1 <= int(limit_raw) <= 200:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "limit must be a whole number from 1 to 200")
+    for key in ("model", "target", "author", "q"):
+        if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
+    items, last = reader().visible_page(lambda hidden: workflow().store.list(
+        state=state, model=args.get("model") or None, target=args.get("target") or None,
+        author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
+        limit=int(limit_raw), hidden=hidden, workspace=workspace_arg(args.get("workspace")),
+    ), request_key)  # fmt: skip
+    checks = workflow().checks_of(items)
+    return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=_make_cursor(last))
+
+
+@bp.post("/requests")
+def create_request():
+    """Open a request explicitly (pipelines): a change, a title, a description."""
+    data = _body({"change", "title", "description", "reviewers"})
+    reviewers = data.get("reviewers", [])
+    if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
+    if any(len(r) > USER_MAX or "\x00" in r for r in reviewers):  # a name no user can have was stored as asked
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"reviewers: a name is at most {USER_MAX} characters, no NUL")
+    change_data = data.get("change")
+    if not isinstance(change_data, dict):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
+    if change_data.get("kind") not in API_KINDS:
+        raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change.kind must be one of {', '.join(API_KINDS)}")
+    try:
+        change = parse(change_data)
+    except ChangeError as exc:
+        raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
+    refuse_unreadable(change)
+    title, description = _text(data, "title", ""), _text(data, "description", "")
+    item, created = workflow().open(change, current_user(), title or "", description or "", tuple(reviewers))
+    body = request_json(item, full=True)
+    body["created"] = created
+    return jsonify(body), 201 if created else 200
+
+
+@bp.get("/requests/<int:request_id>")
+def get_request(request_id: int):
+    return jsonify(request_json(readable_request(request_id), full=True))
+
+
+@bp.patch("/requests/<int:request_id>")
+def edit_request(request_id: int):
+    data = _body({"title", "description"})
+    item = workflow().edit(request_id, current_user(), _text(data, "title"), _text(data, "description"))
+    return jsonify(request_json(item, full=True))
+
+
+@bp.post("/requests/<int:request_id>/withdraw")
+def withdraw_request(request_id: int):
+    return jsonify(request_json(workflow().withdraw(request_id, current_user()), full=True))
+
+
+@bp.post("/requests/<int:request_id>/reviews")
+def review_request(request_id: int):
+    data = _body({"verdict", "comment"})
+    verdict = _text(data, "verdict")
+    if verdict not in ("approve", "reject"):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
+    item = workflow().review(request_id, current_user(), verdict, _text(data, "comment", "") or "")
+    return jsonify(request_json(item, full=True))
+
+
+@bp.post("/requests/<int:request_id>/comments")
+def comment_request(request_id: int):
+    data = _body({"body"})
+    body = _text(data, "body")
+    if body is None:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "body is required")
+    return jsonify(request_json(workflow().comment(request_id, current_user(), body), full=True)), 201
+
+
+@bp.post("/requests/<int:request_id>/checks")
+def rerun_checks(request_id: int):
+    """Evaluate the request's checks again (local ones now, HTTP ones queued)."""
+    return jsonify(request_json(workflow().rerun_checks(request_id, current_user()), full=True))
+
+
+@bp.post("/requests/<int:request_id>/retry")
+def retry_request(request_id: int):
+    return jsonify(request_json(workflow().retry(request_id, current_user()), full=True))
+
+
+@bp.post("/requests/<int:request_id>/break-glass")
+def break_glass(request_id: int):
+    """An admin applies the request now, without the approvals; the reason is required."""
+    data = _body({"reason"})
+    reason = _text(data, "reason")
+    if not reason or not reason.strip():
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reason is required for break-glass")
+    return jsonify(request_json(workflow().break_glass(request_id, current_user(), reason), full=True))
+
+
+@bp.get("/summary")
+def summary():
+    """What the panel inside MLflow shows: open counts, and the open requests of one model.
+
+    Answered with an ETag so the panel's periodic refresh is a cheap 304.
+    """
+    model = request.args.get("model") or None
+    workspace = workspace_arg(request.args.get("workspace"))
+    store = workflow().store
+    hidden = reader().hidden(store.request_models(state="open"))  # counts leave out what the caller may not read
+    items = store.list(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
+    response = jsonify(
+        open=store.count(state="open", hidden=hidden),
+        model=model,
+        open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,
+        requests=[{"id": i.id, "title": i.title, "author": i.author, "target": i.target, "version": i.version,
+                   "url": f"{public_base()}/checkpoint/requests/{i.id}"} for i in items],
+    )  # fmt: skip
+    response.headers["Cache-Control"] = "no-cache"
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@bp.get("/which")
+def which():
+    """Which version holds a stage or an alias right now (for pipelines), in MLflow workspace
+    ``workspace`` (the default one when absent)."""
+    model, stage, alias = request.args.get("model"), request.args.get("stage"), request.args.get("alias")
+    workspace = workspace_arg(request.args.get("workspace")) or ""
+    if not model or bool(stage) == bool(alias):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give model and exactly one of stage or alias")
+    for key, value in (("model", model), ("alias", alias), ("stage", stage)):
+        if value and ("\x00" in value or len(value) > NAME_MAX):  # no model or alias can hold such a name
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
+                                  f"{key} must be at most {NAME_MAX} characters without NUL")  # fmt: skip
+    if not reader().can_read(model, workspace):
+        raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
+    registry = workflow().registry_for(workspace)
+    if alias:
+        holder = registry.alias_holder(model, alias)
+        holders = [holder] if holder else []
+    else:
+        from checkpoint.review.governance import STAGES, canonical_stage
+
+        if canonical_stage(stage) not in STAGES:  # a typo must not read as "nobody holds it"
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
+        holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
+    return jsonify(model=model, workspace=workspace or "default", stage=stage, alias=alias,
+                   versions=[v.version for v in holders],
+                   version=holders[0].version if holders else None)  # fmt: skip
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The API's OpenAPI document (kept next to the code, tested against the routes)."""
+    spec = yaml.safe_load(resources.files("checkpoint").joinpath("openapi.yaml").read_text())
+    return jsonify(spec)

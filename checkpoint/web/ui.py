@@ -1,0 +1,357 @@
+"""Checkpoint's own pages: the requests list, the new-request form, a request with its
+diff and review thread, and a model's promotion history. Thin handlers over the workflow;
+the templates in ``web/templates/ui/`` do the presenting."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+
+from checkpoint.events import history
+from checkpoint.identity import User
+from checkpoint.registry import RegistryError
+from checkpoint.review import diff
+from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
+from checkpoint.review.visibility import request_key
+from checkpoint.review.workflow import TITLE_MAX, Workflow, WorkflowError
+from checkpoint.storage.store import STATES, NotFound
+from checkpoint.web.api import _cursor, _make_cursor, reader
+
+bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
+PAGE = 25
+
+
+def workflow() -> Workflow:
+    return current_app.extensions["checkpoint.workflow"]
+
+
+def current_user() -> User:
+    """The caller, resolved before every request (see ``app._resolve_user``)."""
+    return g.user
+
+
+@bp.app_template_global()
+def target_label(target: str) -> str:
+    """``stage:Production`` → ``Production``; ``alias:champion`` → ``@champion``..."""
+    kind, _, value = target.partition(":")
+    return {"stage": value, "alias": f"@{value}", "model": f"into {value}", "tag": f"tag {value}",
+            "rename": f"rename to {value}"}.get(kind, target)  # fmt: skip
+
+
+@bp.app_template_global()
+def request_headline(item) -> str:
+    """``fraud-detector v7 → Production (replaces v5)``."""
+    version = f" v{item.version}" if item.version else ""
+    head = f"{item.model_name}{version} → {target_label(item.target)}"
+    if getattr(item, "workspace", ""):
+        head = f"[{item.workspace}] {head}"
+    if item.champion and item.champion.get("version"):
+        champion = item.champion
+        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
+        head += f" (replaces {where}v{champion['version']})"
+    elif item.target.startswith(("stage:", "alias:", "model:")):
+        head += " (first promotion)"
+    return head
+
+
+@bp.app_template_global()
+def mlflow_version_url(name: str, version: str) -> str:
+    from urllib.parse import quote
+
+    return f"/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+@bp.app_template_global()
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(run_id, safe='')}"
+
+
+@bp.app_template_global()
+def format_ms(stamp: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if stamp else "—"
+
+
+@bp.app_template_global()
+def spark_scale(*histories) -> tuple[float, float, float, float]:
+    """One (min step, max step, min value, max value) for the lines drawn in one chart."""
+    points = [p for h in histories for p in (h or ()) if p[1] == p[1]]  # NaN never equals itself
+    if not points:
+        return (0.0, 1.0, 0.0, 1.0)
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    return (min(steps), max(steps) or 1, min(values), max(values))
+
+
+@bp.app_template_global()
+def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
+    """SVG polyline points for a metric history: numbers only, so safe in an attribute."""
+    low_step, high_step, low, high = scale
+    span_step = (high_step - low_step) or 1
+    span = (high - low) or 1
+    return " ".join(
+        f"{(step - low_step) / span_step * width:.1f},{height - 2 - (value - low) / span * (height - 4):.1f}"
+        for step, value in history
+        if value == value
+    )
+
+
+@bp.context_processor
+def _user():
+    # An error page can render before the caller is resolved (CSRF and the body limit are checked first).
+    user = g.get("user")
+    return {"user": user.name if user else "anonymous", "auth_mode": current_app.extensions["checkpoint.auth"].mode}
+
+
+@bp.before_request
+def _readable_request():
+    """A request whose model the caller may not read is, on every page and form, one that does not exist."""
+    request_id = (request.view_args or {}).get("request_id")
+    if request_id is None:
+        return
+    try:
+        item = workflow().store.get(request_id)
+    except NotFound:
+        return  # the view answers its own 404
+    if not reader().can_read(item.model_name, request_key(item)[0]):
+        abort(404, f"promote request #{request_id} does not exist")
+
+
+def _refuse_unreadable(change) -> None:
+    if not reader().can_read_change(change):
+        abort(403, "Permission denied: MLflow does not let you read this model")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("ui.requests_list"))
+
+
+@bp.get("/requests")
+def requests_list():
+    args = request.args
+    state = args.get("state", "open")
+    if state not in ("all", *STATES):
+        abort(400, f"state must be all or one of {', '.join(STATES)}")
+    filters = {"model": args.get("model") or None, "target": args.get("target") or None,
+               "author": args.get("author") or None, "search": args.get("q") or None,
+               "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
+    items, last = reader().visible_page(
+        lambda hidden: workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
+                                             limit=PAGE, hidden=hidden, **filters), request_key)  # fmt: skip
+    workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
+    query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
+                               "author": filters["author"], "q": filters["search"], "workspace": workspace}.items()
+             if v}  # fmt: skip
+    next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
+    return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
+                           status=workflow().status, checks=workflow().checks_of(items),
+                           first_page=not args.get("cursor"))  # fmt: skip
+
+
+def _workspace_arg(raw: str | None) -> str | None:
+    """A ``workspace`` filter: None (every workspace) when absent, "" for the default one."""
+    if raw is None:
+        return None
+    try:
+        return canonical_workspace(raw)
+    except ChangeError as exc:
+        abort(400, str(exc))
+
+
+def _decode_change(token: str) -> Change:
+    """The change in the form's link: user input like any other, so parsed and canonicalised
+    by the same :func:`checkpoint.review.changes.parse` as the API and the proxied calls."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if lone_surrogate(data) is not None:
+            raise ValueError("it holds a lone surrogate escape")
+        return parse(data)
+    except (ValueError, TypeError, binascii.Error, ChangeError, RecursionError) as exc:
+        abort(400, f"the change in this link is not readable ({exc}); go back to MLflow and try again")
+
+
+@bp.get("/requests/new")
+def new_request():
+    """The form a governed UI action lands on, pre-filled with that action."""
+    token = request.args.get("change", "")
+    if not token:
+        abort(400, "no change given: open this form from MLflow, or use the API")
+    change = _decode_change(token)
+    _refuse_unreadable(change)
+    return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
+                           reviewers="", errors={}, rule=_rule(change))  # fmt: skip
+
+
+def _rule(change):
+    return workflow().policy.rule_for(change.model_name, change.target(), change.workspace)
+
+
+@bp.post("/requests/new")
+def create_request():
+    token = request.form.get("change", "")
+    change = _decode_change(token)
+    _refuse_unreadable(change)
+    title, description = request.form.get("title", ""), request.form.get("description", "")
+    reviewers = request.form.get("reviewers", "")
+    errors = {}
+    if not title.strip():
+        errors["title"] = "Give the request a title."
+    elif len(title) > TITLE_MAX:
+        errors["title"] = f"At most {TITLE_MAX} characters ({len(title)} now)."
+    if "\x00" in description:
+        errors["description"] = "The description contains a NUL character."
+    if "\x00" in reviewers:  # a name no user can have; it was stored as given
+        errors["form"] = "A reviewer name contains a NUL character."
+    if not errors:
+        try:
+            named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
+            item, created = workflow().open(change, current_user(), title, description, named)
+        except WorkflowError as exc:
+            errors["form"] = exc.message
+        except RegistryError as exc:
+            errors["form"] = f"MLflow: {exc.message}"
+        else:
+            if not created:
+                flash(f"You already have request #{item.id} open for this change.")
+            return redirect(url_for("ui.request_detail", request_id=item.id), 303)
+    return render_template("ui/new.html", token=token, change=change, title=title, description=description,
+                           reviewers=reviewers, errors=errors, rule=_rule(change)), 400  # fmt: skip
+
+
+@bp.get("/requests/<int:request_id>")
+def request_detail(request_id: int):
+    try:
+        item = workflow().store.get(request_id)
+    except NotFound:
+        abort(404, f"promote request #{request_id} does not exist")
+    diff, diff_error, moved = _diff_for(item)
+    user = current_user()
+    refusal = workflow().refusal(user, item)
+    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
+    checks = workflow().checks(item)
+    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
+                           status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
+                           review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
+                           break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
+
+
+def _same_version(version, snapshot: dict | None) -> bool:
+    """Whether ``version`` is the one a snapshot names. Snapshots also keep the files' digest,
+    which the page shows on its own: only the version's identity is compared here."""
+    if version is None or not snapshot:
+        return version is None and not snapshot
+    return all(snapshot.get(key) == value for key, value in version.identity().items())
+
+
+def _diff_for(item):
+    """The challenger-vs-champion diff, computed from MLflow now, and what moved since opening.
+
+    While a request is undecided the champion is whatever the target holds now (so a reviewer
+    sees the real replacement); once decided, the champion frozen at opening.
+    """
+    if not item.challenger:
+        return None, None, None
+    registry = workflow().registry_for(item.workspace)  # the request's workspace, not the default one
+    try:
+        change = from_json(item.change)
+        challenger = change.challenger(registry)
+        if challenger is None:
+            gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
+            return None, f"the challenger ({gone}) no longer exists", None
+        if item.state in ("open", "approved", "failed"):
+            champion = change.champion(registry)
+        else:
+            champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
+        moved = []
+        if not _same_version(champion, item.champion):
+            before = f"v{item.champion['version']}" if item.champion else "none"
+            moved.append(f"champion was {before} at opening, is {'v' + champion.version if champion else 'none'} now")
+        if not _same_version(challenger, item.challenger):
+            moved.append("the challenger version changed")
+        return diff.load_diff(registry, challenger, champion), None, "; ".join(moved) or None
+    except RegistryError as exc:
+        return None, f"MLflow could not be read for the diff: {exc.message}", None
+
+
+def _act(request_id: int, action) -> object:
+    try:
+        action()
+    except WorkflowError as exc:
+        flash(exc.message, "error")
+    except NotFound:
+        abort(404, f"promote request #{request_id} does not exist")
+    except RegistryError as exc:
+        flash(f"MLflow: {exc.message}", "error")
+    return redirect(url_for("ui.request_detail", request_id=request_id), 303)
+
+
+@bp.post("/requests/<int:request_id>/review")
+def review(request_id: int):
+    verdict = request.form.get("verdict", "")
+    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, request.form.get("comment", "")))
+
+
+@bp.post("/requests/<int:request_id>/comment")
+def comment(request_id: int):
+    return _act(request_id, lambda: workflow().comment(request_id, current_user(), request.form.get("body", "")))
+
+
+@bp.post("/requests/<int:request_id>/edit")
+def edit(request_id: int):
+    form = request.form
+    return _act(request_id, lambda: workflow().edit(request_id, current_user(), form.get("title"), form.get("description")))
+
+
+@bp.post("/requests/<int:request_id>/withdraw")
+def withdraw(request_id: int):
+    return _act(request_id, lambda: workflow().withdraw(request_id, current_user()))
+
+
+@bp.post("/requests/<int:request_id>/break-glass")
+def break_glass(request_id: int):
+    reason = request.form.get("reason", "")
+    return _act(request_id, lambda: workflow().break_glass(request_id, current_user(), reason))
+
+
+@bp.post("/requests/<int:request_id>/checks")
+def rerun_checks(request_id: int):
+    return _act(request_id, lambda: workflow().rerun_checks(request_id, current_user()))
+
+
+@bp.post("/requests/<int:request_id>/retry")
+def retry(request_id: int):
+    return _act(request_id, lambda: workflow().retry(request_id, current_user()))
+
+
+@bp.get("/models/<path:name>/history")
+def model_history(name: str):
+    """Every promotion applied to a model (of that name in MLflow workspace ``?workspace=``, the
+    default one when absent): what held which stage or alias, from when to when."""
+    workspace = _workspace_arg(request.args.get("workspace") or None) or ""
+    if not reader().can_read(name, workspace):
+        abort(403, "Permission denied: MLflow does not let you read this model")
+    entries = history.for_model(workflow().store, name, workspace)
+    return render_template("ui/history.html", name=name, entries=entries, workspace=workspace)
+
+
+@bp.route("/whoami", methods=["GET", "POST"])
+def whoami():
+    """No authentication configured: a visitor says who they are (kept in a signed cookie)."""
+    if current_app.extensions["checkpoint.auth"].mode != "none":
+        abort(404, "names come from your sign-in here")
+    if request.method == "POST":
+        name = request.form.get("name", "").strip()
+        if not name or len(name) > 64 or any(ch in name for ch in "\x00\r\n"):
+            flash("A name is 1 to 64 characters on one line.", "error")
+        else:
+            session["user"] = name
+        target = request.form.get("next", "")
+        return redirect(target if target.startswith("/checkpoint/") else url_for("ui.requests_list"), 303)
+    return render_template("ui/whoami.html", next=request.args.get("next", ""))

@@ -1,1 +1,0 @@
-"""Templates, stylesheets and scripts (installed as ``checkpoint.frontend``)."""

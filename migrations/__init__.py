@@ -1,1 +1,0 @@
-"""Alembic migrations for Checkpoint's schema (installed as ``checkpoint.migrations``)."""

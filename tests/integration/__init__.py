@@ -1,0 +1,1 @@
+"""End-to-end scenarios: a real MLflow server, real databases, Chromium, Checkpoint served for real."""

@@ -1,0 +1,309 @@
+"""The schema, built only by alembic, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from checkpoint import create_app
+from checkpoint.storage import db
+from tests.support.apps import close_app
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
+# pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
+LOCK_KEY = db._MIGRATION_LOCK_KEY
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path) -> Iterator[str]:
+    """A database nothing has touched yet: a new SQLite path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh' / 'checkpoint.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"cp_fresh_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def engine_for():
+    """Make engines with :func:`db.make_engine` and dispose of them all at the end."""
+    engines: list[sa.Engine] = []
+
+    def make(url: str) -> sa.Engine:
+        engines.append(db.make_engine(url))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+def table_names(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def schema_snapshot(engine: sa.Engine) -> dict[str, object]:
+    """Columns, indexes and foreign keys of every table, as comparable plain values."""
+    inspector = sa.inspect(engine)
+    return {
+        name: (
+            [(c["name"], str(c["type"]), c["nullable"], c["default"]) for c in inspector.get_columns(name)],
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(name)),
+            sorted((f["referred_table"], tuple(f["constrained_columns"])) for f in inspector.get_foreign_keys(name)),
+        )
+        for name in sorted(inspector.get_table_names())
+    }
+
+
+def test_migrations_build_the_schema(empty_database_url, engine_for):
+    engine = engine_for(empty_database_url)
+    assert table_names(engine) == set()
+    assert db.current_revision(engine) is None
+
+    revision = db.upgrade(engine)
+
+    head = db.head_revision(engine)
+    assert head is not None
+    assert revision == head
+    assert db.current_revision(engine) == head
+    assert table_names(engine) == TABLES | {db.VERSION_TABLE}
+    assert db.VERSION_TABLE == "checkpoint_alembic_version"
+    with engine.connect() as conn:
+        versions = conn.execute(sa.text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalars().all()
+    assert versions == [head]
+    db.check_current(engine)  # does not raise
+
+
+def test_migrated_schema_matches_the_models(database_url, engine_for):
+    """The ORM models and the migrations describe the same columns (no drift between the two)."""
+    from checkpoint.storage.models import Base
+
+    inspector = sa.inspect(engine_for(database_url))
+    for table in Base.metadata.sorted_tables:
+        migrated = {c["name"] for c in inspector.get_columns(table.name)}
+        assert migrated == set(table.columns.keys()), table.name
+
+
+def test_upgrade_twice_is_a_no_op(database_url, engine_for):
+    engine = engine_for(database_url)
+    head = db.head_revision(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+                    "VALUES ('m', 'kept', 'alice', '{}', :now, 'p', 'h')"),
+            {"now": now},
+        )
+    before = schema_snapshot(engine)
+    assert set(before) == TABLES | {db.VERSION_TABLE}
+
+    assert db.upgrade(engine) == head
+    assert db.upgrade(engine) == head
+
+    engine.dispose()  # a fresh inspector: nothing cached from before
+    assert schema_snapshot(engine) == before
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT kind FROM events")).scalars().all() == ["kept"]
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {db.VERSION_TABLE}")).scalar_one() == 1
+
+
+def test_create_app_refuses_an_unmigrated_database(empty_database_url, tmp_path):
+    config = {"registry_url": "http://127.0.0.1:9", "database_url": empty_database_url, "data_dir": tmp_path}
+    with pytest.raises(db.SchemaError, match=r"is at schema nothing \(empty\).*run `checkpoint db upgrade` first"):
+        create_app(config)
+    password = sa.engine.make_url(empty_database_url).password
+    if password:  # PostgreSQL: the message names the database but never its password
+        with pytest.raises(db.SchemaError) as raised:
+            create_app(config)
+        assert f":{password}@" not in str(raised.value)
+        assert ":***@" in str(raised.value)
+
+
+def test_create_app_accepts_a_migrated_database(database_url, tmp_path):
+    app = create_app({"registry_url": "http://127.0.0.1:9", "database_url": database_url, "data_dir": tmp_path})
+    try:
+        assert app.test_client().get("/checkpoint/healthz").status_code == 200
+    finally:
+        close_app(app)
+
+
+def test_foreign_keys_are_enforced(database_url, engine_for):
+    """A review for a request that does not exist is refused, on SQLite too (PRAGMA foreign_keys)."""
+    engine = engine_for(database_url)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO reviews (request_id, reviewer, verdict, created_at) VALUES (424242, 'bob', 'approve', :now)"),
+            {"now": datetime.now(UTC)},
+        )
+
+
+def test_sqlite_pragmas_on_every_connection(tmp_path, engine_for):
+    engine = engine_for(f"sqlite:///{tmp_path / 'deep' / 'er' / 'checkpoint.db'}")
+    assert (tmp_path / "deep" / "er").is_dir()  # the parent directory is created
+    # Two connections held at once: the pool opened both, and each got the pragmas.
+    with engine.connect() as first, engine.connect() as second:
+        for conn in (first, second):
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+
+
+def test_sqlite_writer_waits_instead_of_failing(tmp_path, engine_for):
+    """With a busy timeout, a second writer waits for the first's lock rather than 'database is locked'."""
+    url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
+    db.upgrade(engine_for(url))
+    holder, waiter = engine_for(url), engine_for(url)
+    insert = sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+                     "VALUES ('m', :kind, 'a', '{}', :now, 'p', 'h')")
+    second_insert_started = threading.Event()
+
+    @sa.event.listens_for(waiter, "connect")
+    def _trace(dbapi_conn, _record):
+        dbapi_conn.set_trace_callback(lambda sql: "'second'" in sql and second_insert_started.set())
+
+    outcome: list[object] = []
+
+    def second_writer() -> None:
+        with waiter.begin() as conn:
+            conn.execute(insert, {"kind": "second", "now": datetime.now(UTC)})
+
+    with holder.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock
+        conn.execute(insert, {"kind": "first", "now": datetime.now(UTC)})
+        thread = threading.Thread(target=lambda: outcome.append(_capture(second_writer)), daemon=True)
+        thread.start()
+        assert second_insert_started.wait(timeout=30), "the second writer never reached its INSERT"
+        assert outcome == []  # still waiting for our lock, not failed
+        conn.exec_driver_sql("COMMIT")
+    thread.join(timeout=30)
+    assert outcome == [None]
+    with holder.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT kind FROM events")).scalars()) == ["first", "second"]
+
+
+@pytest.mark.postgres
+def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_admin, engine_for):
+    """Replicas starting at once: every upgrade succeeds and the migrations run exactly once."""
+    name = f"cp_race_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+        engines = [engine_for(url) for _ in range(4)]
+        barrier = threading.Barrier(len(engines))
+        results: dict[int, object] = {}
+
+        def replica(i: int) -> None:
+            try:
+                barrier.wait(timeout=30)
+                results[i] = db.upgrade(engines[i])
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                results[i] = exc
+
+        # Daemon threads: without the lock they deadlock, and the assertion below must still report.
+        threads = [threading.Thread(target=replica, args=(i,), daemon=True) for i in range(len(engines))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        head = db.head_revision(engines[0])
+        assert results == dict.fromkeys(range(len(engines)), head)
+        assert table_names(engines[0]) == TABLES | {db.VERSION_TABLE}
+        with engines[0].connect() as conn:
+            assert conn.execute(sa.text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalars().all() == [head]
+    finally:
+        with postgres_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.postgres
+def test_upgrade_waits_for_the_advisory_lock(postgres_admin, engine_for):
+    """While another session holds the migration lock, an upgrade waits on it and changes nothing."""
+    name = f"cp_lock_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+        holder, upgrader, observer = engine_for(url), engine_for(url), engine_for(url)
+        outcome: list[object] = []
+        with holder.connect() as held:
+            held.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            held.commit()
+            thread = threading.Thread(target=lambda: outcome.append(_capture(db.upgrade, upgrader)), daemon=True)
+            thread.start()
+            assert _poll(lambda: _advisory_waiters(observer) == 1 or bool(outcome), timeout=30)
+            assert outcome == [], "the upgrade finished while another session held the migration lock"
+            assert table_names(observer) == set()  # nothing migrated while the lock is held
+            held.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            held.commit()
+        thread.join(timeout=60)
+        head = db.head_revision(upgrader)
+        assert outcome == [head]
+        assert _advisory_waiters(observer) == 0
+        with observer.connect() as conn:  # and the upgrader let go of the lock afterwards
+            assert conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar_one() is True
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+    finally:
+        with postgres_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _capture(function, *args):
+    try:
+        return function(*args)
+    except BaseException as exc:  # noqa: BLE001 - the caller asserts on it
+        return exc
+
+
+def _advisory_waiters(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid = :hi AND objid = :lo"
+            ),
+            {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF},
+        ).scalar_one()
+
+
+def _poll(predicate, *, timeout: float, interval: float = 0.05) -> bool:
+    """True as soon as ``predicate()`` is; False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def test_no_module_builds_tables_with_create_all():
+    """Schema only through migrations: no `metadata.create_all` / `drop_all` anywhere in the code or tests."""
+    offenders = []
+    for folder in ("checkpoint", "tests", "benchmarks", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                name = (
+                    node.attr if isinstance(node, ast.Attribute)
+                    else node.id if isinstance(node, ast.Name)
+                    else None
+                )  # fmt: skip
+                if name in ("create_all", "drop_all"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+    assert (ROOT / "checkpoint" / "storage" / "db.py").exists()  # the walk looked at the real tree

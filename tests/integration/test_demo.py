@@ -1,0 +1,203 @@
+"""The demo: `seed()` against a real MLflow server, and `checkpoint demo` run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.models import Model
+
+from checkpoint.demo.mlflow_server import free_port
+from checkpoint.demo.run import DEMO_MODEL_NAMES, PROD_COPY, seed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _input_names(client: MlflowClient, tracking_uri: str, name: str, version: str, into: Path) -> list[str]:
+    """The input columns of a registered version's signature, read from its logged MLmodel file."""
+    source = client.get_model_version_download_uri(name, version)
+    local = download_artifacts(artifact_uri=f"{source}/MLmodel", tracking_uri=tracking_uri, dst_path=str(into))
+    signature = Model.load(local).signature
+    assert signature is not None, f"{name} v{version} was logged without a signature"
+    return signature.inputs.input_names()
+
+
+def test_seed_builds_the_example_registry_once(mlflow_server, tmp_path):
+    url = mlflow_server.url
+    summary = seed(url)
+    client = MlflowClient(url, registry_uri=url)
+
+    assert summary["created"] is True
+    assert set(DEMO_MODEL_NAMES) <= {m.name for m in client.search_registered_models(max_results=1000)}
+    counts = {name: len(client.search_model_versions(f"name = '{name}'")) for name in DEMO_MODEL_NAMES}
+    assert counts == {"fraud-detector": 4, "churn-model": 3, "demand-forecast": 3, PROD_COPY: 1}
+
+    fraud = {v.version: v for v in client.search_model_versions("name = 'fraud-detector'")}
+    assert client.get_registered_model("fraud-detector").aliases == {"champion": "1", "challenger": "2"}
+    assert {v: fraud[v].current_stage for v in fraud} == {"1": "Production", "2": "Staging", "3": "None", "4": "None"}
+    assert fraud["1"].tags.get("validation_status") == "passed"
+    assert "validation_status" not in fraud["4"].tags
+    assert client.get_registered_model("demand-forecast").aliases == {"champion": "2", "challenger": "3"}
+    assert client.get_model_version("churn-model", "1").current_stage == "Archived"
+
+    runs = {v: client.get_run(fraud[v].run_id) for v in fraud}
+    assert len({run.info.run_id for run in runs.values()}) == 4, "every version comes from its own run"
+    for run in runs.values():
+        assert re.fullmatch(r"[0-9a-f]{40}", run.data.tags["mlflow.source.git.commit"])
+        history = client.get_metric_history(run.info.run_id, "val_auc")
+        assert len(history) >= 4, "metrics have a history over training steps"
+        assert [m.step for m in history] == sorted({m.step for m in history})
+        assert {"val_auc", "val_loss", "precision", "latency_ms"} <= set(run.data.metrics)
+    assert runs["1"].data.params["model_type"] != runs["2"].data.params["model_type"]
+    champion_auc = runs["1"].data.metrics["val_auc"]
+    assert runs["2"].data.metrics["val_auc"] > champion_auc, "the challenger is the better model"
+    assert runs["4"].data.metrics["val_auc"] < champion_auc - 0.03, "one version is clearly worse"
+
+    champion_inputs = _input_names(client, url, "fraud-detector", "1", tmp_path / "v1")
+    assert "distance_km" in champion_inputs
+    assert _input_names(client, url, "fraud-detector", "3", tmp_path / "v3") == [
+        c for c in champion_inputs if c != "distance_km"
+    ], "version 3 drops exactly one input column"
+
+    copy = client.get_model_version(PROD_COPY, "1")
+    assert copy.source == "models:/fraud-detector/1"
+    assert copy.run_id == fraud["1"].run_id
+    assert client.get_registered_model(PROD_COPY).aliases == {"champion": "1"}
+
+    again = seed(url)
+    assert again["created"] is False
+    assert again["models"] == summary["models"]
+    assert len(client.search_model_versions("name = 'fraud-detector'")) == 4
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for_output(process: subprocess.Popen, log: Path, needle: str, timeout: float) -> str:
+    """Poll the demo's output until ``needle`` shows up; fail early if the demo exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if needle in text:
+            return text
+        if process.poll() is not None:
+            pytest.fail(f"checkpoint demo exited with {process.returncode} before printing {needle!r}:\n{text[-4000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"no {needle!r} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _demo(args: list[str], log: Path, *, as_background_job: bool = False) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "checkpoint.cli", "demo", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so the test signals only the demo
+            # A shell starts `demo &` with SIGINT ignored; Ctrl-C handling must not rely on inheriting it.
+            preexec_fn=_ignore_sigint if as_background_job else None,
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Last-resort cleanup when an assertion failed before the demo was stopped."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # the demo stops its servers on SIGTERM too
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
+    port, mlflow_port = _distinct_free_ports(2)
+    log = tmp_path / "demo.out"
+    data = ["--data-dir", str(tmp_path / "data")]
+    process = _demo(["--port", str(port), "--mlflow-port", str(mlflow_port), *data], log, as_background_job=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        banner = _wait_for_output(process, log, "Press Ctrl-C", timeout=240)
+        assert f"{url}/" in banner
+        assert f"http://127.0.0.1:{mlflow_port}" in banner and "behind Checkpoint" in banner
+        links = sorted(set(re.findall(rf"{re.escape(url)}/checkpoint/[\w/-]*", banner)))
+        assert links, "the banner points at Checkpoint's own pages"
+        for link in links:
+            assert requests.get(link, timeout=30).status_code == 200, f"the banner's {link} is dead"
+
+        index = requests.get(f"{url}/", timeout=30)
+        assert index.status_code == 200
+        assert "<title>MLflow</title>" in index.text
+
+        search = requests.get(f"{url}/api/2.0/mlflow/registered-models/search", timeout=30)
+        assert search.status_code == 200
+        assert set(DEMO_MODEL_NAMES) <= {m["name"] for m in search.json()["registered_models"]}
+        alias = requests.get(
+            f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": "fraud-detector", "alias": "champion"}, timeout=30
+        )
+        assert alias.status_code == 200
+        assert alias.json()["model_version"]["version"] == "1"
+
+        # The demo's policy gates fraud-detector: v2 passes its checks, v3 (drops a column) and v4 (worse) do not.
+        statuses = {}
+        for version in ("2", "3", "4"):
+            opened = requests.post(f"{url}/checkpoint/api/v1/requests", auth=("visitor", "x"), timeout=60, json={
+                "change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": version}})
+            assert opened.status_code == 201, opened.text
+            statuses[version] = {c["name"]: c["status"] for c in opened.json()["checks"]}
+        assert statuses["2"] == {"auc-gate": "pass", "signature": "pass", "validated": "pass"}
+        assert statuses["3"]["signature"] == "fail"
+        assert (statuses["4"]["auc-gate"], statuses["4"]["signature"]) == ("fail", "pass")
+
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert process.wait(timeout=90) == 0
+    finally:
+        _stop(process)
+    output = log.read_text(errors="replace")
+    assert "checkpoint demo: stopped" in output
+    assert "still listening" not in output
+    assert "ignored Ctrl-C" not in output, "a server had to be killed"
+    assert not _listening(mlflow_port), "the demo's MLflow server is still up after Ctrl-C"
+    assert not _listening(port), "Checkpoint is still up after Ctrl-C"
+
+
+@pytest.mark.parametrize("option", ["--port", "--mlflow-port"])
+def test_demo_refuses_a_busy_port_naming_the_option(tmp_path, option):
+    port, mlflow_port = _distinct_free_ports(2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port if option == "--port" else mlflow_port))
+        holder.listen()
+        log = tmp_path / "demo.out"
+        process = _demo(["--port", str(port), "--mlflow-port", str(mlflow_port), "--data-dir", str(tmp_path / "d")], log)
+        try:
+            assert process.wait(timeout=60) == 2
+        finally:
+            _stop(process)
+    output = log.read_text()
+    assert f"{option} <port>" in output and "already in use" in output
+    assert not (tmp_path / "d" / "mlflow").exists(), "nothing is started when a port is taken"

@@ -1,0 +1,579 @@
+"""Webhooks: signed deliveries from the outbox, sent by the background thread to a real local
+receiver, retried with backoff, in order per request, across a restart, and re-sent by an admin."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import RestException
+from sqlalchemy.orm import sessionmaker
+
+from checkpoint import create_app
+from checkpoint.demo.mlflow_server import free_port
+from checkpoint.events import notify
+from checkpoint.storage import db
+from checkpoint.storage.store import Event, Outgoing, Store
+from tests.support.apps import ROOT, LiveCheckpoint, close_app, serve_in_thread
+from tests.support.governed import api, make_model, unique
+from tests.support.proxy import checkpoint_process
+
+SECRET = "test-webhook-secret"
+SECRET_ENV = "CHECKPOINT_TEST_WEBHOOK_SECRET"
+
+
+def _load_receiver_script():
+    spec = importlib.util.spec_from_file_location("webhook_receiver", ROOT / "scripts" / "webhook_receiver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+receiver_script = _load_receiver_script()
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = 30.0, step: float = 0.05):
+    """Poll ``check`` until it returns something truthy, within a bounded time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(step)
+
+
+# -- a real receiver -----------------------------------------------------------------------
+
+
+@dataclass
+class Arrival:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+    refusal: tuple[int, str] | None
+
+    @property
+    def delivery_id(self) -> str:
+        return self.headers["X-MLflow-Delivery-Id"]
+
+    @property
+    def message(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on loopback that verifies every POST with the receiver script's ``verify``
+    and answers what ``script`` says (a list of statuses, then 200), after ``delay`` seconds."""
+
+    port: int = field(default_factory=free_port)
+    script: list[int] = field(default_factory=list)
+    refuse: dict[str, int] = field(default_factory=dict)  # model name → how many of its first POSTs get a 500
+    delay: float = 0.0
+    arrivals: list[Arrival] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k: v for k, v in self.headers.items()}
+                refusal = receiver_script.verify(SECRET, self.headers, body)
+                model = json.loads(body).get("data", {}).get("model") if body.startswith(b"{") else None
+                with receiver.lock:
+                    status = receiver.script.pop(0) if receiver.script else 200
+                    if receiver.refuse.get(model):
+                        receiver.refuse[model] -= 1
+                        status = 500
+                if refusal:
+                    status = refusal[0]
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                with receiver.lock:
+                    receiver.arrivals.append(Arrival(time.monotonic(), self.path, headers, body, status, refusal))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def accepted(self, path: str | None = None) -> list[Arrival]:
+        with self.lock:
+            return [a for a in self.arrivals if a.answered == 200 and (path is None or a.path == path)]
+
+    def all(self) -> list[Arrival]:
+        with self.lock:
+            return list(self.arrivals)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    made = Receiver()
+    yield made
+    made.stop()
+
+
+def hook(receiver: Receiver, name: str = "team", path: str = "/hook", **extra) -> dict:
+    return {"name": name, "url": f"{receiver.url}{path}", "events": ["*"], "secret_env": SECRET_ENV, "backoff": 0.05,
+            "max_backoff": 0.5, **extra}  # fmt: skip
+
+
+def write_policy(directory: Path, webhooks: list[dict]) -> Path:
+    path = directory / "policy.yaml"
+    path.write_text(yaml.safe_dump({"webhooks": webhooks}))
+    return path
+
+
+@pytest.fixture
+def hooked(mlflow_server, tmp_path, monkeypatch) -> Iterator[Callable[..., LiveCheckpoint]]:
+    """Start Checkpoint (served in a thread, background thread on) with these webhooks."""
+    started: list[tuple[object, threading.Thread, object]] = []
+
+    def start(webhooks: list[dict], database_url: str | None = None, admins: str = "root") -> LiveCheckpoint:
+        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, webhooks)))
+        monkeypatch.setenv(SECRET_ENV, SECRET)
+        monkeypatch.setenv("CHECKPOINT_ADMINS", admins)
+        if database_url is None:
+            database_url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
+            engine = db.make_engine(database_url)
+            db.upgrade(engine)
+            engine.dispose()
+        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path})
+        port = free_port()
+        server, thread = serve_in_thread(application, port)
+        started.append((server, thread, application))
+        return LiveCheckpoint(f"http://127.0.0.1:{port}", application, database_url)
+
+    yield start
+    for server, thread, application in started:
+        server.shutdown()
+        thread.join(timeout=10)
+        close_app(application)
+
+
+def deliveries(base: str, **query) -> list[dict]:
+    answer = api(base, "GET", "/deliveries", params={"limit": 200, **query})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["deliveries"]
+
+
+def all_delivered(base: str, **query) -> list[dict]:
+    """The deliveries when every one of them is delivered, else an empty list (for polling)."""
+    found = deliveries(base, **query)
+    return found if found and all(d["status"] == "delivered" for d in found) else []
+
+
+def open_request(base: str, model: str | None = None, title: str = "retire the alias") -> int:
+    """A request opened through the API (no model needs to exist to delete an alias)."""
+    change = {"kind": "delete_alias", "name": model or unique("hooked"), "alias": "champion"}
+    answer = api(base, "POST", "/requests", user="alice", json={"change": change, "title": title})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+# -- events from real workflow actions arrive signed -------------------------------------
+
+
+def test_workflow_events_arrive_signed_and_in_order(hooked, receiver, mlflow_server, database_url, monkeypatch):
+    receiver.start()
+    live = hooked([hook(receiver), hook(receiver, "chat", "/chat", format="slack", events=["opened", "applied"])],
+                  database_url=database_url)  # fmt: skip
+    name, (v1, v2) = make_model(mlflow_server.url)
+    MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url).set_registered_model_alias(name, "champion", v1)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "x")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    pipeline = MlflowClient(tracking_uri=live.url, registry_uri=live.url)
+    with pytest.raises(RestException, match="needs review") as refused:
+        pipeline.set_registered_model_alias(name, "champion", v2)
+    request_id = int(str(refused.value).split("promote request #", 1)[1].split(":", 1)[0])
+    assert api(live.url, "POST", f"/requests/{request_id}/comments", json={"body": "metrics look right"}).status_code == 201
+    approved = api(live.url, "POST", f"/requests/{request_id}/reviews", json={"verdict": "approve"})
+    assert approved.json()["state"] == "applied", approved.text
+
+    expected = ["opened", "commented", "review_approved", "approved", "applied"]
+    def about_request(path: str) -> list[Arrival]:  # (the log may also hold an outside change seen on the way)
+        return [a for a in receiver.accepted(path) if a.message.get("data", {}).get("request_id") == request_id]
+
+    team = wait_until(lambda: len(about_request("/hook")) >= 5 and about_request("/hook"), "five deliveries")
+    assert [a.message["action"] for a in team] == expected
+    for arrival in receiver.all():
+        assert arrival.refusal is None, arrival.refusal  # every signature verified by the receiver script
+        assert arrival.headers["Content-Type"] == "application/json"
+        assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", arrival.headers["X-MLflow-Signature"])
+        assert abs(int(arrival.headers["X-MLflow-Timestamp"]) - time.time()) < 60
+    first = team[0].message
+    print("opened delivery:", json.dumps(first)[:400])
+    assert first["entity"] == "promote_request" and first["timestamp"].endswith("+00:00")
+    data = first["data"]
+    assert (data["request_id"], data["model"], data["version"], data["target"]) == (request_id, name, v2, "alias:champion")
+    assert (data["author"], data["actor"], data["state"]) == ("alice", "alice", "open")
+    assert data["url"] == f"/checkpoint/requests/{request_id}"  # relative: no CHECKPOINT_PUBLIC_URL here
+    assert team[1].message["data"]["comment"] == "metrics look right"
+    assert [a.message["data"]["state"] for a in team] == ["open", "open", "open", "approved", "applied"]
+    assert [a.headers["X-Checkpoint-Event"] for a in team] == expected
+
+    chat = wait_until(lambda: len(receiver.accepted("/chat")) >= 2 and receiver.accepted("/chat"), "two chat messages")
+    assert len(receiver.accepted("/chat")) == 2
+    texts = [a.message["text"] for a in chat]
+    print("slack lines:", texts)
+    assert texts[0].startswith(f"Checkpoint: alice opened #{request_id}") and f"{name} v{v2} → alias:champion" in texts[0]
+    assert "bob applied" in texts[1]
+
+    listed = wait_until(lambda: all_delivered(live.url, request_id=request_id), "all delivered in the API")
+    assert len(listed) == 7
+    assert {d["id"] for d in listed} == {a.delivery_id for a in [*team, *chat]}
+    assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in listed)
+    assert [d["event"] for d in listed if d["webhook"] == "team"] == list(reversed(expected))  # newest first
+
+
+# -- retries, backoff, ordering ----------------------------------------------------------
+
+
+def test_failing_receiver_is_retried_with_backoff_then_delivered(hooked, receiver):
+    receiver.script = [503, 503, 500, 502]
+    receiver.start()
+    live = hooked([hook(receiver, backoff=0.2, max_backoff=5)])
+    request_id = open_request(live.url)
+    arrivals = wait_until(lambda: receiver.accepted() and receiver.all(), "delivered after four failures", timeout=40)
+    assert [a.answered for a in arrivals] == [503, 503, 500, 502, 200]
+    assert len({a.delivery_id for a in arrivals}) == 1  # one delivery, one id, however often tried
+    assert len({a.body for a in arrivals}) == 1  # and the same bytes each time
+    gaps = [later.at - earlier.at for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    print("gaps between attempts (s):", [round(g, 2) for g in gaps])
+    for gap, least in zip(gaps, [0.2, 0.4, 0.8, 1.6], strict=True):
+        assert gap >= least - 0.05, gaps  # exponential backoff: never sooner than the delay
+    (listed,) = deliveries(live.url, request_id=request_id)
+    assert (listed["status"], listed["attempts"], listed["last_status"], listed["last_error"]) == ("delivered", 5, 200, "")
+
+
+def test_order_per_request_holds_when_the_first_delivery_needs_retries(hooked, receiver):
+    model = unique("ordered")
+    receiver.refuse = {model: 2}
+    receiver.start()
+    live = hooked([hook(receiver, backoff=0.3)])
+    request_id = open_request(live.url, model)
+    other = open_request(live.url, title="another request")
+    for i in range(3):
+        assert api(live.url, "POST", f"/requests/{request_id}/comments", json={"body": f"note {i}"}).status_code == 201
+    assert api(live.url, "PATCH", f"/requests/{request_id}", user="alice", json={"title": "edited"}).status_code == 200
+    wait_until(lambda: len(receiver.accepted()) >= 6, "six deliveries", timeout=40)
+    arrivals = receiver.all()
+    mine = [(a.message["action"], a.answered, a.message["data"].get("comment"))
+            for a in arrivals if a.message["data"]["model"] == model]
+    print("arrivals for the request:", mine)
+    # Whatever failed, nothing of this request arrived before its 'opened' got through, and the rest kept their order.
+    assert mine == [("opened", 500, None), ("opened", 500, None), ("opened", 200, None), ("commented", 200, "note 0"),
+                    ("commented", 200, "note 1"), ("commented", 200, "note 2"), ("edited", 200, None)]  # fmt: skip
+    # The other request did not wait for this one's retries.
+    theirs = [i for i, a in enumerate(arrivals) if a.message["data"]["request_id"] == other]
+    first_through = next(i for i, a in enumerate(arrivals) if a.message["data"]["model"] == model and a.answered == 200)
+    assert len(theirs) == 1 and arrivals[theirs[0]].answered == 200 and theirs[0] < first_through, theirs
+
+
+def test_max_attempts_then_failed_and_an_admin_resends(hooked, receiver):
+    receiver.script = [500, 500]
+    receiver.start()
+    live = hooked([hook(receiver, max_attempts=2)])
+    request_id = open_request(live.url)
+    failed = wait_until(lambda: [d for d in deliveries(live.url, status="failed")], "the delivery failed for good")
+    (delivery,) = failed
+    assert delivery["attempts"] == 2 and delivery["max_attempts"] == 2 and delivery["last_status"] == 500
+    assert delivery["last_error"].startswith("gave up after 2 attempts: HTTP 500")
+    assert len(receiver.all()) == 2
+
+    refused = api(live.url, "POST", f"/deliveries/{delivery['id']}/resend", user="bob")
+    assert refused.status_code == 403 and "admin" in refused.json()["message"]
+    assert deliveries(live.url, request_id=request_id)[0]["status"] == "failed"  # unchanged
+    assert api(live.url, "POST", f"/deliveries/{uuid.uuid4()}/resend", user="root").status_code == 404
+    assert api(live.url, "POST", "/deliveries/not-a-uuid/resend", user="root").status_code == 404
+
+    resent = api(live.url, "POST", f"/deliveries/{delivery['id']}/resend", user="root")
+    assert resent.status_code == 200, resent.text
+    assert resent.json()["id"] == delivery["id"] and resent.json()["attempts"] == 0
+    wait_until(lambda: receiver.accepted(), "delivered after the re-send")
+    assert receiver.accepted()[0].delivery_id == delivery["id"]  # the same id, so receivers dedupe
+    done = wait_until(lambda: [d for d in deliveries(live.url, status="delivered")], "marked delivered")
+    assert done[0]["id"] == delivery["id"] and done[0]["attempts"] == 1
+
+
+def test_deliveries_page_lists_and_resends_with_csrf(hooked, receiver):
+    receiver.script = [500]
+    receiver.start()
+    live = hooked([hook(receiver, max_attempts=1)])
+    open_request(live.url)
+    (delivery,) = wait_until(lambda: deliveries(live.url, status="failed"), "failed after one attempt")
+
+    as_bob = requests.get(f"{live.url}/checkpoint/deliveries", auth=("bob", "x"), timeout=30)
+    assert as_bob.status_code == 200
+    assert delivery["id"] in as_bob.text and "HTTP 500" in as_bob.text and "cp-state-failed" in as_bob.text
+    assert "/resend" not in as_bob.text  # no button for a non-admin
+    assert 'href="/checkpoint/deliveries"' in as_bob.text  # the nav link
+
+    admin = requests.Session()
+    admin.auth = ("root", "x")
+    page = admin.get(f"{live.url}/checkpoint/deliveries?status=failed", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    action = f"{live.url}/checkpoint/deliveries/{delivery['id']}/resend"
+    headers = {"Origin": live.url}
+    assert admin.post(action, data={}, headers=headers, allow_redirects=False, timeout=30).status_code == 400  # no token
+    assert deliveries(live.url, status="failed")
+    posted = admin.post(action, data={"csrf_token": token, "next": "/checkpoint/deliveries?status=delivered"},
+                        headers=headers, allow_redirects=False, timeout=30)  # fmt: skip
+    assert posted.status_code == 303 and posted.headers["Location"].endswith("/checkpoint/deliveries?status=delivered")
+    wait_until(lambda: deliveries(live.url, status="delivered"), "delivered after the page's re-send")
+    assert requests.get(f"{live.url}/checkpoint/deliveries?status=bogus", auth=("bob", "x"), timeout=30).status_code == 400
+
+
+def test_slow_receiver_never_slows_the_api(hooked, receiver):
+    receiver.delay = 5.0
+    receiver.start()
+    live = hooked([hook(receiver, timeout=4, backoff=0.1)])
+    took = []
+    started = time.monotonic()
+    request_id = open_request(live.url)
+    took.append(time.monotonic() - started)
+    for i in range(3):
+        started = time.monotonic()
+        assert api(live.url, "POST", f"/requests/{request_id}/comments", json={"body": f"c{i}"}).status_code == 201
+        took.append(time.monotonic() - started)
+    print("API call times with a receiver that answers after 5 s (s):", [round(t, 3) for t in took])
+    assert max(took) < 2.0 and sum(took) < 4.0, took  # any one call waiting on the receiver would take 4 s
+    first = wait_until(lambda: [d for d in deliveries(live.url) if d["last_error"]], "the first attempt timed out", timeout=20)
+    assert first[0]["last_error"] == "no answer within 4 s" and first[0]["status"] in ("pending", "sending")
+
+
+# -- survives a restart ------------------------------------------------------------------
+
+
+def test_receiver_down_across_a_restart_still_delivers(mlflow_server, tmp_path, receiver):
+    """Queued while the receiver is down, Checkpoint (`checkpoint serve`) stopped and started
+    again, then the receiver comes up: delivered, once."""
+    env = {"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, [hook(receiver, backoff=0.2, max_backoff=1)])),
+           SECRET_ENV: SECRET}  # fmt: skip
+    with checkpoint_process(mlflow_server.url, tmp_path / "cp", **env) as served:
+        request_id = open_request(served.url)
+        comment = api(served.url, "POST", f"/requests/{request_id}/comments", json={"body": "before the restart"})
+        assert comment.status_code == 201
+        tried = wait_until(lambda: [d for d in deliveries(served.url) if d["attempts"] >= 2], "two failed attempts")
+        assert tried[0]["last_error"].startswith(f"could not connect to 127.0.0.1:{receiver.port}"), tried[0]
+        assert all(d["status"] in ("pending", "sending") for d in deliveries(served.url))
+    receiver.start()
+    with checkpoint_process(mlflow_server.url, tmp_path / "cp", **env) as served:
+        done = wait_until(lambda: all_delivered(served.url), "both delivered")
+    assert [a.message["action"] for a in receiver.all()] == ["opened", "commented"]
+    assert sorted(a.delivery_id for a in receiver.all()) == sorted(d["id"] for d in done)  # once each
+
+
+# -- the outbox under concurrent senders -------------------------------------------------
+
+
+def test_claims_are_exclusive_and_ordered_per_request(database_url):
+    """Four threads claiming at once never hold the same delivery, and never a later event of a
+    request while an earlier one is unsent."""
+    engine = db.make_engine(database_url)
+    store = Store(sessionmaker(engine, expire_on_commit=False), subscribers=lambda kind: ("a", "b"))
+    requests_made = []
+    for i in range(6):
+        item, _ = store.open_request(author="alice", dedupe_key=f"k{i}", event_data={}, kind="delete_alias", model_name="m",
+                                     version=None, target="alias:champion", change={}, title=f"r{i}", description="",
+                                     challenger={}, champion=None)  # fmt: skip
+        store.add_comment(item.id, "bob", "second event")
+        requests_made.append(item.id)
+    leases = {"a": 60.0, "b": 60.0}
+    for round_number in (1, 2):
+        claimed: list = []
+        barrier = threading.Barrier(4)
+
+        def claim(claimed=claimed, barrier=barrier) -> None:
+            barrier.wait()
+            for _ in range(10):
+                claimed.extend(store.claim_deliveries(leases, limit=3))
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        ids = [o.delivery.id for o in claimed]
+        assert len(ids) == len(set(ids)) == 12, (round_number, len(ids))  # one per (webhook, request) at a time
+        assert {o.event.kind for o in claimed} == {"opened" if round_number == 1 else "commented"}
+        for outgoing in claimed:
+            assert store.delivery_done(outgoing.delivery.id, 200)
+    assert store.claim_deliveries(leases) == [] and store.delivery_backlog() == 0
+    engine.dispose()
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "message"),
+    [
+        ({"name": "x"}, r"expected a list of webhooks"),
+        (["x"], r"webhooks\[0\]: expected a mapping"),
+        ([{"url": "http://h/", "events": ["*"]}], r"webhooks\[0\]\.name"),
+        ([{"name": "x", "events": ["*"]}], r"url \(or url_env\) is required"),
+        ([{"name": "x", "url": "ftp://h/", "events": ["*"]}], r"\.url: expected an http:// or https:// URL"),
+        ([{"name": "x", "url": "http://h:port/", "events": ["*"]}], r"port is not a number"),
+        ([{"name": "x", "url": "http://h/", "events": []}], r"events: expected a list of event names"),
+        ([{"name": "x", "url": "http://h/", "events": ["opened", "promoted"]}], r"unknown event\(s\) promoted; known: opened"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "format": "teams"}], r"format: expected one of json, slack"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "timeout": 0}], r"timeout: expected a number from 0.1 to 120"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "max_attempts": 2.5}], r"max_attempts: expected a whole number"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "secret": "a", "secret_env": "B"}], r"secret or secret_env, not"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "secret_env": "NOT_SET_ANYWHERE"}],
+         r"secret_env: the environment variable NOT_SET_ANYWHERE is not set"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "retries": 3}], r"unknown key\(s\) retries"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"]}] * 2, r"the name\(s\) x appear more than once"),
+    ],
+)
+def test_bad_webhook_configuration_is_refused_clearly(webhooks, message):
+    with pytest.raises(notify.WebhookConfigError, match=message):
+        notify.parse(webhooks, env={})
+
+
+def test_configuration_reads_the_policy_file_and_keeps_secrets_out_of_reprs(tmp_path):
+    policy = write_policy(tmp_path, [{"name": "ops", "url_env": "HOOK_URL", "events": ["applied", "apply_failed"],
+                                      "secret_env": "HOOK_SECRET", "format": "slack"}])  # fmt: skip
+    env = {"CHECKPOINT_POLICY_FILE": str(policy), "HOOK_URL": "https://hooks.example/T0/B0/token", "HOOK_SECRET": "s3"}
+    hooks = notify.load(env)
+    (ops,) = hooks.hooks
+    assert (ops.url, ops.secret, ops.format, ops.timeout, ops.max_attempts) == (env["HOOK_URL"], "s3", "slack", 5.0, 8)
+    assert hooks.subscribers("applied") == ("ops",) and hooks.subscribers("opened") == ()
+    assert "token" not in repr(hooks) and "s3" not in repr(hooks)
+    assert notify.load({}) == notify.Webhooks() and not notify.load({})
+    assert [ops.delay(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 300.0]  # capped at 5 minutes
+    bad = env | {"HOOK_SECRET": ""}
+    with pytest.raises(notify.WebhookConfigError, match="HOOK_SECRET is not set"):
+        notify.load(bad)
+
+
+def test_chat_lines_for_a_failed_check_and_an_outside_change():
+    stamp = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    check = Event(7, 3, "fraud", "check_failed", "checkpoint",
+                  {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"}, stamp)
+    item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
+    message = notify.payload(Outgoing(None, check, item, "open", None, "Ship v7"), "https://cp.example")
+    assert message["data"]["url"] == "https://cp.example/checkpoint/requests/3"
+    assert message["data"]["workspace"] == "default"
+    assert notify.describe(message) == ("checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
+                                        "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)")  # fmt: skip
+    outside = Event(8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5",
+                                                                     "previous": "7"}, stamp)  # fmt: skip
+    message = notify.payload(Outgoing(None, outside, None, None, None), None)
+    assert message["data"]["url"] == "/checkpoint/models/fraud/history" and message["data"]["version"] == "5"
+    assert notify.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): " \
+                                       "alias:champion now holds v5 (was v7)"
+    in_b = Event(9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2",
+                                                                  "workspace": "team-b"}, stamp)  # fmt: skip
+    message = notify.payload(Outgoing(None, in_b, None, None, None), None)
+    assert message["data"]["url"] == "/checkpoint/models/fraud/history?workspace=team-b"
+    assert message["data"]["workspace"] == "team-b"
+
+
+# -- the receiver script -------------------------------------------------------------------
+
+
+def _signed(body: bytes, secret: str = SECRET, stamp: int | None = None) -> dict[str, str]:
+    webhook = notify.Webhook(name="t", url="http://127.0.0.1/", events=frozenset(), secret=secret)
+    return notify.headers(webhook, str(uuid.uuid4()), "opened", body, timestamp=stamp)
+
+
+def test_receiver_script_verification_accepts_good_and_refuses_tampered():
+    body = json.dumps({"entity": "promote_request", "action": "opened", "data": {"request_id": 3}}).encode()
+    good = _signed(body)
+    assert receiver_script.verify(SECRET, good, body) is None
+    assert receiver_script.verify(SECRET, good, body.replace(b"3", b"4"))[0] == 401
+    assert receiver_script.verify("another-secret", good, body)[0] == 401
+    assert receiver_script.verify(SECRET, {**good, "X-MLflow-Delivery-Id": str(uuid.uuid4())}, body)[0] == 401
+    stale = _signed(body, stamp=int(time.time()) - 600)
+    assert receiver_script.verify(SECRET, stale, body) == (400, receiver_script.verify(SECRET, stale, body)[1])
+    assert "stale" in receiver_script.verify(SECRET, stale, body)[1]
+    assert receiver_script.verify(SECRET, {k: v for k, v in good.items() if k != "X-MLflow-Signature"}, body)[0] == 401
+    # The signature is MLflow 3's: HMAC-SHA256 over "<id>.<timestamp>.<body>", base64, "v1," in front.
+    import hashlib
+    import hmac
+
+    raw = hmac.new(SECRET.encode(), f"{good['X-MLflow-Delivery-Id']}.{good['X-MLflow-Timestamp']}.".encode() + body,
+                   hashlib.sha256).digest()  # fmt: skip
+    assert good["X-MLflow-Signature"] == "v1," + base64.b64encode(raw).decode()
+
+
+def test_receiver_script_prints_verified_deliveries_and_refuses_others(tmp_path):
+    port = free_port()
+    log = tmp_path / "receiver.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "webhook_receiver.py"), "--port", str(port)],
+                                   env={"CHECKPOINT_WEBHOOK_SECRET": SECRET, "PATH": "/usr/bin:/bin"}, stdout=out,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until(lambda: b"listening" in log.read_bytes(), "the receiver listens", timeout=20)
+        body = json.dumps({"entity": "promote_request", "action": "applied", "timestamp": "2026-01-01T00:00:00+00:00",
+                           "data": {"request_id": 9, "title": "ship v7", "actor": "bob", "model": "fraud"}}).encode()  # fmt: skip
+        headers = _signed(body)
+        assert requests.post(url, data=body, headers=headers, timeout=10).status_code == 200
+        assert requests.post(url, data=body + b" ", headers=headers, timeout=10).status_code == 401
+        assert requests.post(url, data=body, headers=_signed(body, stamp=int(time.time()) - 3600), timeout=10).status_code == 400
+        assert requests.post(url, data=body, headers=headers, timeout=10).status_code == 200  # a re-send: same id
+        lines = wait_until(lambda: len(log.read_text().splitlines()) >= 5 and log.read_text().splitlines(), "four lines")
+        print("\n".join(lines))
+        delivery_id = headers["X-MLflow-Delivery-Id"]
+        assert lines[1] == f"verified {delivery_id} promote_request.applied request #9 'ship v7' by bob"
+        assert lines[2].startswith(f"REFUSED {delivery_id}: signature does not match")
+        assert "stale or replayed" in lines[3]
+        assert lines[4].startswith(f"verified (duplicate) {delivery_id}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_nothing_is_queued_without_webhooks(hooked):
+    live = hooked([])
+    open_request(live.url)
+    assert deliveries(live.url) == []
+    page = requests.get(f"{live.url}/checkpoint/deliveries", auth=("bob", "x"), timeout=30)
+    assert "No webhooks are configured" in page.text
+    assert api(live.url, "GET", "/deliveries", params={"status": "lost"}).status_code == 400
+    assert api(live.url, "GET", "/deliveries", params={"request_id": "x"}).status_code == 400
+    assert api(live.url, "GET", "/deliveries", params={"cursor": "bm9wZQ"}).status_code == 400

@@ -1,0 +1,83 @@
+"""The pipeline helper: `checkpoint request promote / wait`, `checkpoint which`, and the Python API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+from checkpoint.client import CheckpointAPIError, CheckpointClient, WaitTimeout
+from tests.support.governed import api, make_model
+
+
+def cli(base: str, *args: str, user: str = "alice", **popen) -> subprocess.Popen:
+    env = {**os.environ, "CHECKPOINT_URL": base, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": "x"}
+    return subprocess.Popen([sys.executable, "-m", "checkpoint.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+
+
+def run(base: str, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
+    process = cli(base, *args, user=user)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_promote_wait_which_cli(sqlite_checkpoint, mlflow_server):
+    base = sqlite_checkpoint.url
+    name, (v1, v2) = make_model(mlflow_server.url)
+    MlflowClient(tracking_uri=mlflow_server.url).set_registered_model_alias(name, "champion", v1)
+
+    opened = run(base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion",
+                 "--title", "Retrained on May data", "--description", "AUC +0.02")  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.startswith("opened promote request #")
+    request_id = int(opened.stdout.split("#", 1)[1].split(" ", 1)[0])
+    assert f"{base}/checkpoint/requests/{request_id}" in opened.stdout
+
+    again = run(base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion",
+                "--title", "Retrained on May data")  # fmt: skip
+    assert again.stdout.startswith(f"already open: promote request #{request_id} ")
+
+    waiting = cli(base, "request", "wait", str(request_id), "--interval", "0.2", "--timeout", "60")
+    decided = api(base, "POST", f"/requests/{request_id}/reviews", json={"verdict": "approve", "comment": "ok"})
+    assert decided.json()["state"] == "applied"
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert f"promote request #{request_id} applied" in out
+
+    which = run(base, "which", name, "--alias", "champion")
+    assert (which.returncode, which.stdout.strip()) == (0, v2)
+    nothing = run(base, "which", name, "--stage", "Production")
+    assert nothing.returncode == 1 and "no version" in nothing.stderr
+
+
+def test_wait_exit_codes_rejected_and_timeout(sqlite_checkpoint, mlflow_server):
+    base = sqlite_checkpoint.url
+    name, (v1,) = make_model(mlflow_server.url, versions=1)
+    client = CheckpointClient(base, username="alice", password="x")
+    made = client.promote(name, v1, stage="Production", title="first production model")
+    assert made["created"] is True and made["state"] == "open"
+
+    timed_out = run(base, "request", "wait", str(made["id"]), "--interval", "0.1", "--timeout", "0.3")
+    assert timed_out.returncode == 3 and "still open" in timed_out.stderr
+    with pytest.raises(WaitTimeout):
+        client.wait(made["id"], timeout=0.2, interval=0.05)
+
+    api(base, "POST", f"/requests/{made['id']}/reviews", json={"verdict": "reject", "comment": "not yet"})
+    rejected = run(base, "request", "wait", str(made["id"]), "--interval", "0.1")
+    assert rejected.returncode == 1 and "rejected" in rejected.stdout
+    assert client.wait(made["id"])["state"] == "rejected"
+
+
+def test_client_errors_are_clear(sqlite_checkpoint):
+    client = CheckpointClient(sqlite_checkpoint.url)
+    with pytest.raises(CheckpointAPIError) as missing:
+        client.get(999999)
+    assert missing.value.status == 404 and "does not exist" in missing.value.message
+    with pytest.raises(ValueError, match="exactly one"):
+        client.promote("m", "1", stage="Production", alias="champion")
+    broken = run(sqlite_checkpoint.url, "request", "promote", "--model", "m", "--version", "1")
+    assert broken.returncode == 2 and "exactly one of --stage or --alias" in broken.stderr
