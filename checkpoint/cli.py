@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
 from checkpoint.settings import Settings, SettingsError
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -193,7 +197,7 @@ def _client(url: str | None):
         raise click.UsageError(str(exc)) from exc
 
 
-def _api(call):
+def _api(call: Callable[[], T]) -> T:
     from checkpoint.client import CheckpointAPIError
 
     try:
@@ -224,7 +228,7 @@ def promote(url, model, version, stage, alias, archive_existing, title, descript
     if bool(stage) == bool(alias):
         raise click.UsageError("give exactly one of --stage or --alias")
     if description == "-":
-        description = click.get_text_stream("stdin").read()
+        description = click.open_file("-").read()  # get_text_stream is deprecated since click 8.5
     client = _client(url)
     made = _api(lambda: client.promote(model, version, stage=stage, alias=alias, archive_existing=archive_existing,
                                        title=title, description=description))  # fmt: skip

@@ -24,6 +24,8 @@ from urllib3.exceptions import HTTPError
 from checkpoint.runtime.logs import current_request_id
 
 API = "/api/2.0/mlflow"
+# A query string: a mapping, or pairs where a key repeats (urlencode takes both).
+Query = Mapping[str, object] | Sequence[tuple[str, object]]
 CACHE_SECONDS = 60.0
 # MLflow >= 3.10 with ``--enable-workspaces`` picks the workspace of every call from this header
 # (absent or blank: the default workspace); Checkpoint sends it for every read and write of a
@@ -171,10 +173,10 @@ class Registry:
 
     # -- transport -----------------------------------------------------------------
 
-    def call(self, method: str, endpoint: str, body: Mapping | None = None, query: Mapping | None = None) -> dict:
+    def call(self, method: str, endpoint: str, body: Mapping | None = None, query: Query | None = None) -> dict:
         return self._call_path(method, f"{API}/{endpoint}", query, body)
 
-    def _call_path(self, method: str, path: str, query: Mapping | None = None, body: Mapping | None = None) -> dict:
+    def _call_path(self, method: str, path: str, query: Query | None = None, body: Mapping | None = None) -> dict:
         endpoint = path
         url = f"{self.base}{path}"
         if query:
@@ -370,7 +372,7 @@ class Registry:
         self._read_rights.put(key, allowed)
         return allowed
 
-    def call_v3(self, method: str, endpoint: str, query: Mapping | None = None) -> dict:
+    def call_v3(self, method: str, endpoint: str, query: Query | None = None) -> dict:
         """The few routes MLflow serves only under ``/api/3.0``."""
         return self._call_path(method, f"/api/3.0/mlflow/{endpoint}", query)
 

@@ -44,7 +44,7 @@ MAX_GOVERNED_BODY = 1024 * 1024  # registry calls are small JSON; anything bigge
 class Gateway:
     """Dispatch one WSGI call to Checkpoint's Flask app, the workflow, or the proxy."""
 
-    def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow | None = None,
+    def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow,
                  public_url: str | None = None, auth: Authenticator | None = None,
                  allowed_hosts: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.flask_wsgi = flask_wsgi
@@ -93,10 +93,10 @@ class Gateway:
             return self.index(environ, start_response)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
         artifact = rules.match_artifact(method, raw)
-        if artifact is not None and artifact[0].verb != "read" and self.workflow is not None:
+        if artifact is not None and artifact[0].verb != "read":
             return self.guard_artifact(environ, start_response, *artifact)
         rule = rules.match(method, raw)
-        if rule is None or rule.action is rules.Action.PASS or self.workflow is None:
+        if rule is None or rule.action is rules.Action.PASS:
             return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)
 

@@ -28,12 +28,14 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationValueError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -49,7 +51,13 @@ log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSO
 _RAW_TARGET: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("raw_target", default=None)
 
 
-class _ExactTarget:
+if TYPE_CHECKING:  # the mix-ins below extend a pool class; say so to the type checker only
+    _Pool = urllib3.HTTPConnectionPool
+else:
+    _Pool = object
+
+
+class _ExactTarget(_Pool):
     """Pool mix-in: send the caller's request target byte for byte."""
 
     def _make_request(self, conn, method, url, *args, **kwargs):
@@ -59,7 +67,7 @@ class _ExactTarget:
         return super()._make_request(conn, method, url, *args, **kwargs)
 
 
-class _FreshConnections:
+class _FreshConnections(_Pool):
     """Pool mix-in: a connection idle longer than ``IDLE_SECONDS`` is closed, not reused.
 
     MLflow's servers close idle keep-alive connections (uvicorn after 5 s, gunicorn after 2 s).
@@ -237,6 +245,8 @@ class Proxy:
         # Called with (environ, seconds until MLflow's answer headers) after each answered call.
         self.on_upstream = on_upstream
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        if not parts.hostname:
+            raise LocationValueError("No host specified.")  # what urllib3's pool would say a line later
         pool_cls = _HTTPSPool if parts.scheme == "https" else _HTTPPool
         options = [*urllib3.connection.HTTPConnection.default_socket_options]
         self.pool = pool_cls(
@@ -270,7 +280,6 @@ class Proxy:
         environ: dict,
         start_response,
         *,
-        extra_headers: dict[str, str] | None = None,
         transform: Callable[[int, dict[str, str], bytes], tuple[dict[str, str], bytes]] | None = None,
     ) -> Iterable[bytes]:
         """Send the call upstream and stream the answer back.
@@ -280,8 +289,6 @@ class Proxy:
         """
         method = environ["REQUEST_METHOD"].upper()
         headers = self.request_headers(environ)
-        if extra_headers:
-            headers.update(extra_headers)
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
         retries = self.retry_policy(method, body)
@@ -364,7 +371,7 @@ class Proxy:
             headers["X-Forwarded-Host"] = environ["HTTP_HOST"]
         return headers
 
-    def request_body(self, environ: dict, headers: dict[str, str]) -> tuple[object, bool]:
+    def request_body(self, environ: dict, headers: dict[str, str]) -> tuple[bytes | Iterator[bytes] | None, bool]:
         """A body to send upstream (bytes or a chunk iterator) and whether to chunk it."""
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH", "").strip()
@@ -500,9 +507,9 @@ def _body_reader(stream, recv_size: int = 0) -> Callable[[int], bytes]:
     """
     if type(stream).__module__ == "gunicorn.http.body":
         reader, held = getattr(stream, "reader", None), getattr(stream, "buf", None)
-        if hasattr(reader, "read") and held is not None and held.tell() == 0:
+        if reader is not None and hasattr(reader, "read") and held is not None and held.tell() == 0:
             unreader = getattr(reader, "unreader", None)
-            if isinstance(getattr(unreader, "mxchunk", None), int) and unreader.mxchunk < recv_size:
+            if unreader is not None and isinstance(getattr(unreader, "mxchunk", None), int) and unreader.mxchunk < recv_size:
                 unreader.mxchunk = recv_size
             return reader.read
     return stream.read

@@ -159,4 +159,4 @@ def match_artifact(method: str, raw_path: str) -> tuple[ArtifactRule, str] | Non
 def is_ui_call(raw_path: str) -> bool:
     """MLflow's web UI calls ``ajax-api``; programs call ``api``."""
     found = _api_match(raw_path)
-    return bool(found) and found.group("api") == "ajax-api"
+    return found is not None and found.group("api") == "ajax-api"

@@ -15,7 +15,7 @@ import select
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
@@ -76,6 +76,8 @@ class ProxyWorker(ThreadWorker):
     another one of the pool is free, so no queued connection waits on it. Written against
     gunicorn 26's gthread, whose ``handle`` serves one request of an initialised connection.
     """
+
+    wsgi: Callable[[dict, Callable], Iterable[bytes]]  # gunicorn's Worker.load_wsgi sets it
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

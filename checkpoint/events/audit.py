@@ -194,13 +194,13 @@ def verify(rows: Iterable[dict], anchor: str = GENESIS, keys: Keyring | None = N
                 return broken(row["id"], f"it was made with audit key {kid}, which was retired before a key "
                                          "used earlier in the log: a retired key was used after rotation")  # fmt: skip
             key = keys.keys[rank]
+            newest_rank = rank if newest_rank is None else min(newest_rank, rank)
         if event_hash(row, previous, key) != row["hash"]:
             how = "the row was edited" if key is not None else "the row was edited (it has no audit key: was it rewritten?)"
             return broken(row["id"], f"its contents do not match its hash: {how}")
         if kid is None:
             unkeyed += 1
         else:
-            newest_rank = rank if newest_rank is None else min(newest_rank, rank)
             keyed_at = keyed_at or row["id"]
             if kid not in used:
                 used.append(kid)

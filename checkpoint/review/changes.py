@@ -457,7 +457,7 @@ class CreateVersion(Change):
         asked = self.asked_ref()
         if asked and asked.name is not None:
             exact = self.source_ref()
-            pinned = f" (version {exact.version} when the request opened)" if asked.moving and self.resolved else ""
+            pinned = f" (version {exact.version} when the request opened)" if asked.moving and self.resolved and exact else ""
             return f"copying {asked.describe()}{pinned} into '{self.name}'"
         return f"registering a new version of '{self.name}' from {self.source}"
 

@@ -37,7 +37,7 @@ class Governance:
     protected_tags: tuple[str, ...] = ("validation_status",)
 
     def stage_governed(self, stage: str | None) -> bool:
-        return bool(stage) and canonical_stage(stage) in self.governed_stages
+        return stage is not None and stage != "" and canonical_stage(stage) in self.governed_stages
 
     def alias_protected(self, alias: str) -> bool:
         return _matches(alias.lower(), self.protected_aliases)

@@ -201,10 +201,6 @@ class Policy:
         awaited = tuple(u for u in listed if u not in approvers) if len(approvers) < required else ()
         return Status(len(approvers), required, tuple(sorted(approvers)), awaited)
 
-    def satisfied(self, approvers: set[str], model: str = "", target: str = "", named: tuple[str, ...] = (),
-                  workspace: str = "") -> bool:  # fmt: skip
-        return self.status(model, target, approvers, named, workspace).met
-
     # -- loading ---------------------------------------------------------------------
 
     @classmethod

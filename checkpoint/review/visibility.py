@@ -17,6 +17,7 @@ from checkpoint.identity import User
 from checkpoint.registry import Registry
 
 T = TypeVar("T")
+C = TypeVar("C")  # a page's cursor
 # A list whose pages keep meeting unreadable models gives up re-querying after this many
 # rounds and returns a shorter page (still only readable rows).
 MAX_ROUNDS = 20
@@ -38,7 +39,7 @@ class Reader:
         key = (workspace or "", model)
         if key not in self._seen:
             registry, authorization = self.registry, self.authorization
-            self._seen[key] = bool(registry and authorization) and registry.can_read(authorization, model, key[0])
+            self._seen[key] = registry is not None and bool(authorization) and registry.can_read(authorization, model, key[0])
         return self._seen[key]
 
     def can_read_change(self, change) -> bool:
@@ -50,8 +51,8 @@ class Reader:
         """Those of ``(workspace, model)`` pairs the caller may not read."""
         return frozenset(p for p in set(pairs) if not self.can_read(p[1], p[0]))
 
-    def visible_page(self, fetch: Callable[[frozenset], tuple[list[T], object]],
-                     key: Callable[[T], tuple[str, str]]) -> tuple[list[T], object]:  # fmt: skip
+    def visible_page(self, fetch: Callable[[frozenset], tuple[list[T], C]],
+                     key: Callable[[T], tuple[str, str]]) -> tuple[list[T], C]:  # fmt: skip
         """A page from ``fetch(hidden)`` with no unreadable row, re-fetched with the newly found
         unreadable models excluded, so a page is full and no count of hidden rows shows."""
         hidden: frozenset[tuple[str, str]] = frozenset()

@@ -418,11 +418,11 @@ class Workflow:
 
     def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
         """"2 of 3 approvals", who is still awaited, and the required checks not passing
-        (``results``: the request's :meth:`checks`, when the caller has them already)."""
+        (``results``: the request's :meth:`check_results`, when the caller has them already)."""
         approvers = {r.reviewer for r in request.approvals}
         status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers,
                                     request.workspace)  # fmt: skip
-        results = self.checks(request) if results is None else results
+        results = self.check_results(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
         return replace(status, blocked_by=blocked) if blocked else status
 
@@ -433,7 +433,7 @@ class Workflow:
             raise WorkflowError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: break-glass is for admins only")
         _check_text("reason", reason, COMMENT_MAX, required=True)
         failing = [{"check": c.name, "required": c.required, "status": c.status, "reason": c.reason}
-                   for c in self.checks(self.store.get(request_id)) if c.status != checks.PASS]  # fmt: skip
+                   for c in self.check_results(self.store.get(request_id)) if c.status != checks.PASS]  # fmt: skip
         data = {"reason": reason, "break_glass": True, **({"failing_checks": failing} if failing else {})}
         if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event="break_glass",
                                      data=data,
@@ -508,7 +508,7 @@ class Workflow:
         """The checks the request's rule declares now (the policy file may have changed)."""
         return self.policy.rule_for(request.model_name, request.target, request.workspace).checks
 
-    def checks(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
+    def check_results(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
         """Each declared check with its latest result; one never evaluated shows as pending."""
         specs = self.check_specs(request)
         if not specs:
@@ -528,10 +528,10 @@ class Workflow:
         return out
 
     def checks_of(self, requests: list[PromoteRequest]) -> dict[int, list[CheckResult]]:
-        """:meth:`checks` for a page of requests, read in one query."""
+        """:meth:`check_results` for a page of requests, read in one query."""
         wanted = [r.id for r in requests if self.check_specs(r)]
         stored = self.store.check_results(wanted) if wanted else {}
-        return {r.id: self.checks(r, stored[r.id]) if r.id in stored else [] for r in requests}
+        return {r.id: self.check_results(r, stored[r.id]) if r.id in stored else [] for r in requests}
 
     def rerun_checks(self, request_id: int, user: User | str) -> PromoteRequest:
         """Evaluate the request's checks again (someone fixed a tag, the receiver is back...)."""
@@ -581,7 +581,7 @@ class Workflow:
         if not self.check_specs(request):
             return []
         self._evaluate(request, "apply", actor, required_local=True)
-        return [c for c in self.checks(request) if c.required and c.status != checks.PASS]
+        return [c for c in self.check_results(request) if c.required and c.status != checks.PASS]
 
     def run_pending_checks(self, limit: int = 20) -> int:
         """The background task: evaluate queued HTTP checks, each claimed by one worker."""
@@ -592,7 +592,8 @@ class Workflow:
             if claimed is None:
                 continue  # another worker has it
             request = self.store.get(pending.request_id)
-            spec = next((s for s in self.check_specs(request) if s.name == pending.name and not s.local), None)
+            specs = self.check_specs(request)
+            spec = next((s for s in specs if s.name == pending.name and isinstance(s, checks.HttpCheck)), None)
             if spec is None:
                 result = checks.Result(checks.ERROR, "this HTTP check is no longer in the request's rule")
             else:

@@ -67,11 +67,6 @@ class Background:
     def wake(self) -> None:
         self._wake.set()
 
-    def run_once(self) -> None:
-        """Run every task now, in the caller's thread (tests, ``checkpoint`` commands)."""
-        for task in self.tasks:
-            self._run(task)
-
     def _run(self, task: _Task) -> None:
         try:
             task.run()

@@ -118,7 +118,7 @@ def workspace_arg(raw: str | None) -> str | None:
 
 def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
     """The API's view of a request (the same data the pages show); ``checks`` when read already."""
-    checks = workflow().checks(item) if checks is None else checks
+    checks = workflow().check_results(item) if checks is None else checks
     status = workflow().status(item, checks)
     rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
     out = {
@@ -359,6 +359,7 @@ def which():
     else:
         from checkpoint.review.governance import STAGES, canonical_stage
 
+        assert stage is not None  # exactly one of stage and alias was given (checked above)
         if canonical_stage(stage) not in STAGES:  # a typo must not read as "nobody holds it"
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
         holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))

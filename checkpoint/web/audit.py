@@ -33,7 +33,7 @@ def verify():
     verdict = audit.verify(store.audit_rows(), keys=store.keys, expect=expect)
     return jsonify(ok=verdict.ok, count=verdict.count, head=verdict.head, head_id=verdict.head_id,
                    broken_at=verdict.broken_at, problem=verdict.problem or None, unkeyed=verdict.unkeyed,
-                   key_id=store.keys.current[0] if store.keys else None, message=verdict.describe())  # fmt: skip
+                   key_id=store.keys.current[0] if store.keys.current else None, message=verdict.describe())  # fmt: skip
 
 
 @bp.get("/export")

@@ -139,7 +139,7 @@ def requests_list():
     state = args.get("state", "open")
     if state not in ("all", *STATES):
         abort(400, f"state must be all or one of {', '.join(STATES)}")
-    filters = {"model": args.get("model") or None, "target": args.get("target") or None,
+    filters: dict[str, str | None] = {"model": args.get("model") or None, "target": args.get("target") or None,
                "author": args.get("author") or None, "search": args.get("q") or None,
                "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
     items, last = reader().visible_page(
@@ -235,7 +235,7 @@ def request_detail(request_id: int):
     user = current_user()
     refusal = workflow().refusal(user, item)
     rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
-    checks = workflow().checks(item)
+    checks = workflow().check_results(item)
     return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
                            status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
                            review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
