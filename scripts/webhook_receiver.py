@@ -86,7 +86,7 @@ class Receiver(BaseHTTPRequestHandler):
     tolerance = 300.0
     seen: OrderedDict[str, None] = OrderedDict()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = self.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) > MAX_BODY:
             self._answer(400, "a body with Content-Length up to 1 MiB is required")

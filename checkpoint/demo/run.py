@@ -465,7 +465,7 @@ def _in_threads(jobs: list[tuple[str, Callable[[], None]]], stop: threading.Even
     def work(job: Callable[[], None], done: threading.Event) -> None:
         try:
             job()
-        except BaseException as exc:  # handed to the main thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
             errors.append(exc)
             stop.set()
         finally:

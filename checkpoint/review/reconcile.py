@@ -79,7 +79,7 @@ class Reconciler:
             except RegistryError as exc:
                 log.warning("request #%s is stuck in applying; MLflow could not say whether it applied: %s", request.id, exc)
                 settled = None
-            except Exception:  # noqa: BLE001 - one bad request must not stop the others
+            except Exception:  # one bad request must not stop the others
                 log.exception("reconciling request #%s failed", request.id)
                 settled = None
             if settled == APPLIED:
@@ -94,7 +94,7 @@ class Reconciler:
         """:meth:`run` at start-up: a failure is logged, never stops the process from serving."""
         try:
             return self.run()
-        except Exception:  # noqa: BLE001 - the background thread tries again
+        except Exception:  # the background thread tries again
             log.exception("reconciling interrupted applies at start-up failed")
             return None
 

@@ -261,7 +261,7 @@ class Workflow:
         if seen is None:
             try:
                 seen = self.store.last_applied_challenger(change.model_name, change.target(), change.workspace)
-            except Exception:  # noqa: BLE001 - observing must never break opening
+            except Exception:  # observing must never break opening
                 log.warning("could not read the last applied request of %s", change.model_name, exc_info=True)
                 return None
         if not seen or not seen.get("digest") or _identity(seen) != _identity(champion):
@@ -274,7 +274,7 @@ class Workflow:
             self.store.record_outside_files_change(change.model_name, change.target(), champion["version"],
                                                    seen["digest"], champion["digest"],
                                                    workspace=change.workspace)  # fmt: skip
-        except Exception:  # noqa: BLE001 - as _observe
+        except Exception:  # as _observe
             log.warning("could not record an outside change of the files of %s", change.model_name, exc_info=True)
         return reason
 
@@ -295,7 +295,7 @@ class Workflow:
         try:
             if self.store.record_outside_change(change.model_name, change.target(), version, workspace=change.workspace):
                 self.refresh_checks(change.model_name, change.target(), actor="checkpoint", workspace=change.workspace)
-        except Exception:  # noqa: BLE001 - observing must never break opening or applying
+        except Exception:  # observing must never break opening or applying
             log.warning("could not record an outside change of %s of %s", change.target(), change.model_name,
                         exc_info=True)  # fmt: skip
 
@@ -304,7 +304,7 @@ class Workflow:
         against it are re-run on the target's other open requests (in the same MLflow workspace)."""
         try:
             items, _ = self.store.list(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
-        except Exception:  # noqa: BLE001 - the apply that called this is recorded already
+        except Exception:  # the apply that called this is recorded already
             log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
             return
         for item in items:
@@ -550,7 +550,7 @@ class Workflow:
         (the request opened; its snapshots were refreshed): missing results show as pending."""
         try:
             self._evaluate(self.store.get(request_id), trigger, actor)
-        except Exception:  # noqa: BLE001 - logged; the checks stay pending and block, and can be re-run
+        except Exception:  # logged; the checks stay pending and block, and can be re-run
             log.exception("checks of request #%s (%s) could not be recorded", request_id, trigger)
 
     def _evaluate(self, request: PromoteRequest, trigger: str, actor: str, required_local: bool = False) -> None:

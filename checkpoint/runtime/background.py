@@ -70,7 +70,7 @@ class Background:
     def _run(self, task: _Task) -> None:
         try:
             task.run()
-        except Exception:  # noqa: BLE001 - one failing round must not end the thread
+        except Exception:  # one failing round must not end the thread
             log.exception("background task %s failed", task.name)
         task.due = time.monotonic() + task.every
 

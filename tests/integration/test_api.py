@@ -290,7 +290,7 @@ def documented_statuses(site: Site, method: str, path: str) -> set[str] | None:
     adapter = site.app.url_map.bind("127.0.0.1")
     try:
         rule, _ = adapter.match(f"/checkpoint/api/v1{path.split('?')[0]}", method=method, return_rule=True)
-    except Exception:  # werkzeug's NotFound / MethodNotAllowed: the call reached no operation
+    except Exception:  # noqa: BLE001 - werkzeug's NotFound / MethodNotAllowed: the call reached no operation
         return None
     route = rule.rule.removeprefix("/checkpoint/api/v1").replace("<int:", "{").replace(">", "}")
     return set(site.spec["paths"][route][method.lower()]["responses"])

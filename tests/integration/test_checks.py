@@ -508,7 +508,7 @@ def race(*calls):
         try:
             barrier.wait(timeout=30)
             results[i] = fn()
-        except BaseException as exc:  # re-raised below
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
@@ -632,7 +632,7 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args):  # quiet
             pass
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             state.received.append({"path": self.path, "json": json.loads(body), "check": self.headers["X-Checkpoint-Check"]})
             state.hits[self.path] = state.hits.get(self.path, 0) + 1

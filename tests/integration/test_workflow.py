@@ -51,7 +51,7 @@ def race(*calls: Callable[[], object]) -> list:
         try:
             barrier.wait(timeout=60)
             results[index] = call()
-        except BaseException as exc:  # re-raised in the test's thread below
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
