@@ -260,6 +260,7 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
         wait_http(f"{url}/checkpoint/healthz", timeout=60, process=checkpoint, log=checkpoint_log)
         listening.append(("--port", port))
         print(_banner(url, server.url, root, summary, checkpoint_log, server.log_path), flush=True)
+        assert server.process is not None  # MlflowServer.start() started it
         failure = _supervise({
             "checkpoint serve": (checkpoint, checkpoint_log),
             "mlflow server": (server.process, server.log_path),

@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from checkpoint.demo.data import (
@@ -71,6 +72,7 @@ def _log_version(client: MlflowClient, model: ModelSpec, spec: VersionSpec, expe
     import numpy as np
     import sklearn
     import skops
+    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data registers it at run time
     from mlflow.entities import Metric, Param
     from mlflow.models import infer_signature
 
@@ -107,7 +109,7 @@ def _log_version(client: MlflowClient, model: ModelSpec, spec: VersionSpec, expe
         # One call for the whole history: each call is a round trip to the server.
         client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
         training = x.assign(target=y)
-        mlflow.log_input(mlflow.data.from_pandas(training, name=spec.dataset, targets="target"), context="training")
+        mlflow.log_input(from_pandas(training, name=spec.dataset, targets="target"), context="training")
         info = mlflow.sklearn.log_model(
             estimator,
             name="model",
@@ -245,7 +247,7 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
             client.create_registered_model(model.name, tags=model.tags, description=model.description)
         stop = threading.Event()
         _in_threads([
-            (f"seed-{model.name}", lambda model=model: _seed_model(client, model, experiments[model.name], say, stop))
+            (f"seed-{model.name}", partial(_seed_model, client, model, experiments[model.name], say, stop))
             for model in MODELS
         ], stop, say)  # fmt: skip
 

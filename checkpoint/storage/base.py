@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import and_, not_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +44,12 @@ def check_id(request_id: int) -> None:
         raise NotFound(f"promote request #{request_id} does not exist")
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+@overload
+def aware(value: datetime | None) -> datetime | None: ...
 def aware(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; they were stored as UTC."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

@@ -57,8 +57,9 @@ class EventChain(StoreBase):
             session.add(DeliveryRow(id=str(uuid.uuid4()), event_id=event.id, webhook=name, request_id=request_id,
                                     status="pending", attempts=0, next_attempt_at=stamp, last_error="",
                                     created_at=stamp))  # fmt: skip
-        if webhooks and self.on_commit is not None:
-            sa_event.listen(session, "after_commit", lambda _session: self.on_commit(), once=True)
+        on_commit = self.on_commit
+        if webhooks and on_commit is not None:
+            sa_event.listen(session, "after_commit", lambda _session: on_commit(), once=True)
         session.flush()
         return event
 

@@ -134,6 +134,7 @@ class Outbox(StoreBase):
         the log records it) right after the event: read from the log, so a re-send describes the
         same moment."""
         event = session.get(EventRow, row.event_id)
+        assert event is not None  # deliveries.event_id is a foreign key to events.id
         request = session.get(RequestRow, event.request_id) if event.request_id is not None else None
         state = title = None
         if request is not None:

@@ -134,8 +134,7 @@ def _title(item: dict, where: str, name: str, required: bool) -> Check:
 
 def _http_check(item: dict, where: str, name: str, required: bool) -> Check:
     url = item.get("url")
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not isinstance(url, str) or (parts := urlsplit(url)).scheme not in ("http", "https") or not parts.hostname:
         raise CheckConfigError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
     timeout = item.get("timeout", 5)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0.1 <= timeout <= 30:

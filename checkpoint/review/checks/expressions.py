@@ -203,7 +203,7 @@ def _show(token: Token) -> str:
     return "the end of the expression" if token.kind == "end" else repr(token.text)
 
 
-def parse_expression(text: str) -> Comparison:
+def parse_expression(text: object) -> Comparison:
     """Parse ``metric OP expression``; raises ExpressionError saying what is wrong and where."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")

@@ -198,7 +198,7 @@ def _sig_state(info: VersionInfo) -> Literal["present", "absent", "unknown"]:
 
 def _spec_changes(old: Signature, new: Signature, first: bool = False) -> list[SpecChange]:
     out: list[SpecChange] = []
-    for section in ("inputs", "outputs", "params"):
+    for section in _SECTIONS:
         before = _keyed_specs(getattr(old, section))
         after = _keyed_specs(getattr(new, section))
         for key in list(dict.fromkeys([*before, *after])):
@@ -208,12 +208,16 @@ def _spec_changes(old: Signature, new: Signature, first: bool = False) -> list[S
     return out
 
 
+_Section = Literal["inputs", "outputs", "params"]
+_SECTIONS: tuple[_Section, ...] = ("inputs", "outputs", "params")
+
+
 def _keyed_specs(specs: tuple[ColumnSpec, ...]) -> dict[str, ColumnSpec]:
     """Named columns by name; unnamed tensors by position (``#0``, ``#1``...)."""
     return {spec.name or f"#{i}": spec for i, spec in enumerate(specs)}
 
 
-def _spec_change(section: str, key: str, old: ColumnSpec | None, new: ColumnSpec | None, first: bool) -> SpecChange | None:
+def _spec_change(section: _Section, key: str, old: ColumnSpec | None, new: ColumnSpec | None, first: bool) -> SpecChange | None:
     label = {"inputs": "input", "outputs": "output", "params": "inference parameter"}[section]
     if old is None and new is not None:
         if first:
@@ -240,9 +244,14 @@ def _spec_change(section: str, key: str, old: ColumnSpec | None, new: ColumnSpec
 
 
 def _diff_requirements(champion: VersionInfo | None, challenger: VersionInfo, limit: int) -> KeyedDiff | None:
-    if challenger.requirements is None or (champion is not None and champion.requirements is None):
+    if challenger.requirements is None:
         return None
-    return diff_keyed(champion.requirements if champion else {}, challenger.requirements, limit)
+    before: Mapping[str, str] = {}
+    if champion is not None:
+        if champion.requirements is None:
+            return None
+        before = champion.requirements
+    return diff_keyed(before, challenger.requirements, limit)
 
 
 def _diff_flavors(champion: VersionInfo | None, challenger: VersionInfo) -> FlavorDiff | None:

@@ -4,8 +4,9 @@ is still worth reviewing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from checkpoint.registry import Registry, RegistryError, Version
@@ -68,7 +69,7 @@ def _parallel(tasks: list) -> list:
 def _load_all(registry: Registry, versions: list[Version]) -> list[VersionInfo]:
     """Each version's run, MLmodel and requirements, all read at once (each task fills its own fields)."""
     infos = []
-    tasks = []
+    tasks: list[Callable[[], None]] = []
     for version in versions:
         info = VersionInfo(
             name=version.name,
@@ -81,11 +82,11 @@ def _load_all(registry: Registry, versions: list[Version]) -> list[VersionInfo]:
         )
         infos.append(info)
         if version.run_id:
-            tasks.append(lambda info=info: _load_run(registry, info))
+            tasks.append(partial(_load_run, registry, info))
         else:
             info.problems.append("the version has no source run: no params, metrics, run tags or datasets")
-        tasks.append(lambda v=version, info=info: _load_mlmodel(registry, v, info))
-        tasks.append(lambda v=version, info=info: _load_requirements(registry, v, info))
+        tasks.append(partial(_load_mlmodel, registry, version, info))
+        tasks.append(partial(_load_requirements, registry, version, info))
     _parallel(tasks)
     return infos
 
