@@ -95,13 +95,6 @@ class Outbox(StoreBase):
                 raise DeliveryBusy(f"delivery {delivery_id} is being sent right now; try again in a moment")
             return to_delivery(row)
 
-    def get_delivery(self, delivery_id: str) -> Delivery:
-        with session_scope(self.sessions) as session:
-            row = session.get(DeliveryRow, delivery_id)
-            if row is None:
-                raise NotFound(f"delivery {delivery_id} does not exist")
-            return to_delivery(row)
-
     def list_deliveries(
         self, *, status: str | None = None, webhook: str | None = None, request_id: int | None = None,
         before: tuple[int, str] | None = None, limit: int = 50, hidden_models: Iterable[str] = (),
