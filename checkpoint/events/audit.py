@@ -40,9 +40,6 @@ from checkpoint.storage.hashing import (
     HEAD as HEAD,
 )
 from checkpoint.storage.hashing import (
-    MIN_KEY_LENGTH as MIN_KEY_LENGTH,
-)
-from checkpoint.storage.hashing import (
     SEALED as SEALED,
 )
 from checkpoint.storage.hashing import (

@@ -25,7 +25,6 @@ HEAD = EventKind.AUDIT_HEAD
 _HEAD_LABEL = "checkpoint audit head v1"
 # The fixed label whose HMAC under a key is that key's id: it names the key and reveals nothing.
 _KEY_ID_LABEL = b"checkpoint audit key id v1"
-MIN_KEY_LENGTH = 32
 
 
 def key_id(secret: str | bytes) -> str:
