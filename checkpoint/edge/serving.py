@@ -176,9 +176,14 @@ class CheckpointServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
+        """In each worker, after the fork: the app, its start-up work done before it serves
+        (interrupted applies settled against MLflow, then the background thread)."""
         from checkpoint import create_app
+        from checkpoint.services import Services
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        Services.of(app).start(settle_first=True)
+        return app
 
 
 def serve(settings: Settings, host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from checkpoint.errors import CheckpointError
 from checkpoint.events import audit
 from checkpoint.storage.db import session_scope
 from checkpoint.storage.models import CheckRow, CommentRow, DeliveryRow, EventRow, RequestRow, ReviewRow
@@ -43,8 +44,11 @@ AUDIT_LOCK = 0x43504155  # "CPAU"
 OUTSIDE_CHANGE = "outside_change"
 
 
-class NotFound(LookupError):
-    pass
+class NotFound(CheckpointError, LookupError):
+    """No such request or delivery (or one the caller may not read): MLflow's 404."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "RESOURCE_DOES_NOT_EXIST", message)
 
 
 def _check_id(request_id: int) -> None:
@@ -798,8 +802,11 @@ def _visible(query, hidden: Iterable[tuple[str, str]]):
     return query
 
 
-class DeliveryBusy(RuntimeError):
+class DeliveryBusy(CheckpointError, RuntimeError):
     """A delivery is being sent right now and cannot be reset."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "INVALID_STATE", message)
 
 
 @dataclass(frozen=True)
