@@ -7,7 +7,9 @@ applies against MLflow, then the background thread) runs when the app is first s
 gateway's first call runs :meth:`Services.start`. That is the one hook every WSGI server
 calls (``gunicorn 'checkpoint:create_app()'``, werkzeug, a load balancer's first probe), and
 it runs after gunicorn forks its workers, so no master starts a thread only to fork.
-``checkpoint serve`` starts each worker's services at boot instead (``edge/serving.py``).
+Under ``checkpoint serve`` (and any gunicorn run with its worker class, as
+``deploy/gunicorn.conf.py`` does) each worker starts them at boot instead, before serving
+(``edge/serving.py``, ``start_at_boot``), as every worker did before.
 """
 
 from __future__ import annotations

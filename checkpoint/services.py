@@ -138,7 +138,7 @@ class Services:
     @classmethod
     def of(cls, app: Any) -> Services:
         """The services an app was built with (``create_app`` attaches them)."""
-        found = app.extensions.get(_KEY)
+        found = getattr(app, "extensions", {}).get(_KEY)
         if not isinstance(found, cls):
             raise LookupError(f"{app!r} was not built by checkpoint.create_app")
         return found

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from checkpoint import create_app
+from checkpoint.edge.serving import start_at_boot
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import Services, services
 from checkpoint.storage import db
@@ -104,6 +105,19 @@ def test_start_settles_first_when_asked_and_close_ends_everything(registry, conf
     wired.close()  # idempotent
     wired.start()
     assert wired.background._thread is None  # a closed process starts nothing again
+
+
+def test_a_worker_settles_at_boot_before_it_serves(registry, config):
+    """`checkpoint serve`'s worker (ProxyWorker.load_wsgi) runs the start-up work itself."""
+    app = create_app({**config, "background": False})
+    try:
+        leave_applying(app)
+        start_at_boot(app)
+        assert services(app).started
+        assert attempted(registry)
+    finally:
+        services(app).close()
+    start_at_boot(lambda environ, start_response: [])  # another WSGI app: nothing to start
 
 
 def test_of_refuses_an_app_it_did_not_build():
