@@ -183,6 +183,7 @@ import importlib.util, json, checkpoint
 from checkpoint import create_app
 from checkpoint.storage import db
 from checkpoint.app import frontend_dir
+from checkpoint.services import services
 
 app = create_app()
 client = app.test_client()
