@@ -15,7 +15,7 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 
 from checkpoint.errors import CheckpointError
 from checkpoint.events.notify import Webhooks, request_url
-from checkpoint.storage.store import DELIVERY_STATES, MAX_ID, Delivery, NotFound
+from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, NotFound
 from checkpoint.web.context import csrf_for_cookie_callers, current_services, current_user, public_base, reader, store
 
 pages = Blueprint("deliveries", __name__, url_prefix="/checkpoint")

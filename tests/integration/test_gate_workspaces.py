@@ -25,7 +25,7 @@ from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonic
 from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import services
-from checkpoint.storage.store import APPLIED, APPLYING, APPROVED, OPEN
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
 from tests.support.apps import LiveCheckpoint, serve_in_thread
 from tests.support.proxy import close_app
 

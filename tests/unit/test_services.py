@@ -20,7 +20,7 @@ from checkpoint.edge.serving import start_at_boot
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import Services, services
 from checkpoint.storage import db
-from checkpoint.storage.store import APPLYING, OPEN
+from checkpoint.storage.entities import APPLYING, OPEN
 
 CHANGE = {"kind": "delete_alias", "name": "m", "alias": "champion"}
 
