@@ -28,6 +28,8 @@ from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.storage.models import CheckRow, EventRow
 from tests.support.apps import close_app
 from tests.support.governed import unique
+from tests.support.race import race
+from tests.support.waiting import poll
 
 # The models logged here are tiny on purpose: no input example, and MLflow says so.
 pytestmark = pytest.mark.filterwarnings("ignore:.*input example was not provided:UserWarning")
@@ -500,28 +502,6 @@ def test_failing_required_check_blocks_approval_and_a_passing_rerun_applies_once
     assert kinds.count("check_failed") == 1  # failing once; the later re-runs changed nothing until the pass
 
 
-def race(*calls):
-    results, errors = [None] * len(calls), []
-    barrier = threading.Barrier(len(calls))
-
-    def run(i, fn):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = fn()
-        except BaseException as exc:  # re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    if errors:
-        raise errors[0]
-    return results
-
-
 def test_required_checks_are_evaluated_again_right_before_apply(fresh_model, make_app, sqlite_url, mlflow_server):
     name, challenger = fresh_model.name, fresh_model.versions["challenger"]
     direct = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
@@ -754,12 +734,8 @@ def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, s
     try:
         client = app.test_client()
         opened = open_request(client, name, challenger)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ci = by_name(call(client, "GET", f"/requests/{opened['id']}").get_json())["ci"]
-            if ci["status"] != "pending":
-                break
-            time.sleep(0.1)
+        ci = poll(lambda: by_name(call(client, "GET", f"/requests/{opened['id']}").get_json())["ci"],
+                  until=lambda ci: ci["status"] != "pending", timeout=20, step=0.1)
         assert ci["status"] == "pass", ci
     finally:
         close_app(app)

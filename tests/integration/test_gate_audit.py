@@ -375,7 +375,8 @@ def test_head_is_published_once_per_interval_and_only_after_news(database_url):
 
 def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path, monkeypatch):
     from checkpoint.events import notify
-    from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, wait_until, write_policy
+    from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, write_policy
+    from tests.support.waiting import wait_until
 
     receiver = Receiver().start()
     try:

@@ -23,14 +23,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import RestException
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import Registry
 from checkpoint.review import content
 from checkpoint.review.content import ArtifactWrite
-from tests.support.apps import LiveCheckpoint, serve_in_thread
+from tests.support.apps import LiveCheckpoint, live, served
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import unique
-from tests.support.proxy import close_app
 
 ART = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -132,12 +130,8 @@ def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheck
     monkeypatch.setenv("CHECKPOINT_BACKGROUND", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(app)
+    with live(app, sqlite_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -344,10 +338,7 @@ def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
                       "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with served(app) as base:
         name = unique("fraud")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
@@ -378,10 +369,6 @@ def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, 
         anonymous = requests.put(f"{base}{ART}/{path}/python_model.pkl", data=evil, timeout=30)
         assert anonymous.status_code == 401 and name not in anonymous.text  # learns nothing
         assert predictions(auth_mlflow.url, f"models:/{name}@champion") == [1.0, 1.0]
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(app)
 
 
 # -- the digest bound to the reviews ------------------------------------------------------------

@@ -39,12 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from werkzeug.serving import make_server
-
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port, wait_http
-from checkpoint.edge.serving import RequestHandler
-from checkpoint.storage import db
+from tests.support.databases import migrated_sqlite
+from tests.support.serving import close_app, served
 
 SERVER_HEADER = "fake-upstream/1.0"
 HTML_PAGE = (
@@ -52,12 +50,6 @@ HTML_PAGE = (
     '</head><body><a href="UPSTREAM/api/2.0/mlflow/experiments/search">abs</a>'
     '<a href="/relative">rel</a></body></html>'
 )
-
-
-def close_app(application) -> None:
-    """Stop an in-process app's background thread and close its database connections."""
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
 
 
 def pattern(n: int, seed: int = 7) -> bytes:
@@ -434,30 +426,15 @@ def raw_request(
 # -- serving Checkpoint ------------------------------------------------------------------
 
 
-def migrated_sqlite(directory: Path) -> str:
-    """A migrated SQLite database file in ``directory``; returns its URL."""
-    directory.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{directory / 'checkpoint.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    return url
-
-
 @contextmanager
 def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterator[str]:
     """``create_app`` served by werkzeug in a thread on a free port; yields its URL."""
     database_url = config.pop("database_url", None) or migrated_sqlite(data_dir)
     application = create_app({"registry_url": registry_url, "database_url": database_url, "data_dir": data_dir, **config})
-    port = free_port()
-    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=RequestHandler)
-    thread = threading.Thread(target=server.serve_forever, name="checkpoint-werkzeug", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        with served(application, close=False) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         application.extensions["checkpoint.proxy"].pool.close()
         close_app(application)
 
