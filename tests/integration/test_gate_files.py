@@ -464,52 +464,7 @@ def test_champion_files_changed_outside_are_recorded(gate, mlflow_server, files_
     assert outside[0]["data"]["digest_before"] == seen and outside[0]["data"]["version"] == files_model["v1"]
 
 
-# -- content.py on its own ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("path", "parts"),
-    [
-        ("1/models/m-1/artifacts", ("1", "models", "m-1", "artifacts")),
-        ("1//models/./m-1/", ("1", "models", "m-1")),
-        ("1/x/../models", ("1", "models")),
-        ("1%2Fmodels", ("1", "models")),
-        ("1%252Fmodels%25252Fm-1", ("1", "models", "m-1")),  # decoded until it stops changing, as MLflow does
-        ("../../etc", ("etc",)),
-        ("", ()),
-    ],
-)
-def test_split_path_resolves_what_mlflow_and_the_store_would(path, parts):
-    assert content.split_path(path) == parts
-
-
-def test_split_path_refuses_endless_encoding():
-    with pytest.raises(content.ContentError, match="more than ten times"):
-        content.split_path("%" + "25" * 12 + "41")
-
-
-@pytest.mark.parametrize(
-    ("uri", "place"),
-    [
-        ("mlflow-artifacts:/1/models/m-1/artifacts", "mlflow-artifacts:/1/models/m-1/artifacts"),
-        ("mlflow-artifacts://host:5000/1/r/artifacts/model", "mlflow-artifacts:/1/r/artifacts/model"),
-        ("http://host/api/2.0/mlflow-artifacts/artifacts/1/r", "mlflow-artifacts:/1/r"),
-        ("s3://bucket/root/1/r/artifacts", "s3://bucket/root/1/r/artifacts"),
-        ("/var/mlruns/1/r/artifacts", "file:///var/mlruns/1/r/artifacts"),
-    ],
-)
-def test_place_of_uri(uri, place):
-    assert str(content.place_of_uri(uri)) == place
-
-
-def test_places_overlap_inside_and_above_never_beside():
-    model = content.Place(content.SERVED, ("1", "r", "artifacts", "model"))
-    assert model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model", "python_model.pkl")))
-    assert model.overlaps(content.Place(content.SERVED, ("1", "r")))  # a delete above it
-    assert model.overlaps(content.Place(content.SERVED, ()))
-    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "plot.png")))
-    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model2")))
-    assert not model.overlaps(content.Place("s3://bucket", ("1", "r", "artifacts", "model")))
+# -- the digest (content.py's pure helpers are in tests/unit/review/test_content.py) -------------------
 
 
 def test_the_digest_budget_makes_it_partial_never_silent(mlflow_server, champion):
