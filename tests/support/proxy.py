@@ -43,6 +43,7 @@ from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port, wait_http
 from tests.support.databases import migrated_sqlite
 from tests.support.serving import close_app, served
+from tests.support.waiting import poll
 
 SERVER_HEADER = "fake-upstream/1.0"
 HTML_PAGE = (
@@ -451,13 +452,12 @@ class CheckpointProcess:
 
     def access_lines(self, needle: str, *, timeout: float = 15.0) -> list[str]:
         """Access-log lines containing ``needle``; waits for the first one to be written."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def lines() -> list[str]:
             text = self.access_log.read_text() if self.access_log.exists() else ""
-            lines = [line for line in text.splitlines() if needle in line]
-            if lines or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
+            return [line for line in text.splitlines() if needle in line]
+
+        return poll(lines, timeout=timeout)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
