@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.databases import migrated_database
+from tests.support.databases import drop_database, migrated_database
 from tests.support.serving import close_app, serve_in_thread, served
 
-__all__ = ["ROOT", "LiveCheckpoint", "close_app", "live", "migrated_database", "serve_in_thread", "served"]
+__all__ = ["ROOT", "LiveCheckpoint", "close_app", "drop_database", "live", "migrated_database", "serve_in_thread", "served"]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from checkpoint.storage import db
+from tests.support.waiting import poll
 
-__all__ = ["migrated_database", "migrated_sqlite"]
+__all__ = ["drop_database", "migrated_database", "migrated_sqlite"]
 
 
 def migrated_sqlite(directory: Path) -> str:
@@ -39,5 +40,13 @@ def migrated_database(kind: str, request, directory: Path, prefix: str = "cp_tes
     db.upgrade(engine)
     engine.dispose()
     yield url
+    drop_database(admin, name)
+
+
+def drop_database(admin: sa.Engine, name: str, wait: float = 10.0) -> None:
+    """Drop a test database, ending our own connections to it. A server process we may not end
+    (autovacuum starting on the new database) is waited out first, for at most ``wait`` seconds."""
+    others = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name AND usename IS DISTINCT FROM current_user")
     with admin.connect() as conn:
+        poll(lambda: not conn.execute(others, {"name": name}).scalar(), timeout=wait)
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
