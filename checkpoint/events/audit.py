@@ -31,15 +31,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from checkpoint.storage.entities import EventKind
+
 GENESIS = "0" * 64
 FIELDS = ("id", "request_id", "model_name", "kind", "actor", "data", "created_at")
 EXPORT_FIELDS = (*FIELDS, "key_id", "prev_hash", "hash")
 # The event a keyed Checkpoint appends when it finds the log's newest event unkeyed: from
 # then on the older events are covered by a keyed event's prev_hash.
-SEALED = "audit_key_adopted"
+SEALED = EventKind.AUDIT_KEY_ADOPTED
 # The event that publishes the head (``audit_head`` webhooks): a copy of it kept elsewhere is
 # what ``verify --expect`` checks the log against later.
-HEAD = "audit_head"
+HEAD = EventKind.AUDIT_HEAD
 _HEAD_LABEL = "checkpoint audit head v1"
 # The fixed label whose HMAC under a key is that key's id: it names the key and reveals nothing.
 _KEY_ID_LABEL = b"checkpoint audit key id v1"

@@ -23,7 +23,7 @@ from checkpoint import create_app
 from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonical_workspace, from_body, from_json
 from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
-from checkpoint.storage.store import APPLIED, APPLYING, APPROVED, OPEN
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
 from tests.support.apps import LiveCheckpoint, live
 
 HEADER = "X-MLFLOW-WORKSPACE"
