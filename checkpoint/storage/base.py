@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, not_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from checkpoint.events import audit
+from checkpoint.storage import hashing
 from checkpoint.storage.entities import MAX_ID, CheckResult, Comment, Delivery, Event, NotFound, PromoteRequest, Review
 from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow
 
@@ -19,12 +19,12 @@ class StoreBase:
 
     def __init__(
         self, sessions: sessionmaker, subscribers: Callable[[str], Sequence[str]] | None = None,
-        on_commit: Callable[[], None] | None = None, keys: audit.Keyring | None = None,
+        on_commit: Callable[[], None] | None = None, keys: hashing.Keyring | None = None,
     ) -> None:  # fmt: skip
         self.sessions = sessions
         self.subscribers = subscribers or (lambda kind: ())
         self.on_commit = on_commit
-        self.keys = keys or audit.Keyring()
+        self.keys = keys or hashing.Keyring()
 
     @staticmethod
     def _row(session: Session, request_id: int, lock: bool = False) -> RequestRow:

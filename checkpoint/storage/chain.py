@@ -16,7 +16,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from checkpoint.events import audit
+from checkpoint.storage import hashing
 from checkpoint.storage.base import StoreBase, aware, event_dict, to_event
 from checkpoint.storage.db import session_scope
 from checkpoint.storage.entities import Event, EventKind, now
@@ -45,13 +45,13 @@ class EventChain(StoreBase):
         session.flush()
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
-        previous = session.scalar(select(EventRow.hash).order_by(EventRow.id.desc()).limit(1)) or audit.GENESIS
+        previous = session.scalar(select(EventRow.hash).order_by(EventRow.id.desc()).limit(1)) or hashing.GENESIS
         kid, key = self.keys.current or (None, None)
         event = EventRow(request_id=request_id, model_name=model_name, kind=str(kind), actor=actor, data=data,
                          created_at=stamp, prev_hash=previous, hash="", key_id=kid)  # fmt: skip
         session.add(event)
         session.flush()
-        event.hash = audit.event_hash(event_dict(event), previous, key)
+        event.hash = hashing.event_hash(event_dict(event), previous, key)
         webhooks = list(self.subscribers(str(kind)))
         for name in webhooks:
             session.add(DeliveryRow(id=str(uuid.uuid4()), event_id=event.id, webhook=name, request_id=request_id,
@@ -123,7 +123,7 @@ class EventChain(StoreBase):
                 return None
             ref = f"{head.id}:{head.hash}"
             count = session.scalar(select(func.count(EventRow.id)))
-            data = {"head": ref, "events": count, "key_id": current[0], "signature": audit.sign_head(current[1], ref)}
+            data = {"head": ref, "events": count, "key_id": current[0], "signature": hashing.sign_head(current[1], ref)}
             return self._append(session, None, "", EventKind.AUDIT_HEAD, "checkpoint", data, stamp).id
 
     def audit_rows(self, since: datetime | None = None, batch: int = 1000) -> Iterator[dict]:
