@@ -181,25 +181,6 @@ def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_pat
     close_app(app)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "expected"),
-    [
-        ("GET", "/api/2.0/mlflow/registered-models/search", "api_read"),
-        ("POST", "/api/2.0/mlflow/runs/search", "api_read"),
-        ("POST", "/ajax-api/2.0/mlflow/registered-models/get-latest-versions", "api_read"),
-        ("POST", "/api/2.0/mlflow/runs/log-metric", "api_write"),
-        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "artifacts_upload"),
-        ("GET", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "artifacts_download"),
-        ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "api_write"),
-        ("GET", "/static-files/static/js/main.js", "ui"),
-        ("GET", "/", "ui"),
-        ("GET", "/checkpoint/requests", "checkpoint"),
-    ],
-)
-def test_route_classes(method, path, expected):
-    assert metrics.route_class(method, path) == expected
-
-
 # -- logs and the request id -----------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Metrics without a server: which route class a call counts under, and the gauges a scrape reads
-from the store (a scrape answers even when the database does not)."""
+"""Metrics without a server: which route class a call counts under (the table moved here from
+tests/integration/test_operations.py), and the gauges a scrape reads from the store (a scrape
+answers even when the database does not)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from checkpoint.runtime import metrics
         ("GET", "/", "ui"),
         ("GET", "/static-files/app.js", "ui"),
         ("GET", "/api/2.0/mlflow/registered-models/get", "api_read"),
+        ("GET", "/api/2.0/mlflow/registered-models/search", "api_read"),
+        ("POST", "/api/2.0/mlflow/runs/log-metric", "api_write"),
+        ("GET", "/static-files/static/js/main.js", "ui"),
+        ("GET", "/checkpoint/requests", "checkpoint"),
         ("POST", "/ajax-api/2.0/mlflow/runs/search", "api_read"),
         ("POST", "/api/2.0/mlflow/registered-models/get-latest-versions", "api_read"),
         ("POST", "/api/2.0/mlflow/registered-models/alias", "api_write"),
