@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from checkpoint import create_app
+from checkpoint.services import services
 from tests.support.databases import migrated_database
 from tests.support.governed import api, make_model, unique
 from tests.support.serving import served
@@ -57,7 +58,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
         name, (v1, v2) = make_model(mlflow_server.url)
         client.set_registered_model_alias(name, "champion", v1)
         client.transition_model_version_stage(name, v1, "Production")
-        here = Site(base, application, application.extensions["checkpoint.engine"], name, v1, v2)
+        here = Site(base, application, services(application).engine, name, v1, v2)
 
         def create(change: dict) -> int:
             answer = api(here.url, "POST", "/requests", user="alice", json={"change": change})

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException, RestException
 from checkpoint import create_app
 from checkpoint.identity import User
 from checkpoint.review.policy import Policy, Rule
+from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, close_app, live
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import api, make_model, unique
@@ -78,7 +79,7 @@ def alice(gate, monkeypatch) -> MlflowClient:
 
 
 def opened_count(gate: LiveCheckpoint) -> int:
-    return gate.app.extensions["checkpoint.workflow"].store.count()
+    return services(gate.app).store.count()
 
 
 def refused(call) -> int:

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app
+from checkpoint.services import services
 from tests.support.compat import mlflow_major
 from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
@@ -38,7 +39,7 @@ class Gate:
     app: object
 
     def requests_opened(self) -> int:
-        return self.app.extensions["checkpoint.workflow"].store.count()
+        return services(self.app).store.count()
 
     def send(self, prefix: str, method: str, endpoint: str, body: dict, user: str = "alice") -> requests.Response:
         return requests.request(method, f"{self.url}/{prefix}/2.0/mlflow/{endpoint}", json=body, auth=(user, "x"),

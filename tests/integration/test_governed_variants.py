@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from checkpoint import create_app
+from checkpoint.services import services
 from tests.support.compat import mlflow_major
 from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model
@@ -409,7 +410,7 @@ def _fill_change(expected, model: Model):
 
 
 def _request_count(app) -> int:
-    return app.extensions["checkpoint.workflow"].store.count()
+    return services(app).store.count()
 
 
 def check_through_checkpoint(base: str, app, variant: Variant, model: Model) -> Answer:

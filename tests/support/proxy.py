@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port, wait_http
 from tests.support.databases import migrated_sqlite
-from tests.support.serving import close_app, served
+from tests.support.serving import served
 from tests.support.waiting import poll
 
 SERVER_HEADER = "fake-upstream/1.0"
@@ -432,12 +432,8 @@ def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterato
     """``create_app`` served by werkzeug in a thread on a free port; yields its URL."""
     database_url = config.pop("database_url", None) or migrated_sqlite(data_dir)
     application = create_app({"registry_url": registry_url, "database_url": database_url, "data_dir": data_dir, **config})
-    try:
-        with served(application, close=False) as url:
-            yield url
-    finally:
-        application.extensions["checkpoint.proxy"].pool.close()
-        close_app(application)
+    with served(application) as url:
+        yield url
 
 
 @dataclass

@@ -11,14 +11,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.edge.serving import RequestHandler
+from checkpoint.services import services
 
 __all__ = ["close_app", "serve_in_thread", "served"]
 
 
 def close_app(application) -> None:
-    """Stop an in-process app's background thread and close its database connections."""
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    """Stop an in-process app's background thread, close its connections (Services.close)."""
+    services(application).close()
 
 
 def serve_in_thread(application, port: int | None = None) -> tuple[BaseWSGIServer, threading.Thread]:

@@ -110,10 +110,6 @@ KNOWN_BREAKS: dict[tuple[str, str], str] = {
         "serve() migrates the database before gunicorn forks: that start-up step (with the policy, "
         "governance and webhook pre-loads beside it) belongs in cli.py's serve command or in runtime/"
     ),
-    ("checkpoint.storage.migrations.versions.0004_audit_checks_outbox", "checkpoint.events"): (
-        "migration 0004 back-fills the chain with events/audit.py's GENESIS and event_hash, now re-exported "
-        "from checkpoint.storage.hashing: import them from there"
-    ),
 }
 
 
