@@ -24,7 +24,7 @@ from checkpoint.settings import Settings, SettingsError
 from checkpoint.storage import db
 from tests.integration.test_audit import KEY, KEYS, cli, execute, seed, store_for
 from tests.support.governed import api
-from tests.support.proxy import close_app
+from tests.support.serving import close_app
 
 OLD_KEY = "retired-audit-key-" + "a1" * 20
 OLD_KEYS = audit.Keyring.of(OLD_KEY)
