@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import MlflowServer, free_port
-from checkpoint.storage import db
-from tests.support.apps import LiveCheckpoint, migrated_database, serve_in_thread
+from checkpoint.demo.mlflow_server import MlflowServer
+from tests.support.apps import LiveCheckpoint, live
 from tests.support.compat import mlflow_major, mlflow_version
-from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process, close_app, migrated_sqlite
+from tests.support.databases import migrated_database, migrated_sqlite
+from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process
+from tests.support.serving import close_app
 
 # The MLflow client in these tests talks to loopback servers only.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -88,11 +89,7 @@ def database_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     """A migrated SQLite database, for tests that need no PostgreSQL twin."""
-    url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path)
 
 
 @pytest.fixture
@@ -114,12 +111,8 @@ def live_checkpoint(mlflow_server, database_url, tmp_path) -> Iterator[LiveCheck
     application = create_app(
         {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path}
     )
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, database_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+    with live(application, database_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -148,9 +141,5 @@ def module_db(tmp_path_factory) -> str:
 def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
     application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+    with live(application, sqlite_url) as served:
+        yield served

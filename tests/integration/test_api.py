@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
-from tests.support.apps import close_app, migrated_database, serve_in_thread
+from tests.support.databases import migrated_database
 from tests.support.governed import api, make_model, unique
+from tests.support.serving import served
 
 TABLES = ("promote_requests", "reviews", "comments", "events")
 MISSING = 987654
@@ -53,32 +53,30 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     application = create_app(
         {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path_factory.mktemp("api")}
     )
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
-    name, (v1, v2) = make_model(mlflow_server.url)
-    client.set_registered_model_alias(name, "champion", v1)
-    client.transition_model_version_stage(name, v1, "Production")
-    here = Site(f"http://127.0.0.1:{port}", application, services(application).engine, name, v1, v2)
+    with served(application) as base:
+        client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+        name, (v1, v2) = make_model(mlflow_server.url)
+        client.set_registered_model_alias(name, "champion", v1)
+        client.transition_model_version_stage(name, v1, "Production")
+        here = Site(base, application, services(application).engine, name, v1, v2)
 
-    def create(change: dict) -> int:
-        answer = api(here.url, "POST", "/requests", user="alice", json={"change": change})
-        assert answer.status_code == 201, answer.text
-        return answer.json()["id"]
+        def create(change: dict) -> int:
+            answer = api(here.url, "POST", "/requests", user="alice", json={"change": change})
+            assert answer.status_code == 201, answer.text
+            return answer.json()["id"]
 
-    here.ids["open"] = create({"kind": "set_alias", "name": name, "alias": "champion", "version": v2})
-    here.ids["rejected"] = create({"kind": "transition", "name": name, "version": v2, "stage": "Staging"})
-    assert api(here.url, "POST", f"/requests/{here.ids['rejected']}/reviews", user="dave",
-               json={"verdict": "reject"}).json()["state"] == "rejected"  # fmt: skip
-    here.ids["applied"] = create({"kind": "set_tag", "name": name, "version": v1, "key": "validation_status", "value": "passed"})
-    assert api(here.url, "POST", f"/requests/{here.ids['applied']}/reviews", user="dave",
-               json={"verdict": "approve"}).json()["state"] == "applied"  # fmt: skip
-    here.ids["missing"] = MISSING
-    here.spec = requests.get(f"{here.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
-    yield here
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+        here.ids["open"] = create({"kind": "set_alias", "name": name, "alias": "champion", "version": v2})
+        here.ids["rejected"] = create({"kind": "transition", "name": name, "version": v2, "stage": "Staging"})
+        assert api(here.url, "POST", f"/requests/{here.ids['rejected']}/reviews", user="dave",
+                   json={"verdict": "reject"}).json()["state"] == "rejected"  # fmt: skip
+        here.ids["applied"] = create(
+            {"kind": "set_tag", "name": name, "version": v1, "key": "validation_status", "value": "passed"}
+        )
+        assert api(here.url, "POST", f"/requests/{here.ids['applied']}/reviews", user="dave",
+                   json={"verdict": "approve"}).json()["state"] == "applied"  # fmt: skip
+        here.ids["missing"] = MISSING
+        here.spec = requests.get(f"{here.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
+        yield here
     next(databases, None)
 
 

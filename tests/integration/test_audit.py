@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from checkpoint.storage import db
 from checkpoint.storage.entities import OUTSIDE_CHANGE
 from checkpoint.storage.store import Store
 from tests.support.governed import api, make_model
+from tests.support.race import race
 
 BIN = Path(sys.executable).parent
 # The audit key the tests' Checkpoint signs with (as CHECKPOINT_AUDIT_KEY gives it in production).
@@ -180,22 +180,13 @@ def test_concurrent_writers_keep_one_unbroken_chain(database_url):
     """Eight threads commenting at once (four requests): the chain has no fork."""
     store = store_for(database_url)
     ids = seed(store, requests_=4)
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for i in range(10):
-                store.add_comment(ids[n % 4], f"user{n}", f"comment {i}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for i in range(10):
+            store.add_comment(ids[n % 4], f"user{n}", f"comment {i}")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    outcomes = race(*[lambda n=n: writer(n) for n in range(8)], capture=True)
+    errors = [e for e in outcomes if isinstance(e, BaseException)]
     if database_url.startswith("sqlite"):
         # SQLite may refuse a writer whose snapshot went stale ("database is locked"); none may fork the chain.
         assert all("locked" in str(e) for e in errors), errors

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ import sqlalchemy as sa
 
 from checkpoint.demo.mlflow_server import free_port, wait_http
 from checkpoint.storage import db
-from tests.support.apps import drop_database
+from tests.support.databases import drop_database
+from tests.support.waiting import poll
 
 BIN = Path(sys.executable).parent
 HEAD = db.head_revision(db.make_engine("sqlite://"))
@@ -109,15 +109,6 @@ def stop(process: subprocess.Popen) -> int:
     return process.wait(timeout=10)
 
 
-def poll_until(predicate, *, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def test_gunicorn_started_directly_serves_and_proxies(mlflow_server, tmp_path):
     env = clean_env(tmp_path, CHECKPOINT_REGISTRY_URL=mlflow_server.url)
     checkpoint("db", "upgrade", env=env, cwd=tmp_path)
@@ -133,7 +124,8 @@ def test_gunicorn_started_directly_serves_and_proxies(mlflow_server, tmp_path):
         assert search.status_code == 200
         assert isinstance(search.json(), dict)
         # The platform's flags were honoured: two gthread workers booted.
-        assert poll_until(lambda: log_path.read_text().count("Booting worker with pid") >= 2, timeout=30), log_path.read_text()
+        booted = poll(lambda: log_path.read_text().count("Booting worker with pid") >= 2, timeout=30, step=0.1)
+        assert booted, log_path.read_text()
         assert "Using worker: gthread" in log_path.read_text()
     finally:
         code = stop(process)

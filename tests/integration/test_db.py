@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +14,10 @@ import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.storage import db
-from tests.support.apps import close_app, drop_database
+from tests.support.apps import close_app
+from tests.support.databases import drop_database
+from tests.support.race import race
+from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
@@ -203,24 +205,10 @@ def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_admin, engine_f
     try:
         url = postgres_admin.url.set(database=name).render_as_string(hide_password=False)
         engines = [engine_for(url) for _ in range(4)]
-        barrier = threading.Barrier(len(engines))
-        results: dict[int, object] = {}
-
-        def replica(i: int) -> None:
-            try:
-                barrier.wait(timeout=30)
-                results[i] = db.upgrade(engines[i])
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                results[i] = exc
-
-        # Daemon threads: without the lock they deadlock, and the assertion below must still report.
-        threads = [threading.Thread(target=replica, args=(i,), daemon=True) for i in range(len(engines))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        # Daemon threads: without the lock they deadlock, and the race must still report.
+        results = race(*[lambda e=e: db.upgrade(e) for e in engines], timeout=60, capture=True, daemon=True)
         head = db.head_revision(engines[0])
-        assert results == dict.fromkeys(range(len(engines)), head)
+        assert results == [head] * len(engines)
         assert table_names(engines[0]) == TABLES | {db.VERSION_TABLE}
         with engines[0].connect() as conn:
             assert conn.execute(sa.text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalars().all() == [head]
@@ -243,7 +231,7 @@ def test_upgrade_waits_for_the_advisory_lock(postgres_admin, engine_for):
             held.commit()
             thread = threading.Thread(target=lambda: outcome.append(_capture(db.upgrade, upgrader)), daemon=True)
             thread.start()
-            assert _poll(lambda: _advisory_waiters(observer) == 1 or bool(outcome), timeout=30)
+            assert poll(lambda: _advisory_waiters(observer) == 1 or bool(outcome), timeout=30)
             assert outcome == [], "the upgrade finished while another session held the migration lock"
             assert table_names(observer) == set()  # nothing migrated while the lock is held
             held.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
@@ -276,16 +264,6 @@ def _advisory_waiters(engine: sa.Engine) -> int:
             ),
             {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF},
         ).scalar_one()
-
-
-def _poll(predicate, *, timeout: float, interval: float = 0.05) -> bool:
-    """True as soon as ``predicate()`` is; False at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def test_no_module_builds_tables_with_create_all():

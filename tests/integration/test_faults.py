@@ -23,10 +23,10 @@ from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
-from tests.support.apps import close_app, serve_in_thread
 from tests.support.governed import api, make_model, unique
 from tests.support.hostile import database_dump, registry_state
 from tests.support.proxy import FakeUpstream, Received, _Conn, checkpoint_in_thread, pattern
+from tests.support.serving import close_app, served
 
 READ_TIMEOUT = 1.0
 CLIENT_TIMEOUT = 8
@@ -75,11 +75,8 @@ def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[s
         target="alias:champion", change=change, title="t", description="", challenger={}, champion=None,
         named_reviewers=[], rule_name="default",
     )  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    yield f"http://127.0.0.1:{port}", services(application).engine
-    server.shutdown()
-    thread.join(timeout=10)
+    with served(application, close=False) as url:
+        yield url, services(application).engine
     close_app(application)
 
 
@@ -177,14 +174,7 @@ def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, m
     healthy = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path / "a"})
     broken = create_app({"registry_url": broken_url, "database_url": database_url, "data_dir": tmp_path / "b",
                          "upstream_read_timeout": READ_TIMEOUT})  # fmt: skip
-    servers = []
-    try:
-        urls = []
-        for application in (healthy, broken):
-            port = free_port()
-            servers.append(serve_in_thread(application, port))
-            urls.append(f"http://127.0.0.1:{port}")
-        good, bad = urls
+    with served(healthy) as good, served(broken) as bad:
         opened = api(good, "POST", "/requests", user="alice",
                      json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}})  # fmt: skip
         assert opened.status_code == 201, opened.text
@@ -211,9 +201,3 @@ def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, m
         assert client.get_model_version_by_alias(name, "champion").version == v2
         kinds = [e["kind"] for e in api(good, "GET", f"/requests/{request_id}").json()["events"]]
         assert kinds.count("applied") == 1 and kinds.count("applying") == 2
-    finally:
-        for server, thread in servers:
-            server.shutdown()
-            thread.join(timeout=10)
-        for application in (healthy, broken):
-            close_app(application)

@@ -24,7 +24,9 @@ from schemathesis.specs.openapi.checks import (
 
 import checkpoint
 from checkpoint import create_app
+from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model
+from tests.support.serving import close_app, served
 
 SEED = 20240817
 EXAMPLES = 30
@@ -36,10 +38,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def fuzzed_app(mlflow_server, tmp_path_factory):
     """Checkpoint (SQLite) with a model whose champion is in Production and a few requests, so
     ids 1-3 exist and the fuzzer reaches past the 404s."""
-    from checkpoint.demo.mlflow_server import free_port
-    from tests.support.apps import close_app, serve_in_thread
-    from tests.support.proxy import migrated_sqlite
-
     data_dir = tmp_path_factory.mktemp("fuzz")
     application = create_app({"registry_url": mlflow_server.url, "database_url": migrated_sqlite(data_dir),
                               "data_dir": data_dir})  # fmt: skip
@@ -47,17 +45,13 @@ def fuzzed_app(mlflow_server, tmp_path_factory):
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     client.set_registered_model_alias(name, "champion", v1)
     client.transition_model_version_stage(name, v1, "Production")
-    port = free_port()
-    server, thread = serve_in_thread(application, port)  # only to seed through the real API
-    base = f"http://127.0.0.1:{port}"
-    for change in (
-        {"kind": "set_alias", "name": name, "alias": "champion", "version": v2},
-        {"kind": "transition", "name": name, "version": v2, "stage": "Staging"},
-        {"kind": "delete_alias", "name": name, "alias": "champion"},
-    ):
-        assert api(base, "POST", "/requests", user="alice", json={"change": change}).status_code == 201
-    server.shutdown()
-    thread.join(timeout=10)
+    with served(application, close=False) as base:  # only to seed through the real API
+        for change in (
+            {"kind": "set_alias", "name": name, "alias": "champion", "version": v2},
+            {"kind": "transition", "name": name, "version": v2, "stage": "Staging"},
+            {"kind": "delete_alias", "name": name, "alias": "champion"},
+        ):
+            assert api(base, "POST", "/requests", user="alice", json={"change": change}).status_code == 201
     yield application
     close_app(application)
 

@@ -24,7 +24,7 @@ from checkpoint.settings import Settings, SettingsError
 from checkpoint.storage import db
 from tests.integration.test_audit import KEY, KEYS, cli, execute, seed, store_for
 from tests.support.governed import api
-from tests.support.proxy import close_app
+from tests.support.serving import close_app
 
 OLD_KEY = "retired-audit-key-" + "a1" * 20
 OLD_KEYS = audit.Keyring.of(OLD_KEY)
@@ -376,7 +376,8 @@ def test_head_is_published_once_per_interval_and_only_after_news(database_url):
 
 def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path, monkeypatch):
     from checkpoint.events import notify
-    from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, wait_until, write_policy
+    from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, write_policy
+    from tests.support.waiting import wait_until
 
     receiver = Receiver().start()
     try:

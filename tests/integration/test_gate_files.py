@@ -23,15 +23,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import RestException
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import Registry
 from checkpoint.review import content
 from checkpoint.review.content import ArtifactWrite
 from checkpoint.services import services
-from tests.support.apps import LiveCheckpoint, serve_in_thread
+from tests.support.apps import LiveCheckpoint, live, served
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import unique
-from tests.support.proxy import close_app
 
 ART = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -133,12 +131,8 @@ def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheck
     monkeypatch.setenv("CHECKPOINT_BACKGROUND", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(app)
+    with live(app, sqlite_url) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -345,10 +339,7 @@ def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
                       "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with served(app) as base:
         name = unique("fraud")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
@@ -379,10 +370,6 @@ def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, 
         anonymous = requests.put(f"{base}{ART}/{path}/python_model.pkl", data=evil, timeout=30)
         assert anonymous.status_code == 401 and name not in anonymous.text  # learns nothing
         assert predictions(auth_mlflow.url, f"models:/{name}@champion") == [1.0, 1.0]
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(app)
 
 
 # -- the digest bound to the reviews ------------------------------------------------------------
@@ -478,52 +465,7 @@ def test_champion_files_changed_outside_are_recorded(gate, mlflow_server, files_
     assert outside[0]["data"]["digest_before"] == seen and outside[0]["data"]["version"] == files_model["v1"]
 
 
-# -- content.py on its own ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("path", "parts"),
-    [
-        ("1/models/m-1/artifacts", ("1", "models", "m-1", "artifacts")),
-        ("1//models/./m-1/", ("1", "models", "m-1")),
-        ("1/x/../models", ("1", "models")),
-        ("1%2Fmodels", ("1", "models")),
-        ("1%252Fmodels%25252Fm-1", ("1", "models", "m-1")),  # decoded until it stops changing, as MLflow does
-        ("../../etc", ("etc",)),
-        ("", ()),
-    ],
-)
-def test_split_path_resolves_what_mlflow_and_the_store_would(path, parts):
-    assert content.split_path(path) == parts
-
-
-def test_split_path_refuses_endless_encoding():
-    with pytest.raises(content.ContentError, match="more than ten times"):
-        content.split_path("%" + "25" * 12 + "41")
-
-
-@pytest.mark.parametrize(
-    ("uri", "place"),
-    [
-        ("mlflow-artifacts:/1/models/m-1/artifacts", "mlflow-artifacts:/1/models/m-1/artifacts"),
-        ("mlflow-artifacts://host:5000/1/r/artifacts/model", "mlflow-artifacts:/1/r/artifacts/model"),
-        ("http://host/api/2.0/mlflow-artifacts/artifacts/1/r", "mlflow-artifacts:/1/r"),
-        ("s3://bucket/root/1/r/artifacts", "s3://bucket/root/1/r/artifacts"),
-        ("/var/mlruns/1/r/artifacts", "file:///var/mlruns/1/r/artifacts"),
-    ],
-)
-def test_place_of_uri(uri, place):
-    assert str(content.place_of_uri(uri)) == place
-
-
-def test_places_overlap_inside_and_above_never_beside():
-    model = content.Place(content.SERVED, ("1", "r", "artifacts", "model"))
-    assert model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model", "python_model.pkl")))
-    assert model.overlaps(content.Place(content.SERVED, ("1", "r")))  # a delete above it
-    assert model.overlaps(content.Place(content.SERVED, ()))
-    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "plot.png")))
-    assert not model.overlaps(content.Place(content.SERVED, ("1", "r", "artifacts", "model2")))
-    assert not model.overlaps(content.Place("s3://bucket", ("1", "r", "artifacts", "model")))
+# -- the digest (content.py's pure helpers are in tests/unit/review/test_content.py) -------------------
 
 
 def test_the_digest_budget_makes_it_partial_never_silent(mlflow_server, champion):

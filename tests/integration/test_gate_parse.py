@@ -25,11 +25,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.identity import User
 from checkpoint.review.policy import Policy, Rule
 from checkpoint.services import services
-from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
+from tests.support.apps import LiveCheckpoint, close_app, live
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import api, make_model, unique
 from tests.support.hostile import form_session
@@ -61,12 +60,8 @@ def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheck
     policy.write_text(POLICY)
     monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+    with live(application, sqlite_url) as served:
+        yield served
 
 
 @pytest.fixture
@@ -502,12 +497,8 @@ def auth_gate(auth_mlflow, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCh
     monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
     application = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
                               "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", application, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+    with live(application, sqlite_url) as served:
+        yield served
 
 
 def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlflow, monkeypatch):

@@ -27,10 +27,9 @@ from mlflow.exceptions import MlflowException
 from playwright.sync_api import expect
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import READ_RIGHT_SECONDS
 from checkpoint.services import services
-from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
+from tests.support.apps import LiveCheckpoint, live
 from tests.support.auth import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import make_model
@@ -57,12 +56,8 @@ def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path, monkeypatch) -> 
     monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
                       "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, database_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(app)
+    with live(app, database_url) as served:
+        yield served
 
 
 @pytest.fixture

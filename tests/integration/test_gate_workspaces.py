@@ -20,14 +20,12 @@ import requests
 import urllib3
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonical_workspace, from_body, from_json
 from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import services
 from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
-from tests.support.apps import LiveCheckpoint, serve_in_thread
-from tests.support.proxy import close_app
+from tests.support.apps import LiveCheckpoint, live
 
 HEADER = "X-MLFLOW-WORKSPACE"
 
@@ -143,12 +141,8 @@ def checkpoint(world, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpo
     )
     monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": world.url, "database_url": sqlite_url, "data_dir": tmp_path})
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, sqlite_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(app)
+    with live(app, sqlite_url) as served:
+        yield served
 
 
 def through(cp: LiveCheckpoint, method: str, endpoint: str, body: dict, workspace: str | None, user: str = "alice",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,15 +19,13 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
-from werkzeug.serving import make_server
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
-from checkpoint.storage import db
-from tests.support.apps import close_app
 from tests.support.compat import mlflow_major
+from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
+from tests.support.serving import served
 
 ALIAS = "registered-models/alias"
 TRANSITION = "model-versions/transition-stage"
@@ -116,31 +113,14 @@ def refused_by_client(call: Callable[[], object], gate: Gate, kind: str) -> int:
     return gate.check_open(int(found.group(1)), kind)
 
 
-def _serve(mlflow_url: str, data_dir) -> tuple[Gate, Callable[[], None]]:
-    url = f"sqlite:///{data_dir / 'checkpoint.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    application = create_app({"registry_url": mlflow_url, "database_url": url, "data_dir": data_dir})
-    server = make_server("127.0.0.1", free_port(), application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(application)
-
-    return Gate(f"http://127.0.0.1:{server.server_port}", application), stop
-
-
 @pytest.fixture(scope="module")
 def gate(mlflow_server, tmp_path_factory) -> Iterator[Gate]:
     """Checkpoint on SQLite for the module (the kinds are not about the database; see the
     live_checkpoint test at the end for PostgreSQL)."""
-    served, stop = _serve(mlflow_server.url, tmp_path_factory.mktemp("kinds"))
-    yield served
-    stop()
+    data_dir = tmp_path_factory.mktemp("kinds")
+    application = create_app({"registry_url": mlflow_server.url, "database_url": migrated_sqlite(data_dir), "data_dir": data_dir})
+    with served(application) as url:
+        yield Gate(url, application)
 
 
 def _pipeline_client(url: str, monkeypatch) -> MlflowClient:

@@ -13,22 +13,19 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
-from checkpoint.storage import db
-from tests.support.apps import close_app
 from tests.support.compat import mlflow_major
+from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model
+from tests.support.serving import served
 
 API = "/api/2.0/mlflow"
 AJAX = "/ajax-api/2.0/mlflow"
@@ -383,18 +380,10 @@ class Served:
 def sqlite_checkpoint(mlflow_server, tmp_path_factory) -> Iterator[Served]:
     """One Checkpoint on SQLite for the whole table: the table tests parsing, not the database."""
     data_dir = tmp_path_factory.mktemp("variants")
-    url = f"sqlite:///{data_dir / 'checkpoint.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(data_dir)
     application = create_app({"registry_url": mlflow_server.url, "database_url": url, "data_dir": data_dir})
-    server = make_server("127.0.0.1", free_port(), application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Served(f"http://127.0.0.1:{server.server_port}", application)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+    with served(application) as base:
+        yield Served(base, application)
 
 
 @pytest.fixture(scope="module")

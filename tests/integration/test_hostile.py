@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
-from tests.support.apps import close_app, migrated_database, serve_in_thread
+from tests.support.databases import migrated_database
 from tests.support.governed import api, make_model
 from tests.support.hostile import database_dump, form_session, registry_state
 from tests.support.proxy import raw_request
+from tests.support.serving import served
 
 API = "/checkpoint/api/v1"
 MLFLOW = "/api/2.0/mlflow"
@@ -57,34 +57,29 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     application = create_app(
         {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path_factory.mktemp("hostile")}
     )
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    base = f"http://127.0.0.1:{port}"
-    name, (v1, v2) = make_model(mlflow_server.url)
-    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
-    client.set_registered_model_alias(name, "champion", v1)
-    client.transition_model_version_stage(name, v1, "Production")
-    client.set_model_version_tag(name, v1, "validation_status", "passed")
+    with served(application) as base:
+        name, (v1, v2) = make_model(mlflow_server.url)
+        client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+        client.set_registered_model_alias(name, "champion", v1)
+        client.transition_model_version_stage(name, v1, "Production")
+        client.set_model_version_tag(name, v1, "validation_status", "passed")
 
-    def create(change: dict, user: str = "alice") -> int:
-        answer = api(base, "POST", "/requests", user=user, json={"change": change})
-        assert answer.status_code == 201, answer.text
-        return answer.json()["id"]
+        def create(change: dict, user: str = "alice") -> int:
+            answer = api(base, "POST", "/requests", user=user, json={"change": change})
+            assert answer.status_code == 201, answer.text
+            return answer.json()["id"]
 
-    opened = create({"kind": "set_alias", "name": name, "alias": "champion", "version": v2})
-    rejected = create({"kind": "transition", "name": name, "version": v2, "stage": "Staging"})
-    assert api(base, "POST", f"/requests/{rejected}/reviews", user="dave", json={"verdict": "reject"}).ok
-    applied = create({"kind": "set_tag", "name": name, "version": v2, "key": "validation_status", "value": "passed"})
-    approved = api(base, "POST", f"/requests/{applied}/reviews", user="dave", json={"verdict": "approve"})
-    assert approved.json()["state"] == "applied", approved.text
-    here = Site(base, services(application).engine, mlflow_server.url,
-                {"model": name, "v1": v1, "v2": v2, "open": str(opened), "applied": str(applied)})  # fmt: skip
-    forms = form_session(base)
-    here.cookie, here.token = forms.cookie, forms.token
-    yield here
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(application)
+        opened = create({"kind": "set_alias", "name": name, "alias": "champion", "version": v2})
+        rejected = create({"kind": "transition", "name": name, "version": v2, "stage": "Staging"})
+        assert api(base, "POST", f"/requests/{rejected}/reviews", user="dave", json={"verdict": "reject"}).ok
+        applied = create({"kind": "set_tag", "name": name, "version": v2, "key": "validation_status", "value": "passed"})
+        approved = api(base, "POST", f"/requests/{applied}/reviews", user="dave", json={"verdict": "approve"})
+        assert approved.json()["state"] == "applied", approved.text
+        here = Site(base, services(application).engine, mlflow_server.url,
+                    {"model": name, "v1": v1, "v2": v2, "open": str(opened), "applied": str(applied)})  # fmt: skip
+        forms = form_session(base)
+        here.cookie, here.token = forms.cookie, forms.token
+        yield here
     next(databases, None)
 
 

@@ -17,10 +17,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app, identity
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.edge.gateway import Gateway
 from checkpoint.services import services
-from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
+from tests.support.apps import live
 from tests.support.auth import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.support.governed import make_model
 
@@ -45,12 +44,8 @@ def auth_checkpoint(auth_mlflow, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
                       "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    yield LiveCheckpoint(f"http://127.0.0.1:{port}", app, database_url)
-    server.shutdown()
-    thread.join(timeout=10)
-    close_app(app)
+    with live(app, database_url) as served:
+        yield served
 
 
 def as_user(user: str) -> tuple[str, str]:

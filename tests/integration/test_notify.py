@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,9 +33,12 @@ from checkpoint.events import notify
 from checkpoint.storage import db
 from checkpoint.storage.entities import Event, Outgoing
 from checkpoint.storage.store import Store
-from tests.support.apps import ROOT, LiveCheckpoint, close_app, serve_in_thread
+from tests.support.apps import ROOT, LiveCheckpoint, live
+from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
 from tests.support.proxy import checkpoint_process
+from tests.support.race import race
+from tests.support.waiting import wait_until
 
 SECRET = "test-webhook-secret"
 SECRET_ENV = "CHECKPOINT_TEST_WEBHOOK_SECRET"
@@ -48,17 +52,6 @@ def _load_receiver_script():
 
 
 receiver_script = _load_receiver_script()
-
-
-def wait_until(check: Callable[[], object], what: str, timeout: float = 30.0, step: float = 0.05):
-    """Poll ``check`` until it returns something truthy, within a bounded time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(step)
 
 
 # -- a real receiver -----------------------------------------------------------------------
@@ -167,28 +160,19 @@ def write_policy(directory: Path, webhooks: list[dict]) -> Path:
 @pytest.fixture
 def hooked(mlflow_server, tmp_path, monkeypatch) -> Iterator[Callable[..., LiveCheckpoint]]:
     """Start Checkpoint (served in a thread, background thread on) with these webhooks."""
-    started: list[tuple[object, threading.Thread, object]] = []
+    started = ExitStack()
 
     def start(webhooks: list[dict], database_url: str | None = None, admins: str = "root") -> LiveCheckpoint:
         monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, webhooks)))
         monkeypatch.setenv(SECRET_ENV, SECRET)
         monkeypatch.setenv("CHECKPOINT_ADMINS", admins)
         if database_url is None:
-            database_url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
-            engine = db.make_engine(database_url)
-            db.upgrade(engine)
-            engine.dispose()
+            database_url = migrated_sqlite(tmp_path)
         application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path})
-        port = free_port()
-        server, thread = serve_in_thread(application, port)
-        started.append((server, thread, application))
-        return LiveCheckpoint(f"http://127.0.0.1:{port}", application, database_url)
+        return started.enter_context(live(application, database_url))
 
-    yield start
-    for server, thread, application in started:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(application)
+    with started:
+        yield start
 
 
 def deliveries(base: str, **query) -> list[dict]:
@@ -423,18 +407,12 @@ def test_claims_are_exclusive_and_ordered_per_request(database_url):
     leases = {"a": 60.0, "b": 60.0}
     for round_number in (1, 2):
         claimed: list = []
-        barrier = threading.Barrier(4)
 
-        def claim(claimed=claimed, barrier=barrier) -> None:
-            barrier.wait()
+        def claim(claimed=claimed) -> None:
             for _ in range(10):
                 claimed.extend(store.claim_deliveries(leases, limit=3))
 
-        threads = [threading.Thread(target=claim) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        race(*[claim] * 4, timeout=60)
         ids = [o.delivery.id for o in claimed]
         assert len(ids) == len(set(ids)) == 12, (round_number, len(ids))  # one per (webhook, request) at a time
         assert {o.event.kind for o in claimed} == {"opened" if round_number == 1 else "commented"}

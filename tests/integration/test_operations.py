@@ -31,6 +31,7 @@ from checkpoint.storage.store import Store
 from tests.support.apps import close_app
 from tests.support.governed import make_model
 from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process, pattern, sha256
+from tests.support.waiting import poll, wait_until
 
 SEARCH = "/api/2.0/mlflow/registered-models/search?max_results=1"
 
@@ -69,12 +70,7 @@ def json_lines(path: Path) -> list[dict]:
 
 def wait_lines(path: Path, match, *, timeout: float = 15.0) -> list[dict]:
     """The JSON lines of ``path`` for which ``match`` is true, once there is at least one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [line for line in json_lines(path) if match(line)]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    return poll(lambda: [line for line in json_lines(path) if match(line)], timeout=timeout)
 
 
 def metrics_dir(served: CheckpointProcess) -> Path:
@@ -185,25 +181,6 @@ def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_pat
     close_app(app)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "expected"),
-    [
-        ("GET", "/api/2.0/mlflow/registered-models/search", "api_read"),
-        ("POST", "/api/2.0/mlflow/runs/search", "api_read"),
-        ("POST", "/ajax-api/2.0/mlflow/registered-models/get-latest-versions", "api_read"),
-        ("POST", "/api/2.0/mlflow/runs/log-metric", "api_write"),
-        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "artifacts_upload"),
-        ("GET", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "artifacts_download"),
-        ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl", "api_write"),
-        ("GET", "/static-files/static/js/main.js", "ui"),
-        ("GET", "/", "ui"),
-        ("GET", "/checkpoint/requests", "checkpoint"),
-    ],
-)
-def test_route_classes(method, path, expected):
-    assert metrics.route_class(method, path) == expected
-
-
 # -- logs and the request id -----------------------------------------------------------
 
 
@@ -306,13 +283,6 @@ class GatedUpstream(FakeUpstream):
         return True
 
 
-def _until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def _unanswered(url: str) -> bool:
     """A new call gets no answer within a second: no worker accepts any more."""
     host, port = url.removeprefix("http://").split(":")
@@ -368,12 +338,12 @@ def test_sigterm_lets_a_download_and_an_upload_in_flight_finish(tmp_path):
             for thread in threads:
                 thread.start()
             # Mid-stream both ways: a quarter through (the rest of the first half may sit in buffers).
-            _until(lambda: received["n"] >= size // 4, "a quarter of the download")
+            wait_until(lambda: received["n"] >= size // 4, "a quarter of the download", timeout=20, step=0.02)
             (up,) = upstream.wait_for(f"up-{marker}", complete=False)
-            _until(lambda: len(up.body) >= size // 4, "a quarter of the upload")
+            wait_until(lambda: len(up.body) >= size // 4, "a quarter of the upload", timeout=20, step=0.02)
 
             served.process.send_signal(signal.SIGTERM)
-            _until(lambda: _unanswered(served.url), "the workers to stop accepting")
+            wait_until(lambda: _unanswered(served.url), "the workers to stop accepting", timeout=20, step=0.02)
             stopped_accepting = time.monotonic()
             upstream.gate.set()
             client_gate.set()

@@ -31,7 +31,9 @@ from checkpoint.storage.store import Store
 from tests.support.apps import close_app
 from tests.support.governed import api, make_model
 from tests.support.proxy import checkpoint_process
-from tests.support.relay import Relay, wait_until
+from tests.support.race import race
+from tests.support.relay import Relay
+from tests.support.waiting import wait_until
 
 LEASE = 3.0  # seconds, for the served Checkpoint: short, so the test does not wait long
 
@@ -99,19 +101,8 @@ def test_two_reconcilers_settle_each_request_once(app, mlflow_server):
     store = services(app).store
     registry = services(app).registry
     ids = [claimed(app, SetAlias(name, alias=f"a{i}", version_=v1 if i % 2 else v2), author=f"u{i}") for i in range(8)]
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def reconcile() -> None:
-        reconciler = Reconciler(store, registry, lease=0.001)
-        barrier.wait(timeout=30)
-        outcomes.append(reconciler.run())
-
-    threads = [threading.Thread(target=reconcile) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    reconcilers = [Reconciler(store, registry, lease=0.001) for _ in range(2)]
+    outcomes = race(*[r.run for r in reconcilers], timeout=60)
     assert len(outcomes) == 2
     settled = sorted(i for o in outcomes for i in (*o.applied, *o.failed))
     assert settled == ids  # each request settled by exactly one of the two
@@ -202,7 +193,7 @@ def crash_mid_apply(served, store: Store, relay: Relay, hold, request_id: int) -
 
     approver = threading.Thread(target=approve)
     approver.start()
-    wait_until(lambda: store.get(request_id).state == APPLYING, 30, "the request never became 'applying'")
+    wait_until(lambda: store.get(request_id).state == APPLYING, "the request became 'applying'", timeout=30)
     relay.wait_held(hold)
     os.killpg(served.process.pid, signal.SIGKILL)
     served.process.wait(timeout=10)
@@ -213,8 +204,8 @@ def crash_mid_apply(served, store: Store, relay: Relay, hold, request_id: int) -
 
 def reconciled(store: Store, request_id: int, since: float):
     """The request once it left ``applying``, and the seconds since ``since`` that took."""
-    settled = wait_until(lambda: (r := store.get(request_id)).state != APPLYING and r, 60,
-                         "the interrupted apply was not reconciled after the restart")  # fmt: skip
+    settled = wait_until(lambda: (r := store.get(request_id)).state != APPLYING and r,
+                         "the interrupted apply reconciled after the restart", timeout=60)  # fmt: skip
     seconds = time.monotonic() - since
     print(f"request #{request_id} reconciled as {settled.state} {seconds:.1f} s after the restart began")
     return settled

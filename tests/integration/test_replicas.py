@@ -7,7 +7,6 @@ matters, not only in Checkpoint's own records.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from mlflow.exceptions import RestException
 from tests.support.apps import migrated_database
 from tests.support.governed import unique
 from tests.support.proxy import checkpoint_process
+from tests.support.race import race
 from tests.support.relay import Relay
 
 TRIALS = 50  # simultaneous final approvals under a two-approval rule
@@ -106,22 +106,12 @@ def open_request(replicas: Replicas, name: str, version: str, target: str) -> in
 
 def approve_at_once(replicas: Replicas, request_id: int, reviewers: tuple[str, str]) -> list[requests.Response]:
     """One approval through each replica, released together."""
-    barrier = threading.Barrier(2)
-    answers: list[requests.Response | BaseException] = [RuntimeError("no answer")] * 2
 
-    def approve(i: int, base: str, reviewer: str) -> None:
-        barrier.wait(timeout=30)
-        try:
-            answers[i] = api(base, "POST", f"/requests/{request_id}/reviews", reviewer, json={"verdict": "approve"})
-        except requests.RequestException as exc:
-            answers[i] = exc
+    def approve(base: str, reviewer: str) -> requests.Response:
+        return api(base, "POST", f"/requests/{request_id}/reviews", reviewer, json={"verdict": "approve"})
 
-    threads = [threading.Thread(target=approve, args=(i, base, reviewer))
-               for i, (base, reviewer) in enumerate(zip((replicas.a, replicas.b), reviewers, strict=True))]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
+    calls = [lambda b=base, r=reviewer: approve(b, r) for base, reviewer in zip((replicas.a, replicas.b), reviewers, strict=True)]
+    answers = race(*calls, timeout=90, capture=True)
     for answer in answers:
         assert isinstance(answer, requests.Response), f"an approval got no answer: {answer!r}"
     return answers  # type: ignore[return-value]

@@ -8,9 +8,8 @@ Every check reads MLflow directly and the events table itself, not only the API'
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -24,8 +23,9 @@ from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.services import services
 from checkpoint.storage.models import EventRow, RequestRow
-from tests.support.apps import close_app, serve_in_thread
 from tests.support.governed import api, make_model, unique
+from tests.support.race import race
+from tests.support.serving import served
 
 TRIALS = 5
 
@@ -42,42 +42,12 @@ def engine_of(live) -> sa.Engine:
     return services(live.app).engine
 
 
-def race(*calls: Callable[[], object]) -> list:
-    """Run ``calls`` in threads released together by a barrier; their results in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(index: int, call: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=60)
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a racing call did not finish within 120 s"
-    if errors:
-        raise errors[0]
-    return results
-
-
 @contextmanager
 def another_checkpoint(registry_url: str, database_url: str, data_dir) -> Iterator[str]:
     """A second Checkpoint (another replica, or one whose MLflow is down) on the same database."""
     application = create_app({"registry_url": registry_url, "database_url": database_url, "data_dir": data_dir})
-    port = free_port()
-    server, thread = serve_in_thread(application, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(application)
+    with served(application) as url:
+        yield url
 
 
 def open_request(base: str, change: dict, user: str = "alice", **fields) -> dict:
@@ -374,13 +344,8 @@ def mlflow_answering_nonsense(upstream: str, write_path: str) -> Iterator[str]:
         start_response(f"{answer.status} Upstream", [("Content-Type", answer.headers.get("Content-Type", "text/plain"))])
         return [answer.data]
 
-    port = free_port()
-    server, thread = serve_in_thread(app, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with served(app, close=False) as url:
+        yield url
 
 
 def test_malformed_mlflow_answer_fails_the_apply_instead_of_leaving_it_applying(live_checkpoint, mlflow_server, tmp_path):

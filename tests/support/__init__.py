@@ -1,2 +1,4 @@
-"""What the tests share: serving an app, fresh databases, polling, MLflow helpers. Imported, never
-reached through conftest."""
+"""What the tests share, imported by name and never reached through conftest: ``serving`` (one way to
+serve an app in a thread), ``apps`` (a live Checkpoint for a test), ``databases`` (one fresh, migrated
+database), ``waiting`` (one bounded poll), ``race`` (calls released together), and the helpers of
+particular suites (``proxy``, ``governed``, ``auth``, ``hostile``, ``relay``, ``browser``, ``compat``)."""

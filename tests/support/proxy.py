@@ -39,13 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from werkzeug.serving import make_server
-
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port, wait_http
-from checkpoint.edge.serving import RequestHandler
-from checkpoint.services import services
-from checkpoint.storage import db
+from tests.support.databases import migrated_sqlite
+from tests.support.serving import served
+from tests.support.waiting import poll
 
 SERVER_HEADER = "fake-upstream/1.0"
 HTML_PAGE = (
@@ -53,11 +51,6 @@ HTML_PAGE = (
     '</head><body><a href="UPSTREAM/api/2.0/mlflow/experiments/search">abs</a>'
     '<a href="/relative">rel</a></body></html>'
 )
-
-
-def close_app(application) -> None:
-    """Stop an in-process app's background thread, close its connections (Services.close)."""
-    services(application).close()
 
 
 def pattern(n: int, seed: int = 7) -> bytes:
@@ -434,31 +427,13 @@ def raw_request(
 # -- serving Checkpoint ------------------------------------------------------------------
 
 
-def migrated_sqlite(directory: Path) -> str:
-    """A migrated SQLite database file in ``directory``; returns its URL."""
-    directory.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{directory / 'checkpoint.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    return url
-
-
 @contextmanager
 def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterator[str]:
     """``create_app`` served by werkzeug in a thread on a free port; yields its URL."""
     database_url = config.pop("database_url", None) or migrated_sqlite(data_dir)
     application = create_app({"registry_url": registry_url, "database_url": database_url, "data_dir": data_dir, **config})
-    port = free_port()
-    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=RequestHandler)
-    thread = threading.Thread(target=server.serve_forever, name="checkpoint-werkzeug", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        close_app(application)
+    with served(application) as url:
+        yield url
 
 
 @dataclass
@@ -473,13 +448,12 @@ class CheckpointProcess:
 
     def access_lines(self, needle: str, *, timeout: float = 15.0) -> list[str]:
         """Access-log lines containing ``needle``; waits for the first one to be written."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def lines() -> list[str]:
             text = self.access_log.read_text() if self.access_log.exists() else ""
-            lines = [line for line in text.splitlines() if needle in line]
-            if lines or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
+            return [line for line in text.splitlines() if needle in line]
+
+        return poll(lines, timeout=timeout)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

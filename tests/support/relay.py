@@ -14,16 +14,14 @@ The relay counts every call it forwarded, so a test can say how many writes reac
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 import urllib3
 from werkzeug.http import is_hop_by_hop_header
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from checkpoint.demo.mlflow_server import free_port
+from tests.support.serving import serve_in_thread
 
 
 @dataclass
@@ -45,11 +43,8 @@ class Relay:
         self._lock = threading.Lock()
         self._hold: _Hold | None = None
         self._released = threading.Event()
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = make_server("127.0.0.1", port, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="relay", daemon=True)
-        self._thread.start()
+        self._server, self._thread = serve_in_thread(self._app)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
 
     # -- the test's controls --
 
@@ -112,15 +107,3 @@ class Relay:
         answer = self._forward(request)
         headers = [(k, v) for k, v in answer.headers.items() if not is_hop_by_hop_header(k)]
         return Response(answer.data, status=answer.status, headers=headers)(environ, start_response)
-
-
-def wait_until(condition, timeout: float, message: str, step: float = 0.05):
-    """Poll ``condition`` until it returns something truthy (bounded); return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (after {timeout} s)")
-        time.sleep(step)

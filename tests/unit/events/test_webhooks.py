@@ -1,0 +1,252 @@
+"""Webhooks without a receiver: the payload built from stored rows, the chat line, the body in
+each format, the MLflow-style signature and headers, and the ``webhooks`` configuration entries.
+(events/notify.py is becoming the package events/webhooks, which re-exports these names.)"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from checkpoint.storage.store import Event, Outgoing
+
+try:  # the package once the split lands; the module until then
+    from checkpoint.events import webhooks
+except ImportError:
+    from checkpoint.events import notify as webhooks
+
+STAMP = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+ITEM = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
+HOOK = webhooks.Webhook(name="ops", url="https://hooks.example/T0/B0/token", events=frozenset({"opened"}), secret="s3")
+
+
+def outgoing(kind: str = "approved", data: dict | None = None, request_id: int | None = 3, item=ITEM, **extra) -> Outgoing:
+    event = Event(11, request_id, "fraud", kind, "dave", data if data is not None else {"n": 1}, STAMP)
+    return Outgoing(None, event, item, extra.pop("state", "approved"), extra.pop("comment", None), extra.pop("title", "Ship v7"))
+
+
+# -- the payload -------------------------------------------------------------------------------
+
+
+def test_a_request_event_in_mlflows_webhook_shape():
+    message = webhooks.payload(outgoing(), "https://cp.example/")
+    assert message == {
+        "entity": "promote_request",
+        "action": "approved",
+        "timestamp": "2026-11-23T10:00:00+00:00",
+        "data": {
+            "request_id": 3,
+            "url": "https://cp.example/checkpoint/requests/3",
+            "model": "fraud",
+            "workspace": "default",
+            "target": "alias:champion",
+            "version": "7",
+            "title": "Ship v7",
+            "author": "alice",
+            "state": "approved",
+            "actor": "dave",
+            "event_id": 11,
+            "event": {"n": 1},
+        },
+    }
+
+
+def test_a_comment_travels_with_its_event_and_a_workspace_is_named():
+    item = SimpleNamespace(**{**vars(ITEM), "workspace": "team-b"})
+    message = webhooks.payload(outgoing("commented", item=item, comment="looks good"), None)
+    assert message["data"]["comment"] == "looks good"
+    assert message["data"]["workspace"] == "team-b"
+    assert message["data"]["url"] == "/checkpoint/requests/3"  # no public URL: the path
+
+
+def test_the_audit_head_is_about_the_log():
+    head = {"head": "12:" + "a" * 64, "events": 12, "key_id": "k" * 32, "signature": "s" * 64}
+    message = webhooks.payload(outgoing("audit_head", head, request_id=None, item=None), "https://cp.example")
+    assert message["entity"] == "audit_log" and message["action"] == "audit_head"
+    assert message["data"] == {
+        "event_id": 11,
+        "url": "https://cp.example/checkpoint/api/v1/audit/verify?expect=12%3A" + "a" * 64,
+        "model": None,
+        "actor": "dave",
+        **head,
+    }
+    assert webhooks.describe(message) == f"audit log head 12:{'a' * 64} (12 events, audit key {'k' * 32})"
+
+
+@pytest.mark.parametrize(
+    ("base", "request_id", "model", "workspace", "url"),
+    [
+        ("https://cp.example/", 3, "fraud", "", "https://cp.example/checkpoint/requests/3"),
+        (None, 3, "fraud", "team-b", "/checkpoint/requests/3"),
+        (None, None, "fraud/eu v2", "", "/checkpoint/models/fraud%2Feu%20v2/history"),
+        ("http://cp", None, "fraud", "team b", "http://cp/checkpoint/models/fraud/history?workspace=team%20b"),
+    ],
+)
+def test_request_url(base, request_id, model, workspace, url):
+    assert webhooks.request_url(base, request_id, model, workspace) == url
+
+
+CHAT = [
+    ("opened", {}, {}, "dave opened #3 “Ship v7” (fraud v7 → alias:champion)"),
+    (
+        "apply_failed",
+        {"error": "MLflow said\n  no"},
+        {},
+        "dave failed to apply #3 “Ship v7” (fraud v7 → alias:champion): MLflow said no",
+    ),
+    ("commented", {}, {"comment": "x" * 250}, "dave commented on #3 “Ship v7” (fraud v7 → alias:champion): " + "x" * 200 + "…"),
+    ("break_glass", {"reason": "outage"}, {}, "dave BROKE GLASS on #3 “Ship v7” (fraud v7 → alias:champion): outage"),
+    ("some_new_kind", {}, {}, "dave some_new_kind #3 “Ship v7” (fraud v7 → alias:champion)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "data", "extra", "line"), CHAT, ids=[c[0] for c in CHAT])
+def test_chat_lines(kind, data, extra, line):
+    assert webhooks.describe(webhooks.payload(outgoing(kind, data, **extra), None)) == line
+
+
+def test_a_change_of_files_reads_as_such():
+    data = {"target": "alias:champion", "version": "5", "files": True, "digest_before": "a" * 64, "digest_after": "b" * 64}
+    message = webhooks.payload(outgoing("outside_change", data, request_id=None, item=None), None)
+    assert webhooks.describe(message) == (
+        "dave saw an outside change to fraud (fraud v5 → alias:champion): "
+        f"the files of v5 (alias:champion) changed: digest {'a' * 12} → {'b' * 12}"
+    )
+
+
+# -- the body, the signature, the headers ------------------------------------------------------
+
+
+def test_the_json_body_is_the_payload_compact_and_sorted():
+    raw = webhooks.body(HOOK, outgoing(), "https://cp.example")
+    assert raw == json.dumps(webhooks.payload(outgoing(), "https://cp.example"), sort_keys=True, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "title", "text"),
+    [
+        (
+            "https://cp.example",
+            "Ship v7",
+            "Checkpoint: dave approved #3 “Ship v7” (fraud v7 → alias:champion) <https://cp.example/checkpoint/requests/3|open>",
+        ),
+        (
+            None,
+            "a <b> & c",
+            "Checkpoint: dave approved #3 “a &lt;b&gt; &amp; c” (fraud v7 → alias:champion) /checkpoint/requests/3",
+        ),
+    ],
+    ids=["linked", "escaped-no-link"],
+)
+def test_the_slack_body_is_one_escaped_line(public_url, title, text):
+    slack = webhooks.Webhook(name="chat", url="https://hooks.slack.example/x", events=frozenset(), format="slack")
+    assert json.loads(webhooks.body(slack, outgoing(title=title), public_url)) == {"text": text}
+
+
+def test_the_signature_is_mlflows_scheme():
+    raw = b'{"a":1}'
+    expected = hmac.new(b"s3", b"d-1.1700000000." + raw, hashlib.sha256).digest()
+    assert webhooks.sign("s3", "d-1", "1700000000", raw) == "v1," + base64.b64encode(expected).decode()
+    assert webhooks.sign("s3", "d-1", "1700000000", raw) != webhooks.sign("s3", "d-2", "1700000000", raw)
+    assert webhooks.sign("s3", "d-1", "1700000000", raw) != webhooks.sign("s4", "d-1", "1700000000", raw)
+
+
+def test_headers_sign_only_with_a_secret():
+    raw = b"{}"
+    signed = webhooks.headers(HOOK, "d-1", "opened", raw, timestamp=1700000000)
+    assert signed == {
+        "Content-Type": "application/json",
+        "User-Agent": "checkpoint-webhooks/1",
+        "X-MLflow-Delivery-Id": "d-1",
+        "X-MLflow-Timestamp": "1700000000",
+        "X-Checkpoint-Event": "opened",
+        "X-MLflow-Signature": webhooks.sign("s3", "d-1", "1700000000", raw),
+    }
+    unsigned = webhooks.headers(webhooks.Webhook(name="x", url="http://h/", events=frozenset()), "d-1", "opened", raw, 1)
+    assert "X-MLflow-Signature" not in unsigned and unsigned["X-MLflow-Timestamp"] == "1"
+
+
+# -- configuration entries ---------------------------------------------------------------------
+
+
+def test_an_entry_with_its_defaults():
+    (hook,) = webhooks.parse([{"name": " ops ", "url": "https://h.example/x", "events": "applied"}], env={}).hooks
+    assert hook == webhooks.Webhook(name="ops", url="https://h.example/x", events=frozenset({"applied"}))
+    assert (hook.format, hook.timeout, hook.max_attempts, hook.backoff, hook.max_backoff) == ("json", 5.0, 8, 1.0, 300.0)
+    assert hook.lease == 40.0
+
+
+def test_every_event_means_every_one_but_the_audit_head_unless_named():
+    (star,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*"]}], env={}).hooks
+    assert "audit_head" not in star.events and star.events == frozenset(webhooks.EVENTS) - {"audit_head"}
+    (both,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*", "audit_head"]}], env={}).hooks
+    assert both.events == frozenset(webhooks.EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "delay"), [(0, 0.5), (1, 0.5), (2, 1.0), (3, 2.0), (6, 10.0)], ids=["none", "1", "2", "3", "capped"]
+)
+def test_backoff_doubles_up_to_its_cap(attempts, delay):
+    assert webhooks.Webhook(name="a", url="http://h/", events=frozenset(), backoff=0.5, max_backoff=10).delay(attempts) == delay
+
+
+def test_urls_and_secrets_may_come_from_the_environment():
+    env = {"HOOK_URL": " https://h.example/x ", "HOOK_SECRET": "s3"}
+    (hook,) = webhooks.parse([{"name": "a", "url_env": "HOOK_URL", "secret_env": "HOOK_SECRET", "events": ["opened"]}], env).hooks
+    assert (hook.url, hook.secret) == ("https://h.example/x", "s3")
+    assert "s3" not in repr(hook) and "h.example" not in repr(hook)
+
+
+REFUSED = [
+    ("not-a-list", {"name": "a"}, r"^webhooks: expected a list of webhooks, got dict$"),
+    ("not-a-mapping", ["https://h/"], r"^webhooks\[0\]: expected a mapping with name, url, events, secret_env$"),
+    ("no-name", [{"url": "http://h/", "events": ["*"]}], r"^webhooks\[0\]\.name: expected a name of 1 to 200 characters$"),
+    ("no-url", [{"name": "a", "events": ["*"]}], r"^webhooks\[0\] \(a\): url \(or url_env\) is required$"),
+    (
+        "ftp-url",
+        [{"name": "a", "url": "ftp://h/", "events": ["*"]}],
+        r"^webhooks\[0\] \(a\)\.url: expected an http:// or https:// URL$",
+    ),
+    ("bad-port", [{"name": "a", "url": "http://h:x/", "events": ["*"]}], r"^webhooks\[0\] \(a\)\.url: the port is not a number$"),
+    (
+        "no-events",
+        [{"name": "a", "url": "http://h/", "events": []}],
+        r"\(a\)\.events: expected a list of event names, or \[\"\*\"\]",
+    ),
+    (
+        "unknown-event",
+        [{"name": "a", "url": "http://h/", "events": ["opend"]}],
+        r"\(a\)\.events: unknown event\(s\) opend; known: opened, ",
+    ),
+    (
+        "format",
+        [{"name": "a", "url": "http://h/", "events": ["*"], "format": "teams"}],
+        r"\(a\)\.format: expected one of json, slack, got 'teams'",
+    ),
+    (
+        "timeout",
+        [{"name": "a", "url": "http://h/", "events": ["*"], "timeout": 0}],
+        r"\(a\)\.timeout: expected a number from 0\.1 to 120, got 0",
+    ),
+    (
+        "url-env-empty",
+        [{"name": "a", "url_env": " ", "events": ["*"]}],
+        r"\(a\)\.url_env: expected the name of an environment variable",
+    ),
+    (
+        "secret-blank",
+        [{"name": "a", "url": "http://h/", "events": ["*"], "secret": " "}],
+        r"\(a\)\.secret: expected a non-empty string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("items", "pattern"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
+def test_a_bad_entry_is_refused_with_its_key_path(items, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        webhooks.parse(items, env={})

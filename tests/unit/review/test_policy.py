@@ -1,0 +1,309 @@
+"""The review policy as tables: which rule a request falls under, who may review it, how many
+approvals it needs, and every refusal of a bad rule in the policy file (the key path named)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from checkpoint.identity import ANONYMOUS, User
+from checkpoint.review.policy import Policy, Rule, Status, target_matches
+
+FRAUD = Rule(
+    name="fraud production",
+    models=("fraud-*",),
+    targets=("stage:Production", "alias:champion"),
+    reviewers=("bob", "dave"),
+    required_approvals=2,
+)
+FRAUD_V2 = Rule(name="fraud-v2 exact", models=("fraud-v2",), targets=("stage:Production",), reviewers=("erin",))
+ANY_CHAMPION = Rule(name="any champion", targets=("alias:champion",), groups=("ml-leads",))
+TEAM_B = Rule(name="team b", workspaces=("team-b",), required_approvals=3)
+SELF_OK = Rule(name="sandbox", models=("sandbox-*",), allow_self_approval=True)
+EVERYONE = Rule(name="everyone", models=("audit-*",), reviewers=("bob", "carol"), required_approvals="all")
+POLICY = Policy(rules=(FRAUD, FRAUD_V2, ANY_CHAMPION, TEAM_B, SELF_OK, EVERYONE), default=Rule(required_approvals=1))
+
+
+@pytest.mark.parametrize(
+    ("model", "target", "workspace", "rule"),
+    [
+        ("fraud-v1", "stage:Production", "", "fraud production"),
+        ("fraud-v2", "stage:Production", "", "fraud-v2 exact"),  # more literal characters win
+        ("fraud-v2", "alias:champion", "", "fraud production"),
+        ("churn", "alias:champion", "", "any champion"),
+        ("churn", "alias:CHAMPION", "", "any champion"),  # aliases compare in lower case
+        ("fraud-v1", "stage:production", "", "fraud production"),  # so do stages
+        ("churn", "stage:Staging", "", "default"),
+        ("churn", "stage:Staging", "team-b", "team b"),
+        ("churn", "stage:Staging", "team-c", "default"),
+        ("sandbox-1", "alias:challenger", "", "sandbox"),
+    ],
+)
+def test_the_most_specific_rule_wins(model, target, workspace, rule):
+    assert POLICY.rule_for(model, target, workspace).name == rule
+
+
+def test_a_tie_goes_to_the_first_rule_in_the_file():
+    first, second = Rule(name="first", models=("m-*",)), Rule(name="second", models=("m-?",))
+    assert Policy(rules=(first, second)).rule_for("m-1", "alias:x").name == "first"
+    assert Policy(rules=(second, first)).rule_for("m-1", "alias:x").name == "second"
+
+
+def test_workspace_patterns_name_the_default_workspace_default():
+    rule = Rule(name="home", workspaces=("default",))
+    assert rule.matches("m", "alias:a", "") and not rule.matches("m", "alias:a", "team-b")
+    assert Rule().matches("m", "alias:a", "team-b")  # no workspaces key: every workspace
+
+
+@pytest.mark.parametrize(
+    ("target", "pattern", "expected"),
+    [
+        ("stage:Production", "stage:production", True),
+        ("stage:production", "stage:Production", True),
+        ("alias:Champion", "alias:champ*", True),
+        ("alias:prod-eu", "alias:PROD*", True),
+        ("model:Fraud", "model:fraud", False),  # other targets are case-sensitive
+        ("stage:Staging", "alias:Staging", False),
+        ("alias:champion", "*", True),
+        ("rename:new", "rename:*", True),
+    ],
+)
+def test_target_matches(target, pattern, expected):
+    assert target_matches(target, pattern) is expected
+
+
+# (who, author, model, target, the reason they may not review or None, right check)
+REVIEWERS = [
+    ("anonymous", ANONYMOUS, "alice", "churn", "alias:x", "sign in (or pick a name) to review"),
+    (
+        "author",
+        "alice",
+        "alice",
+        "churn",
+        "alias:x",
+        "alice opened this request and rule 'default' does not allow approving your own request",
+    ),
+    ("author-where-allowed", "alice", "alice", "sandbox-1", "alias:x", None),
+    ("anyone-under-default", "carol", "alice", "churn", "alias:x", None),
+    ("listed-reviewer", "bob", "alice", "fraud-v1", "stage:Production", None),
+    (
+        "unlisted",
+        "carol",
+        "alice",
+        "fraud-v1",
+        "stage:Production",
+        "carol is not a reviewer under rule 'fraud production' (fraud production: 2 approval(s) from bob, dave; not the author)",
+    ),
+    (
+        "listed-but-author",
+        "bob",
+        "bob",
+        "fraud-v1",
+        "stage:Production",
+        "bob opened this request and rule 'fraud production' does not allow approving your own request",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("user", "author", "model", "target", "reason"), [r[1:] for r in REVIEWERS], ids=[r[0] for r in REVIEWERS]
+)
+def test_who_may_review(user, author, model, target, reason):
+    assert POLICY.may_review(user, author, model, target) == reason
+
+
+def test_groups_open_a_rule_to_their_members():
+    lead = User("lee", groups=frozenset({"ml-leads"}))
+    intern = User("ivy", groups=frozenset({"interns"}))
+    assert POLICY.may_review(lead, "alice", "churn", "alias:champion") is None
+    assert POLICY.may_review(intern, "alice", "churn", "alias:champion") == (
+        "ivy is not a reviewer under rule 'any champion' (any champion: 1 approval(s) from group ml-leads; not the author)"
+    )
+
+
+def test_named_reviewers_never_let_anyone_approve():
+    assert "not a reviewer" in POLICY.may_review("mallory", "alice", "fraud-v1", "stage:Production", named=("mallory",))
+
+
+@pytest.mark.parametrize(
+    ("user", "has_right", "reason"),
+    [
+        (User("carol"), True, None),
+        (User("carol"), False, "carol may not review requests for 'churn' (needs MANAGE on the model in MLflow)"),
+        (User("root", is_admin=True), False, None),  # an admin needs no MANAGE
+    ],
+)
+def test_the_mlflow_right_check_applies_only_to_rules_that_list_nobody(user, has_right, reason):
+    def right(who: User, model: str) -> bool:
+        return has_right
+
+    assert POLICY.may_review(user, "alice", "churn", "alias:x", right=right) == reason
+    # A rule that lists reviewers decides on its own.
+    assert POLICY.may_review(User("bob"), "alice", "fraud-v1", "stage:Production", right=lambda u, m: False) is None
+
+
+@pytest.mark.parametrize(
+    ("model", "target", "approvers", "named", "expected", "line"),
+    [
+        ("churn", "alias:x", set(), (), Status(0, 1, (), ()), "0 of 1 approvals"),
+        ("churn", "alias:x", {"bob"}, (), Status(1, 1, ("bob",), ()), "1 of 1 approvals"),
+        ("fraud-v1", "stage:Production", {"bob"}, (), Status(1, 2, ("bob",), ("dave",)), "1 of 2 approvals · awaiting dave"),
+        ("fraud-v1", "stage:Production", {"dave", "bob"}, (), Status(2, 2, ("bob", "dave"), ()), "2 of 2 approvals"),
+        (
+            "fraud-v1",
+            "stage:Production",
+            set(),
+            ("erin",),
+            Status(0, 2, (), ("erin", "bob", "dave")),
+            "0 of 2 approvals · awaiting erin, bob, dave",
+        ),
+        ("audit-1", "alias:x", {"bob"}, (), Status(1, 2, ("bob",), ("carol",), ("carol",)), "1 of 2 approvals · awaiting carol"),
+        (
+            "audit-1",
+            "alias:x",
+            {"bob", "carol"},
+            ("erin",),
+            Status(2, 3, ("bob", "carol"), ("erin",), ("erin",)),
+            "2 of 3 approvals · awaiting erin",
+        ),
+        ("churn", "stage:Staging", {"a", "b"}, (), Status(2, 3, ("a", "b"), ()), "2 of 3 approvals"),
+    ],
+    ids=["none-yet", "met", "awaiting", "both", "named-first", "all-awaiting", "all-named-too", "workspace-rule"],
+)
+def test_status(model, target, approvers, named, expected, line):
+    workspace = "team-b" if target == "stage:Staging" else ""
+    got = POLICY.status(model, target, approvers, named, workspace)
+    assert got == expected
+    assert got.line() == line
+
+
+@pytest.mark.parametrize(
+    ("status", "met", "ready"),
+    [
+        (Status(1, 1, ("a",), ()), True, True),
+        (Status(1, 2, ("a",), ("b",)), False, False),
+        (Status(2, 2, ("a", "b"), (), ("c",)), False, False),  # 'all' still waits for c
+        (Status(1, 1, ("a",), (), (), ("auc-gate",)), True, False),
+    ],
+)
+def test_met_and_ready(status, met, ready):
+    assert (status.met, status.ready) == (met, ready)
+
+
+def test_blocked_checks_are_named_in_the_line():
+    assert Status(1, 1, ("a",), (), (), ("auc",)).line() == "1 of 1 approvals · blocked by check auc"
+    assert Status(0, 2, (), ("b",), (), ("auc", "sig")).line() == "0 of 2 approvals · awaiting b · blocked by checks auc, sig"
+
+
+@pytest.mark.parametrize(
+    ("rule", "text"),
+    [
+        (Rule(), "default: 1 approval(s) from anyone allowed to review; not the author"),
+        (EVERYONE, "everyone: all listed reviewers from bob, carol; not the author"),
+        (SELF_OK, "sandbox: 1 approval(s) from anyone allowed to review"),
+        (TEAM_B, "team b: 3 approval(s) from anyone allowed to review; not the author in workspace team-b"),
+        (ANY_CHAMPION, "any champion: 1 approval(s) from group ml-leads; not the author"),
+    ],
+)
+def test_describe(rule, text):
+    assert rule.describe() == text
+
+
+# -- loading the rules from the policy file ------------------------------------------------------
+
+
+def load(tmp_path: Path, rules: object, **env: str) -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(json.dumps({"rules": rules}))  # JSON is YAML
+    return Policy.from_env({"CHECKPOINT_POLICY_FILE": str(path), **env})
+
+
+def test_a_rule_is_loaded_with_its_defaults_and_canonical_stages(tmp_path):
+    (rule,) = load(
+        tmp_path,
+        [
+            {
+                "name": "fraud",
+                "models": "fraud-*",
+                "targets": ["stage:production", "alias:champion"],
+                "reviewers": [" bob ", "dave"],
+                "required_approvals": 2,
+            }
+        ],
+    ).rules
+    assert rule == Rule(
+        name="fraud",
+        models=("fraud-*",),
+        targets=("stage:Production", "alias:champion"),
+        reviewers=("bob", "dave"),
+        required_approvals=2,
+    )
+    (unnamed,) = load(tmp_path, [{"models": ["x"]}]).rules
+    assert unnamed.name == "rules[0]" and unnamed.targets == ("*",) and unnamed.required_approvals == 1
+
+
+def test_the_default_rule_comes_from_the_environment(tmp_path):
+    policy = Policy.from_env({"CHECKPOINT_REQUIRED_APPROVALS": " 2 ", "CHECKPOINT_ALLOW_SELF_APPROVAL": "yes"})
+    assert policy.default == Rule(required_approvals=2, allow_self_approval=True)
+    assert policy.required_approvals == 2 and policy.rules == ()
+
+
+BAD_RULES = [
+    ("not-a-list", {"name": "x"}, r"rules: expected a list, got dict"),
+    ("not-a-mapping", ["fraud"], r"rules\[0\]: expected a mapping with models, targets, reviewers"),
+    ("unknown-key", [{"modles": ["x"]}], r"rules\[0\]: unknown key\(s\) modles; known: allow_self_approval, checks, groups"),
+    ("old-required-checks", [{"required_checks": ["a"]}], r"rules\[0\]\.required_checks: replaced by 'checks'"),
+    (
+        "approvals-zero",
+        [{"required_approvals": 0}],
+        r"rules\[0\]\.required_approvals: expected a number from 1 to 20 or 'all', got 0",
+    ),
+    ("approvals-bool", [{"required_approvals": True}], r"rules\[0\]\.required_approvals: expected a number .* got True"),
+    ("approvals-word", [{"required_approvals": "two"}], r"got 'two'"),
+    ("all-without-reviewers", [{"required_approvals": "all"}], r"rules\[0\]\.required_approvals: 'all' needs a reviewers list"),
+    (
+        "more-than-listed",
+        [{"reviewers": ["bob"], "required_approvals": 2}],
+        r"rules\[0\]\.required_approvals: 2 approvals but only 1 reviewers listed",
+    ),
+    (
+        "self-approval-word",
+        [{"allow_self_approval": "yes"}],
+        r"rules\[0\]\.allow_self_approval: expected true or false, got 'yes'",
+    ),
+    ("empty-reviewer", [{}, {"reviewers": ["bob", " "]}], r"rules\[1\]\.reviewers: expected a list of non-empty strings"),
+    ("models-number", [{"models": [3]}], r"rules\[0\]\.models: expected a list of non-empty strings, got \[3\]"),
+    (
+        "unknown-stage",
+        [{"targets": ["stage:Prod"]}],
+        r"rules\[0\]\.targets: 'stage:Prod' names no stage; stages are None, Staging",
+    ),
+    ("bad-workspace", [{"workspaces": ["Team-B"]}], r"rules\[0\]\.workspaces: 'Team-B' is not an MLflow workspace name"),
+    (
+        "bad-check",
+        [{"name": "fraud", "checks": [{"name": "auc", "kind": "metric", "expression": "val_auc >="}]}],
+        r"rules\[0\] \(fraud\)\.checks\[0\] \(auc\)\.expression",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "pattern"), [b[1:] for b in BAD_RULES], ids=[b[0] for b in BAD_RULES])
+def test_a_bad_rule_is_refused_with_its_key_path(tmp_path, rules, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        load(tmp_path, rules)
+
+
+@pytest.mark.parametrize(
+    ("env", "pattern"),
+    [
+        ({"CHECKPOINT_REQUIRED_APPROVALS": "0"}, r"CHECKPOINT_REQUIRED_APPROVALS='0': expected a whole number from 1 to 20"),
+        ({"CHECKPOINT_REQUIRED_APPROVALS": "21"}, r"CHECKPOINT_REQUIRED_APPROVALS='21'"),
+        ({"CHECKPOINT_REQUIRED_APPROVALS": "one"}, r"CHECKPOINT_REQUIRED_APPROVALS='one'"),
+        ({"CHECKPOINT_ALLOW_SELF_APPROVAL": "maybe"}, r"CHECKPOINT_ALLOW_SELF_APPROVAL='maybe': expected true or false"),
+    ],
+)
+def test_a_bad_default_is_refused_with_the_variable_named(env, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        Policy.from_env(env)
