@@ -16,12 +16,11 @@ from checkpoint import identity
 from checkpoint.edge.gateway import Gateway
 from checkpoint.edge.proxy import Proxy
 from checkpoint.errors import register_error_handlers, render_upstream_error
-from checkpoint.events import notify
 from checkpoint.events.audit import HEAD, Keyring
+from checkpoint.events.webhooks import Sender
 from checkpoint.registry import Registry
-from checkpoint.review import governance, visibility
+from checkpoint.review import visibility
 from checkpoint.review.checks import CHECKS_INTERVAL
-from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.review.workflow import Workflow
 from checkpoint.runtime import logs, metrics
@@ -47,7 +46,8 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         settings = config
     else:
         settings = Settings.from_env(**dict(config or {}))
-    settings = settings.with_secret().with_audit_key()
+    settings = settings.with_secret().with_audit_key().with_policy()
+    assert settings.policy is not None  # with_policy() read it
     logs.configure(settings.log_format, settings.log_level)
     if settings.audit_key_path is not None:
         logging.getLogger(__name__).warning(
@@ -90,7 +90,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         token=settings.registry_token,
         timeout=min(settings.upstream_read_timeout, 60.0),
     )
-    auth = identity.from_env(settings.registry_url)
+    auth = identity.from_settings(settings)
     app.extensions["checkpoint.auth"] = auth
     right = None
     if auth.mode == "mlflow":
@@ -99,13 +99,13 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     background = Background()
     app.extensions["checkpoint.background"] = background
     # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
-    webhooks = notify.load()
+    webhooks = settings.policy.webhooks
     app.extensions["checkpoint.webhooks"] = webhooks
     keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
     store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
     store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
-    policy = Policy.from_env()
-    workflow = Workflow(store, registry, governance.load(), policy, review_right=right, checks_queued=background.wake,
+    policy = settings.policy.rules
+    workflow = Workflow(store, registry, settings.policy.protection, policy, review_right=right, checks_queued=background.wake,
                         public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
     app.extensions["checkpoint.workflow"] = workflow
     if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
@@ -114,7 +114,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         every = settings.audit_head_interval
         background.every(every, "audit-head", lambda: store.publish_head(every))
     if webhooks:
-        sender = notify.Sender(store, webhooks, settings.public_url)
+        sender = Sender(store, webhooks, settings.public_url)
         app.extensions["checkpoint.sender"] = sender
         background.every(sender.interval, "webhooks", sender.run)
     # Applies a crash interrupted: settled once now, then a few times per lease.

@@ -58,3 +58,15 @@ def render_upstream_error(app: Flask, environ: dict, error: UpstreamError) -> tu
             html = render_template("upstream_error.html", status=error.status, message=error.message)
         return "text/html; charset=utf-8", html.encode()
     return "application/json", json.dumps({"error_code": error.error_code, "message": error.message}).encode()
+
+
+class ConfigError(CheckpointError, ValueError):
+    """A configuration value is missing or malformed: a ``CHECKPOINT_*`` variable, or a key of the
+    policy file named by its path (``rules[0] (fraud production).checks[0] (auc-gate).expression``).
+
+    Start-up stops with the message, which shows a good value; a ValueError too, as the four
+    errors it replaces were (``SettingsError``, ``IdentityError``, ``GovernanceError``, ``PolicyError``).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "INTERNAL_ERROR", message)

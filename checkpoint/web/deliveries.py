@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
 from checkpoint.errors import CheckpointError
-from checkpoint.events.notify import Webhooks, request_url
+from checkpoint.events.webhooks import Webhooks, request_url
 from checkpoint.identity import User
 from checkpoint.storage.store import DELIVERY_STATES, MAX_ID, Delivery, DeliveryBusy, NotFound, Store
 from checkpoint.web.api import _csrf_for_cookie_callers, public_base, reader

@@ -374,7 +374,7 @@ def test_head_is_published_once_per_interval_and_only_after_news(database_url):
 
 
 def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path, monkeypatch):
-    from checkpoint.events import notify
+    from checkpoint.events import webhooks as notify
     from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, wait_until, write_policy
 
     receiver = Receiver().start()
@@ -414,7 +414,7 @@ def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, t
 
 
 def test_audit_head_is_subscribed_to_by_name_only():
-    from checkpoint.events import notify
+    from checkpoint.events import webhooks as notify
 
     base = {"name": "h", "url": "http://127.0.0.1:9/h"}
     assert "audit_head" not in notify.parse([{**base, "events": ["*"]}], {}).hooks[0].events

@@ -230,8 +230,8 @@ def test_none_mode_refuses_a_public_bind(tmp_path):
     assert done.returncode == 1
     assert "refusing to serve on 0.0.0.0 with CHECKPOINT_AUTH=none" in done.stderr
     assert "Traceback" not in done.stderr
-    identity.check_bind(identity.NoAuth(), "0.0.0.0", {"CHECKPOINT_ALLOW_UNAUTHENTICATED": "true"})
-    identity.check_bind(identity.NoAuth(), "127.0.0.1", {})
+    identity.check_bind(identity.NoAuth(), "0.0.0.0", allow_unauthenticated=True)
+    identity.check_bind(identity.NoAuth(), "127.0.0.1")
 
 
 def test_csrf_protects_forms(app, sqlite_url):

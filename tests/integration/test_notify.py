@@ -28,7 +28,7 @@ from sqlalchemy.orm import sessionmaker
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
-from checkpoint.events import notify
+from checkpoint.events import webhooks as notify
 from checkpoint.storage import db
 from checkpoint.storage.store import Event, Outgoing, Store
 from tests.support.apps import ROOT, LiveCheckpoint, close_app, serve_in_thread
