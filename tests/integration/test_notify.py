@@ -164,20 +164,19 @@ def write_policy(directory: Path, webhooks: list[dict]) -> Path:
 
 
 @pytest.fixture
-def hooked(mlflow_server, tmp_path, monkeypatch) -> Iterator[Callable[..., LiveCheckpoint]]:
+def hooked(mlflow_server, tmp_path) -> Iterator[Callable[..., LiveCheckpoint]]:
     """Start Checkpoint (served in a thread, background thread on) with these webhooks."""
     started: list[tuple[object, threading.Thread, object]] = []
 
     def start(webhooks: list[dict], database_url: str | None = None, admins: str = "root") -> LiveCheckpoint:
-        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, webhooks)))
-        monkeypatch.setenv(SECRET_ENV, SECRET)
-        monkeypatch.setenv("CHECKPOINT_ADMINS", admins)
         if database_url is None:
             database_url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
             engine = db.make_engine(database_url)
             db.upgrade(engine)
             engine.dispose()
-        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path})
+        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
+                                  "policy_file": write_policy(tmp_path, webhooks), "admins": admins,
+                                  "environ": {SECRET_ENV: SECRET}})  # the variable a secret_env names; fmt: skip
         port = free_port()
         server, thread = serve_in_thread(application, port)
         started.append((server, thread, application))
