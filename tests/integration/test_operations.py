@@ -252,7 +252,7 @@ def test_checkpoint_log_lines_are_json_with_the_request_id(fronting, upstream):
     answer = requests.get(f"{fronting.url}/drop/{marker}", headers={"X-Request-Id": rid}, timeout=30)
     assert answer.status_code == 502
     assert answer.headers["X-Request-Id"] == rid
-    (line,) = wait_lines(fronting.log_path, lambda line: line["request_id"] == rid and line["logger"] == "checkpoint.edge.proxy")
+    (line,) = wait_lines(fronting.log_path, lambda line: line["request_id"] == rid and line["logger"] == "checkpoint.proxy")
     assert line["level"] == "WARNING"
     assert f"/drop/{marker}" in line["message"]
     # Every line either process wrote, gunicorn's own included, is one JSON object.
