@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from checkpoint.settings import Settings
 
 ANONYMOUS = "anonymous"
-MODES = ("none", "header", "mlflow")
 # The header keys (``HTTP_...``) a request carried more than once: set by Checkpoint's servers
 # (serving.py), which otherwise join repeats with "," as gunicorn and werkzeug do.
 REPEATED_KEY = "checkpoint.repeated_headers"
