@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from checkpoint.storage.store import OUTSIDE_CHANGE, Store
+from checkpoint.storage.entities import EventKind
+from checkpoint.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
     entries: list[Entry] = []
     last_for_target: dict[str, int] = {}
     for event in store.events(model=name):
-        if event.kind == "applied" and event.request_id is not None:
+        if event.kind == EventKind.APPLIED and event.request_id is not None:
             item = store.get(event.request_id)
             if item.workspace != workspace:
                 continue
@@ -45,7 +46,7 @@ def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
                 author=item.author, approvers=tuple(sorted({r.reviewer for r in item.approvals})),
                 already_true=bool(event.data.get("already_true")),
             )  # fmt: skip
-        elif event.kind == OUTSIDE_CHANGE:
+        elif event.kind == EventKind.OUTSIDE_CHANGE:
             if event.data.get("workspace", "") != workspace:
                 continue
             target, version = event.data.get("target", ""), event.data.get("version")

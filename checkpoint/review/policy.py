@@ -15,7 +15,7 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
         groups: [ml-leads]              # and/or groups (header mode)
         required_approvals: all         # or a number
         allow_self_approval: false
-        checks:                         # see checkpoint/checks.py
+        checks:                         # see checkpoint/review/checks/
           - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
           - {name: signature, kind: signature}
           - {name: ticket, kind: title, pattern: "^\\[[A-Z]+-[0-9]+\\]", required: false}

@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from checkpoint.registry import Registry, RegistryError
 from checkpoint.review import changes
 from checkpoint.settings import Settings, default_apply_lease
-from checkpoint.storage.store import APPLIED, APPLYING, FAILED, PromoteRequest, Store, now
+from checkpoint.storage.entities import APPLIED, APPLYING, FAILED, EventKind, PromoteRequest, now
+from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.reconcile")  # the name operators filter the JSON logs on
 ACTOR = "checkpoint"
@@ -104,14 +105,14 @@ class Reconciler:
         if change.is_true(self.registry.in_workspace(change.workspace)):  # asked where it was applied
             result = f"found applied in MLflow after an interrupted apply: {change.describe()}"
             moved = self.store.transition(
-                request.id, (APPLYING,), APPLIED, actor=ACTOR, event="applied", updated_before=cutoff,
+                request.id, (APPLYING,), APPLIED, actor=ACTOR, event=EventKind.APPLIED, updated_before=cutoff,
                 data={"reconciled": True, "result": result}, apply_result=result, applied_at=now(),
                 reason="reconciled: the change is in MLflow",
             )  # fmt: skip
             state = APPLIED
         else:
             moved = self.store.transition(
-                request.id, (APPLYING,), FAILED, actor=ACTOR, event="apply_failed", updated_before=cutoff,
+                request.id, (APPLYING,), FAILED, actor=ACTOR, event=EventKind.APPLY_FAILED, updated_before=cutoff,
                 data={"reconciled": True, "error": NOT_APPLIED}, apply_result=NOT_APPLIED, reason=NOT_APPLIED,
             )  # fmt: skip
             state = FAILED

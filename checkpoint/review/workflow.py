@@ -19,7 +19,7 @@ from checkpoint.review import changes, checks, content
 from checkpoint.review.changes import Change
 from checkpoint.review.governance import Governance
 from checkpoint.review.policy import Policy, RightCheck, Status
-from checkpoint.storage.store import (
+from checkpoint.storage.entities import (
     APPLIED,
     APPLYING,
     APPROVED,
@@ -28,11 +28,12 @@ from checkpoint.storage.store import (
     REJECTED,
     WITHDRAWN,
     CheckResult,
+    EventKind,
     PromoteRequest,
-    Store,
     now,
 )  # fmt: skip
-from checkpoint.storage.store import CHECK_QUEUED as QUEUED
+from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
+from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
 TITLE_MAX = 300
@@ -303,7 +304,7 @@ class Workflow:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare
         against it are re-run on the target's other open requests (in the same MLflow workspace)."""
         try:
-            items, _ = self.store.list(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
+            items, _ = self.store.list_requests(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
         except Exception:  # noqa: BLE001 - the apply that called this is recorded already
             log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
             return
@@ -330,7 +331,7 @@ class Workflow:
         if values:
             # The new title goes into the log too, so webhook bodies built from events never change.
             data = {"fields": sorted(values), **({"title": values["title"]} if "title" in values else {})}
-            self.store.update_fields(request_id, actor=user, event="edited", data=data, **values)
+            self.store.update_fields(request_id, actor=user, event=EventKind.EDITED, data=data, **values)
         return self.store.get(request_id)
 
     def withdraw(self, request_id: int, user: User | str) -> PromoteRequest:
@@ -338,7 +339,7 @@ class Workflow:
         request = self.store.get(request_id)
         if user != request.author:
             raise WorkflowError(403, "PERMISSION_DENIED", f"only the author ({request.author}) may withdraw this request")
-        if not self.store.transition(request_id, (OPEN, FAILED), WITHDRAWN, actor=user, event="withdrawn"):
+        if not self.store.transition(request_id, (OPEN, FAILED), WITHDRAWN, actor=user, event=EventKind.WITHDRAWN):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.store.get(request_id)
 
@@ -363,7 +364,7 @@ class Workflow:
         if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,), digest=digest):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
         if verdict == "reject":
-            self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event="rejected",
+            self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event=EventKind.REJECTED,
                                   reason=f"rejected by {user.name}")  # fmt: skip
             return self.store.get(request_id)
         return self._proceed(request_id, user.name)
@@ -383,7 +384,7 @@ class Workflow:
             return _digest(request.challenger)  # a moved challenger is apply's business (_moved)
         reason = self._challenger_files_reason(request.challenger, now_seen)
         self.store.dismiss_reviews(request.id, reason, actor)
-        self.store.update_fields(request.id, actor="checkpoint", event="snapshots_refreshed",
+        self.store.update_fields(request.id, actor="checkpoint", event=EventKind.SNAPSHOTS_REFRESHED,
                                  data={"challenger": now_seen, "reason": reason}, challenger=now_seen)  # fmt: skip
         raise WorkflowError(409, "INVALID_STATE", f"Checkpoint: {reason}; the request now shows the new digest "
                             f"({short(_digest(now_seen))}): review it again")  # fmt: skip
@@ -399,7 +400,7 @@ class Workflow:
         request = self.store.get(request_id)
         if request.state == OPEN and self.status(request).ready:
             reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
-            if self.store.transition(request_id, (OPEN,), APPROVED, actor=actor, event="approved", reason=reason):
+            if self.store.transition(request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, reason=reason):
                 return self.apply(request_id, actor=actor)
         return self.store.get(request_id)
 
@@ -435,7 +436,7 @@ class Workflow:
         failing = [{"check": c.name, "required": c.required, "status": c.status, "reason": c.reason}
                    for c in self.checks(self.store.get(request_id)) if c.status != checks.PASS]  # fmt: skip
         data = {"reason": reason, "break_glass": True, **({"failing_checks": failing} if failing else {})}
-        if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event="break_glass",
+        if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event=EventKind.BREAK_GLASS,
                                      data=data,
                                      reason=f"BREAK-GLASS by {user.name}: {reason}"):  # fmt: skip
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
@@ -444,7 +445,7 @@ class Workflow:
     def retry(self, request_id: int, user: User | str) -> PromoteRequest:
         """Try a failed apply again."""
         user = _actor(user).name
-        if not self.store.transition(request_id, (FAILED,), APPROVED, actor=user, event="retried"):
+        if not self.store.transition(request_id, (FAILED,), APPROVED, actor=user, event=EventKind.RETRIED):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not failed")
         return self.apply(request_id, actor=user)
 
@@ -452,7 +453,7 @@ class Workflow:
 
     def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
         """Apply an approved request exactly once (``forced``: break-glass, no stale check)."""
-        if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event="applying"):
+        if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event=EventKind.APPLYING):
             return self.store.get(request_id)  # somebody else claimed it
         request = self.store.get(request_id)
         try:
@@ -460,7 +461,7 @@ class Workflow:
             registry = self.registry_for(change.workspace)
             if change.is_true(registry):
                 result = f"already true in MLflow, nothing applied: {change.describe()}"
-                self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
+                self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event=EventKind.APPLIED,
                                       data={"already_true": True, "result": result}, apply_result=result,
                                       applied_at=now(), reason="already true")  # fmt: skip
                 return self.store.get(request_id)
@@ -469,34 +470,34 @@ class Workflow:
             moved = None if forced else (self._moved(request, challenger, champion) or champion_files)
             if moved:
                 self.store.dismiss_reviews(request_id, moved, actor)
-                self.store.update_fields(request_id, actor=actor, event="snapshots_refreshed",
+                self.store.update_fields(request_id, actor=actor, event=EventKind.SNAPSHOTS_REFRESHED,
                                          data={"challenger": challenger, "champion": champion},
                                          challenger=challenger or {}, champion=champion)  # fmt: skip
-                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event="reopened",
+                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED,
                                       reason=f"approvals dismissed: {moved}")  # fmt: skip
                 self._run_checks_safely(request_id, "refresh", actor)  # against the new challenger / champion
                 return self.store.get(request_id)
             blocked = None if forced else self._checks_before_apply(request, actor)
             if blocked:
-                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event="reopened",
+                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED,
                                       data={"checks": [c.name for c in blocked]},
                                       reason="not applied: " + "; ".join(_check_line(c) for c in blocked))  # fmt: skip
                 return self.store.get(request_id)
             result = change.apply(registry)
         except RegistryError as exc:
             log.warning("apply of request #%s failed: %s", request_id, exc)
-            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
+            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event=EventKind.APPLY_FAILED,
                                   data={"error": str(exc)}, apply_result=str(exc),
                                   reason=f"MLflow refused or could not be reached: {exc}")  # fmt: skip
             return self.store.get(request_id)
         except Exception as exc:  # a malformed answer or a bug: never leave the request claimed in 'applying'
             log.exception("apply of request #%s failed unexpectedly", request_id)
             message = f"unexpected error while applying: {type(exc).__name__}: {exc}"
-            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event="apply_failed",
+            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event=EventKind.APPLY_FAILED,
                                   data={"error": message}, apply_result=message, reason=message)  # fmt: skip
             return self.store.get(request_id)
         # A break-glass keeps its loud reason on the request; a normal apply says "applied".
-        self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event="applied",
+        self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event=EventKind.APPLIED,
                               data={"result": result, "break_glass": forced}, apply_result=result, applied_at=now(),
                               reason=None if forced else "applied")  # fmt: skip
         self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)

@@ -19,7 +19,7 @@ from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.visibility import Reader, request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
-from checkpoint.storage.store import STATES, CheckResult, NotFound, PromoteRequest
+from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
@@ -223,7 +223,7 @@ def list_requests():
     for key in ("model", "target", "author", "q"):
         if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
-    items, last = reader().visible_page(lambda hidden: workflow().store.list(
+    items, last = reader().visible_page(lambda hidden: workflow().store.list_requests(
         state=state, model=args.get("model") or None, target=args.get("target") or None,
         author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
         limit=int(limit_raw), hidden=hidden, workspace=workspace_arg(args.get("workspace")),
@@ -325,7 +325,7 @@ def summary():
     workspace = workspace_arg(request.args.get("workspace"))
     store = workflow().store
     hidden = reader().hidden(store.request_models(state="open"))  # counts leave out what the caller may not read
-    items = store.list(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
+    items = store.list_requests(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
     response = jsonify(
         open=store.count(state="open", hidden=hidden),
         model=model,

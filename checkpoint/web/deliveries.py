@@ -16,7 +16,8 @@ from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, re
 from checkpoint.errors import CheckpointError
 from checkpoint.events.webhooks import Webhooks, request_url
 from checkpoint.identity import User
-from checkpoint.storage.store import DELIVERY_STATES, MAX_ID, Delivery, DeliveryBusy, NotFound, Store
+from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, DeliveryBusy, NotFound
+from checkpoint.storage.store import Store
 from checkpoint.web.api import _csrf_for_cookie_callers, public_base, reader
 
 pages = Blueprint("deliveries", __name__, url_prefix="/checkpoint")

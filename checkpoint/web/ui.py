@@ -18,7 +18,7 @@ from checkpoint.review import diff
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, Workflow, WorkflowError
-from checkpoint.storage.store import STATES, NotFound
+from checkpoint.storage.entities import STATES, EventKind, NotFound
 from checkpoint.web.api import _cursor, _make_cursor, reader
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
@@ -143,7 +143,7 @@ def requests_list():
                "author": args.get("author") or None, "search": args.get("q") or None,
                "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
     items, last = reader().visible_page(
-        lambda hidden: workflow().store.list(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
+        lambda hidden: workflow().store.list_requests(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
                                              limit=PAGE, hidden=hidden, **filters), request_key)  # fmt: skip
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
@@ -239,7 +239,7 @@ def request_detail(request_id: int):
     return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
                            status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
                            review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
-                           break_glass=[e for e in item.events if e.kind == "break_glass"])  # fmt: skip
+                           break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS])  # fmt: skip
 
 
 def _same_version(version, snapshot: dict | None) -> bool:

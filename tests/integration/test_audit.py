@@ -21,7 +21,8 @@ from sqlalchemy.orm import sessionmaker
 
 from checkpoint.events import audit
 from checkpoint.storage import db
-from checkpoint.storage.store import OUTSIDE_CHANGE, Store
+from checkpoint.storage.entities import OUTSIDE_CHANGE
+from checkpoint.storage.store import Store
 from tests.support.governed import api, make_model
 
 BIN = Path(sys.executable).parent

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from checkpoint.demo.mlflow_server import free_port, wait_http
 from checkpoint.storage import db
+from tests.support.apps import drop_database
 
 BIN = Path(sys.executable).parent
 HEAD = db.head_revision(db.make_engine("sqlite://"))
@@ -48,8 +49,7 @@ def database_env(request, tmp_path) -> Iterator[dict[str, str]]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     yield {"CHECKPOINT_DATABASE_URL": admin.url.set(database=name).render_as_string(hide_password=False)}
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(admin, name)
 
 
 def test_db_upgrade_then_current_prints_head(database_env, tmp_path):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.storage import db
-from tests.support.apps import close_app
+from tests.support.apps import close_app, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
@@ -34,8 +34,7 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(admin, name)
 
 
 @pytest.fixture
@@ -226,8 +225,7 @@ def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_admin, engine_f
         with engines[0].connect() as conn:
             assert conn.execute(sa.text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalars().all() == [head]
     finally:
-        with postgres_admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(postgres_admin, name)
 
 
 @pytest.mark.postgres
@@ -258,8 +256,7 @@ def test_upgrade_waits_for_the_advisory_lock(postgres_admin, engine_for):
             assert conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar_one() is True
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
     finally:
-        with postgres_admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(postgres_admin, name)
 
 
 def _capture(function, *args):

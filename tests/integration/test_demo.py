@@ -17,8 +17,9 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
+from checkpoint.demo.data import DEMO_MODEL_NAMES, PROD_COPY
 from checkpoint.demo.mlflow_server import free_port
-from checkpoint.demo.run import DEMO_MODEL_NAMES, PROD_COPY, seed
+from checkpoint.demo.seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,6 +29,7 @@ from checkpoint.edge.serving import default_options
 from checkpoint.review import governance
 from checkpoint.review.policy import Policy
 from checkpoint.settings import Settings
+from tests.support.apps import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -369,8 +370,7 @@ def fresh_postgres(postgres_admin):
     with postgres_admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    with postgres_admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(postgres_admin, name)
 
 
 def mlflow_like_compose(root: Path, secrets: dict[str, str]) -> MlflowServer:

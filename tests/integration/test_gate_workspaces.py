@@ -24,7 +24,7 @@ from checkpoint.demo.mlflow_server import free_port
 from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonical_workspace, from_body, from_json
 from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
-from checkpoint.storage.store import APPLIED, APPLYING, APPROVED, OPEN
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
 from tests.support.apps import LiveCheckpoint, serve_in_thread
 from tests.support.proxy import close_app
 

@@ -30,7 +30,8 @@ from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.events import webhooks as notify
 from checkpoint.storage import db
-from checkpoint.storage.store import Event, Outgoing, Store
+from checkpoint.storage.entities import Event, Outgoing
+from checkpoint.storage.store import Store
 from tests.support.apps import ROOT, LiveCheckpoint, close_app, serve_in_thread
 from tests.support.governed import api, make_model, unique
 from tests.support.proxy import checkpoint_process

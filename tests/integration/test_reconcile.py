@@ -25,7 +25,8 @@ from checkpoint.registry import Registry
 from checkpoint.review.changes import SetAlias, Transition
 from checkpoint.review.reconcile import ACTOR, NOT_APPLIED, Reconciler
 from checkpoint.storage import db
-from checkpoint.storage.store import APPLIED, APPLYING, APPROVED, FAILED, OPEN, Store, now
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, now
+from checkpoint.storage.store import Store
 from tests.support.apps import close_app
 from tests.support.governed import api, make_model
 from tests.support.proxy import checkpoint_process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from checkpoint.edge.serving import RequestHandler
 from checkpoint.storage import db
 from tests.support.proxy import close_app
 
-__all__ = ["ROOT", "LiveCheckpoint", "close_app", "migrated_database", "serve_in_thread"]
+__all__ = ["ROOT", "LiveCheckpoint", "close_app", "drop_database", "migrated_database", "serve_in_thread"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,17 @@ def migrated_database(kind: str, request, directory: Path, prefix: str = "cp_tes
     db.upgrade(engine)
     engine.dispose()
     yield url
+    drop_database(admin, name)
+
+
+def drop_database(admin: sa.Engine, name: str, wait: float = 10.0) -> None:
+    """Drop a test database, ending our own connections to it. A server process we may not end
+    (autovacuum starting on the new database) is waited out first, for at most ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    others = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name AND usename IS DISTINCT FROM current_user")
     with admin.connect() as conn:
+        while conn.execute(others, {"name": name}).scalar() and time.monotonic() < deadline:
+            time.sleep(0.05)
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 

@@ -1,0 +1,95 @@
+"""What every part of the Store shares: the session factory, the event-log settings, the
+lookup of one request row, and the conversion of rows into the plain entities it hands out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, not_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from checkpoint.storage import hashing
+from checkpoint.storage.entities import MAX_ID, CheckResult, Comment, Delivery, Event, NotFound, PromoteRequest, Review
+from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow
+
+
+class StoreBase:
+    """The state the Store's parts share (see ``Store`` for what each argument means)."""
+
+    def __init__(
+        self, sessions: sessionmaker, subscribers: Callable[[str], Sequence[str]] | None = None,
+        on_commit: Callable[[], None] | None = None, keys: hashing.Keyring | None = None,
+    ) -> None:  # fmt: skip
+        self.sessions = sessions
+        self.subscribers = subscribers or (lambda kind: ())
+        self.on_commit = on_commit
+        self.keys = keys or hashing.Keyring()
+
+    @staticmethod
+    def _row(session: Session, request_id: int, lock: bool = False) -> RequestRow:
+        check_id(request_id)
+        query = select(RequestRow).where(RequestRow.id == request_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalar(query)
+        if row is None:
+            raise NotFound(f"promote request #{request_id} does not exist")
+        return row
+
+
+def check_id(request_id: int) -> None:
+    if not 1 <= request_id <= MAX_ID:
+        raise NotFound(f"promote request #{request_id} does not exist")
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequest:
+    return PromoteRequest(
+        id=row.id, kind=row.kind, model_name=row.model_name, version=row.version, target=row.target,
+        change=row.change, title=row.title, description=row.description, author=row.author, state=row.state,
+        state_reason=row.state_reason, challenger=row.challenger, champion=row.champion,
+        created_at=aware(row.created_at), updated_at=aware(row.updated_at), applied_at=aware(row.applied_at),
+        apply_result=row.apply_result, named_reviewers=tuple(row.named_reviewers or ()), rule_name=row.rule_name,
+        workspace=row.workspace or "",
+        reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, aware(r.created_at), aware(r.dismissed_at),
+                             r.dismissed_reason, r.digest) for r in reviews),
+        comments=tuple(Comment(c.id, c.author, c.body, aware(c.created_at)) for c in comments),
+        events=tuple(to_event(e) for e in events),
+    )  # fmt: skip
+
+
+def to_event(e: EventRow) -> Event:
+    return Event(e.id, e.request_id, e.model_name, e.kind, e.actor, e.data, aware(e.created_at), e.prev_hash, e.hash)
+
+
+def event_dict(e: EventRow) -> dict:
+    return {"id": e.id, "request_id": e.request_id, "model_name": e.model_name, "kind": e.kind, "actor": e.actor,
+            "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash,
+            "key_id": e.key_id}  # fmt: skip
+
+
+def to_check(row: CheckRow) -> CheckResult:
+    return CheckResult(row.request_id, row.name, row.kind, row.required, row.status, row.reason, row.trigger,
+                       aware(row.evaluated_at))  # fmt: skip
+
+
+def check_event(result: CheckResult) -> dict:
+    return {"check": result.name, "kind": result.kind, "required": result.required, "status": result.status,
+            "reason": result.reason, "trigger": result.trigger}  # fmt: skip
+
+
+def to_delivery(row: DeliveryRow, kind: str = "", model: str = "") -> Delivery:
+    return Delivery(row.id, row.event_id, row.webhook, row.request_id, row.status, row.attempts, aware(row.next_attempt_at),
+                    row.last_status, row.last_error, aware(row.created_at), aware(row.delivered_at), kind, model)  # fmt: skip
+
+
+def visible(query, hidden: Iterable[tuple[str, str]]):
+    """``query`` over requests without those in the ``hidden`` (workspace, model) pairs."""
+    for workspace, model in sorted(set(hidden)):
+        query = query.where(not_(and_(RequestRow.workspace == workspace, RequestRow.model_name == model)))
+    return query

@@ -1,0 +1,183 @@
+"""What the store hands out: plain, frozen entities (no session, no lazy loading), the states a
+request and a delivery move through, and the kinds of event the log records.
+
+Nothing here touches the database; the workflow, the views and the webhooks import their
+states and entities from here, not from the persistence adapter (``store``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
+    "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
+)  # fmt: skip
+STATES = (OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN)
+ACTIVE = (OPEN, APPROVED, APPLYING, FAILED)
+
+# Ids are INTEGER columns (32-bit on PostgreSQL). An id from a URL or a cursor outside
+# 1..MAX_ID names no request; sent to the database it would fail (out of range on
+# PostgreSQL, OverflowError in SQLite's driver) and answer 500 instead of 404.
+MAX_ID = 2**31 - 1
+
+# A pending check's reason: waiting for the background thread, or being evaluated by one
+# (then ``evaluated_at`` is when it was claimed; the claim lapses after the caller's lease).
+CHECK_QUEUED, CHECK_RUNNING = "queued", "running"
+
+# A webhook delivery's states (``failed``: given up on after the last retry).
+PENDING, SENDING, DELIVERED, GAVE_UP = "pending", "sending", "delivered", "failed"
+DELIVERY_STATES = (PENDING, SENDING, DELIVERED, GAVE_UP)
+UNSENT = (PENDING, SENDING)
+
+
+class EventKind(StrEnum):
+    """The kinds of event in the log. The values are what is stored, signed into the chain,
+    sent to webhooks and answered by the API: never change one."""
+
+    OPENED = "opened"
+    EDITED = "edited"
+    COMMENTED = "commented"
+    REVIEW_APPROVED = "review_approved"
+    REVIEW_REJECTED = "review_rejected"
+    APPROVALS_DISMISSED = "approvals_dismissed"
+    SNAPSHOTS_REFRESHED = "snapshots_refreshed"
+    CHECK_FAILED = "check_failed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    BREAK_GLASS = "break_glass"
+    RETRIED = "retried"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    APPLY_FAILED = "apply_failed"
+    REOPENED = "reopened"
+    # Not about one request:
+    OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
+    AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
+    AUDIT_HEAD = "audit_head"  # the log's signed head, for copies kept elsewhere
+
+
+# Event kinds a webhook may subscribe to that are not about one request.
+OUTSIDE_CHANGE = EventKind.OUTSIDE_CHANGE
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotFound(LookupError):
+    pass
+
+
+class DeliveryBusy(RuntimeError):
+    """A delivery is being sent right now and cannot be reset."""
+
+
+@dataclass(frozen=True)
+class Review:
+    id: int
+    reviewer: str
+    verdict: str
+    comment: str
+    created_at: datetime
+    dismissed_at: datetime | None
+    dismissed_reason: str
+    digest: str | None = None  # the challenger's content digest when the review was given
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    request_id: int | None
+    model_name: str
+    kind: str
+    actor: str
+    data: dict
+    created_at: datetime
+    prev_hash: str = ""
+    hash: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The latest result of one check on one request (``checkpoint.review.checks``)."""
+
+    request_id: int
+    name: str
+    kind: str
+    required: bool
+    status: str  # pass / fail / error / pending
+    reason: str
+    trigger: str  # open / refresh / apply / manual ("" when never evaluated)
+    evaluated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    id: int
+    kind: str
+    model_name: str
+    version: str | None
+    target: str
+    change: dict
+    title: str
+    description: str
+    author: str
+    state: str
+    state_reason: str
+    challenger: dict
+    champion: dict | None
+    created_at: datetime
+    updated_at: datetime
+    applied_at: datetime | None
+    apply_result: str
+    named_reviewers: tuple[str, ...] = ()
+    rule_name: str = "default"
+    workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
+    reviews: tuple[Review, ...] = field(default=())
+    comments: tuple[Comment, ...] = field(default=())
+    events: tuple[Event, ...] = field(default=())
+
+    @property
+    def approvals(self) -> tuple[Review, ...]:
+        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event_id: int
+    webhook: str
+    request_id: int | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None
+    event: str = ""  # the event's kind, when read with it
+    model: str = ""  # the event's model, when read with it
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery and everything its payload is built from."""
+
+    delivery: Delivery
+    event: Event
+    request: PromoteRequest | None
+    state: str | None  # the request's state right after the event
+    comment: str | None  # a comment's text, for ``commented``
+    title: str | None = None  # the request's title as of the event (its current one if the log does not say)
+

@@ -1,0 +1,209 @@
+"""Promote requests, their reviews and comments: each change a conditional write, with its
+event appended in the same transaction (exactly-once is the database's job)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from checkpoint.storage.base import check_id, to_request, visible
+from checkpoint.storage.chain import EventChain
+from checkpoint.storage.db import session_scope
+from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, Comment, EventKind, PromoteRequest, now
+from checkpoint.storage.models import CommentRow, EventRow, RequestRow, ReviewRow
+
+
+class Requests(EventChain):
+    """The Store's requests, reviews and comments."""
+
+    # -- writes ----------------------------------------------------------------------
+
+    def open_request(self, *, author: str, dedupe_key: str, event_data: dict, **values) -> tuple[PromoteRequest, bool]:
+        """Insert an open request, or return the open one with the same (author, change)."""
+        stamp = now()
+        try:
+            with session_scope(self.sessions) as session:
+                row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp,
+                                 updated_at=stamp, **values)  # fmt: skip
+                session.add(row)
+                session.flush()
+                self._log(session, row, EventKind.OPENED, author, event_data, stamp)
+                request_id = row.id
+        except IntegrityError:
+            with session_scope(self.sessions) as session:
+                existing = session.scalar(
+                    select(RequestRow.id).where(RequestRow.dedupe_key == dedupe_key, RequestRow.state == OPEN)
+                )
+            if existing is None:  # the other request closed in between: try once more
+                return self.open_request(author=author, dedupe_key=dedupe_key, event_data=event_data, **values)
+            return self.get(existing), False
+        return self.get(request_id), True
+
+    def transition(
+        self, request_id: int, from_states: Iterable[str], to_state: str, *, actor: str, event: EventKind,
+        data: dict | None = None, reason: str | None = None, updated_before: datetime | None = None, **updates,
+    ) -> bool:  # fmt: skip
+        """Move a request between states if (and only if) it is in one of ``from_states``
+        (and, with ``updated_before``, has not changed since then: the reconciler's lease)."""
+        check_id(request_id)
+        stamp = now()
+        values = {"state": to_state, "updated_at": stamp, **updates}
+        if reason is not None:
+            values["state_reason"] = reason
+        query = update(RequestRow).where(RequestRow.id == request_id, RequestRow.state.in_(tuple(from_states)))
+        if updated_before is not None:
+            query = query.where(RequestRow.updated_at < updated_before)
+        with session_scope(self.sessions) as session:
+            result = session.execute(query.values(**values))
+            if result.rowcount != 1:
+                return False
+            row = session.get(RequestRow, request_id)
+            self._log(session, row, event, actor, {"from": list(from_states), "to": to_state, **(data or {})}, stamp)
+        return True
+
+    def update_fields(self, request_id: int, *, actor: str, event: EventKind, data: dict, **values) -> None:
+        """Edit a request's own fields (title, description, snapshots) with an event."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = stamp
+            self._log(session, row, event, actor, data, stamp)
+
+    def add_review(self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str],
+                   digest: str | None = None) -> bool:  # fmt: skip
+        """Record a verdict, only while the request is in one of ``states`` (``digest``: the
+        challenger's content digest the verdict was given on)."""
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id, lock=True)
+            if row.state not in tuple(states):
+                return False
+            session.add(ReviewRow(request_id=request_id, reviewer=reviewer, verdict=verdict, comment=comment,
+                                  created_at=stamp, dismissed_reason="", digest=digest))  # fmt: skip
+            row.updated_at = stamp
+            kind = EventKind.REVIEW_APPROVED if verdict == "approve" else EventKind.REVIEW_REJECTED
+            data = {"comment": comment, **({"digest": digest} if digest else {})}
+            self._log(session, row, kind, reviewer, data, stamp)
+        return True
+
+    def dismiss_reviews(self, request_id: int, reason: str, actor: str) -> int:
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            result = session.execute(
+                update(ReviewRow)
+                .where(ReviewRow.request_id == request_id, ReviewRow.dismissed_at.is_(None))
+                .values(dismissed_at=stamp, dismissed_reason=reason)
+            )
+            if result.rowcount:
+                self._log(session, row, EventKind.APPROVALS_DISMISSED, actor, {"reason": reason, "count": result.rowcount},
+                          stamp)  # fmt: skip
+            return result.rowcount
+
+    def add_comment(self, request_id: int, author: str, body: str) -> Comment:
+        stamp = now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            comment = CommentRow(request_id=request_id, author=author, body=body, created_at=stamp)
+            session.add(comment)
+            session.flush()
+            self._log(session, row, EventKind.COMMENTED, author, {"comment_id": comment.id}, stamp)
+            return Comment(comment.id, author, body, stamp)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, request_id: int) -> PromoteRequest:
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            reviews = session.scalars(select(ReviewRow).where(ReviewRow.request_id == request_id).order_by(ReviewRow.id))
+            comments = session.scalars(
+                select(CommentRow).where(CommentRow.request_id == request_id).order_by(CommentRow.id)
+            )
+            events = session.scalars(select(EventRow).where(EventRow.request_id == request_id).order_by(EventRow.id))
+            return to_request(row, list(reviews), list(comments), list(events))
+
+    def applying_before(self, cutoff: datetime, limit: int = 100) -> list[PromoteRequest]:
+        """Requests claimed for apply and unchanged since ``cutoff``: applies a crash interrupted
+        (``updated_at`` is the claim's time; a live apply finishes within the lease)."""
+        query = (
+            select(RequestRow)
+            .where(RequestRow.state == APPLYING, RequestRow.updated_at < cutoff)
+            .order_by(RequestRow.id)
+            .limit(limit)
+        )
+        with session_scope(self.sessions) as session:
+            return [to_request(row) for row in session.scalars(query)]
+
+    def list_requests(
+        self, *, state: str | None = None, model: str | None = None, target: str | None = None,
+        author: str | None = None, search: str | None = None, before: int | None = None, limit: int = 50,
+        hidden: Iterable[tuple[str, str]] = (), workspace: str | None = None,
+    ) -> tuple[list[PromoteRequest], int | None]:  # fmt: skip
+        """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts.
+        ``hidden`` (workspace, model) pairs are left out: models the caller may not read.
+        ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all."""
+        query = visible(select(RequestRow), hidden)
+        if workspace is not None:
+            query = query.where(RequestRow.workspace == workspace)
+        if state:
+            query = query.where(RequestRow.state == state)
+        if model:
+            query = query.where(RequestRow.model_name == model)
+        if target:
+            query = query.where(RequestRow.target == target)
+        if author:
+            query = query.where(RequestRow.author == author)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(RequestRow.title.ilike(f"%{escaped}%", escape="\\")))
+        if before is not None and before <= MAX_ID:  # beyond MAX_ID every id is before it
+            query = query.where(RequestRow.id < before)
+        query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
+        with session_scope(self.sessions) as session:
+            rows = list(session.scalars(query))
+            page = rows[:limit]
+            # One query for the page's reviews, so the list can say "1 of 2 approvals".
+            reviews: dict[int, list[ReviewRow]] = {r.id: [] for r in page}
+            if page:
+                for review in session.scalars(select(ReviewRow).where(ReviewRow.request_id.in_(list(reviews)))):
+                    reviews[review.request_id].append(review)
+            items = [to_request(r, reviews[r.id]) for r in page]
+        return items, (items[-1].id if len(rows) > limit else None)
+
+    def count(self, state: str | None = None, model: str | None = None, hidden: Iterable[tuple[str, str]] = (),
+              workspace: str | None = None) -> int:  # fmt: skip
+        query = visible(select(func.count(RequestRow.id)), hidden)
+        if workspace is not None:
+            query = query.where(RequestRow.workspace == workspace)
+        if state:
+            query = query.where(RequestRow.state == state)
+        if model:
+            query = query.where(RequestRow.model_name == model)
+        with session_scope(self.sessions) as session:
+            return session.scalar(query) or 0
+
+    def request_models(self, state: str | None = None) -> set[tuple[str, str]]:
+        """The distinct (workspace, model) pairs of requests (in ``state``): what a count may hide."""
+        query = select(RequestRow.workspace, RequestRow.model_name).distinct()
+        if state:
+            query = query.where(RequestRow.state == state)
+        with session_scope(self.sessions) as session:
+            return {(w or "", m) for w, m in session.execute(query)}
+
+    def last_applied_challenger(self, model_name: str, target: str, workspace: str = "") -> dict | None:
+        """The challenger snapshot (with its digest) of the last request applied to ``target`` (of
+        the model of that name in MLflow ``workspace``)."""
+        query = (
+            select(RequestRow.challenger)
+            .where(RequestRow.model_name == model_name, RequestRow.target == target, RequestRow.state == APPLIED,
+                   RequestRow.workspace == workspace)  # fmt: skip
+            .order_by(RequestRow.applied_at.desc(), RequestRow.id.desc())
+            .limit(1)
+        )
+        with session_scope(self.sessions) as session:
+            return session.scalar(query) or None
