@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from checkpoint.events.audit import HEAD
 from checkpoint.events.webhooks.config import Webhook
-from checkpoint.storage.store import Outgoing
+from checkpoint.storage.entities import Outgoing
 
 ENTITY = "promote_request"
 SIGNATURE_VERSION = "v1"

@@ -18,7 +18,8 @@ import requests
 
 from checkpoint.events.webhooks.config import Webhooks
 from checkpoint.events.webhooks.payload import body, headers
-from checkpoint.storage.store import Outgoing, Store, now
+from checkpoint.storage.entities import Outgoing, now
+from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.notify")  # the name operators filter the JSON logs on
 
