@@ -1,4 +1,16 @@
-"""The app factory: settings, database, proxy and views wired together, nothing at import time."""
+"""The app factory: configuration, blueprints and middleware over the process's services
+(``services.py``), nothing at import time.
+
+Building an app opens its database (and refuses one whose schema is not current) and contacts
+nothing else, so tests and tools build one freely. The start-up work (settling interrupted
+applies against MLflow, then the background thread) runs when the app is first served: the
+gateway's first call runs :meth:`Services.start`. That is the one hook every WSGI server
+calls (``gunicorn 'checkpoint:create_app()'``, werkzeug, a load balancer's first probe), and
+it runs after gunicorn forks its workers, so no master starts a thread only to fork.
+Under ``checkpoint serve`` (and any gunicorn run with its worker class, as
+``deploy/gunicorn.conf.py`` does) each worker starts them at boot instead, before serving
+(``edge/serving.py``, ``start_at_boot``), as every worker did before.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +20,16 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from flask import Flask, Response, current_app, g, request, session
-from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import sessionmaker
+from flask import Flask, Response, g, request, session
 
 from checkpoint import identity
 from checkpoint.edge.gateway import Gateway
-from checkpoint.edge.proxy import Proxy
-from checkpoint.errors import register_error_handlers, render_upstream_error
-from checkpoint.events.audit import HEAD, Keyring
-from checkpoint.events.webhooks import Sender
-from checkpoint.registry import Registry
 from checkpoint.review import visibility
-from checkpoint.review.checks import CHECKS_INTERVAL
-from checkpoint.review.reconcile import Reconciler
-from checkpoint.review.workflow import Workflow
-from checkpoint.runtime import logs, metrics
-from checkpoint.runtime.background import Background
+from checkpoint.runtime import logs
+from checkpoint.services import Services
 from checkpoint.settings import Settings
-from checkpoint.storage import db
-from checkpoint.storage.store import Store
+from checkpoint.web.context import csrf, current_services
+from checkpoint.web.errors import register_error_handlers, render_upstream_error
 from checkpoint.web.rendering import markdown
 
 
@@ -47,7 +49,6 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     else:
         settings = Settings.from_env(**dict(config or {}))
     settings = settings.with_secret().with_audit_key().with_policy()
-    assert settings.policy is not None  # with_policy() read it
     logs.configure(settings.log_format, settings.log_level)
     if settings.audit_key_path is not None:
         logging.getLogger(__name__).warning(
@@ -78,63 +79,8 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # Checkpoint's own origin check is the proxy's (see proxy.py)
     )
 
-    engine = db.make_engine(settings.database_url)
-    db.check_current(engine)
-    app.extensions["checkpoint.engine"] = engine
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    app.extensions["checkpoint.sessions"] = sessions
-    registry = Registry(
-        settings.registry_url,
-        username=settings.registry_username,
-        password=settings.registry_password,
-        token=settings.registry_token,
-        timeout=min(settings.upstream_read_timeout, 60.0),
-    )
-    auth = identity.from_settings(settings)
-    app.extensions["checkpoint.auth"] = auth
-    right = None
-    if auth.mode == "mlflow":
-        # MANAGE is asked in the request's MLflow workspace (grants there are per workspace).
-        right = lambda user, model, workspace="": registry.in_workspace(workspace).can_manage(user.name, model)  # noqa: E731
-    background = Background()
-    app.extensions["checkpoint.background"] = background
-    # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
-    webhooks = settings.policy.webhooks
-    app.extensions["checkpoint.webhooks"] = webhooks
-    keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
-    store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
-    store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
-    policy = settings.policy.rules
-    workflow = Workflow(store, registry, settings.policy.protection, policy, review_right=right, checks_queued=background.wake,
-                        public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
-    app.extensions["checkpoint.workflow"] = workflow
-    if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
-        background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
-    if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
-        every = settings.audit_head_interval
-        background.every(every, "audit-head", lambda: store.publish_head(every))
-    if webhooks:
-        sender = Sender(store, webhooks, settings.public_url)
-        app.extensions["checkpoint.sender"] = sender
-        background.every(sender.interval, "webhooks", sender.run)
-    # Applies a crash interrupted: settled once now, then a few times per lease.
-    reconciler = Reconciler.for_settings(workflow.store, registry, settings)
-    app.extensions["checkpoint.reconciler"] = reconciler
-    reconciler.run_safely()
-    background.every(reconciler.interval, "reconcile", reconciler.run)
-
-    proxy = Proxy(
-        settings.registry_url,
-        connect_timeout=settings.upstream_connect_timeout,
-        read_timeout=settings.upstream_read_timeout,
-        pool_size=settings.upstream_pool_size,
-        chunk_size=settings.chunk_size,
-        public_url=settings.public_url,
-        allowed_origins=settings.cors_allowed_origins,
-        render_error=lambda environ, error: render_upstream_error(app, environ, error),
-        on_upstream=metrics.observe_upstream,
-    )
-    app.extensions["checkpoint.proxy"] = proxy
+    services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error))
+    services.attach(app)
 
     from checkpoint.web import api, audit, deliveries, ops, ui
 
@@ -144,19 +90,18 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.register_blueprint(ui.bp)
     app.register_blueprint(deliveries.pages)
     app.register_blueprint(deliveries.api)
-    csrf = CSRFProtect(app)
+    csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)
-    app.extensions["checkpoint.csrf"] = csrf
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)
     app.before_request(_resolve_user)
+    # The first call this process serves runs its start-up work (Services.start): see the module's top.
     app.wsgi_app = Gateway(  # type: ignore[method-assign]
-        app.wsgi_app, proxy, workflow, settings.public_url, auth, settings.allowed_hosts
+        app.wsgi_app, services.proxy, services.workflow, settings.public_url, services.auth, settings.allowed_hosts,
+        on_first_call=services.start,
     )
-    if settings.background:
-        background.start()
     return app
 
 
@@ -165,7 +110,7 @@ _PUBLIC_ENDPOINTS = ("ops.healthz", "ops.readyz", "ops.metrics", "static")
 
 def _resolve_user():
     """Every call to Checkpoint's own pages and API resolves its caller first (``g.user``)."""
-    auth = current_app.extensions["checkpoint.auth"]
+    auth = current_services().auth
     try:
         g.user = auth.user(request.environ, session.get("user"))
         if not g.user.anonymous:
@@ -177,7 +122,7 @@ def _resolve_user():
             return None
         body = json.dumps({"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"})
         return Response(body, status=401, mimetype="application/json", headers=list(exc.headers))
-    registry = current_app.extensions["checkpoint.workflow"].registry
+    registry = current_services().registry
     g.reader = visibility.reader_for(auth.mode, registry, g.user, request.environ)  # what the caller may see
     return None
 

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from checkpoint.errors import CheckpointError
 from checkpoint.runtime.logs import current_request_id
 
 API = "/api/2.0/mlflow"
@@ -58,14 +59,20 @@ class _TTLCache:
             self._items[key] = (self.clock() + self.seconds, value)
 
 
-class RegistryError(Exception):
-    """MLflow answered with an error (``status`` and MLflow's ``error_code``)."""
+class RegistryError(CheckpointError):
+    """MLflow answered with an error (``status`` and ``error_code`` are MLflow's own).
+
+    Checkpoint's API answers it as :meth:`answer` says; the gateway, answering MLflow's own
+    clients, decides per call (never a 5xx they would retry for minutes: ``gateway.py``).
+    """
 
     def __init__(self, status: int, error_code: str, message: str) -> None:
-        super().__init__(f"{error_code}: {message}")
-        self.status = status
-        self.error_code = error_code
-        self.message = message
+        super().__init__(status, error_code, message)
+        self.args = (f"{error_code}: {message}",)
+
+    def answer(self) -> CheckpointError:
+        """A refusal MLflow gave is not a fault of Checkpoint's: 422, MLflow's words quoted."""
+        return CheckpointError(422, self.error_code, f"MLflow: {self.message}")
 
     @property
     def not_found(self) -> bool:
@@ -74,6 +81,9 @@ class RegistryError(Exception):
 
 class RegistryUnavailable(RegistryError):
     """MLflow could not be reached or did not answer in time."""
+
+    def answer(self) -> CheckpointError:
+        return CheckpointError(502, self.error_code, f"Checkpoint: {self.message}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from http import HTTPStatus
 
 from checkpoint.edge import rules
 from checkpoint.edge.proxy import Proxy, discard_input, host_allowed, public_origin
+from checkpoint.errors import CheckpointError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_body, parse_body
@@ -46,8 +47,10 @@ class Gateway:
 
     def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow | None = None,
                  public_url: str | None = None, auth: Authenticator | None = None,
-                 allowed_hosts: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 allowed_hosts: tuple[str, ...] = (), on_first_call: Callable[[], object] | None = None) -> None:  # fmt: skip
         self.flask_wsgi = flask_wsgi
+        # The process's start-up work, run (once; it guards itself) before the first call it serves.
+        self.on_first_call = on_first_call
         self.proxy = proxy
         self.workflow = workflow
         self.public_url = public_url
@@ -59,6 +62,9 @@ class Gateway:
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         """Give the call its request id (logs.py) and count its answer (metrics.py), then dispatch it."""
+        if self.on_first_call is not None:
+            self.on_first_call()
+            self.on_first_call = None
         rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ["HTTP_X_REQUEST_ID"] = rid  # the proxy passes it on to MLflow
         environ[logs.ENVIRON_KEY] = rid
@@ -154,15 +160,15 @@ class Gateway:
             reason = self.workflow.artifact_refusal(replace(write, workspace=workspace))
         except (ChangeError, ContentError) as exc:
             discard_input(environ)
-            return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Checkpoint: {exc}"})
+            return _error(start_response, CheckpointError(400, "INVALID_PARAMETER_VALUE", f"Checkpoint: {exc}"))
         except RegistryUnavailable as exc:
             discard_input(environ)
-            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
+            return _error(start_response, _unavailable(exc))
         except RegistryError as exc:  # the lookup failed: refuse (never pass unchecked), never a 5xx
             discard_input(environ)
-            return _json(start_response, 403, {"error_code": "PERMISSION_DENIED",
-                         "message": f"Checkpoint: could not tell whether this artifact call reaches a registered "
-                                    f"model version's files (MLflow: {exc.message}), so it is refused"})  # fmt: skip
+            return _error(start_response, CheckpointError(403, "PERMISSION_DENIED",
+                          f"Checkpoint: could not tell whether this artifact call reaches a registered "
+                          f"model version's files (MLflow: {exc.message}), so it is refused"))  # fmt: skip
         if body is not None:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -201,7 +207,7 @@ class Gateway:
             parsed = parse_body(environ["REQUEST_METHOD"], environ.get("CONTENT_TYPE", ""), body)
             change = from_body(rule.kind or "", parsed, workspace)
         except ChangeError as exc:
-            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
+            return _error(start_response, exc)
         # Who asks comes before any read of the registry, and a refusal says nothing about it:
         # whether the call is governed depends on what holds what, which is not theirs to learn.
         try:
@@ -217,15 +223,10 @@ class Gateway:
             return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": "Permission denied"})
         try:
             reason = self.workflow.governed(change)
-        except ChangeError as exc:
-            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": str(exc)})
-        except RegistryUnavailable as exc:
-            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
         except RegistryError as exc:
-            if exc.error_code == "FEATURE_DISABLED":  # a workspace named to a server without workspaces
-                return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"MLflow: {exc.message}"})
-            return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
-                         {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
+            return _error(start_response, _mlflow_refused(exc, otherwise=502, quoted=False))
+        except ChangeError as exc:
+            return _error(start_response, exc)
         if reason is None and self.workflow.creates_for_caller(change):
             return self.create_for_caller(environ, start_response, change)
         if reason is None:
@@ -260,11 +261,8 @@ class Gateway:
                          list(exc.headers))  # fmt: skip
         try:
             created = self.workflow.create_for_caller(change, author.name)
-        except RegistryUnavailable as exc:
-            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
-        except RegistryError as exc:
-            return _json(start_response, exc.status if 400 <= exc.status < 500 else 502,
-                         {"error_code": exc.error_code, "message": exc.message})  # fmt: skip
+        except RegistryError as exc:  # MLflow's own answer, as the caller would have had it
+            return _error(start_response, _mlflow_refused(exc, otherwise=502, quoted=False, feature_disabled=False))
         return _json(start_response, 200, created)
 
     def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
@@ -283,15 +281,10 @@ class Gateway:
         """Programs get a promote request opened for them, and its address."""
         try:
             request, created = self.workflow.open(change, author)
-        except WorkflowError as exc:
-            return _json(start_response, exc.status, {"error_code": exc.error_code, "message": exc.message})
-        except RegistryUnavailable as exc:
-            return _json(start_response, 502, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"Checkpoint: {exc.message}"})
         except RegistryError as exc:  # MLflow refused a lookup (version 'abc'): never a 500, which clients retry
-            if exc.error_code == "FEATURE_DISABLED":
-                return _json(start_response, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"MLflow: {exc.message}"})
-            return _json(start_response, exc.status if 400 <= exc.status < 500 else 422,
-                         {"error_code": exc.error_code, "message": f"MLflow: {exc.message}"})  # fmt: skip
+            return _error(start_response, _mlflow_refused(exc, otherwise=422, quoted=True))
+        except WorkflowError as exc:
+            return _error(start_response, exc)
         environ[logs.USER_KEY] = author.name
         metrics.count_governed(change.kind, "opened" if created else "existing")
         url = f"{base}/checkpoint/requests/{request.id}"
@@ -336,6 +329,31 @@ def _read_body(environ: dict) -> bytes:
             raise ChangeError(f"request body too large for a registry call (at most {MAX_GOVERNED_BODY} bytes)")
         return data
     return b""
+
+
+def _mlflow_refused(exc: RegistryError, otherwise: int, quoted: bool, feature_disabled: bool = True) -> CheckpointError:
+    """What an MLflow client is told when MLflow refused a lookup Checkpoint made for its call.
+
+    MLflow's client and UI retry a 5xx for minutes, so a refusal keeps MLflow's 4xx and
+    anything else becomes ``otherwise``; an unreachable MLflow is Checkpoint's own 502. A
+    workspace named to a server without workspaces (``FEATURE_DISABLED``) is the caller's 400.
+    ``quoted`` marks MLflow's words as MLflow's (a request was being opened for the caller).
+    """
+    if isinstance(exc, RegistryUnavailable):
+        return _unavailable(exc)
+    if feature_disabled and exc.error_code == "FEATURE_DISABLED":
+        return CheckpointError(400, "INVALID_PARAMETER_VALUE", f"MLflow: {exc.message}")
+    return CheckpointError(exc.status if 400 <= exc.status < 500 else otherwise, exc.error_code,
+                           f"MLflow: {exc.message}" if quoted else exc.message)  # fmt: skip
+
+
+def _unavailable(exc: RegistryUnavailable) -> CheckpointError:
+    return CheckpointError(502, "TEMPORARILY_UNAVAILABLE", f"Checkpoint: {exc.message}")
+
+
+def _error(start_response, error: CheckpointError, headers: list | None = None) -> list[bytes]:
+    """The gateway's renderer of the one error base: MLflow's JSON error shape, as its clients read it."""
+    return _json(start_response, error.status, error.payload(), headers)
 
 
 def _json(start_response, status: int, payload: dict, headers: list | None = None) -> list[bytes]:

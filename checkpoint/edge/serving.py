@@ -85,9 +85,11 @@ class ProxyWorker(ThreadWorker):
         self._current = threading.local()  # the request each pool thread is serving
 
     def load_wsgi(self) -> None:
-        """The app, told which headers the request repeated (gunicorn's environ joins them)."""
+        """The app, told which headers the request repeated (gunicorn's environ joins them),
+        its start-up work done before this worker serves (see :func:`start_at_boot`)."""
         super().load_wsgi()
         app, current = self.wsgi, self._current
+        start_at_boot(app)
 
         def marked(environ, start_response):
             environ[identity.REPEATED_KEY] = getattr(current, "repeated", frozenset())
@@ -137,6 +139,20 @@ class ProxyWorker(ThreadWorker):
                 self.nr_conns -= 1
                 conn.close()
         return super().wait_for_and_dispatch_events(min(timeout, 1.0))
+
+
+def start_at_boot(app) -> None:
+    """Settle the applies a crash interrupted, then start the background thread, in this
+    worker before it serves: what every worker did at boot when ``create_app`` still did it.
+    (``create_app`` contacts nothing; under a server without this worker the app's first
+    call starts the same work, see ``checkpoint/app.py``.)"""
+    from checkpoint.services import Services  # lazily: the front door does not depend on the wiring
+
+    try:
+        services = Services.of(app)
+    except LookupError:  # another WSGI app run with this worker
+        return
+    services.start(settle_first=True)
 
 
 def repeated_keys(names: Iterable[str]) -> frozenset[str]:

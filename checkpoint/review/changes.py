@@ -16,6 +16,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
+from checkpoint.errors import CheckpointError
 from checkpoint.registry import Registry, RegistryError, Version
 from checkpoint.review.governance import STAGES, Governance
 
@@ -25,11 +26,11 @@ _WORKSPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RESERVED_WORKSPACES = {"workspaces", "api", "ajax-api", "static-files"}
 
 
-class ChangeError(ValueError):
+class ChangeError(CheckpointError, ValueError):
     """The body is not a valid call; answered with 400 like MLflow would."""
 
-    status = 400
-    error_code = "INVALID_PARAMETER_VALUE"
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "INVALID_PARAMETER_VALUE", message)
 
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that is a prompt with it

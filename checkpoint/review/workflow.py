@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import Registry, RegistryError, RegistryUnavailable, Version
 from checkpoint.review import changes, checks, content
@@ -45,14 +46,8 @@ COMMENT_MAX = 65536
 USER_MAX, NAME_MAX, TARGET_MAX, VERSION_MAX = 256, 512, 600, 64
 
 
-class WorkflowError(Exception):
+class WorkflowError(CheckpointError):
     """A request operation that is not allowed: ``status`` says why (403, 409, 422...)."""
-
-    def __init__(self, status: int, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_code = error_code
-        self.message = message
 
 
 def _digest(snapshot: dict | None) -> str | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from checkpoint.errors import CheckpointError
+
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
     "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
 )  # fmt: skip
@@ -67,12 +69,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class NotFound(LookupError):
-    pass
+class NotFound(CheckpointError, LookupError):
+    """No such request or delivery (or one the caller may not read): MLflow's 404."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "RESOURCE_DOES_NOT_EXIST", message)
 
 
-class DeliveryBusy(RuntimeError):
+class DeliveryBusy(CheckpointError, RuntimeError):
     """A delivery is being sent right now and cannot be reset."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "INVALID_STATE", message)
 
 
 @dataclass(frozen=True)

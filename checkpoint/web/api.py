@@ -6,45 +6,30 @@ unknown id, 409 for the wrong state, 422 for a change that cannot be requested.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from importlib import resources
 
 import yaml
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from checkpoint.errors import CheckpointError
-from checkpoint.identity import User
-from checkpoint.registry import RegistryError, RegistryUnavailable
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
-from checkpoint.review.visibility import Reader, request_key
-from checkpoint.review.workflow import NAME_MAX, USER_MAX, Workflow, WorkflowError
+from checkpoint.review.visibility import request_key
+from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
+from checkpoint.web.context import (
+    csrf_for_cookie_callers,
+    current_user,
+    make_request_cursor,
+    public_base,
+    reader,
+    request_cursor,
+    workflow,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
 # Wire names of change kinds: MLflow's route names plus the model-level tag variants.
 API_KINDS = PARSE_KINDS
-
-
-def workflow() -> Workflow:
-    return current_app.extensions["checkpoint.workflow"]
-
-
-def public_base() -> str:
-    """Checkpoint's address as people reach it: configured, or what this request shows."""
-    configured = current_app.config["CHECKPOINT"].public_url
-    return (configured or request.host_url).rstrip("/")
-
-
-def current_user() -> User:
-    """The caller, resolved before every request (see ``app._resolve_user``)."""
-    return g.user
-
-
-def reader() -> Reader:
-    """What the caller may read (``visibility.py``), resolved with the caller."""
-    return g.reader
 
 
 def readable_request(request_id: int) -> PromoteRequest:
@@ -69,12 +54,7 @@ def _readable_request():
         readable_request(request_id)
 
 
-@bp.before_request
-def _csrf_for_cookie_callers():
-    """A browser calling with only its session cookie must show the CSRF token; programs
-    sending an Authorization header cannot be driven cross-site and need none."""
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and "Authorization" not in request.headers:
-        current_app.extensions["checkpoint.csrf"].protect()
+bp.before_request(csrf_for_cookie_callers)
 
 
 def _body(allowed: set[str]) -> dict:
@@ -105,15 +85,13 @@ def _text(data: dict, key: str, default: str | None = None) -> str | None:
 
 
 def workspace_arg(raw: str | None) -> str | None:
-    """A ``workspace`` query or body field: None when absent, else canonical ("" = the default one)."""
+    """A ``workspace`` query or body field: None when absent, else canonical ("" = the default one);
+    a name MLflow would refuse is a ``ChangeError`` (400)."""
     if raw is None:
         return None
     if not isinstance(raw, str):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "workspace must be a string")
-    try:
-        return canonical_workspace(raw)
-    except ChangeError as exc:
-        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", str(exc)) from exc
+    return canonical_workspace(raw)
 
 
 def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
@@ -173,39 +151,6 @@ def check_json(check: CheckResult) -> dict:
             "evaluated_at": check.evaluated_at.isoformat() if check.evaluated_at else None}  # fmt: skip
 
 
-def _cursor(raw: str | None) -> int | None:
-    if not raw:
-        return None
-    try:
-        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if not value.startswith("id:") or not value[3:].isdigit():
-            raise ValueError(raw)
-        return int(value[3:])
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"cursor {raw[:64]!r} is not one this API issued") from exc
-
-
-def _make_cursor(request_id: int | None) -> str | None:
-    return base64.urlsafe_b64encode(f"id:{request_id}".encode()).decode().rstrip("=") if request_id else None
-
-
-@bp.errorhandler(NotFound)
-def _not_found(exc: NotFound):
-    return jsonify(error_code="RESOURCE_DOES_NOT_EXIST", message=str(exc)), 404
-
-
-@bp.errorhandler(WorkflowError)
-def _workflow_error(exc: WorkflowError):
-    return jsonify(error_code=exc.error_code, message=exc.message), exc.status
-
-
-@bp.errorhandler(RegistryError)
-def _registry_error(exc: RegistryError):
-    if isinstance(exc, RegistryUnavailable):
-        return jsonify(error_code=exc.error_code, message=f"Checkpoint: {exc.message}"), 502
-    return jsonify(error_code=exc.error_code, message=f"MLflow: {exc.message}"), 422
-
-
 # -- routes ------------------------------------------------------------------------------
 
 
@@ -225,11 +170,11 @@ def list_requests():
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
     items, last = reader().visible_page(lambda hidden: workflow().store.list_requests(
         state=state, model=args.get("model") or None, target=args.get("target") or None,
-        author=args.get("author") or None, search=args.get("q") or None, before=_cursor(args.get("cursor")),
+        author=args.get("author") or None, search=args.get("q") or None, before=request_cursor(args.get("cursor")),
         limit=int(limit_raw), hidden=hidden, workspace=workspace_arg(args.get("workspace")),
     ), request_key)  # fmt: skip
     checks = workflow().checks_of(items)
-    return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=_make_cursor(last))
+    return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=make_request_cursor(last))
 
 
 @bp.post("/requests")

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from checkpoint.errors import CheckpointError
 from checkpoint.events import audit
-from checkpoint.storage.store import Store
+from checkpoint.web.context import store as _store
 
 bp = Blueprint("audit", __name__, url_prefix="/checkpoint/api/v1/audit")
-
-
-def _store() -> Store:
-    return current_app.extensions["checkpoint.workflow"].store
 
 
 @bp.get("/verify")

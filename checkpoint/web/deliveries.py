@@ -11,36 +11,26 @@ import binascii
 import uuid
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from checkpoint.errors import CheckpointError
 from checkpoint.events.webhooks import Webhooks, request_url
-from checkpoint.identity import User
-from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, DeliveryBusy, NotFound
-from checkpoint.storage.store import Store
-from checkpoint.web.api import _csrf_for_cookie_callers, public_base, reader
+from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, NotFound
+from checkpoint.web.context import csrf_for_cookie_callers, current_services, current_user, public_base, reader, store
 
 pages = Blueprint("deliveries", __name__, url_prefix="/checkpoint")
 api = Blueprint("deliveries_api", __name__, url_prefix="/checkpoint/api/v1")
-api.before_request(_csrf_for_cookie_callers)
+api.before_request(csrf_for_cookie_callers)
 PAGE = 50
 
 
-def store() -> Store:
-    return current_app.extensions["checkpoint.workflow"].store
-
-
 def webhooks() -> Webhooks:
-    return current_app.extensions["checkpoint.webhooks"]
-
-
-def current_user() -> User:
-    return g.user
+    return current_services().webhooks
 
 
 @pages.context_processor
 def _user():
-    return {"user": current_user().name, "auth_mode": current_app.extensions["checkpoint.auth"].mode}
+    return {"user": current_user().name, "auth_mode": current_services().auth.mode}
 
 
 # -- shared ------------------------------------------------------------------------------
@@ -96,12 +86,9 @@ def _resend(raw_id: str) -> Delivery:
     user = current_user()
     if not user.is_admin:
         raise CheckpointError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: re-sending deliveries is for admins")
-    try:
-        delivery = store().resend_delivery(_delivery_id(raw_id))
-    except DeliveryBusy as exc:
-        raise CheckpointError(409, "INVALID_STATE", str(exc)) from exc
+    delivery = store().resend_delivery(_delivery_id(raw_id))  # DeliveryBusy: 409 INVALID_STATE
     current_app.logger.info("delivery %s re-sent by %s", delivery.id, user.name)
-    current_app.extensions["checkpoint.background"].wake()
+    current_services().background.wake()
     return delivery
 
 
@@ -128,11 +115,6 @@ def delivery_json(item: Delivery) -> dict:
 
 
 # -- the API -----------------------------------------------------------------------------
-
-
-@api.errorhandler(NotFound)
-def _not_found(exc: NotFound):
-    return jsonify(error_code="RESOURCE_DOES_NOT_EXIST", message=str(exc)), 404
 
 
 @api.get("/deliveries")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from checkpoint.runtime import metrics as checkpoint_metrics
+from checkpoint.web.context import current_services
 
 bp = Blueprint("ops", __name__, url_prefix="/checkpoint")
 
@@ -21,11 +22,11 @@ def readyz():
     """Ready when the database answers and MLflow's /health does."""
     problems = {}
     try:
-        with current_app.extensions["checkpoint.engine"].connect() as conn:
+        with current_services().engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         problems["database"] = str(exc).splitlines()[0]
-    proxy = current_app.extensions["checkpoint.proxy"]
+    proxy = current_services().proxy
     try:
         answer = proxy.pool.request("GET", proxy.base_path + "/health", retries=False, timeout=2.0)
         if answer.status != 200:
@@ -40,10 +41,6 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     """Prometheus metrics, every worker's counts added up (see checkpoint/metrics.py)."""
-    built = current_app.extensions.get("checkpoint.metrics")
-    if built is None:
-        built = current_app.extensions["checkpoint.metrics"] = checkpoint_metrics.registry(
-            current_app.extensions["checkpoint.workflow"].store
-        )
+    built = current_services().metrics_registry()
     return Response(checkpoint_metrics.exposition(built), mimetype=None, content_type=checkpoint_metrics.CONTENT_TYPE,
                     headers={"Cache-Control": "no-store"})  # fmt: skip

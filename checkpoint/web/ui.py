@@ -9,29 +9,27 @@ import binascii
 import json
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint.events import history
-from checkpoint.identity import User
 from checkpoint.registry import RegistryError
 from checkpoint.review import diff
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
-from checkpoint.review.workflow import TITLE_MAX, Workflow, WorkflowError
+from checkpoint.review.workflow import TITLE_MAX, WorkflowError
 from checkpoint.storage.entities import STATES, EventKind, NotFound
-from checkpoint.web.api import _cursor, _make_cursor, reader
+from checkpoint.web.context import (
+    current_services,
+    current_user,
+    form_message,
+    make_request_cursor,
+    reader,
+    request_cursor,
+    workflow,
+)
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
-
-
-def workflow() -> Workflow:
-    return current_app.extensions["checkpoint.workflow"]
-
-
-def current_user() -> User:
-    """The caller, resolved before every request (see ``app._resolve_user``)."""
-    return g.user
 
 
 @bp.app_template_global()
@@ -106,7 +104,7 @@ def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
 def _user():
     # An error page can render before the caller is resolved (CSRF and the body limit are checked first).
     user = g.get("user")
-    return {"user": user.name if user else "anonymous", "auth_mode": current_app.extensions["checkpoint.auth"].mode}
+    return {"user": user.name if user else "anonymous", "auth_mode": current_services().auth.mode}
 
 
 @bp.before_request
@@ -143,13 +141,14 @@ def requests_list():
                "author": args.get("author") or None, "search": args.get("q") or None,
                "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
     items, last = reader().visible_page(
-        lambda hidden: workflow().store.list_requests(state=None if state == "all" else state, before=_cursor(args.get("cursor")),
-                                             limit=PAGE, hidden=hidden, **filters), request_key)  # fmt: skip
+        lambda hidden: workflow().store.list_requests(state=None if state == "all" else state, limit=PAGE, hidden=hidden,
+                                                      before=request_cursor(args.get("cursor")), **filters),
+        request_key)  # fmt: skip
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
                                "author": filters["author"], "q": filters["search"], "workspace": workspace}.items()
              if v}  # fmt: skip
-    next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
+    next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": make_request_cursor(last)}) if last else None
     return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
                            status=workflow().status, checks=workflow().checks_of(items),
                            first_page=not args.get("cursor"))  # fmt: skip
@@ -213,10 +212,8 @@ def create_request():
         try:
             named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
             item, created = workflow().open(change, current_user(), title, description, named)
-        except WorkflowError as exc:
-            errors["form"] = exc.message
-        except RegistryError as exc:
-            errors["form"] = f"MLflow: {exc.message}"
+        except (WorkflowError, RegistryError) as exc:
+            errors["form"] = form_message(exc)
         else:
             if not created:
                 flash(f"You already have request #{item.id} open for this change.")
@@ -283,12 +280,10 @@ def _diff_for(item):
 def _act(request_id: int, action) -> object:
     try:
         action()
-    except WorkflowError as exc:
-        flash(exc.message, "error")
     except NotFound:
         abort(404, f"promote request #{request_id} does not exist")
-    except RegistryError as exc:
-        flash(f"MLflow: {exc.message}", "error")
+    except (WorkflowError, RegistryError) as exc:
+        flash(form_message(exc), "error")
     return redirect(url_for("ui.request_detail", request_id=request_id), 303)
 
 
@@ -344,7 +339,7 @@ def model_history(name: str):
 @bp.route("/whoami", methods=["GET", "POST"])
 def whoami():
     """No authentication configured: a visitor says who they are (kept in a signed cookie)."""
-    if current_app.extensions["checkpoint.auth"].mode != "none":
+    if current_services().auth.mode != "none":
         abort(404, "names come from your sign-in here")
     if request.method == "POST":
         name = request.form.get("name", "").strip()

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from tests.support.apps import close_app, migrated_database, serve_in_thread
 from tests.support.governed import api, make_model, unique
 
@@ -58,7 +59,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     name, (v1, v2) = make_model(mlflow_server.url)
     client.set_registered_model_alias(name, "champion", v1)
     client.transition_model_version_stage(name, v1, "Production")
-    here = Site(f"http://127.0.0.1:{port}", application, application.extensions["checkpoint.engine"], name, v1, v2)
+    here = Site(f"http://127.0.0.1:{port}", application, services(application).engine, name, v1, v2)
 
     def create(change: dict) -> int:
         answer = api(here.url, "POST", "/requests", user="alice", json={"change": change})

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint.events import audit
+from checkpoint.services import services
 from checkpoint.storage import db
 from checkpoint.storage.entities import OUTSIDE_CHANGE
 from checkpoint.storage.store import Store
@@ -246,7 +247,7 @@ def test_api_verify_and_export(auditor, live_checkpoint, mlflow_server):
     assert made.status_code == 201, made.text
     verdict = api(live_checkpoint.url, "GET", "/audit/verify").json()
     assert verdict["ok"] is True and verdict["count"] >= 1 and verdict["broken_at"] is None
-    keys = live_checkpoint.app.extensions["checkpoint.workflow"].store.keys  # generated into the data dir
+    keys = services(live_checkpoint.app).store.keys  # generated into the data dir
     assert verdict["key_id"] == keys.ids[0] and verdict["unkeyed"] == 0
 
     refused = api(live_checkpoint.url, "GET", "/audit/export")  # bob is no admin: the full log is not his

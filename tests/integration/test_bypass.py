@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from checkpoint.review import governance
+from checkpoint.services import services
 from tests.support.governed import make_model, unique
 from tests.support.hostile import registry_state
 from tests.support.proxy import raw_request
@@ -369,7 +370,7 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     seed = int(os.environ.get("CHECKPOINT_BYPASS_SEED") or random.SystemRandom().randrange(2**32))
     print(f"bypass run seed: {seed} (replay with CHECKPOINT_BYPASS_SEED={seed})")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    gov = sqlite_checkpoint.app.extensions["checkpoint.workflow"].governance
+    gov = services(sqlite_checkpoint.app).workflow.governance
     run = Run(sqlite_checkpoint.url, mlflow_server.url, seed)
     before = registry_state(mlflow_server.url, run.names)
     files_before = content_view(mlflow_server.url, before)
@@ -383,7 +384,7 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     after = registry_state(mlflow_server.url, run.names)
     print(f"{made} calls in {time.monotonic() - started:.1f} s: {dict(sorted(run.outcomes.items()))}")
 
-    store = sqlite_checkpoint.app.extensions["checkpoint.workflow"].store
+    store = services(sqlite_checkpoint.app).store
     assert store.count(state="applied") == 0, "nothing was approved, so nothing may have been applied"
     changed_names = same_governed(before, after, gov)
     assert not changed_names, f"seed {seed}: a governed element changed: " + "; ".join(

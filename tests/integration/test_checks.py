@@ -25,6 +25,7 @@ from checkpoint.registry import Registry
 from checkpoint.review import checks
 from checkpoint.review.checks import CheckConfigError, ExpressionError, parse_checks, parse_expression
 from checkpoint.review.policy import Policy, PolicyError
+from checkpoint.services import services
 from checkpoint.storage.models import CheckRow, EventRow
 from tests.support.apps import close_app
 from tests.support.governed import unique
@@ -415,7 +416,7 @@ def test_mlflow_unreachable_is_an_error_never_a_pass(fraud, make_app, sqlite_url
     client = make_app(fraud.name, GATES, sqlite_url).test_client()
     opened = open_request(client, fraud.name, fraud.versions["better"])
     assert {c["status"] for c in opened["checks"]} == {"pass"}
-    workflow = client.application.extensions["checkpoint.workflow"]
+    workflow = services(client.application).workflow
     workflow.registry = Registry(f"http://127.0.0.1:{free_port()}", timeout=2)  # nothing listens there
     rerun = call(client, "POST", f"/requests/{opened['id']}/checks")
     # Reading the challenger itself fails: every check records an error, and the request is blocked.
@@ -486,7 +487,7 @@ def test_failing_required_check_blocks_approval_and_a_passing_rerun_applies_once
 
     MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url).set_model_version_tag(
         name, challenger, "validation_status", "passed")  # fmt: skip
-    workflow = app.extensions["checkpoint.workflow"]
+    workflow = services(app).workflow
     results = race(*[lambda: workflow.rerun_checks(opened["id"], "carol")] * 4)
     assert {r.state for r in results} <= {"applied", "open", "approved", "applying"}
     final = call(client, "GET", f"/requests/{opened['id']}").get_json()
@@ -706,7 +707,7 @@ def test_http_checks_are_queued_then_evaluated_in_the_background(fresh_model, ma
     reviewed = call(client, "POST", f"/requests/{opened['id']}/reviews", "bob", json={"verdict": "approve"}).get_json()
     assert reviewed["state"] == "open" and reviewed["blocked_by_checks"] == ["ci"], "a pending required check blocks"
 
-    workflow = app.extensions["checkpoint.workflow"]
+    workflow = services(app).workflow
     assert workflow.run_pending_checks() == 1
     assert workflow.run_pending_checks() == 0, "each queued check is evaluated once"
     sent = receiver.received[-1]["json"]
@@ -732,7 +733,7 @@ def tmp_policy_switch(app, url: str) -> bool:
     """Point the loaded policy's HTTP check at another URL (the policy is read once at start)."""
     from dataclasses import replace
 
-    workflow = app.extensions["checkpoint.workflow"]
+    workflow = services(app).workflow
     rules = []
     for rule in workflow.policy.rules:
         rules.append(replace(rule, checks=tuple(replace(c, url=url) if c.kind == "http" else c for c in rule.checks)))

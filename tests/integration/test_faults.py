@@ -22,6 +22,7 @@ from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from tests.support.apps import close_app, serve_in_thread
 from tests.support.governed import api, make_model, unique
 from tests.support.hostile import database_dump, registry_state
@@ -69,17 +70,16 @@ def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[s
     application = create_app({"registry_url": broken_store.url, "database_url": database_url, "data_dir": tmp_path,
                               "upstream_read_timeout": READ_TIMEOUT})  # fmt: skip
     change = {"kind": "delete_alias", "name": "m", "alias": "champion"}
-    application.extensions["checkpoint.workflow"].store.open_request(
+    services(application).store.open_request(
         author="alice", dedupe_key="k", event_data={"change": change}, kind="delete_alias", model_name="m", version=None,
         target="alias:champion", change=change, title="t", description="", challenger={}, champion=None,
         named_reviewers=[], rule_name="default",
     )  # fmt: skip
     port = free_port()
     server, thread = serve_in_thread(application, port)
-    yield f"http://127.0.0.1:{port}", application.extensions["checkpoint.engine"]
+    yield f"http://127.0.0.1:{port}", services(application).engine
     server.shutdown()
     thread.join(timeout=10)
-    application.extensions["checkpoint.proxy"].pool.close()
     close_app(application)
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.events import audit
+from checkpoint.services import services
 from checkpoint.settings import Settings, SettingsError
 from checkpoint.storage import db
 from tests.integration.test_audit import KEY, KEYS, cli, execute, seed, store_for
@@ -155,7 +156,7 @@ def test_expect_must_be_id_colon_hash(sqlite_url, tmp_path, bad):
 
 
 def test_api_verify_checks_expected_heads(live_checkpoint):
-    store = live_checkpoint.app.extensions["checkpoint.workflow"].store
+    store = services(live_checkpoint.app).store
     seed(store)
     verdict = api(live_checkpoint.url, "GET", "/audit/verify").json()
     assert verdict["ok"] is True and verdict["count"] == 12 and verdict["unkeyed"] == 0
@@ -226,12 +227,12 @@ def test_generated_key_is_private_reused_and_announced(sqlite_url, tmp_path, cap
     assert "only as safe as that directory" in caplog.text and str(path) in caplog.text
     key = path.read_text().strip()
     assert len(key) == 64
-    seed(first.extensions["checkpoint.workflow"].store, requests_=1)
+    seed(services(first).store, requests_=1)
     close_app(first)
 
     second = make_app(sqlite_url, data)  # a restart: the same key, not a new one
     assert path.read_text().strip() == key
-    store = second.extensions["checkpoint.workflow"].store
+    store = services(second).store
     store.add_comment(1, "dave", "after the restart")
     close_app(second)
     rows = rows_of(sqlite_url)
@@ -252,7 +253,7 @@ def test_configured_key_is_used_and_nothing_generated(sqlite_url, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="checkpoint.app"):
         application = create_app(settings)
     try:
-        assert application.extensions["checkpoint.workflow"].store.keys == ROTATED
+        assert services(application).store.keys == ROTATED
         assert "CHECKPOINT_AUDIT_KEY" not in caplog.text
         assert not (data / "audit_key").exists()
     finally:
@@ -386,8 +387,8 @@ def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, t
         application = make_app(database_url, tmp_path / "data", audit_key=KEY, policy_file=policy,
                                environ={SECRET_ENV: SECRET})  # fmt: skip
         try:
-            seed(application.extensions["checkpoint.workflow"].store)
-            application.extensions["checkpoint.background"].start()  # its first round publishes the head
+            seed(services(application).store)
+            services(application).background.start()  # its first round publishes the head
             (arrival,) = wait_until(lambda: receiver.accepted("/heads"), "the head delivered")
             wait_until(lambda: len(receiver.accepted("/all")) == 12, "the request events delivered")
         finally:

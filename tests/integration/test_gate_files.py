@@ -27,6 +27,7 @@ from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import Registry
 from checkpoint.review import content
 from checkpoint.review.content import ArtifactWrite
+from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, serve_in_thread
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import unique
@@ -288,7 +289,7 @@ def test_a_runs_other_files_and_new_models_pass_through_checkpoint(sqlite_checkp
 def test_reads_pay_no_lookup_and_passing_writes_pay_a_small_one(sqlite_checkpoint, mlflow_server, champion):
     """GETs never consult the registry; a passing PUT costs the lookup (printed, for the report)."""
     base = sqlite_checkpoint.url
-    registry = sqlite_checkpoint.app.extensions["checkpoint.workflow"].registry
+    registry = services(sqlite_checkpoint.app).registry
     calls = []
     original = registry._call_path
 
@@ -312,7 +313,7 @@ def test_reads_pay_no_lookup_and_passing_writes_pay_a_small_one(sqlite_checkpoin
                 samples.append(time.perf_counter() - started)
                 assert answer.status_code == 200, answer.text
             timings[label] = sorted(samples)[len(samples) // 2] * 1000
-        workflow = sqlite_checkpoint.app.extensions["checkpoint.workflow"]
+        workflow = services(sqlite_checkpoint.app).workflow
         lookups = []
         for i in range(15):
             started = time.perf_counter()
@@ -469,7 +470,7 @@ def test_champion_files_changed_outside_are_recorded(gate, mlflow_server, files_
     after = api(base, "POST", f"/requests/{request_id}/checks", "bob").json()
     assert after["state"] == "open" and "champion's files changed outside Checkpoint" in after["state_reason"]
     assert after["champion"]["digest"] != seen
-    audit = gate.app.extensions["checkpoint.workflow"].store
+    audit = services(gate.app).store
     outside = [e for e in audit.audit_rows() if e["kind"] == "outside_change" and e["data"].get("files")]
     assert len(outside) == 1 and outside[0]["model_name"] == name
     assert outside[0]["data"]["digest_before"] == seen and outside[0]["data"]["version"] == files_model["v1"]
@@ -547,7 +548,7 @@ def test_champion_files_changed_since_its_promotion_are_noticed_at_the_next_open
     opened = api(base, "GET", f"/requests/{second}", "bob").json()
     assert opened["champion"]["version"] == files_model["v2"]
     assert opened["champion"]["digest"] != applied["challenger"]["digest"]
-    store = sqlite_checkpoint.app.extensions["checkpoint.workflow"].store
+    store = services(sqlite_checkpoint.app).store
     outside = [e for e in store.audit_rows() if e["kind"] == "outside_change" and e["model_name"] == name]
     assert [e["data"].get("files", False) for e in outside] == [False, True], outside  # the alias set on MLflow, then the files
     assert outside[1]["data"]["digest_before"] == applied["challenger"]["digest"]

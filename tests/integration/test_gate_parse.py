@@ -28,6 +28,7 @@ from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.identity import User
 from checkpoint.review.policy import Policy, Rule
+from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
 from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
 from tests.support.governed import api, make_model, unique
@@ -83,7 +84,7 @@ def alice(gate, monkeypatch) -> MlflowClient:
 
 
 def opened_count(gate: LiveCheckpoint) -> int:
-    return gate.app.extensions["checkpoint.workflow"].store.count()
+    return services(gate.app).store.count()
 
 
 def refused(call) -> int:

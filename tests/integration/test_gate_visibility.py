@@ -29,6 +29,7 @@ from playwright.sync_api import expect
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import READ_RIGHT_SECONDS
+from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
 from tests.support.auth import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
@@ -287,7 +288,7 @@ def test_revoked_read_right_is_honoured_within_the_cache_time(visible, auth_mlfl
     base = visible.url
     name, (_v1, v2, _v3) = secret_model(auth_mlflow, monkeypatch)
     request_id = open_as(base, "alice", name, v2)
-    registry = visible.app.extensions["checkpoint.workflow"].registry
+    registry = services(visible.app).registry
     assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("bob"), timeout=30).ok
     assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("dave"),
                         timeout=30).status_code == 404  # fmt: skip

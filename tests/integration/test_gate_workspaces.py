@@ -24,6 +24,7 @@ from checkpoint.demo.mlflow_server import free_port
 from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonical_workspace, from_body, from_json
 from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
+from checkpoint.services import services
 from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
 from tests.support.apps import LiveCheckpoint, serve_in_thread
 from tests.support.proxy import close_app
@@ -265,7 +266,7 @@ def test_same_change_in_a_and_b_is_two_requests(checkpoint, world):
     assert f'/checkpoint/requests/{in_a}"' not in page.text
 
     # Each read its own workspace when it opened: both saw champion at v1 for the first time.
-    events = [e for e in checkpoint.app.extensions["checkpoint.workflow"].store.events(model=name)
+    events = [e for e in services(checkpoint.app).store.events(model=name)
               if e.kind == "outside_change"]  # fmt: skip
     assert sorted(e.data.get("workspace", "") for e in events) == sorted([world.a, world.b])
 
@@ -407,7 +408,7 @@ def test_reconciler_asks_the_requests_workspace(checkpoint, world):
     name, _ = world.model(production_in=(world.a, world.b))
     request_id = opened(through(checkpoint, "POST", "registered-models/alias",
                                 {"name": name, "alias": "champion", "version": "2"}, world.b))  # fmt: skip
-    workflow = checkpoint.app.extensions["checkpoint.workflow"]
+    workflow = services(checkpoint.app).workflow
     store = workflow.store
     assert store.transition(request_id, (OPEN,), APPROVED, actor="test", event="approved")
     assert store.transition(request_id, (APPROVED,), APPLYING, actor="test", event="applying")
@@ -540,7 +541,7 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
     b.call("POST", "model-versions/set-tag", {"name": name, "version": "1", "key": "validation_status", "value": "passed"})
     names = [name, f"{name}-renamed"]
     spaces = ("", world.a, world.b)
-    gov = checkpoint.app.extensions["checkpoint.workflow"].governance
+    gov = services(checkpoint.app).workflow.governance
 
     def snapshot() -> dict:
         return {ws: {n: workspace_state(world.direct(ws), n) for n in names} for ws in spaces}
@@ -577,7 +578,7 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
     after = snapshot()
     print(dict(outcomes))
 
-    store = checkpoint.app.extensions["checkpoint.workflow"].store
+    store = services(checkpoint.app).store
     assert store.count(state="applied") == 0
     for ws in spaces:
         assert governed_view(after[ws], gov) == governed_view(before[ws], gov), f"seed {seed}: governed state moved in {ws!r}"

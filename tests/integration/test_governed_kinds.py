@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from checkpoint.storage import db
 from tests.support.apps import close_app
 from tests.support.compat import mlflow_major
@@ -41,7 +42,7 @@ class Gate:
     app: object
 
     def requests_opened(self) -> int:
-        return self.app.extensions["checkpoint.workflow"].store.count()
+        return services(self.app).store.count()
 
     def send(self, prefix: str, method: str, endpoint: str, body: dict, user: str = "alice") -> requests.Response:
         return requests.request(method, f"{self.url}/{prefix}/2.0/mlflow/{endpoint}", json=body, auth=(user, "x"),

@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from checkpoint.storage import db
 from tests.support.apps import close_app
 from tests.support.compat import mlflow_major
@@ -420,7 +421,7 @@ def _fill_change(expected, model: Model):
 
 
 def _request_count(app) -> int:
-    return app.extensions["checkpoint.workflow"].store.count()
+    return services(app).store.count()
 
 
 def check_through_checkpoint(base: str, app, variant: Variant, model: Model) -> Answer:

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from tests.support.apps import close_app, migrated_database, serve_in_thread
 from tests.support.governed import api, make_model
 from tests.support.hostile import database_dump, form_session, registry_state
@@ -76,7 +77,7 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
     applied = create({"kind": "set_tag", "name": name, "version": v2, "key": "validation_status", "value": "passed"})
     approved = api(base, "POST", f"/requests/{applied}/reviews", user="dave", json={"verdict": "approve"})
     assert approved.json()["state"] == "applied", approved.text
-    here = Site(base, application.extensions["checkpoint.engine"], mlflow_server.url,
+    here = Site(base, services(application).engine, mlflow_server.url,
                 {"model": name, "v1": v1, "v2": v2, "open": str(opened), "applied": str(applied)})  # fmt: skip
     forms = form_session(base)
     here.cookie, here.token = forms.cookie, forms.token

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException, RestException
 from checkpoint import create_app, identity
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.edge.gateway import Gateway
+from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, close_app, serve_in_thread
 from tests.support.auth import ADMIN, PASSWORDS, dump, grant, start_auth_server
 from tests.support.governed import make_model
@@ -260,7 +261,7 @@ def test_a_protected_name_is_created_by_checkpoints_account_not_the_callers(auth
     Checkpoint the protected name is created by Checkpoint's account, and the copy still
     becomes one request."""
     base = auth_checkpoint.url
-    registry = auth_checkpoint.app.extensions["checkpoint.workflow"].registry
+    registry = services(auth_checkpoint.app).registry
     name, (v1, _) = governed_model(auth_mlflow, monkeypatch)
     prod = f"prod.{name}"
 

@@ -183,6 +183,7 @@ import importlib.util, json, checkpoint
 from checkpoint import create_app
 from checkpoint.storage import db
 from checkpoint.app import frontend_dir
+from checkpoint.services import services
 
 app = create_app()
 client = app.test_client()
@@ -194,7 +195,7 @@ print(json.dumps({
     "frontend": str(frontend_dir()),
     "templates": app.template_folder,
     "static": app.static_folder,
-    "revision": db.current_revision(app.extensions["checkpoint.engine"]),
+    "revision": db.current_revision(services(app).engine),
     "healthz": [client.get("/checkpoint/healthz").status_code, client.get("/checkpoint/healthz").get_json()],
     "css": [css.status_code, len(css.data)],
     "missing": [missing.status_code, missing.mimetype, missing.get_data(as_text=True)],

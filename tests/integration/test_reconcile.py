@@ -24,6 +24,7 @@ from checkpoint.demo.mlflow_server import free_port
 from checkpoint.registry import Registry
 from checkpoint.review.changes import SetAlias, Transition
 from checkpoint.review.reconcile import ACTOR, NOT_APPLIED, Reconciler
+from checkpoint.services import services
 from checkpoint.storage import db
 from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, now
 from checkpoint.storage.store import Store
@@ -46,7 +47,7 @@ def app(mlflow_server, database_url, tmp_path):
 
 def claimed(app, change, author: str = "alice") -> int:
     """A request for ``change`` left in ``applying``, as a worker that died after its claim leaves it."""
-    workflow = app.extensions["checkpoint.workflow"]
+    workflow = services(app).workflow
     request, _ = workflow.open(change, author)
     assert workflow.store.transition(request.id, (OPEN,), APPLYING, actor="bob", event="applying")
     return request.id
@@ -59,8 +60,8 @@ def settled_events(store: Store, request_id: int) -> list:
 def test_settles_against_mlflow_and_respects_the_lease(app, mlflow_server):
     direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     name, (v1, v2) = make_model(mlflow_server.url)
-    store = app.extensions["checkpoint.workflow"].store
-    registry = app.extensions["checkpoint.workflow"].registry
+    store = services(app).store
+    registry = services(app).registry
     got_through = claimed(app, SetAlias(name, alias="champion", version_=v1))
     direct.set_registered_model_alias(name, "champion", v1)  # the write reached MLflow, its answer was lost
     lost = claimed(app, Transition(name, version_=v2, stage="Production"))
@@ -87,7 +88,7 @@ def test_settles_against_mlflow_and_respects_the_lease(app, mlflow_server):
     assert direct.get_model_version(name, v2).current_stage == "None"  # the reconciler never applies
 
     # A person retries; the change is applied once.
-    retried = app.extensions["checkpoint.workflow"].retry(lost, "bob")
+    retried = services(app).workflow.retry(lost, "bob")
     assert retried.state == APPLIED, retried.state_reason
     assert direct.get_model_version(name, v2).current_stage == "Production"
     assert [e.kind for e in settled_events(store, lost)] == ["apply_failed", "applied"]
@@ -95,8 +96,8 @@ def test_settles_against_mlflow_and_respects_the_lease(app, mlflow_server):
 
 def test_two_reconcilers_settle_each_request_once(app, mlflow_server):
     name, (v1, v2) = make_model(mlflow_server.url)
-    store = app.extensions["checkpoint.workflow"].store
-    registry = app.extensions["checkpoint.workflow"].registry
+    store = services(app).store
+    registry = services(app).registry
     ids = [claimed(app, SetAlias(name, alias=f"a{i}", version_=v1 if i % 2 else v2), author=f"u{i}") for i in range(8)]
     barrier = threading.Barrier(2)
     outcomes = []
@@ -122,7 +123,7 @@ def test_two_reconcilers_settle_each_request_once(app, mlflow_server):
 def test_an_outcome_recorded_first_wins(app, mlflow_server):
     """The apply itself finished, or a new claim (a retry) began, after the reconciler looked."""
     name, (v1, _v2) = make_model(mlflow_server.url)
-    workflow = app.extensions["checkpoint.workflow"]
+    workflow = services(app).workflow
     store = workflow.store
     reconciler = Reconciler(store, workflow.registry, lease=0.001)
 
@@ -146,7 +147,7 @@ def test_an_outcome_recorded_first_wins(app, mlflow_server):
 
 def test_mlflow_unreachable_leaves_the_request_for_the_next_round(app, mlflow_server):
     name, (v1, _v2) = make_model(mlflow_server.url)
-    store = app.extensions["checkpoint.workflow"].store
+    store = services(app).store
     stuck = claimed(app, SetAlias(name, alias="champion", version_=v1))
     nowhere = Registry(f"http://127.0.0.1:{free_port()}", timeout=2)
     outcome = Reconciler(store, nowhere, lease=0.001).run()

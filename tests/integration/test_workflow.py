@@ -22,6 +22,7 @@ from mlflow.exceptions import RestException
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
+from checkpoint.services import services
 from checkpoint.storage.models import EventRow, RequestRow
 from tests.support.apps import close_app, serve_in_thread
 from tests.support.governed import api, make_model, unique
@@ -38,7 +39,7 @@ def direct(mlflow_server) -> MlflowClient:
 
 
 def engine_of(live) -> sa.Engine:
-    return live.app.extensions["checkpoint.engine"]
+    return services(live.app).engine
 
 
 def race(*calls: Callable[[], object]) -> list:

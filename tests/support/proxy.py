@@ -44,6 +44,7 @@ from werkzeug.serving import make_server
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port, wait_http
 from checkpoint.edge.serving import RequestHandler
+from checkpoint.services import services
 from checkpoint.storage import db
 
 SERVER_HEADER = "fake-upstream/1.0"
@@ -55,9 +56,8 @@ HTML_PAGE = (
 
 
 def close_app(application) -> None:
-    """Stop an in-process app's background thread and close its database connections."""
-    application.extensions["checkpoint.background"].stop()
-    application.extensions["checkpoint.engine"].dispose()
+    """Stop an in-process app's background thread, close its connections (Services.close)."""
+    services(application).close()
 
 
 def pattern(n: int, seed: int = 7) -> bytes:
@@ -458,7 +458,6 @@ def checkpoint_in_thread(registry_url: str, data_dir: Path, **config) -> Iterato
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        application.extensions["checkpoint.proxy"].pool.close()
         close_app(application)
 
 

@@ -18,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    from checkpoint.events.audit import GENESIS, event_hash
+    from checkpoint.storage.hashing import GENESIS, event_hash
 
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("prev_hash", sa.String(64), nullable=True))

@@ -1,0 +1,188 @@
+"""Everything one Checkpoint process runs on, built once: the one place the parts are wired.
+
+``Services.build(settings)`` opens the database (and checks its schema), and builds the
+registry adapter, the store, the workflow, the proxy, the webhook sender, the reconciler and
+the background thread's task list. It contacts nothing else: MLflow is first called when
+:meth:`Services.start` runs the start-up work (``checkpoint serve`` at worker boot, or the
+first call a plain WSGI server hands the app, see ``app.py``). :meth:`Services.close` undoes
+it all. The Flask app keeps its one instance; :meth:`Services.of` finds it again.
+
+No web framework here: the Flask side (CSRF, templates, the error renderer) lives in ``web/``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from checkpoint import identity
+from checkpoint.edge.proxy import Proxy, UpstreamError
+from checkpoint.events.audit import HEAD, Keyring
+from checkpoint.events.webhooks import Sender, Webhooks
+from checkpoint.registry import Registry
+from checkpoint.review.checks import CHECKS_INTERVAL
+from checkpoint.review.policy import Policy
+from checkpoint.review.reconcile import Reconciler
+from checkpoint.review.workflow import Workflow
+from checkpoint.runtime import metrics
+from checkpoint.runtime.background import Background
+from checkpoint.settings import Settings
+from checkpoint.storage import db
+from checkpoint.storage.store import Store
+
+_KEY = "checkpoint"  # the one entry in ``app.extensions``
+
+
+@dataclass
+class Services:
+    """The process's parts. Build with :meth:`build`, find with :meth:`of`, end with :meth:`close`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    registry: Registry
+    auth: identity.Authenticator
+    policy: Policy
+    store: Store
+    workflow: Workflow
+    webhooks: Webhooks
+    sender: Sender | None
+    reconciler: Reconciler
+    proxy: Proxy
+    background: Background
+    _started: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _metrics: Any = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, render_upstream_error: Callable[[dict, UpstreamError], tuple[str, bytes]] | None = None
+    ) -> Services:
+        """Wire every part for ``settings`` (secret and audit key resolved already).
+
+        Refuses a database whose schema is not current (``db.check_current``), as before any
+        worker serves. Reads and writes only the database; nothing here calls MLflow.
+        """
+        engine = db.make_engine(settings.database_url)
+        try:
+            return cls._wire(settings, engine, render_upstream_error)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @classmethod
+    def _wire(cls, settings: Settings, engine: Engine, render_upstream_error) -> Services:
+        db.check_current(engine)
+        settings = settings.with_policy()  # read once: a no-op when the master (or create_app) read it
+        assert settings.policy is not None  # with_policy() read it
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        registry = Registry(
+            settings.registry_url,
+            username=settings.registry_username,
+            password=settings.registry_password,
+            token=settings.registry_token,
+            timeout=min(settings.upstream_read_timeout, 60.0),
+        )
+        auth = identity.from_settings(settings)
+        right = None
+        if auth.mode == "mlflow":
+            # MANAGE is asked in the request's MLflow workspace (grants there are per workspace).
+            right = lambda user, model, workspace="": registry.in_workspace(workspace).can_manage(user.name, model)  # noqa: E731
+        background = Background()
+        # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
+        webhooks = settings.policy.webhooks
+        keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
+        store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
+        store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
+        policy, protection = settings.policy.rules, settings.policy.protection
+        workflow = Workflow(store, registry, protection, policy, review_right=right, checks_queued=background.wake,
+                            public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
+        if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
+            background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+        if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
+            every = settings.audit_head_interval
+            background.every(every, "audit-head", lambda: store.publish_head(every))
+        sender = None
+        if webhooks:
+            sender = Sender(store, webhooks, settings.public_url)
+            background.every(sender.interval, "webhooks", sender.run)
+        # Applies a crash interrupted: settled at start-up (start()), then a few times per lease.
+        reconciler = Reconciler.for_settings(workflow.store, registry, settings)
+        background.every(reconciler.interval, "reconcile", reconciler.run)
+        proxy = Proxy(
+            settings.registry_url,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            pool_size=settings.upstream_pool_size,
+            chunk_size=settings.chunk_size,
+            public_url=settings.public_url,
+            allowed_origins=settings.cors_allowed_origins,
+            render_error=render_upstream_error,
+            on_upstream=metrics.observe_upstream,
+        )
+        return cls(settings=settings, engine=engine, sessions=sessions, registry=registry, auth=auth, policy=policy,
+                   store=store, workflow=workflow, webhooks=webhooks, sender=sender, reconciler=reconciler,
+                   proxy=proxy, background=background)  # fmt: skip
+
+    # -- finding them again --------------------------------------------------------------
+
+    def attach(self, app: Any) -> None:
+        """Keep these services on a WSGI app (Flask's ``app.extensions``) for :meth:`of`."""
+        app.extensions[_KEY] = self
+
+    @classmethod
+    def of(cls, app: Any) -> Services:
+        """The services an app was built with (``create_app`` attaches them)."""
+        found = getattr(app, "extensions", {}).get(_KEY)
+        if not isinstance(found, cls):
+            raise LookupError(f"{app!r} was not built by checkpoint.create_app")
+        return found
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self, *, settle_first: bool = False) -> None:
+        """The process's start-up work, once: settle the applies a crash interrupted, then run
+        the background thread (when ``CHECKPOINT_BACKGROUND`` is on; its first round runs every
+        task, the reconciler included). ``settle_first`` settles them before returning, as a
+        worker does at boot; otherwise the thread's first round does, off the caller's path.
+        With the thread off, they are settled here, once."""
+        if self._started:
+            return
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+        if settle_first or not self.settings.background:
+            self.reconciler.run_safely()
+        if self.settings.background:
+            self.background.start()
+
+    def close(self) -> None:
+        """Stop the background thread, close MLflow connections and the database's. Idempotent."""
+        with self._lock:
+            self._closed = True
+        self.background.stop()
+        self.proxy.pool.close()
+        self.registry.http.clear()
+        self.engine.dispose()
+
+    def metrics_registry(self) -> Any:
+        """What a scrape of ``/checkpoint/metrics`` reads, built on the first scrape."""
+        if self._metrics is None:
+            self._metrics = metrics.registry(self.store)
+        return self._metrics
+
+
+def services(app: Any) -> Services:
+    """The services of ``app`` (a shorthand for :meth:`Services.of`, for tests and tools)."""
+    return Services.of(app)
