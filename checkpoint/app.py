@@ -48,7 +48,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         settings = config
     else:
         settings = Settings.from_env(**dict(config or {}))
-    settings = settings.with_secret().with_audit_key()
+    settings = settings.with_secret().with_audit_key().with_policy()
     logs.configure(settings.log_format, settings.log_level)
     if settings.audit_key_path is not None:
         logging.getLogger(__name__).warning(

@@ -9,7 +9,8 @@ from typing import TypeVar
 
 import click
 
-from checkpoint.settings import Settings, SettingsError
+from checkpoint.errors import ConfigError
+from checkpoint.settings import Settings
 
 T = TypeVar("T")
 
@@ -17,7 +18,7 @@ T = TypeVar("T")
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except SettingsError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -37,19 +38,16 @@ def main() -> None:
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
     from checkpoint.edge.serving import serve as run
-    from checkpoint.identity import IdentityError
-    from checkpoint.review.governance import GovernanceError
-    from checkpoint.review.policy import PolicyError
     from checkpoint.settings import server_knobs
 
     try:
         knobs = server_knobs()
-    except SettingsError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"],
             threads or knobs["threads"])  # fmt: skip
-    except (GovernanceError, PolicyError, IdentityError, SettingsError) as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -116,7 +114,7 @@ def _keyring():
 
     try:
         settings = _settings().with_audit_key(create=False)
-    except SettingsError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     return Keyring.of(settings.audit_key, *settings.audit_old_keys)
 

@@ -28,3 +28,15 @@ class CheckpointError(Exception):
         """This error as Checkpoint's own API and pages answer it: itself, unless it reports
         someone else's refusal (``RegistryError`` carries MLflow's status, not ours)."""
         return self
+
+
+class ConfigError(CheckpointError, ValueError):
+    """A configuration value is missing or malformed: a ``CHECKPOINT_*`` variable, or a key of the
+    policy file named by its path (``rules[0] (fraud production).checks[0] (auc-gate).expression``).
+
+    Start-up stops with the message, which shows a good value; a ValueError too, as the four
+    errors it replaces were (``SettingsError``, ``IdentityError``, ``GovernanceError``, ``PolicyError``).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "INTERNAL_ERROR", message)

@@ -17,24 +17,28 @@ import binascii
 import hashlib
 import ipaddress
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import urllib3
 
+from checkpoint.errors import ConfigError
+
+if TYPE_CHECKING:
+    from checkpoint.settings import Settings
+
 ANONYMOUS = "anonymous"
-MODES = ("none", "header", "mlflow")
 # The header keys (``HTTP_...``) a request carried more than once: set by Checkpoint's servers
 # (serving.py), which otherwise join repeats with "," as gunicorn and werkzeug do.
 REPEATED_KEY = "checkpoint.repeated_headers"
 
 
-class IdentityError(ValueError):
-    """The identity configuration is invalid."""
+# The name this module's errors had before there was one ConfigError.
+IdentityError = ConfigError
 
 
 class Unauthenticated(Exception):
@@ -197,52 +201,33 @@ class MlflowAuth:
 Authenticator = NoAuth | HeaderAuth | MlflowAuth
 
 
-def _names(raw: str) -> frozenset[str]:
-    return frozenset(item.strip() for item in raw.split(",") if item.strip())
+def from_settings(settings: Settings) -> Authenticator:
+    """The configured authenticator (``CHECKPOINT_AUTH`` and friends, validated by Settings)."""
+    if settings.auth == "mlflow":
+        return MlflowAuth(settings.registry_url)
+    if settings.auth == "header":
+        return HeaderAuth(settings.trusted_proxies, settings.user_header, settings.email_header,
+                          settings.groups_header, settings.admins, settings.admin_groups)  # fmt: skip
+    return NoAuth(settings.admins)
 
 
 def from_env(registry_url: str, env: Mapping[str, str] | None = None) -> Authenticator:
-    """Build the configured authenticator, failing with the variable named."""
-    env = os.environ if env is None else env
-    mode = env.get("CHECKPOINT_AUTH", "none").strip().lower() or "none"
-    admins = _names(env.get("CHECKPOINT_ADMINS", ""))
-    if mode == "none":
-        return NoAuth(admins)
-    if mode == "mlflow":
-        return MlflowAuth(registry_url)
-    if mode == "header":
-        raw = env.get("CHECKPOINT_TRUSTED_PROXIES", "").strip()
-        if not raw:
-            raise IdentityError(
-                "CHECKPOINT_AUTH=header needs CHECKPOINT_TRUSTED_PROXIES: the addresses of your SSO proxy, "
-                "e.g. CHECKPOINT_TRUSTED_PROXIES=10.0.0.5/32,127.0.0.1/32"
-            )
-        try:
-            trusted = tuple(ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip())
-        except ValueError as exc:
-            raise IdentityError(f"CHECKPOINT_TRUSTED_PROXIES={raw!r}: {exc}; expected CIDRs like 10.0.0.0/24") from exc
-        return HeaderAuth(
-            trusted,
-            env.get("CHECKPOINT_USER_HEADER", "X-Forwarded-User"),
-            env.get("CHECKPOINT_EMAIL_HEADER", "X-Forwarded-Email"),
-            env.get("CHECKPOINT_GROUPS_HEADER", "X-Forwarded-Groups"),
-            admins,
-            _names(env.get("CHECKPOINT_ADMIN_GROUPS", "")),
-        )
-    raise IdentityError(f"CHECKPOINT_AUTH={mode!r} is not one of {', '.join(MODES)}")
+    """The authenticator the variables in ``env`` configure, failing with the variable named."""
+    from checkpoint.settings import Settings
+
+    return from_settings(Settings.sections_of(env, registry_url=registry_url))
 
 
-def check_bind(auth: Authenticator, host: str, env: Mapping[str, str] | None = None) -> None:
-    """Refuse to serve without authentication on a non-loopback address unless asked to."""
-    env = os.environ if env is None else env
+def check_bind(auth: Authenticator, host: str, allow_unauthenticated: bool = False) -> None:
+    """Refuse to serve without authentication on a non-loopback address unless asked to
+    (``CHECKPOINT_ALLOW_UNAUTHENTICATED``, Settings.allow_unauthenticated)."""
     if auth.mode != "none":
         return
-    allowed = env.get("CHECKPOINT_ALLOW_UNAUTHENTICATED", "").strip().lower() in ("1", "true", "yes")
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback and not allowed:
+    if not loopback and not allow_unauthenticated:
         raise IdentityError(
             f"refusing to serve on {host} with CHECKPOINT_AUTH=none: anyone who can reach it could approve "
             "promotions. Choose CHECKPOINT_AUTH=mlflow or header, bind to 127.0.0.1, or set "

@@ -22,10 +22,9 @@ from sqlalchemy.orm import sessionmaker
 
 from checkpoint import identity
 from checkpoint.edge.proxy import Proxy, UpstreamError
-from checkpoint.events import notify
 from checkpoint.events.audit import HEAD, Keyring
+from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
-from checkpoint.review import governance
 from checkpoint.review.checks import CHECKS_INTERVAL
 from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
@@ -51,8 +50,8 @@ class Services:
     policy: Policy
     store: Store
     workflow: Workflow
-    webhooks: notify.Webhooks
-    sender: notify.Sender | None
+    webhooks: Webhooks
+    sender: Sender | None
     reconciler: Reconciler
     proxy: Proxy
     background: Background
@@ -80,6 +79,8 @@ class Services:
     @classmethod
     def _wire(cls, settings: Settings, engine: Engine, render_upstream_error) -> Services:
         db.check_current(engine)
+        settings = settings.with_policy()  # read once: a no-op when the master (or create_app) read it
+        assert settings.policy is not None  # with_policy() read it
         sessions = sessionmaker(engine, expire_on_commit=False)
         registry = Registry(
             settings.registry_url,
@@ -88,19 +89,19 @@ class Services:
             token=settings.registry_token,
             timeout=min(settings.upstream_read_timeout, 60.0),
         )
-        auth = identity.from_env(settings.registry_url)
+        auth = identity.from_settings(settings)
         right = None
         if auth.mode == "mlflow":
             # MANAGE is asked in the request's MLflow workspace (grants there are per workspace).
             right = lambda user, model, workspace="": registry.in_workspace(workspace).can_manage(user.name, model)  # noqa: E731
         background = Background()
         # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
-        webhooks = notify.load()
+        webhooks = settings.policy.webhooks
         keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
         store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
         store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
-        policy = Policy.from_env()
-        workflow = Workflow(store, registry, governance.load(), policy, review_right=right, checks_queued=background.wake,
+        policy, protection = settings.policy.rules, settings.policy.protection
+        workflow = Workflow(store, registry, protection, policy, review_right=right, checks_queued=background.wake,
                             public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
@@ -109,7 +110,7 @@ class Services:
             background.every(every, "audit-head", lambda: store.publish_head(every))
         sender = None
         if webhooks:
-            sender = notify.Sender(store, webhooks, settings.public_url)
+            sender = Sender(store, webhooks, settings.public_url)
             background.every(sender.interval, "webhooks", sender.run)
         # Applies a crash interrupted: settled at start-up (start()), then a few times per lease.
         reconciler = Reconciler.for_settings(workflow.store, registry, settings)

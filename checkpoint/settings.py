@@ -1,22 +1,33 @@
 """Every knob Checkpoint has, read from the environment once and validated at start.
 
 A bad value stops start-up with a message that names the variable and shows a good
-value, so an operator never has to read a traceback to fix a typo.
+value, so an operator never has to read a traceback to fix a typo. This is the only module
+that reads ``CHECKPOINT_*`` variables; the policy file they name is read by policy_file.py,
+once, into :attr:`Settings.policy` (:meth:`Settings.with_policy`). Longer than most modules
+on purpose: every variable in one file, so an operator's question ("what reads X, what may it
+be?") has one place to look, and tests/integration/test_deploy.py checks the docs against it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from checkpoint.errors import ConfigError
 
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed."""
+if TYPE_CHECKING:
+    from checkpoint.policy_file import PolicyFile
+
+# The name the settings' errors had before there was one ConfigError.
+SettingsError = ConfigError
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _url(name: str, value: str, *, example: str) -> str:
@@ -61,6 +72,114 @@ def server_knobs(env: Mapping[str, str] | None = None) -> dict:
                                           ("threads", "CHECKPOINT_THREADS", 1, 1024, None)):  # fmt: skip
         raw = (env.get(name) or "").strip() or default
         out[key] = _number(name, raw, kind=int, low=low, high=high, example=default or "4") if raw else None
+    return out
+
+
+def gunicorn_log_format(env: Mapping[str, str] | None = None) -> str:
+    """``CHECKPOINT_LOG_FORMAT`` for gunicorn's logger under a plain gunicorn, which builds it before
+    any app (and its :class:`Settings`) exists; create_app validates the same value."""
+    env = os.environ if env is None else env
+    return (env.get("CHECKPOINT_LOG_FORMAT") or "json").strip().lower()
+
+
+# -- who calls, what is protected, the default approvals, the policy file, gunicorn's knobs ---------
+
+# Setting -> variable, for the knobs :func:`sections` reads. ``create_app(config)`` may give each
+# as a typed value or as the variable's text; either way it is validated as the variable is.
+SECTION_VARIABLES = {
+    "auth": "CHECKPOINT_AUTH",
+    "admins": "CHECKPOINT_ADMINS",
+    "trusted_proxies": "CHECKPOINT_TRUSTED_PROXIES",
+    "user_header": "CHECKPOINT_USER_HEADER",
+    "email_header": "CHECKPOINT_EMAIL_HEADER",
+    "groups_header": "CHECKPOINT_GROUPS_HEADER",
+    "admin_groups": "CHECKPOINT_ADMIN_GROUPS",
+    "allow_unauthenticated": "CHECKPOINT_ALLOW_UNAUTHENTICATED",
+    "governed_stages": "CHECKPOINT_GOVERNED_STAGES",
+    "protected_aliases": "CHECKPOINT_PROTECTED_ALIASES",
+    "protected_models": "CHECKPOINT_PROTECTED_MODELS",
+    "protected_tags": "CHECKPOINT_PROTECTED_TAGS",
+    "required_approvals": "CHECKPOINT_REQUIRED_APPROVALS",
+    "allow_self_approval": "CHECKPOINT_ALLOW_SELF_APPROVAL",
+    "policy_file": "CHECKPOINT_POLICY_FILE",
+    "access_log": "CHECKPOINT_ACCESS_LOG",
+    "forwarded_allow_ips": "CHECKPOINT_FORWARDED_ALLOW_IPS",
+}
+AUTH_MODES = ("none", "header", "mlflow")
+# The protection lists a variable may replace (the policy file's keys, governance.py).
+PROTECTION_LISTS = ("governed_stages", "protected_aliases", "protected_models", "protected_tags")
+
+
+def _as_text(value: object) -> str:
+    """A typed override as the variable would spell it (``("a", "b")`` -> ``"a,b"``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float | Path):
+        return str(value)
+    if isinstance(value, Iterable):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _names(raw: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _auth(raw: Mapping[str, str]) -> dict[str, Any]:
+    mode = raw.get("CHECKPOINT_AUTH", "none").strip().lower() or "none"
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"CHECKPOINT_AUTH={mode!r} is not one of {', '.join(AUTH_MODES)}")
+    trusted: tuple[Network, ...] = ()
+    if mode == "header":  # the proxies are read (and must be given) in header mode only
+        proxies = raw.get("CHECKPOINT_TRUSTED_PROXIES", "").strip()
+        if not proxies:
+            raise ConfigError(
+                "CHECKPOINT_AUTH=header needs CHECKPOINT_TRUSTED_PROXIES: the addresses of your SSO proxy, "
+                "e.g. CHECKPOINT_TRUSTED_PROXIES=10.0.0.5/32,127.0.0.1/32"
+            )
+        try:
+            trusted = tuple(ipaddress.ip_network(item.strip(), strict=False) for item in proxies.split(",") if item.strip())
+        except ValueError as exc:
+            raise ConfigError(f"CHECKPOINT_TRUSTED_PROXIES={proxies!r}: {exc}; expected CIDRs like 10.0.0.0/24") from exc
+    return {
+        "auth": mode,
+        "admins": _names(raw.get("CHECKPOINT_ADMINS", "")),
+        "trusted_proxies": trusted,
+        "user_header": raw.get("CHECKPOINT_USER_HEADER", "X-Forwarded-User"),
+        "email_header": raw.get("CHECKPOINT_EMAIL_HEADER", "X-Forwarded-Email"),
+        "groups_header": raw.get("CHECKPOINT_GROUPS_HEADER", "X-Forwarded-Groups"),
+        "admin_groups": _names(raw.get("CHECKPOINT_ADMIN_GROUPS", "")),
+        "allow_unauthenticated": raw.get("CHECKPOINT_ALLOW_UNAUTHENTICATED", "").strip().lower() in ("1", "true", "yes"),
+    }
+
+
+def _approvals(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The default rule, for models no rule of the policy file matches."""
+    required = raw.get("CHECKPOINT_REQUIRED_APPROVALS", "1").strip()
+    if not required.isdigit() or not 1 <= int(required) <= 20:
+        raise ConfigError(f"CHECKPOINT_REQUIRED_APPROVALS={required!r}: expected a whole number from 1 to 20")
+    flag = raw.get("CHECKPOINT_ALLOW_SELF_APPROVAL", "false").strip().lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"CHECKPOINT_ALLOW_SELF_APPROVAL={flag!r}: expected true or false")
+    return {"required_approvals": int(required), "allow_self_approval": flag in ("true", "1", "yes")}
+
+
+def sections(env: Mapping[str, str] | None = None, **overrides: object) -> dict[str, Any]:
+    """The knobs of :data:`SECTION_VARIABLES` by setting name, validated; ``overrides`` (by setting
+    name, ``None`` for "unset") stand in for the variables."""
+    env = os.environ if env is None else env
+    raw = {k: v for k, v in env.items() if k.startswith("CHECKPOINT_")}
+    for attr, value in overrides.items():
+        raw.pop(SECTION_VARIABLES[attr], None)
+        if value is not None:
+            raw[SECTION_VARIABLES[attr]] = _as_text(value)
+    out = {**_auth(raw), **_approvals(raw)}
+    for attr in PROTECTION_LISTS:  # a variable replaces the file's list; its items are checked with the file's
+        text = raw.get(SECTION_VARIABLES[attr], "")
+        out[attr] = tuple(item.strip() for item in text.split(",") if item.strip()) if text.strip() else None
+    out["policy_file"] = Path(raw["CHECKPOINT_POLICY_FILE"]) if raw.get("CHECKPOINT_POLICY_FILE") else None
+    out["access_log"] = raw.get("CHECKPOINT_ACCESS_LOG") or None
+    out["forwarded_allow_ips"] = raw.get("CHECKPOINT_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
     return out
 
 
@@ -176,8 +295,35 @@ class Settings:
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
     # Set when the audit key was generated into (or read back from) the data directory.
     audit_key_path: Path | None = None
-    # Seconds between ``audit_head`` events, for webhooks that subscribe to them (notify.py).
+    # Seconds between ``audit_head`` events, for webhooks that subscribe to them (events/webhooks).
     audit_head_interval: float = 3600.0
+    # Who is calling (identity.py): the mode, admins by name, and header mode's proxies and headers.
+    auth: str = "none"
+    admins: frozenset[str] = frozenset()
+    trusted_proxies: tuple[Network, ...] = ()
+    user_header: str = "X-Forwarded-User"
+    email_header: str = "X-Forwarded-Email"
+    groups_header: str = "X-Forwarded-Groups"
+    admin_groups: frozenset[str] = frozenset()
+    # Serve ``none`` mode on a non-loopback address anyway (identity.check_bind).
+    allow_unauthenticated: bool = False
+    # Protection lists that replace the policy file's (None: the file's, else governance.py's default).
+    governed_stages: tuple[str, ...] | None = None
+    protected_aliases: tuple[str, ...] | None = None
+    protected_models: tuple[str, ...] | None = None
+    protected_tags: tuple[str, ...] | None = None
+    # The default rule, for models no rule of the policy file matches (policy.py).
+    required_approvals: int = 1
+    allow_self_approval: bool = False
+    # The YAML file with the protection lists, the review rules and their checks, and the webhooks.
+    policy_file: Path | None = None
+    # gunicorn's access log (a path or "-") and the proxies whose X-Forwarded-* it trusts (serving.py).
+    access_log: str | None = None
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # The policy file's sections, read once by :meth:`with_policy` (before gunicorn forks, under serve).
+    policy: PolicyFile | None = field(default=None, repr=False, compare=False)
+    # The environment the settings came from: a webhook's ``secret_env``/``url_env`` name a variable in it.
+    environ: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def upstream_origin(self) -> str:
@@ -250,6 +396,7 @@ class Settings:
         if background not in ("true", "false", "1", "0", "yes", "no"):
             raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
 
+        knobs = sections(raw, **{k: overrides.pop(k) for k in list(overrides) if k in SECTION_VARIABLES})
         secret = overrides.pop("secret_key", None) or raw.get("CHECKPOINT_SECRET_KEY", "").strip()
         audit_key, audit_old_keys = ("", ()) if "audit_key" in overrides else _audit_keys(raw)
         settings = cls(
@@ -268,6 +415,8 @@ class Settings:
             background=background in ("true", "1", "yes"),
             audit_key=audit_key,
             audit_old_keys=audit_old_keys,
+            environ=env,
+            **knobs,
             **parsed,
         )
         known = {f.name for f in fields(cls)}
@@ -275,6 +424,23 @@ class Settings:
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(settings, **overrides) if overrides else settings
+
+    @classmethod
+    def sections_of(cls, env: Mapping[str, str] | None = None, registry_url: str = "") -> Settings:
+        """Only the :func:`sections` knobs from ``env`` (the rest left blank): for the loaders that
+        take an environment mapping, such as ``identity.from_env`` and ``Policy.from_env``."""
+        env = os.environ if env is None else env
+        return cls(registry_url=registry_url, data_dir=Path(), database_url="", secret_key="", environ=env,
+                   **sections(env))  # fmt: skip
+
+    def with_policy(self) -> Settings:
+        """Read the policy file into :attr:`policy`, unless done: once per process tree, since
+        `checkpoint serve` reads it in the master and the workers inherit it."""
+        if self.policy is not None:
+            return self
+        from checkpoint.policy_file import load
+
+        return replace(self, policy=load(self))
 
     def with_secret(self) -> Settings:
         """Fill in a secret key kept in the data directory when none was configured.

@@ -93,9 +93,17 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
-def app(mlflow_server, sqlite_url, tmp_path):
+def checkpoint_config() -> dict:
+    """Settings (by field name) that app, live_checkpoint and sqlite_checkpoint add to their own: a
+    fixture requesting it may add keys, when a test lists it before the app's fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(mlflow_server, sqlite_url, tmp_path, checkpoint_config):
     """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
+                              **checkpoint_config})  # fmt: skip
     yield application
     close_app(application)
 
@@ -106,10 +114,10 @@ def client(app):
 
 
 @pytest.fixture
-def live_checkpoint(mlflow_server, database_url, tmp_path) -> Iterator[LiveCheckpoint]:
+def live_checkpoint(mlflow_server, database_url, tmp_path, checkpoint_config) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process (so tests can look inside), on SQLite and PostgreSQL."""
     application = create_app(
-        {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path}
+        {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path, **checkpoint_config}
     )
     with live(application, database_url) as served:
         yield served
@@ -138,8 +146,9 @@ def module_db(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
+def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
+                              **checkpoint_config})  # fmt: skip
     with live(application, sqlite_url) as served:
         yield served

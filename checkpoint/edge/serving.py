@@ -22,16 +22,16 @@ from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.serving import WSGIRequestHandler
 
 from checkpoint import identity
-from checkpoint.events import notify
-from checkpoint.review import governance
-from checkpoint.review.policy import Policy
 from checkpoint.runtime import logs, metrics
 from checkpoint.settings import Settings
 from checkpoint.storage import db
 
 
-def default_options(host: str, port: int, workers: int | None = None, threads: int | None = None) -> dict:
-    """The gunicorn settings `checkpoint serve` uses; the Dockerfile runs exactly these."""
+def default_options(host: str, port: int, workers: int | None = None, threads: int | None = None,
+                    settings: Settings | None = None) -> dict:  # fmt: skip
+    """The gunicorn settings `checkpoint serve` uses; the Dockerfile runs exactly these.
+
+    ``settings`` gives the access log, log level and trusted proxies (without: their defaults)."""
     return {
         "bind": f"{host}:{port}",
         "worker_class": "checkpoint.edge.serving.ProxyWorker",
@@ -44,17 +44,17 @@ def default_options(host: str, port: int, workers: int | None = None, threads: i
         "timeout": 120,
         # Streams in flight get this long to finish on SIGTERM.
         "graceful_timeout": 60,
-        "accesslog": os.environ.get("CHECKPOINT_ACCESS_LOG") or None,
+        "accesslog": settings.access_log if settings else None,
         # JSON lines (CHECKPOINT_LOG_FORMAT) and a lean access line: see logs.py.
         "logger_class": "checkpoint.runtime.logs.GunicornLogger",
         # A dead worker's live gauges stop counting in the metrics' multi-process mode.
         "child_exit": metrics.child_exit,
         "errorlog": "-",
-        "loglevel": os.environ.get("CHECKPOINT_LOG_LEVEL", "info").lower(),
+        "loglevel": (settings.log_level if settings else "info").lower(),
         "proc_name": "checkpoint",
         # gunicorn 26's control socket is one path per user: two servers on a host would share it.
         "control_socket_disable": True,
-        "forwarded_allow_ips": os.environ.get("CHECKPOINT_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        "forwarded_allow_ips": settings.forwarded_allow_ips if settings else "127.0.0.1,::1",
     }
 
 
@@ -202,19 +202,19 @@ class CheckpointServer(BaseApplication):
 def serve(settings: Settings, host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
     """Migrate once in the master, then fork the workers."""
     settings = settings.with_secret().with_audit_key()  # generated (if at all) once, before the fork
-    os.environ["CHECKPOINT_LOG_FORMAT"] = settings.log_format  # gunicorn's logger reads it (logs.py)
     logs.configure(settings.log_format, settings.log_level)
-    governance.load()  # fail in the master, with the key named, not in every worker
-    Policy.from_env()
-    notify.load()  # a bad webhook entry, named, before any worker boots
-    identity.check_bind(identity.from_env(settings.registry_url), host)
+    # Read once, here: a bad key fails in the master, named, and the workers inherit the sections.
+    settings = settings.with_policy()
+    identity.check_bind(identity.from_settings(settings), host, settings.allow_unauthenticated)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     engine.dispose()
     master = os.getpid()
     made = metrics.prepare_multiprocess()  # before the fork, so every worker counts in one directory
     try:
-        CheckpointServer(settings, default_options(host, port, workers, threads)).run()
+        options = default_options(host, port, workers, threads, settings)
+        options["logger_class"] = logs.GunicornLogger.with_format(settings.log_format)  # built before any app
+        CheckpointServer(settings, options).run()
     finally:
         if made and os.getpid() == master:  # workers leave through here too, on their way out
             shutil.rmtree(made, ignore_errors=True)

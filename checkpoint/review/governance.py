@@ -1,4 +1,4 @@
-"""What is protected: the governance file (YAML) plus environment overrides.
+"""What is protected: the policy file's governance keys plus environment overrides.
 
 Defaults govern what decides production: the Staging/Production stages, aliases like
 ``champion`` and ``prod*``, models named ``prod.*`` / ``staging.*``, and the
@@ -15,18 +15,15 @@ Example ``checkpoint.yaml`` (``CHECKPOINT_POLICY_FILE``)::
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from checkpoint.errors import ConfigError
 
 STAGES = ("None", "Staging", "Production", "Archived")
-
-
-class GovernanceError(ValueError):
-    """The governance file or an override is invalid."""
+# The name this module's errors had before there was one ConfigError.
+GovernanceError = ConfigError
 
 
 @dataclass(frozen=True)
@@ -61,35 +58,26 @@ def canonical_stage(stage: str) -> str:
     return stage
 
 
-_LIST_KEYS = {
-    "governed_stages": "CHECKPOINT_GOVERNED_STAGES",
-    "protected_aliases": "CHECKPOINT_PROTECTED_ALIASES",
-    "protected_models": "CHECKPOINT_PROTECTED_MODELS",
-    "protected_tags": "CHECKPOINT_PROTECTED_TAGS",
-}
+_LIST_KEYS = ("governed_stages", "protected_aliases", "protected_models", "protected_tags")
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Governance:
-    """Read the governance section of the policy file, then apply ``CHECKPOINT_*`` overrides."""
-    env = os.environ if env is None else env
-    path = path or env.get("CHECKPOINT_POLICY_FILE") or None
-    data: dict = {}
-    if path:
-        source = Path(path)
-        if not source.is_file():
-            raise GovernanceError(f"CHECKPOINT_POLICY_FILE={str(path)!r} does not exist or is not a file")
-        try:
-            loaded = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise GovernanceError(f"{source}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise GovernanceError(f"{source}: the top level must be a mapping of keys such as protected_aliases")
-        data = loaded.get("governance", loaded)
+    """The protection the variables in ``env`` configure (policy file and overrides): policy_file.py reads it."""
+    from checkpoint.policy_file import from_env
+
+    return from_env(env if path is None else {**(env or {}), "CHECKPOINT_POLICY_FILE": str(path)}).protection
+
+
+def parse(data: object, overrides: Mapping[str, tuple[str, ...] | None]) -> Governance:
+    """The policy file's protection lists (``data``: its top level or its ``governance`` key), each
+    replaced by its variable's list when that is set (``overrides``, from Settings)."""
+    if not isinstance(data, dict):
+        raise GovernanceError(f"governance: expected a mapping of keys such as protected_aliases, got {data!r}")
     values: dict[str, tuple[str, ...]] = {}
-    for key, env_name in _LIST_KEYS.items():
+    for key in _LIST_KEYS:
         raw = data.get(key)
-        if env.get(env_name, "").strip():
-            raw = [item.strip() for item in env[env_name].split(",") if item.strip()]
+        if overrides.get(key) is not None:
+            raw = list(overrides[key] or ())
         if raw is None:
             continue
         if not isinstance(raw, list) or not all(isinstance(item, str) and item.strip() for item in raw):

@@ -27,21 +27,17 @@ still recorded); the status says "blocked by check X".
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
+from checkpoint.errors import ConfigError
 from checkpoint.identity import User
 from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
 from checkpoint.review.checks import Check, CheckConfigError, parse_checks
 from checkpoint.review.governance import STAGES
 
-
-class PolicyError(ValueError):
-    pass
+# The name this module's errors had before there was one ConfigError.
+PolicyError = ConfigError
 
 
 @dataclass(frozen=True)
@@ -205,21 +201,16 @@ class Policy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
-        env = os.environ if env is None else env
-        raw = env.get("CHECKPOINT_REQUIRED_APPROVALS", "1").strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= 20:
-            raise PolicyError(f"CHECKPOINT_REQUIRED_APPROVALS={raw!r}: expected a whole number from 1 to 20")
-        flag = env.get("CHECKPOINT_ALLOW_SELF_APPROVAL", "false").strip().lower()
-        if flag not in ("true", "false", "1", "0", "yes", "no"):
-            raise PolicyError(f"CHECKPOINT_ALLOW_SELF_APPROVAL={flag!r}: expected true or false")
-        default = Rule(required_approvals=int(raw), allow_self_approval=flag in ("true", "1", "yes"))
-        path = env.get("CHECKPOINT_POLICY_FILE") or None
-        rules: tuple[Rule, ...] = ()
-        if path and Path(path).is_file():
-            data = yaml.safe_load(Path(path).read_text()) or {}
-            if isinstance(data, dict) and data.get("rules") is not None:
-                rules = tuple(_rule(i, item) for i, item in enumerate(_list(data["rules"], "rules")))
-        return cls(rules=rules, default=default)
+        """The rules the variables in ``env`` configure (policy file and default): policy_file.py reads them."""
+        from checkpoint.policy_file import from_env
+
+        return from_env(env).rules
+
+
+def parse(items: object, default: Rule = Rule()) -> Policy:
+    """The policy file's ``rules`` (None: no key) over the default rule (from Settings)."""
+    rules = () if items is None else tuple(_rule(i, item) for i, item in enumerate(_list(items, "rules")))
+    return Policy(rules=rules, default=default)
 
 
 def _list(value, key: str) -> list:

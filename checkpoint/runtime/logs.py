@@ -27,6 +27,8 @@ import time
 
 from gunicorn import glogging
 
+from checkpoint.settings import gunicorn_log_format
+
 FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HEADER = "X-Request-Id"
@@ -105,14 +107,23 @@ def configure(log_format: str, level: str) -> None:
 class GunicornLogger(glogging.Logger):
     """gunicorn's logger with JSON lines (``CHECKPOINT_LOG_FORMAT=json``) and a lean access line.
 
-    `checkpoint serve` installs it (gunicorn's ``logger_class``); a plain gunicorn gets it
-    with ``--logger-class checkpoint.runtime.logs.GunicornLogger``. The format is read from the
-    environment because gunicorn builds its logger before any app exists.
+    `checkpoint serve` installs it (gunicorn's ``logger_class``) with its settings' format
+    (:meth:`with_format`); a plain gunicorn gets it with ``--logger-class
+    checkpoint.runtime.logs.GunicornLogger``, and the format from the environment, through
+    settings.py, because gunicorn builds its logger before any app exists.
     """
+
+    # Set by :meth:`with_format`; None: ``CHECKPOINT_LOG_FORMAT``, read by settings.py.
+    configured_format: str | None = None
+
+    @classmethod
+    def with_format(cls, log_format: str) -> type[GunicornLogger]:
+        """This logger class, writing ``log_format`` whatever the environment says."""
+        return type(cls.__name__, (cls,), {"configured_format": log_format, "__module__": cls.__module__})
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
-        self.log_format = (os.environ.get("CHECKPOINT_LOG_FORMAT") or "json").strip().lower()
+        self.log_format = self.configured_format or gunicorn_log_format()
         if self.log_format == "json":
             for log in (self.error_log, self.access_log):
                 for handler in log.handlers:

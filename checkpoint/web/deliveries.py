@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from checkpoint.errors import CheckpointError
-from checkpoint.events.notify import Webhooks, request_url
+from checkpoint.events.webhooks import Webhooks, request_url
 from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, NotFound
 from checkpoint.web.context import csrf_for_cookie_callers, current_services, current_user, public_base, reader, store
 

@@ -226,9 +226,9 @@ def open_alias(base: str, name: str, version: str, title: str) -> requests.Respo
 
 
 @pytest.fixture
-def auditor(monkeypatch) -> str:
+def auditor(checkpoint_config) -> str:
     """An admin (``CHECKPOINT_ADMINS``); listed before the app fixture, so the app reads it."""
-    monkeypatch.setenv("CHECKPOINT_ADMINS", "auditor")
+    checkpoint_config["admins"] = "auditor"
     return "auditor"
 
 

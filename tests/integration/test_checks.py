@@ -132,18 +132,15 @@ GATES = """      - {name: auc-gate, kind: metric, expression: "val_auc >= champi
 
 
 @pytest.fixture
-def make_app(mlflow_server, tmp_path, monkeypatch):
+def make_app(mlflow_server, tmp_path):
     """A Checkpoint app (no background thread: tests run its tasks) with a policy for ``model``."""
     made = []
 
     def build(model: str, checks_yaml: str, database_url: str, approvals: int = 1, registry_url: str | None = None):
         policy = tmp_path / f"policy-{len(made)}.yaml"
         policy.write_text(POLICY.format(model=model, approvals=approvals, checks=checks_yaml))
-        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-        monkeypatch.setenv("CHECKPOINT_BACKGROUND", "false")
-        monkeypatch.setenv("CHECKPOINT_ADMINS", "root")
         app = create_app({"registry_url": registry_url or mlflow_server.url, "database_url": database_url,
-                          "data_dir": tmp_path})  # fmt: skip
+                          "data_dir": tmp_path, "policy_file": policy, "background": False, "admins": "root"})  # fmt: skip
         made.append(app)
         return app
 
@@ -587,14 +584,14 @@ def tmp_policy_switch(app, url: str) -> bool:
     return True
 
 
-def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, sqlite_url, tmp_path, monkeypatch,
+def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, sqlite_url, tmp_path,
                                                    receiver):  # fmt: skip
     name, challenger = fresh_model.name, fresh_model.versions["challenger"]
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(model=name, approvals=1,
                                     checks=f"      - {{name: ci, kind: http, url: '{receiver.url}/pass'}}\n"))  # fmt: skip
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
+                      "policy_file": policy})  # fmt: skip
     try:
         client = app.test_client()
         opened = open_request(client, name, challenger)

@@ -37,7 +37,7 @@ DOC = ROOT / "docs" / "deploy.md"
 BIN = Path(sys.executable).parent
 VARIABLE = re.compile(r"\bCHECKPOINT_[A-Z0-9_]*[A-Z0-9]\b")
 # The modules that read the server's configuration; every variable they name must be documented.
-CONFIG_MODULES = ("settings.py", "identity.py", "review/governance.py", "review/policy.py", "edge/serving.py", "cli.py")
+CONFIG_MODULES = ("settings.py", "cli.py")
 
 
 def code_variables(modules: tuple[str, ...] | None = None) -> set[str]:

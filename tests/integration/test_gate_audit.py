@@ -374,19 +374,19 @@ def test_head_is_published_once_per_interval_and_only_after_news(database_url):
     assert audit.verify(rows_of(database_url), keys=KEYS).ok  # heads are chained events like any other
 
 
-def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path, monkeypatch):
-    from checkpoint.events import notify
+def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, tmp_path):
+    from checkpoint.events import webhooks as notify
     from tests.integration.test_notify import SECRET, SECRET_ENV, Receiver, hook, write_policy
     from tests.support.waiting import wait_until
 
     receiver = Receiver().start()
     try:
-        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, [
+        policy = write_policy(tmp_path, [
             hook(receiver, name="vault", path="/heads", events=["audit_head"]),
             hook(receiver, name="team", path="/all", events=["*"]),
-        ])))  # fmt: skip
-        monkeypatch.setenv(SECRET_ENV, SECRET)
-        application = make_app(database_url, tmp_path / "data", audit_key=KEY)
+        ])  # fmt: skip
+        application = make_app(database_url, tmp_path / "data", audit_key=KEY, policy_file=policy,
+                               environ={SECRET_ENV: SECRET})  # fmt: skip
         try:
             seed(services(application).store)
             services(application).background.start()  # its first round publishes the head
@@ -416,7 +416,7 @@ def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, t
 
 
 def test_audit_head_is_subscribed_to_by_name_only():
-    from checkpoint.events import notify
+    from checkpoint.events import webhooks as notify
 
     base = {"name": "h", "url": "http://127.0.0.1:9/h"}
     assert "audit_head" not in notify.parse([{**base, "events": ["*"]}], {}).hooks[0].events

@@ -127,10 +127,8 @@ def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheck
         "  - name: files\n    models: ['files-*']\n    targets: ['alias:champion']\n    required_approvals: 2\n"
         "    checks:\n      - {name: validated, kind: tags, tags: {qa: passed}}\n"
     )
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-    monkeypatch.setenv("CHECKPOINT_BACKGROUND", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy, "background": False})
     with live(app, sqlite_url) as served:
         yield served
 
@@ -334,11 +332,9 @@ def auth_mlflow(tmp_path_factory):
 
 
 def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, sqlite_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
-    monkeypatch.setenv("CHECKPOINT_BACKGROUND", "false")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
+                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "background": False})  # fmt: skip
     with served(app) as base:
         name = unique("fraud")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])

@@ -53,13 +53,12 @@ rules:
 
 
 @pytest.fixture
-def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
+def gate(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
     """Checkpoint (no-auth mode) with a rule that only dave may approve the Production stage,
     written in lower case in the policy file."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy})
     with live(application, sqlite_url) as served:
         yield served
 
@@ -493,10 +492,9 @@ def auth_mlflow(tmp_path_factory):
 
 
 @pytest.fixture
-def auth_gate(auth_mlflow, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
-    monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
+def auth_gate(auth_mlflow, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
     application = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                              "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
+                              "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow"})  # fmt: skip
     with live(application, sqlite_url) as served:
         yield served
 
@@ -538,13 +536,11 @@ def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlf
     assert admin.get_model_version_by_alias(name, "champion").version == v2
 
 
-def test_a_named_reviewer_outside_a_groups_rule_cannot_approve(mlflow_server, sqlite_url, tmp_path, monkeypatch):
+def test_a_named_reviewer_outside_a_groups_rule_cannot_approve(mlflow_server, sqlite_url, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-    monkeypatch.setenv("CHECKPOINT_AUTH", "header")
-    monkeypatch.setenv("CHECKPOINT_TRUSTED_PROXIES", "127.0.0.1/32")
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
+                              "policy_file": policy, "auth": "header", "trusted_proxies": "127.0.0.1/32"})  # fmt: skip
     try:
         client = application.test_client()
 

@@ -47,28 +47,26 @@ def auth_mlflow(tmp_path_factory):
     server.stop()
 
 
-def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
+def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path) -> Iterator[LiveCheckpoint]:
     """Checkpoint in ``mlflow`` identity mode, reading and applying with the admin account, with a
     webhook (to a closed port: its deliveries stay in the outbox, to be listed)."""
-    monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
     policy = tmp_path / "policy.yaml"
     policy.write_text(json.dumps({"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["*"]}]}))
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
+                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "policy_file": policy})  # fmt: skip
     with live(app, database_url) as served:
         yield served
 
 
 @pytest.fixture
-def visible(auth_mlflow, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
-    yield from serve_mlflow_mode(auth_mlflow, sqlite_url, tmp_path, monkeypatch)
+def visible(auth_mlflow, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
+    yield from serve_mlflow_mode(auth_mlflow, sqlite_url, tmp_path)
 
 
 @pytest.fixture
-def visible_both(auth_mlflow, database_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
+def visible_both(auth_mlflow, database_url, tmp_path) -> Iterator[LiveCheckpoint]:
     """The same on SQLite and PostgreSQL: the lists' filtering is SQL."""
-    yield from serve_mlflow_mode(auth_mlflow, database_url, tmp_path, monkeypatch)
+    yield from serve_mlflow_mode(auth_mlflow, database_url, tmp_path)
 
 
 def secret_model(auth_mlflow, monkeypatch) -> tuple[str, list[str]]:
@@ -320,16 +318,15 @@ def raw_exchange(url: str, request_line: bytes, headers: list[tuple[bytes, bytes
 
 
 @pytest.fixture(params=["gunicorn", "werkzeug"])
-def header_mode(request, mlflow_server, tmp_path, monkeypatch):
+def header_mode(request, mlflow_server, tmp_path):
     """Checkpoint in ``header`` mode trusting loopback, admins by group ``admins``, served both ways."""
     env = {"CHECKPOINT_AUTH": "header", "CHECKPOINT_TRUSTED_PROXIES": "127.0.0.1/32", "CHECKPOINT_ADMIN_GROUPS": "admins"}
     if request.param == "gunicorn":
         with checkpoint_process(mlflow_server.url, tmp_path / "served", **env) as served:
             yield served.url
     else:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        with checkpoint_in_thread(mlflow_server.url, tmp_path / "thread") as url:
+        with checkpoint_in_thread(mlflow_server.url, tmp_path / "thread", auth="header", trusted_proxies="127.0.0.1/32",
+                                  admin_groups="admins") as url:  # fmt: skip
             yield url
 
 

@@ -128,7 +128,7 @@ def world(mlflow_workspaces_server) -> World:
 
 
 @pytest.fixture
-def checkpoint(world, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpoint]:
+def checkpoint(world, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
     """Checkpoint in front of the workspaces server, with rules that name one workspace: Production
     in B needs two approvals (one elsewhere); champion in A needs version tag ``team = a``."""
     policy = tmp_path / "policy.yaml"
@@ -139,8 +139,7 @@ def checkpoint(world, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheckpo
         f"  - name: a-champion\n    workspaces: [{world.a}]\n    targets: ['alias:champion']\n"
         "    checks: [{name: team-tag, kind: tags, tags: {team: a}}]\n"
     )
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
-    app = create_app({"registry_url": world.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    app = create_app({"registry_url": world.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy})
     with live(app, sqlite_url) as served:
         yield served
 

@@ -32,18 +32,16 @@ def auth_mlflow(tmp_path_factory):
 
 
 @pytest.fixture
-def auth_checkpoint(auth_mlflow, database_url, tmp_path, monkeypatch):
+def auth_checkpoint(auth_mlflow, database_url, tmp_path):
     """Checkpoint in ``mlflow`` identity mode, applying with the admin account."""
-    monkeypatch.setenv("CHECKPOINT_AUTH", "mlflow")
     policy = tmp_path / "policy.yaml"
     policy.write_text(
         "rules:\n"
         "  - name: two-person\n    models: ['twice-*']\n    targets: ['alias:champion']\n"
         "    reviewers: [bob, dave]\n    required_approvals: 2\n"
     )
-    monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(policy))
     app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1]})  # fmt: skip
+                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "policy_file": policy})  # fmt: skip
     with live(app, database_url) as served:
         yield served
 
@@ -159,15 +157,13 @@ def test_mlflow_answers_pass_through_and_pages_challenge(auth_checkpoint, auth_m
 # -- header mode ---------------------------------------------------------------------------
 
 
-def header_app(mlflow_server, database_url, tmp_path, monkeypatch, trusted: str):
-    monkeypatch.setenv("CHECKPOINT_AUTH", "header")
-    monkeypatch.setenv("CHECKPOINT_TRUSTED_PROXIES", trusted)
-    monkeypatch.setenv("CHECKPOINT_ADMIN_GROUPS", "platform")
-    return create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path})
+def header_app(mlflow_server, database_url, tmp_path, trusted: str):
+    return create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
+                       "auth": "header", "trusted_proxies": trusted, "admin_groups": "platform"})  # fmt: skip
 
 
-def test_header_mode_trusts_only_configured_proxies(mlflow_server, database_url, tmp_path, monkeypatch):
-    app = header_app(mlflow_server, database_url, tmp_path, monkeypatch, "127.0.0.1/32")
+def test_header_mode_trusts_only_configured_proxies(mlflow_server, database_url, tmp_path):
+    app = header_app(mlflow_server, database_url, tmp_path, "127.0.0.1/32")
     client = app.test_client()
     # A program behind the SSO proxy (which adds the identity headers) sends its own bearer token,
     # so no CSRF token is needed; a browser would need one.
@@ -186,8 +182,8 @@ def test_header_mode_trusts_only_configured_proxies(mlflow_server, database_url,
     assert dump(database_url) == before
 
 
-def test_header_mode_strips_identity_headers_before_mlflow(mlflow_server, database_url, tmp_path, monkeypatch):
-    app = header_app(mlflow_server, database_url, tmp_path, monkeypatch, "10.0.0.0/8")
+def test_header_mode_strips_identity_headers_before_mlflow(mlflow_server, database_url, tmp_path):
+    app = header_app(mlflow_server, database_url, tmp_path, "10.0.0.0/8")
     seen: list[dict] = []
 
     def recorder(environ, start_response):
@@ -226,8 +222,8 @@ def test_none_mode_refuses_a_public_bind(tmp_path):
     assert done.returncode == 1
     assert "refusing to serve on 0.0.0.0 with CHECKPOINT_AUTH=none" in done.stderr
     assert "Traceback" not in done.stderr
-    identity.check_bind(identity.NoAuth(), "0.0.0.0", {"CHECKPOINT_ALLOW_UNAUTHENTICATED": "true"})
-    identity.check_bind(identity.NoAuth(), "127.0.0.1", {})
+    identity.check_bind(identity.NoAuth(), "0.0.0.0", allow_unauthenticated=True)
+    identity.check_bind(identity.NoAuth(), "127.0.0.1")
 
 
 def test_csrf_protects_forms(app, sqlite_url):

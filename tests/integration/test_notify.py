@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
-from checkpoint.events import notify
+from checkpoint.events import webhooks as notify
 from checkpoint.storage import db
 from checkpoint.storage.entities import Event, Outgoing
 from checkpoint.storage.store import Store
@@ -158,17 +158,16 @@ def write_policy(directory: Path, webhooks: list[dict]) -> Path:
 
 
 @pytest.fixture
-def hooked(mlflow_server, tmp_path, monkeypatch) -> Iterator[Callable[..., LiveCheckpoint]]:
+def hooked(mlflow_server, tmp_path) -> Iterator[Callable[..., LiveCheckpoint]]:
     """Start Checkpoint (served in a thread, background thread on) with these webhooks."""
     started = ExitStack()
 
     def start(webhooks: list[dict], database_url: str | None = None, admins: str = "root") -> LiveCheckpoint:
-        monkeypatch.setenv("CHECKPOINT_POLICY_FILE", str(write_policy(tmp_path, webhooks)))
-        monkeypatch.setenv(SECRET_ENV, SECRET)
-        monkeypatch.setenv("CHECKPOINT_ADMINS", admins)
         if database_url is None:
             database_url = migrated_sqlite(tmp_path)
-        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path})
+        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
+                                  "policy_file": write_policy(tmp_path, webhooks), "admins": admins,
+                                  "environ": {SECRET_ENV: SECRET}})  # the variable a secret_env names; fmt: skip
         return started.enter_context(live(application, database_url))
 
     with started:

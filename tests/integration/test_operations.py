@@ -162,11 +162,10 @@ def test_metrics_need_no_login_and_any_host(served):
     assert "checkpoint_requests_total" in answer.text
 
 
-def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_path, monkeypatch):
+def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_path):
     """Without gunicorn (werkzeug, tests) the counts live in the process; the scrape is public."""
-    monkeypatch.setenv("CHECKPOINT_AUTH", "header")
-    monkeypatch.setenv("CHECKPOINT_TRUSTED_PROXIES", "10.9.9.9/32")
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path})
+    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
+                      "auth": "header", "trusted_proxies": "10.9.9.9/32"})  # fmt: skip
     client = app.test_client()
     assert client.get("/checkpoint/api/v1/requests").status_code == 401
     before = text_string_to_metric_families(client.get("/checkpoint/metrics").get_data(as_text=True))

@@ -20,7 +20,7 @@ def race(*calls: Callable[[], object], timeout: float = 120.0, capture: bool = F
         try:
             barrier.wait(timeout=60)
             results[index] = call()
-        except BaseException as exc:  # handed to the test's thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread below
             failed[index] = exc
             results[index] = exc
 
