@@ -182,8 +182,11 @@ class RssSampler:
 
 
 @contextmanager
-def servers(tmp: Path, mlflow_workers: int | None = None, checkpoint_env: dict[str, str] | None = None,
-            ) -> Iterator[tuple[MlflowServer, Checkpoint]]:  # fmt: skip
+def servers(
+    tmp: Path,
+    mlflow_workers: int | None = None,
+    checkpoint_env: dict[str, str] | None = None,
+) -> Iterator[tuple[MlflowServer, Checkpoint]]:
     """A real ``mlflow server`` under ``tmp`` and ``checkpoint serve`` in front of it; both stopped at the end."""
     mlflow = MlflowServer(tmp / "mlflow", workers=mlflow_workers).start()
     checkpoint = Checkpoint(tmp / "checkpoint", mlflow.url, checkpoint_env or {})

@@ -150,21 +150,27 @@ def _version_query(t: Target, s: ClientState) -> str:
 
 def governed_alias(t: Target, s: ClientState) -> Call:
     model, version = _version(t, s)
-    return _json("POST", "/api/2.0/mlflow/registered-models/alias", {"name": model, "alias": "champion", "version": version},
-                 GOVERNED)  # fmt: skip
+    return _json(
+        "POST", "/api/2.0/mlflow/registered-models/alias", {"name": model, "alias": "champion", "version": version}, GOVERNED
+    )
 
 
 def governed_stage(t: Target, s: ClientState) -> Call:
     model, version = _version(t, s)
-    payload = {"name": model, "version": version, "stage": s.rng.choice(["Staging", "Production"]),
-               "archive_existing_versions": False}  # fmt: skip
+    payload = {
+        "name": model,
+        "version": version,
+        "stage": s.rng.choice(["Staging", "Production"]),
+        "archive_existing_versions": False,
+    }
     return _json("POST", "/api/2.0/mlflow/model-versions/transition-stage", payload, GOVERNED)
 
 
 def governed_ui_alias(t: Target, s: ClientState) -> Call:
     model, version = _version(t, s)
-    return _json("POST", "/ajax-api/2.0/mlflow/registered-models/alias",
-                 {"name": model, "alias": "champion", "version": version}, GOVERNED)  # fmt: skip
+    return _json(
+        "POST", "/ajax-api/2.0/mlflow/registered-models/alias", {"name": model, "alias": "champion", "version": version}, GOVERNED
+    )
 
 
 @dataclass(frozen=True)
@@ -252,8 +258,17 @@ def attribute_5xx(path: str, head: bytes) -> str:
 class Client(threading.Thread):
     """One simulated user: a keep-alive connection, calls picked from the mix until the deadline."""
 
-    def __init__(self, index: int, url: str, target: Target, kinds: list[Kind], plan: Plan, t0: float, deadline: float,
-                 via_checkpoint: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        index: int,
+        url: str,
+        target: Target,
+        kinds: list[Kind],
+        plan: Plan,
+        t0: float,
+        deadline: float,
+        via_checkpoint: bool,
+    ) -> None:
         super().__init__(daemon=True, name=f"client-{index}")
         self.url = url
         self.target = target
@@ -394,10 +409,15 @@ def run_mix(label: str, url: str, target: Target, kinds: list[Kind], plan: Plan,
         print(f"  {len(stuck)} clients still busy after the join timeout: their answers so far count", flush=True)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     result = RunResult(
-        label, plan, kinds, sorted((a for c in clients for a in list(c.answers)), key=lambda a: a.done), elapsed,
-        sum(c.connects for c in clients), sum(c.retries for c in clients),
+        label,
+        plan,
+        kinds,
+        sorted((a for c in clients for a in list(c.answers)), key=lambda a: a.done),
+        elapsed,
+        sum(c.connects for c in clients),
+        sum(c.retries for c in clients),
         (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
-    )  # fmt: skip
+    )
     if checkpoint and sampler:
         result.checkpoint_cpu = cpu_seconds(checkpoint.pids()) - cp_cpu_before
         result.rss, result.rss_idle = sampler.series, rss_idle
@@ -446,8 +466,9 @@ def open_requests(checkpoint_url: str, registry: Registry, count: int) -> list[i
     ids = []
     for model in registry.models[:count]:
         change = {"kind": "set_alias", "name": model, "alias": "champion", "version": registry.versions[model][1]}
-        answer = requests.post(f"{checkpoint_url}/checkpoint/api/v1/requests", json={"change": change}, auth=("alice", "x"),
-                               timeout=60)  # fmt: skip
+        answer = requests.post(
+            f"{checkpoint_url}/checkpoint/api/v1/requests", json={"change": change}, auth=("alice", "x"), timeout=60
+        )
         answer.raise_for_status()
         ids.append(answer.json()["id"])
     return ids
@@ -480,8 +501,10 @@ def windows(result: RunResult) -> list[list[Answer]]:
 def over_time(result: RunResult) -> tuple[list[str], list[float], list[float]]:
     """The per-window table, and the windows' p99s and RSS maxima for the flatness targets."""
     head = "| window | answers | answers/s | p50 ms | p99 ms | 5xx (MLflow / Checkpoint) | other errors |"
-    lines = [head + (" RSS mean MiB | RSS max MiB |" if result.rss else ""),
-             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if result.rss else "")]  # fmt: skip
+    lines = [
+        head + (" RSS mean MiB | RSS max MiB |" if result.rss else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if result.rss else ""),
+    ]
     p99s, rss_max = [], []
     split = windows(result)
     for number, answers in enumerate(split):
@@ -493,8 +516,10 @@ def over_time(result: RunResult) -> tuple[list[str], list[float], list[float]]:
         mlflow_5xx, cp_5xx = count_5xx(answers, "mlflow"), count_5xx(answers, "checkpoint")
         other = sum(bool(a.note) and a.status < 500 for a in answers)
         p50, rate = _ms(percentile(latencies, 50)), len(answers) / (end - start)
-        row = (f"| {start:.0f}–{end:.0f} s | {len(answers):,} | {rate:.0f} | {p50} | {_ms(p99s[-1])} "
-               f"| {mlflow_5xx} / {cp_5xx} | {other} |")  # fmt: skip
+        row = (
+            f"| {start:.0f}–{end:.0f} s | {len(answers):,} | {rate:.0f} | {p50} | {_ms(p99s[-1])} "
+            f"| {mlflow_5xx} / {cp_5xx} | {other} |"
+        )
         if result.rss:
             inside = [rss for at, rss in result.rss if start <= at <= end] or [result.rss[-1][1]]
             rss_max.append(max(inside))
@@ -504,8 +529,10 @@ def over_time(result: RunResult) -> tuple[list[str], list[float], list[float]]:
 
 
 def by_group(direct: RunResult | None, through: RunResult) -> list[str]:
-    lines = ["| group | share of calls | direct p50 / p99 ms | through Checkpoint p50 / p99 ms | unexpected answers |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| group | share of calls | direct p50 / p99 ms | through Checkpoint p50 / p99 ms | unexpected answers |",
+        "|---|---:|---:|---:|---:|",
+    ]
     groups = list(dict.fromkeys(k.group for k in through.kinds))
     for group in groups:
         cells = []
@@ -532,21 +559,33 @@ def totals(results: list[RunResult]) -> list[str]:
     rows: list[tuple[str, Callable[[RunResult], str]]] = [
         ("answers", lambda r: f"{len(r.answers):,}"),
         ("answers/s", lambda r: f"{len(r.answers) / r.elapsed:.0f}"),
-        ("p50 / p99 ms, all calls", lambda r: f"{_ms(percentile([a.latency for a in r.answers], 50))} / "
-                                              f"{_ms(percentile([a.latency for a in r.answers], 99))}"),
-        ("p50 / p99 ms, calls MLflow answers (the direct run's mix)",
-         lambda r: f"{_ms(percentile(mlflow_bound(r), 50))} / {_ms(percentile(mlflow_bound(r), 99))}"),
-        ("answers by status", lambda r: ", ".join(f"{s or 'none'}: {n:,}" for s, n in sorted(Counter(
-            a.status for a in r.answers if a.status >= 0).items()))),
+        (
+            "p50 / p99 ms, all calls",
+            lambda r: (
+                f"{_ms(percentile([a.latency for a in r.answers], 50))} / {_ms(percentile([a.latency for a in r.answers], 99))}"
+            ),
+        ),
+        (
+            "p50 / p99 ms, calls MLflow answers (the direct run's mix)",
+            lambda r: f"{_ms(percentile(mlflow_bound(r), 50))} / {_ms(percentile(mlflow_bound(r), 99))}",
+        ),
+        (
+            "answers by status",
+            lambda r: ", ".join(
+                f"{s or 'none'}: {n:,}" for s, n in sorted(Counter(a.status for a in r.answers if a.status >= 0).items())
+            ),
+        ),
         ("unexpected answers", lambda r: f"{sum(bool(a.note) for a in r.answers):,}"),
         ("5xx answered by MLflow (passed through)", lambda r: str(count_5xx(r.answers, "mlflow"))),
         ("**5xx generated by Checkpoint**", lambda r: str(count_5xx(r.answers, "checkpoint"))),
         ("no answer (connection error, timeout)", lambda r: str(sum(a.status == 0 for a in r.answers))),
         ("connections opened / reopened after a keep-alive close", lambda r: f"{r.connects} / {r.retries}"),
         ("load generator CPU, s", lambda r: f"{r.client_cpu:.1f}"),
-        ("Checkpoint CPU, ms per answer", lambda r: f"{r.checkpoint_cpu * 1000 / max(1, len(r.answers)):.2f}"
-                                                    if r.checkpoint_cpu is not None else "–"),
-    ]  # fmt: skip
+        (
+            "Checkpoint CPU, ms per answer",
+            lambda r: f"{r.checkpoint_cpu * 1000 / max(1, len(r.answers)):.2f}" if r.checkpoint_cpu is not None else "–",
+        ),
+    ]
     lines = ["| | " + " | ".join(r.label for r in results) + " |", "|---|" + "---:|" * len(results)]
     lines += [f"| {name} | " + " | ".join(cell(r) for r in results) + " |" for name, cell in rows]
     return lines

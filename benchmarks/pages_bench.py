@@ -65,8 +65,10 @@ def main() -> None:
                 http = requests.Session()
                 http.auth = ("alice", "x")
                 if label == "SQLite":
-                    opened = http.post(f"{base}/checkpoint/api/v1/requests", json={
-                        "change": {"kind": "set_alias", "name": name, "alias": "champion", "version": "2"}})  # fmt: skip
+                    opened = http.post(
+                        f"{base}/checkpoint/api/v1/requests",
+                        json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": "2"}},
+                    )
                     opened.raise_for_status()
                     first, p50, worst = timed(http, f"{base}/checkpoint/requests/{opened.json()['id']}", runs)
                     rows.append((f"detail page, {width}+{width} params/metrics per version", first, p50, worst, "≤ 300 ms"))
@@ -83,8 +85,9 @@ def main() -> None:
                 deep = http.get(f"{base}/checkpoint/api/v1/requests?state=applied&limit=25", timeout=60).json()
                 cursor = deep["next_cursor"]
                 for _ in range(20):  # walk 20 pages in, then time a deep page
-                    cursor = http.get(f"{base}/checkpoint/api/v1/requests?state=applied&limit=25&cursor={cursor}",
-                                      timeout=60).json()["next_cursor"]  # fmt: skip
+                    cursor = http.get(
+                        f"{base}/checkpoint/api/v1/requests?state=applied&limit=25&cursor={cursor}", timeout=60
+                    ).json()["next_cursor"]
                 first, p50, worst = timed(http, f"{base}/checkpoint/requests?state=applied&cursor={cursor}", runs)
                 rows.append((f"list: page 21 of applied ({label})", first, p50, worst, "≤ 50 ms"))
         finally:

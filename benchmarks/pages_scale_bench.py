@@ -154,8 +154,10 @@ def measure(plan: Plan, admin_url: str, tmp: Path) -> tuple[list[Timing], dict[s
             def page(what: str, path: str, marker: str = "cp-", target: float = LIST_TARGET_MS) -> None:
                 first, samples = time_page(http, base + path, plan.runs, html_ok(marker))
                 timings.append(Timing(what, first, samples, target))
-                print(f"  {what}: first {first:.1f} ms, p50 {percentile(samples, 50):.1f}, p99 {percentile(samples, 99):.1f}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  {what}: first {first:.1f} ms, p50 {percentile(samples, 50):.1f}, p99 {percentile(samples, 99):.1f}",
+                    flush=True,
+                )
 
             page("request page with diff (real request)", f"/checkpoint/requests/{real_id}", "cp-diff", DETAIL_TARGET_MS)
             page("request page, a seeded applied request", "/checkpoint/requests/1", "cp-", DETAIL_TARGET_MS)
@@ -205,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="how many requests to seed (default 100,000)")
     parser.add_argument("--runs", type=int, help="timed runs per page after the first view (default 50)")
     parser.add_argument("--width", type=int, help="params and metrics per version of the diffed model (default 2,000)")
-    parser.add_argument("--admin-url", default=os.environ.get(ADMIN_ENV, ADMIN_DEFAULT),
-                        help=f"PostgreSQL maintenance database to create the scratch one from (${ADMIN_ENV})")  # fmt: skip
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(ADMIN_ENV, ADMIN_DEFAULT),
+        help=f"PostgreSQL maintenance database to create the scratch one from (${ADMIN_ENV})",
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     plan = Plan(

@@ -221,9 +221,18 @@ WRK_REQUEST_CAP = 2_000_000
 def run_wrk(url: str, plan: Plan, script: Path) -> Load:
     """One wrk run: 32 keep-alive connections on one wrk thread, for plan.load_seconds."""
     command = [
-        "wrk", "-t1", f"-c{plan.clients}", f"-d{plan.load_seconds:.0f}s", "--timeout", "10s",
-        "-s", str(script), url + SEARCH, "--", str(WRK_REQUEST_CAP),
-    ]  # fmt: skip
+        "wrk",
+        "-t1",
+        f"-c{plan.clients}",
+        f"-d{plan.load_seconds:.0f}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url + SEARCH,
+        "--",
+        str(WRK_REQUEST_CAP),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=plan.load_seconds + 60, check=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
@@ -294,8 +303,11 @@ def upstream_spread(port: int) -> str:
     try:
         listing = subprocess.run(
             ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
     owners = [field.split(",")[0] for field in listing.split("pid=")[1:]]
@@ -315,8 +327,11 @@ def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port:
         sample.start()
         load = run_wrk(urls[name], plan, script) if use_wrk else run_threads(urls[name], plan)
         sample.join()
-        print(f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed, "
-              f"MLflow connections per worker {spreads[name][-1] or '?'}", flush=True)  # fmt: skip
+        print(
+            f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed, "
+            f"MLflow connections per worker {spreads[name][-1] or '?'}",
+            flush=True,
+        )
         runs[name].append(load)
         time.sleep(1)  # let TIME_WAITs and run queues settle between runs
     return {
@@ -401,9 +416,16 @@ def bench_server(label: str, title: str, workers: int | None, plan: Plan, tmp: P
             transfers = measure_transfers(urls, plan, mlflow.root, label)
         rss_peak_transfer = sampler.peak
         result = ServerResult(
-            label, title, latency, load, transfers, rss_idle, rss_peak_load, rss_peak_transfer,
+            label,
+            title,
+            latency,
+            load,
+            transfers,
+            rss_idle,
+            rss_peak_load,
+            rss_peak_transfer,
             len(checkpoint.pids()) - 1,
-        )  # fmt: skip
+        )
         for name, lat in latency.items():
             if lat.reconnects:
                 result.notes.append(f"{name}: the latency client reconnected {lat.reconnects} times")
@@ -482,15 +504,16 @@ def targets(stock: ServerResult, fast: ServerResult) -> list[tuple[str, str, boo
     out.append(("no-stall server: p99 added over direct ≤ 3 ms", _delta(c.p99_ms - d.p99_ms), c.p99_ms - d.p99_ms <= 3))
     out.append(("no-stall server: p50 within 1 ms of nginx", _delta(c.p50_ms - n.p50_ms), c.p50_ms - n.p50_ms <= 1))
     sd, _, sc = (stock.latency[p] for p in PATHS)
-    out.append((
-        "stock server: Checkpoint p50 and p99 no slower than direct",
-        f"p50 {_delta(sc.p50_ms - sd.p50_ms)}, p99 {_delta(sc.p99_ms - sd.p99_ms)}",
-        sc.p50_ms <= sd.p50_ms and sc.p99_ms <= sd.p99_ms,
-    ))  # fmt: skip
+    out.append(
+        (
+            "stock server: Checkpoint p50 and p99 no slower than direct",
+            f"p50 {_delta(sc.p50_ms - sd.p50_ms)}, p99 {_delta(sc.p99_ms - sd.p99_ms)}",
+            sc.p50_ms <= sd.p50_ms and sc.p99_ms <= sd.p99_ms,
+        )
+    )
     for r, name in ((stock, "stock"), (fast, "no-stall")):
         ratio = r.load["checkpoint"].rps / r.load["nginx"].rps
-        out.append((f"{name} server: requests/s at {r.load['nginx'].tool} 32 clients ≥ 90 % of nginx", _pct(ratio),
-                    ratio >= 0.9))  # fmt: skip
+        out.append((f"{name} server: requests/s at {r.load['nginx'].tool} 32 clients ≥ 90 % of nginx", _pct(ratio), ratio >= 0.9))
     for r, name in ((stock, "stock"), (fast, "no-stall")):
         up = r.transfers["checkpoint"].upload_mibs / r.transfers["direct"].upload_mibs
         down = r.transfers["checkpoint"].download_mibs / r.transfers["direct"].download_mibs
@@ -532,8 +555,11 @@ def _versions() -> str:
     from importlib.metadata import version
 
     nginx = subprocess.run([_nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
-    wrk = "wrk " + (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1:2] or ["?"])[0] \
-        if shutil.which("wrk") else "no wrk"  # fmt: skip
+    wrk = (
+        "wrk " + (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1:2] or ["?"])[0]
+        if shutil.which("wrk")
+        else "no wrk"
+    )
     return (
         f"Python {platform.python_version()}, mlflow {version('mlflow')}, gunicorn {version('gunicorn')}, "
         f"urllib3 {version('urllib3')}, nginx {nginx}, {wrk}"

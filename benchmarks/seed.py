@@ -105,14 +105,26 @@ def request_rows(count: int, seed: int = 0, start_id: int = 1) -> Iterator[dict]
         model = f"model-{rng.randrange(N_MODELS):03d}"
         stamp = base + timedelta(minutes=i)
         yield {
-            "kind": "set_alias", "model_name": model, "version": str(i % 9 + 1), "target": rng.choice(TARGETS),
+            "kind": "set_alias",
+            "model_name": model,
+            "version": str(i % 9 + 1),
+            "target": rng.choice(TARGETS),
             "change": {"kind": "set_alias", "name": model, "alias": "champion", "version": "1"},
-            "title": f"Promote {model} build {i}", "description": "", "author": f"user{rng.randrange(N_AUTHORS):02d}",
-            "state": rng.choices(STATES, weights=STATE_WEIGHTS)[0], "state_reason": "",
-            "challenger": {"name": model, "version": "1", "run_id": "r", "source": "s"}, "champion": None,
-            "dedupe_key": f"bench-{i}", "created_at": stamp, "updated_at": stamp, "applied_at": None,
-            "apply_result": "", "named_reviewers": [], "rule_name": "default",
-        }  # fmt: skip
+            "title": f"Promote {model} build {i}",
+            "description": "",
+            "author": f"user{rng.randrange(N_AUTHORS):02d}",
+            "state": rng.choices(STATES, weights=STATE_WEIGHTS)[0],
+            "state_reason": "",
+            "challenger": {"name": model, "version": "1", "run_id": "r", "source": "s"},
+            "champion": None,
+            "dedupe_key": f"bench-{i}",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "applied_at": None,
+            "apply_result": "",
+            "named_reviewers": [],
+            "rule_name": "default",
+        }
 
 
 def fill_requests(database_url: str, count: int, *, reviews: bool = False, batch: int = 5000) -> float:
@@ -130,11 +142,18 @@ def fill_requests(database_url: str, count: int, *, reviews: bool = False, batch
                 ids = conn.execute(insert, chunk).scalars().all()
                 if reviews:
                     verdicts = [
-                        {"request_id": rid, "reviewer": f"user{(int(row['author'][4:]) + 1) % N_AUTHORS:02d}",
-                         "verdict": "approve" if row["state"] == "applied" else "reject", "comment": "",
-                         "created_at": row["created_at"], "dismissed_at": None, "dismissed_reason": ""}
-                        for rid, row in zip(ids, chunk, strict=True) if row["state"] in ("applied", "rejected")
-                    ]  # fmt: skip
+                        {
+                            "request_id": rid,
+                            "reviewer": f"user{(int(row['author'][4:]) + 1) % N_AUTHORS:02d}",
+                            "verdict": "approve" if row["state"] == "applied" else "reject",
+                            "comment": "",
+                            "created_at": row["created_at"],
+                            "dismissed_at": None,
+                            "dismissed_reason": "",
+                        }
+                        for rid, row in zip(ids, chunk, strict=True)
+                        if row["state"] in ("applied", "rejected")
+                    ]
                     if verdicts:
                         conn.execute(sa.insert(ReviewRow.__table__), verdicts)
     finally:

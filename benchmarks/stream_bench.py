@@ -88,8 +88,11 @@ def stream(checkpoint: Checkpoint, store: Path, files: int, size: int) -> tuple[
                 stored.unlink()
             result = FileResult(index + 1, size, up, down, begin, time.monotonic() - started)
             results.append(result)
-            print(f"  file {result.index}/{files}: up {result.up_mibs:.0f} MiB/s, down {result.down_mibs:.0f} MiB/s, "
-                  f"RSS now {sampler.now() / MIB:.0f} MiB", flush=True)  # fmt: skip
+            print(
+                f"  file {result.index}/{files}: up {result.up_mibs:.0f} MiB/s, down {result.down_mibs:.0f} MiB/s, "
+                f"RSS now {sampler.now() / MIB:.0f} MiB",
+                flush=True,
+            )
     for result in results:
         inside = [rss for at, rss in sampler.series if result.started <= at <= result.ended + 1]
         result.rss_max = max(inside or [0])
@@ -111,8 +114,9 @@ def report(results: list[FileResult], sampler: RssSampler, rss_idle: int, facts:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        lines.append(f"| {r.index} | {r.up_mibs:.0f} | {r.down_mibs:.0f} | {r.upload_s:.1f} | {r.download_s:.1f} | "
-                     f"{r.rss_max / MIB:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r.index} | {r.up_mibs:.0f} | {r.down_mibs:.0f} | {r.upload_s:.1f} | {r.download_s:.1f} | {r.rss_max / MIB:.0f} |"
+        )
     lines += [
         f"| median | {statistics.median(r.up_mibs for r in results):.0f} | "
         f"{statistics.median(r.down_mibs for r in results):.0f} | | | |",

@@ -103,8 +103,9 @@ def main() -> None:
     parser = bench_parser(__doc__, "threads 8 and 32 only, 5-s load, 16 MiB artifact", "threads.md")
     args = parser.parse_args()
     counts = (8, 32) if args.quick else THREADS
-    plan = Plan(calls=0, warmup=0, load_seconds=5 if args.quick else 10, rounds=1, clients=64, artifact_mib=0,
-                phase_timeout=PHASE_TIMEOUT)  # fmt: skip
+    plan = Plan(
+        calls=0, warmup=0, load_seconds=5 if args.quick else 10, rounds=1, clients=64, artifact_mib=0, phase_timeout=PHASE_TIMEOUT
+    )
     artifact = Artifact((16 if args.quick else 64) * 1024 * 1024)
     before = load_average()
     rows = []
@@ -115,16 +116,22 @@ def main() -> None:
         try:
             upload(mlflow.url, "threads/artifact.bin", artifact.size, artifact.seed, PHASE_TIMEOUT)
             for threads in counts:
-                checkpoint = Checkpoint(Path(tmp) / f"checkpoint-{threads}", mlflow.url,
-                                        {"CHECKPOINT_THREADS": str(threads), "CHECKPOINT_WORKERS": "2"}).start()  # fmt: skip
+                checkpoint = Checkpoint(
+                    Path(tmp) / f"checkpoint-{threads}",
+                    mlflow.url,
+                    {"CHECKPOINT_THREADS": str(threads), "CHECKPOINT_WORKERS": "2"},
+                ).start()
                 try:
                     load = run_wrk(checkpoint.url, plan, script)
                     p50, p99, wall = short_calls_during_streams(checkpoint.url, "threads/artifact.bin", artifact, 100)
                     rss = sum(rss_bytes(pid) for pid in checkpoint.pids()) / 2**20
                 finally:
                     checkpoint.stop()
-                print(f"  threads {threads}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms; during streams "
-                      f"p50 {p50:.1f} / p99 {p99:.1f} ms, streams {wall:.1f} s; RSS {rss:.0f} MiB", flush=True)  # fmt: skip
+                print(
+                    f"  threads {threads}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms; during streams "
+                    f"p50 {p50:.1f} / p99 {p99:.1f} ms, streams {wall:.1f} s; RSS {rss:.0f} MiB",
+                    flush=True,
+                )
                 rows.append((threads, load, p50, p99, wall, rss))
         finally:
             mlflow.stop()

@@ -99,7 +99,12 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
     app.before_request(_resolve_user)
     # The first call this process serves runs its start-up work (Services.start): see the module's top.
     app.wsgi_app = Gateway(  # type: ignore[method-assign]
-        app.wsgi_app, services.proxy, services.workflow, settings.public_url, services.auth, settings.allowed_hosts,
+        app.wsgi_app,
+        services.proxy,
+        services.workflow,
+        settings.public_url,
+        services.auth,
+        settings.allowed_hosts,
         on_first_call=services.start,
     )
     return app
@@ -128,8 +133,10 @@ def _resolve_user():
 
 
 # Checkpoint's own pages load nothing from elsewhere and run no inline script.
-_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; " \
-       "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
 
 
 def _security_headers(response: Response) -> Response:

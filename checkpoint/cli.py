@@ -31,10 +31,15 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="bind address (default CHECKPOINT_HOST, else 127.0.0.1)")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default CHECKPOINT_PORT, else 5000)")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="gunicorn worker processes (default CHECKPOINT_WORKERS, else the CPU count, at most 4)")
-@click.option("--threads", type=click.IntRange(1, 1024), default=None,
-              help="threads per worker (default CHECKPOINT_THREADS, else 32)")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="gunicorn worker processes (default CHECKPOINT_WORKERS, else the CPU count, at most 4)",
+)
+@click.option(
+    "--threads", type=click.IntRange(1, 1024), default=None, help="threads per worker (default CHECKPOINT_THREADS, else 32)"
+)
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Run Checkpoint under gunicorn (migrating the database first)."""
     from checkpoint.edge.serving import serve as run
@@ -45,8 +50,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"],
-            threads or knobs["threads"])  # fmt: skip
+        run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"], threads or knobs["threads"])
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -120,12 +124,17 @@ def _keyring():
 
 
 @audit_group.command()
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
-              help="verify an export instead of the database")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="the export's format (default: from the file name)")  # fmt: skip
-@click.option("--expect", "expected", multiple=True, metavar="ID:HASH",
-              help="a head kept earlier (as verify prints it): exit 1 unless event ID still has HASH; repeatable")  # fmt: skip
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), help="verify an export instead of the database")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="the export's format (default: from the file name)"
+)
+@click.option(
+    "--expect",
+    "expected",
+    multiple=True,
+    metavar="ID:HASH",
+    help="a head kept earlier (as verify prints it): exit 1 unless event ID still has HASH; repeatable",
+)
 def verify(path: str | None, fmt: str | None, expected: tuple[str, ...]) -> None:
     """Walk the hash chain with the audit keys; exit 1 and name the first broken link if any
     row was changed, or if an expected head is gone."""
@@ -228,8 +237,11 @@ def promote(url, model, version, stage, alias, archive_existing, title, descript
     if description == "-":
         description = click.open_file("-").read()  # get_text_stream is deprecated since click 8.5
     client = _client(url)
-    made = _api(lambda: client.promote(model, version, stage=stage, alias=alias, archive_existing=archive_existing,
-                                       title=title, description=description))  # fmt: skip
+    made = _api(
+        lambda: client.promote(
+            model, version, stage=stage, alias=alias, archive_existing=archive_existing, title=title, description=description
+        )
+    )
     if as_json:
         click.echo(json.dumps(made, indent=2))
     else:

@@ -41,8 +41,15 @@ class WaitTimeout(Exception):
 
 
 class CheckpointClient:
-    def __init__(self, url: str | None = None, *, username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         url = url or os.environ.get("CHECKPOINT_URL") or os.environ.get("MLFLOW_TRACKING_URI")
         if not url or not url.startswith(("http://", "https://")):
             raise ValueError("give Checkpoint's address (url=... or CHECKPOINT_URL), e.g. http://127.0.0.1:5000")
@@ -75,15 +82,29 @@ class CheckpointClient:
         and ``workspace`` for an MLflow workspace other than the default one)."""
         return self._call("POST", "/requests", json={"change": change, "title": title, "description": description})
 
-    def promote(self, model: str, version: str | int, *, stage: str | None = None, alias: str | None = None,
-                archive_existing: bool = False, title: str = "", description: str = "",
-                workspace: str | None = None) -> dict:  # fmt: skip
+    def promote(
+        self,
+        model: str,
+        version: str | int,
+        *,
+        stage: str | None = None,
+        alias: str | None = None,
+        archive_existing: bool = False,
+        title: str = "",
+        description: str = "",
+        workspace: str | None = None,
+    ) -> dict:
         """Ask to move ``version`` of ``model`` (in MLflow ``workspace``) to a stage or an alias."""
         if bool(stage) == bool(alias):
             raise ValueError("give exactly one of stage= or alias=")
         if stage:
-            change = {"kind": "transition", "name": model, "version": str(version), "stage": stage,
-                      "archive_existing_versions": archive_existing}  # fmt: skip
+            change = {
+                "kind": "transition",
+                "name": model,
+                "version": str(version),
+                "stage": stage,
+                "archive_existing_versions": archive_existing,
+            }
         else:
             change = {"kind": "set_alias", "name": model, "version": str(version), "alias": alias}
         if workspace:
@@ -104,8 +125,9 @@ class CheckpointClient:
                 raise WaitTimeout(current)
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
-    def which(self, model: str, *, stage: str | None = None, alias: str | None = None,
-              workspace: str | None = None) -> str | None:  # fmt: skip
+    def which(
+        self, model: str, *, stage: str | None = None, alias: str | None = None, workspace: str | None = None
+    ) -> str | None:
         """The version that holds ``stage`` (the newest, if several) or ``alias`` now (in MLflow
         ``workspace``; the default one when not given)."""
         if bool(stage) == bool(alias):

@@ -101,9 +101,14 @@ class HeaderAuth:
     mode = "header"
 
     def __init__(
-        self, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], user_header: str, email_header: str,
-        groups_header: str, admins: frozenset[str], admin_groups: frozenset[str],
-    ) -> None:  # fmt: skip
+        self,
+        trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+        user_header: str,
+        email_header: str,
+        groups_header: str,
+        admins: frozenset[str],
+        admin_groups: frozenset[str],
+    ) -> None:
         self.trusted = trusted
         self.keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in (user_header, email_header, groups_header))
         self.names = dict(zip(self.keys, (user_header, email_header, groups_header), strict=True))
@@ -206,8 +211,14 @@ def from_settings(settings: Settings) -> Authenticator:
     if settings.auth == "mlflow":
         return MlflowAuth(settings.registry_url)
     if settings.auth == "header":
-        return HeaderAuth(settings.trusted_proxies, settings.user_header, settings.email_header,
-                          settings.groups_header, settings.admins, settings.admin_groups)  # fmt: skip
+        return HeaderAuth(
+            settings.trusted_proxies,
+            settings.user_header,
+            settings.email_header,
+            settings.groups_header,
+            settings.admins,
+            settings.admin_groups,
+        )
     return NoAuth(settings.admins)
 
 

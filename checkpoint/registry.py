@@ -316,9 +316,10 @@ class Registry:
         Checkpoint's own admin account): the default right to review its promotions."""
         try:
             data = self.call_v3(
-                "GET", "users/permissions/get",
+                "GET",
+                "users/permissions/get",
                 query={"username": username, "resource_type": "registered_model", "resource_id": model},
-            )  # fmt: skip
+            )
         except RegistryError as exc:
             if exc.error_code == "HTTP_404":  # no such route: MLflow 2.x, which only has the per-model grant
                 return self._can_manage_v2(username, model)

@@ -101,8 +101,16 @@ class Services:
         store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
         store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
         policy, protection = settings.policy.rules, settings.policy.protection
-        workflow = Workflow(store, registry, protection, policy, review_right=right, checks_queued=background.wake,
-                            public_url=settings.public_url, digest_max_bytes=settings.digest_max_bytes)  # fmt: skip
+        workflow = Workflow(
+            store,
+            registry,
+            protection,
+            policy,
+            review_right=right,
+            checks_queued=background.wake,
+            public_url=settings.public_url,
+            digest_max_bytes=settings.digest_max_bytes,
+        )
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
         if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
@@ -126,9 +134,21 @@ class Services:
             render_error=render_upstream_error,
             on_upstream=metrics.observe_upstream,
         )
-        return cls(settings=settings, engine=engine, sessions=sessions, registry=registry, auth=auth, policy=policy,
-                   store=store, workflow=workflow, webhooks=webhooks, sender=sender, reconciler=reconciler,
-                   proxy=proxy, background=background)  # fmt: skip
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            registry=registry,
+            auth=auth,
+            policy=policy,
+            store=store,
+            workflow=workflow,
+            webhooks=webhooks,
+            sender=sender,
+            reconciler=reconciler,
+            proxy=proxy,
+            background=background,
+        )
 
     # -- finding them again --------------------------------------------------------------
 

@@ -67,9 +67,11 @@ def server_knobs(env: Mapping[str, str] | None = None) -> dict:
     """``checkpoint serve``'s bind address and gunicorn sizes from the environment, validated."""
     env = os.environ if env is None else env
     out: dict = {"host": (env.get("CHECKPOINT_HOST") or "127.0.0.1").strip()}
-    for key, name, low, high, default in (("port", "CHECKPOINT_PORT", 1, 65535, "5000"),
-                                          ("workers", "CHECKPOINT_WORKERS", 1, 64, None),
-                                          ("threads", "CHECKPOINT_THREADS", 1, 1024, None)):  # fmt: skip
+    for key, name, low, high, default in (
+        ("port", "CHECKPOINT_PORT", 1, 65535, "5000"),
+        ("workers", "CHECKPOINT_WORKERS", 1, 64, None),
+        ("threads", "CHECKPOINT_THREADS", 1, 1024, None),
+    ):
         raw = (env.get(name) or "").strip() or default
         out[key] = _number(name, raw, kind=int, low=low, high=high, example=default or "4") if raw else None
     return out
@@ -199,8 +201,10 @@ def _audit_keys(raw: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
     key = raw.get("CHECKPOINT_AUDIT_KEY", "").strip()
     path = raw.get("CHECKPOINT_AUDIT_KEY_FILE", "").strip()
     if key and path:
-        raise SettingsError("CHECKPOINT_AUDIT_KEY and CHECKPOINT_AUDIT_KEY_FILE are both set: give the audit key "
-                            "one way (the file can hold retired keys too, one per line after the current one)")  # fmt: skip
+        raise SettingsError(
+            "CHECKPOINT_AUDIT_KEY and CHECKPOINT_AUDIT_KEY_FILE are both set: give the audit key "
+            "one way (the file can hold retired keys too, one per line after the current one)"
+        )
     found: list[tuple[str, str]] = []  # (where it came from, key)
     if key:
         found.append(("CHECKPOINT_AUDIT_KEY", key))
@@ -210,8 +214,10 @@ def _audit_keys(raw: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
             text = Path(path).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise SettingsError(f"{name} cannot be read ({reason}): it must be a UTF-8 file readable by "
-                                "Checkpoint with the audit key on its first line") from exc  # fmt: skip
+            raise SettingsError(
+                f"{name} cannot be read ({reason}): it must be a UTF-8 file readable by "
+                "Checkpoint with the audit key on its first line"
+            ) from exc
         lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
         found += [(f"{name} line {n}", line) for n, line in lines if line and not line.startswith("#")]
         if not found:
@@ -220,8 +226,9 @@ def _audit_keys(raw: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
     found += [(f"CHECKPOINT_AUDIT_OLD_KEYS (key {n} of {len(old)})", k) for n, k in enumerate(old, 1)]
     for where, value in found:
         if len(value) < MIN_AUDIT_KEY:
-            raise SettingsError(f"{where}: the audit key is too short ({len(value)} characters, at least "
-                                f"{MIN_AUDIT_KEY}); {_AUDIT_KEY_HINT}")  # fmt: skip
+            raise SettingsError(
+                f"{where}: the audit key is too short ({len(value)} characters, at least {MIN_AUDIT_KEY}); {_AUDIT_KEY_HINT}"
+            )
     keys = [value for _, value in found]
     return (keys[0], tuple(keys[1:])) if key or path else ("", tuple(keys))
 
@@ -430,8 +437,7 @@ class Settings:
         """Only the :func:`sections` knobs from ``env`` (the rest left blank): for the loaders that
         take an environment mapping, such as ``identity.from_env`` and ``Policy.from_env``."""
         env = os.environ if env is None else env
-        return cls(registry_url=registry_url, data_dir=Path(), database_url="", secret_key="", environ=env,
-                   **sections(env))  # fmt: skip
+        return cls(registry_url=registry_url, data_dir=Path(), database_url="", secret_key="", environ=env, **sections(env))
 
     def with_policy(self) -> Settings:
         """Read the policy file into :attr:`policy`, unless done: once per process tree, since
@@ -472,9 +478,12 @@ class Settings:
         try:
             key = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"the generated audit key {path} cannot be read ({exc}); set CHECKPOINT_AUDIT_KEY "
-                                "or make the file readable") from exc  # fmt: skip
+            raise SettingsError(
+                f"the generated audit key {path} cannot be read ({exc}); set CHECKPOINT_AUDIT_KEY or make the file readable"
+            ) from exc
         if len(key) < MIN_AUDIT_KEY:
-            raise SettingsError(f"the generated audit key {path} is damaged ({len(key)} characters): restore it from "
-                                "a backup, or set CHECKPOINT_AUDIT_KEY (events it signed verify only with it)")  # fmt: skip
+            raise SettingsError(
+                f"the generated audit key {path} is damaged ({len(key)} characters): restore it from "
+                "a backup, or set CHECKPOINT_AUDIT_KEY (events it signed verify only with it)"
+            )
         return replace(self, audit_key=key, audit_key_path=path)

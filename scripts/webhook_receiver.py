@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     secret = args.secret or os.environ.get(SECRET_ENV, "")
     if not secret:
         parser.error(f"give the webhook's secret with --secret or ${SECRET_ENV}")
-    handler = type("ConfiguredReceiver", (Receiver,), {"secret": secret, "tolerance": args.tolerance,
-                                                        "seen": OrderedDict()})  # fmt: skip
+    handler = type("ConfiguredReceiver", (Receiver,), {"secret": secret, "tolerance": args.tolerance, "seen": OrderedDict()})
     server = ThreadingHTTPServer((args.host, args.port), handler)
     print(f"webhook receiver: listening on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
     try:

@@ -102,8 +102,9 @@ def checkpoint_config() -> dict:
 @pytest.fixture
 def app(mlflow_server, sqlite_url, tmp_path, checkpoint_config):
     """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                              **checkpoint_config})  # fmt: skip
+    application = create_app(
+        {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, **checkpoint_config}
+    )
     yield application
     close_app(application)
 
@@ -148,7 +149,8 @@ def module_db(tmp_path_factory) -> str:
 @pytest.fixture
 def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                              **checkpoint_config})  # fmt: skip
+    application = create_app(
+        {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, **checkpoint_config}
+    )
     with live(application, sqlite_url) as served:
         yield served

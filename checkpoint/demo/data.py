@@ -51,23 +51,43 @@ MODELS: tuple[ModelSpec, ...] = (
         tags={"team": "risk-ml", "owner": "maria.chen", "tier": "critical"},
         versions=(
             VersionSpec(
-                "rf-depth8", "maria.chen", "forest", {"n_estimators": 100, "max_depth": 8},
-                "transactions-2025-09", "Random forest, 100 trees of depth 8. Serving since September.",
-                stage="Production", aliases=("champion",), validation="passed",
+                "rf-depth8",
+                "maria.chen",
+                "forest",
+                {"n_estimators": 100, "max_depth": 8},
+                "transactions-2025-09",
+                "Random forest, 100 trees of depth 8. Serving since September.",
+                stage="Production",
+                aliases=("champion",),
+                validation="passed",
             ),
             VersionSpec(
-                "gbm-200", "sam.okafor", "boosting", {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 3},
-                "transactions-2025-10", "Gradient boosting, 200 shallow trees, retrained on October data.",
-                stage="Staging", aliases=("challenger",), validation="passed",
+                "gbm-200",
+                "sam.okafor",
+                "boosting",
+                {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 3},
+                "transactions-2025-10",
+                "Gradient boosting, 200 shallow trees, retrained on October data.",
+                stage="Staging",
+                aliases=("challenger",),
+                validation="passed",
             ),
             VersionSpec(
-                "gbm-no-geo", "sam.okafor", "boosting", {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 3},
-                "transactions-2025-10", "Same as gbm-200 without distance_km (privacy review asked to drop geo).",
+                "gbm-no-geo",
+                "sam.okafor",
+                "boosting",
+                {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 3},
+                "transactions-2025-10",
+                "Same as gbm-200 without distance_km (privacy review asked to drop geo).",
                 features=tuple(f for f in FRAUD_FEATURES if f != "distance_km"),
             ),
             VersionSpec(
-                "gbm-quick-retrain", "lee.park", "boosting", {"n_estimators": 20, "learning_rate": 0.1, "max_depth": 1},
-                "transactions-2025-10-w4", "Quick retrain on the last week of October only.",
+                "gbm-quick-retrain",
+                "lee.park",
+                "boosting",
+                {"n_estimators": 20, "learning_rate": 0.1, "max_depth": 1},
+                "transactions-2025-10-w4",
+                "Quick retrain on the last week of October only.",
                 train_rows=400,
             ),
         ),
@@ -80,17 +100,32 @@ MODELS: tuple[ModelSpec, ...] = (
         tags={"team": "growth-analytics", "owner": "ana.silva", "tier": "standard"},
         versions=(
             VersionSpec(
-                "churn-logreg", "ana.silva", "linear", {"alpha": 1e-4, "epochs": 6},
-                "subscribers-2025-q2", "Logistic regression on account features.", stage="Archived",
+                "churn-logreg",
+                "ana.silva",
+                "linear",
+                {"alpha": 1e-4, "epochs": 6},
+                "subscribers-2025-q2",
+                "Logistic regression on account features.",
+                stage="Archived",
             ),
             VersionSpec(
-                "churn-rf", "ana.silva", "forest", {"n_estimators": 80, "max_depth": 6},
-                "subscribers-2025-q3", "Random forest; adds support tickets and last login.",
-                stage="Production", validation="passed",
+                "churn-rf",
+                "ana.silva",
+                "forest",
+                {"n_estimators": 80, "max_depth": 6},
+                "subscribers-2025-q3",
+                "Random forest; adds support tickets and last login.",
+                stage="Production",
+                validation="passed",
             ),
             VersionSpec(
-                "churn-gbm", "ana.silva", "boosting", {"n_estimators": 150, "learning_rate": 0.08, "max_depth": 3},
-                "subscribers-2025-q3", "Gradient boosting candidate.", stage="Staging",
+                "churn-gbm",
+                "ana.silva",
+                "boosting",
+                {"n_estimators": 150, "learning_rate": 0.08, "max_depth": 3},
+                "subscribers-2025-q3",
+                "Gradient boosting candidate.",
+                stage="Staging",
             ),
         ),
     ),
@@ -102,17 +137,31 @@ MODELS: tuple[ModelSpec, ...] = (
         tags={"team": "supply-chain-ds", "owner": "raj.iyer", "tier": "standard"},
         versions=(
             VersionSpec(
-                "demand-linear", "raj.iyer", "linear", {"alpha": 1e-4, "epochs": 6},
-                "sales-2025-h1", "Linear model on calendar, price and promo features.",
+                "demand-linear",
+                "raj.iyer",
+                "linear",
+                {"alpha": 1e-4, "epochs": 6},
+                "sales-2025-h1",
+                "Linear model on calendar, price and promo features.",
             ),
             VersionSpec(
-                "demand-gbm", "raj.iyer", "boosting", {"n_estimators": 150, "learning_rate": 0.1, "max_depth": 3},
-                "sales-2025-h1", "Gradient boosting; captures the promo x weekend effect.",
-                aliases=("champion",), validation="passed",
+                "demand-gbm",
+                "raj.iyer",
+                "boosting",
+                {"n_estimators": 150, "learning_rate": 0.1, "max_depth": 3},
+                "sales-2025-h1",
+                "Gradient boosting; captures the promo x weekend effect.",
+                aliases=("champion",),
+                validation="passed",
             ),
             VersionSpec(
-                "demand-rf", "lee.park", "forest", {"n_estimators": 100, "max_depth": 10},
-                "sales-2025-q3", "Random forest on fresher data.", aliases=("challenger",),
+                "demand-rf",
+                "lee.park",
+                "forest",
+                {"n_estimators": 100, "max_depth": 10},
+                "sales-2025-q3",
+                "Random forest on fresher data.",
+                aliases=("challenger",),
             ),
         ),
     ),
@@ -161,47 +210,72 @@ def synthetic_data(model: str) -> tuple[Any, Any, Any, Any]:
     rng = np.random.default_rng(sum(map(ord, model)))  # stable across runs, unlike hash()
     n = 5000
     if model == "fraud-detector":
-        x = pd.DataFrame({
-            "amount": rng.lognormal(3.6, 1.1, n).round(2),
-            "merchant_risk": rng.beta(2, 5, n).round(3),
-            "hour": rng.integers(0, 24, n).astype(float),
-            "distance_km": rng.exponential(25, n).round(1),
-            "card_age_days": rng.integers(1, 3650, n).astype(float),
-            "n_tx_24h": rng.poisson(3, n).astype(float),
-        })  # fmt: skip
+        x = pd.DataFrame(
+            {
+                "amount": rng.lognormal(3.6, 1.1, n).round(2),
+                "merchant_risk": rng.beta(2, 5, n).round(3),
+                "hour": rng.integers(0, 24, n).astype(float),
+                "distance_km": rng.exponential(25, n).round(1),
+                "card_age_days": rng.integers(1, 3650, n).astype(float),
+                "n_tx_24h": rng.poisson(3, n).astype(float),
+            }
+        )
         night = ((x.hour < 5) | (x.hour > 22)).astype(float)
         score = (
-            0.5 * np.log1p(x.amount) + 5.0 * x.merchant_risk + 2.2 * night + 3.2 * np.tanh(x.distance_km / 40)
-            + 1.8 * (x.card_age_days < 120) + 0.3 * x.n_tx_24h + 2.0 * (x.merchant_risk > 0.45) * night
-        )  # fmt: skip
+            0.5 * np.log1p(x.amount)
+            + 5.0 * x.merchant_risk
+            + 2.2 * night
+            + 3.2 * np.tanh(x.distance_km / 40)
+            + 1.8 * (x.card_age_days < 120)
+            + 0.3 * x.n_tx_24h
+            + 2.0 * (x.merchant_risk > 0.45) * night
+        )
         y = (rng.random(n) < 1 / (1 + np.exp(-(2.0 * score - 15.5)))).astype(int)
     elif model == "churn-model":
-        x = pd.DataFrame({
-            "tenure_months": rng.integers(1, 72, n).astype(float),
-            "monthly_charges": rng.normal(65, 25, n).clip(15, 150).round(2),
-            "support_tickets": rng.poisson(1.2, n).astype(float),
-            "contract_months": rng.choice([1.0, 12.0, 24.0], n, p=[0.5, 0.3, 0.2]),
-            "last_login_days": rng.exponential(10, n).round(0),
-        })  # fmt: skip
+        x = pd.DataFrame(
+            {
+                "tenure_months": rng.integers(1, 72, n).astype(float),
+                "monthly_charges": rng.normal(65, 25, n).clip(15, 150).round(2),
+                "support_tickets": rng.poisson(1.2, n).astype(float),
+                "contract_months": rng.choice([1.0, 12.0, 24.0], n, p=[0.5, 0.3, 0.2]),
+                "last_login_days": rng.exponential(10, n).round(0),
+            }
+        )
         score = (
-            -0.05 * x.tenure_months + 0.02 * x.monthly_charges + 0.6 * x.support_tickets
-            - 1.5 * (x.contract_months > 1) + 1.2 * np.tanh(x.last_login_days / 15)
+            -0.05 * x.tenure_months
+            + 0.02 * x.monthly_charges
+            + 0.6 * x.support_tickets
+            - 1.5 * (x.contract_months > 1)
+            + 1.2 * np.tanh(x.last_login_days / 15)
             + 0.8 * (x.support_tickets > 2) * (x.contract_months == 1)
-        )  # fmt: skip
+        )
         y = (rng.random(n) < 1 / (1 + np.exp(-(1.6 * score - 1.0)))).astype(int)
     else:
-        x = pd.DataFrame({
-            "day_of_week": rng.integers(0, 7, n).astype(float),
-            "week_of_year": rng.integers(1, 53, n).astype(float),
-            "price": rng.uniform(1.5, 9.5, n).round(2),
-            "promo": (rng.random(n) < 0.2).astype(float),
-            "store_size": rng.choice([800.0, 1500.0, 3000.0], n),
-            "temp_c": rng.normal(14, 8, n).round(1),
-        })  # fmt: skip
+        x = pd.DataFrame(
+            {
+                "day_of_week": rng.integers(0, 7, n).astype(float),
+                "week_of_year": rng.integers(1, 53, n).astype(float),
+                "price": rng.uniform(1.5, 9.5, n).round(2),
+                "promo": (rng.random(n) < 0.2).astype(float),
+                "store_size": rng.choice([800.0, 1500.0, 3000.0], n),
+                "temp_c": rng.normal(14, 8, n).round(1),
+            }
+        )
         weekend = (x.day_of_week >= 5).astype(float)
         y = (
-            40 + 0.02 * x.store_size - 4.0 * x.price + 25 * x.promo + 15 * weekend + 20 * x.promo * weekend
-            + 10 * np.sin(2 * np.pi * x.week_of_year / 52) + 0.6 * x.temp_c + rng.normal(0, 6, n)
-        ).clip(0).round(0)  # fmt: skip
+            (
+                40
+                + 0.02 * x.store_size
+                - 4.0 * x.price
+                + 25 * x.promo
+                + 15 * weekend
+                + 20 * x.promo * weekend
+                + 10 * np.sin(2 * np.pi * x.week_of_year / 52)
+                + 0.6 * x.temp_c
+                + rng.normal(0, 6, n)
+            )
+            .clip(0)
+            .round(0)
+        )
     cut = 4000
     return x.iloc[:cut], y[:cut], x.iloc[cut:], y[cut:]

@@ -73,13 +73,18 @@ class MlflowServer:
         launcher = [self.executable] if self.executable else [sys.executable, "-m", "mlflow"]
         # These flags mean the same on 2.22 (gunicorn) and 3.x (uvicorn); --workers sizes either.
         command = [
-            *launcher, "server",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", str(self.root / "mlartifacts"),
+            *launcher,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.root / "mlartifacts"),
             "--serve-artifacts",
-        ]  # fmt: skip
+        ]
         if self.workers:
             command += ["--workers", str(self.workers)]
         if self.enable_workspaces:
@@ -89,8 +94,13 @@ class MlflowServer:
         # server and plays no part in the registry: off unless a caller turns it back on (2.x has
         # no job runner and ignores the variable).
         # Telemetry off too: these servers live on loopback and have no business calling out.
-        env = {**os.environ, "MLFLOW_HOME": str(self.root), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-               "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}  # fmt: skip
+        env = {
+            **os.environ,
+            "MLFLOW_HOME": str(self.root),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **self.env,
+        }
         # Keep the client settings of whoever started us away from the server.
         env.pop("MLFLOW_TRACKING_URI", None)
         log = self.log_path.open("ab")

@@ -31,8 +31,9 @@ from checkpoint.demo.seed import seed
 
 # Knobs that tune the Checkpoint process carry over from the caller's environment; anything that
 # points at a real deployment (its database, public URL, secret) does not.
-_PASSTHROUGH = frozenset({"CHECKPOINT_WORKERS", "CHECKPOINT_THREADS", "CHECKPOINT_LOG_LEVEL", "CHECKPOINT_LOG_FORMAT",
-                          "CHECKPOINT_ACCESS_LOG"})
+_PASSTHROUGH = frozenset(
+    {"CHECKPOINT_WORKERS", "CHECKPOINT_THREADS", "CHECKPOINT_LOG_LEVEL", "CHECKPOINT_LOG_FORMAT", "CHECKPOINT_ACCESS_LOG"}
+)
 
 
 class _Stop(Exception):
@@ -241,11 +242,13 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
 
         print(f"checkpoint demo: starting Checkpoint on {url} ...", flush=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_") or k in _PASSTHROUGH}
-        env.update({
-            "CHECKPOINT_REGISTRY_URL": server.url,
-            "CHECKPOINT_DATA_DIR": str(checkpoint_dir),
-            "CHECKPOINT_DATABASE_URL": f"sqlite:///{checkpoint_dir / 'checkpoint.db'}",
-        })  # fmt: skip
+        env.update(
+            {
+                "CHECKPOINT_REGISTRY_URL": server.url,
+                "CHECKPOINT_DATA_DIR": str(checkpoint_dir),
+                "CHECKPOINT_DATABASE_URL": f"sqlite:///{checkpoint_dir / 'checkpoint.db'}",
+            }
+        )
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         env["CHECKPOINT_POLICY_FILE"] = str(write_policy(checkpoint_dir))
         env = _demo_webhook(env, checkpoint_dir, url)
@@ -261,10 +264,12 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
         listening.append(("--port", port))
         print(_banner(url, server.url, root, summary, checkpoint_log, server.log_path), flush=True)
         assert server.process is not None  # MlflowServer.start() started it
-        failure = _supervise({
-            "checkpoint serve": (checkpoint, checkpoint_log),
-            "mlflow server": (server.process, server.log_path),
-        })  # fmt: skip
+        failure = _supervise(
+            {
+                "checkpoint serve": (checkpoint, checkpoint_log),
+                "mlflow server": (server.process, server.log_path),
+            }
+        )
     except (KeyboardInterrupt, _Stop):
         code = 0
     except (DemoError, RuntimeError, TimeoutError) as exc:

@@ -241,15 +241,18 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
         experiments = {}
         for model in MODELS:  # in order, so experiment ids come out the same on every seed
             experiment = client.get_experiment_by_name(model.experiment)
-            experiments[model.name] = experiment.experiment_id if experiment else client.create_experiment(
-                model.experiment, tags={"team": model.tags["team"]}
-            )  # fmt: skip
+            experiments[model.name] = (
+                experiment.experiment_id
+                if experiment
+                else client.create_experiment(model.experiment, tags={"team": model.tags["team"]})
+            )
             client.create_registered_model(model.name, tags=model.tags, description=model.description)
         stop = threading.Event()
-        _in_threads([
-            (f"seed-{model.name}", partial(_seed_model, client, model, experiments[model.name], say, stop))
-            for model in MODELS
-        ], stop, say)  # fmt: skip
+        _in_threads(
+            [(f"seed-{model.name}", partial(_seed_model, client, model, experiments[model.name], say, stop)) for model in MODELS],
+            stop,
+            say,
+        )
 
         say(f"copying the fraud-detector champion into {PROD_COPY}")
         client.create_registered_model(

@@ -36,8 +36,7 @@ HOST_EXEMPT = ("/checkpoint/healthz", "/checkpoint/readyz", "/checkpoint/metrics
 # --static-prefix they gain that prefix, hence the suffix match.
 INDEX_PATHS = ("/", "/static-files/index.html", "/build/index.html")
 PANEL_TAGS = (
-    b'<link rel="stylesheet" href="/checkpoint/static/panel.css">'
-    b'<script defer src="/checkpoint/static/panel.js"></script>'
+    b'<link rel="stylesheet" href="/checkpoint/static/panel.css"><script defer src="/checkpoint/static/panel.js"></script>'
 )
 MAX_GOVERNED_BODY = 1024 * 1024  # registry calls are small JSON; anything bigger is not one
 
@@ -45,9 +44,16 @@ MAX_GOVERNED_BODY = 1024 * 1024  # registry calls are small JSON; anything bigge
 class Gateway:
     """Dispatch one WSGI call to Checkpoint's Flask app, the workflow, or the proxy."""
 
-    def __init__(self, flask_wsgi: Callable, proxy: Proxy, workflow: Workflow,
-                 public_url: str | None = None, auth: Authenticator | None = None,
-                 allowed_hosts: tuple[str, ...] = (), on_first_call: Callable[[], object] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        flask_wsgi: Callable,
+        proxy: Proxy,
+        workflow: Workflow,
+        public_url: str | None = None,
+        auth: Authenticator | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        on_first_call: Callable[[], object] | None = None,
+    ) -> None:
         self.flask_wsgi = flask_wsgi
         # The process's start-up work, run (once; it guards itself) before the first call it serves.
         self.on_first_call = on_first_call
@@ -116,8 +122,10 @@ class Gateway:
         target = raw if raw is not None else environ.get("QUERY_STRING", "")  # PATH_INFO is decoded already
         if not target.isascii():
             at = next(i for i, ch in enumerate(target) if not ch.isascii())
-            return (f"the request target holds a raw non-ASCII byte (0x{ord(target[at]) & 0xFF:02X} at position {at}): "
-                    "percent-encode it, e.g. %C3%A9 for é")  # fmt: skip
+            return (
+                f"the request target holds a raw non-ASCII byte (0x{ord(target[at]) & 0xFF:02X} at position {at}): "
+                "percent-encode it, e.g. %C3%A9 for é"
+            )
         repeated = getattr(self.auth, "repeated", None)
         names = repeated(environ) if repeated else []
         if names:
@@ -166,9 +174,15 @@ class Gateway:
             return _error(start_response, _unavailable(exc))
         except RegistryError as exc:  # the lookup failed: refuse (never pass unchecked), never a 5xx
             discard_input(environ)
-            return _error(start_response, CheckpointError(403, "PERMISSION_DENIED",
-                          f"Checkpoint: could not tell whether this artifact call reaches a registered "
-                          f"model version's files (MLflow: {exc.message}), so it is refused"))  # fmt: skip
+            return _error(
+                start_response,
+                CheckpointError(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"Checkpoint: could not tell whether this artifact call reaches a registered "
+                    f"model version's files (MLflow: {exc.message}), so it is refused",
+                ),
+            )
         if body is not None:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -181,11 +195,13 @@ class Gateway:
         try:
             user = self.auth.user(environ)
         except Unauthenticated as exc:  # who may not sign in learns nothing about the registry
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
-                         list(exc.headers))  # fmt: skip
+            return _json(
+                start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"}, list(exc.headers)
+            )
         if user.anonymous and self.auth.mode != "none":
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
-                         "message": "Checkpoint: sign in to write artifacts"})  # fmt: skip
+            return _json(
+                start_response, 401, {"error_code": "UNAUTHENTICATED", "message": "Checkpoint: sign in to write artifacts"}
+            )
         environ[logs.USER_KEY] = user.name
         metrics.count_governed("artifact_" + rule.verb, "refused")
         log.info("artifact %s refused for %s: %s", rule.verb, user.name, reason)
@@ -213,11 +229,18 @@ class Gateway:
         try:
             caller = self.auth.user(environ)
         except Unauthenticated as exc:
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
-                         list(exc.headers))  # fmt: skip
+            return _json(
+                start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"}, list(exc.headers)
+            )
         if caller.anonymous and self.auth.mode != "none":
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED",
-                         "message": "Checkpoint: sign in through your single sign-on to request this change"})  # fmt: skip
+            return _json(
+                start_response,
+                401,
+                {
+                    "error_code": "UNAUTHENTICATED",
+                    "message": "Checkpoint: sign in through your single sign-on to request this change",
+                },
+            )
         if not reader_for(self.auth.mode, self.workflow.registry, caller, environ).can_read_change(change):
             # What MLflow answers a caller who may not read the model; no request, nothing read for them.
             return _json(start_response, 403, {"error_code": "PERMISSION_DENIED", "message": "Permission denied"})
@@ -257,8 +280,9 @@ class Gateway:
         try:
             author = self.auth.user(environ)
         except Unauthenticated as exc:
-            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"},
-                         list(exc.headers))  # fmt: skip
+            return _json(
+                start_response, 401, {"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"}, list(exc.headers)
+            )
         try:
             created = self.workflow.create_for_caller(change, author.name)
         except RegistryError as exc:  # MLflow's own answer, as the caller would have had it
@@ -276,8 +300,7 @@ class Gateway:
         }
         return _json(start_response, 403, payload, [("X-Checkpoint-New-Request", url)])
 
-    def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str,
-                   author: User) -> Iterable[bytes]:  # fmt: skip
+    def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str, author: User) -> Iterable[bytes]:
         """Programs get a promote request opened for them, and its address."""
         try:
             request, created = self.workflow.open(change, author)
@@ -292,12 +315,21 @@ class Gateway:
         payload = {
             "error_code": "PERMISSION_DENIED",
             "message": f"Checkpoint: {change.describe()}{change.where()} needs review — "
-                       f"promote request #{request.id}{state}: {url}",
-            "checkpoint": {"action": "request_opened" if created else "request_exists", "request_id": request.id,
-                           "url": url, "reason": reason},
-        }  # fmt: skip
-        log.info("governed call %s by %s -> request #%s (%s)", change.kind, author.name, request.id,
-                 "opened" if created else "existing")  # fmt: skip
+            f"promote request #{request.id}{state}: {url}",
+            "checkpoint": {
+                "action": "request_opened" if created else "request_exists",
+                "request_id": request.id,
+                "url": url,
+                "reason": reason,
+            },
+        }
+        log.info(
+            "governed call %s by %s -> request #%s (%s)",
+            change.kind,
+            author.name,
+            request.id,
+            "opened" if created else "existing",
+        )
         return _json(start_response, 403, payload, [("Location", url), ("X-Checkpoint-Request", str(request.id))])
 
 
@@ -343,8 +375,9 @@ def _mlflow_refused(exc: RegistryError, otherwise: int, quoted: bool, feature_di
         return _unavailable(exc)
     if feature_disabled and exc.error_code == "FEATURE_DISABLED":
         return CheckpointError(400, "INVALID_PARAMETER_VALUE", f"MLflow: {exc.message}")
-    return CheckpointError(exc.status if 400 <= exc.status < 500 else otherwise, exc.error_code,
-                           f"MLflow: {exc.message}" if quoted else exc.message)  # fmt: skip
+    return CheckpointError(
+        exc.status if 400 <= exc.status < 500 else otherwise, exc.error_code, f"MLflow: {exc.message}" if quoted else exc.message
+    )
 
 
 def _unavailable(exc: RegistryUnavailable) -> CheckpointError:

@@ -118,6 +118,7 @@ class _Retry(Retry):
             raise MaxRetryError(_pool, url, error) from error
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -392,10 +393,28 @@ class Proxy:
 
     # Retry what cannot have reached MLflow (connection refused, reset before sending); re-send
     # after a broken read only an idempotent call without a body.
-    _SAFE_RETRY = _Retry(total=2, connect=2, read=1, other=0, status=0, redirect=False,
-                         allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
-    _CONNECT_RETRY = _Retry(total=2, connect=2, read=0, other=0, status=0, redirect=False,
-                            allowed_methods=_BODYLESS_SAFE, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+    _SAFE_RETRY = _Retry(
+        total=2,
+        connect=2,
+        read=1,
+        other=0,
+        status=0,
+        redirect=False,
+        allowed_methods=_BODYLESS_SAFE,
+        raise_on_redirect=False,
+        raise_on_status=False,
+    )
+    _CONNECT_RETRY = _Retry(
+        total=2,
+        connect=2,
+        read=0,
+        other=0,
+        status=0,
+        redirect=False,
+        allowed_methods=_BODYLESS_SAFE,
+        raise_on_redirect=False,
+        raise_on_status=False,
+    )
 
     def retry_policy(self, method: str, body: object) -> Retry:
         return self._SAFE_RETRY if method in _BODYLESS_SAFE and not body else self._CONNECT_RETRY
@@ -424,8 +443,7 @@ class Proxy:
             return UpstreamError(
                 504,
                 "DEADLINE_EXCEEDED",
-                f"Checkpoint: the MLflow server at {self.upstream} did not answer within "
-                f"{self.timeout.read_timeout:g} s",
+                f"Checkpoint: the MLflow server at {self.upstream} did not answer within {self.timeout.read_timeout:g} s",
             )
         if isinstance(reason, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
             # NewConnectionError subclasses ConnectTimeoutError, so test for it first.

@@ -27,8 +27,9 @@ from checkpoint.settings import Settings
 from checkpoint.storage import db
 
 
-def default_options(host: str, port: int, workers: int | None = None, threads: int | None = None,
-                    settings: Settings | None = None) -> dict:  # fmt: skip
+def default_options(
+    host: str, port: int, workers: int | None = None, threads: int | None = None, settings: Settings | None = None
+) -> dict:
     """The gunicorn settings `checkpoint serve` uses; the Dockerfile runs exactly these.
 
     ``settings`` gives the access log, log level and trusted proxies (without: their defaults)."""

@@ -76,8 +76,10 @@ def parse_expect(values: Iterable[str]) -> dict[int, str]:
     for value in values:
         found = _EXPECT.match(value)
         if not found:
-            raise ValueError(f"{value[:80]!r} is not ID:HASH (an event id, a colon, 64 hex digits), "
-                             "as `checkpoint audit verify` prints the head")  # fmt: skip
+            raise ValueError(
+                f"{value[:80]!r} is not ID:HASH (an event id, a colon, 64 hex digits), "
+                "as `checkpoint audit verify` prints the head"
+            )
         out[int(found[1])] = found[2].lower()
     return out
 
@@ -110,12 +112,15 @@ class Verdict:
 
 
 def _missing_key(kid: str) -> str:
-    return (f"it was made with audit key {kid}, which was not given: set CHECKPOINT_AUDIT_KEY (or "
-            "CHECKPOINT_AUDIT_KEY_FILE) to it, or add it to CHECKPOINT_AUDIT_OLD_KEYS")  # fmt: skip
+    return (
+        f"it was made with audit key {kid}, which was not given: set CHECKPOINT_AUDIT_KEY (or "
+        "CHECKPOINT_AUDIT_KEY_FILE) to it, or add it to CHECKPOINT_AUDIT_OLD_KEYS"
+    )
 
 
-def verify(rows: Iterable[dict], anchor: str = GENESIS, keys: Keyring | None = None,
-           expect: Mapping[int, str] | None = None) -> Verdict:  # fmt: skip
+def verify(
+    rows: Iterable[dict], anchor: str = GENESIS, keys: Keyring | None = None, expect: Mapping[int, str] | None = None
+) -> Verdict:
     """Walk the events in id order; stop at the first broken link.
 
     ``anchor`` is the hash the first row must follow: the genesis for the whole log, the
@@ -136,21 +141,26 @@ def verify(rows: Iterable[dict], anchor: str = GENESIS, keys: Keyring | None = N
     for row in rows:
         if row["prev_hash"] != previous:
             where = f"event #{last_id}" if last_id is not None else "the start of the log"
-            return broken(row["id"], f"its prev_hash does not match {where}: an event between them was deleted, "
-                                     "inserted or reordered")  # fmt: skip
+            return broken(
+                row["id"], f"its prev_hash does not match {where}: an event between them was deleted, inserted or reordered"
+            )
         kid = row.get("key_id") or None
         if kid is None:
             if keyed_at is not None:
-                return broken(row["id"], f"it has no audit key but follows keyed event #{keyed_at}: events "
-                                         "were rewritten without the key")  # fmt: skip
+                return broken(
+                    row["id"], f"it has no audit key but follows keyed event #{keyed_at}: events were rewritten without the key"
+                )
             key = None
         else:
             rank = keys.rank(kid)
             if rank is None:
                 return broken(row["id"], _missing_key(kid))
             if newest_rank is not None and rank > newest_rank:
-                return broken(row["id"], f"it was made with audit key {kid}, which was retired before a key "
-                                         "used earlier in the log: a retired key was used after rotation")  # fmt: skip
+                return broken(
+                    row["id"],
+                    f"it was made with audit key {kid}, which was retired before a key "
+                    "used earlier in the log: a retired key was used after rotation",
+                )
             key = keys.keys[rank]
             newest_rank = rank if newest_rank is None else min(newest_rank, rank)
         if event_hash(row, previous, key) != row["hash"]:
@@ -166,15 +176,29 @@ def verify(rows: Iterable[dict], anchor: str = GENESIS, keys: Keyring | None = N
             return broken(row["id"], "its hash is not the one you kept for it: the log was rewritten since")
         previous, last_id, count = row["hash"], row["id"], count + 1
     if keys and count and keyed_at is None:
-        return Verdict(False, count, previous, last_id,
-                       "the newest event has no audit key while one is in use: either Checkpoint has not run with "
-                       "the key yet (starting it once seals the older events) or the log was rewritten without it",
-                       last_id, unkeyed, tuple(used))  # fmt: skip
+        return Verdict(
+            False,
+            count,
+            previous,
+            last_id,
+            "the newest event has no audit key while one is in use: either Checkpoint has not run with "
+            "the key yet (starting it once seals the older events) or the log was rewritten without it",
+            last_id,
+            unkeyed,
+            tuple(used),
+        )
     if expect:
         gone = min(expect)
-        return Verdict(False, count, previous, gone,
-                       f"it is not in the log any more, though you kept {gone}:{expect[gone]}: events were deleted",
-                       last_id, unkeyed, tuple(used))  # fmt: skip
+        return Verdict(
+            False,
+            count,
+            previous,
+            gone,
+            f"it is not in the log any more, though you kept {gone}:{expect[gone]}: events were deleted",
+            last_id,
+            unkeyed,
+            tuple(used),
+        )
     return Verdict(True, count, previous, None, "", last_id, unkeyed, tuple(used))
 
 

@@ -41,22 +41,38 @@ def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
             if item.workspace != workspace:
                 continue
             entry = Entry(
-                request_id=item.id, target=item.target, kind=item.kind, version=item.version,
-                summary=event.data.get("result", item.apply_result), applied_at=event.created_at, until=None,
-                author=item.author, approvers=tuple(sorted({r.reviewer for r in item.approvals})),
+                request_id=item.id,
+                target=item.target,
+                kind=item.kind,
+                version=item.version,
+                summary=event.data.get("result", item.apply_result),
+                applied_at=event.created_at,
+                until=None,
+                author=item.author,
+                approvers=tuple(sorted({r.reviewer for r in item.approvals})),
                 already_true=bool(event.data.get("already_true")),
-            )  # fmt: skip
+            )
         elif event.kind == EventKind.OUTSIDE_CHANGE:
             if event.data.get("workspace", "") != workspace:
                 continue
             target, version = event.data.get("target", ""), event.data.get("version")
             entry = Entry(
-                request_id=None, target=target, kind="outside_change", version=version,
-                summary=(f"the files of v{version} ({target}) changed in MLflow" if event.data.get("files")
-                         else f"{target} found at {'v' + version if version else 'no version'} in MLflow"),
-                applied_at=event.created_at, until=None, author="outside Checkpoint", approvers=(),
-                already_true=False, first_seen=bool(event.data.get("first_seen")),
-            )  # fmt: skip
+                request_id=None,
+                target=target,
+                kind="outside_change",
+                version=version,
+                summary=(
+                    f"the files of v{version} ({target}) changed in MLflow"
+                    if event.data.get("files")
+                    else f"{target} found at {'v' + version if version else 'no version'} in MLflow"
+                ),
+                applied_at=event.created_at,
+                until=None,
+                author="outside Checkpoint",
+                approvers=(),
+                already_true=False,
+                first_seen=bool(event.data.get("first_seen")),
+            )
         else:
             continue
         previous = last_for_target.get(entry.target)

@@ -51,9 +51,7 @@ def parse_body(method: str, content_type: str, raw: bytes) -> dict:
     """The JSON object MLflow would read from this body (../shared/MLFLOW.md §1.4)."""
     method = method.upper()
     if method in ("POST", "PUT") and content_type.split(";", 1)[0].strip().lower() != "application/json":
-        raise ChangeError(
-            f"Bad Request. Content-Type must be 'application/json', got {content_type or 'none'!r}"
-        )
+        raise ChangeError(f"Bad Request. Content-Type must be 'application/json', got {content_type or 'none'!r}")
     if not raw.strip():
         return {}
     try:
@@ -480,12 +478,13 @@ class CreateVersion(Change):
             return replace(self, resolved="")
         try:
             if _model_is_prompt(registry, ref.name):
-                raise ChangeError(f"Invalid model version source: '{self.source}': '{ref.name}' is a prompt, "
-                                  "and prompt versions cannot be model version sources")  # fmt: skip
+                raise ChangeError(
+                    f"Invalid model version source: '{self.source}': '{ref.name}' is a prompt, "
+                    "and prompt versions cannot be model version sources"
+                )
         except RegistryError as exc:
             if exc.not_found:
-                raise ChangeError(f"Invalid model version source: '{self.source}': no registered model "
-                                  f"'{ref.name}'") from exc  # fmt: skip
+                raise ChangeError(f"Invalid model version source: '{self.source}': no registered model '{ref.name}'") from exc
             raise
         if ref.version is not None:
             held = _version_or_none(registry, ref.name, ref.version)
@@ -519,8 +518,11 @@ class CreateVersion(Change):
         ref = self.asked_ref()
         if ref is not None and ref.moving:
             if ref.alias is None:
-                raise RegistryError(409, "INVALID_STATE", f"'{self.source}' was not pinned to a version when the "
-                                    "request opened; open a new request")  # fmt: skip
+                raise RegistryError(
+                    409,
+                    "INVALID_STATE",
+                    f"'{self.source}' was not pinned to a version when the request opened; open a new request",
+                )
             holder = registry.alias_holder(ref.name, ref.alias)  # legacy rows: the alias's holder at apply
             if holder is None:
                 raise RegistryError(404, "RESOURCE_DOES_NOT_EXIST", f"alias '{ref.alias}' of '{ref.name}' is not set")
@@ -768,9 +770,19 @@ class Rename(Change):
 
 KINDS: dict[str, type[Change]] = {
     cls.kind: cls
-    for cls in (Transition, SetAlias, DeleteAlias, CreateVersion, CreateModel, SetTag, DeleteTag, DeleteVersion,
-                DeleteModel, Rename)
-}  # fmt: skip
+    for cls in (
+        Transition,
+        SetAlias,
+        DeleteAlias,
+        CreateVersion,
+        CreateModel,
+        SetTag,
+        DeleteTag,
+        DeleteVersion,
+        DeleteModel,
+        Rename,
+    )
+}
 
 
 def from_body(kind: str, body: dict, workspace: str = "") -> Change:
@@ -786,8 +798,9 @@ def _from_body(kind: str, body: dict) -> Change:
     if kind == "transition":
         stage = canonical_stage(_field(body, "stage"))
         archive = _field(body, "archive_existing_versions", bool, required=False, default=False)
-        return Transition(name, version_=canonical_version(_field(body, "version")), stage=stage,
-                          archive_existing_versions=archive)  # fmt: skip
+        return Transition(
+            name, version_=canonical_version(_field(body, "version")), stage=stage, archive_existing_versions=archive
+        )
     if kind == "set_alias":
         return SetAlias(name, alias=_field(body, "alias"), version_=canonical_version(_field(body, "version")))
     if kind == "delete_alias":

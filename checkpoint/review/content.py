@@ -263,8 +263,10 @@ class Refusal:
 
     def redacted(self) -> str:
         """The same refusal without the model's name, version, stage or location."""
-        return ("this artifact call is refused: it reaches the files of a registered model version, which are "
-                "immutable through Checkpoint")  # fmt: skip
+        return (
+            "this artifact call is refused: it reaches the files of a registered model version, which are "
+            "immutable through Checkpoint"
+        )
 
 
 def refusal(registry: Registry, write: ArtifactWrite) -> Refusal | None:
@@ -276,8 +278,10 @@ def refusal(registry: Registry, write: ArtifactWrite) -> Refusal | None:
     where = f"'{place.path}'" if place.root == SERVED else f"'{place}'"
     has_id = any(RUN_ID.match(p) or MODEL_ID.match(p) for p in place.parts) or write.run_id or write.model_id
     if write.verb == "delete" and not has_id:
-        return Refusal(f"deleting {where} is refused: it is not inside one run's or one logged model's directory, "
-                       "so it may remove the files of registered model versions")  # fmt: skip
+        return Refusal(
+            f"deleting {where} is refused: it is not inside one run's or one logged model's directory, "
+            "so it may remove the files of registered model versions"
+        )
     hits = versions_reached(registry, place, write.run_id, write.model_id)
     if not hits:
         return None
@@ -285,10 +289,13 @@ def refusal(registry: Registry, write: ArtifactWrite) -> Refusal | None:
     stage = f", stage {first.stage}" if first.stage not in ("None", "") else ""
     more = f" and {len(hits) - 1} other version(s)" if len(hits) > 1 else ""
     action = "deleting" if write.verb == "delete" else "writing"
-    return Refusal(f"{action} {where} is refused: it is inside the files of registered model '{first.name}' version "
-                   f"{first.version}{stage}{more} (stored at {hits[0].place}). A registered version's files are "
-                   "immutable through Checkpoint: log the new files as a new model and register it as a new version, "
-                   "then ask for its promotion", first.name)  # fmt: skip
+    return Refusal(
+        f"{action} {where} is refused: it is inside the files of registered model '{first.name}' version "
+        f"{first.version}{stage}{more} (stored at {hits[0].place}). A registered version's files are "
+        "immutable through Checkpoint: log the new files as a new model and register it as a new version, "
+        "then ask for its promotion",
+        first.name,
+    )
 
 
 # -- digest -----------------------------------------------------------------------------
@@ -340,8 +347,11 @@ def digest(registry: Registry, version: Version, max_bytes: int) -> Digest:
     try:
         place = version_place(registry, version)
         if place is None or place.root != SERVED:
-            return Digest(None, error=f"the files are stored at {place or 'an unknown place'}, which Checkpoint "
-                                      "reads only through MLflow's artifact proxy (--serve-artifacts)")  # fmt: skip
+            return Digest(
+                None,
+                error=f"the files are stored at {place or 'an unknown place'}, which Checkpoint "
+                "reads only through MLflow's artifact proxy (--serve-artifacts)",
+            )
         files = listing(registry, place)
         h = hashlib.sha256(b"checkpoint-content-digest-v1\n")
         h.update(json.dumps(files, separators=(",", ":")).encode())

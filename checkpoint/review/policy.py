@@ -65,8 +65,11 @@ class Rule:
             hits = [p for p in patterns if hit(value, p)]
             return max((sum(ch not in "*?[]" for ch in p) for p in hits), default=0)
 
-        return (literal(self.models, model, fnmatch.fnmatchcase) + literal(self.targets, target, target_matches)
-                + literal(self.workspaces, _ws(workspace), fnmatch.fnmatchcase))  # fmt: skip
+        return (
+            literal(self.models, model, fnmatch.fnmatchcase)
+            + literal(self.targets, target, target_matches)
+            + literal(self.workspaces, _ws(workspace), fnmatch.fnmatchcase)
+        )
 
     @property
     def restricted(self) -> bool:
@@ -109,7 +112,7 @@ class Status:
         return self.met and not self.blocked_by
 
     def line(self) -> str:
-        """"1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
+        """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
         out = f"{self.count} of {self.required} approvals"
         if self.awaited:
             out += f" · awaiting {', '.join(self.awaited)}"
@@ -162,13 +165,23 @@ class Policy:
 
     def rule_for(self, model: str, target: str, workspace: str = "") -> Rule:
         """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default)."""
-        candidates = [(r.specificity(model, target, workspace), -i, r) for i, r in enumerate(self.rules)
-                      if r.matches(model, target, workspace)]  # fmt: skip
+        candidates = [
+            (r.specificity(model, target, workspace), -i, r)
+            for i, r in enumerate(self.rules)
+            if r.matches(model, target, workspace)
+        ]
         return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
 
-    def may_review(self, user: User | str, author: str, model: str = "", target: str = "",
-                   named: tuple[str, ...] = (), right: RightCheck | None = None,
-                   workspace: str = "") -> str | None:  # fmt: skip
+    def may_review(
+        self,
+        user: User | str,
+        author: str,
+        model: str = "",
+        target: str = "",
+        named: tuple[str, ...] = (),
+        right: RightCheck | None = None,
+        workspace: str = "",
+    ) -> str | None:
         """Why ``user`` may not review this request, or None when they may."""
         user = user if isinstance(user, User) else User(user)
         rule = self.rule_for(model, target, workspace)
@@ -185,8 +198,7 @@ class Policy:
             return f"{user.name} may not review requests for '{model}' (needs MANAGE on the model in MLflow)"
         return None
 
-    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = (),
-               workspace: str = "") -> Status:  # fmt: skip
+    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = (), workspace: str = "") -> Status:
         rule = self.rule_for(model, target, workspace)
         if rule.required_approvals == "all":
             everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
@@ -230,8 +242,17 @@ def _strings(item: dict, key: str, where: str, default: tuple[str, ...]) -> tupl
     return tuple(v.strip() for v in value)
 
 
-_RULE_KEYS = {"name", "models", "targets", "reviewers", "groups", "required_approvals", "allow_self_approval",
-              "checks", "workspaces"}  # fmt: skip
+_RULE_KEYS = {
+    "name",
+    "models",
+    "targets",
+    "reviewers",
+    "groups",
+    "required_approvals",
+    "allow_self_approval",
+    "checks",
+    "workspaces",
+}
 
 
 def _workspaces(item: dict, where: str) -> tuple[str, ...]:
@@ -272,8 +293,13 @@ def _rule(index: int, item) -> Rule:
     except CheckConfigError as exc:
         raise PolicyError(str(exc)) from exc
     return Rule(
-        name=str(item.get("name") or where), models=_strings(item, "models", where, ("*",)),
-        targets=tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",))), reviewers=reviewers,
-        groups=_strings(item, "groups", where, ()), required_approvals=required, allow_self_approval=self_ok,
-        checks=checks, workspaces=_workspaces(item, where),
-    )  # fmt: skip
+        name=str(item.get("name") or where),
+        models=_strings(item, "models", where, ("*",)),
+        targets=tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",))),
+        reviewers=reviewers,
+        groups=_strings(item, "groups", where, ()),
+        required_approvals=required,
+        allow_self_approval=self_ok,
+        checks=checks,
+        workspaces=_workspaces(item, where),
+    )

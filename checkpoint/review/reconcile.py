@@ -61,8 +61,9 @@ class Reconciler:
             log.warning(
                 "CHECKPOINT_APPLY_LEASE_SECONDS=%s is shorter than an apply may take with these timeouts (%.0f s): "
                 "a slow apply may be recorded as failed while it still completes (a retry then finds it applied)",
-                settings.apply_lease, safe,
-            )  # fmt: skip
+                settings.apply_lease,
+                safe,
+            )
         return cls(store, registry, settings.apply_lease)
 
     @property
@@ -105,16 +106,30 @@ class Reconciler:
         if change.is_true(self.registry.in_workspace(change.workspace)):  # asked where it was applied
             result = f"found applied in MLflow after an interrupted apply: {change.describe()}"
             moved = self.store.transition(
-                request.id, (APPLYING,), APPLIED, actor=ACTOR, event=EventKind.APPLIED, updated_before=cutoff,
-                data={"reconciled": True, "result": result}, apply_result=result, applied_at=now(),
+                request.id,
+                (APPLYING,),
+                APPLIED,
+                actor=ACTOR,
+                event=EventKind.APPLIED,
+                updated_before=cutoff,
+                data={"reconciled": True, "result": result},
+                apply_result=result,
+                applied_at=now(),
                 reason="reconciled: the change is in MLflow",
-            )  # fmt: skip
+            )
             state = APPLIED
         else:
             moved = self.store.transition(
-                request.id, (APPLYING,), FAILED, actor=ACTOR, event=EventKind.APPLY_FAILED, updated_before=cutoff,
-                data={"reconciled": True, "error": NOT_APPLIED}, apply_result=NOT_APPLIED, reason=NOT_APPLIED,
-            )  # fmt: skip
+                request.id,
+                (APPLYING,),
+                FAILED,
+                actor=ACTOR,
+                event=EventKind.APPLY_FAILED,
+                updated_before=cutoff,
+                data={"reconciled": True, "error": NOT_APPLIED},
+                apply_result=NOT_APPLIED,
+                reason=NOT_APPLIED,
+            )
             state = FAILED
         if not moved:
             return None  # another reconciler, or the apply itself, recorded it first

@@ -51,8 +51,9 @@ class Reader:
         """Those of ``(workspace, model)`` pairs the caller may not read."""
         return frozenset(p for p in set(pairs) if not self.can_read(p[1], p[0]))
 
-    def visible_page(self, fetch: Callable[[frozenset], tuple[list[T], C]],
-                     key: Callable[[T], tuple[str, str]]) -> tuple[list[T], C]:  # fmt: skip
+    def visible_page(
+        self, fetch: Callable[[frozenset], tuple[list[T], C]], key: Callable[[T], tuple[str, str]]
+    ) -> tuple[list[T], C]:
         """A page from ``fetch(hidden)`` with no unreadable row, re-fetched with the newly found
         unreadable models excluded, so a page is full and no count of hidden rows shows."""
         hidden: frozenset[tuple[str, str]] = frozenset()

@@ -32,7 +32,7 @@ from checkpoint.storage.entities import (
     EventKind,
     PromoteRequest,
     now,
-)  # fmt: skip
+)
 from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
 from checkpoint.storage.store import Store
 
@@ -154,8 +154,9 @@ class Workflow:
             raise
         return version is None or _is_prompt_version(version)
 
-    def open(self, change: Change, author: User | str, title: str = "", description: str = "",
-             reviewers: tuple[str, ...] = ()) -> tuple[PromoteRequest, bool]:  # fmt: skip
+    def open(
+        self, change: Change, author: User | str, title: str = "", description: str = "", reviewers: tuple[str, ...] = ()
+    ) -> tuple[PromoteRequest, bool]:
         """Open a request for ``change`` (or return the open one this author has for it).
 
         ``reviewers`` names people the author asks: it only adds them to the awaited list, so
@@ -228,17 +229,22 @@ class Workflow:
         if rule.restricted:
             outside = [r for r in reviewers if r not in rule.reviewers]
             if outside and not rule.groups:
-                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
-                                    f"{', '.join(outside)} may not review under rule '{rule.name}' "
-                                    f"(reviewers: {', '.join(rule.reviewers)})")  # fmt: skip
+                raise WorkflowError(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    f"{', '.join(outside)} may not review under rule '{rule.name}' (reviewers: {', '.join(rule.reviewers)})",
+                )
             return
         right = self._review_right(workspace)
         if right is not None:
             refused = [r for r in reviewers if not right(User(r), model) and not self.registry.is_admin(r)]
             if refused:
-                raise WorkflowError(400, "INVALID_PARAMETER_VALUE",
-                                    f"{', '.join(refused)} may not review requests for '{model}' "
-                                    "(needs MANAGE on the model in MLflow); naming a reviewer grants no right")  # fmt: skip
+                raise WorkflowError(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    f"{', '.join(refused)} may not review requests for '{model}' "
+                    "(needs MANAGE on the model in MLflow); naming a reviewer grants no right",
+                )
 
     def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
         registry = self.registry_for(change.workspace)
@@ -264,12 +270,19 @@ class Workflow:
             return None
         if seen["digest"] == champion["digest"]:
             return None
-        reason = (f"the champion's files changed outside Checkpoint (v{champion['version']}: digest "
-                  f"{short(seen['digest'])} → {short(champion['digest'])})")  # fmt: skip
+        reason = (
+            f"the champion's files changed outside Checkpoint (v{champion['version']}: digest "
+            f"{short(seen['digest'])} → {short(champion['digest'])})"
+        )
         try:
-            self.store.record_outside_files_change(change.model_name, change.target(), champion["version"],
-                                                   seen["digest"], champion["digest"],
-                                                   workspace=change.workspace)  # fmt: skip
+            self.store.record_outside_files_change(
+                change.model_name,
+                change.target(),
+                champion["version"],
+                seen["digest"],
+                champion["digest"],
+                workspace=change.workspace,
+            )
         except Exception:  # as _observe
             log.warning("could not record an outside change of the files of %s", change.model_name, exc_info=True)
         return reason
@@ -292,8 +305,7 @@ class Workflow:
             if self.store.record_outside_change(change.model_name, change.target(), version, workspace=change.workspace):
                 self.refresh_checks(change.model_name, change.target(), actor="checkpoint", workspace=change.workspace)
         except Exception:  # observing must never break opening or applying
-            log.warning("could not record an outside change of %s of %s", change.target(), change.model_name,
-                        exc_info=True)  # fmt: skip
+            log.warning("could not record an outside change of %s of %s", change.target(), change.model_name, exc_info=True)
 
     def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare
@@ -359,8 +371,9 @@ class Workflow:
         if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,), digest=digest):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
         if verdict == "reject":
-            self.store.transition(request_id, (OPEN,), REJECTED, actor=user.name, event=EventKind.REJECTED,
-                                  reason=f"rejected by {user.name}")  # fmt: skip
+            self.store.transition(
+                request_id, (OPEN,), REJECTED, actor=user.name, event=EventKind.REJECTED, reason=f"rejected by {user.name}"
+            )
             return self.store.get(request_id)
         return self._proceed(request_id, user.name)
 
@@ -379,15 +392,25 @@ class Workflow:
             return _digest(request.challenger)  # a moved challenger is apply's business (_moved)
         reason = self._challenger_files_reason(request.challenger, now_seen)
         self.store.dismiss_reviews(request.id, reason, actor)
-        self.store.update_fields(request.id, actor="checkpoint", event=EventKind.SNAPSHOTS_REFRESHED,
-                                 data={"challenger": now_seen, "reason": reason}, challenger=now_seen)  # fmt: skip
-        raise WorkflowError(409, "INVALID_STATE", f"Checkpoint: {reason}; the request now shows the new digest "
-                            f"({short(_digest(now_seen))}): review it again")  # fmt: skip
+        self.store.update_fields(
+            request.id,
+            actor="checkpoint",
+            event=EventKind.SNAPSHOTS_REFRESHED,
+            data={"challenger": now_seen, "reason": reason},
+            challenger=now_seen,
+        )
+        raise WorkflowError(
+            409,
+            "INVALID_STATE",
+            f"Checkpoint: {reason}; the request now shows the new digest ({short(_digest(now_seen))}): review it again",
+        )
 
     @staticmethod
     def _challenger_files_reason(before: dict, after: dict | None) -> str:
-        return (f"the challenger's files changed since the reviews (v{before['version']}: digest "
-                f"{short(_digest(before))} → {short(_digest(after))})")  # fmt: skip
+        return (
+            f"the challenger's files changed since the reviews (v{before['version']}: digest "
+            f"{short(_digest(before))} → {short(_digest(after))})"
+        )
 
     def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
         """Open → approved → applied once approvals meet the rule and required checks pass
@@ -401,9 +424,15 @@ class Workflow:
 
     def refusal(self, user: User | str, request: PromoteRequest) -> str | None:
         """Why ``user`` may not review ``request`` now, or None."""
-        return self.policy.may_review(_user(user), request.author, request.model_name, request.target,
-                                      request.named_reviewers, self._review_right(request.workspace),
-                                      request.workspace)  # fmt: skip
+        return self.policy.may_review(
+            _user(user),
+            request.author,
+            request.model_name,
+            request.target,
+            request.named_reviewers,
+            self._review_right(request.workspace),
+            request.workspace,
+        )
 
     def _review_right(self, workspace: str) -> RightCheck | None:
         """The MANAGE check (``mlflow`` mode), asked in MLflow ``workspace`` (grants are per workspace)."""
@@ -413,11 +442,10 @@ class Workflow:
         return lambda u, model: right(u, model, workspace)  # type: ignore[call-arg]
 
     def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
-        """"2 of 3 approvals", who is still awaited, and the required checks not passing
+        """ "2 of 3 approvals", who is still awaited, and the required checks not passing
         (``results``: the request's :meth:`check_results`, when the caller has them already)."""
         approvers = {r.reviewer for r in request.approvals}
-        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers,
-                                    request.workspace)  # fmt: skip
+        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers, request.workspace)
         results = self.check_results(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
         return replace(status, blocked_by=blocked) if blocked else status
@@ -428,12 +456,21 @@ class Workflow:
         if not user.is_admin:
             raise WorkflowError(403, "PERMISSION_DENIED", f"{user.name} is not an admin: break-glass is for admins only")
         _check_text("reason", reason, COMMENT_MAX, required=True)
-        failing = [{"check": c.name, "required": c.required, "status": c.status, "reason": c.reason}
-                   for c in self.check_results(self.store.get(request_id)) if c.status != checks.PASS]  # fmt: skip
+        failing = [
+            {"check": c.name, "required": c.required, "status": c.status, "reason": c.reason}
+            for c in self.check_results(self.store.get(request_id))
+            if c.status != checks.PASS
+        ]
         data = {"reason": reason, "break_glass": True, **({"failing_checks": failing} if failing else {})}
-        if not self.store.transition(request_id, (OPEN, FAILED), APPROVED, actor=user.name, event=EventKind.BREAK_GLASS,
-                                     data=data,
-                                     reason=f"BREAK-GLASS by {user.name}: {reason}"):  # fmt: skip
+        if not self.store.transition(
+            request_id,
+            (OPEN, FAILED),
+            APPROVED,
+            actor=user.name,
+            event=EventKind.BREAK_GLASS,
+            data=data,
+            reason=f"BREAK-GLASS by {user.name}: {reason}",
+        ):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.apply(request_id, actor=user.name, forced=True)
 
@@ -456,45 +493,88 @@ class Workflow:
             registry = self.registry_for(change.workspace)
             if change.is_true(registry):
                 result = f"already true in MLflow, nothing applied: {change.describe()}"
-                self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event=EventKind.APPLIED,
-                                      data={"already_true": True, "result": result}, apply_result=result,
-                                      applied_at=now(), reason="already true")  # fmt: skip
+                self.store.transition(
+                    request_id,
+                    (APPLYING,),
+                    APPLIED,
+                    actor=actor,
+                    event=EventKind.APPLIED,
+                    data={"already_true": True, "result": result},
+                    apply_result=result,
+                    applied_at=now(),
+                    reason="already true",
+                )
                 return self.store.get(request_id)
             challenger, champion = self._snapshots(change)
             champion_files = self._observe_files(change, champion, seen=request.champion)
             moved = None if forced else (self._moved(request, challenger, champion) or champion_files)
             if moved:
                 self.store.dismiss_reviews(request_id, moved, actor)
-                self.store.update_fields(request_id, actor=actor, event=EventKind.SNAPSHOTS_REFRESHED,
-                                         data={"challenger": challenger, "champion": champion},
-                                         challenger=challenger or {}, champion=champion)  # fmt: skip
-                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED,
-                                      reason=f"approvals dismissed: {moved}")  # fmt: skip
+                self.store.update_fields(
+                    request_id,
+                    actor=actor,
+                    event=EventKind.SNAPSHOTS_REFRESHED,
+                    data={"challenger": challenger, "champion": champion},
+                    challenger=challenger or {},
+                    champion=champion,
+                )
+                self.store.transition(
+                    request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED, reason=f"approvals dismissed: {moved}"
+                )
                 self._run_checks_safely(request_id, "refresh", actor)  # against the new challenger / champion
                 return self.store.get(request_id)
             blocked = None if forced else self._checks_before_apply(request, actor)
             if blocked:
-                self.store.transition(request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED,
-                                      data={"checks": [c.name for c in blocked]},
-                                      reason="not applied: " + "; ".join(_check_line(c) for c in blocked))  # fmt: skip
+                self.store.transition(
+                    request_id,
+                    (APPLYING,),
+                    OPEN,
+                    actor=actor,
+                    event=EventKind.REOPENED,
+                    data={"checks": [c.name for c in blocked]},
+                    reason="not applied: " + "; ".join(_check_line(c) for c in blocked),
+                )
                 return self.store.get(request_id)
             result = change.apply(registry)
         except RegistryError as exc:
             log.warning("apply of request #%s failed: %s", request_id, exc)
-            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event=EventKind.APPLY_FAILED,
-                                  data={"error": str(exc)}, apply_result=str(exc),
-                                  reason=f"MLflow refused or could not be reached: {exc}")  # fmt: skip
+            self.store.transition(
+                request_id,
+                (APPLYING,),
+                FAILED,
+                actor=actor,
+                event=EventKind.APPLY_FAILED,
+                data={"error": str(exc)},
+                apply_result=str(exc),
+                reason=f"MLflow refused or could not be reached: {exc}",
+            )
             return self.store.get(request_id)
         except Exception as exc:  # a malformed answer or a bug: never leave the request claimed in 'applying'
             log.exception("apply of request #%s failed unexpectedly", request_id)
             message = f"unexpected error while applying: {type(exc).__name__}: {exc}"
-            self.store.transition(request_id, (APPLYING,), FAILED, actor=actor, event=EventKind.APPLY_FAILED,
-                                  data={"error": message}, apply_result=message, reason=message)  # fmt: skip
+            self.store.transition(
+                request_id,
+                (APPLYING,),
+                FAILED,
+                actor=actor,
+                event=EventKind.APPLY_FAILED,
+                data={"error": message},
+                apply_result=message,
+                reason=message,
+            )
             return self.store.get(request_id)
         # A break-glass keeps its loud reason on the request; a normal apply says "applied".
-        self.store.transition(request_id, (APPLYING,), APPLIED, actor=actor, event=EventKind.APPLIED,
-                              data={"result": result, "break_glass": forced}, apply_result=result, applied_at=now(),
-                              reason=None if forced else "applied")  # fmt: skip
+        self.store.transition(
+            request_id,
+            (APPLYING,),
+            APPLIED,
+            actor=actor,
+            event=EventKind.APPLIED,
+            data={"result": result, "break_glass": forced},
+            apply_result=result,
+            applied_at=now(),
+            reason=None if forced else "applied",
+        )
         self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
         return self.store.get(request_id)
 
@@ -516,8 +596,9 @@ class Workflow:
         for spec in specs:
             found = by_name.get(spec.name)
             if found is None or found.kind != spec.kind:
-                found = CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, "not evaluated yet",
-                                    "", None)  # fmt: skip
+                found = CheckResult(
+                    request.id, spec.name, spec.kind, spec.required, checks.PENDING, "not evaluated yet", "", None
+                )
             elif found.required != spec.required:
                 found = replace(found, required=spec.required)
             out.append(found)
@@ -536,8 +617,9 @@ class Workflow:
             raise WorkflowError(403, "PERMISSION_DENIED", "sign in (or pick a name) to re-run checks")
         request = self.store.get(request_id)
         if request.state not in (OPEN, FAILED):
-            raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {request.state}; "
-                                "checks run on open or failed requests")  # fmt: skip
+            raise WorkflowError(
+                409, "INVALID_STATE", f"request #{request_id} is {request.state}; checks run on open or failed requests"
+            )
         self._evaluate(request, "manual", user.name)
         return self._proceed(request_id, user.name)
 
@@ -561,13 +643,15 @@ class Workflow:
             if not spec.local:
                 if required_local:
                     continue
-                results.append(CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED,
-                                           trigger, now()))  # fmt: skip
+                results.append(
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED, trigger, now())
+                )
                 queued = True
             elif spec.required or not required_local:
                 result = spec.evaluate(subject)
-                results.append(CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason,
-                                           trigger, now()))  # fmt: skip
+                results.append(
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason, trigger, now())
+                )
         self.store.record_checks(request.id, results, keep=[s.name for s in specs], actor=actor)
         if queued and self.checks_queued is not None:
             self.checks_queued()
@@ -594,8 +678,9 @@ class Workflow:
                 result = checks.Result(checks.ERROR, "this HTTP check is no longer in the request's rule")
             else:
                 result = checks.call_http(spec, self.http_payload(request, spec))
-            if self.store.settle_check(pending.request_id, pending.name, claimed, result.status, result.reason,
-                                       actor="checkpoint"):  # fmt: skip
+            if self.store.settle_check(
+                pending.request_id, pending.name, claimed, result.status, result.reason, actor="checkpoint"
+            ):
                 done += 1
                 self._proceed(pending.request_id, "checkpoint")
         return done
@@ -616,21 +701,34 @@ class Workflow:
             "request": {
                 "id": request.id,
                 "url": f"{base}/checkpoint/requests/{request.id}" if base else None,
-                "kind": request.kind, "model": request.model_name, "workspace": request.workspace or "default",
+                "kind": request.kind,
+                "model": request.model_name,
+                "workspace": request.workspace or "default",
                 "version": request.version,
-                "target": request.target, "change": request.change, "title": request.title,
-                "description": request.description, "author": request.author, "state": request.state,
-                "state_reason": request.state_reason, "challenger": request.challenger or None,
+                "target": request.target,
+                "change": request.change,
+                "title": request.title,
+                "description": request.description,
+                "author": request.author,
+                "state": request.state,
+                "state_reason": request.state_reason,
+                "challenger": request.challenger or None,
                 "champion": request.champion,
-                "approvals": {"count": status.count, "required": status.required, "approvers": list(status.approvers),
-                              "awaited": list(status.awaited), "met": status.met},
+                "approvals": {
+                    "count": status.count,
+                    "required": status.required,
+                    "approvers": list(status.approvers),
+                    "awaited": list(status.awaited),
+                    "met": status.met,
+                },
                 "named_reviewers": list(request.named_reviewers),
                 "rule": {"name": rule.name, "description": rule.describe()},
-                "created_at": request.created_at.isoformat(), "updated_at": request.updated_at.isoformat(),
+                "created_at": request.created_at.isoformat(),
+                "updated_at": request.updated_at.isoformat(),
             },
             "diff": summary,
             **({"diff_error": diff_error} if diff_error else {}),
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _moved(request: PromoteRequest, challenger: dict | None, champion: dict | None) -> str | None:

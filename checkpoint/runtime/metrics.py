@@ -52,8 +52,9 @@ ROUTES = ("checkpoint", "ui", "api_read", "api_write", "artifacts_upload", "arti
 REQUEST_STATES = ("open", "approved", "applying", "failed")
 
 # Not registered anywhere at import: :func:`registry` builds the one a scrape reads.
-REQUESTS = Counter("checkpoint_requests", "Calls Checkpoint answered, by route class and status",
-                   ["route", "status"], registry=None)  # fmt: skip
+REQUESTS = Counter(
+    "checkpoint_requests", "Calls Checkpoint answered, by route class and status", ["route", "status"], registry=None
+)
 UPSTREAM_SECONDS = Histogram(
     "checkpoint_upstream_seconds",
     "Time from sending a call to MLflow to the first byte of its answer",
@@ -61,8 +62,9 @@ UPSTREAM_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     registry=None,
 )
-GOVERNED = Counter("checkpoint_governed_calls", "Governed calls intercepted, by change kind and outcome",
-                   ["kind", "outcome"], registry=None)  # fmt: skip
+GOVERNED = Counter(
+    "checkpoint_governed_calls", "Governed calls intercepted, by change kind and outcome", ["kind", "outcome"], registry=None
+)
 _OWN = (REQUESTS, UPSTREAM_SECONDS, GOVERNED)
 
 # Label children by label values: ``labels()`` validates and locks on every call, a dict does not.
@@ -188,8 +190,9 @@ class _StoreCollector:
             return
         up.add_metric([], 1)
         yield up
-        requests = GaugeMetricFamily("checkpoint_promote_requests", "Promote requests by state (failed: apply failed)",
-                                     labels=["state"])  # fmt: skip
+        requests = GaugeMetricFamily(
+            "checkpoint_promote_requests", "Promote requests by state (failed: apply failed)", labels=["state"]
+        )
         for state, number in counts.items():
             requests.add_metric([state], number)
         yield requests
@@ -210,4 +213,3 @@ def registry(store) -> CollectorRegistry:
 
 def exposition(built: CollectorRegistry) -> bytes:
     return generate_latest(built)
-

@@ -19,9 +19,12 @@ class StoreBase:
     """The state the Store's parts share (see ``Store`` for what each argument means)."""
 
     def __init__(
-        self, sessions: sessionmaker, subscribers: Callable[[str], Sequence[str]] | None = None,
-        on_commit: Callable[[], None] | None = None, keys: hashing.Keyring | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        sessions: sessionmaker,
+        subscribers: Callable[[str], Sequence[str]] | None = None,
+        on_commit: Callable[[], None] | None = None,
+        keys: hashing.Keyring | None = None,
+    ) -> None:
         self.sessions = sessions
         self.subscribers = subscribers or (lambda kind: ())
         self.on_commit = on_commit
@@ -57,17 +60,35 @@ def aware(value: datetime | None) -> datetime | None:
 
 def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRequest:
     return PromoteRequest(
-        id=row.id, kind=row.kind, model_name=row.model_name, version=row.version, target=row.target,
-        change=row.change, title=row.title, description=row.description, author=row.author, state=row.state,
-        state_reason=row.state_reason, challenger=row.challenger, champion=row.champion,
-        created_at=aware(row.created_at), updated_at=aware(row.updated_at), applied_at=aware(row.applied_at),
-        apply_result=row.apply_result, named_reviewers=tuple(row.named_reviewers or ()), rule_name=row.rule_name,
+        id=row.id,
+        kind=row.kind,
+        model_name=row.model_name,
+        version=row.version,
+        target=row.target,
+        change=row.change,
+        title=row.title,
+        description=row.description,
+        author=row.author,
+        state=row.state,
+        state_reason=row.state_reason,
+        challenger=row.challenger,
+        champion=row.champion,
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
+        applied_at=aware(row.applied_at),
+        apply_result=row.apply_result,
+        named_reviewers=tuple(row.named_reviewers or ()),
+        rule_name=row.rule_name,
         workspace=row.workspace or "",
-        reviews=tuple(Review(r.id, r.reviewer, r.verdict, r.comment, aware(r.created_at), aware(r.dismissed_at),
-                             r.dismissed_reason, r.digest) for r in reviews),
+        reviews=tuple(
+            Review(
+                r.id, r.reviewer, r.verdict, r.comment, aware(r.created_at), aware(r.dismissed_at), r.dismissed_reason, r.digest
+            )
+            for r in reviews
+        ),
         comments=tuple(Comment(c.id, c.author, c.body, aware(c.created_at)) for c in comments),
         events=tuple(to_event(e) for e in events),
-    )  # fmt: skip
+    )
 
 
 def to_event(e: EventRow) -> Event:
@@ -75,24 +96,53 @@ def to_event(e: EventRow) -> Event:
 
 
 def event_dict(e: EventRow) -> dict:
-    return {"id": e.id, "request_id": e.request_id, "model_name": e.model_name, "kind": e.kind, "actor": e.actor,
-            "data": e.data, "created_at": e.created_at, "prev_hash": e.prev_hash, "hash": e.hash,
-            "key_id": e.key_id}  # fmt: skip
+    return {
+        "id": e.id,
+        "request_id": e.request_id,
+        "model_name": e.model_name,
+        "kind": e.kind,
+        "actor": e.actor,
+        "data": e.data,
+        "created_at": e.created_at,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+        "key_id": e.key_id,
+    }
 
 
 def to_check(row: CheckRow) -> CheckResult:
-    return CheckResult(row.request_id, row.name, row.kind, row.required, row.status, row.reason, row.trigger,
-                       aware(row.evaluated_at))  # fmt: skip
+    return CheckResult(
+        row.request_id, row.name, row.kind, row.required, row.status, row.reason, row.trigger, aware(row.evaluated_at)
+    )
 
 
 def check_event(result: CheckResult) -> dict:
-    return {"check": result.name, "kind": result.kind, "required": result.required, "status": result.status,
-            "reason": result.reason, "trigger": result.trigger}  # fmt: skip
+    return {
+        "check": result.name,
+        "kind": result.kind,
+        "required": result.required,
+        "status": result.status,
+        "reason": result.reason,
+        "trigger": result.trigger,
+    }
 
 
 def to_delivery(row: DeliveryRow, kind: str = "", model: str = "") -> Delivery:
-    return Delivery(row.id, row.event_id, row.webhook, row.request_id, row.status, row.attempts, aware(row.next_attempt_at),
-                    row.last_status, row.last_error, aware(row.created_at), aware(row.delivered_at), kind, model)  # fmt: skip
+    return Delivery(
+        row.id,
+        row.event_id,
+        row.webhook,
+        row.request_id,
+        row.status,
+        row.attempts,
+        aware(row.next_attempt_at),
+        row.last_status,
+        row.last_error,
+        aware(row.created_at),
+        aware(row.delivered_at),
+        kind,
+        model,
+    )
 
 
 def visible(query, hidden: Iterable[tuple[str, str]]):

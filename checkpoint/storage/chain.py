@@ -30,12 +30,12 @@ AUDIT_LOCK = 0x43504155  # "CPAU"
 class EventChain(StoreBase):
     """The Store's event log."""
 
-    def _log(self, session: Session, row: RequestRow, kind: EventKind, actor: str, data: dict,
-             stamp: datetime) -> None:
+    def _log(self, session: Session, row: RequestRow, kind: EventKind, actor: str, data: dict, stamp: datetime) -> None:
         self._append(session, row.id, row.model_name, kind, actor, data, stamp)
 
-    def _append(self, session: Session, request_id: int | None, model_name: str, kind: EventKind, actor: str, data: dict,
-                stamp: datetime) -> EventRow:  # fmt: skip
+    def _append(
+        self, session: Session, request_id: int | None, model_name: str, kind: EventKind, actor: str, data: dict, stamp: datetime
+    ) -> EventRow:
         """Append one event to the hash chain, and its deliveries to the outbox.
 
         Appends are serialised so each event links to the one committed before it: on
@@ -47,16 +47,35 @@ class EventChain(StoreBase):
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
         previous = session.scalar(select(EventRow.hash).order_by(EventRow.id.desc()).limit(1)) or hashing.GENESIS
         kid, key = self.keys.current or (None, None)
-        event = EventRow(request_id=request_id, model_name=model_name, kind=str(kind), actor=actor, data=data,
-                         created_at=stamp, prev_hash=previous, hash="", key_id=kid)  # fmt: skip
+        event = EventRow(
+            request_id=request_id,
+            model_name=model_name,
+            kind=str(kind),
+            actor=actor,
+            data=data,
+            created_at=stamp,
+            prev_hash=previous,
+            hash="",
+            key_id=kid,
+        )
         session.add(event)
         session.flush()
         event.hash = hashing.event_hash(event_dict(event), previous, key)
         webhooks = list(self.subscribers(str(kind)))
         for name in webhooks:
-            session.add(DeliveryRow(id=str(uuid.uuid4()), event_id=event.id, webhook=name, request_id=request_id,
-                                    status="pending", attempts=0, next_attempt_at=stamp, last_error="",
-                                    created_at=stamp))  # fmt: skip
+            session.add(
+                DeliveryRow(
+                    id=str(uuid.uuid4()),
+                    event_id=event.id,
+                    webhook=name,
+                    request_id=request_id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=stamp,
+                    last_error="",
+                    created_at=stamp,
+                )
+            )
         on_commit = self.on_commit
         if webhooks and on_commit is not None:
             sa_event.listen(session, "after_commit", lambda _session: on_commit(), once=True)
@@ -92,8 +111,15 @@ class EventChain(StoreBase):
             if head is None or head.key_id is not None:
                 return None
             unkeyed = session.scalar(select(func.count(EventRow.id)).where(EventRow.key_id.is_(None)))
-            event = self._append(session, None, "", EventKind.AUDIT_KEY_ADOPTED, actor,
-                                 {"key_id": current[0], "unkeyed_events": unkeyed, "after_event": head.id}, now())  # fmt: skip
+            event = self._append(
+                session,
+                None,
+                "",
+                EventKind.AUDIT_KEY_ADOPTED,
+                actor,
+                {"key_id": current[0], "unkeyed_events": unkeyed, "after_event": head.id},
+                now(),
+            )
             return event.id
 
     def publish_head(self, every: float, stamp: datetime | None = None) -> int | None:
@@ -141,8 +167,9 @@ class EventChain(StoreBase):
                 return
             last = rows[-1]["id"]
 
-    def record_outside_change(self, model_name: str, target: str, version: str | None, actor: str = "mlflow",
-                              workspace: str = "") -> bool:  # fmt: skip
+    def record_outside_change(
+        self, model_name: str, target: str, version: str | None, actor: str = "mlflow", workspace: str = ""
+    ) -> bool:
         """Log that ``target`` of ``model_name`` (in MLflow ``workspace``) holds ``version`` without
         Checkpoint having put it there.
 
@@ -156,13 +183,26 @@ class EventChain(StoreBase):
             known = self._last_known(session, model_name, target, workspace)
             if known == (version,) or (known is None and version is None):
                 return False
-            data = {"target": target, "version": version, "previous": known[0] if known else None,
-                    "first_seen": known is None, **({"workspace": workspace} if workspace else {})}  # fmt: skip
+            data = {
+                "target": target,
+                "version": version,
+                "previous": known[0] if known else None,
+                "first_seen": known is None,
+                **({"workspace": workspace} if workspace else {}),
+            }
             self._append(session, None, model_name, EventKind.OUTSIDE_CHANGE, actor, data, stamp)
         return True
 
-    def record_outside_files_change(self, model_name: str, target: str, version: str, before: str | None,
-                                    after: str | None, actor: str = "mlflow", workspace: str = "") -> bool:  # fmt: skip
+    def record_outside_files_change(
+        self,
+        model_name: str,
+        target: str,
+        version: str,
+        before: str | None,
+        after: str | None,
+        actor: str = "mlflow",
+        workspace: str = "",
+    ) -> bool:
         """Log that the files of ``version`` (holding ``target``, in MLflow ``workspace``) changed
         without Checkpoint: their digest is ``after`` where Checkpoint last saw ``before``.
         Recorded once per new digest."""
@@ -184,9 +224,16 @@ class EventChain(StoreBase):
                     if data.get("digest_after") == after:
                         return False
                     break
-            data = {"target": target, "version": version, "files": True, "digest_before": before,
-                    "digest_after": after, "previous": version, "first_seen": False,
-                    **({"workspace": workspace} if workspace else {})}  # fmt: skip
+            data = {
+                "target": target,
+                "version": version,
+                "files": True,
+                "digest_before": before,
+                "digest_after": after,
+                "previous": version,
+                "first_seen": False,
+                **({"workspace": workspace} if workspace else {}),
+            }
             self._append(session, None, model_name, EventKind.OUTSIDE_CHANGE, actor, data, stamp)
         return True
 

@@ -53,10 +53,14 @@ class CheckResults(EventChain):
 
     def _due_check(self, lease_before: datetime):
         """Pending, and queued or claimed by a worker whose lease ran out; on a request still undecided."""
-        undecided = select(RequestRow.id).where(RequestRow.id == CheckRow.request_id,
-                                                RequestRow.state.in_((OPEN, FAILED))).exists()  # fmt: skip
-        return (CheckRow.status == "pending", undecided,
-                or_(CheckRow.reason == CHECK_QUEUED, CheckRow.evaluated_at < lease_before))  # fmt: skip
+        undecided = (
+            select(RequestRow.id).where(RequestRow.id == CheckRow.request_id, RequestRow.state.in_((OPEN, FAILED))).exists()
+        )
+        return (
+            CheckRow.status == "pending",
+            undecided,
+            or_(CheckRow.reason == CHECK_QUEUED, CheckRow.evaluated_at < lease_before),
+        )
 
     def due_checks(self, kind: str, lease_before: datetime, limit: int = 20) -> list[CheckResult]:
         query = select(CheckRow).where(CheckRow.kind == kind, *self._due_check(lease_before))
@@ -66,8 +70,7 @@ class CheckResults(EventChain):
     def claim_check(self, request_id: int, name: str, lease_before: datetime) -> datetime | None:
         """Claim a due check for evaluation (a conditional UPDATE: one worker wins); the claim's stamp."""
         stamp = now()
-        query = update(CheckRow).where(CheckRow.request_id == request_id, CheckRow.name == name,
-                                       *self._due_check(lease_before))  # fmt: skip
+        query = update(CheckRow).where(CheckRow.request_id == request_id, CheckRow.name == name, *self._due_check(lease_before))
         with session_scope(self.sessions) as session:
             won = session.execute(query.values(reason=CHECK_RUNNING, evaluated_at=stamp)).rowcount == 1
         return stamp if won else None
@@ -77,9 +80,15 @@ class CheckResults(EventChain):
         stamp = now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id, lock=True)
-            current = session.scalar(select(CheckRow).where(
-                CheckRow.request_id == request_id, CheckRow.name == name, CheckRow.status == "pending",
-                CheckRow.reason == CHECK_RUNNING, CheckRow.evaluated_at == claimed_at))  # fmt: skip
+            current = session.scalar(
+                select(CheckRow).where(
+                    CheckRow.request_id == request_id,
+                    CheckRow.name == name,
+                    CheckRow.status == "pending",
+                    CheckRow.reason == CHECK_RUNNING,
+                    CheckRow.evaluated_at == claimed_at,
+                )
+            )
             if current is None:
                 return False
             current.status, current.reason, current.evaluated_at = status, reason, stamp

@@ -14,8 +14,14 @@ from enum import StrEnum
 from checkpoint.errors import CheckpointError
 
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
-    "open", "approved", "applying", "applied", "failed", "rejected", "withdrawn",
-)  # fmt: skip
+    "open",
+    "approved",
+    "applying",
+    "applied",
+    "failed",
+    "rejected",
+    "withdrawn",
+)
 STATES = (OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN)
 ACTIVE = (OPEN, APPROVED, APPLYING, FAILED)
 
@@ -188,4 +194,3 @@ class Outgoing:
     state: str | None  # the request's state right after the event
     comment: str | None  # a comment's text, for ``commented``
     title: str | None = None  # the request's title as of the event (its current one if the log does not say)
-

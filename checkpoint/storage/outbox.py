@@ -46,10 +46,14 @@ class Outbox(StoreBase):
         earlier = DeliveryRow.__table__.alias("earlier")
         blocked = (
             select(earlier.c.id)
-            .where(earlier.c.webhook == DeliveryRow.webhook, earlier.c.request_id == DeliveryRow.request_id,
-                   earlier.c.event_id < DeliveryRow.event_id, earlier.c.status.in_(UNSENT))
+            .where(
+                earlier.c.webhook == DeliveryRow.webhook,
+                earlier.c.request_id == DeliveryRow.request_id,
+                earlier.c.event_id < DeliveryRow.event_id,
+                earlier.c.status.in_(UNSENT),
+            )
             .exists()
-        )  # fmt: skip
+        )
         due = (DeliveryRow.status.in_(UNSENT), DeliveryRow.next_attempt_at <= stamp, ~blocked)
         query = select(DeliveryRow.id, DeliveryRow.webhook).where(*due, DeliveryRow.webhook.in_(list(leases)))
         with session_scope(self.sessions) as session:
@@ -59,15 +63,15 @@ class Outbox(StoreBase):
             lease = stamp + timedelta(seconds=leases[webhook])
             with session_scope(self.sessions) as session:
                 result = session.execute(
-                    update(DeliveryRow).where(DeliveryRow.id == delivery_id, *due)
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id == delivery_id, *due)
                     .values(status=SENDING, attempts=DeliveryRow.attempts + 1, next_attempt_at=lease)
-                )  # fmt: skip
+                )
                 if result.rowcount == 1:
                     claimed.append(self._outgoing(session, session.get(DeliveryRow, delivery_id)))
         return claimed
 
-    def delivery_done(self, delivery_id: str, status: int | None, error: str = "",
-                      retry_at: datetime | None = None) -> bool:  # fmt: skip
+    def delivery_done(self, delivery_id: str, status: int | None, error: str = "", retry_at: datetime | None = None) -> bool:
         """Record a send: delivered (no ``error``), due again at ``retry_at``, or failed for good.
         Only while this sender still holds the claim (an admin's resend wins)."""
         values: dict = {"last_status": status, "last_error": error[:2000]}
@@ -85,9 +89,10 @@ class Outbox(StoreBase):
         """Make a delivered or failed delivery due now, with its own id and a fresh attempt count."""
         with session_scope(self.sessions) as session:
             result = session.execute(
-                update(DeliveryRow).where(DeliveryRow.id == delivery_id, DeliveryRow.status.in_((PENDING, DELIVERED, GAVE_UP)))
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id, DeliveryRow.status.in_((PENDING, DELIVERED, GAVE_UP)))
                 .values(status=PENDING, attempts=0, next_attempt_at=now(), delivered_at=None)
-            )  # fmt: skip
+            )
             row = session.get(DeliveryRow, delivery_id)
             if row is None:
                 raise NotFound(f"delivery {delivery_id} does not exist")
@@ -96,9 +101,15 @@ class Outbox(StoreBase):
             return to_delivery(row)
 
     def list_deliveries(
-        self, *, status: str | None = None, webhook: str | None = None, request_id: int | None = None,
-        before: tuple[int, str] | None = None, limit: int = 50, hidden_models: Iterable[str] = (),
-    ) -> tuple[list[Delivery], tuple[int, str] | None]:  # fmt: skip
+        self,
+        *,
+        status: str | None = None,
+        webhook: str | None = None,
+        request_id: int | None = None,
+        before: tuple[int, str] | None = None,
+        limit: int = 50,
+        hidden_models: Iterable[str] = (),
+    ) -> tuple[list[Delivery], tuple[int, str] | None]:
         """Newest event first; ``before`` is the cursor (event id, delivery id) of the last row seen.
         Deliveries of events about ``hidden_models`` (the caller may not read them) are left out."""
         query = select(DeliveryRow, EventRow.kind, EventRow.model_name).join(EventRow, EventRow.id == DeliveryRow.event_id)
@@ -113,8 +124,9 @@ class Outbox(StoreBase):
             query = query.where(DeliveryRow.request_id == request_id)
         if before is not None:
             event_id, delivery_id = before
-            query = query.where(or_(DeliveryRow.event_id < event_id,
-                                    (DeliveryRow.event_id == event_id) & (DeliveryRow.id < delivery_id)))  # fmt: skip
+            query = query.where(
+                or_(DeliveryRow.event_id < event_id, (DeliveryRow.event_id == event_id) & (DeliveryRow.id < delivery_id))
+            )
         query = query.order_by(DeliveryRow.event_id.desc(), DeliveryRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
             rows = session.execute(query).all()
@@ -131,22 +143,26 @@ class Outbox(StoreBase):
         request = session.get(RequestRow, event.request_id) if event.request_id is not None else None
         state = title = None
         if request is not None:
-            earlier = [d for d in session.scalars(
-                select(EventRow.data).where(EventRow.request_id == request.id, EventRow.id <= event.id)
-                .order_by(EventRow.id.desc())
-            ) if isinstance(d, dict)]  # fmt: skip
+            earlier = [
+                d
+                for d in session.scalars(
+                    select(EventRow.data)
+                    .where(EventRow.request_id == request.id, EventRow.id <= event.id)
+                    .order_by(EventRow.id.desc())
+                )
+                if isinstance(d, dict)
+            ]
             state = next((d["to"] for d in earlier if isinstance(d.get("to"), str)), OPEN)
             title = next((d["title"] for d in earlier if isinstance(d.get("title"), str)), request.title)
         comment = None
         if event.kind == EventKind.COMMENTED and isinstance(event.data, dict) and event.data.get("comment_id"):
             found = session.get(CommentRow, event.data["comment_id"])
             comment = found.body if found is not None else None
-        return Outgoing(to_delivery(row, event.kind), to_event(event), to_request(request) if request else None, state, comment,
-                        title)  # fmt: skip
+        return Outgoing(
+            to_delivery(row, event.kind), to_event(event), to_request(request) if request else None, state, comment, title
+        )
 
     def delivery_backlog(self) -> int:
         """Webhook deliveries not yet delivered nor given up on (pending or being sent)."""
         with session_scope(self.sessions) as session:
-            return session.scalar(
-                select(func.count(DeliveryRow.id)).where(DeliveryRow.status.in_(UNSENT))
-            ) or 0
+            return session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.status.in_(UNSENT))) or 0

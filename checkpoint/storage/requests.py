@@ -26,8 +26,7 @@ class Requests(EventChain):
         stamp = now()
         try:
             with session_scope(self.sessions) as session:
-                row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp,
-                                 updated_at=stamp, **values)  # fmt: skip
+                row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp, updated_at=stamp, **values)
                 session.add(row)
                 session.flush()
                 self._log(session, row, EventKind.OPENED, author, event_data, stamp)
@@ -43,9 +42,18 @@ class Requests(EventChain):
         return self.get(request_id), True
 
     def transition(
-        self, request_id: int, from_states: Iterable[str], to_state: str, *, actor: str, event: EventKind,
-        data: dict | None = None, reason: str | None = None, updated_before: datetime | None = None, **updates,
-    ) -> bool:  # fmt: skip
+        self,
+        request_id: int,
+        from_states: Iterable[str],
+        to_state: str,
+        *,
+        actor: str,
+        event: EventKind,
+        data: dict | None = None,
+        reason: str | None = None,
+        updated_before: datetime | None = None,
+        **updates,
+    ) -> bool:
         """Move a request between states if (and only if) it is in one of ``from_states``
         (and, with ``updated_before``, has not changed since then: the reconciler's lease)."""
         check_id(request_id)
@@ -74,8 +82,9 @@ class Requests(EventChain):
             row.updated_at = stamp
             self._log(session, row, event, actor, data, stamp)
 
-    def add_review(self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str],
-                   digest: str | None = None) -> bool:  # fmt: skip
+    def add_review(
+        self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str], digest: str | None = None
+    ) -> bool:
         """Record a verdict, only while the request is in one of ``states`` (``digest``: the
         challenger's content digest the verdict was given on)."""
         stamp = now()
@@ -83,8 +92,17 @@ class Requests(EventChain):
             row = self._row(session, request_id, lock=True)
             if row.state not in tuple(states):
                 return False
-            session.add(ReviewRow(request_id=request_id, reviewer=reviewer, verdict=verdict, comment=comment,
-                                  created_at=stamp, dismissed_reason="", digest=digest))  # fmt: skip
+            session.add(
+                ReviewRow(
+                    request_id=request_id,
+                    reviewer=reviewer,
+                    verdict=verdict,
+                    comment=comment,
+                    created_at=stamp,
+                    dismissed_reason="",
+                    digest=digest,
+                )
+            )
             row.updated_at = stamp
             kind = EventKind.REVIEW_APPROVED if verdict == "approve" else EventKind.REVIEW_REJECTED
             data = {"comment": comment, **({"digest": digest} if digest else {})}
@@ -101,8 +119,7 @@ class Requests(EventChain):
                 .values(dismissed_at=stamp, dismissed_reason=reason)
             )
             if result.rowcount:
-                self._log(session, row, EventKind.APPROVALS_DISMISSED, actor, {"reason": reason, "count": result.rowcount},
-                          stamp)  # fmt: skip
+                self._log(session, row, EventKind.APPROVALS_DISMISSED, actor, {"reason": reason, "count": result.rowcount}, stamp)
             return result.rowcount
 
     def add_comment(self, request_id: int, author: str, body: str) -> Comment:
@@ -121,9 +138,7 @@ class Requests(EventChain):
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id)
             reviews = session.scalars(select(ReviewRow).where(ReviewRow.request_id == request_id).order_by(ReviewRow.id))
-            comments = session.scalars(
-                select(CommentRow).where(CommentRow.request_id == request_id).order_by(CommentRow.id)
-            )
+            comments = session.scalars(select(CommentRow).where(CommentRow.request_id == request_id).order_by(CommentRow.id))
             events = session.scalars(select(EventRow).where(EventRow.request_id == request_id).order_by(EventRow.id))
             return to_request(row, list(reviews), list(comments), list(events))
 
@@ -140,10 +155,18 @@ class Requests(EventChain):
             return [to_request(row) for row in session.scalars(query)]
 
     def list_requests(
-        self, *, state: str | None = None, model: str | None = None, target: str | None = None,
-        author: str | None = None, search: str | None = None, before: int | None = None, limit: int = 50,
-        hidden: Iterable[tuple[str, str]] = (), workspace: str | None = None,
-    ) -> tuple[list[PromoteRequest], int | None]:  # fmt: skip
+        self,
+        *,
+        state: str | None = None,
+        model: str | None = None,
+        target: str | None = None,
+        author: str | None = None,
+        search: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        hidden: Iterable[tuple[str, str]] = (),
+        workspace: str | None = None,
+    ) -> tuple[list[PromoteRequest], int | None]:
         """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts.
         ``hidden`` (workspace, model) pairs are left out: models the caller may not read.
         ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all."""
@@ -175,8 +198,13 @@ class Requests(EventChain):
             items = [to_request(r, reviews[r.id]) for r in page]
         return items, (items[-1].id if len(rows) > limit else None)
 
-    def count(self, state: str | None = None, model: str | None = None, hidden: Iterable[tuple[str, str]] = (),
-              workspace: str | None = None) -> int:  # fmt: skip
+    def count(
+        self,
+        state: str | None = None,
+        model: str | None = None,
+        hidden: Iterable[tuple[str, str]] = (),
+        workspace: str | None = None,
+    ) -> int:
         query = visible(select(func.count(RequestRow.id)), hidden)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
@@ -200,8 +228,12 @@ class Requests(EventChain):
         the model of that name in MLflow ``workspace``)."""
         query = (
             select(RequestRow.challenger)
-            .where(RequestRow.model_name == model_name, RequestRow.target == target, RequestRow.state == APPLIED,
-                   RequestRow.workspace == workspace)  # fmt: skip
+            .where(
+                RequestRow.model_name == model_name,
+                RequestRow.target == target,
+                RequestRow.state == APPLIED,
+                RequestRow.workspace == workspace,
+            )
             .order_by(RequestRow.applied_at.desc(), RequestRow.id.desc())
             .limit(1)
         )

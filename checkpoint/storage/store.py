@@ -45,9 +45,32 @@ from checkpoint.storage.requests import Requests
 
 # The entities are re-exported for callers written before they had their own module.
 __all__ = [
-    "ACTIVE", "APPLIED", "APPLYING", "APPROVED", "CHECK_QUEUED", "CHECK_RUNNING", "DELIVERY_STATES", "FAILED", "MAX_ID",
-    "OPEN", "OUTSIDE_CHANGE", "REJECTED", "STATES", "WITHDRAWN", "CheckResult", "Comment", "Delivery", "DeliveryBusy",
-    "Event", "EventKind", "NotFound", "Outgoing", "PromoteRequest", "Review", "Store", "now",
+    "ACTIVE",
+    "APPLIED",
+    "APPLYING",
+    "APPROVED",
+    "CHECK_QUEUED",
+    "CHECK_RUNNING",
+    "DELIVERY_STATES",
+    "FAILED",
+    "MAX_ID",
+    "OPEN",
+    "OUTSIDE_CHANGE",
+    "REJECTED",
+    "STATES",
+    "WITHDRAWN",
+    "CheckResult",
+    "Comment",
+    "Delivery",
+    "DeliveryBusy",
+    "Event",
+    "EventKind",
+    "NotFound",
+    "Outgoing",
+    "PromoteRequest",
+    "Review",
+    "Store",
+    "now",
 ]
 
 

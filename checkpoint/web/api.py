@@ -116,8 +116,13 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         "state_reason": item.state_reason,
         "challenger": item.challenger or None,
         "champion": item.champion,
-        "approvals": {"count": status.count, "required": status.required, "approvers": list(status.approvers),
-                      "awaited": list(status.awaited), "met": status.met},
+        "approvals": {
+            "count": status.count,
+            "required": status.required,
+            "approvers": list(status.approvers),
+            "awaited": list(status.awaited),
+            "met": status.met,
+        },
         "named_reviewers": list(item.named_reviewers),
         "rule": {"name": rule.name, "description": rule.describe()},
         "created_at": item.created_at.isoformat(),
@@ -129,14 +134,20 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
     }
     if full:
         out["reviews"] = [
-            {"id": r.id, "reviewer": r.reviewer, "verdict": r.verdict, "comment": r.comment,
-             "created_at": r.created_at.isoformat(), "dismissed": r.dismissed_at is not None,
-             "dismissed_reason": r.dismissed_reason, "digest": r.digest}
+            {
+                "id": r.id,
+                "reviewer": r.reviewer,
+                "verdict": r.verdict,
+                "comment": r.comment,
+                "created_at": r.created_at.isoformat(),
+                "dismissed": r.dismissed_at is not None,
+                "dismissed_reason": r.dismissed_reason,
+                "digest": r.digest,
+            }
             for r in item.reviews
-        ]  # fmt: skip
+        ]
         out["comments"] = [
-            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at.isoformat()}
-            for c in item.comments
+            {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at.isoformat()} for c in item.comments
         ]
         out["events"] = [
             {"id": e.id, "kind": e.kind, "actor": e.actor, "data": e.data, "created_at": e.created_at.isoformat()}
@@ -146,9 +157,15 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
 
 
 def check_json(check: CheckResult) -> dict:
-    return {"name": check.name, "kind": check.kind, "required": check.required, "status": check.status,
-            "reason": check.reason, "trigger": check.trigger or None,
-            "evaluated_at": check.evaluated_at.isoformat() if check.evaluated_at else None}  # fmt: skip
+    return {
+        "name": check.name,
+        "kind": check.kind,
+        "required": check.required,
+        "status": check.status,
+        "reason": check.reason,
+        "trigger": check.trigger or None,
+        "evaluated_at": check.evaluated_at.isoformat() if check.evaluated_at else None,
+    }
 
 
 # -- routes ------------------------------------------------------------------------------
@@ -168,11 +185,20 @@ def list_requests():
     for key in ("model", "target", "author", "q"):
         if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
-    items, last = reader().visible_page(lambda hidden: workflow().store.list_requests(
-        state=state, model=args.get("model") or None, target=args.get("target") or None,
-        author=args.get("author") or None, search=args.get("q") or None, before=request_cursor(args.get("cursor")),
-        limit=int(limit_raw), hidden=hidden, workspace=workspace_arg(args.get("workspace")),
-    ), request_key)  # fmt: skip
+    items, last = reader().visible_page(
+        lambda hidden: workflow().store.list_requests(
+            state=state,
+            model=args.get("model") or None,
+            target=args.get("target") or None,
+            author=args.get("author") or None,
+            search=args.get("q") or None,
+            before=request_cursor(args.get("cursor")),
+            limit=int(limit_raw),
+            hidden=hidden,
+            workspace=workspace_arg(args.get("workspace")),
+        ),
+        request_key,
+    )
     checks = workflow().checks_of(items)
     return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=make_request_cursor(last))
 
@@ -275,9 +301,18 @@ def summary():
         open=store.count(state="open", hidden=hidden),
         model=model,
         open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,
-        requests=[{"id": i.id, "title": i.title, "author": i.author, "target": i.target, "version": i.version,
-                   "url": f"{public_base()}/checkpoint/requests/{i.id}"} for i in items],
-    )  # fmt: skip
+        requests=[
+            {
+                "id": i.id,
+                "title": i.title,
+                "author": i.author,
+                "target": i.target,
+                "version": i.version,
+                "url": f"{public_base()}/checkpoint/requests/{i.id}",
+            }
+            for i in items
+        ],
+    )
     response.headers["Cache-Control"] = "no-cache"
     response.add_etag()
     return response.make_conditional(request)
@@ -293,8 +328,7 @@ def which():
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give model and exactly one of stage or alias")
     for key, value in (("model", model), ("alias", alias), ("stage", stage)):
         if value and ("\x00" in value or len(value) > NAME_MAX):  # no model or alias can hold such a name
-            raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
-                                  f"{key} must be at most {NAME_MAX} characters without NUL")  # fmt: skip
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must be at most {NAME_MAX} characters without NUL")
     if not reader().can_read(model, workspace):
         raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
     registry = workflow().registry_for(workspace)
@@ -308,9 +342,14 @@ def which():
         if canonical_stage(stage) not in STAGES:  # a typo must not read as "nobody holds it"
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
         holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
-    return jsonify(model=model, workspace=workspace or "default", stage=stage, alias=alias,
-                   versions=[v.version for v in holders],
-                   version=holders[0].version if holders else None)  # fmt: skip
+    return jsonify(
+        model=model,
+        workspace=workspace or "default",
+        stage=stage,
+        alias=alias,
+        versions=[v.version for v in holders],
+        version=holders[0].version if holders else None,
+    )
 
 
 @bp.get("/openapi.json")

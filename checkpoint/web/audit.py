@@ -27,9 +27,17 @@ def verify():
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"expect: {exc}") from exc
     store = _store()
     verdict = audit.verify(store.audit_rows(), keys=store.keys, expect=expect)
-    return jsonify(ok=verdict.ok, count=verdict.count, head=verdict.head, head_id=verdict.head_id,
-                   broken_at=verdict.broken_at, problem=verdict.problem or None, unkeyed=verdict.unkeyed,
-                   key_id=store.keys.current[0] if store.keys.current else None, message=verdict.describe())  # fmt: skip
+    return jsonify(
+        ok=verdict.ok,
+        count=verdict.count,
+        head=verdict.head,
+        head_id=verdict.head_id,
+        broken_at=verdict.broken_at,
+        problem=verdict.problem or None,
+        unkeyed=verdict.unkeyed,
+        key_id=store.keys.current[0] if store.keys.current else None,
+        message=verdict.describe(),
+    )
 
 
 @bp.get("/export")
@@ -47,12 +55,16 @@ def export():
         try:
             since = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise CheckpointError(400, "INVALID_PARAMETER_VALUE",
-                                  f"since={raw[:40]!r} is not an ISO date or time, e.g. 2026-11-01") from exc  # fmt: skip
+            raise CheckpointError(
+                400, "INVALID_PARAMETER_VALUE", f"since={raw[:40]!r} is not an ISO date or time, e.g. 2026-11-01"
+            ) from exc
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
     rows = _store().audit_rows(since=since)
     chunks = audit.export_jsonl(rows) if fmt == "jsonl" else audit.export_csv(rows)
     mimetype = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Response(stream_with_context(chunks), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="checkpoint-audit-{stamp}.{fmt}"'})  # fmt: skip
+    return Response(
+        stream_with_context(chunks),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="checkpoint-audit-{stamp}.{fmt}"'},
+    )

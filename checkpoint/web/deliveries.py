@@ -147,9 +147,18 @@ def deliveries_page():
         abort(400, exc.message)
     query = {k: v for k, v in filters.items() if v}
     next_url = url_for("deliveries.deliveries_page") + "?" + urlencode({**query, "cursor": _make_cursor(last)}) if last else None
-    return render_template("ui/deliveries.html", items=items, filters=filters, states=DELIVERY_STATES, next_url=next_url,
-                           hooks=webhooks().hooks, is_admin=current_user().is_admin, backlog=store().delivery_backlog(),
-                           first_page=not args.get("cursor"), query=query)  # fmt: skip
+    return render_template(
+        "ui/deliveries.html",
+        items=items,
+        filters=filters,
+        states=DELIVERY_STATES,
+        next_url=next_url,
+        hooks=webhooks().hooks,
+        is_admin=current_user().is_admin,
+        backlog=store().delivery_backlog(),
+        first_page=not args.get("cursor"),
+        query=query,
+    )
 
 
 @pages.post("/deliveries/<delivery_id>/resend")

@@ -12,8 +12,17 @@ from werkzeug.exceptions import HTTPException
 from checkpoint.edge.proxy import UpstreamError, wants_html
 from checkpoint.errors import CheckpointError
 
-_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-          405: "BAD_REQUEST", 409: "INVALID_STATE", 413: "BAD_REQUEST", 415: "BAD_REQUEST", 422: "INVALID_PARAMETER_VALUE"}
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "BAD_REQUEST",
+    409: "INVALID_STATE",
+    413: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+    422: "INVALID_PARAMETER_VALUE",
+}
 
 
 def render(error: CheckpointError) -> Response:

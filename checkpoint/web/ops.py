@@ -42,5 +42,9 @@ def readyz():
 def metrics():
     """Prometheus metrics, every worker's counts added up (see checkpoint/metrics.py)."""
     built = current_services().metrics_registry()
-    return Response(checkpoint_metrics.exposition(built), mimetype=None, content_type=checkpoint_metrics.CONTENT_TYPE,
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(
+        checkpoint_metrics.exposition(built),
+        mimetype=None,
+        content_type=checkpoint_metrics.CONTENT_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )

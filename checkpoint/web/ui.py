@@ -36,8 +36,13 @@ PAGE = 25
 def target_label(target: str) -> str:
     """``stage:Production`` → ``Production``; ``alias:champion`` → ``@champion``..."""
     kind, _, value = target.partition(":")
-    return {"stage": value, "alias": f"@{value}", "model": f"into {value}", "tag": f"tag {value}",
-            "rename": f"rename to {value}"}.get(kind, target)  # fmt: skip
+    return {
+        "stage": value,
+        "alias": f"@{value}",
+        "model": f"into {value}",
+        "tag": f"tag {value}",
+        "rename": f"rename to {value}",
+    }.get(kind, target)
 
 
 @bp.app_template_global()
@@ -137,21 +142,48 @@ def requests_list():
     state = args.get("state", "open")
     if state not in ("all", *STATES):
         abort(400, f"state must be all or one of {', '.join(STATES)}")
-    filters: dict[str, str | None] = {"model": args.get("model") or None, "target": args.get("target") or None,
-               "author": args.get("author") or None, "search": args.get("q") or None,
-               "workspace": _workspace_arg(args.get("workspace") or None)}  # fmt: skip
+    filters: dict[str, str | None] = {
+        "model": args.get("model") or None,
+        "target": args.get("target") or None,
+        "author": args.get("author") or None,
+        "search": args.get("q") or None,
+        "workspace": _workspace_arg(args.get("workspace") or None),
+    }
     items, last = reader().visible_page(
-        lambda hidden: workflow().store.list_requests(state=None if state == "all" else state, limit=PAGE, hidden=hidden,
-                                                      before=request_cursor(args.get("cursor")), **filters),
-        request_key)  # fmt: skip
+        lambda hidden: workflow().store.list_requests(
+            state=None if state == "all" else state,
+            limit=PAGE,
+            hidden=hidden,
+            before=request_cursor(args.get("cursor")),
+            **filters,
+        ),
+        request_key,
+    )
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
-    query = {k: v for k, v in {"state": state, "model": filters["model"], "target": filters["target"],
-                               "author": filters["author"], "q": filters["search"], "workspace": workspace}.items()
-             if v}  # fmt: skip
+    query = {
+        k: v
+        for k, v in {
+            "state": state,
+            "model": filters["model"],
+            "target": filters["target"],
+            "author": filters["author"],
+            "q": filters["search"],
+            "workspace": workspace,
+        }.items()
+        if v
+    }
     next_url = url_for("ui.requests_list") + "?" + urlencode({**query, "cursor": make_request_cursor(last)}) if last else None
-    return render_template("ui/list.html", items=items, state=state, filters=filters, states=STATES, next_url=next_url,
-                           status=workflow().status, checks=workflow().checks_of(items),
-                           first_page=not args.get("cursor"))  # fmt: skip
+    return render_template(
+        "ui/list.html",
+        items=items,
+        state=state,
+        filters=filters,
+        states=STATES,
+        next_url=next_url,
+        status=workflow().status,
+        checks=workflow().checks_of(items),
+        first_page=not args.get("cursor"),
+    )
 
 
 def _workspace_arg(raw: str | None) -> str | None:
@@ -184,8 +216,16 @@ def new_request():
         abort(400, "no change given: open this form from MLflow, or use the API")
     change = _decode_change(token)
     _refuse_unreadable(change)
-    return render_template("ui/new.html", token=token, change=change, title=change.title(), description="",
-                           reviewers="", errors={}, rule=_rule(change))  # fmt: skip
+    return render_template(
+        "ui/new.html",
+        token=token,
+        change=change,
+        title=change.title(),
+        description="",
+        reviewers="",
+        errors={},
+        rule=_rule(change),
+    )
 
 
 def _rule(change):
@@ -218,8 +258,16 @@ def create_request():
             if not created:
                 flash(f"You already have request #{item.id} open for this change.")
             return redirect(url_for("ui.request_detail", request_id=item.id), 303)
-    return render_template("ui/new.html", token=token, change=change, title=title, description=description,
-                           reviewers=reviewers, errors=errors, rule=_rule(change)), 400  # fmt: skip
+    return render_template(
+        "ui/new.html",
+        token=token,
+        change=change,
+        title=title,
+        description=description,
+        reviewers=reviewers,
+        errors=errors,
+        rule=_rule(change),
+    ), 400
 
 
 @bp.get("/requests/<int:request_id>")
@@ -233,10 +281,21 @@ def request_detail(request_id: int):
     refusal = workflow().refusal(user, item)
     rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
     checks = workflow().check_results(item)
-    return render_template("ui/detail.html", item=item, diff=diff, diff_error=diff_error, moved=moved, checks=checks,
-                           status=workflow().status(item, checks), rule=rule, may_review=item.state == "open" and refusal is None,
-                           review_refusal=refusal, is_author=user.name == item.author, is_admin=user.is_admin,
-                           break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS])  # fmt: skip
+    return render_template(
+        "ui/detail.html",
+        item=item,
+        diff=diff,
+        diff_error=diff_error,
+        moved=moved,
+        checks=checks,
+        status=workflow().status(item, checks),
+        rule=rule,
+        may_review=item.state == "open" and refusal is None,
+        review_refusal=refusal,
+        is_author=user.name == item.author,
+        is_admin=user.is_admin,
+        break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
+    )
 
 
 def _same_version(version, snapshot: dict | None) -> bool:

@@ -67,13 +67,21 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
 
         here.ids["open"] = create({"kind": "set_alias", "name": name, "alias": "champion", "version": v2})
         here.ids["rejected"] = create({"kind": "transition", "name": name, "version": v2, "stage": "Staging"})
-        assert api(here.url, "POST", f"/requests/{here.ids['rejected']}/reviews", user="dave",
-                   json={"verdict": "reject"}).json()["state"] == "rejected"  # fmt: skip
+        assert (
+            api(here.url, "POST", f"/requests/{here.ids['rejected']}/reviews", user="dave", json={"verdict": "reject"}).json()[
+                "state"
+            ]
+            == "rejected"
+        )
         here.ids["applied"] = create(
             {"kind": "set_tag", "name": name, "version": v1, "key": "validation_status", "value": "passed"}
         )
-        assert api(here.url, "POST", f"/requests/{here.ids['applied']}/reviews", user="dave",
-                   json={"verdict": "approve"}).json()["state"] == "applied"  # fmt: skip
+        assert (
+            api(here.url, "POST", f"/requests/{here.ids['applied']}/reviews", user="dave", json={"verdict": "approve"}).json()[
+                "state"
+            ]
+            == "applied"
+        )
         here.ids["missing"] = MISSING
         here.spec = requests.get(f"{here.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
         yield here
@@ -280,8 +288,7 @@ def call(site: Site, case: Bad) -> requests.Response:
         kwargs["data"] = case.data.encode() if isinstance(case.data, str) else case.data
         kwargs["headers"] = {"Content-Type": case.content_type or "application/octet-stream"}
     auth = (case.user, "x") if case.user else None
-    return requests.request(case.method, f"{site.url}/checkpoint/api/v1{_fill(case.path, site)}", auth=auth, timeout=60,
-                            **kwargs)  # fmt: skip
+    return requests.request(case.method, f"{site.url}/checkpoint/api/v1{_fill(case.path, site)}", auth=auth, timeout=60, **kwargs)
 
 
 def documented_statuses(site: Site, method: str, path: str) -> set[str] | None:
@@ -331,8 +338,7 @@ def delete_alias(model: str, alias: str) -> dict:
 def test_create_then_the_same_create_returns_the_open_request(site):
     change = {"kind": "set_alias", "name": site.model, "alias": "challenger", "version": site.v2}
     before = len(dump(site.engine)["promote_requests"])
-    first = api(site.url, "POST", "/requests", user="alice", json={"change": change, "title": "try v2",
-                                                                  "description": "**why**"})  # fmt: skip
+    first = api(site.url, "POST", "/requests", user="alice", json={"change": change, "title": "try v2", "description": "**why**"})
     assert first.status_code == 201, first.text
     body = first.json()
     assert body["created"] is True and body["state"] == "open" and body["author"] == "alice"
@@ -357,15 +363,25 @@ def test_list_filters_and_cursor_pages(site):
     model_a, model_b, tag = unique("list-a"), unique("list-b"), unique("tag")
     made = []
     for i in range(6):
-        answer = api(site.url, "POST", "/requests", user="alice",
-                     json={"change": delete_alias(model_a, f"alias-{i}"), "title": f"{tag} #{i}"})  # fmt: skip
+        answer = api(
+            site.url,
+            "POST",
+            "/requests",
+            user="alice",
+            json={"change": delete_alias(model_a, f"alias-{i}"), "title": f"{tag} #{i}"},
+        )
         assert answer.status_code == 201, answer.text
         made.append(answer.json()["id"])
     for i, title in enumerate((f"{tag} 100% sure", f"{tag} 1000 sure")):
-        made.append(api(site.url, "POST", "/requests", user="alice",
-                        json={"change": delete_alias(model_a, f"pct-{i}"), "title": title}).json()["id"])  # fmt: skip
-    carols = [api(site.url, "POST", "/requests", user="carol", json={"change": delete_alias(model_b, f"b-{i}")}).json()["id"]
-              for i in range(2)]  # fmt: skip
+        made.append(
+            api(
+                site.url, "POST", "/requests", user="alice", json={"change": delete_alias(model_a, f"pct-{i}"), "title": title}
+            ).json()["id"]
+        )
+    carols = [
+        api(site.url, "POST", "/requests", user="carol", json={"change": delete_alias(model_b, f"b-{i}")}).json()["id"]
+        for i in range(2)
+    ]
     assert api(site.url, "POST", f"/requests/{carols[0]}/withdraw", user="carol").json()["state"] == "withdrawn"
 
     def ids(query: str) -> list[int]:
@@ -417,8 +433,9 @@ def test_get_edit_and_comment(site):
     assert {"reviews", "comments", "events"} <= set(full) and full["reviews"] == [] and full["comments"] == []
     assert full["api_url"].endswith(f"/checkpoint/api/v1/requests/{rid}")
 
-    edited = api(site.url, "PATCH", f"/requests/{rid}", user="alice", json={"title": "  drop the alias  ",
-                                                                          "description": "because"})  # fmt: skip
+    edited = api(
+        site.url, "PATCH", f"/requests/{rid}", user="alice", json={"title": "  drop the alias  ", "description": "because"}
+    )
     assert edited.status_code == 200, edited.text
     assert (edited.json()["title"], edited.json()["description"]) == ("drop the alias", "because")
     only_description = api(site.url, "PATCH", f"/requests/{rid}", user="alice", json={"description": ""})

@@ -41,10 +41,18 @@ def seed(store: Store, requests_: int = 3) -> list[int]:
     ids = []
     for i in range(requests_):
         item, _ = store.open_request(
-            author="alice", dedupe_key=f"k{i}", event_data={"change": {"n": i}, "note": "ünïcode ✓"}, kind="set_alias",
-            model_name="fraud", version=str(i + 1), target="alias:champion", change={"n": i}, title=f"promote v{i + 1}",
-            challenger={}, champion=None,
-        )  # fmt: skip
+            author="alice",
+            dedupe_key=f"k{i}",
+            event_data={"change": {"n": i}, "note": "ünïcode ✓"},
+            kind="set_alias",
+            model_name="fraud",
+            version=str(i + 1),
+            target="alias:champion",
+            change={"n": i},
+            title=f"promote v{i + 1}",
+            challenger={},
+            champion=None,
+        )
         store.add_comment(item.id, "bob", "looks fine")
         store.add_review(item.id, "carol", "approve", "ok", states=("open",))
         store.transition(item.id, ("open",), "approved", actor="carol", event="approved")
@@ -54,9 +62,15 @@ def seed(store: Store, requests_: int = 3) -> list[int]:
 
 def cli(*args: str, url: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
     """`checkpoint audit ...` with the tests' key (``extra`` adds or, set to "", removes variables)."""
-    env = {"PATH": str(BIN), "HOME": str(tmp_path), "CHECKPOINT_DATA_DIR": str(tmp_path / "data"),
-           "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9", "CHECKPOINT_DATABASE_URL": url,
-           "CHECKPOINT_AUDIT_KEY": KEY, **extra}  # fmt: skip
+    env = {
+        "PATH": str(BIN),
+        "HOME": str(tmp_path),
+        "CHECKPOINT_DATA_DIR": str(tmp_path / "data"),
+        "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9",
+        "CHECKPOINT_DATABASE_URL": url,
+        "CHECKPOINT_AUDIT_KEY": KEY,
+        **extra,
+    }
     env = {k: v for k, v in env.items() if v}
     return subprocess.run([str(BIN / "checkpoint"), "audit", *args], env=env, capture_output=True, text=True, timeout=120)
 
@@ -114,13 +128,23 @@ def test_verify_names_reordered_rows(database_url, tmp_path):
     ids = event_ids(database_url)
     first, second = ids[2], ids[3]
     with db.make_engine(database_url).begin() as conn:
-        rows = {r.id: r for r in conn.execute(sa.text("SELECT id, kind, actor, data FROM events WHERE id IN (:a, :b)"),
-                                              {"a": first, "b": second})}  # fmt: skip
+        rows = {
+            r.id: r
+            for r in conn.execute(
+                sa.text("SELECT id, kind, actor, data FROM events WHERE id IN (:a, :b)"), {"a": first, "b": second}
+            )
+        }
         for target, source in ((first, second), (second, first)):
             data = rows[source].data
-            conn.execute(sa.text("UPDATE events SET kind = :kind, actor = :actor, data = :data WHERE id = :id"),
-                         {"kind": rows[source].kind, "actor": rows[source].actor, "id": target,
-                          "data": data if isinstance(data, str) else json.dumps(data)})  # fmt: skip
+            conn.execute(
+                sa.text("UPDATE events SET kind = :kind, actor = :actor, data = :data WHERE id = :id"),
+                {
+                    "kind": rows[source].kind,
+                    "actor": rows[source].actor,
+                    "id": target,
+                    "data": data if isinstance(data, str) else json.dumps(data),
+                },
+            )
     broken = cli("verify", url=database_url, tmp_path=tmp_path)
     assert broken.returncode == 1
     assert f"BROKEN at event #{first}" in broken.stdout
@@ -205,9 +229,13 @@ def test_migration_chains_events_recorded_before_it(tmp_path):
     db.upgrade(engine, "0003")
     with engine.begin() as conn:
         for i in range(5):
-            conn.execute(sa.text("INSERT INTO events (model_name, kind, actor, data, created_at) "
-                                 "VALUES ('m', 'opened', 'alice', :data, '2026-11-01 10:00:00.000000')"),
-                         {"data": json.dumps({"i": i})})  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO events (model_name, kind, actor, data, created_at) "
+                    "VALUES ('m', 'opened', 'alice', :data, '2026-11-01 10:00:00.000000')"
+                ),
+                {"data": json.dumps({"i": i})},
+            )
     db.upgrade(engine)
     store = store_for(url)
     verdict = audit.verify(store.audit_rows())  # without a key: the plain SHA-256 chain of before
@@ -221,8 +249,12 @@ def test_migration_chains_events_recorded_before_it(tmp_path):
 
 
 def open_alias(base: str, name: str, version: str, title: str) -> requests.Response:
-    return api(base, "POST", "/requests", json={
-        "change": {"kind": "set_alias", "name": name, "alias": "champion", "version": version}, "title": title})
+    return api(
+        base,
+        "POST",
+        "/requests",
+        json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": version}, "title": title},
+    )
 
 
 @pytest.fixture
@@ -252,8 +284,7 @@ def test_api_verify_and_export(auditor, live_checkpoint, mlflow_server):
 
     as_csv = api(live_checkpoint.url, "GET", "/audit/export", auditor, params={"format": "csv"})
     assert audit.verify(audit.parse_export(as_csv.text, "csv"), keys=keys).ok
-    for params, message in (({"format": "xml"}, "format must be jsonl or csv"),
-                            ({"since": "yesterday"}, "not an ISO date")):  # fmt: skip
+    for params, message in (({"format": "xml"}, "format must be jsonl or csv"), ({"since": "yesterday"}, "not an ISO date")):
         bad = api(live_checkpoint.url, "GET", "/audit/export", auditor, params=params)
         assert bad.status_code == 400 and message in bad.json()["message"]
 
@@ -276,8 +307,9 @@ def test_outside_change_is_recorded_once_and_shown_in_history(auditor, live_chec
     assert again.status_code == 201
     assert len(outside()) == 1  # nothing moved: not recorded twice
 
-    approved = api(live_checkpoint.url, "POST", f"/requests/{first.json()['id']}/reviews", user="carol",
-                   json={"verdict": "approve"})  # fmt: skip
+    approved = api(
+        live_checkpoint.url, "POST", f"/requests/{first.json()['id']}/reviews", user="carol", json={"verdict": "approve"}
+    )
     assert approved.json()["state"] == "applied", approved.text
     open_alias(live_checkpoint.url, name, versions[0], "back to v1")
     assert len(outside()) == 1  # Checkpoint put v2 there itself
@@ -285,8 +317,7 @@ def test_outside_change_is_recorded_once_and_shown_in_history(auditor, live_chec
     mlflow.set_registered_model_alias(name, "champion", versions[2])  # behind its back again
     open_alias(live_checkpoint.url, name, versions[0], "v1 again")
     moved = outside()
-    assert [(r["data"]["version"], r["data"]["previous"]) for r in moved] == [(versions[0], None),
-                                                                              (versions[2], versions[1])]  # fmt: skip
+    assert [(r["data"]["version"], r["data"]["previous"]) for r in moved] == [(versions[0], None), (versions[2], versions[1])]
 
     page = requests.get(f"{live_checkpoint.url}/checkpoint/models/{name}/history", auth=("bob", "x"), timeout=30)
     assert page.status_code == 200

@@ -40,11 +40,21 @@ TIME_LIMIT = 240  # seconds; the run stops early rather than overrun
 ALIASES = ["champion", "CHAMPION", "prod-eu", "production", "staging1", "candidate", "challenger", "shadow"]
 STAGES = ["Production", "production", "STAGING", "Staging", "None", "none", "Archived", "archived"]
 TAG_KEYS = ["validation_status", "VALIDATION_STATUS", "note", "owner"]
-PREFIXES = ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "//api/2.0/mlflow", "/api/2.0//mlflow", "/api/2.0/preview/mlflow",
-            "/mlflow/api/2.0/mlflow"]  # fmt: skip
-ARTIFACT_PREFIXES = ["/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts",
-                     "//api/2.0/mlflow-artifacts/artifacts", "/api/2.0//mlflow-artifacts/artifacts",
-                     "/api/2.0/mlflow-artifacts//artifacts"]  # fmt: skip
+PREFIXES = [
+    "/api/2.0/mlflow",
+    "/ajax-api/2.0/mlflow",
+    "//api/2.0/mlflow",
+    "/api/2.0//mlflow",
+    "/api/2.0/preview/mlflow",
+    "/mlflow/api/2.0/mlflow",
+]
+ARTIFACT_PREFIXES = [
+    "/api/2.0/mlflow-artifacts/artifacts",
+    "/ajax-api/2.0/mlflow-artifacts/artifacts",
+    "//api/2.0/mlflow-artifacts/artifacts",
+    "/api/2.0//mlflow-artifacts/artifacts",
+    "/api/2.0/mlflow-artifacts//artifacts",
+]
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 WORKSPACES = ["default", "team-b", "", "DEFAULT"]
 
@@ -70,7 +80,7 @@ def governed_view(state: dict, gov: governance.Governance) -> dict:
             "protected_model_tags": {k: v for k, v in model["tags"].items() if gov.tag_protected(k)},
             "protected_version_tags": {
                 (v, k): val for v, d in versions.items() for k, val in d["tags"].items() if gov.tag_protected(k)
-            },  # fmt: skip
+            },
             "versions": sorted(versions) if gov.model_protected(name) else None,
         }
     return view
@@ -124,8 +134,11 @@ def content_view(mlflow_url: str, state: dict) -> dict[tuple[str, str], dict[str
     found = {}
     for name, model in state.items():
         for version in (model or {}).get("versions", {}):
-            answer = requests.get(f"{mlflow_url}/api/2.0/mlflow/model-versions/get-download-uri", timeout=30,
-                                  params={"name": name, "version": version})  # fmt: skip
+            answer = requests.get(
+                f"{mlflow_url}/api/2.0/mlflow/model-versions/get-download-uri",
+                timeout=30,
+                params={"name": name, "version": version},
+            )
             uri = answer.json().get("artifact_uri", "") if answer.status_code == 200 else ""
             if uri.startswith("mlflow-artifacts:"):
                 found[(name, version)] = files_digest(mlflow_url, uri)
@@ -158,8 +171,10 @@ class Run:
         for version in versions:
             mv = direct.get_model_version(self.a, version)
             root = mv.source.split(":", 1)[1].strip("/")
-            for file, text in (("MLmodel", f"flavors: {{python_function: {{loader_module: m{version}}}}}\n"),
-                               ("model.pkl", f"weights of v{version}\n")):  # fmt: skip
+            for file, text in (
+                ("MLmodel", f"flavors: {{python_function: {{loader_module: m{version}}}}}\n"),
+                ("model.pkl", f"weights of v{version}\n"),
+            ):
                 put = requests.put(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{root}/{file}", data=text, timeout=30)
                 assert put.status_code == 200, put.text[:300]
             self.runs[version] = mv.run_id
@@ -178,8 +193,15 @@ class Run:
 
     @property
     def names(self) -> list[str]:
-        return [self.a, self.p, f"{self.a}-renamed", f"prod.{self.a}-renamed", self.q, f"{self.a}-created",
-                f"prod.{self.a}-squat"]  # fmt: skip
+        return [
+            self.a,
+            self.p,
+            f"{self.a}-renamed",
+            f"prod.{self.a}-renamed",
+            self.q,
+            f"{self.a}-created",
+            f"prod.{self.a}-squat",
+        ]
 
     # -- spellings --
 
@@ -218,8 +240,7 @@ class Run:
             headers.append(("X-MLFLOW-WORKSPACE", self.rng.choice(WORKSPACES)))
         return headers
 
-    def send(self, method: str, endpoint: str, body: dict | None, target: str | None = None,
-             raw: bytes | None = None) -> None:  # fmt: skip
+    def send(self, method: str, endpoint: str, body: dict | None, target: str | None = None, raw: bytes | None = None) -> None:
         data = json.dumps(body).encode() if body is not None else raw
         if body is not None and self.rng.random() < 0.05:
             data = json.dumps(data.decode()).encode()  # a legacy client's double-encoded body
@@ -249,11 +270,27 @@ class Run:
         elif kind == 1:
             self.send("DELETE", "registered-models/alias", {"name": name, "alias": r.choice(ALIASES)})
         elif kind == 2:
-            self.send("POST", "model-versions/transition-stage", {"name": name, "version": self.version(),
-                      "stage": r.choice(STAGES), self.key("archive_existing_versions"): r.random() < 0.3})  # fmt: skip
+            self.send(
+                "POST",
+                "model-versions/transition-stage",
+                {
+                    "name": name,
+                    "version": self.version(),
+                    "stage": r.choice(STAGES),
+                    self.key("archive_existing_versions"): r.random() < 0.3,
+                },
+            )
         elif kind == 3:
-            self.send("POST", "model-versions/set-tag", {"name": name, "version": self.version(), "key": r.choice(TAG_KEYS),
-                      "value": r.choice(["passed", "failed", "x"])})  # fmt: skip
+            self.send(
+                "POST",
+                "model-versions/set-tag",
+                {
+                    "name": name,
+                    "version": self.version(),
+                    "key": r.choice(TAG_KEYS),
+                    "value": r.choice(["passed", "failed", "x"]),
+                },
+            )
         elif kind == 4:
             self.send("DELETE", "model-versions/delete-tag", {"name": name, "version": self.version(), "key": r.choice(TAG_KEYS)})
         elif kind == 5:
@@ -274,32 +311,61 @@ class Run:
         elif kind == 10:
             self.send("DELETE", "registered-models/delete", {"name": name})
         elif kind == 11:
-            self.send("POST", "registered-models/rename", {"name": name, self.key("new_name"):
-                      r.choice([f"{self.a}-renamed", f"prod.{self.a}-renamed"])})  # fmt: skip
+            self.send(
+                "POST",
+                "registered-models/rename",
+                {"name": name, self.key("new_name"): r.choice([f"{self.a}-renamed", f"prod.{self.a}-renamed"])},
+            )
         elif kind == 12:
             self.artifact_call()
         elif kind == 13:
-            tags = r.choice([[{"key": "validation_status", "value": "passed"}], [{"key": "note", "value": "x"}],
-                             [{"key": PROMPT_TAG, "value": "true"}]])  # fmt: skip
-            self.send("POST", "model-versions/create", {"name": r.choice([self.a, self.p, f"{self.a}-created"]),
-                      "source": self.source, "tags": tags})  # fmt: skip
+            tags = r.choice(
+                [
+                    [{"key": "validation_status", "value": "passed"}],
+                    [{"key": "note", "value": "x"}],
+                    [{"key": PROMPT_TAG, "value": "true"}],
+                ]
+            )
+            self.send(
+                "POST",
+                "model-versions/create",
+                {"name": r.choice([self.a, self.p, f"{self.a}-created"]), "source": self.source, "tags": tags},
+            )
         elif kind == 14:
             body: dict = {"name": r.choice([f"{self.a}-created", f"prod.{self.a}-squat"])}
             if r.random() < 0.7:
-                body["tags"] = [r.choice([{"key": "validation_status", "value": "passed"}, {"key": "note", "value": "x"},
-                                          {"key": PROMPT_TAG, "value": r.choice(["true", "false"])}])]  # fmt: skip
+                body["tags"] = [
+                    r.choice(
+                        [
+                            {"key": "validation_status", "value": "passed"},
+                            {"key": "note", "value": "x"},
+                            {"key": PROMPT_TAG, "value": r.choice(["true", "false"])},
+                        ]
+                    )
+                ]
             self.send("POST", "registered-models/create", body)
         elif kind == 15:
             target = r.choice([self.a, self.q, f"{self.a}-created"])
             if r.random() < 0.5:
-                self.send("POST", "registered-models/set-tag", {"name": target, "key": PROMPT_TAG,
-                          "value": r.choice(["true", "false", "TRUE", ""])})  # fmt: skip
+                self.send(
+                    "POST",
+                    "registered-models/set-tag",
+                    {"name": target, "key": PROMPT_TAG, "value": r.choice(["true", "false", "TRUE", ""])},
+                )
             else:
                 self.send("DELETE", "registered-models/delete-tag", {"name": target, "key": PROMPT_TAG})
         elif kind == 16:
-            source = r.choice([f"models:/{self.a}/latest", f"models:/{self.a}/Production", f"models:/{self.a}/staging",
-                               f"models:///{self.a}/{self.v3}", f"models:/{self.a}/{self.v3}?x=1",
-                               f"models:/{self.a}@prod-eu", f"models:/{self.q}@champion"])  # fmt: skip
+            source = r.choice(
+                [
+                    f"models:/{self.a}/latest",
+                    f"models:/{self.a}/Production",
+                    f"models:/{self.a}/staging",
+                    f"models:///{self.a}/{self.v3}",
+                    f"models:/{self.a}/{self.v3}?x=1",
+                    f"models:/{self.a}@prod-eu",
+                    f"models:/{self.q}@champion",
+                ]
+            )
             self.send("POST", "model-versions/create", {"name": r.choice([self.p, f"prod.{self.a}-squat"]), "source": source})
         else:
             self.send("GET", f"registered-models/alias?name={quote(name)}&alias=champion", None)
@@ -308,17 +374,22 @@ class Run:
         """Write or delete files: under a registered version (governed), or elsewhere (passes)."""
         r = self.rng
         run = self.runs[r.choice([self.v1, self.v2, self.v3])]
-        governed = [f"{self.experiment}/{run}/artifacts/model/model.pkl", f"{self.experiment}/{run}/artifacts/model/MLmodel",
-                    f"{self.experiment}/{run}/artifacts/model/extra.bin", f"{self.experiment}/{run}/artifacts/model",
-                    f"{self.experiment}/{run}/artifacts"]  # fmt: skip
-        free = [f"{self.experiment}/{self.free_run}/artifacts/model/model.pkl",
-                f"{self.experiment}/{run}/artifacts/plots/p{r.randrange(100)}.txt"]  # fmt: skip
+        governed = [
+            f"{self.experiment}/{run}/artifacts/model/model.pkl",
+            f"{self.experiment}/{run}/artifacts/model/MLmodel",
+            f"{self.experiment}/{run}/artifacts/model/extra.bin",
+            f"{self.experiment}/{run}/artifacts/model",
+            f"{self.experiment}/{run}/artifacts",
+        ]
+        free = [
+            f"{self.experiment}/{self.free_run}/artifacts/model/model.pkl",
+            f"{self.experiment}/{run}/artifacts/plots/p{r.randrange(100)}.txt",
+        ]
         inside = r.random() < 0.75
         relative = r.choice(governed if inside else free)
         self.inside = inside
         if r.random() < 0.1:  # a multipart upload (refused or not enabled; either way nothing lands)
-            self.send("POST", "", None, target=self.artifact_path(relative).replace("/artifacts/", "/mpu/create/", 1),
-                      raw=b"{}")  # fmt: skip
+            self.send("POST", "", None, target=self.artifact_path(relative).replace("/artifacts/", "/mpu/create/", 1), raw=b"{}")
         elif r.random() < 0.15:  # MLflow's older upload route, from the web UI
             path = relative.split("/artifacts/", 1)[1] if "/artifacts/" in relative else "model.pkl"
             self.inside = path.startswith("model")  # the run's own root is beside the model's folder
@@ -396,9 +467,13 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
     assert run.outcomes["client 5xx from Checkpoint"] == 0, run.outcomes
     assert any(k.startswith("artifact inside 403") for k in run.outcomes), run.outcomes
     # Ordinary logging still passes: a file for a run nobody registered, through Checkpoint.
-    logged = raw_request(sqlite_checkpoint.url, "PUT",
-                         f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment}/{run.free_run}/artifacts/notes/end.txt",
-                         [("Content-Type", "text/plain")], b"done\n")  # fmt: skip
+    logged = raw_request(
+        sqlite_checkpoint.url,
+        "PUT",
+        f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment}/{run.free_run}/artifacts/notes/end.txt",
+        [("Content-Type", "text/plain")],
+        b"done\n",
+    )
     assert logged.status == 200, logged.body[:300]
     # Guard for the file oracle: a write straight to MLflow (past Checkpoint) shows in it.
     probe = f"{run.source.split(':', 1)[1].strip('/')}/probe.bin"
@@ -414,14 +489,25 @@ def test_random_calls_never_change_governed_state_without_an_applied_request(sql
 def test_governed_view_sees_each_kind_of_protected_change():
     """Guard for the diff above: each governed element, changed, shows in the view."""
     gov = governance.load(env={})
-    base = {"m": {"description": "", "tags": {"validation_status": "passed", "note": "a"},
-                  "aliases": {"champion": "1", "candidate": "2"},
-                  "versions": {"1": {"stage": "Production", "description": "", "tags": {"validation_status": "passed"},
-                                     "source": "s"},
-                               "2": {"stage": "None", "description": "", "tags": {}, "source": "s"}}},
-            "prod.m": {"description": "", "tags": {}, "aliases": {},
-                       "versions": {"1": {"stage": "None", "description": "", "tags": {}, "source": "s"}}},
-            "prod.new": None, "ordinary-new": None}  # fmt: skip
+    base = {
+        "m": {
+            "description": "",
+            "tags": {"validation_status": "passed", "note": "a"},
+            "aliases": {"champion": "1", "candidate": "2"},
+            "versions": {
+                "1": {"stage": "Production", "description": "", "tags": {"validation_status": "passed"}, "source": "s"},
+                "2": {"stage": "None", "description": "", "tags": {}, "source": "s"},
+            },
+        },
+        "prod.m": {
+            "description": "",
+            "tags": {},
+            "aliases": {},
+            "versions": {"1": {"stage": "None", "description": "", "tags": {}, "source": "s"}},
+        },
+        "prod.new": None,
+        "ordinary-new": None,
+    }
 
     def changed(edit) -> bool:
         after = json.loads(json.dumps(base))
@@ -435,16 +521,30 @@ def test_governed_view_sees_each_kind_of_protected_change():
     assert changed(lambda s: s["prod.m"]["versions"].update({"2": s["prod.m"]["versions"]["1"]}))
     assert changed(lambda s: s.update(m=None))
     assert changed(lambda s: s["m"]["tags"].update({PROMPT_TAG: "true"}))
-    assert same_governed(base, {**base, "ordinary-new": {"tags": {PROMPT_TAG: "true"}, "aliases": {"champion": "1"},
-                                                         "versions": {}}}, gov) == []  # a new prompt  # fmt: skip
-    assert same_governed(base, {**base, "ordinary-new": {"tags": {}, "aliases": {"champion": "1"},
-                                                         "versions": {}}}, gov) == ["ordinary-new"]  # fmt: skip
+    assert (
+        same_governed(
+            base, {**base, "ordinary-new": {"tags": {PROMPT_TAG: "true"}, "aliases": {"champion": "1"}, "versions": {}}}, gov
+        )
+        == []
+    )  # a new prompt
+    assert same_governed(base, {**base, "ordinary-new": {"tags": {}, "aliases": {"champion": "1"}, "versions": {}}}, gov) == [
+        "ordinary-new"
+    ]
     prompt = {"tags": {PROMPT_TAG: "true"}, "aliases": {"champion": "1"}, "versions": {}}
     assert same_governed({**base, "p": prompt}, {**base, "p": None}, gov) == []  # a prompt deleted
     assert same_governed({**base, "p": prompt}, {**base, "p": {**prompt, "tags": {}}}, gov) == ["p"]  # unmarked
     assert not changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {}}}))
-    assert changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {"1": {"stage": "None",
-                                                    "description": "", "tags": {}, "source": "s"}}}}))  # fmt: skip
+    assert changed(
+        lambda s: s.update(
+            {
+                "prod.new": {
+                    "tags": {},
+                    "aliases": {},
+                    "versions": {"1": {"stage": "None", "description": "", "tags": {}, "source": "s"}},
+                }
+            }
+        )
+    )
     assert not changed(lambda s: s.update({"ordinary-new": {"tags": {"note": "x"}, "aliases": {}, "versions": {}}}))
     assert not changed(lambda s: s["m"]["aliases"].update(candidate="1"))
     assert not changed(lambda s: s["m"]["tags"].update(note="b"))

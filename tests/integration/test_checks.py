@@ -50,18 +50,24 @@ class Registered:
     versions: dict[str, str] = field(default_factory=dict)  # label -> version
 
 
-def log_version(client: MlflowClient, name: str, experiment_id: str, columns: dict[str, list],
-                metrics: dict[str, float], tags: dict[str, str] | None = None) -> str:  # fmt: skip
+def log_version(
+    client: MlflowClient,
+    name: str,
+    experiment_id: str,
+    columns: dict[str, list],
+    metrics: dict[str, float],
+    tags: dict[str, str] | None = None,
+) -> str:
     """Log a real pyfunc model with a signature over ``columns`` and register it."""
     frame = pd.DataFrame(columns)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         if metrics:
             mlflow.log_metrics(metrics)
         # Explicit requirements: inferring them imports and probes the model (slow).
-        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"],
-                                       signature=infer_signature(frame, frame.iloc[:, 0]))  # fmt: skip
-    version = client.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, model_id=info.model_id,
-                                          tags=tags)  # fmt: skip
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=Echo(), pip_requirements=["mlflow"], signature=infer_signature(frame, frame.iloc[:, 0])
+        )
+    version = client.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, model_id=info.model_id, tags=tags)
     return version.version
 
 
@@ -139,8 +145,16 @@ def make_app(mlflow_server, tmp_path):
     def build(model: str, checks_yaml: str, database_url: str, approvals: int = 1, registry_url: str | None = None):
         policy = tmp_path / f"policy-{len(made)}.yaml"
         policy.write_text(POLICY.format(model=model, approvals=approvals, checks=checks_yaml))
-        app = create_app({"registry_url": registry_url or mlflow_server.url, "database_url": database_url,
-                          "data_dir": tmp_path, "policy_file": policy, "background": False, "admins": "root"})  # fmt: skip
+        app = create_app(
+            {
+                "registry_url": registry_url or mlflow_server.url,
+                "database_url": database_url,
+                "data_dir": tmp_path,
+                "policy_file": policy,
+                "background": False,
+                "admins": "root",
+            }
+        )
         made.append(app)
         return app
 
@@ -171,8 +185,12 @@ def test_metric_and_signature_checks_on_real_models(fraud, make_app, sqlite_url)
     client = make_app(fraud.name, GATES, sqlite_url).test_client()
 
     better = by_name(open_request(client, fraud.name, fraud.versions["better"]))
-    assert {n: c["status"] for n, c in better.items()} == {"auc-gate": "pass", "latency": "pass", "floor": "pass",
-                                                         "signature": "pass"}  # fmt: skip
+    assert {n: c["status"] for n, c in better.items()} == {
+        "auc-gate": "pass",
+        "latency": "pass",
+        "floor": "pass",
+        "signature": "pass",
+    }
     assert better["auc-gate"]["reason"] == "val_auc 0.912 ≥ champion 0.905 − 0.005 = 0.9"
     assert better["latency"]["reason"] == "latency_ms 10.5 ≤ champion 10 × 1.1 = 11"
     assert better["signature"]["reason"] == f"v{fraud.versions['better']} vs champion v1: unchanged"
@@ -197,7 +215,9 @@ def test_metric_and_signature_checks_on_real_models(fraud, make_app, sqlite_url)
     missing_json = open_request(client, fraud.name, fraud.versions["no_auc"])
     missing = by_name(missing_json)
     assert (missing["auc-gate"]["status"], missing["auc-gate"]["reason"]) == (
-        "fail", f"val_auc is missing: the challenger v{fraud.versions['no_auc']}'s run did not log it")  # fmt: skip
+        "fail",
+        f"val_auc is missing: the challenger v{fraud.versions['no_auc']}'s run did not log it",
+    )
     assert missing["floor"]["status"] == "fail" and "val_auc is missing" in missing["floor"]["reason"]
 
     # Every check that became fail wrote a check_failed event, with the check's name and reason.
@@ -232,8 +252,9 @@ def test_relative_gate_without_champion_or_without_its_metric_fails_saying_which
     assert first["signature"] == {**first["signature"], "status": "pass", "reason": "no champion to compare with"}
 
     client.set_registered_model_alias(name, "champion", champion)
-    later = by_name(call(app_client, "POST", f"/requests/{open_request(app_client, name, challenger, 'erin')['id']}/checks")
-                    .get_json())  # fmt: skip
+    later = by_name(
+        call(app_client, "POST", f"/requests/{open_request(app_client, name, challenger, 'erin')['id']}/checks").get_json()
+    )
     assert later["auc-gate"]["status"] == "fail"
     assert later["auc-gate"]["reason"] == f"the champion v{champion} lacks val_auc (did not log it): cannot compare"
     assert later["latency"]["status"] == "pass"
@@ -351,7 +372,8 @@ def test_failing_required_check_blocks_approval_and_a_passing_rerun_applies_once
     assert '1 of 1 approvals · <span class="cp-blocked">blocked by check validated</span>' in page
 
     MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url).set_model_version_tag(
-        name, challenger, "validation_status", "passed")  # fmt: skip
+        name, challenger, "validation_status", "passed"
+    )
     workflow = services(app).workflow
     results = race(*[lambda: workflow.rerun_checks(opened["id"], "carol")] * 4)
     assert {r.state for r in results} <= {"applied", "open", "approved", "applying"}
@@ -375,8 +397,9 @@ def test_required_checks_are_evaluated_again_right_before_apply(fresh_model, mak
 
     answer = call(client, "POST", f"/requests/{opened['id']}/reviews", "dave", json={"verdict": "approve"}).get_json()
     assert answer["state"] == "open"
-    assert answer["state_reason"] == (f"not applied: required check validated is fail: version tags of v{challenger}: "
-                                      "validation_status is not set")  # fmt: skip
+    assert answer["state_reason"] == (
+        f"not applied: required check validated is fail: version tags of v{challenger}: validation_status is not set"
+    )
     assert by_name(answer)["validated"]["trigger"] == "apply"
     assert answer["approvals"]["count"] == 2, "approvals stand: the checked thing did not change, its check did"
     assert champion_of(mlflow_server, name) == fresh_model.versions["champion"]
@@ -387,8 +410,7 @@ def test_required_checks_are_evaluated_again_right_before_apply(fresh_model, mak
     assert champion_of(mlflow_server, name) == challenger
 
 
-def test_stale_champion_refreshes_checks_and_break_glass_records_failing_ones(fresh_model, make_app, sqlite_url,
-                                                                              mlflow_server):  # fmt: skip
+def test_stale_champion_refreshes_checks_and_break_glass_records_failing_ones(fresh_model, make_app, sqlite_url, mlflow_server):
     name, challenger = fresh_model.name, fresh_model.versions["challenger"]
     direct = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     gates = "".join(line + "\n" for line in GATES.splitlines() if "signature" not in line)  # no model files here
@@ -413,7 +435,9 @@ def test_stale_champion_refreshes_checks_and_break_glass_records_failing_ones(fr
     event = next(e for e in forced.get_json()["events"] if e["kind"] == "break_glass")
     # Every check not passing is on the record, the optional one too (these runs log no latency_ms).
     assert [(c["check"], c["required"], c["status"]) for c in event["data"]["failing_checks"]] == [
-        ("auc-gate", True, "fail"), ("latency", False, "fail")]  # fmt: skip
+        ("auc-gate", True, "fail"),
+        ("latency", False, "fail"),
+    ]
 
 
 AUC_GATE = '      - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}\n'
@@ -538,8 +562,7 @@ def test_http_check_pass_fail_timeout_garbage_and_retries(receiver):
     assert "tried 2 times" in refused.reason
 
 
-def test_http_checks_are_queued_then_evaluated_in_the_background(fresh_model, make_app, database_url, receiver,
-                                                                  mlflow_server):  # fmt: skip
+def test_http_checks_are_queued_then_evaluated_in_the_background(fresh_model, make_app, database_url, receiver, mlflow_server):
     name, challenger = fresh_model.name, fresh_model.versions["challenger"]
     checks_yaml = f"      - {{name: ci, kind: http, url: '{receiver.url}/fail', timeout: 2}}\n"
     app = make_app(name, checks_yaml, database_url)
@@ -584,19 +607,22 @@ def tmp_policy_switch(app, url: str) -> bool:
     return True
 
 
-def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, sqlite_url, tmp_path,
-                                                   receiver):  # fmt: skip
+def test_background_thread_runs_queued_http_checks(fresh_model, mlflow_server, sqlite_url, tmp_path, receiver):
     name, challenger = fresh_model.name, fresh_model.versions["challenger"]
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(model=name, approvals=1,
-                                    checks=f"      - {{name: ci, kind: http, url: '{receiver.url}/pass'}}\n"))  # fmt: skip
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                      "policy_file": policy})  # fmt: skip
+    policy.write_text(
+        POLICY.format(model=name, approvals=1, checks=f"      - {{name: ci, kind: http, url: '{receiver.url}/pass'}}\n")
+    )
+    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy})
     try:
         client = app.test_client()
         opened = open_request(client, name, challenger)
-        ci = poll(lambda: by_name(call(client, "GET", f"/requests/{opened['id']}").get_json())["ci"],
-                  until=lambda ci: ci["status"] != "pending", timeout=20, step=0.1)
+        ci = poll(
+            lambda: by_name(call(client, "GET", f"/requests/{opened['id']}").get_json())["ci"],
+            until=lambda ci: ci["status"] != "pending",
+            timeout=20,
+            step=0.1,
+        )
         assert ci["status"] == "pass", ci
     finally:
         close_app(app)

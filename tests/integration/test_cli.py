@@ -85,17 +85,25 @@ def start_gunicorn(env: dict[str, str], cwd: Path, port: int, log_path: Path) ->
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [
-                str(BIN / "gunicorn"), "checkpoint:create_app()",
-                "-w", "2", "-k", "gthread", "--threads", "8",
-                "-b", f"127.0.0.1:{port}",
-                "--graceful-timeout", "10",
+                str(BIN / "gunicorn"),
+                "checkpoint:create_app()",
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "8",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "10",
             ],
             env=env,
             cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def stop(process: subprocess.Popen) -> int:

@@ -105,8 +105,10 @@ def test_upgrade_twice_is_a_no_op(database_url, engine_for):
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
-                    "VALUES ('m', 'kept', 'alice', '{}', :now, 'p', 'h')"),
+            sa.text(
+                "INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+                "VALUES ('m', 'kept', 'alice', '{}', :now, 'p', 'h')"
+            ),
             {"now": now},
         )
     before = schema_snapshot(engine)
@@ -168,8 +170,10 @@ def test_sqlite_writer_waits_instead_of_failing(tmp_path, engine_for):
     url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
     db.upgrade(engine_for(url))
     holder, waiter = engine_for(url), engine_for(url)
-    insert = sa.text("INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
-                     "VALUES ('m', :kind, 'a', '{}', :now, 'p', 'h')")
+    insert = sa.text(
+        "INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
+        "VALUES ('m', :kind, 'a', '{}', :now, 'p', 'h')"
+    )
     second_insert_started = threading.Event()
 
     @sa.event.listens_for(waiter, "connect")
@@ -273,11 +277,7 @@ def test_no_module_builds_tables_with_create_all():
         for path in sorted((ROOT / folder).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
             for node in ast.walk(tree):
-                name = (
-                    node.attr if isinstance(node, ast.Attribute)
-                    else node.id if isinstance(node, ast.Name)
-                    else None
-                )  # fmt: skip
+                name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
                 if name in ("create_all", "drop_all"):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []

@@ -167,8 +167,12 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
         # The demo's policy gates fraud-detector: v2 passes its checks, v3 (drops a column) and v4 (worse) do not.
         statuses = {}
         for version in ("2", "3", "4"):
-            opened = requests.post(f"{url}/checkpoint/api/v1/requests", auth=("visitor", "x"), timeout=60, json={
-                "change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": version}})
+            opened = requests.post(
+                f"{url}/checkpoint/api/v1/requests",
+                auth=("visitor", "x"),
+                timeout=60,
+                json={"change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": version}},
+            )
             assert opened.status_code == 201, opened.text
             statuses[version] = {c["name"]: c["status"] for c in opened.json()["checks"]}
         assert statuses["2"] == {"auc-gate": "pass", "signature": "pass", "validated": "pass"}

@@ -199,14 +199,20 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     dotenv.write_text("".join(f"{k}={v}\n" for k, v in filled_env().items()))
     compose_file = str(DEPLOY / "docker-compose.yml")
     clean = {k: v for k, v in os.environ.items() if k not in env_example_names()}
-    ok = subprocess.run([*command, "-f", compose_file, "--env-file", str(dotenv), "config"],
-                        capture_output=True, text=True, timeout=60, env=clean)  # fmt: skip
+    ok = subprocess.run(
+        [*command, "-f", compose_file, "--env-file", str(dotenv), "config"], capture_output=True, text=True, timeout=60, env=clean
+    )
     assert ok.returncode == 0, ok.stderr
     rendered = yaml.safe_load(ok.stdout)
     assert "ports" not in rendered["services"]["mlflow"]
     (tmp_path / "empty.env").write_text("")
-    missing = subprocess.run([*command, "-f", compose_file, "--env-file", str(tmp_path / "empty.env"), "config"],
-                             capture_output=True, text=True, timeout=60, env=clean)  # fmt: skip
+    missing = subprocess.run(
+        [*command, "-f", compose_file, "--env-file", str(tmp_path / "empty.env"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
     assert missing.returncode != 0 and "set it in deploy/.env" in missing.stderr + missing.stdout
 
 
@@ -214,8 +220,13 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
 
 
 def manifests() -> list[dict]:
-    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml")) if path.name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(path.read_text()) if doc]  # fmt: skip
+    return [
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def one(kind: str, name: str) -> dict:
@@ -233,11 +244,19 @@ def dockerfile_uid() -> int:
 
 def test_k8s_manifests_parse_and_name_their_files():
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in manifests())
-    assert kinds == sorted([
-        ("ConfigMap", "mlflow-auth"), ("Deployment", "checkpoint"), ("Deployment", "mlflow"), ("Job", "checkpoint-migrate"),
-        ("NetworkPolicy", "mlflow-only-from-checkpoint"), ("PersistentVolumeClaim", "mlflow-data"),
-        ("PodDisruptionBudget", "checkpoint"), ("Service", "checkpoint"), ("Service", "mlflow"),
-    ])  # fmt: skip
+    assert kinds == sorted(
+        [
+            ("ConfigMap", "mlflow-auth"),
+            ("Deployment", "checkpoint"),
+            ("Deployment", "mlflow"),
+            ("Job", "checkpoint-migrate"),
+            ("NetworkPolicy", "mlflow-only-from-checkpoint"),
+            ("PersistentVolumeClaim", "mlflow-data"),
+            ("PodDisruptionBudget", "checkpoint"),
+            ("Service", "checkpoint"),
+            ("Service", "mlflow"),
+        ]
+    )
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
     for resource in kustomization["resources"]:
         assert (DEPLOY / "k8s" / resource).is_file()
@@ -352,8 +371,20 @@ def test_gunicorn_conf_holds_what_checkpoint_serve_uses():
     conf: dict = {}
     exec(compile((DEPLOY / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), conf)  # as gunicorn -c does
     options = default_options("0.0.0.0", 5000)
-    same = ("bind", "worker_class", "workers", "threads", "keepalive", "timeout", "graceful_timeout", "logger_class",
-            "errorlog", "proc_name", "control_socket_disable", "child_exit")  # fmt: skip
+    same = (
+        "bind",
+        "worker_class",
+        "workers",
+        "threads",
+        "keepalive",
+        "timeout",
+        "graceful_timeout",
+        "logger_class",
+        "errorlog",
+        "proc_name",
+        "control_socket_disable",
+        "child_exit",
+    )
     assert {k: conf[k] for k in same} == {k: options[k] for k in same}
     # The rest come from the environment under `checkpoint serve` (a flag or the default here).
     assert set(options) - set(same) <= {"accesslog", "loglevel", "forwarded_allow_ips"}
@@ -384,8 +415,13 @@ def mlflow_like_compose(root: Path, secrets: dict[str, str]) -> MlflowServer:
     env.pop("MLFLOW_BACKEND_STORE_URI")  # SQLite here: MlflowServer passes --backend-store-uri
     root.mkdir(parents=True)
     ini = root / "basic_auth.ini"
-    ini.write_text(re.sub(r"(?m)^database_uri = .*$", f"database_uri = sqlite:///{root / 'basic_auth.db'}",
-                          (DEPLOY / "mlflow" / "basic_auth.ini").read_text()))  # fmt: skip
+    ini.write_text(
+        re.sub(
+            r"(?m)^database_uri = .*$",
+            f"database_uri = sqlite:///{root / 'basic_auth.db'}",
+            (DEPLOY / "mlflow" / "basic_auth.ini").read_text(),
+        )
+    )
     env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
     return MlflowServer(root, port=port, workers=1, extra_args=extra, env=env)
 
@@ -397,12 +433,18 @@ def test_following_the_gunicorn_path_of_the_deploy_doc(fresh_postgres, tmp_path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_")}
         env.update(service_env(compose()["services"]["checkpoint"], secrets))
         port = free_port()
-        env.update(HOME=str(tmp_path), CHECKPOINT_DATA_DIR=str(tmp_path / "data"), CHECKPOINT_REGISTRY_URL=mlflow.url,
-                   CHECKPOINT_DATABASE_URL=fresh_postgres, CHECKPOINT_PUBLIC_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+        env.update(
+            HOME=str(tmp_path),
+            CHECKPOINT_DATA_DIR=str(tmp_path / "data"),
+            CHECKPOINT_REGISTRY_URL=mlflow.url,
+            CHECKPOINT_DATABASE_URL=fresh_postgres,
+            CHECKPOINT_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        )
 
         upgrade = documented_command("checkpoint db upgrade")
-        done = subprocess.run([str(BIN / upgrade[0]), *upgrade[1:]], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [str(BIN / upgrade[0]), *upgrade[1:]], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         assert "is at revision" in done.stdout and secrets["DB_PASSWORD_CHECKPOINT"] not in done.stdout
 
@@ -415,8 +457,14 @@ def test_following_the_gunicorn_path_of_the_deploy_doc(fresh_postgres, tmp_path)
         (tmp_path / "metrics").mkdir()
         log_path = tmp_path / "gunicorn.log"
         with log_path.open("ab") as log:
-            process = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=env, cwd=tmp_path, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                [str(BIN / argv[0]), *argv[1:]],
+                env=env,
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/checkpoint/healthz", timeout=60, process=process, log=log_path)

@@ -67,14 +67,31 @@ def broken_store() -> Iterator[BrokenArtifactStore]:
 def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[str, object]]:
     """Checkpoint in front of the broken store, on SQLite and PostgreSQL, with a request in its
     database (written through the store, which needs no MLflow) so the dump has rows to compare."""
-    application = create_app({"registry_url": broken_store.url, "database_url": database_url, "data_dir": tmp_path,
-                              "upstream_read_timeout": READ_TIMEOUT})  # fmt: skip
+    application = create_app(
+        {
+            "registry_url": broken_store.url,
+            "database_url": database_url,
+            "data_dir": tmp_path,
+            "upstream_read_timeout": READ_TIMEOUT,
+        }
+    )
     change = {"kind": "delete_alias", "name": "m", "alias": "champion"}
     services(application).store.open_request(
-        author="alice", dedupe_key="k", event_data={"change": change}, kind="delete_alias", model_name="m", version=None,
-        target="alias:champion", change=change, title="t", description="", challenger={}, champion=None,
-        named_reviewers=[], rule_name="default",
-    )  # fmt: skip
+        author="alice",
+        dedupe_key="k",
+        event_data={"change": change},
+        kind="delete_alias",
+        model_name="m",
+        version=None,
+        target="alias:champion",
+        change=change,
+        title="t",
+        description="",
+        challenger={},
+        champion=None,
+        named_reviewers=[],
+        rule_name="default",
+    )
     with served(application, close=False) as url:
         yield url, services(application).engine
     close_app(application)
@@ -150,8 +167,12 @@ def test_governed_call_with_mlflow_down_is_a_json_502_and_opens_nothing(database
 
         engine = sa.create_engine(database_url)
         before = database_dump(engine)
-        answer = requests.post(f"{url}/api/2.0/mlflow/model-versions/transition-stage", auth=("alice", "x"),
-                               json={"name": "m", "version": "1", "stage": "Staging"}, timeout=CLIENT_TIMEOUT)  # fmt: skip
+        answer = requests.post(
+            f"{url}/api/2.0/mlflow/model-versions/transition-stage",
+            auth=("alice", "x"),
+            json={"name": "m", "version": "1", "stage": "Staging"},
+            timeout=CLIENT_TIMEOUT,
+        )
         assert answer.status_code == 502, answer.text
         assert answer.headers["Content-Type"] == "application/json"
         payload = answer.json()
@@ -162,8 +183,7 @@ def test_governed_call_with_mlflow_down_is_a_json_502_and_opens_nothing(database
 
 
 @pytest.mark.parametrize("fault", ["refused", "slow", "dropped"])
-def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, mlflow_server, database_url, hanging,
-                                                                        tmp_path):  # fmt: skip
+def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, mlflow_server, database_url, hanging, tmp_path):
     """Two Checkpoints share one database: a healthy one opens the request; the approval lands on
     one whose MLflow is refused / silent past the read timeout / hangs up. The request must end
     ``failed`` with the reason, MLflow unchanged; a retry on the healthy one applies it."""
@@ -172,11 +192,22 @@ def test_apply_meeting_an_upstream_fault_ends_failed_then_retry_applies(fault, m
     client.set_registered_model_alias(name, "champion", v1)
     broken_url = {"refused": _dead_url(), "slow": f"{hanging.url}/slow", "dropped": f"{hanging.url}/drop"}[fault]
     healthy = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path / "a"})
-    broken = create_app({"registry_url": broken_url, "database_url": database_url, "data_dir": tmp_path / "b",
-                         "upstream_read_timeout": READ_TIMEOUT})  # fmt: skip
+    broken = create_app(
+        {
+            "registry_url": broken_url,
+            "database_url": database_url,
+            "data_dir": tmp_path / "b",
+            "upstream_read_timeout": READ_TIMEOUT,
+        }
+    )
     with served(healthy) as good, served(broken) as bad:
-        opened = api(good, "POST", "/requests", user="alice",
-                     json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}})  # fmt: skip
+        opened = api(
+            good,
+            "POST",
+            "/requests",
+            user="alice",
+            json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}},
+        )
         assert opened.status_code == 201, opened.text
         request_id = opened.json()["id"]
         before = registry_state(mlflow_server.url, [name])

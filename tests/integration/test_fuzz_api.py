@@ -39,8 +39,7 @@ def fuzzed_app(mlflow_server, tmp_path_factory):
     """Checkpoint (SQLite) with a model whose champion is in Production and a few requests, so
     ids 1-3 exist and the fuzzer reaches past the 404s."""
     data_dir = tmp_path_factory.mktemp("fuzz")
-    application = create_app({"registry_url": mlflow_server.url, "database_url": migrated_sqlite(data_dir),
-                              "data_dir": data_dir})  # fmt: skip
+    application = create_app({"registry_url": mlflow_server.url, "database_url": migrated_sqlite(data_dir), "data_dir": data_dir})
     name, (v1, v2) = make_model(mlflow_server.url)
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     client.set_registered_model_alias(name, "champion", v1)

@@ -49,8 +49,10 @@ def rechain(url: str, start: int, edit: dict, *, key: bytes | None, key_id: str 
                 conn.execute(sa.text("UPDATE events SET actor = :actor WHERE id = :id"), {"actor": row["actor"], "id": row["id"]})
             digest = audit.event_hash(row, previous, key)
             kid = row["key_id"] if keep_key_id else key_id
-            conn.execute(sa.text("UPDATE events SET prev_hash = :p, hash = :h, key_id = :k WHERE id = :id"),
-                         {"p": previous, "h": digest, "k": kid, "id": row["id"]})  # fmt: skip
+            conn.execute(
+                sa.text("UPDATE events SET prev_hash = :p, hash = :h, key_id = :k WHERE id = :id"),
+                {"p": previous, "h": digest, "k": kid, "id": row["id"]},
+            )
             previous = digest
 
 
@@ -70,7 +72,7 @@ def approval(url: str) -> dict:
         ("wrong-key-own-id", STRANGER.encode(), audit.key_id(STRANGER), False, f"audit key {audit.key_id(STRANGER)}"),
         ("as-unkeyed-legacy", None, None, False, "has no audit key but follows keyed event"),
     ],
-)  # fmt: skip
+)
 def test_edited_approval_rechained_without_the_key_is_named(database_url, tmp_path, how, key, key_id, keep, problem):
     """Changing an approval's actor and re-chaining every later row (as the unkeyed chain allowed)
     no longer reads as intact: verify names the edited row, whichever way the rest was recomputed."""
@@ -188,8 +190,9 @@ def test_rotation_keeps_old_events_verifying_with_the_retired_key(database_url, 
     assert both.returncode == 0 and "intact: 8 events" in both.stdout, both.stdout + both.stderr
     key_file = tmp_path / "audit-keys"
     key_file.write_text(f"# current first, then retired\n{KEY}\n\n{OLD_KEY}\n", encoding="utf-8")
-    from_file = cli("verify", url=database_url, tmp_path=tmp_path, CHECKPOINT_AUDIT_KEY="",
-                    CHECKPOINT_AUDIT_KEY_FILE=str(key_file))  # fmt: skip
+    from_file = cli(
+        "verify", url=database_url, tmp_path=tmp_path, CHECKPOINT_AUDIT_KEY="", CHECKPOINT_AUDIT_KEY_FILE=str(key_file)
+    )
     assert from_file.returncode == 0 and "intact: 8 events" in from_file.stdout, from_file.stdout + from_file.stderr
 
     only_new = cli("verify", url=database_url, tmp_path=tmp_path)
@@ -214,8 +217,9 @@ def test_export_verifies_offline_with_the_key_only(sqlite_url, tmp_path):
 
 
 def make_app(url: str, data_dir: Path, **config):
-    return create_app({"registry_url": "http://127.0.0.1:9", "database_url": url, "data_dir": data_dir,
-                       "background": False, **config})  # fmt: skip
+    return create_app(
+        {"registry_url": "http://127.0.0.1:9", "database_url": url, "data_dir": data_dir, "background": False, **config}
+    )
 
 
 def test_generated_key_is_private_reused_and_announced(sqlite_url, tmp_path, caplog):
@@ -245,9 +249,15 @@ def test_generated_key_is_private_reused_and_announced(sqlite_url, tmp_path, cap
 
 def test_configured_key_is_used_and_nothing_generated(sqlite_url, tmp_path, caplog):
     data = tmp_path / "data"
-    settings = Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9", "CHECKPOINT_DATABASE_URL": sqlite_url,
-                                  "CHECKPOINT_DATA_DIR": str(data), "CHECKPOINT_AUDIT_KEY": KEY,
-                                  "CHECKPOINT_AUDIT_OLD_KEYS": f" {OLD_KEY} ,"})  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9",
+            "CHECKPOINT_DATABASE_URL": sqlite_url,
+            "CHECKPOINT_DATA_DIR": str(data),
+            "CHECKPOINT_AUDIT_KEY": KEY,
+            "CHECKPOINT_AUDIT_OLD_KEYS": f" {OLD_KEY} ,",
+        }
+    )
     assert (settings.audit_key, settings.audit_old_keys) == (KEY, (OLD_KEY,))
     assert KEY not in repr(settings) and OLD_KEY not in repr(settings)
     with caplog.at_level(logging.WARNING, logger="checkpoint.app"):
@@ -267,9 +277,13 @@ def legacy_log(tmp_path: Path, events: int = 4) -> str:
     db.upgrade(engine, "0003")
     with engine.begin() as conn:
         for i in range(events):
-            conn.execute(sa.text("INSERT INTO events (model_name, kind, actor, data, created_at) "
-                                 "VALUES ('m', 'opened', 'alice', :data, '2026-11-01 10:00:00.000000')"),
-                         {"data": f'{{"i": {i}}}'})  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO events (model_name, kind, actor, data, created_at) "
+                    "VALUES ('m', 'opened', 'alice', :data, '2026-11-01 10:00:00.000000')"
+                ),
+                {"data": f'{{"i": {i}}}'},
+            )
     db.upgrade(engine)
     engine.dispose()
     return url
@@ -308,14 +322,18 @@ def test_bad_keys_are_refused_at_start(tmp_path):
     unreadable.chmod(0)
     cases = [
         ({"CHECKPOINT_AUDIT_KEY": short}, r"CHECKPOINT_AUDIT_KEY: the audit key is too short \(20 characters, at least 32\)"),
-        ({"CHECKPOINT_AUDIT_KEY": KEY, "CHECKPOINT_AUDIT_KEY_FILE": str(empty)},
-         "CHECKPOINT_AUDIT_KEY and CHECKPOINT_AUDIT_KEY_FILE are both set"),
+        (
+            {"CHECKPOINT_AUDIT_KEY": KEY, "CHECKPOINT_AUDIT_KEY_FILE": str(empty)},
+            "CHECKPOINT_AUDIT_KEY and CHECKPOINT_AUDIT_KEY_FILE are both set",
+        ),
         ({"CHECKPOINT_AUDIT_KEY_FILE": str(tmp_path / "missing")}, r"CHECKPOINT_AUDIT_KEY_FILE=.*missing.* cannot be read"),
         ({"CHECKPOINT_AUDIT_KEY_FILE": str(tmp_path)}, r"CHECKPOINT_AUDIT_KEY_FILE=.* cannot be read"),
         ({"CHECKPOINT_AUDIT_KEY_FILE": str(empty)}, r"CHECKPOINT_AUDIT_KEY_FILE=.*empty.* holds no key"),
-        ({"CHECKPOINT_AUDIT_KEY": KEY, "CHECKPOINT_AUDIT_OLD_KEYS": f"{OLD_KEY},{short}"},
-         r"CHECKPOINT_AUDIT_OLD_KEYS \(key 2 of 2\): the audit key is too short"),
-    ]  # fmt: skip
+        (
+            {"CHECKPOINT_AUDIT_KEY": KEY, "CHECKPOINT_AUDIT_OLD_KEYS": f"{OLD_KEY},{short}"},
+            r"CHECKPOINT_AUDIT_OLD_KEYS \(key 2 of 2\): the audit key is too short",
+        ),
+    ]
     if os.geteuid() != 0:  # root reads a mode-0 file anyway; the directory case above stands in for it
         cases.append(({"CHECKPOINT_AUDIT_KEY_FILE": str(unreadable)}, r"CHECKPOINT_AUDIT_KEY_FILE=.* cannot be read \("))
     for env, pattern in cases:
@@ -381,12 +399,14 @@ def test_head_webhook_keeps_a_signed_copy_that_catches_a_cut_log(database_url, t
 
     receiver = Receiver().start()
     try:
-        policy = write_policy(tmp_path, [
-            hook(receiver, name="vault", path="/heads", events=["audit_head"]),
-            hook(receiver, name="team", path="/all", events=["*"]),
-        ])  # fmt: skip
-        application = make_app(database_url, tmp_path / "data", audit_key=KEY, policy_file=policy,
-                               environ={SECRET_ENV: SECRET})  # fmt: skip
+        policy = write_policy(
+            tmp_path,
+            [
+                hook(receiver, name="vault", path="/heads", events=["audit_head"]),
+                hook(receiver, name="team", path="/all", events=["*"]),
+            ],
+        )
+        application = make_app(database_url, tmp_path / "data", audit_key=KEY, policy_file=policy, environ={SECRET_ENV: SECRET})
         try:
             seed(services(application).store)
             services(application).background.start()  # its first round publishes the head

@@ -128,7 +128,15 @@ def gate(mlflow_server, sqlite_url, tmp_path, monkeypatch) -> Iterator[LiveCheck
         "    checks:\n      - {name: validated, kind: tags, tags: {qa: passed}}\n"
     )
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy, "background": False})
+    app = create_app(
+        {
+            "registry_url": mlflow_server.url,
+            "database_url": sqlite_url,
+            "data_dir": tmp_path,
+            "policy_file": policy,
+            "background": False,
+        }
+    )
     with live(app, sqlite_url) as served:
         yield served
 
@@ -145,8 +153,16 @@ def champion(mlflow_server) -> dict:
     direct.set_registered_model_alias(name, "champion", v1)
     direct.transition_model_version_stage(name, v2, "Production")
     assert file_bytes(url, stored_path(url, name, v1) + "/python_model.pkl") != EVIL
-    return {"name": name, "v1": v1, "v2": v2, "run1": run1, "run2": run2, "evil": EVIL,
-            "path1": stored_path(url, name, v1), "path2": stored_path(url, name, v2)}  # fmt: skip
+    return {
+        "name": name,
+        "v1": v1,
+        "v2": v2,
+        "run1": run1,
+        "run2": run2,
+        "evil": EVIL,
+        "path1": stored_path(url, name, v1),
+        "path2": stored_path(url, name, v2),
+    }
 
 
 def unchanged(mlflow_url: str, champion: dict) -> None:
@@ -187,17 +203,19 @@ SPELLINGS = [
     ("mpu-create", "POST", "/api/2.0/mlflow-artifacts/mpu/create/{p}/python_model.pkl"),
     ("mpu-complete", "POST", "/api/2.0/mlflow-artifacts/mpu/complete/{p}/python_model.pkl"),
     ("mpu-abort", "POST", "/ajax-api/2.0/mlflow-artifacts/mpu/abort/{p}/python_model.pkl"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("method", "template"), [s[1:] for s in SPELLINGS], ids=[s[0] for s in SPELLINGS])
-def test_every_route_and_spelling_to_the_champions_files_is_refused(sqlite_checkpoint, mlflow_server, champion,
-                                                                       method, template):  # fmt: skip
+def test_every_route_and_spelling_to_the_champions_files_is_refused(sqlite_checkpoint, mlflow_server, champion, method, template):
     path = champion["path1"]
     url = sqlite_checkpoint.url + template.format(
-        p=path, pe=quote(path, safe=""), pe2=quote(quote(path, safe=""), safe=""),
-        parent=path.rsplit("/", 1)[0], exp=path.split("/", 1)[0],
-    )  # fmt: skip
+        p=path,
+        pe=quote(path, safe=""),
+        pe2=quote(quote(path, safe=""), safe=""),
+        parent=path.rsplit("/", 1)[0],
+        exp=path.split("/", 1)[0],
+    )
     body = champion["evil"] if method == "PUT" else b"{}"
     headers = {"Content-Type": "application/json"} if method == "POST" else {}
     answer = requests.request(method, url, data=body, headers=headers, auth=("mallory", "x"), timeout=30)
@@ -209,19 +227,31 @@ def test_the_run_layout_and_mlflows_older_upload_route_are_refused(sqlite_checkp
     """v2 lives in its run's artifacts (``runs:/`` registration): the UI's upload route writes there."""
     base, run2 = sqlite_checkpoint.url, champion["run2"]
     assert champion["path2"].endswith(f"{run2}/artifacts/model"), champion["path2"]
-    upload = requests.post(f"{base}/ajax-api/2.0/mlflow/upload-artifact", data=champion["evil"], auth=("mallory", "x"),
-                           params={"run_uuid": run2, "path": "model/python_model.pkl"}, timeout=30)  # fmt: skip
+    upload = requests.post(
+        f"{base}/ajax-api/2.0/mlflow/upload-artifact",
+        data=champion["evil"],
+        auth=("mallory", "x"),
+        params={"run_uuid": run2, "path": "model/python_model.pkl"},
+        timeout=30,
+    )
     refused(upload, f"version {champion['v2']}", "stage Production")
     # Flask reads the first of repeated query keys: the second spelling must not decide.
-    twice = requests.post(f"{base}/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run2}&path=model/MLmodel&path=plot.txt",
-                          data=b"x", auth=("mallory", "x"), timeout=30)  # fmt: skip
+    twice = requests.post(
+        f"{base}/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run2}&path=model/MLmodel&path=plot.txt",
+        data=b"x",
+        auth=("mallory", "x"),
+        timeout=30,
+    )
     refused(twice, f"version {champion['v2']}")
     put = requests.put(f"{base}{ART}/{champion['path2']}/python_model.pkl", data=champion["evil"], timeout=30)
     refused(put, f"version {champion['v2']}")
     run_dir = requests.delete(f"{base}{ART}/{champion['path2'].rsplit('/', 2)[0]}", timeout=30)
     refused(run_dir, f"version {champion['v2']}")
-    presigned = requests.post(f"{base}/api/2.0/mlflow/artifacts/presigned-upload-url", timeout=30,
-                              json={"run_id": run2, "path": "model/python_model.pkl"})  # fmt: skip
+    presigned = requests.post(
+        f"{base}/api/2.0/mlflow/artifacts/presigned-upload-url",
+        timeout=30,
+        json={"run_id": run2, "path": "model/python_model.pkl"},
+    )
     refused(presigned, f"version {champion['v2']}")
     unchanged(mlflow_server.url, champion)
 
@@ -241,8 +271,9 @@ def test_a_prod_copy_shares_the_directory_and_is_refused_too(sqlite_checkpoint, 
     assert predictions(url, f"models:/{prod}/{copy.version}") == [1.0, 1.0]
 
 
-def test_the_real_client_logging_into_a_registered_model_directory_is_refused(sqlite_checkpoint, mlflow_server,
-                                                                               champion, monkeypatch, tmp_path):  # fmt: skip
+def test_the_real_client_logging_into_a_registered_model_directory_is_refused(
+    sqlite_checkpoint, mlflow_server, champion, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     evil = tmp_path / "python_model.pkl"
     evil.write_bytes(champion["evil"])
@@ -256,8 +287,7 @@ def test_the_real_client_logging_into_a_registered_model_directory_is_refused(sq
 # -- the legitimate paths next to them ----------------------------------------------------
 
 
-def test_a_runs_other_files_and_new_models_pass_through_checkpoint(sqlite_checkpoint, mlflow_server, champion,
-                                                                    tmp_path):  # fmt: skip
+def test_a_runs_other_files_and_new_models_pass_through_checkpoint(sqlite_checkpoint, mlflow_server, champion, tmp_path):
     base, url = sqlite_checkpoint.url, mlflow_server.url
     plot = tmp_path / "plot.txt"
     plot.write_text("a run's plot")
@@ -267,8 +297,9 @@ def test_a_runs_other_files_and_new_models_pass_through_checkpoint(sqlite_checkp
     fresh = client.create_run(client.get_experiment_by_name("gate-files").experiment_id).info.run_id
     client.log_artifact(fresh, str(plot), artifact_path="figures")
     assert [f.path for f in MlflowClient(tracking_uri=url).list_artifacts(fresh, "figures")] == ["figures/plot.txt"]
-    upload = requests.post(f"{base}/ajax-api/2.0/mlflow/upload-artifact", params={"run_uuid": fresh, "path": "notes.txt"},
-                           data=b"notes", timeout=30)  # fmt: skip
+    upload = requests.post(
+        f"{base}/ajax-api/2.0/mlflow/upload-artifact", params={"run_uuid": fresh, "path": "notes.txt"}, data=b"notes", timeout=30
+    )
     assert upload.status_code == 200, upload.text
     # A new model logged and registered through Checkpoint (not a protected model): its files
     # go up before registration, so they pass; once registered they are immutable.
@@ -313,9 +344,11 @@ def test_reads_pay_no_lookup_and_passing_writes_pay_a_small_one(sqlite_checkpoin
             assert workflow.artifact_refusal(ArtifactWrite("write", path=f"{run_dir}/plots/p{i}.txt")) is None
             lookups.append(time.perf_counter() - started)
         timings["lookup"] = sorted(lookups)[len(lookups) // 2] * 1000
-        print(f"artifact PUT p50: direct {timings['direct']:.1f} ms, through Checkpoint {timings['checkpoint']:.1f} ms, "
-              f"of which the lookup {timings['lookup']:.1f} ms; "
-              f"registry calls per passing PUT: {len(calls) / 30:.1f} ({sorted(set(calls))})")  # fmt: skip
+        print(
+            f"artifact PUT p50: direct {timings['direct']:.1f} ms, through Checkpoint {timings['checkpoint']:.1f} ms, "
+            f"of which the lookup {timings['lookup']:.1f} ms; "
+            f"registry calls per passing PUT: {len(calls) / 30:.1f} ({sorted(set(calls))})"
+        )
         assert 0 < len(calls) / 30 <= 4
     finally:
         registry._call_path = original
@@ -333,8 +366,17 @@ def auth_mlflow(tmp_path_factory):
 
 def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    app = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "background": False})  # fmt: skip
+    app = create_app(
+        {
+            "registry_url": auth_mlflow.url,
+            "database_url": sqlite_url,
+            "data_dir": tmp_path,
+            "registry_username": ADMIN[0],
+            "registry_password": ADMIN[1],
+            "auth": "mlflow",
+            "background": False,
+        }
+    )
     with served(app) as base:
         name = unique("fraud")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
@@ -348,8 +390,12 @@ def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, 
         with pytest.raises(RestException, match=r"promote request #(\d+)") as asked:
             MlflowClient(tracking_uri=base).set_registered_model_alias(name, "champion", version)
         request_id = int(re.search(r"promote request #(\d+)", str(asked.value)).group(1))
-        done = requests.post(f"{base}/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"},
-                             auth=("bob", PASSWORDS["bob"]), timeout=30).json()  # fmt: skip
+        done = requests.post(
+            f"{base}/checkpoint/api/v1/requests/{request_id}/reviews",
+            json={"verdict": "approve"},
+            auth=("bob", PASSWORDS["bob"]),
+            timeout=30,
+        ).json()
         assert done["state"] == "applied", done
         assert done["challenger"]["digest"] and re.fullmatch(r"[0-9a-f]{64}", done["challenger"]["digest"])
 
@@ -397,8 +443,14 @@ def files_model(mlflow_server, monkeypatch) -> dict:
     v1, _ = log_version(url, name, 1.0)
     v2, _ = log_version(url, name, 2.0)
     MlflowClient(tracking_uri=url).set_registered_model_alias(name, "champion", v1)
-    return {"name": name, "v1": v1, "v2": v2, "evil": EVIL, "path1": stored_path(url, name, v1),
-            "path2": stored_path(url, name, v2)}  # fmt: skip
+    return {
+        "name": name,
+        "v1": v1,
+        "v2": v2,
+        "evil": EVIL,
+        "path1": stored_path(url, name, v1),
+        "path2": stored_path(url, name, v2),
+    }
 
 
 def test_challenger_files_changed_between_review_and_apply_dismiss_the_approvals(gate, mlflow_server, files_model):
@@ -477,8 +529,9 @@ def test_the_digest_budget_makes_it_partial_never_silent(mlflow_server, champion
     assert missing.value is None and "could not read" in missing.error
 
 
-def test_champion_files_changed_since_its_promotion_are_noticed_at_the_next_opening(sqlite_checkpoint, mlflow_server,
-                                                                                     files_model):  # fmt: skip
+def test_champion_files_changed_since_its_promotion_are_noticed_at_the_next_opening(
+    sqlite_checkpoint, mlflow_server, files_model
+):
     base, url, name = sqlite_checkpoint.url, mlflow_server.url, files_model["name"]
     first = ask(base, name, files_model["v2"])  # the default rule: one approval
     applied = api(base, "POST", f"/requests/{first}/reviews", "bob", json={"verdict": "approve"}).json()

@@ -58,7 +58,9 @@ def gate(mlflow_server, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
     written in lower case in the policy file."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy})
+    application = create_app(
+        {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy}
+    )
     with live(application, sqlite_url) as served:
         yield served
 
@@ -105,8 +107,10 @@ def registered(mlflow_url: str, name: str) -> dict:
     answer = requests.get(f"{mlflow_url}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=30)
     assert answer.status_code == 200, answer.text
     model = answer.json()["registered_model"]
-    return {"tags": {t["key"]: t["value"] for t in model.get("tags", [])},
-            "aliases": {a["alias"]: a["version"] for a in model.get("aliases", [])}}  # fmt: skip
+    return {
+        "tags": {t["key"]: t["value"] for t in model.get("tags", [])},
+        "aliases": {a["alias"]: a["version"] for a in model.get("aliases", [])},
+    }
 
 
 def token(change: dict) -> str:
@@ -126,14 +130,20 @@ def test_lower_case_stage_through_the_form_meets_the_stage_rule(gate, direct, ml
     change = {"kind": "transition", "name": name, "version": v2, "stage": "production"}
     page = session.get(f"{gate.url}/checkpoint/requests/new", params={"change": token(change)}, timeout=30)
     assert page.status_code == 200 and "Production" in page.text
-    posted = session.post(f"{gate.url}/checkpoint/requests/new", timeout=30, allow_redirects=False,
-                          data={"change": token(change), "title": "go", "description": "", "reviewers": "",
-                                "csrf_token": forms.token})  # fmt: skip
+    posted = session.post(
+        f"{gate.url}/checkpoint/requests/new",
+        timeout=30,
+        allow_redirects=False,
+        data={"change": token(change), "title": "go", "description": "", "reviewers": "", "csrf_token": forms.token},
+    )
     assert posted.status_code == 303, posted.text[:500]
     request_id = int(posted.headers["Location"].rsplit("/", 1)[1])
     opened = api(gate.url, "GET", f"/requests/{request_id}").json()
     assert (opened["target"], opened["rule"]["name"], opened["change"]["stage"]) == (
-        "stage:Production", "production-stage", "Production")  # fmt: skip
+        "stage:Production",
+        "production-stage",
+        "Production",
+    )
 
     bob = api(gate.url, "POST", f"/requests/{request_id}/reviews", user="bob", json={"verdict": "approve"})
     assert bob.status_code == 403 and "production-stage" in bob.json()["message"]
@@ -162,12 +172,23 @@ def test_odd_spellings_through_the_api_are_canonical(gate, direct, mlflow_server
     assert (opened["version"], opened["target"], opened["rule"]["name"]) == (v2, "stage:Production", "production-stage")
     assert opened["challenger"]["version"] == v2
     # The same change spelled canonically is the same request (one dedupe key for every spelling).
-    again = api(gate.url, "POST", "/requests", user="alice", json={"change": {
-        "kind": "transition", "name": name, "version": v2, "stage": "Production",
-        "archive_existing_versions": bool(body.get("archiveExistingVersions", False))}})  # fmt: skip
+    again = api(
+        gate.url,
+        "POST",
+        "/requests",
+        user="alice",
+        json={
+            "change": {
+                "kind": "transition",
+                "name": name,
+                "version": v2,
+                "stage": "Production",
+                "archive_existing_versions": bool(body.get("archiveExistingVersions", False)),
+            }
+        },
+    )
     assert again.status_code == 200 and again.json()["id"] == opened["id"]
-    assert api(gate.url, "POST", f"/requests/{opened['id']}/reviews", user="bob",
-               json={"verdict": "approve"}).status_code == 403  # fmt: skip
+    assert api(gate.url, "POST", f"/requests/{opened['id']}/reviews", user="bob", json={"verdict": "approve"}).status_code == 403
     assert direct.get_model_version(name, v2).current_stage == "None"
 
 
@@ -176,8 +197,11 @@ def test_mlflow_reads_a_version_as_an_integer(direct, mlflow_server):
     and ``"+2"`` all name version 2 (MLflow calls ``int()`` on it)."""
     name, (_v1, v2) = make_model(mlflow_server.url)
     for spelling, alias in (("02", "a"), (" 2", "b"), ("+2", "c")):
-        answer = requests.post(f"{mlflow_server.url}/api/2.0/mlflow/registered-models/alias", timeout=30,
-                               json={"name": name, "alias": alias, "version": spelling})  # fmt: skip
+        answer = requests.post(
+            f"{mlflow_server.url}/api/2.0/mlflow/registered-models/alias",
+            timeout=30,
+            json={"name": name, "alias": alias, "version": spelling},
+        )
         assert answer.status_code == 200, answer.text
         assert direct.get_model_version_by_alias(name, alias).version == v2
 
@@ -204,16 +228,27 @@ def test_pipeline_client_and_proxied_call_agree(gate, alice, direct, mlflow_serv
         ({"kind": "create_version", "name": "prod.m", "source": "models:/m/Prod"}, "models:"),
         ({"kind": "create_version", "name": "prod.m", "source": "runs:/r/model", "tags": [{"value": "x"}]}, "tags"),
     ],
-    ids=["unknown-stage", "decimal-version", "superscript-version", "unknown-field", "models-host", "models-bad-stage",
-         "tag-without-key"],
-)  # fmt: skip
+    ids=[
+        "unknown-stage",
+        "decimal-version",
+        "superscript-version",
+        "unknown-field",
+        "models-host",
+        "models-bad-stage",
+        "tag-without-key",
+    ],
+)
 def test_what_mlflow_would_refuse_is_refused_on_every_entry(gate, change, mentions):
     before = opened_count(gate)
     answer = api(gate.url, "POST", "/requests", user="alice", json={"change": change})
     assert answer.status_code == 422 and mentions in answer.json()["message"], answer.text
     forms = form_session(gate.url, user="alice")
-    form = requests.post(f"{gate.url}/checkpoint/requests/new", headers={"Cookie": forms.cookie}, timeout=30,
-                         data={"change": token(change), "title": "t", "csrf_token": forms.token})  # fmt: skip
+    form = requests.post(
+        f"{gate.url}/checkpoint/requests/new",
+        headers={"Cookie": forms.cookie},
+        timeout=30,
+        data={"change": token(change), "title": "t", "csrf_token": forms.token},
+    )
     assert form.status_code == 400 and "not readable" in form.text
     assert opened_count(gate) == before
 
@@ -240,8 +275,11 @@ def test_a_protected_tag_on_version_create_is_governed_in_any_model(gate, alice,
     name, (v1,) = make_model(mlflow_server.url, versions=1)
     source = direct.get_model_version(name, v1)
     for target in (name, f"prod.{name}"):  # an ordinary model, and a protected one
-        request_id = refused(lambda t=target: alice.create_model_version(t, source.source, run_id=source.run_id,
-                                                                        tags={"validation_status": "passed"}))  # fmt: skip
+        request_id = refused(
+            lambda t=target: alice.create_model_version(
+                t, source.source, run_id=source.run_id, tags={"validation_status": "passed"}
+            )
+        )
         count = len(direct.search_model_versions(f"name = '{target}'"))
         assert count == (1 if target == name else 0)  # nothing registered
         opened = api(gate.url, "GET", f"/requests/{request_id}").json()
@@ -261,8 +299,9 @@ def test_a_protected_tag_on_version_create_is_governed_in_any_model(gate, alice,
 
 def test_a_protected_tag_on_model_create_is_governed(gate, alice, direct):
     name = unique("born-tagged")
-    request_id = refused(lambda: alice.create_registered_model(name, tags={"validation_status": "passed"},
-                                                                description="from the pipeline"))  # fmt: skip
+    request_id = refused(
+        lambda: alice.create_registered_model(name, tags={"validation_status": "passed"}, description="from the pipeline")
+    )
     with pytest.raises(RestException):
         direct.get_registered_model(name)  # nothing created
     opened = api(gate.url, "GET", f"/requests/{request_id}").json()
@@ -272,8 +311,13 @@ def test_a_protected_tag_on_model_create_is_governed(gate, alice, direct):
     assert (made.tags, made.description) == ({"validation_status": "passed"}, "from the pipeline")
 
     # The UI's create gets the pointer to the form, not a model.
-    ui = rest(gate.url, "POST", "registered-models/create", {"name": f"{name}-ui", "tags": [
-        {"key": "validation_status", "value": "passed"}]}, prefix="ajax-api")  # fmt: skip
+    ui = rest(
+        gate.url,
+        "POST",
+        "registered-models/create",
+        {"name": f"{name}-ui", "tags": [{"key": "validation_status", "value": "passed"}]},
+        prefix="ajax-api",
+    )
     assert ui.status_code == 403 and ui.json()["checkpoint"]["action"] == "new_request"
     with pytest.raises(RestException):
         direct.get_registered_model(f"{name}-ui")
@@ -290,8 +334,7 @@ def test_a_required_tags_check_is_not_met_by_a_tag_sent_with_the_create(gate, al
     reaches the review without it is blocked by the check."""
     name, (v1,) = make_model(mlflow_server.url, name=unique("chk"), versions=1)
     source = direct.get_model_version(name, v1)
-    refused(lambda: alice.create_model_version(name, source.source, run_id=source.run_id,
-                                               tags={"validation_status": "passed"}))  # fmt: skip
+    refused(lambda: alice.create_model_version(name, source.source, run_id=source.run_id, tags={"validation_status": "passed"}))
     assert [v.version for v in direct.search_model_versions(f"name = '{name}'")] == [v1]
     plain = alice.create_model_version(name, source.source, run_id=source.run_id)
     change = {"kind": "set_alias", "name": name, "alias": "champion", "version": plain.version}
@@ -348,14 +391,19 @@ def test_moving_models_sources_are_pinned_when_the_request_opens(gate, direct, m
 def test_a_moving_source_through_the_form_is_pinned_too(gate, direct, mlflow_server):
     name, (v1, v2) = make_model(mlflow_server.url)
     target = f"prod.{name}"
-    pointer = rest(gate.url, "POST", "model-versions/create", {"name": target, "source": f"models:/{name}/latest"},
-                   prefix="ajax-api")  # fmt: skip
+    pointer = rest(
+        gate.url, "POST", "model-versions/create", {"name": target, "source": f"models:/{name}/latest"}, prefix="ajax-api"
+    )
     assert pointer.status_code == 403
     url = pointer.json()["checkpoint"]["url"]
     forms = form_session(gate.url, user="alice")
-    posted = requests.post(f"{gate.url}/checkpoint/requests/new", headers={"Cookie": forms.cookie}, timeout=30,
-                           allow_redirects=False, data={"change": url.split("change=", 1)[1], "title": "copy",
-                                                        "csrf_token": forms.token})  # fmt: skip
+    posted = requests.post(
+        f"{gate.url}/checkpoint/requests/new",
+        headers={"Cookie": forms.cookie},
+        timeout=30,
+        allow_redirects=False,
+        data={"change": url.split("change=", 1)[1], "title": "copy", "csrf_token": forms.token},
+    )
     assert posted.status_code == 303, posted.text[:500]
     request_id = int(posted.headers["Location"].rsplit("/", 1)[1])
     assert api(gate.url, "GET", f"/requests/{request_id}").json()["change"]["resolved"] == f"models:/{name}/{v2}"
@@ -493,8 +541,16 @@ def auth_mlflow(tmp_path_factory):
 
 @pytest.fixture
 def auth_gate(auth_mlflow, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
-    application = create_app({"registry_url": auth_mlflow.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                              "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow"})  # fmt: skip
+    application = create_app(
+        {
+            "registry_url": auth_mlflow.url,
+            "database_url": sqlite_url,
+            "data_dir": tmp_path,
+            "registry_username": ADMIN[0],
+            "registry_password": ADMIN[1],
+            "auth": "mlflow",
+        }
+    )
     with live(application, sqlite_url) as served:
         yield served
 
@@ -508,8 +564,9 @@ def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlf
     change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
 
     def as_(user: str, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{auth_gate.url}/checkpoint/api/v1{path}", auth=(user, PASSWORDS[user]),
-                                timeout=30, **kwargs)  # fmt: skip
+        return requests.request(
+            method, f"{auth_gate.url}/checkpoint/api/v1{path}", auth=(user, PASSWORDS[user]), timeout=30, **kwargs
+        )
 
     before = opened_count(auth_gate)
     named = as_("alice", "POST", "/requests", json={"change": change, "reviewers": ["carol"]})
@@ -519,8 +576,12 @@ def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlf
     browser.auth = ("alice", PASSWORDS["alice"])
     page = browser.get(f"{auth_gate.url}/checkpoint/requests/new", params={"change": token(change)}, timeout=30)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    form = browser.post(f"{auth_gate.url}/checkpoint/requests/new", timeout=30, allow_redirects=False,
-                        data={"change": token(change), "title": "go", "reviewers": "carol", "csrf_token": csrf})  # fmt: skip
+    form = browser.post(
+        f"{auth_gate.url}/checkpoint/requests/new",
+        timeout=30,
+        allow_redirects=False,
+        data={"change": token(change), "title": "go", "reviewers": "carol", "csrf_token": csrf},
+    )
     assert form.status_code == 400 and "needs MANAGE on the model" in form.text
     assert opened_count(auth_gate) == before
 
@@ -539,29 +600,40 @@ def test_naming_a_reviewer_without_manage_is_refused_at_open(auth_gate, auth_mlf
 def test_a_named_reviewer_outside_a_groups_rule_cannot_approve(mlflow_server, sqlite_url, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    application = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                              "policy_file": policy, "auth": "header", "trusted_proxies": "127.0.0.1/32"})  # fmt: skip
+    application = create_app(
+        {
+            "registry_url": mlflow_server.url,
+            "database_url": sqlite_url,
+            "data_dir": tmp_path,
+            "policy_file": policy,
+            "auth": "header",
+            "trusted_proxies": "127.0.0.1/32",
+        }
+    )
     try:
         client = application.test_client()
 
         def sso(user: str, groups: str) -> dict:
-            return {"headers": {"X-Forwarded-User": user, "X-Forwarded-Groups": groups, "Authorization": "Bearer sso"},
-                    "environ_base": {"REMOTE_ADDR": "127.0.0.1"}}  # fmt: skip
+            return {
+                "headers": {"X-Forwarded-User": user, "X-Forwarded-Groups": groups, "Authorization": "Bearer sso"},
+                "environ_base": {"REMOTE_ADDR": "127.0.0.1"},
+            }
 
         name, (_v1, v2) = make_model(mlflow_server.url, name=unique("grp"))
         change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
-        made = client.post("/checkpoint/api/v1/requests", json={"change": change, "reviewers": ["eve"]},
-                           **sso("alice", "ml"))  # fmt: skip
+        made = client.post("/checkpoint/api/v1/requests", json={"change": change, "reviewers": ["eve"]}, **sso("alice", "ml"))
         assert made.status_code == 201, made.get_data(as_text=True)
         request_id = made.get_json()["id"]
         assert made.get_json()["rule"]["name"] == "leads"
-        eve = client.post(f"/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"},
-                          **sso("eve", "interns"))  # fmt: skip
+        eve = client.post(
+            f"/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"}, **sso("eve", "interns")
+        )
         assert eve.status_code == 403 and "not a reviewer" in eve.get_json()["message"]
         direct = MlflowClient(tracking_uri=mlflow_server.url)
         assert direct.get_registered_model(name).aliases == {}
-        lead = client.post(f"/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"},
-                           **sso("lee", "ml-leads"))  # fmt: skip
+        lead = client.post(
+            f"/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"}, **sso("lee", "ml-leads")
+        )
         assert lead.get_json()["state"] == "applied", lead.get_json()
         assert direct.get_model_version_by_alias(name, "champion").version == v2
     finally:

@@ -52,8 +52,17 @@ def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path) -> Iterator[Live
     webhook (to a closed port: its deliveries stay in the outbox, to be listed)."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(json.dumps({"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["*"]}]}))
-    app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "policy_file": policy})  # fmt: skip
+    app = create_app(
+        {
+            "registry_url": auth_mlflow.url,
+            "database_url": database_url,
+            "data_dir": tmp_path,
+            "registry_username": ADMIN[0],
+            "registry_password": ADMIN[1],
+            "auth": "mlflow",
+            "policy_file": policy,
+        }
+    )
     with live(app, database_url) as served:
         yield served
 
@@ -84,8 +93,9 @@ def secret_model(auth_mlflow, monkeypatch) -> tuple[str, list[str]]:
 
 def registry_state(auth_mlflow, name: str) -> dict:
     """What MLflow holds for ``name``, read directly as the admin."""
-    answer = requests.get(f"{auth_mlflow.url}/api/2.0/mlflow/model-versions/search", auth=ADMIN, timeout=30,
-                          params={"filter": f"name = '{name}'"})  # fmt: skip
+    answer = requests.get(
+        f"{auth_mlflow.url}/api/2.0/mlflow/model-versions/search", auth=ADMIN, timeout=30, params={"filter": f"name = '{name}'"}
+    )
     assert answer.status_code == 200, answer.text
     versions = sorted(answer.json()["model_versions"], key=lambda v: int(v["version"]))
     return {v["version"]: (v["current_stage"], tuple(sorted(v.get("aliases", ())))) for v in versions}
@@ -94,8 +104,12 @@ def registry_state(auth_mlflow, name: str) -> dict:
 def open_as(base: str, user: str, name: str, version: str) -> int:
     """``user`` moves @champion through Checkpoint's JSON API; returns the request id."""
     change = {"kind": "set_alias", "name": name, "alias": "champion", "version": version}
-    answer = requests.post(f"{base}/checkpoint/api/v1/requests", auth=as_user(user), timeout=30,
-                           json={"change": change, "title": "Promote the challenger"})  # fmt: skip
+    answer = requests.post(
+        f"{base}/checkpoint/api/v1/requests",
+        auth=as_user(user),
+        timeout=30,
+        json={"change": change, "title": "Promote the challenger"},
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
 
@@ -119,29 +133,36 @@ def test_deny_user_opens_nothing_through_any_door(visible, auth_mlflow, monkeypa
         MlflowClient(tracking_uri=base).set_registered_model_alias(name, "champion", v2)
     assert "promote request" not in str(refused.value)
     # Straight to the governed routes, as a script or MLflow's UI would send them.
-    governed = [("POST", "model-versions/transition-stage", {"name": name, "version": v2, "stage": "Production"}),
-                ("POST", "registered-models/alias", {"name": name, "alias": "champion", "version": v2}),
-                ("DELETE", "registered-models/alias", {"name": name, "alias": "champion"})]  # fmt: skip
+    governed = [
+        ("POST", "model-versions/transition-stage", {"name": name, "version": v2, "stage": "Production"}),
+        ("POST", "registered-models/alias", {"name": name, "alias": "champion", "version": v2}),
+        ("DELETE", "registered-models/alias", {"name": name, "alias": "champion"}),
+    ]
     for prefix in ("/api", "/ajax-api"):
         for method, route, body in governed:
-            answer = requests.request(method, f"{base}{prefix}/2.0/mlflow/{route}", auth=as_user("dave"), json=body,
-                                      timeout=30)  # fmt: skip
+            answer = requests.request(method, f"{base}{prefix}/2.0/mlflow/{route}", auth=as_user("dave"), json=body, timeout=30)
             assert answer.status_code == 403, (route, answer.text)
             assert answer.json() == {"error_code": "PERMISSION_DENIED", "message": "Permission denied"}
             assert "X-Checkpoint-New-Request" not in answer.headers
 
     change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
-    api = requests.post(f"{base}/checkpoint/api/v1/requests", auth=as_user("dave"), timeout=30,
-                        json={"change": change, "title": "mine now"})  # fmt: skip
+    api = requests.post(
+        f"{base}/checkpoint/api/v1/requests", auth=as_user("dave"), timeout=30, json={"change": change, "title": "mine now"}
+    )
     assert api.status_code == 403, api.text
     assert api.json()["error_code"] == "PERMISSION_DENIED"
     # A copy into a model he may read, from the one he may not: the source counts too.
     copy = {"kind": "create_version", "name": other, "source": f"models:/{name}/{v1}"}
-    copied = requests.post(f"{base}/checkpoint/api/v1/requests", auth=as_user("dave"), timeout=30,
-                           json={"change": copy, "title": "copy it"})  # fmt: skip
+    copied = requests.post(
+        f"{base}/checkpoint/api/v1/requests", auth=as_user("dave"), timeout=30, json={"change": copy, "title": "copy it"}
+    )
     assert copied.status_code == 403, copied.text
-    proxied = requests.post(f"{base}/api/2.0/mlflow/model-versions/create", auth=as_user("dave"), timeout=30,
-                            json={"name": other, "source": f"models:/{name}/{v1}"})  # fmt: skip
+    proxied = requests.post(
+        f"{base}/api/2.0/mlflow/model-versions/create",
+        auth=as_user("dave"),
+        timeout=30,
+        json={"name": other, "source": f"models:/{name}/{v1}"},
+    )
     assert proxied.status_code == 403 and proxied.json()["message"] == "Permission denied", proxied.text
 
     dave = requests.Session()
@@ -150,12 +171,17 @@ def test_deny_user_opens_nothing_through_any_door(visible, auth_mlflow, monkeypa
     assert form.status_code == 403
     assert f"v{v1}" not in form.text
     # The CSRF token from a form he may see, replayed with a change on the model he may not read.
-    open_form = dave.get(f"{base}/checkpoint/requests/new", timeout=30,
-                         params={"change": change_token({**change, "name": other, "version": "1"})})  # fmt: skip
+    open_form = dave.get(
+        f"{base}/checkpoint/requests/new", timeout=30, params={"change": change_token({**change, "name": other, "version": "1"})}
+    )
     assert open_form.status_code == 200, open_form.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', open_form.text).group(1)
-    posted = dave.post(f"{base}/checkpoint/requests/new", timeout=30, allow_redirects=False,
-                       data={"csrf_token": token, "change": change_token(change), "title": "mine now"})  # fmt: skip
+    posted = dave.post(
+        f"{base}/checkpoint/requests/new",
+        timeout=30,
+        allow_redirects=False,
+        data={"csrf_token": token, "change": change_token(change), "title": "mine now"},
+    )
     assert posted.status_code == 403, posted.text[:300]
 
     assert dump(visible.database_url) == before_db
@@ -185,12 +211,15 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
         answer = dave("GET", path)
         assert answer.status_code == 404, (path, answer.text[:300])
         assert name not in answer.text and f"v{v1}" not in answer.text
-    assert dave("GET", f"/checkpoint/api/v1/requests/{secret_id}").json()["message"] == \
-        missing.json()["message"].replace("999999", str(secret_id))  # fmt: skip
-    for path, body in ((f"/checkpoint/api/v1/requests/{secret_id}/comments", {"body": "hi"}),
-                       (f"/checkpoint/api/v1/requests/{secret_id}/checks", {}),
-                       (f"/checkpoint/api/v1/requests/{secret_id}/reviews", {"verdict": "approve"}),
-                       (f"/checkpoint/api/v1/requests/{secret_id}/withdraw", {})):  # fmt: skip
+    assert dave("GET", f"/checkpoint/api/v1/requests/{secret_id}").json()["message"] == missing.json()["message"].replace(
+        "999999", str(secret_id)
+    )
+    for path, body in (
+        (f"/checkpoint/api/v1/requests/{secret_id}/comments", {"body": "hi"}),
+        (f"/checkpoint/api/v1/requests/{secret_id}/checks", {}),
+        (f"/checkpoint/api/v1/requests/{secret_id}/reviews", {"verdict": "approve"}),
+        (f"/checkpoint/api/v1/requests/{secret_id}/withdraw", {}),
+    ):
         answer = dave("POST", path, json=body)
         assert answer.status_code == 404, (path, answer.text)
 
@@ -204,8 +233,9 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
     page = dave("GET", "/checkpoint/requests", params={"state": "all"})
     assert page.status_code == 200 and name not in page.text and mine in page.text
 
-    carol_summary = requests.get(f"{base}/checkpoint/api/v1/summary", params={"model": name}, auth=as_user("carol"),
-                                 timeout=30).json()  # fmt: skip
+    carol_summary = requests.get(
+        f"{base}/checkpoint/api/v1/summary", params={"model": name}, auth=as_user("carol"), timeout=30
+    ).json()
     dave_summary = dave("GET", "/checkpoint/api/v1/summary", params={"model": name}).json()
     assert carol_summary["open_for_model"] == 1 and carol_summary["requests"][0]["id"] == secret_id
     assert dave_summary["open_for_model"] == 0 and dave_summary["requests"] == []
@@ -251,9 +281,11 @@ def test_unauthenticated_governed_call_learns_nothing(visible, auth_mlflow, monk
     base = visible.url
     name, (v1, v2, _v3) = secret_model(auth_mlflow, monkeypatch)
     before_db, before_mlflow = dump(visible.database_url), registry_state(auth_mlflow, name)
-    calls = [("model-versions/transition-stage", {"name": name, "version": v2, "stage": "Production"}),
-             ("registered-models/alias", {"name": name, "alias": "champion", "version": v2}),
-             ("model-versions/delete", {"name": name, "version": v1})]  # fmt: skip
+    calls = [
+        ("model-versions/transition-stage", {"name": name, "version": v2, "stage": "Production"}),
+        ("registered-models/alias", {"name": name, "alias": "champion", "version": v2}),
+        ("model-versions/delete", {"name": name, "version": v1}),
+    ]
     for prefix in ("/api", "/ajax-api"):
         for route, body in calls:
             method = "DELETE" if route.endswith("delete") else "POST"
@@ -266,14 +298,22 @@ def test_unauthenticated_governed_call_learns_nothing(visible, auth_mlflow, monk
                 assert not re.search(r"\d", answer.text), answer.text  # no version number of any kind
                 assert "X-Checkpoint-New-Request" not in answer.headers
     # dave, signed in, on the UI's route: refused like MLflow refuses him, with nothing about the holder.
-    answer = requests.post(f"{base}/ajax-api/2.0/mlflow/model-versions/transition-stage", auth=as_user("dave"),
-                           json={"name": name, "version": v2, "stage": "Production"}, timeout=30)  # fmt: skip
+    answer = requests.post(
+        f"{base}/ajax-api/2.0/mlflow/model-versions/transition-stage",
+        auth=as_user("dave"),
+        json={"name": name, "version": v2, "stage": "Production"},
+        timeout=30,
+    )
     assert answer.status_code == 403 and not re.search(r"\d", answer.text)
     assert dump(visible.database_url) == before_db
     assert registry_state(auth_mlflow, name) == before_mlflow
     # The same call with carol's credentials is governed and points her at the form.
-    ui = requests.post(f"{base}/ajax-api/2.0/mlflow/model-versions/transition-stage", auth=as_user("carol"),
-                       json={"name": name, "version": v2, "stage": "Production"}, timeout=30)  # fmt: skip
+    ui = requests.post(
+        f"{base}/ajax-api/2.0/mlflow/model-versions/transition-stage",
+        auth=as_user("carol"),
+        json={"name": name, "version": v2, "stage": "Production"},
+        timeout=30,
+    )
     assert ui.status_code == 403 and "/checkpoint/requests/new?change=" in ui.headers["X-Checkpoint-New-Request"]
 
 
@@ -284,18 +324,20 @@ def test_revoked_read_right_is_honoured_within_the_cache_time(visible, auth_mlfl
     request_id = open_as(base, "alice", name, v2)
     registry = services(visible.app).registry
     assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("bob"), timeout=30).ok
-    assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("dave"),
-                        timeout=30).status_code == 404  # fmt: skip
-    revoked = requests.post(f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/revoke", auth=ADMIN, timeout=30,
-                            json={"username": "bob", "resource_type": "registered_model", "resource_id": name})  # fmt: skip
+    assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("dave"), timeout=30).status_code == 404
+    revoked = requests.post(
+        f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/revoke",
+        auth=ADMIN,
+        timeout=30,
+        json={"username": "bob", "resource_type": "registered_model", "resource_id": name},
+    )
     assert revoked.status_code == 200, revoked.text
     grant(auth_mlflow.url, "bob", name, "DENY")
     # Within the cache's time the old answer stands; once it passes, MLflow's new one counts.
     assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("bob"), timeout=30).ok
     cache = registry._read_rights
     monkeypatch.setattr(cache, "clock", lambda: time.monotonic() + READ_RIGHT_SECONDS + 1)
-    assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("bob"),
-                        timeout=30).status_code == 404  # fmt: skip
+    assert requests.get(f"{base}/checkpoint/api/v1/requests/{request_id}", auth=as_user("bob"), timeout=30).status_code == 404
 
 
 # -- class 10: hardening ------------------------------------------------------------------
@@ -325,8 +367,9 @@ def header_mode(request, mlflow_server, tmp_path):
         with checkpoint_process(mlflow_server.url, tmp_path / "served", **env) as served:
             yield served.url
     else:
-        with checkpoint_in_thread(mlflow_server.url, tmp_path / "thread", auth="header", trusted_proxies="127.0.0.1/32",
-                                  admin_groups="admins") as url:  # fmt: skip
+        with checkpoint_in_thread(
+            mlflow_server.url, tmp_path / "thread", auth="header", trusted_proxies="127.0.0.1/32", admin_groups="admins"
+        ) as url:
             yield url
 
 
@@ -334,15 +377,20 @@ def test_repeated_identity_header_is_refused_never_joined(header_mode):
     """Two X-Forwarded-Groups (the second naming the admin group) made a user admin when joined."""
     export = b"GET /checkpoint/api/v1/audit/export HTTP/1.1"
     user = [(b"X-Forwarded-User", b"mallory")]
-    status, body = raw_exchange(header_mode, export, [*user, (b"X-Forwarded-Groups", b"devs"),
-                                                      (b"X-Forwarded-Groups", b"admins")])  # fmt: skip
+    status, body = raw_exchange(
+        header_mode, export, [*user, (b"X-Forwarded-Groups", b"devs"), (b"X-Forwarded-Groups", b"admins")]
+    )
     assert status == 400, body
     assert "X-Forwarded-Groups" in json.loads(body)["message"]
-    status, body = raw_exchange(header_mode, b"GET /checkpoint/requests HTTP/1.1",
-                                [(b"X-Forwarded-User", b"mallory"), (b"x-forwarded-user", b"admin")])  # fmt: skip
+    status, body = raw_exchange(
+        header_mode, b"GET /checkpoint/requests HTTP/1.1", [(b"X-Forwarded-User", b"mallory"), (b"x-forwarded-user", b"admin")]
+    )
     assert status == 400 and "X-Forwarded-User" in json.loads(body)["message"]
-    status, body = raw_exchange(header_mode, b"GET /api/2.0/mlflow/registered-models/search HTTP/1.1",
-                                [*user, (b"X-Forwarded-Groups", b"a"), (b"X-Forwarded-Groups", b"b")])  # fmt: skip
+    status, body = raw_exchange(
+        header_mode,
+        b"GET /api/2.0/mlflow/registered-models/search HTTP/1.1",
+        [*user, (b"X-Forwarded-Groups", b"a"), (b"X-Forwarded-Groups", b"b")],
+    )
     assert status == 400, body  # proxied paths too: never read, never guessed
 
     # One header with a comma list is the legitimate form: it still works, both ways round.
@@ -351,17 +399,25 @@ def test_repeated_identity_header_is_refused_never_joined(header_mode):
     status, _ = raw_exchange(header_mode, export, [*user, (b"X-Forwarded-Groups", b"devs,admins")])
     assert status == 200
     # A repeat of a header that is not an identity header is joined as HTTP allows.
-    status, _ = raw_exchange(header_mode, b"GET /checkpoint/api/v1/summary HTTP/1.1",
-                             [*user, (b"Accept", b"text/plain"), (b"Accept", b"application/json")])  # fmt: skip
+    status, _ = raw_exchange(
+        header_mode,
+        b"GET /checkpoint/api/v1/summary HTTP/1.1",
+        [*user, (b"Accept", b"text/plain"), (b"Accept", b"application/json")],
+    )
     assert status == 200
 
 
 @pytest.mark.parametrize("served", ["gunicorn", "werkzeug"])
 def test_raw_non_ascii_byte_in_the_target_gets_a_clear_400(served, mlflow_server, tmp_path):
     """Was a 500 page (the proxy could not encode the line, a query reached the database)."""
-    targets = (b"/checkpoint/requests/\xff", b"/checkpoint/requests?q=caf\xc3\xa9", b"/checkpoint/api/v1/which?model=\xff",
-               b"/api/2.0/mlflow/registered-models/get?name=caf\xc3\xa9", b"/ajax-api/2.0/mlflow/runs/\xff",
-               b"/\xff")  # fmt: skip
+    targets = (
+        b"/checkpoint/requests/\xff",
+        b"/checkpoint/requests?q=caf\xc3\xa9",
+        b"/checkpoint/api/v1/which?model=\xff",
+        b"/api/2.0/mlflow/registered-models/get?name=caf\xc3\xa9",
+        b"/ajax-api/2.0/mlflow/runs/\xff",
+        b"/\xff",
+    )
     if served == "gunicorn":
         context = checkpoint_process(mlflow_server.url, tmp_path / "served")
     else:
@@ -386,7 +442,8 @@ def test_panel_follows_only_same_origin_checkpoint_links(browser_page, screensho
     origin = served_checkpoint.url
     evil = f"http://127.0.0.2:{urlsplit(origin).port}"
     form = f"{origin}/checkpoint/requests/new?change=" + change_token(
-        {"kind": "set_alias", "name": "fraud", "alias": "champion", "version": "2"})  # fmt: skip
+        {"kind": "set_alias", "name": "fraud", "alias": "champion", "version": "2"}
+    )
 
     # Answers no real server here would give: Playwright plays the hostile upstream for these paths.
     def header(url: str) -> dict:
@@ -407,8 +464,12 @@ def test_panel_follows_only_same_origin_checkpoint_links(browser_page, screensho
 
     def fulfil(route):
         spec = answers[urlsplit(route.request.url).path]
-        route.fulfill(status=403, content_type="application/json", headers=spec.get("headers", {}),
-                      body=json.dumps(spec.get("body", {"error_code": "PERMISSION_DENIED", "message": "no"})))  # fmt: skip
+        route.fulfill(
+            status=403,
+            content_type="application/json",
+            headers=spec.get("headers", {}),
+            body=json.dumps(spec.get("body", {"error_code": "PERMISSION_DENIED", "message": "no"})),
+        )
 
     page.route(re.compile(r".*/ajax-api/hostile/.*"), fulfil)
     page.goto(f"{origin}/#/models")
@@ -417,9 +478,12 @@ def test_panel_follows_only_same_origin_checkpoint_links(browser_page, screensho
     page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
     for path in [p for p in answers if not p.endswith("/ours")]:
         for how in ("fetch", "xhr"):
-            script = ("p => fetch(p, {method: 'POST'}).then(r => r.status)" if how == "fetch" else
-                      "p => new Promise(done => { const x = new XMLHttpRequest(); x.open('POST', p);"
-                      " x.onload = () => done(x.status); x.send(); })")  # fmt: skip
+            script = (
+                "p => fetch(p, {method: 'POST'}).then(r => r.status)"
+                if how == "fetch"
+                else "p => new Promise(done => { const x = new XMLHttpRequest(); x.open('POST', p);"
+                " x.onload = () => done(x.status); x.send(); })"
+            )
             assert page.evaluate(script, path) == 403
             # A round trip later the panel's handlers (the body is read asynchronously) have run.
             assert page.evaluate("() => fetch('/checkpoint/healthz').then(r => r.status)") == 200
@@ -445,8 +509,12 @@ def test_header_mode_governed_call_without_identity_learns_nothing(header_mode, 
         assert answer.status_code == 401, answer.text
         assert "Production" not in answer.text and not re.search(r"\d", answer.text)
         assert "X-Checkpoint-New-Request" not in answer.headers
-    signed_in = requests.post(f"{header_mode}/ajax-api/2.0/mlflow/model-versions/transition-stage", json=body,
-                              headers={"X-Forwarded-User": "erin"}, timeout=30)  # fmt: skip
+    signed_in = requests.post(
+        f"{header_mode}/ajax-api/2.0/mlflow/model-versions/transition-stage",
+        json=body,
+        headers={"X-Forwarded-User": "erin"},
+        timeout=30,
+    )
     assert signed_in.status_code == 403 and "X-Checkpoint-New-Request" in signed_in.headers
     assert direct.get_model_version(name, v1).current_stage == "Production"
     assert direct.get_model_version(name, v2).current_stage == "None"

@@ -40,11 +40,13 @@ class Direct:
     url: str
     workspace: str = ""
 
-    def call(self, method: str, endpoint: str, body: dict | None = None, query: dict | None = None,
-             ok: bool = True) -> requests.Response:  # fmt: skip
+    def call(
+        self, method: str, endpoint: str, body: dict | None = None, query: dict | None = None, ok: bool = True
+    ) -> requests.Response:
         headers = {HEADER: self.workspace} if self.workspace else {}
-        answer = requests.request(method, f"{self.url}/api/2.0/mlflow/{endpoint}", json=body, params=query,
-                                  headers=headers, timeout=30)  # fmt: skip
+        answer = requests.request(
+            method, f"{self.url}/api/2.0/mlflow/{endpoint}", json=body, params=query, headers=headers, timeout=30
+        )
         if ok:
             assert answer.status_code == 200, f"{method} {endpoint} in {self.workspace or 'default'}: {answer.text}"
         return answer
@@ -84,12 +86,16 @@ class Direct:
             run = self.call("POST", "runs/create", {"experiment_id": experiment_id}).json()["run"]["info"]
             self.call("POST", "runs/log-parameter", {"run_id": run["run_id"], "key": "trained_in", "value": f"{label}-{i}"})
             self.call("POST", "runs/update", {"run_id": run["run_id"], "status": "FINISHED"})
-            made = self.call("POST", "model-versions/create", {"name": name, "source": f"{run['artifact_uri']}/model",
-                                                               "run_id": run["run_id"]}).json()  # fmt: skip
+            made = self.call(
+                "POST", "model-versions/create", {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]}
+            ).json()
             runs[made["model_version"]["version"]] = run["run_id"]
         if production:
-            self.call("POST", "model-versions/transition-stage", {"name": name, "version": "1", "stage": "Production",
-                                                                  "archive_existing_versions": False})  # fmt: skip
+            self.call(
+                "POST",
+                "model-versions/transition-stage",
+                {"name": name, "version": "1", "stage": "Production", "archive_existing_versions": False},
+            )
             self.call("POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "1"})
         return runs
 
@@ -144,12 +150,19 @@ def checkpoint(world, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
         yield served
 
 
-def through(cp: LiveCheckpoint, method: str, endpoint: str, body: dict, workspace: str | None, user: str = "alice",
-            prefix: str = "/api/2.0/mlflow", headers: dict | None = None) -> requests.Response:  # fmt: skip
+def through(
+    cp: LiveCheckpoint,
+    method: str,
+    endpoint: str,
+    body: dict,
+    workspace: str | None,
+    user: str = "alice",
+    prefix: str = "/api/2.0/mlflow",
+    headers: dict | None = None,
+) -> requests.Response:
     """An MLflow REST call through Checkpoint's port, as ``user``, in ``workspace`` (None: no header)."""
     sent = {**({HEADER: workspace} if workspace is not None else {}), **(headers or {})}
-    return requests.request(method, f"{cp.url}{prefix}/{endpoint}", json=body, headers=sent, auth=(user, "x"),
-                            timeout=30)  # fmt: skip
+    return requests.request(method, f"{cp.url}{prefix}/{endpoint}", json=body, headers=sent, auth=(user, "x"), timeout=30)
 
 
 def api(cp: LiveCheckpoint, method: str, path: str, user: str = "bob", **kwargs) -> requests.Response:
@@ -167,13 +180,16 @@ def opened(answer: requests.Response) -> int:
 # -- the attacks of the issue, in a non-default workspace -------------------------------------
 
 ATTACKS = {
-    "archive the Production version": ("POST", "model-versions/transition-stage",
-                                       lambda n: {"name": n, "version": "1", "stage": "Archived"}),
+    "archive the Production version": (
+        "POST",
+        "model-versions/transition-stage",
+        lambda n: {"name": n, "version": "1", "stage": "Archived"},
+    ),
     "delete the champion version": ("DELETE", "model-versions/delete", lambda n: {"name": n, "version": "1"}),
     "delete the model": ("DELETE", "registered-models/delete", lambda n: {"name": n}),
     "move champion": ("POST", "registered-models/alias", lambda n: {"name": n, "alias": "champion", "version": "2"}),
     "rename the model": ("POST", "registered-models/rename", lambda n: {"name": n, "new_name": f"{n}-renamed"}),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
@@ -199,8 +215,9 @@ def test_attack_in_workspace_b_becomes_a_request_in_b(checkpoint, world, attack)
 def test_ui_call_in_b_carries_the_workspace_to_the_form(checkpoint, world):
     """MLflow's UI (``/ajax-api``) gets the pre-filled form; the form opens the request in B."""
     name, _ = world.model(production_in=(world.b,))
-    answer = through(checkpoint, "DELETE", "model-versions/delete", {"name": name, "version": "1"}, world.b,
-                     prefix="/ajax-api/2.0/mlflow")  # fmt: skip
+    answer = through(
+        checkpoint, "DELETE", "model-versions/delete", {"name": name, "version": "1"}, world.b, prefix="/ajax-api/2.0/mlflow"
+    )
     assert answer.status_code == 403, answer.text
     assert answer.json()["checkpoint"]["change"]["workspace"] == world.b
     form = requests.get(answer.json()["checkpoint"]["url"], auth=("alice", "x"), timeout=30)
@@ -210,8 +227,9 @@ def test_ui_call_in_b_carries_the_workspace_to_the_form(checkpoint, world):
 
 def test_request_in_b_reads_b_and_applies_to_b_only(checkpoint, world):
     name, runs = world.model(production_in=("", world.a, world.b))
-    request_id = opened(through(checkpoint, "POST", "registered-models/alias",
-                                {"name": name, "alias": "champion", "version": "2"}, world.b))  # fmt: skip
+    request_id = opened(
+        through(checkpoint, "POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "2"}, world.b)
+    )
     item = api(checkpoint, "GET", f"/requests/{request_id}").json()
     # The snapshots are B's versions (their runs), not the same-named model's in A or the default.
     assert item["challenger"]["run_id"] == runs[world.b]["2"]
@@ -260,8 +278,7 @@ def test_same_change_in_a_and_b_is_two_requests(checkpoint, world):
     assert f'/checkpoint/requests/{in_a}"' not in page.text
 
     # Each read its own workspace when it opened: both saw champion at v1 for the first time.
-    events = [e for e in services(checkpoint.app).store.events(model=name)
-              if e.kind == "outside_change"]  # fmt: skip
+    events = [e for e in services(checkpoint.app).store.events(model=name) if e.kind == "outside_change"]
     assert sorted(e.data.get("workspace", "") for e in events) == sorted([world.a, world.b])
 
 
@@ -293,8 +310,13 @@ def test_ungoverned_calls_in_b_pass_untouched(checkpoint, world):
     assert through(checkpoint, "POST", "registered-models/create", {"name": name}, world.b).status_code == 200
     experiment_id = b.call("POST", "experiments/create", {"name": f"exp-{name}"}).json()["experiment_id"]
     run = b.call("POST", "runs/create", {"experiment_id": experiment_id}).json()["run"]["info"]
-    made = through(checkpoint, "POST", "model-versions/create",
-                   {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]}, world.b)  # fmt: skip
+    made = through(
+        checkpoint,
+        "POST",
+        "model-versions/create",
+        {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]},
+        world.b,
+    )
     assert made.status_code == 200, made.text
     version = made.json()["model_version"]["version"]
     calls = [
@@ -315,8 +337,14 @@ def test_ungoverned_calls_in_b_pass_untouched(checkpoint, world):
 @pytest.mark.parametrize("spelling", ["Team-B", "x", "api", "a b", "café", "ws,other"])
 def test_malformed_workspace_header_is_refused_on_a_governed_route(checkpoint, world, spelling):
     name, _ = world.model(production_in=("",))
-    answer = through(checkpoint, "DELETE", "model-versions/delete", {"name": name, "version": "1"}, None,
-                     headers={HEADER: spelling.encode("utf-8").decode("latin-1")})  # fmt: skip
+    answer = through(
+        checkpoint,
+        "DELETE",
+        "model-versions/delete",
+        {"name": name, "version": "1"},
+        None,
+        headers={HEADER: spelling.encode("utf-8").decode("latin-1")},
+    )
     assert answer.status_code == 400, answer.text
     assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "workspace" in answer.json()["message"].lower()
@@ -331,8 +359,13 @@ def test_two_workspace_headers_are_refused(checkpoint, world):
     headers.add(HEADER, world.a)
     headers.add(HEADER, world.b)
     headers.add("Authorization", "Basic YWxpY2U6eA==")
-    answer = urllib3.request("DELETE", f"{checkpoint.url}/api/2.0/mlflow/model-versions/delete", headers=headers,
-                             body=json.dumps({"name": name, "version": "1"}).encode(), retries=False)  # fmt: skip
+    answer = urllib3.request(
+        "DELETE",
+        f"{checkpoint.url}/api/2.0/mlflow/model-versions/delete",
+        headers=headers,
+        body=json.dumps({"name": name, "version": "1"}).encode(),
+        retries=False,
+    )
     assert answer.status == 400, answer.data
     assert world.states(name)[world.a]["stages"] == {"1": "Production", "2": "None"}
 
@@ -347,16 +380,25 @@ def test_workspace_spellings_mlflow_accepts_mean_the_same_to_checkpoint(checkpoi
     sent, canonical = sent.format(b=world.b), canonical.format(b=world.b)
     name, runs = world.model(production_in=("", world.a, world.b))
     headers = {HEADER: sent.encode("latin-1"), "Content-Type": "application/json", "Authorization": "Basic YWxpY2U6eA=="}
-    answer = urllib3.request("DELETE", f"{checkpoint.url}/api/2.0/mlflow/model-versions/delete", headers=headers,
-                             body=json.dumps({"name": name, "version": "1"}).encode(), retries=False)  # fmt: skip
+    answer = urllib3.request(
+        "DELETE",
+        f"{checkpoint.url}/api/2.0/mlflow/model-versions/delete",
+        headers=headers,
+        body=json.dumps({"name": name, "version": "1"}).encode(),
+        retries=False,
+    )
     assert answer.status == 403, answer.data
     item = api(checkpoint, "GET", f"/requests/{answer.json()['checkpoint']['request_id']}").json()
     assert item["workspace"] == (canonical or "default")
     assert item["challenger"]["run_id"] == runs[canonical]["1"]
     assert world.direct(canonical).state(name)["stages"] == {"1": "Production", "2": "None"}
     # MLflow itself reads the spelling the same way (the Checkpoint-free control).
-    control = urllib3.request("GET", f"{world.url}/api/2.0/mlflow/model-versions/get?name={name}&version=1",
-                              headers={HEADER: sent.encode("latin-1")}, retries=False)  # fmt: skip
+    control = urllib3.request(
+        "GET",
+        f"{world.url}/api/2.0/mlflow/model-versions/get?name={name}&version=1",
+        headers={HEADER: sent.encode("latin-1")},
+        retries=False,
+    )
     assert control.status == 200 and control.json()["model_version"]["run_id"] == runs[canonical]["1"]
 
 
@@ -364,9 +406,14 @@ def test_workspace_header_named_in_connection_is_read_as_mlflow_reads_it(checkpo
     """A header listed in ``Connection`` is hop-by-hop: the proxy drops it and MLflow acts in the
     default workspace. Checkpoint must govern there, not in the workspace the dropped header named."""
     name, _ = world.model(production_in=("",))  # Production in the default workspace only
-    answer = through(checkpoint, "POST", "model-versions/transition-stage",
-                     {"name": name, "version": "1", "stage": "Archived"}, world.b,
-                     headers={"Connection": f"keep-alive, {HEADER}"})  # fmt: skip
+    answer = through(
+        checkpoint,
+        "POST",
+        "model-versions/transition-stage",
+        {"name": name, "version": "1", "stage": "Archived"},
+        world.b,
+        headers={"Connection": f"keep-alive, {HEADER}"},
+    )
     request_id = opened(answer)
     assert api(checkpoint, "GET", f"/requests/{request_id}").json()["workspace"] == "default"
     assert world.direct("").state(name)["stages"] == {"1": "Production", "2": "None"}
@@ -400,8 +447,9 @@ def test_reconciler_asks_the_requests_workspace(checkpoint, world):
     """An apply interrupted by a crash is settled by asking MLflow in the request's workspace:
     the change made in B is found there (A's same-named model does not have it)."""
     name, _ = world.model(production_in=(world.a, world.b))
-    request_id = opened(through(checkpoint, "POST", "registered-models/alias",
-                                {"name": name, "alias": "champion", "version": "2"}, world.b))  # fmt: skip
+    request_id = opened(
+        through(checkpoint, "POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "2"}, world.b)
+    )
     workflow = services(checkpoint.app).workflow
     store = workflow.store
     assert store.transition(request_id, (OPEN,), APPROVED, actor="test", event="approved")
@@ -432,8 +480,19 @@ def test_change_workspace_is_identity_and_survives_storage():
     assert SetAlias("m", alias="a", version_="1").workspace == ""
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, ""), ("", ""), ("  ", ""), ("default", ""), (" default ", ""),
-                                               ("team-b", "team-b"), ("\tteam-b ", "team-b"), ("a1", "a1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ""),
+        ("", ""),
+        ("  ", ""),
+        ("default", ""),
+        (" default ", ""),
+        ("team-b", "team-b"),
+        ("\tteam-b ", "team-b"),
+        ("a1", "a1"),
+    ],
+)
 def test_canonical_workspace_follows_mlflow(raw, expected):
     assert canonical_workspace(raw) == expected
 
@@ -482,13 +541,15 @@ def test_checks_read_the_requests_workspace(checkpoint, world):
     tag = {"name": name, "version": "2", "key": "team"}
     world.direct(world.a).call("POST", "model-versions/set-tag", {**tag, "value": "a"})
     world.direct("").call("POST", "model-versions/set-tag", {**tag, "value": "other"})
-    request_id = opened(through(checkpoint, "POST", "registered-models/alias",
-                                {"name": name, "alias": "champion", "version": "2"}, world.a))  # fmt: skip
+    request_id = opened(
+        through(checkpoint, "POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "2"}, world.a)
+    )
     item = api(checkpoint, "GET", f"/requests/{request_id}").json()
     assert item["rule"]["name"] == "a-champion"
     assert [(c["name"], c["status"]) for c in item["checks"]] == [("team-tag", "pass")], item["checks"]
-    in_default = opened(through(checkpoint, "POST", "registered-models/alias",
-                                {"name": name, "alias": "champion", "version": "2"}, None))  # fmt: skip
+    in_default = opened(
+        through(checkpoint, "POST", "registered-models/alias", {"name": name, "alias": "champion", "version": "2"}, None)
+    )
     assert api(checkpoint, "GET", f"/requests/{in_default}").json()["checks"] == []  # A's rule stays in A
 
 
@@ -506,11 +567,16 @@ def workspace_state(direct: Direct, name: str) -> dict | None:
         "description": model.get("description", ""),
         "tags": {t["key"]: t.get("value", "") for t in model.get("tags", [])},
         "aliases": {a["alias"]: a["version"] for a in model.get("aliases", [])},
-        "versions": {v["version"]: {"stage": v["current_stage"], "description": v.get("description", ""),
-                                    "tags": {t["key"]: t.get("value", "") for t in v.get("tags", [])},
-                                    "source": v["source"]}
-                     for v in found.get("model_versions", [])},
-    }  # fmt: skip
+        "versions": {
+            v["version"]: {
+                "stage": v["current_stage"],
+                "description": v.get("description", ""),
+                "tags": {t["key"]: t.get("value", "") for t in v.get("tags", [])},
+                "source": v["source"],
+            }
+            for v in found.get("model_versions", [])
+        },
+    }
 
 
 def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, world):
@@ -540,23 +606,46 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
     def snapshot() -> dict:
         return {ws: {n: workspace_state(world.direct(ws), n) for n in names} for ws in spaces}
 
-    spellings = [None, "default", " default", world.a, f" {world.a} ", world.b, f"{world.b}\t", world.b.upper(),
-                 "no-such-ws", (world.a, world.b), (world.b, world.a)]  # fmt: skip
+    spellings = [
+        None,
+        "default",
+        " default",
+        world.a,
+        f" {world.a} ",
+        world.b,
+        f"{world.b}\t",
+        world.b.upper(),
+        "no-such-ws",
+        (world.a, world.b),
+        (world.b, world.a),
+    ]
     calls = [
-        ("POST", "registered-models/alias", lambda: {"name": name, "alias": rng.choice(["champion", "candidate"]),
-                                                     "version": rng.choice("12")}),
+        (
+            "POST",
+            "registered-models/alias",
+            lambda: {"name": name, "alias": rng.choice(["champion", "candidate"]), "version": rng.choice("12")},
+        ),
         ("DELETE", "registered-models/alias", lambda: {"name": name, "alias": rng.choice(["champion", "candidate"])}),
-        ("POST", "model-versions/transition-stage", lambda: {"name": name, "version": rng.choice("12"),
-                                                             "stage": rng.choice(["Production", "archived", "None",
-                                                                                  "staging"])}),
+        (
+            "POST",
+            "model-versions/transition-stage",
+            lambda: {
+                "name": name,
+                "version": rng.choice("12"),
+                "stage": rng.choice(["Production", "archived", "None", "staging"]),
+            },
+        ),
         ("DELETE", "model-versions/delete", lambda: {"name": name, "version": rng.choice("12")}),
         ("DELETE", "registered-models/delete", lambda: {"name": name}),
         ("POST", "registered-models/rename", lambda: {"name": name, "new_name": f"{name}-renamed"}),
-        ("POST", "model-versions/set-tag", lambda: {"name": name, "version": rng.choice("12"),
-                                                    "key": rng.choice(["validation_status", "note"]), "value": "x"}),
+        (
+            "POST",
+            "model-versions/set-tag",
+            lambda: {"name": name, "version": rng.choice("12"), "key": rng.choice(["validation_status", "note"]), "value": "x"},
+        ),
         ("DELETE", "model-versions/delete-tag", lambda: {"name": name, "version": "1", "key": "validation_status"}),
         ("PATCH", "model-versions/update", lambda: {"name": name, "version": "2", "description": f"d{rng.randrange(99)}"}),
-    ]  # fmt: skip
+    ]
     before = snapshot()
     outcomes: Counter[str] = Counter()
     for _ in range(120):
@@ -565,8 +654,14 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
         spelling = rng.choice(spellings)
         for value in spelling if isinstance(spelling, tuple) else () if spelling is None else (spelling,):
             headers.add(HEADER, value)
-        answer = urllib3.request(method, f"{checkpoint.url}/api/2.0/mlflow/{endpoint}", headers=headers,
-                                 body=json.dumps(body()).encode(), retries=False, timeout=60)  # fmt: skip
+        answer = urllib3.request(
+            method,
+            f"{checkpoint.url}/api/2.0/mlflow/{endpoint}",
+            headers=headers,
+            body=json.dumps(body()).encode(),
+            retries=False,
+            timeout=60,
+        )
         assert answer.status < 500, (method, endpoint, spelling, answer.data[:300])
         outcomes[str(answer.status)] += 1
     after = snapshot()
@@ -603,15 +698,24 @@ def test_artifact_writes_over_a_registered_version_in_b_are_refused(checkpoint, 
 
     def put(path: str, workspace: str | None) -> requests.Response:
         headers = {HEADER: workspace} if workspace else {}
-        return requests.put(f"{checkpoint.url}/api/2.0/mlflow-artifacts/artifacts/{path}", data=b"swapped",
-                            headers=headers, auth=("mallory", "x"), timeout=30)  # fmt: skip
+        return requests.put(
+            f"{checkpoint.url}/api/2.0/mlflow-artifacts/artifacts/{path}",
+            data=b"swapped",
+            headers=headers,
+            auth=("mallory", "x"),
+            timeout=30,
+        )
 
     for path in (f"{unscoped}/model/MLmodel", f"{stored}/model/model.pkl"):
         answer = put(path, world.b)
         assert answer.status_code == 403, (path, answer.text)
         assert f"registered model '{name}' version 1" in answer.json()["message"]
-    listing = requests.get(f"{world.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": f"{stored}/model"},
-                           headers={HEADER: world.b}, timeout=30)  # fmt: skip
+    listing = requests.get(
+        f"{world.url}/api/2.0/mlflow-artifacts/artifacts",
+        params={"path": f"{stored}/model"},
+        headers={HEADER: world.b},
+        timeout=30,
+    )
     assert listing.status_code == 200 and listing.json().get("files") is None  # nothing was written there
     assert put(f"{unscoped}/notes.txt", world.b).status_code == 200  # outside the version's files
     assert put(f"{unscoped}/model/MLmodel", None).status_code == 200  # the default workspace's path: another file

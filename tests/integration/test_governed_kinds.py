@@ -42,8 +42,7 @@ class Gate:
         return services(self.app).store.count()
 
     def send(self, prefix: str, method: str, endpoint: str, body: dict, user: str = "alice") -> requests.Response:
-        return requests.request(method, f"{self.url}/{prefix}/2.0/mlflow/{endpoint}", json=body, auth=(user, "x"),
-                                timeout=60)  # fmt: skip
+        return requests.request(method, f"{self.url}/{prefix}/2.0/mlflow/{endpoint}", json=body, auth=(user, "x"), timeout=60)
 
     def governed_api(self, method: str, endpoint: str, body: dict, kind: str) -> int:
         """A raw ``/api/2.0`` call that must open a request; its id."""
@@ -263,8 +262,13 @@ def test_copying_into_a_protected_model_is_governed(gate, client, direct, mlflow
     gate.passes("api", "POST", "model-versions/create", {"name": other, "source": f"models:/{name}/{v2}"})
     # MLflow 3 resolves a raw @alias source; 2.x answers 500 (Checkpoint passes either answer through).
     modern = mlflow_major(mlflow_server) >= 3
-    gate.passes("ajax-api", "POST", "model-versions/create", {"name": other, "source": f"models:/{name}@champion"},
-                status=200 if modern else 500)  # fmt: skip
+    gate.passes(
+        "ajax-api",
+        "POST",
+        "model-versions/create",
+        {"name": other, "source": f"models:/{name}@champion"},
+        status=200 if modern else 500,
+    )
     assert sorted(v.source for v in direct.search_model_versions(f"name = '{other}'")) == sorted(
         [f"models:/{name}/{v1}", f"models:/{name}/{v2}"] + ([f"models:/{name}/{v1}"] if modern else [])
     )
@@ -278,17 +282,18 @@ def test_copying_into_a_protected_model_is_governed(gate, client, direct, mlflow
     (made,) = direct.search_model_versions(f"name = '{prod}'")
     assert made.source == f"models:/{name}/{v1}"
 
-    change = gate.pointer("POST", "model-versions/create", {"name": prod, "source": f"models:/{name}@champion"},
-                          "create_version")  # fmt: skip
+    change = gate.pointer("POST", "model-versions/create", {"name": prod, "source": f"models:/{name}@champion"}, "create_version")
     assert change["name"] == prod and change["source"] == f"models:/{name}@champion"
 
-    request_id = gate.governed_api("POST", "model-versions/create", {"name": prod, "source": f"models:/{name}/{v2}"},
-                                   "create_version")  # fmt: skip
+    request_id = gate.governed_api(
+        "POST", "model-versions/create", {"name": prod, "source": f"models:/{name}/{v2}"}, "create_version"
+    )
     assert len(direct.search_model_versions(f"name = '{prod}'")) == 1
     gate.approve(request_id)
     assert sorted(v.source for v in direct.search_model_versions(f"name = '{prod}'")) == [
-        f"models:/{name}/{v1}", f"models:/{name}/{v2}"
-    ]  # fmt: skip
+        f"models:/{name}/{v1}",
+        f"models:/{name}/{v2}",
+    ]
 
 
 def test_registering_a_run_model_into_a_protected_model_is_governed(gate, client, direct, mlflow_server):
@@ -296,8 +301,9 @@ def test_registering_a_run_model_into_a_protected_model_is_governed(gate, client
     source, second = direct.get_model_version(name, v1), direct.get_model_version(name, v2)
     prod = f"prod.{name}"
 
-    request_id = refused_by_client(lambda: client.create_model_version(prod, source.source, run_id=source.run_id), gate,
-                                   "create_version")  # fmt: skip
+    request_id = refused_by_client(
+        lambda: client.create_model_version(prod, source.source, run_id=source.run_id), gate, "create_version"
+    )
     assert not exists(direct, prod)
     gate.approve(request_id)
     (made,) = direct.search_model_versions(f"name = '{prod}'")
@@ -309,8 +315,7 @@ def test_registering_a_run_model_into_a_protected_model_is_governed(gate, client
     assert len(direct.search_model_versions(f"name = '{prod}'")) == 1
     gate.approve(request_id)
     made = max(direct.search_model_versions(f"name = '{prod}'"), key=lambda v: int(v.version))
-    assert (made.version, made.source, made.run_id, made.description) == ("2", second.source, second.run_id,
-                                                                            "from the pipeline")  # fmt: skip
+    assert (made.version, made.source, made.run_id, made.description) == ("2", second.source, second.run_id, "from the pipeline")
 
 
 # -- tags -------------------------------------------------------------------------------------------
@@ -327,29 +332,30 @@ def test_protected_tags_are_governed_others_pass(gate, client, direct, mlflow_se
     assert "note" not in version_tags() and model_tags()["note"] == "b"
 
     # On a version.
-    gate.pointer("POST", "model-versions/set-tag", {"name": name, "version": v1, "key": "validation_status", "value": "x"},
-                 "set_tag")  # fmt: skip
-    request_id = refused_by_client(lambda: client.set_model_version_tag(name, v1, "validation_status", "passed"), gate,
-                                   "set_tag")  # fmt: skip
+    gate.pointer(
+        "POST", "model-versions/set-tag", {"name": name, "version": v1, "key": "validation_status", "value": "x"}, "set_tag"
+    )
+    request_id = refused_by_client(lambda: client.set_model_version_tag(name, v1, "validation_status", "passed"), gate, "set_tag")
     assert "validation_status" not in version_tags()
     gate.approve(request_id)
     assert version_tags()["validation_status"] == "passed"
-    request_id = gate.governed_api("DELETE", "model-versions/delete-tag",
-                                   {"name": name, "version": v1, "key": "validation_status"}, "delete_tag")  # fmt: skip
+    request_id = gate.governed_api(
+        "DELETE", "model-versions/delete-tag", {"name": name, "version": v1, "key": "validation_status"}, "delete_tag"
+    )
     assert version_tags()["validation_status"] == "passed"
     gate.approve(request_id)
     assert "validation_status" not in version_tags()
 
     # On the registered model.
-    request_id = refused_by_client(lambda: client.set_registered_model_tag(name, "validation_status", "passed"), gate,
-                                   "set_tag")  # fmt: skip
+    request_id = refused_by_client(lambda: client.set_registered_model_tag(name, "validation_status", "passed"), gate, "set_tag")
     assert "validation_status" not in model_tags()
     gate.approve(request_id)
     assert model_tags()["validation_status"] == "passed"
     change = gate.pointer("DELETE", "registered-models/delete-tag", {"name": name, "key": "validation_status"}, "delete_tag")
     assert change["version"] is None
-    request_id = gate.governed_api("DELETE", "registered-models/delete-tag", {"name": name, "key": "validation_status"},
-                                   "delete_tag")  # fmt: skip
+    request_id = gate.governed_api(
+        "DELETE", "registered-models/delete-tag", {"name": name, "key": "validation_status"}, "delete_tag"
+    )
     gate.approve(request_id)
     assert model_tags() == {"note": "b"}
 

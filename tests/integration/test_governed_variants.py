@@ -65,13 +65,15 @@ def prepare(mlflow_url: str) -> Model:
     name, (v1, v2) = make_model(mlflow_url)
     version = _ok(_rest(mlflow_url, "GET", "model-versions/get", params={"name": name, "version": v1}))["model_version"]
     for endpoint, body in [
-        ("model-versions/transition-stage", {"name": name, "version": v1, "stage": "Production",
-                                             "archive_existing_versions": False}),
+        (
+            "model-versions/transition-stage",
+            {"name": name, "version": v1, "stage": "Production", "archive_existing_versions": False},
+        ),
         (ALIAS, {"name": name, "alias": "champion", "version": v1}),
         ("model-versions/set-tag", {"name": name, "version": v1, "key": "validation_status", "value": "passed"}),
         ("registered-models/set-tag", {"name": name, "key": "validation_status", "value": "passed"}),
         ("registered-models/create", {"name": f"prod.{name}"}),
-    ]:  # fmt: skip
+    ]:
         _ok(_rest(mlflow_url, "POST", endpoint, json=body))
     return Model(name, v1, v2, version["run_id"], version["source"])
 
@@ -127,8 +129,10 @@ def restore(mlflow_url: str, model: Model, want: dict) -> None:
     for (name, version), state in want["versions"].items():
         now = have["versions"][(name, version)]
         if now["stage"] != state["stage"]:
-            post("model-versions/transition-stage", {"name": name, "version": version, "stage": state["stage"],
-                                                     "archive_existing_versions": False})  # fmt: skip
+            post(
+                "model-versions/transition-stage",
+                {"name": name, "version": version, "stage": state["stage"], "archive_existing_versions": False},
+            )
         for key, value in state["tags"].items():
             if now["tags"].get(key) != value:
                 post("model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value})
@@ -218,8 +222,7 @@ TO_PRODUCTION = js(name="{name}", version="{v2}", stage="Production")
 CHAMPION_CHANGE = {"alias": "champion", "version": "{v2}"}
 
 
-def alias(label: str, target: str, expect: str = GOVERNED, mlflow: int | None = 200, body: Body = SET_CHAMPION,
-          **kw) -> Variant:  # fmt: skip
+def alias(label: str, target: str, expect: str = GOVERNED, mlflow: int | None = 200, body: Body = SET_CHAMPION, **kw) -> Variant:
     change = kw.pop("change", CHAMPION_CHANGE if expect == GOVERNED else {})
     method = kw.pop("method", "POST")
     return Variant(f"set-alias/{label}", method, target, body, expect, mlflow, "set_alias", change, **kw)
@@ -255,103 +258,355 @@ VARIANTS = [
     alias("content-type-text-plain", f"{API}/{ALIAS}", REFUSED, 400, status=400, headers={"Content-Type": "text/plain"}),
     alias("no-content-type", f"{API}/{ALIAS}", REFUSED, 400, status=400, headers={}),
     alias("chunked-body", f"{API}/{ALIAS}", mlflow=400, chunked=True),  # MLflow drops a chunked body
-    alias("version-as-number", f"{API}/{ALIAS}", REFUSED, 400, status=400,
-          body=js(name="{name}", alias="champion", version=2)),
+    alias("version-as-number", f"{API}/{ALIAS}", REFUSED, 400, status=400, body=js(name="{name}", alias="champion", version=2)),
     alias("version-missing", f"{API}/{ALIAS}", REFUSED, 400, status=400, body=js(name="{name}", alias="champion")),
     alias("name-missing", f"{API}/{ALIAS}", REFUSED, 400, status=400, body=js(alias="champion", version="{v2}")),
     alias("name-empty", f"{API}/{ALIAS}", REFUSED, 400, status=400, body=js(name="", alias="champion", version="{v2}")),
     alias("malformed-json", f"{API}/{ALIAS}", REFUSED, 400, status=400, body=text('{{"name": "{name}", "alias": ')),
     alias("double-encoded-body", f"{API}/{ALIAS}", body=double_encoded(SET_CHAMPION)),
-    alias("upper-case-alias", f"{API}/{ALIAS}", body=js(name="{name}", alias="CHAMPION", version="{v2}"),
-          change={"alias": "CHAMPION"}),
+    alias(
+        "upper-case-alias",
+        f"{API}/{ALIAS}",
+        body=js(name="{name}", alias="CHAMPION", version="{v2}"),
+        change={"alias": "CHAMPION"},
+    ),
     alias("prod-eu", f"{API}/{ALIAS}", body=js(name="{name}", alias="prod-eu", version="{v2}"), change={"alias": "prod-eu"}),
-    alias("unicode-escaped-alias", f"{API}/{ALIAS}",
-          body=text('{{"name": "{name}", "alias": "\\u0063hampion", "version": "{v2}"}}')),
+    alias(
+        "unicode-escaped-alias", f"{API}/{ALIAS}", body=text('{{"name": "{name}", "alias": "\\u0063hampion", "version": "{v2}"}}')
+    ),
     # Where MLflow is ambiguous or lenient, Checkpoint refuses rather than guess.
-    alias("duplicated-json-key", f"{API}/{ALIAS}", STRICTER, 200,
-          body=text('{{"name": "{name}", "alias": "candidate", "alias": "champion", "version": "{v2}"}}')),
+    alias(
+        "duplicated-json-key",
+        f"{API}/{ALIAS}",
+        STRICTER,
+        200,
+        body=text('{{"name": "{name}", "alias": "candidate", "alias": "champion", "version": "{v2}"}}'),
+    ),
     alias("json-array", f"{API}/{ALIAS}", STRICTER, 500, body=text('[{{"name": "{name}"}}]')),
-    alias("utf-8-bom", f"{API}/{ALIAS}", STRICTER, 200,
-          body=text('{{"name": "{name}", "alias": "champion", "version": "{v2}"}}', prefix=b"\xef\xbb\xbf")),
-    alias("utf-16-body", f"{API}/{ALIAS}", STRICTER, 200,
-          body=text('{{"name": "{name}", "alias": "champion", "version": "{v2}"}}', "utf-16")),
+    alias(
+        "utf-8-bom",
+        f"{API}/{ALIAS}",
+        STRICTER,
+        200,
+        body=text('{{"name": "{name}", "alias": "champion", "version": "{v2}"}}', prefix=b"\xef\xbb\xbf"),
+    ),
+    alias(
+        "utf-16-body",
+        f"{API}/{ALIAS}",
+        STRICTER,
+        200,
+        body=text('{{"name": "{name}", "alias": "champion", "version": "{v2}"}}', "utf-16"),
+    ),
     # Delete alias: PATCH/DELETE bodies are JSON whatever the content type.
-    Variant("delete-alias/json-body-no-content-type", "DELETE", f"{API}/{ALIAS}", DELETE_CHAMPION, GOVERNED, 200,
-            "delete_alias", {"alias": "champion"}, headers={}),
-    Variant("delete-alias/ajax-text-plain", "DELETE", f"{AJAX}/{ALIAS}", DELETE_CHAMPION, GOVERNED, 200, "delete_alias",
-            headers={"Content-Type": "text/plain"}),
-    Variant("delete-alias/ui-sends-version", "DELETE", f"{API}/{ALIAS}", js(name="{name}", alias="champion", version="{v1}"),
-            GOVERNED, 200, "delete_alias"),
-    Variant("delete-alias/query-string-only", "DELETE", f"{API}/{ALIAS}?name={{name}}&alias=champion", lambda m: None,
-            REFUSED, 400, status=400, headers={}),
+    Variant(
+        "delete-alias/json-body-no-content-type",
+        "DELETE",
+        f"{API}/{ALIAS}",
+        DELETE_CHAMPION,
+        GOVERNED,
+        200,
+        "delete_alias",
+        {"alias": "champion"},
+        headers={},
+    ),
+    Variant(
+        "delete-alias/ajax-text-plain",
+        "DELETE",
+        f"{AJAX}/{ALIAS}",
+        DELETE_CHAMPION,
+        GOVERNED,
+        200,
+        "delete_alias",
+        headers={"Content-Type": "text/plain"},
+    ),
+    Variant(
+        "delete-alias/ui-sends-version",
+        "DELETE",
+        f"{API}/{ALIAS}",
+        js(name="{name}", alias="champion", version="{v1}"),
+        GOVERNED,
+        200,
+        "delete_alias",
+    ),
+    Variant(
+        "delete-alias/query-string-only",
+        "DELETE",
+        f"{API}/{ALIAS}?name={{name}}&alias=champion",
+        lambda m: None,
+        REFUSED,
+        400,
+        status=400,
+        headers={},
+    ),
     # Stage transitions.
-    Variant("transition/production", "POST", f"{API}/model-versions/transition-stage", TO_PRODUCTION, GOVERNED, 200,
-            "transition", {"version": "{v2}", "stage": "Production"}),
-    Variant("transition/lower-case-stage", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="production"), GOVERNED, 200, "transition", {"stage": "Production"}),
-    Variant("transition/upper-case-staging", "POST", f"{AJAX}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="STAGING"), GOVERNED, 200, "transition", {"stage": "Staging"}),
-    Variant("transition/camel-case-archive", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="Production", archiveExistingVersions=True), GOVERNED, 200,
-            "transition", {"archive_existing_versions": True}),
-    Variant("transition/champion-to-archived", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v1}", stage="Archived"), GOVERNED, 200, "transition",
-            {"version": "{v1}", "stage": "Archived"}),
-    Variant("transition/champion-to-none", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v1}", stage="none"), GOVERNED, 200, "transition", {"stage": "None"}),
-    Variant("transition/ajax-preview-encoded", "POST", "/ajax-api/2.0/preview/mlflow/model-versions/transition%2Dstage",
-            TO_PRODUCTION, GOVERNED, 404, "transition"),
-    Variant("transition/snake-and-camel", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="Production", archive_existing_versions=False, archiveExistingVersions=True),
-            REFUSED, 400, status=400),
-    Variant("transition/invalid-stage", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="Prod"), REFUSED, 400, status=400),
-    Variant("transition/version-as-number", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version=2, stage="Production"), REFUSED, 400, status=400),
-    Variant("transition/archive-flag-as-string", "POST", f"{API}/model-versions/transition-stage",
-            js(name="{name}", version="{v2}", stage="Production", archive_existing_versions="true"), REFUSED, 400, status=400),
+    Variant(
+        "transition/production",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        TO_PRODUCTION,
+        GOVERNED,
+        200,
+        "transition",
+        {"version": "{v2}", "stage": "Production"},
+    ),
+    Variant(
+        "transition/lower-case-stage",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="production"),
+        GOVERNED,
+        200,
+        "transition",
+        {"stage": "Production"},
+    ),
+    Variant(
+        "transition/upper-case-staging",
+        "POST",
+        f"{AJAX}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="STAGING"),
+        GOVERNED,
+        200,
+        "transition",
+        {"stage": "Staging"},
+    ),
+    Variant(
+        "transition/camel-case-archive",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="Production", archiveExistingVersions=True),
+        GOVERNED,
+        200,
+        "transition",
+        {"archive_existing_versions": True},
+    ),
+    Variant(
+        "transition/champion-to-archived",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v1}", stage="Archived"),
+        GOVERNED,
+        200,
+        "transition",
+        {"version": "{v1}", "stage": "Archived"},
+    ),
+    Variant(
+        "transition/champion-to-none",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v1}", stage="none"),
+        GOVERNED,
+        200,
+        "transition",
+        {"stage": "None"},
+    ),
+    Variant(
+        "transition/ajax-preview-encoded",
+        "POST",
+        "/ajax-api/2.0/preview/mlflow/model-versions/transition%2Dstage",
+        TO_PRODUCTION,
+        GOVERNED,
+        404,
+        "transition",
+    ),
+    Variant(
+        "transition/snake-and-camel",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="Production", archive_existing_versions=False, archiveExistingVersions=True),
+        REFUSED,
+        400,
+        status=400,
+    ),
+    Variant(
+        "transition/invalid-stage",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="Prod"),
+        REFUSED,
+        400,
+        status=400,
+    ),
+    Variant(
+        "transition/version-as-number",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version=2, stage="Production"),
+        REFUSED,
+        400,
+        status=400,
+    ),
+    Variant(
+        "transition/archive-flag-as-string",
+        "POST",
+        f"{API}/model-versions/transition-stage",
+        js(name="{name}", version="{v2}", stage="Production", archive_existing_versions="true"),
+        REFUSED,
+        400,
+        status=400,
+    ),
     # Rename (the model holds the champion). MLflow checks required fields by their snake_case key,
     # so it refuses ``newName`` (400); Checkpoint reads either spelling and governs it.
-    Variant("rename/canonical", "POST", f"{API}/registered-models/rename", js(name="{name}", new_name="{name}-renamed"),
-            GOVERNED, 200, "rename", {"new_name": "{name}-renamed"}),
-    Variant("rename/camel-case-new-name", "POST", f"{API}/registered-models/rename",
-            js(name="{name}", newName="{name}-renamed"), GOVERNED, 400, "rename", {"new_name": "{name}-renamed"}),
-    Variant("rename/into-prod-ajax", "POST", f"{AJAX}/registered-models/rename",
-            js(name="{name}", new_name="prod.{name}-x"), GOVERNED, 200, "rename", {"new_name": "prod.{name}-x"}),
-    Variant("rename/snake-and-camel", "POST", f"{API}/registered-models/rename",
-            js(name="{name}", new_name="{name}-a", newName="{name}-b"), REFUSED, 400, status=400),
-    Variant("rename/new-name-missing", "POST", f"{API}/registered-models/rename", js(name="{name}"), REFUSED, 400,
-            status=400),
+    Variant(
+        "rename/canonical",
+        "POST",
+        f"{API}/registered-models/rename",
+        js(name="{name}", new_name="{name}-renamed"),
+        GOVERNED,
+        200,
+        "rename",
+        {"new_name": "{name}-renamed"},
+    ),
+    Variant(
+        "rename/camel-case-new-name",
+        "POST",
+        f"{API}/registered-models/rename",
+        js(name="{name}", newName="{name}-renamed"),
+        GOVERNED,
+        400,
+        "rename",
+        {"new_name": "{name}-renamed"},
+    ),
+    Variant(
+        "rename/into-prod-ajax",
+        "POST",
+        f"{AJAX}/registered-models/rename",
+        js(name="{name}", new_name="prod.{name}-x"),
+        GOVERNED,
+        200,
+        "rename",
+        {"new_name": "prod.{name}-x"},
+    ),
+    Variant(
+        "rename/snake-and-camel",
+        "POST",
+        f"{API}/registered-models/rename",
+        js(name="{name}", new_name="{name}-a", newName="{name}-b"),
+        REFUSED,
+        400,
+        status=400,
+    ),
+    Variant("rename/new-name-missing", "POST", f"{API}/registered-models/rename", js(name="{name}"), REFUSED, 400, status=400),
     # Deletes (not sent to MLflow directly: they would destroy the throwaway; MLflow serves them, §1.3).
-    Variant("delete-version/no-content-type", "DELETE", f"{API}/model-versions/delete", js(name="{name}", version="{v1}"),
-            GOVERNED, None, "delete_version", {"version": "{v1}"}, headers={}),
-    Variant("delete-version/version-as-number", "DELETE", f"{API}/model-versions/delete", js(name="{name}", version=1),
-            REFUSED, 400, status=400, headers={}),
-    Variant("delete-model/no-content-type", "DELETE", f"{API}/registered-models/delete", js(name="{name}"), GOVERNED, None,
-            "delete_model", headers={}),
-    Variant("delete-model/ajax-double-slash", "DELETE", f"/{AJAX}//registered-models/delete", js(name="{name}"), GOVERNED,
-            None, "delete_model"),
+    Variant(
+        "delete-version/no-content-type",
+        "DELETE",
+        f"{API}/model-versions/delete",
+        js(name="{name}", version="{v1}"),
+        GOVERNED,
+        None,
+        "delete_version",
+        {"version": "{v1}"},
+        headers={},
+    ),
+    Variant(
+        "delete-version/version-as-number",
+        "DELETE",
+        f"{API}/model-versions/delete",
+        js(name="{name}", version=1),
+        REFUSED,
+        400,
+        status=400,
+        headers={},
+    ),
+    Variant(
+        "delete-model/no-content-type",
+        "DELETE",
+        f"{API}/registered-models/delete",
+        js(name="{name}"),
+        GOVERNED,
+        None,
+        "delete_model",
+        headers={},
+    ),
+    Variant(
+        "delete-model/ajax-double-slash",
+        "DELETE",
+        f"/{AJAX}//registered-models/delete",
+        js(name="{name}"),
+        GOVERNED,
+        None,
+        "delete_model",
+    ),
     # Tags.
-    Variant("version-tag/set", "POST", f"{API}/model-versions/set-tag",
-            js(name="{name}", version="{v1}", key="validation_status", value="failed"), GOVERNED, 200, "set_tag",
-            {"key": "validation_status", "value": "failed"}),
-    Variant("version-tag/delete-encoded-path", "DELETE", f"{API}/model-versions/delete%2Dtag",
-            js(name="{name}", version="{v1}", key="validation_status"), GOVERNED, 200, "delete_tag", headers={}),
-    Variant("model-tag/set-ajax", "POST", f"{AJAX}/registered-models/set-tag",
-            js(name="{name}", key="validation_status", value="failed"), GOVERNED, 200, "set_tag", {"version": None}),
-    Variant("model-tag/delete", "DELETE", f"{API}/registered-models/delete-tag", js(name="{name}", key="validation_status"),
-            GOVERNED, 200, "delete_tag"),
-    Variant("model-tag/prompt-marker", "POST", f"{API}/registered-models/set-tag",
-            js(name="{name}", key="mlflow.prompt.is_prompt", value="true"), GOVERNED, 200, "set_tag"),
+    Variant(
+        "version-tag/set",
+        "POST",
+        f"{API}/model-versions/set-tag",
+        js(name="{name}", version="{v1}", key="validation_status", value="failed"),
+        GOVERNED,
+        200,
+        "set_tag",
+        {"key": "validation_status", "value": "failed"},
+    ),
+    Variant(
+        "version-tag/delete-encoded-path",
+        "DELETE",
+        f"{API}/model-versions/delete%2Dtag",
+        js(name="{name}", version="{v1}", key="validation_status"),
+        GOVERNED,
+        200,
+        "delete_tag",
+        headers={},
+    ),
+    Variant(
+        "model-tag/set-ajax",
+        "POST",
+        f"{AJAX}/registered-models/set-tag",
+        js(name="{name}", key="validation_status", value="failed"),
+        GOVERNED,
+        200,
+        "set_tag",
+        {"version": None},
+    ),
+    Variant(
+        "model-tag/delete",
+        "DELETE",
+        f"{API}/registered-models/delete-tag",
+        js(name="{name}", key="validation_status"),
+        GOVERNED,
+        200,
+        "delete_tag",
+    ),
+    Variant(
+        "model-tag/prompt-marker",
+        "POST",
+        f"{API}/registered-models/set-tag",
+        js(name="{name}", key="mlflow.prompt.is_prompt", value="true"),
+        GOVERNED,
+        200,
+        "set_tag",
+    ),
     # New versions in a protected model: a copy (the UI's "Promote model") or a registration.
-    Variant("copy/into-prod", "POST", f"{API}/model-versions/create", js(name="prod.{name}", source="models:/{name}/{v1}"),
-            GOVERNED, 200, "create_version", {"name": "prod.{name}", "source": "models:/{name}/{v1}"}),
-    Variant("copy/alias-source-ajax", "POST", f"{AJAX}/model-versions/create",
-            js(name="prod.{name}", source="models:/{name}@champion"), GOVERNED, 200, "create_version"),
-    Variant("register/run-into-prod-camel-case", "POST", f"{API}/model-versions/create",
-            js(name="prod.{name}", source="{source1}", runId="{run1}"), GOVERNED, 200, "create_version",
-            {"source": "{source1}", "body": {"run_id": "{run1}"}}),
-]  # fmt: skip
+    Variant(
+        "copy/into-prod",
+        "POST",
+        f"{API}/model-versions/create",
+        js(name="prod.{name}", source="models:/{name}/{v1}"),
+        GOVERNED,
+        200,
+        "create_version",
+        {"name": "prod.{name}", "source": "models:/{name}/{v1}"},
+    ),
+    Variant(
+        "copy/alias-source-ajax",
+        "POST",
+        f"{AJAX}/model-versions/create",
+        js(name="prod.{name}", source="models:/{name}@champion"),
+        GOVERNED,
+        200,
+        "create_version",
+    ),
+    Variant(
+        "register/run-into-prod-camel-case",
+        "POST",
+        f"{API}/model-versions/create",
+        js(name="prod.{name}", source="{source1}", runId="{run1}"),
+        GOVERNED,
+        200,
+        "create_version",
+        {"source": "{source1}", "body": {"run_id": "{run1}"}},
+    ),
+]
 
 assert len({v.id for v in VARIANTS}) == len(VARIANTS)
 
@@ -360,10 +615,15 @@ assert len({v.id for v in VARIANTS}) == len(VARIANTS)
 # and reads a chunked body; 2.x takes conflicting snake/camel fields (3.x refuses them, and
 # Checkpoint is stricter there) and cannot copy from a ``models:/name@alias`` source (500).
 MLFLOW2_ANSWERS = {
-    "set-alias/fragment": 200, "set-alias/absolute-form": 200, "set-alias/no-leading-slash": 200,
-    "set-alias/lower-case-method": 400, "set-alias/chunked-body": 200,
-    "transition/snake-and-camel": 200, "rename/snake-and-camel": 200, "copy/alias-source-ajax": 500,
-}  # fmt: skip
+    "set-alias/fragment": 200,
+    "set-alias/absolute-form": 200,
+    "set-alias/no-leading-slash": 200,
+    "set-alias/lower-case-method": 400,
+    "set-alias/chunked-body": 200,
+    "transition/snake-and-camel": 200,
+    "rename/snake-and-camel": 200,
+    "copy/alias-source-ajax": 500,
+}
 assert set(MLFLOW2_ANSWERS) <= {v.id for v in VARIANTS}
 
 
@@ -416,8 +676,14 @@ def _request_count(app) -> int:
 def check_through_checkpoint(base: str, app, variant: Variant, model: Model) -> Answer:
     """Send ``variant`` to Checkpoint (``app`` served at ``base``) and check its answer."""
     before = _request_count(app)
-    answer = send(base, variant.method, model.fill(variant.target), variant.body(model), {**ALICE, **variant.headers},
-                  chunked=variant.chunked)  # fmt: skip
+    answer = send(
+        base,
+        variant.method,
+        model.fill(variant.target),
+        variant.body(model),
+        {**ALICE, **variant.headers},
+        chunked=variant.chunked,
+    )
     shown = f"{answer.status} {answer.body[:400]!r}"
     if variant.expect == GOVERNED:
         assert answer.status == 403, shown
@@ -470,8 +736,14 @@ def test_variant(variant, sqlite_checkpoint, target, throwaway, mlflow_server):
     if variant.mlflow is None:
         return
     spare, spare_state = throwaway
-    direct = send(mlflow_server.url, variant.method, spare.fill(variant.target), variant.body(spare), variant.headers,
-                  chunked=variant.chunked)  # fmt: skip
+    direct = send(
+        mlflow_server.url,
+        variant.method,
+        spare.fill(variant.target),
+        variant.body(spare),
+        variant.headers,
+        chunked=variant.chunked,
+    )
     expected = MLFLOW2_ANSWERS.get(variant.id, variant.mlflow) if mlflow_major(mlflow_server) < 3 else variant.mlflow
     if direct.status == 200 and expected != 200:
         restore(mlflow_server.url, spare, spare_state)  # so one surprise does not fail the variants after it
@@ -485,8 +757,18 @@ def test_variant(variant, sqlite_checkpoint, target, throwaway, mlflow_server):
         assert snapshot(mlflow_server.url, spare) == spare_state, f"MLflow answered {direct.status} yet changed state"
 
 
-BOTH_DATABASES = [v for v in VARIANTS if v.id in ("set-alias/api-2.0", "set-alias/ajax-api-2.0", "set-alias/fragment",
-                                                  "transition/camel-case-archive", "set-alias/duplicated-json-key")]  # fmt: skip
+BOTH_DATABASES = [
+    v
+    for v in VARIANTS
+    if v.id
+    in (
+        "set-alias/api-2.0",
+        "set-alias/ajax-api-2.0",
+        "set-alias/fragment",
+        "transition/camel-case-archive",
+        "set-alias/duplicated-json-key",
+    )
+]
 
 
 @pytest.mark.parametrize("variant", BOTH_DATABASES, ids=[v.id for v in BOTH_DATABASES])

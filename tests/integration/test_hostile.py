@@ -75,8 +75,12 @@ def site(request, mlflow_server, tmp_path_factory) -> Iterator[Site]:
         applied = create({"kind": "set_tag", "name": name, "version": v2, "key": "validation_status", "value": "passed"})
         approved = api(base, "POST", f"/requests/{applied}/reviews", user="dave", json={"verdict": "approve"})
         assert approved.json()["state"] == "applied", approved.text
-        here = Site(base, services(application).engine, mlflow_server.url,
-                    {"model": name, "v1": v1, "v2": v2, "open": str(opened), "applied": str(applied)})  # fmt: skip
+        here = Site(
+            base,
+            services(application).engine,
+            mlflow_server.url,
+            {"model": name, "v1": v1, "v2": v2, "open": str(opened), "applied": str(applied)},
+        )
         forms = form_session(base)
         here.cookie, here.token = forms.cookie, forms.token
         yield here
@@ -159,8 +163,9 @@ def new_form(token: str, **fields: str) -> Callable[[Site], bytes]:
 
 
 def change_token(change: dict) -> Callable[[Site], str]:
-    return lambda site: b64(json.dumps({k: v.format_map(_Seed(site.fill)) if isinstance(v, str) else v
-                                        for k, v in change.items()}).encode())  # fmt: skip
+    return lambda site: b64(
+        json.dumps({k: v.format_map(_Seed(site.fill)) if isinstance(v, str) else v for k, v in change.items()}).encode()
+    )
 
 
 def token_form(change: dict, **fields: str) -> Callable[[Site], bytes]:
@@ -172,90 +177,127 @@ HOSTILE: dict[str, Hostile] = {
     "api-create-deep-array": Hostile("POST", f"{API}/requests", 400, (NESTED,), b'{"change": ' + deep(100_000) + b"}"),
     "api-create-deep-object": Hostile("POST", f"{API}/requests", 400, (NESTED,), DEEP_OBJECT),
     "api-comment-deep-array": Hostile("POST", f"{API}/requests/{{open}}/comments", 400, (NESTED,), deep(200_000)),
-    "api-review-deep-in-comment": Hostile("POST", f"{API}/requests/{{open}}/reviews", 400, (NESTED,),
-                                          b'{"verdict": "approve", "comment": ' + deep(50_000) + b"}"),
+    "api-review-deep-in-comment": Hostile(
+        "POST", f"{API}/requests/{{open}}/reviews", 400, (NESTED,), b'{"verdict": "approve", "comment": ' + deep(50_000) + b"}"
+    ),
     # -- lone surrogates (valid JSON escapes, not text any database stores) --
-    "api-create-surrogate-title": Hostile("POST", f"{API}/requests", 400, ("surrogate",),
-                                          j({"change": SET_CHAMPION, "title": "go \ud800"})),
-    "api-create-surrogate-alias": Hostile("POST", f"{API}/requests", 400, ("surrogate",),
-                                          j({"change": {**SET_CHAMPION, "alias": "prod\udfff"}})),
-    "api-create-surrogate-in-key": Hostile("POST", f"{API}/requests", 400, ("surrogate",),
-                                           j({"change": SET_CHAMPION, "ti\udc00tle": "x"})),
+    "api-create-surrogate-title": Hostile(
+        "POST", f"{API}/requests", 400, ("surrogate",), j({"change": SET_CHAMPION, "title": "go \ud800"})
+    ),
+    "api-create-surrogate-alias": Hostile(
+        "POST", f"{API}/requests", 400, ("surrogate",), j({"change": {**SET_CHAMPION, "alias": "prod\udfff"}})
+    ),
+    "api-create-surrogate-in-key": Hostile(
+        "POST", f"{API}/requests", 400, ("surrogate",), j({"change": SET_CHAMPION, "ti\udc00tle": "x"})
+    ),
     "api-comment-surrogate": Hostile("POST", f"{API}/requests/{{open}}/comments", 400, ("surrogate",), j({"body": "\udc80"})),
-    "api-edit-surrogate-description": Hostile("PATCH", f"{API}/requests/{{open}}", 400, ("surrogate",),
-                                              j({"description": "a\ud83d"}), user="alice"),
+    "api-edit-surrogate-description": Hostile(
+        "PATCH", f"{API}/requests/{{open}}", 400, ("surrogate",), j({"description": "a\ud83d"}), user="alice"
+    ),
     # -- look-alike unicode is not normalised into a valid value --
-    "api-create-stage-zero-width": Hostile("POST", f"{API}/requests", 422, ("stage",), j({"change": {
-        "kind": "transition", "name": "{model}", "version": "{v2}", "stage": "Production\u200b"}})),
-    "api-create-kind-rtl-override": Hostile("POST", f"{API}/requests", 422, ("change.kind",),
-                                            j({"change": {**SET_CHAMPION, "kind": "set_alias\u202e"}})),
-    "api-review-verdict-zero-width": Hostile("POST", f"{API}/requests/{{open}}/reviews", 400, ("verdict",),
-                                             j({"verdict": "approve\u200b"})),
-    "api-review-verdict-fullwidth": Hostile("POST", f"{API}/requests/{{open}}/reviews", 400, ("verdict",),
-                                            j({"verdict": "\uff41pprove"})),
-    "api-create-model-name-zero-width": Hostile("POST", f"{API}/requests", 422, ("no version",),
-                                                j({"change": {**SET_CHAMPION, "name": "{model}\u200b"}})),
+    "api-create-stage-zero-width": Hostile(
+        "POST",
+        f"{API}/requests",
+        422,
+        ("stage",),
+        j({"change": {"kind": "transition", "name": "{model}", "version": "{v2}", "stage": "Production\u200b"}}),
+    ),
+    "api-create-kind-rtl-override": Hostile(
+        "POST", f"{API}/requests", 422, ("change.kind",), j({"change": {**SET_CHAMPION, "kind": "set_alias\u202e"}})
+    ),
+    "api-review-verdict-zero-width": Hostile(
+        "POST", f"{API}/requests/{{open}}/reviews", 400, ("verdict",), j({"verdict": "approve\u200b"})
+    ),
+    "api-review-verdict-fullwidth": Hostile(
+        "POST", f"{API}/requests/{{open}}/reviews", 400, ("verdict",), j({"verdict": "\uff41pprove"})
+    ),
+    "api-create-model-name-zero-width": Hostile(
+        "POST", f"{API}/requests", 422, ("no version",), j({"change": {**SET_CHAMPION, "name": "{model}\u200b"}})
+    ),
     "api-list-state-zero-width": Hostile("GET", f"{API}/requests?state=open%E2%80%8B", 400, ("state",), None),
     "api-list-limit-fullwidth-digit": Hostile("GET", f"{API}/requests?limit=%EF%BC%95", 400, ("limit",), None),
     "api-which-stage-zero-width": Hostile("GET", f"{API}/which?model={{model}}&stage=Production%E2%80%8B", 400, ("stage",)),
     "api-which-nul-model": Hostile("GET", f"{API}/which?model=a%00b&alias=champion", 400, ("model", "NUL")),
     "api-which-nul-alias": Hostile("GET", f"{API}/which?model={{model}}&alias=champ%00ion", 400, ("alias", "NUL")),
     # -- NUL bytes --
-    "api-create-nul-in-reviewer": Hostile("POST", f"{API}/requests", 400, ("nul",),
-                                          j({"change": SET_CHAMPION, "reviewers": ["da\x00ve"]})),
-    "api-create-nul-in-alias": Hostile("POST", f"{API}/requests", 400, ("nul",),
-                                       j({"change": {"kind": "delete_alias", "name": "{model}", "alias": "champ\x00ion"}})),
+    "api-create-nul-in-reviewer": Hostile(
+        "POST", f"{API}/requests", 400, ("nul",), j({"change": SET_CHAMPION, "reviewers": ["da\x00ve"]})
+    ),
+    "api-create-nul-in-alias": Hostile(
+        "POST",
+        f"{API}/requests",
+        400,
+        ("nul",),
+        j({"change": {"kind": "delete_alias", "name": "{model}", "alias": "champ\x00ion"}}),
+    ),
     "api-list-limit-nul": Hostile("GET", f"{API}/requests?limit=50%00", 400, ("limit",)),
     "api-list-cursor-nul": Hostile("GET", f"{API}/requests?cursor={b64(b'id:1' + bytes(1))}", 400, ("cursor",)),
     # -- invalid UTF-8 and other broken bodies --
     "api-create-invalid-utf8": Hostile("POST", f"{API}/requests", 400, ("json object",), b'{"title": "\xff\xfe"}'),
-    "api-comment-overlong-utf8": Hostile("POST", f"{API}/requests/{{open}}/comments", 400, ("json object",),
-                                         b'{"body": "\xc0\xaf"}'),
+    "api-comment-overlong-utf8": Hostile(
+        "POST", f"{API}/requests/{{open}}/comments", 400, ("json object",), b'{"body": "\xc0\xaf"}'
+    ),
     "api-list-state-invalid-utf8": Hostile("GET", f"{API}/requests?state=%FF%FE", 400, ("state",)),
-    "api-comment-nan": Hostile("POST", f"{API}/requests/{{open}}/comments", 400, ("body must be a string",),
-                               b'{"body": NaN}'),
+    "api-comment-nan": Hostile("POST", f"{API}/requests/{{open}}/comments", 400, ("body must be a string",), b'{"body": NaN}'),
     "api-review-infinity": Hostile("POST", f"{API}/requests/{{open}}/reviews", 400, ("verdict",), b'{"verdict": -Infinity}'),
-    "api-create-5000-digit-number": Hostile("POST", f"{API}/requests", 400, ("json object",),
-                                            b'{"title": ' + b"9" * 5000 + b"}"),
+    "api-create-5000-digit-number": Hostile("POST", f"{API}/requests", 400, ("json object",), b'{"title": ' + b"9" * 5000 + b"}"),
     "api-create-json-null": Hostile("POST", f"{API}/requests", 400, ("json object",), b"null"),
     # -- wrong types and oversized fields --
-    "api-create-reviewer-number": Hostile("POST", f"{API}/requests", 400, ("reviewers",),
-                                          j({"change": SET_CHAMPION, "reviewers": [7]})),
-    "api-create-reviewer-300-chars": Hostile("POST", f"{API}/requests", 400, ("reviewers", "256"),
-                                             j({"change": SET_CHAMPION, "reviewers": ["r" * 300]})),
-    "api-create-description-65537": Hostile("POST", f"{API}/requests", 400, ("description", "65536"),
-                                            j({"change": SET_CHAMPION, "description": "d" * 65537})),
-    "api-review-comment-65537": Hostile("POST", f"{API}/requests/{{open}}/reviews", 400, ("comment", "65536"),
-                                        j({"verdict": "reject", "comment": "c" * 65537})),
+    "api-create-reviewer-number": Hostile(
+        "POST", f"{API}/requests", 400, ("reviewers",), j({"change": SET_CHAMPION, "reviewers": [7]})
+    ),
+    "api-create-reviewer-300-chars": Hostile(
+        "POST", f"{API}/requests", 400, ("reviewers", "256"), j({"change": SET_CHAMPION, "reviewers": ["r" * 300]})
+    ),
+    "api-create-description-65537": Hostile(
+        "POST", f"{API}/requests", 400, ("description", "65536"), j({"change": SET_CHAMPION, "description": "d" * 65537})
+    ),
+    "api-review-comment-65537": Hostile(
+        "POST", f"{API}/requests/{{open}}/reviews", 400, ("comment", "65536"), j({"verdict": "reject", "comment": "c" * 65537})
+    ),
     "api-create-name-list": Hostile("POST", f"{API}/requests", 422, ("name",), j({"change": {**SET_CHAMPION, "name": ["a"]}})),
-    "api-create-copy-into-513-char-model": Hostile("POST", f"{API}/requests", 400, ("model name", "512"), j({"change": {
-        "kind": "create_version", "name": "prod." + "m" * 509, "source": "models:/{model}/{v2}"}})),
+    "api-create-copy-into-513-char-model": Hostile(
+        "POST",
+        f"{API}/requests",
+        400,
+        ("model name", "512"),
+        j({"change": {"kind": "create_version", "name": "prod." + "m" * 509, "source": "models:/{model}/{v2}"}}),
+    ),
     # -- bodies above the 1 MiB limit: declared, chunked, and a Content-Length that lies --
-    "api-comment-over-1mib": Hostile("POST", f"{API}/requests/{{open}}/comments", 413, ("too large",),
-                                     b'{"body": "' + b"x" * ONE_MIB + b'"}'),
-    "api-comment-over-1mib-chunked": Hostile("POST", f"{API}/requests/{{open}}/comments", 413, ("too large",),
-                                             b'{"body": "' + b"x" * ONE_MIB + b'"}', chunked=True),
-    "api-create-content-length-lies": Hostile("POST", f"{API}/requests", 413, ("too large",), b"{}",
-                                              headers=(("Content-Length", str(50 * ONE_MIB)),)),
+    "api-comment-over-1mib": Hostile(
+        "POST", f"{API}/requests/{{open}}/comments", 413, ("too large",), b'{"body": "' + b"x" * ONE_MIB + b'"}'
+    ),
+    "api-comment-over-1mib-chunked": Hostile(
+        "POST", f"{API}/requests/{{open}}/comments", 413, ("too large",), b'{"body": "' + b"x" * ONE_MIB + b'"}', chunked=True
+    ),
+    "api-create-content-length-lies": Hostile(
+        "POST", f"{API}/requests", 413, ("too large",), b"{}", headers=(("Content-Length", str(50 * ONE_MIB)),)
+    ),
     # -- content types --
     "api-create-form-urlencoded": Hostile("POST", f"{API}/requests", 400, ("application/json",), b"change=x", FORM),
-    "api-create-multipart": Hostile("POST", f"{API}/requests", 400, ("application/json",),
-                                    b'--b\r\nContent-Disposition: form-data; name="change"\r\n\r\nx\r\n--b--\r\n',
-                                    "multipart/form-data; boundary=b"),
-    "api-create-json-typo-content-type": Hostile("POST", f"{API}/requests", 400, ("application/json",),
-                                                 j({"change": SET_CHAMPION}), "application/jsonx"),
+    "api-create-multipart": Hostile(
+        "POST",
+        f"{API}/requests",
+        400,
+        ("application/json",),
+        b'--b\r\nContent-Disposition: form-data; name="change"\r\n\r\nx\r\n--b--\r\n',
+        "multipart/form-data; boundary=b",
+    ),
+    "api-create-json-typo-content-type": Hostile(
+        "POST", f"{API}/requests", 400, ("application/json",), j({"change": SET_CHAMPION}), "application/jsonx"
+    ),
     # -- ids at the integer boundaries, and ids that are not integers --
     "api-get-id-2-31": Hostile("GET", f"{API}/requests/{2**31}", 404, ("2147483648",)),
     "api-get-id-2-31-minus-1": Hostile("GET", f"{API}/requests/{2**31 - 1}", 404, ("2147483647",)),
     "api-withdraw-id-2-63": Hostile("POST", f"{API}/requests/{2**63}/withdraw", 404, ("9223372036854775808",), user="alice"),
-    "api-comment-id-2-64": Hostile("POST", f"{API}/requests/{2**64}/comments", 404, ("18446744073709551616",),
-                                   j({"body": "hi"})),
+    "api-comment-id-2-64": Hostile("POST", f"{API}/requests/{2**64}/comments", 404, ("18446744073709551616",), j({"body": "hi"})),
     "api-review-id-exponent": Hostile("POST", f"{API}/requests/1e3/reviews", 404, ("not found",), j({"verdict": "approve"})),
     "api-edit-id-hex": Hostile("PATCH", f"{API}/requests/0x1", 404, ("not found",), j({"title": "x"})),
     "api-retry-id-plus-sign": Hostile("POST", f"{API}/requests/+1/retry", 404, ("not found",)),
     "api-get-id-invalid-utf8": Hostile("GET", f"{API}/requests/%FF", 404, ("not found",)),
-    "api-review-trailing-slash": Hostile("POST", f"{API}/requests/{{open}}/reviews/", 404, ("not found",),
-                                         j({"verdict": "approve"})),
+    "api-review-trailing-slash": Hostile(
+        "POST", f"{API}/requests/{{open}}/reviews/", 404, ("not found",), j({"verdict": "approve"})
+    ),
     # -- forged cursors --
     "api-cursor-negative-id": Hostile("GET", f"{API}/requests?cursor={b64(b'id:-5')}", 400, ("cursor",)),
     "api-cursor-superscript-digit": Hostile("GET", f"{API}/requests?cursor={b64('id:²'.encode())}", 400, ("cursor",)),
@@ -264,69 +306,157 @@ HOSTILE: dict[str, Hostile] = {
     "api-cursor-30-kib": Hostile("GET", f"{API}/requests?cursor={'A' * 30_000}", 400, ("cursor",)),
     "api-cursor-invalid-utf8": Hostile("GET", f"{API}/requests?cursor={b64(bytes([0xFF, 0xFE]) + b'id:1')}", 400, ("cursor",)),
     # -- the forms (a browser session with its CSRF token) --
-    "form-new-garbage-token": Hostile("POST", "/checkpoint/requests/new", 400, ("not readable",),
-                                      new_form("!!!not-base64!!!"), FORM, form=True),
-    "form-new-deep-token": Hostile("POST", "/checkpoint/requests/new", 400, ("not readable",),
-                                   new_form(b64(deep(60_000))), FORM, form=True),
-    "form-new-surrogate-token": Hostile("POST", "/checkpoint/requests/new", 400, ("not readable", "surrogate"),
-                                        token_form({**SET_CHAMPION, "alias": "prod\ud800"}), FORM, form=True),
-    "form-new-token-unknown-field": Hostile("POST", "/checkpoint/requests/new", 400, ("not readable",),
-                                            token_form({**SET_CHAMPION, "colour": "red"}), FORM, form=True),
-    "form-new-title-301": Hostile("POST", "/checkpoint/requests/new", 400, ("at most 300",),
-                                  token_form(SET_CHAMPION, title="t" * 301), FORM, form=True),
-    "form-new-title-blank": Hostile("POST", "/checkpoint/requests/new", 400, ("title",),
-                                    token_form(SET_CHAMPION, title=" \t "), FORM, form=True),
-    "form-new-nul-description": Hostile("POST", "/checkpoint/requests/new", 400, ("nul",),
-                                        token_form(SET_CHAMPION, description="a\x00b"), FORM, form=True),
-    "form-new-nul-reviewer": Hostile("POST", "/checkpoint/requests/new", 400, ("nul",),
-                                     token_form(SET_CHAMPION, reviewers="da\x00ve"), FORM, form=True),
-    "form-new-self-reviewer": Hostile("POST", "/checkpoint/requests/new", 400, ("yourself",),
-                                      token_form(SET_CHAMPION, reviewers="carol"), FORM, form=True),
-    "form-new-without-csrf-token": Hostile("POST", "/checkpoint/requests/new", 400, ("csrf",),
-                                           b"change=x&title=t", FORM, form=True),
-    "form-new-over-1mib": Hostile("POST", "/checkpoint/requests/new", 413, ("too large",),
-                                  b"title=" + b"x" * ONE_MIB + b"&csrf_token=x", FORM, form=True),
-    "form-review-id-2-63": Hostile("POST", f"/checkpoint/requests/{2**63}/review", 404, ("9223372036854775808",),
-                                   lambda s: f"verdict=approve&csrf_token={s.token}".encode(), FORM, form=True),
+    "form-new-garbage-token": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("not readable",), new_form("!!!not-base64!!!"), FORM, form=True
+    ),
+    "form-new-deep-token": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("not readable",), new_form(b64(deep(60_000))), FORM, form=True
+    ),
+    "form-new-surrogate-token": Hostile(
+        "POST",
+        "/checkpoint/requests/new",
+        400,
+        ("not readable", "surrogate"),
+        token_form({**SET_CHAMPION, "alias": "prod\ud800"}),
+        FORM,
+        form=True,
+    ),
+    "form-new-token-unknown-field": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("not readable",), token_form({**SET_CHAMPION, "colour": "red"}), FORM, form=True
+    ),
+    "form-new-title-301": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("at most 300",), token_form(SET_CHAMPION, title="t" * 301), FORM, form=True
+    ),
+    "form-new-title-blank": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("title",), token_form(SET_CHAMPION, title=" \t "), FORM, form=True
+    ),
+    "form-new-nul-description": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("nul",), token_form(SET_CHAMPION, description="a\x00b"), FORM, form=True
+    ),
+    "form-new-nul-reviewer": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("nul",), token_form(SET_CHAMPION, reviewers="da\x00ve"), FORM, form=True
+    ),
+    "form-new-self-reviewer": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("yourself",), token_form(SET_CHAMPION, reviewers="carol"), FORM, form=True
+    ),
+    "form-new-without-csrf-token": Hostile(
+        "POST", "/checkpoint/requests/new", 400, ("csrf",), b"change=x&title=t", FORM, form=True
+    ),
+    "form-new-over-1mib": Hostile(
+        "POST", "/checkpoint/requests/new", 413, ("too large",), b"title=" + b"x" * ONE_MIB + b"&csrf_token=x", FORM, form=True
+    ),
+    "form-review-id-2-63": Hostile(
+        "POST",
+        f"/checkpoint/requests/{2**63}/review",
+        404,
+        ("9223372036854775808",),
+        lambda s: f"verdict=approve&csrf_token={s.token}".encode(),
+        FORM,
+        form=True,
+    ),
     "page-list-bad-state": Hostile("GET", "/checkpoint/requests?state=open%00", 400, ("state",), form=True),
     "page-list-forged-cursor": Hostile("GET", f"/checkpoint/requests?cursor={b64(b'id:x')}", 400, ("cursor",), form=True),
-    "page-new-deep-token": Hostile("GET", "/checkpoint/requests/new?change=" + b64(b'{"a":' * 5000 + b"1" + b"}" * 5000), 400,
-                                   ("not readable",), form=True),
+    "page-new-deep-token": Hostile(
+        "GET", "/checkpoint/requests/new?change=" + b64(b'{"a":' * 5000 + b"1" + b"}" * 5000), 400, ("not readable",), form=True
+    ),
     # -- the governed MLflow routes (the MLflow client's own calls) --
     "mlflow-alias-deep-json": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, (NESTED,), deep(100_000)),
-    "mlflow-alias-surrogate": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("surrogate",),
-                                      j({"name": "{model}", "alias": "prod\ud800", "version": "{v2}"})),
-    "mlflow-alias-version-exponent": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("version", "1e3"),
-                                             j({"name": "{model}", "alias": "champion", "version": "1e3"})),
-    "mlflow-alias-version-2-63": Hostile("POST", f"{MLFLOW}/registered-models/alias", 422, ("mlflow",),
-                                         j({"name": "{model}", "alias": "champion", "version": str(2**63)})),
-    "mlflow-alias-version-minus-1": Hostile("POST", f"{MLFLOW}/registered-models/alias", 422, ("no version -1",),
-                                            j({"name": "{model}", "alias": "champion", "version": "-1"})),
-    "mlflow-alias-version-0": Hostile("POST", f"{MLFLOW}/registered-models/alias", 422, ("no version 0",),
-                                      j({"name": "{model}", "alias": "champion", "version": "0"})),
-    "mlflow-transition-version-abc": Hostile("POST", f"{MLFLOW}/model-versions/transition-stage", 400, ("version",),
-                                             j({"name": "{model}", "version": "abc", "stage": "Production"})),
-    "mlflow-transition-stage-zero-width": Hostile("POST", f"{MLFLOW}/model-versions/transition-stage", 400, ("stage",),
-                                                  j({"name": "{model}", "version": "{v2}", "stage": "Production\u200b"})),
-    "mlflow-alias-over-1mib": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("too large",),
-                                      b'{"name": "' + b"m" * ONE_MIB + b'"}'),
-    "mlflow-alias-over-1mib-chunked": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("too large",),
-                                              b'{"name": "' + b"m" * ONE_MIB + b'"}', chunked=True),
-    "mlflow-alias-content-length-lies": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("too large",), b"{}",
-                                                headers=(("Content-Length", str(10 * 1024 * ONE_MIB)),)),
-    "mlflow-alias-invalid-utf8": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("malformed json",),
-                                         raw(b'{"name": "{model}", "alias": "champion\xff", "version": "{v2}"}')),
-    "mlflow-alias-5000-digit-version": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("malformed json",),
-                                               raw(b'{"name": "{model}", "alias": "champion", "version": ' + b"9" * 5000 + b"}")),
-    "mlflow-alias-nul-in-name": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("nul",),
-                                        j({"name": "{model}\x00", "alias": "champion", "version": "{v2}"})),
+    "mlflow-alias-surrogate": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("surrogate",),
+        j({"name": "{model}", "alias": "prod\ud800", "version": "{v2}"}),
+    ),
+    "mlflow-alias-version-exponent": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("version", "1e3"),
+        j({"name": "{model}", "alias": "champion", "version": "1e3"}),
+    ),
+    "mlflow-alias-version-2-63": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        422,
+        ("mlflow",),
+        j({"name": "{model}", "alias": "champion", "version": str(2**63)}),
+    ),
+    "mlflow-alias-version-minus-1": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        422,
+        ("no version -1",),
+        j({"name": "{model}", "alias": "champion", "version": "-1"}),
+    ),
+    "mlflow-alias-version-0": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        422,
+        ("no version 0",),
+        j({"name": "{model}", "alias": "champion", "version": "0"}),
+    ),
+    "mlflow-transition-version-abc": Hostile(
+        "POST",
+        f"{MLFLOW}/model-versions/transition-stage",
+        400,
+        ("version",),
+        j({"name": "{model}", "version": "abc", "stage": "Production"}),
+    ),
+    "mlflow-transition-stage-zero-width": Hostile(
+        "POST",
+        f"{MLFLOW}/model-versions/transition-stage",
+        400,
+        ("stage",),
+        j({"name": "{model}", "version": "{v2}", "stage": "Production\u200b"}),
+    ),
+    "mlflow-alias-over-1mib": Hostile(
+        "POST", f"{MLFLOW}/registered-models/alias", 400, ("too large",), b'{"name": "' + b"m" * ONE_MIB + b'"}'
+    ),
+    "mlflow-alias-over-1mib-chunked": Hostile(
+        "POST", f"{MLFLOW}/registered-models/alias", 400, ("too large",), b'{"name": "' + b"m" * ONE_MIB + b'"}', chunked=True
+    ),
+    "mlflow-alias-content-length-lies": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("too large",),
+        b"{}",
+        headers=(("Content-Length", str(10 * 1024 * ONE_MIB)),),
+    ),
+    "mlflow-alias-invalid-utf8": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("malformed json",),
+        raw(b'{"name": "{model}", "alias": "champion\xff", "version": "{v2}"}'),
+    ),
+    "mlflow-alias-5000-digit-version": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("malformed json",),
+        raw(b'{"name": "{model}", "alias": "champion", "version": ' + b"9" * 5000 + b"}"),
+    ),
+    "mlflow-alias-nul-in-name": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("nul",),
+        j({"name": "{model}\x00", "alias": "champion", "version": "{v2}"}),
+    ),
     "mlflow-alias-json-null": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("json object",), b"null"),
-    "mlflow-alias-duplicate-name-key": Hostile("POST", f"{MLFLOW}/registered-models/alias", 400, ("duplicated", "name"),
-                                               raw(b'{"name": "other", "name": "{model}", "alias": "champion", '
-                                                   b'"version": "{v2}"}')),
-    "mlflow-delete-model-rtl-name": Hostile("DELETE", f"{MLFLOW}/registered-models/delete", 404, ("not found",),
-                                            j({"name": "{model}\u202e"})),
-}  # fmt: skip
+    "mlflow-alias-duplicate-name-key": Hostile(
+        "POST",
+        f"{MLFLOW}/registered-models/alias",
+        400,
+        ("duplicated", "name"),
+        raw(b'{"name": "other", "name": "{model}", "alias": "champion", "version": "{v2}"}'),
+    ),
+    "mlflow-delete-model-rtl-name": Hostile(
+        "DELETE", f"{MLFLOW}/registered-models/delete", 404, ("not found",), j({"name": "{model}\u202e"})
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(HOSTILE.values()), ids=list(HOSTILE))
@@ -448,10 +578,12 @@ SPELLINGS = {
     "duplicate-query-keys": Spelling(f"{MLFLOW}/{ALIAS}?alias=candidate&alias=champion&name=x&name=y"),
     "put-method": Spelling(f"{MLFLOW}/{ALIAS}", method="PUT"),
     "get-transition-with-query": Spelling(
-        f"{MLFLOW}/model-versions/transition-stage?name={{model}}&version={{v2}}&stage=Production", method="GET", body=False),
-    "method-override-header": Spelling(f"{MLFLOW}/{ALIAS}", headers={"Content-Type": "application/json",
-                                                                       "X-HTTP-Method-Override": "GET"}),
-}  # fmt: skip
+        f"{MLFLOW}/model-versions/transition-stage?name={{model}}&version={{v2}}&stage=Production", method="GET", body=False
+    ),
+    "method-override-header": Spelling(
+        f"{MLFLOW}/{ALIAS}", headers={"Content-Type": "application/json", "X-HTTP-Method-Override": "GET"}
+    ),
+}
 
 
 @pytest.mark.parametrize("spelling", list(SPELLINGS.values()), ids=list(SPELLINGS))

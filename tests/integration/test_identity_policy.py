@@ -40,8 +40,17 @@ def auth_checkpoint(auth_mlflow, database_url, tmp_path):
         "  - name: two-person\n    models: ['twice-*']\n    targets: ['alias:champion']\n"
         "    reviewers: [bob, dave]\n    required_approvals: 2\n"
     )
-    app = create_app({"registry_url": auth_mlflow.url, "database_url": database_url, "data_dir": tmp_path,
-                      "registry_username": ADMIN[0], "registry_password": ADMIN[1], "auth": "mlflow", "policy_file": policy})  # fmt: skip
+    app = create_app(
+        {
+            "registry_url": auth_mlflow.url,
+            "database_url": database_url,
+            "data_dir": tmp_path,
+            "registry_username": ADMIN[0],
+            "registry_password": ADMIN[1],
+            "auth": "mlflow",
+            "policy_file": policy,
+        }
+    )
     with live(app, database_url) as served:
         yield served
 
@@ -89,8 +98,12 @@ def test_mlflow_mode_manage_right_decides_who_reviews(auth_checkpoint, auth_mlfl
     carol = api(base, "POST", f"/requests/{request_id}/reviews", "carol", json={"verdict": "approve"})
     assert carol.status_code == 403
     assert "MANAGE" in carol.json()["message"]
-    wrong = requests.post(f"{base}/checkpoint/api/v1/requests/{request_id}/reviews", auth=("bob", "wrong-password-1"),
-                          json={"verdict": "approve"}, timeout=30)  # fmt: skip
+    wrong = requests.post(
+        f"{base}/checkpoint/api/v1/requests/{request_id}/reviews",
+        auth=("bob", "wrong-password-1"),
+        json={"verdict": "approve"},
+        timeout=30,
+    )
     assert wrong.status_code == 401
     assert wrong.headers["WWW-Authenticate"] == 'Basic realm="mlflow"'
     assert dump(auth_checkpoint.database_url) == before  # refusals change nothing
@@ -143,8 +156,12 @@ def test_break_glass_by_admin_only(auth_checkpoint, auth_mlflow, monkeypatch):
 def test_mlflow_answers_pass_through_and_pages_challenge(auth_checkpoint, auth_mlflow, monkeypatch):
     base = auth_checkpoint.url
     name, _ = governed_model(auth_mlflow, monkeypatch)
-    denied = requests.post(f"{base}/api/2.0/mlflow/registered-models/set-tag", auth=as_user("carol"), timeout=30,
-                           json={"name": name, "key": "team", "value": "x"})  # fmt: skip
+    denied = requests.post(
+        f"{base}/api/2.0/mlflow/registered-models/set-tag",
+        auth=as_user("carol"),
+        timeout=30,
+        json={"name": name, "key": "team", "value": "x"},
+    )
     assert denied.status_code == 403
     assert denied.text == "Permission denied"  # MLflow's own plain-text answer
     page = requests.get(f"{base}/checkpoint/requests", timeout=30)
@@ -158,8 +175,16 @@ def test_mlflow_answers_pass_through_and_pages_challenge(auth_checkpoint, auth_m
 
 
 def header_app(mlflow_server, database_url, tmp_path, trusted: str):
-    return create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
-                       "auth": "header", "trusted_proxies": trusted, "admin_groups": "platform"})  # fmt: skip
+    return create_app(
+        {
+            "registry_url": mlflow_server.url,
+            "database_url": database_url,
+            "data_dir": tmp_path,
+            "auth": "header",
+            "trusted_proxies": trusted,
+            "admin_groups": "platform",
+        }
+    )
 
 
 def test_header_mode_trusts_only_configured_proxies(mlflow_server, database_url, tmp_path):
@@ -167,17 +192,29 @@ def test_header_mode_trusts_only_configured_proxies(mlflow_server, database_url,
     client = app.test_client()
     # A program behind the SSO proxy (which adds the identity headers) sends its own bearer token,
     # so no CSRF token is needed; a browser would need one.
-    sso = {"X-Forwarded-User": "bob", "X-Forwarded-Email": "bob@example.com", "X-Forwarded-Groups": "ml, platform",
-           "Authorization": "Bearer from-the-sso-proxy"}
+    sso = {
+        "X-Forwarded-User": "bob",
+        "X-Forwarded-Email": "bob@example.com",
+        "X-Forwarded-Groups": "ml, platform",
+        "Authorization": "Bearer from-the-sso-proxy",
+    }
     name, (v1,) = make_model(mlflow_server.url, versions=1)
-    made = client.post("/checkpoint/api/v1/requests", headers=sso, environ_base={"REMOTE_ADDR": "127.0.0.1"},
-                       json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v1}})  # fmt: skip
+    made = client.post(
+        "/checkpoint/api/v1/requests",
+        headers=sso,
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v1}},
+    )
     assert made.status_code == 201, made.get_data(as_text=True)
     assert made.get_json()["author"] == "bob"
 
     before = dump(database_url)
-    spoofed = client.post("/checkpoint/api/v1/requests", headers=sso, environ_base={"REMOTE_ADDR": "192.0.2.7"},
-                          json={"change": {"kind": "set_alias", "name": name, "alias": "prod", "version": v1}})  # fmt: skip
+    spoofed = client.post(
+        "/checkpoint/api/v1/requests",
+        headers=sso,
+        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+        json={"change": {"kind": "set_alias", "name": name, "alias": "prod", "version": v1}},
+    )
     assert spoofed.status_code == 401  # the same headers from an untrusted peer are ignored
     assert dump(database_url) == before
 
@@ -194,8 +231,9 @@ def test_header_mode_strips_identity_headers_before_mlflow(mlflow_server, databa
     gateway = app.wsgi_app
     assert isinstance(gateway, Gateway)
     gateway.proxy = recorder
-    answer = app.test_client().get("/api/2.0/mlflow/registered-models/search",
-                                   headers={"X-Forwarded-User": "admin", "X-Forwarded-Groups": "platform"})  # fmt: skip
+    answer = app.test_client().get(
+        "/api/2.0/mlflow/registered-models/search", headers={"X-Forwarded-User": "admin", "X-Forwarded-Groups": "platform"}
+    )
     assert answer.status_code == 200
     assert "HTTP_X_FORWARDED_USER" not in seen[0]
     assert "HTTP_X_FORWARDED_GROUPS" not in seen[0]
@@ -217,8 +255,13 @@ def test_none_mode_refuses_a_public_bind(tmp_path):
     env = {**os.environ, "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:1", "CHECKPOINT_DATA_DIR": str(tmp_path)}
     env.pop("CHECKPOINT_AUTH", None)
     env.pop("CHECKPOINT_ALLOW_UNAUTHENTICATED", None)
-    done = subprocess.run([sys.executable, "-m", "checkpoint.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "refusing to serve on 0.0.0.0 with CHECKPOINT_AUTH=none" in done.stderr
     assert "Traceback" not in done.stderr
@@ -261,8 +304,9 @@ def test_a_protected_name_is_created_by_checkpoints_account_not_the_callers(auth
 
     # The premise, straight on MLflow: a user who creates a model holds MANAGE on it.
     squat = f"squat.{name}"
-    made = requests.post(f"{auth_mlflow.url}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"),
-                         json={"name": squat}, timeout=30)  # fmt: skip
+    made = requests.post(
+        f"{auth_mlflow.url}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": squat}, timeout=30
+    )
     assert made.status_code == 200 and registry.can_manage("alice", squat)
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
@@ -279,18 +323,26 @@ def test_a_protected_name_is_created_by_checkpoints_account_not_the_callers(auth
     assert direct.search_model_versions(f"name = '{prod}'") == []  # the copy waits for review
     assert not registry.can_manage("alice", prod), "alice must not own the protected model"
     # So she cannot hand a second account the right to approve into it.
-    handed = requests.post(f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/grant", auth=as_user("alice"), timeout=30,
-                           json={"username": "carol", "resource_type": "registered_model", "resource_id": prod,
-                                 "permission": "MANAGE"})  # fmt: skip
+    handed = requests.post(
+        f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/grant",
+        auth=as_user("alice"),
+        timeout=30,
+        json={"username": "carol", "resource_type": "registered_model", "resource_id": prod, "permission": "MANAGE"},
+    )
     assert handed.status_code in (401, 403), handed.text
     assert not registry.can_manage("carol", prod)
 
     # Creating it again answers as MLflow does, so a second copy goes on to its own request.
-    again = requests.post(f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": prod},
-                          timeout=30)  # fmt: skip
+    again = requests.post(
+        f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": prod}, timeout=30
+    )
     assert again.status_code == 400 and again.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", again.text
     # An unprotected name is still the caller's own, as MLflow makes it.
     mine = f"mine.{name}"
-    assert requests.post(f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": mine},
-                         timeout=30).status_code == 200  # fmt: skip
+    assert (
+        requests.post(
+            f"{base}/api/2.0/mlflow/registered-models/create", auth=as_user("alice"), json={"name": mine}, timeout=30
+        ).status_code
+        == 200
+    )
     assert registry.can_manage("alice", mine)

@@ -147,8 +147,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 def hook(receiver: Receiver, name: str = "team", path: str = "/hook", **extra) -> dict:
-    return {"name": name, "url": f"{receiver.url}{path}", "events": ["*"], "secret_env": SECRET_ENV, "backoff": 0.05,
-            "max_backoff": 0.5, **extra}  # fmt: skip
+    return {
+        "name": name,
+        "url": f"{receiver.url}{path}",
+        "events": ["*"],
+        "secret_env": SECRET_ENV,
+        "backoff": 0.05,
+        "max_backoff": 0.5,
+        **extra,
+    }
 
 
 def write_policy(directory: Path, webhooks: list[dict]) -> Path:
@@ -165,9 +172,16 @@ def hooked(mlflow_server, tmp_path) -> Iterator[Callable[..., LiveCheckpoint]]:
     def start(webhooks: list[dict], database_url: str | None = None, admins: str = "root") -> LiveCheckpoint:
         if database_url is None:
             database_url = migrated_sqlite(tmp_path)
-        application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
-                                  "policy_file": write_policy(tmp_path, webhooks), "admins": admins,
-                                  "environ": {SECRET_ENV: SECRET}})  # the variable a secret_env names; fmt: skip
+        application = create_app(
+            {
+                "registry_url": mlflow_server.url,
+                "database_url": database_url,
+                "data_dir": tmp_path,
+                "policy_file": write_policy(tmp_path, webhooks),
+                "admins": admins,
+                "environ": {SECRET_ENV: SECRET},
+            }
+        )  # the variable a secret_env names; fmt: skip
         return started.enter_context(live(application, database_url))
 
     with started:
@@ -199,8 +213,9 @@ def open_request(base: str, model: str | None = None, title: str = "retire the a
 
 def test_workflow_events_arrive_signed_and_in_order(hooked, receiver, mlflow_server, database_url, monkeypatch):
     receiver.start()
-    live = hooked([hook(receiver), hook(receiver, "chat", "/chat", format="slack", events=["opened", "applied"])],
-                  database_url=database_url)  # fmt: skip
+    live = hooked(
+        [hook(receiver), hook(receiver, "chat", "/chat", format="slack", events=["opened", "applied"])], database_url=database_url
+    )
     name, (v1, v2) = make_model(mlflow_server.url)
     MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url).set_registered_model_alias(name, "champion", v1)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
@@ -215,6 +230,7 @@ def test_workflow_events_arrive_signed_and_in_order(hooked, receiver, mlflow_ser
     assert approved.json()["state"] == "applied", approved.text
 
     expected = ["opened", "commented", "review_approved", "approved", "applied"]
+
     def about_request(path: str) -> list[Arrival]:  # (the log may also hold an outside change seen on the way)
         return [a for a in receiver.accepted(path) if a.message.get("data", {}).get("request_id") == request_id]
 
@@ -282,12 +298,22 @@ def test_order_per_request_holds_when_the_first_delivery_needs_retries(hooked, r
     assert api(live.url, "PATCH", f"/requests/{request_id}", user="alice", json={"title": "edited"}).status_code == 200
     wait_until(lambda: len(receiver.accepted()) >= 6, "six deliveries", timeout=40)
     arrivals = receiver.all()
-    mine = [(a.message["action"], a.answered, a.message["data"].get("comment"))
-            for a in arrivals if a.message["data"]["model"] == model]
+    mine = [
+        (a.message["action"], a.answered, a.message["data"].get("comment"))
+        for a in arrivals
+        if a.message["data"]["model"] == model
+    ]
     print("arrivals for the request:", mine)
     # Whatever failed, nothing of this request arrived before its 'opened' got through, and the rest kept their order.
-    assert mine == [("opened", 500, None), ("opened", 500, None), ("opened", 200, None), ("commented", 200, "note 0"),
-                    ("commented", 200, "note 1"), ("commented", 200, "note 2"), ("edited", 200, None)]  # fmt: skip
+    assert mine == [
+        ("opened", 500, None),
+        ("opened", 500, None),
+        ("opened", 200, None),
+        ("commented", 200, "note 0"),
+        ("commented", 200, "note 1"),
+        ("commented", 200, "note 2"),
+        ("edited", 200, None),
+    ]
     # The other request did not wait for this one's retries.
     theirs = [i for i, a in enumerate(arrivals) if a.message["data"]["request_id"] == other]
     first_through = next(i for i, a in enumerate(arrivals) if a.message["data"]["model"] == model and a.answered == 200)
@@ -341,8 +367,13 @@ def test_deliveries_page_lists_and_resends_with_csrf(hooked, receiver):
     headers = {"Origin": live.url}
     assert admin.post(action, data={}, headers=headers, allow_redirects=False, timeout=30).status_code == 400  # no token
     assert deliveries(live.url, status="failed")
-    posted = admin.post(action, data={"csrf_token": token, "next": "/checkpoint/deliveries?status=delivered"},
-                        headers=headers, allow_redirects=False, timeout=30)  # fmt: skip
+    posted = admin.post(
+        action,
+        data={"csrf_token": token, "next": "/checkpoint/deliveries?status=delivered"},
+        headers=headers,
+        allow_redirects=False,
+        timeout=30,
+    )
     assert posted.status_code == 303 and posted.headers["Location"].endswith("/checkpoint/deliveries?status=delivered")
     wait_until(lambda: deliveries(live.url, status="delivered"), "delivered after the page's re-send")
     assert requests.get(f"{live.url}/checkpoint/deliveries?status=bogus", auth=("bob", "x"), timeout=30).status_code == 400
@@ -372,8 +403,10 @@ def test_slow_receiver_never_slows_the_api(hooked, receiver):
 def test_receiver_down_across_a_restart_still_delivers(mlflow_server, tmp_path, receiver):
     """Queued while the receiver is down, Checkpoint (`checkpoint serve`) stopped and started
     again, then the receiver comes up: delivered, once."""
-    env = {"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, [hook(receiver, backoff=0.2, max_backoff=1)])),
-           SECRET_ENV: SECRET}  # fmt: skip
+    env = {
+        "CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, [hook(receiver, backoff=0.2, max_backoff=1)])),
+        SECRET_ENV: SECRET,
+    }
     with checkpoint_process(mlflow_server.url, tmp_path / "cp", **env) as served:
         request_id = open_request(served.url)
         comment = api(served.url, "POST", f"/requests/{request_id}/comments", json={"body": "before the restart"})
@@ -398,9 +431,20 @@ def test_claims_are_exclusive_and_ordered_per_request(database_url):
     store = Store(sessionmaker(engine, expire_on_commit=False), subscribers=lambda kind: ("a", "b"))
     requests_made = []
     for i in range(6):
-        item, _ = store.open_request(author="alice", dedupe_key=f"k{i}", event_data={}, kind="delete_alias", model_name="m",
-                                     version=None, target="alias:champion", change={}, title=f"r{i}", description="",
-                                     challenger={}, champion=None)  # fmt: skip
+        item, _ = store.open_request(
+            author="alice",
+            dedupe_key=f"k{i}",
+            event_data={},
+            kind="delete_alias",
+            model_name="m",
+            version=None,
+            target="alias:champion",
+            change={},
+            title=f"r{i}",
+            description="",
+            challenger={},
+            champion=None,
+        )
         store.add_comment(item.id, "bob", "second event")
         requests_made.append(item.id)
     leases = {"a": 60.0, "b": 60.0}
@@ -439,8 +483,10 @@ def test_claims_are_exclusive_and_ordered_per_request(database_url):
         ([{"name": "x", "url": "http://h/", "events": ["*"], "timeout": 0}], r"timeout: expected a number from 0.1 to 120"),
         ([{"name": "x", "url": "http://h/", "events": ["*"], "max_attempts": 2.5}], r"max_attempts: expected a whole number"),
         ([{"name": "x", "url": "http://h/", "events": ["*"], "secret": "a", "secret_env": "B"}], r"secret or secret_env, not"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "secret_env": "NOT_SET_ANYWHERE"}],
-         r"secret_env: the environment variable NOT_SET_ANYWHERE is not set"),
+        (
+            [{"name": "x", "url": "http://h/", "events": ["*"], "secret_env": "NOT_SET_ANYWHERE"}],
+            r"secret_env: the environment variable NOT_SET_ANYWHERE is not set",
+        ),
         ([{"name": "x", "url": "http://h/", "events": ["*"], "retries": 3}], r"unknown key\(s\) retries"),
         ([{"name": "x", "url": "http://h/", "events": ["*"]}] * 2, r"the name\(s\) x appear more than once"),
     ],
@@ -451,8 +497,18 @@ def test_bad_webhook_configuration_is_refused_clearly(webhooks, message):
 
 
 def test_configuration_reads_the_policy_file_and_keeps_secrets_out_of_reprs(tmp_path):
-    policy = write_policy(tmp_path, [{"name": "ops", "url_env": "HOOK_URL", "events": ["applied", "apply_failed"],
-                                      "secret_env": "HOOK_SECRET", "format": "slack"}])  # fmt: skip
+    policy = write_policy(
+        tmp_path,
+        [
+            {
+                "name": "ops",
+                "url_env": "HOOK_URL",
+                "events": ["applied", "apply_failed"],
+                "secret_env": "HOOK_SECRET",
+                "format": "slack",
+            }
+        ],
+    )
     env = {"CHECKPOINT_POLICY_FILE": str(policy), "HOOK_URL": "https://hooks.example/T0/B0/token", "HOOK_SECRET": "s3"}
     hooks = notify.load(env)
     (ops,) = hooks.hooks
@@ -468,22 +524,35 @@ def test_configuration_reads_the_policy_file_and_keeps_secrets_out_of_reprs(tmp_
 
 def test_chat_lines_for_a_failed_check_and_an_outside_change():
     stamp = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    check = Event(7, 3, "fraud", "check_failed", "checkpoint",
-                  {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"}, stamp)
+    check = Event(
+        7,
+        3,
+        "fraud",
+        "check_failed",
+        "checkpoint",
+        {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"},
+        stamp,
+    )
     item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
     message = notify.payload(Outgoing(None, check, item, "open", None, "Ship v7"), "https://cp.example")
     assert message["data"]["url"] == "https://cp.example/checkpoint/requests/3"
     assert message["data"]["workspace"] == "default"
-    assert notify.describe(message) == ("checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
-                                        "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)")  # fmt: skip
-    outside = Event(8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5",
-                                                                     "previous": "7"}, stamp)  # fmt: skip
+    assert notify.describe(message) == (
+        "checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
+        "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)"
+    )
+    outside = Event(
+        8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5", "previous": "7"}, stamp
+    )
     message = notify.payload(Outgoing(None, outside, None, None, None), None)
     assert message["data"]["url"] == "/checkpoint/models/fraud/history" and message["data"]["version"] == "5"
-    assert notify.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): " \
-                                       "alias:champion now holds v5 (was v7)"
-    in_b = Event(9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2",
-                                                                  "workspace": "team-b"}, stamp)  # fmt: skip
+    assert (
+        notify.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): "
+        "alias:champion now holds v5 (was v7)"
+    )
+    in_b = Event(
+        9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2", "workspace": "team-b"}, stamp
+    )
     message = notify.payload(Outgoing(None, in_b, None, None, None), None)
     assert message["data"]["url"] == "/checkpoint/models/fraud/history?workspace=team-b"
     assert message["data"]["workspace"] == "team-b"
@@ -512,8 +581,9 @@ def test_receiver_script_verification_accepts_good_and_refuses_tampered():
     import hashlib
     import hmac
 
-    raw = hmac.new(SECRET.encode(), f"{good['X-MLflow-Delivery-Id']}.{good['X-MLflow-Timestamp']}.".encode() + body,
-                   hashlib.sha256).digest()  # fmt: skip
+    raw = hmac.new(
+        SECRET.encode(), f"{good['X-MLflow-Delivery-Id']}.{good['X-MLflow-Timestamp']}.".encode() + body, hashlib.sha256
+    ).digest()
     assert good["X-MLflow-Signature"] == "v1," + base64.b64encode(raw).decode()
 
 
@@ -521,14 +591,23 @@ def test_receiver_script_prints_verified_deliveries_and_refuses_others(tmp_path)
     port = free_port()
     log = tmp_path / "receiver.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "webhook_receiver.py"), "--port", str(port)],
-                                   env={"CHECKPOINT_WEBHOOK_SECRET": SECRET, "PATH": "/usr/bin:/bin"}, stdout=out,
-                                   stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "webhook_receiver.py"), "--port", str(port)],
+            env={"CHECKPOINT_WEBHOOK_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until(lambda: b"listening" in log.read_bytes(), "the receiver listens", timeout=20)
-        body = json.dumps({"entity": "promote_request", "action": "applied", "timestamp": "2026-01-01T00:00:00+00:00",
-                           "data": {"request_id": 9, "title": "ship v7", "actor": "bob", "model": "fraud"}}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "entity": "promote_request",
+                "action": "applied",
+                "timestamp": "2026-01-01T00:00:00+00:00",
+                "data": {"request_id": 9, "title": "ship v7", "actor": "bob", "model": "fraud"},
+            }
+        ).encode()
         headers = _signed(body)
         assert requests.post(url, data=body, headers=headers, timeout=10).status_code == 200
         assert requests.post(url, data=body + b" ", headers=headers, timeout=10).status_code == 401

@@ -164,16 +164,27 @@ def test_metrics_need_no_login_and_any_host(served):
 
 def test_metrics_in_one_process_need_no_login(mlflow_server, sqlite_url, tmp_path):
     """Without gunicorn (werkzeug, tests) the counts live in the process; the scrape is public."""
-    app = create_app({"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path,
-                      "auth": "header", "trusted_proxies": "10.9.9.9/32"})  # fmt: skip
+    app = create_app(
+        {
+            "registry_url": mlflow_server.url,
+            "database_url": sqlite_url,
+            "data_dir": tmp_path,
+            "auth": "header",
+            "trusted_proxies": "10.9.9.9/32",
+        }
+    )
     client = app.test_client()
     assert client.get("/checkpoint/api/v1/requests").status_code == 401
     before = text_string_to_metric_families(client.get("/checkpoint/metrics").get_data(as_text=True))
     counted = {tuple(s.labels.items()): s.value for f in before for s in f.samples if s.name == "checkpoint_requests_total"}
     answer = client.get("/checkpoint/metrics")
     assert answer.status_code == 200
-    after = {tuple(s.labels.items()): s.value for f in text_string_to_metric_families(answer.get_data(as_text=True))
-             for s in f.samples if s.name == "checkpoint_requests_total"}  # fmt: skip
+    after = {
+        tuple(s.labels.items()): s.value
+        for f in text_string_to_metric_families(answer.get_data(as_text=True))
+        for s in f.samples
+        if s.name == "checkpoint_requests_total"
+    }
     key = (("route", "checkpoint"), ("status", "200"))
     assert after[key] - counted.get(key, 0) == 1
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
@@ -253,8 +264,13 @@ def test_registry_calls_made_for_a_request_carry_its_id(fronting, upstream):
     """The adapter's own look-ups while a governed call is inspected go out with the caller's id."""
     marker = f"model-{uuid.uuid4().hex}"
     rid = f"gov-{uuid.uuid4().hex}"
-    requests.post(f"{fronting.url}/api/2.0/mlflow/registered-models/alias", headers={"X-Request-Id": rid},
-                  json={"name": marker, "alias": "champion", "version": "1"}, auth=("erin", "x"), timeout=30)  # fmt: skip
+    requests.post(
+        f"{fronting.url}/api/2.0/mlflow/registered-models/alias",
+        headers={"X-Request-Id": rid},
+        json={"name": marker, "alias": "champion", "version": "1"},
+        auth=("erin", "x"),
+        timeout=30,
+    )
     with upstream._cond:
         lookups = [r for r in upstream.received if marker in r.target and r.method == "GET"]
     assert lookups, "the workflow looked nothing up on MLflow"

@@ -85,8 +85,9 @@ def test_index_page_carries_the_panel_once_and_no_validators(served_checkpoint, 
     if direct.headers.get("Last-Modified"):
         validators["If-Modified-Since"] = direct.headers["Last-Modified"]
     conditional = requests.get(served_checkpoint.url + path, timeout=30, headers=validators)
-    assert requests.get(mlflow_server.url + path, timeout=30,
-                        headers={"If-None-Match": direct.headers["ETag"]}).status_code == 304  # fmt: skip
+    assert (
+        requests.get(mlflow_server.url + path, timeout=30, headers={"If-None-Match": direct.headers["ETag"]}).status_code == 304
+    )
     assert conditional.status_code == 200
     assert conditional.content == proxied.content
 

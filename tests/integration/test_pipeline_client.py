@@ -15,8 +15,14 @@ from tests.support.governed import api, make_model
 
 def cli(base: str, *args: str, user: str = "alice", **popen) -> subprocess.Popen:
     env = {**os.environ, "CHECKPOINT_URL": base, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": "x"}
-    return subprocess.Popen([sys.executable, "-m", "checkpoint.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "checkpoint.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def run(base: str, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
@@ -30,15 +36,29 @@ def test_promote_wait_which_cli(sqlite_checkpoint, mlflow_server):
     name, (v1, v2) = make_model(mlflow_server.url)
     MlflowClient(tracking_uri=mlflow_server.url).set_registered_model_alias(name, "champion", v1)
 
-    opened = run(base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion",
-                 "--title", "Retrained on May data", "--description", "AUC +0.02")  # fmt: skip
+    opened = run(
+        base,
+        "request",
+        "promote",
+        "--model",
+        name,
+        "--version",
+        v2,
+        "--alias",
+        "champion",
+        "--title",
+        "Retrained on May data",
+        "--description",
+        "AUC +0.02",
+    )
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.startswith("opened promote request #")
     request_id = int(opened.stdout.split("#", 1)[1].split(" ", 1)[0])
     assert f"{base}/checkpoint/requests/{request_id}" in opened.stdout
 
-    again = run(base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion",
-                "--title", "Retrained on May data")  # fmt: skip
+    again = run(
+        base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion", "--title", "Retrained on May data"
+    )
     assert again.stdout.startswith(f"already open: promote request #{request_id} ")
 
     waiting = cli(base, "request", "wait", str(request_id), "--interval", "0.2", "--timeout", "60")

@@ -384,8 +384,9 @@ def test_a_call_after_an_upload_mlflow_failed_is_not_lost(checkpoint, mlflow_ser
         with requests.Session() as session:  # a fresh client connection each time, as separate callers
             failed = session.put(folder, data=b"over a folder", timeout=30)
             assert failed.status_code == 500, failed.text[:200]  # MLflow's own answer, passed through
-        update = requests.patch(f"{checkpoint.url}/api/2.0/mlflow/registered-models/update",
-                                json={"name": name, "description": f"d{i}"}, timeout=30)  # fmt: skip
+        update = requests.patch(
+            f"{checkpoint.url}/api/2.0/mlflow/registered-models/update", json={"name": name, "description": f"d{i}"}, timeout=30
+        )
         answers.append(update.status_code)
     assert answers == [200] * 20
     assert direct.get_registered_model(name).description == "d19"

@@ -41,8 +41,9 @@ LEASE = 3.0  # seconds, for the served Checkpoint: short, so the test does not w
 @pytest.fixture
 def app(mlflow_server, database_url, tmp_path):
     """Checkpoint in this process, its background thread off (the tests run the reconciler)."""
-    application = create_app({"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path,
-                              "background": False})  # fmt: skip
+    application = create_app(
+        {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path, "background": False}
+    )
     yield application
     close_app(application)
 
@@ -186,8 +187,12 @@ def crash_mid_apply(served, store: Store, relay: Relay, hold, request_id: int) -
 
     def approve() -> None:
         try:
-            requests.post(f"{served.url}/checkpoint/api/v1/requests/{request_id}/reviews", json={"verdict": "approve"},
-                          auth=("bob", "x"), timeout=120)  # fmt: skip
+            requests.post(
+                f"{served.url}/checkpoint/api/v1/requests/{request_id}/reviews",
+                json={"verdict": "approve"},
+                auth=("bob", "x"),
+                timeout=120,
+            )
         except requests.RequestException as exc:
             errors.append(exc)
 
@@ -204,15 +209,19 @@ def crash_mid_apply(served, store: Store, relay: Relay, hold, request_id: int) -
 
 def reconciled(store: Store, request_id: int, since: float):
     """The request once it left ``applying``, and the seconds since ``since`` that took."""
-    settled = wait_until(lambda: (r := store.get(request_id)).state != APPLYING and r,
-                         "the interrupted apply reconciled after the restart", timeout=60)  # fmt: skip
+    settled = wait_until(
+        lambda: (r := store.get(request_id)).state != APPLYING and r,
+        "the interrupted apply reconciled after the restart",
+        timeout=60,
+    )
     seconds = time.monotonic() - since
     print(f"request #{request_id} reconciled as {settled.state} {seconds:.1f} s after the restart began")
     return settled
 
 
-def test_kill_before_the_write_reaches_mlflow_fails_then_retry_applies(mlflow_server, database_url, store, relay,
-                                                                      pipeline, tmp_path):  # fmt: skip
+def test_kill_before_the_write_reaches_mlflow_fails_then_retry_applies(
+    mlflow_server, database_url, store, relay, pipeline, tmp_path
+):
     direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     name, (_v1, v2) = make_model(mlflow_server.url)
     env = {"CHECKPOINT_DATABASE_URL": database_url, "CHECKPOINT_APPLY_LEASE_SECONDS": str(LEASE)}
@@ -243,8 +252,9 @@ def test_kill_before_the_write_reaches_mlflow_fails_then_retry_applies(mlflow_se
     assert kinds.count("applied") == 1
 
 
-def test_kill_after_the_write_reaches_mlflow_is_reconciled_as_applied(mlflow_server, database_url, store, relay,
-                                                                      pipeline, tmp_path):  # fmt: skip
+def test_kill_after_the_write_reaches_mlflow_is_reconciled_as_applied(
+    mlflow_server, database_url, store, relay, pipeline, tmp_path
+):
     direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     name, (v1, v2) = make_model(mlflow_server.url)
     direct.set_registered_model_alias(name, "champion", v1)

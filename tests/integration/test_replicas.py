@@ -117,8 +117,9 @@ def approve_at_once(replicas: Replicas, request_id: int, reviewers: tuple[str, s
     return answers  # type: ignore[return-value]
 
 
-def check_applied_once(replicas: Replicas, direct: MlflowClient, request_id: int, name: str, version: str,
-                       target: str, writes_before: int) -> None:  # fmt: skip
+def check_applied_once(
+    replicas: Replicas, direct: MlflowClient, request_id: int, name: str, version: str, target: str, writes_before: int
+) -> None:
     # Read through the other replica: what one wrote, both see.
     item = api(replicas.b, "GET", f"/requests/{request_id}", "carol").json()
     kinds = [e["kind"] for e in item["events"]]
@@ -155,8 +156,10 @@ def run_trials(replicas: Replicas, mlflow_url: str, prefix: str, trials: int, re
     assert len(listed) == trials and {r["state"] for r in listed} == {"applied"}
     seconds = time.monotonic() - started
     open_ms, approve_ms, check_ms = (1000 * p / trials for p in phases)
-    print(f"{prefix}: {trials} trials in {seconds:.1f} s ({seconds / trials * 1000:.0f} ms each: open {open_ms:.0f}, "
-          f"approve {approve_ms:.0f}, check {check_ms:.0f}); answers {statuses}")
+    print(
+        f"{prefix}: {trials} trials in {seconds:.1f} s ({seconds / trials * 1000:.0f} ms each: open {open_ms:.0f}, "
+        f"approve {approve_ms:.0f}, check {check_ms:.0f}); answers {statuses}"
+    )
     return statuses
 
 

@@ -233,8 +233,13 @@ def test_mlflow_refusing_the_apply_fails_keeps_everything_and_retry_applies(live
     assert [(r["reviewer"], r["verdict"], r["dismissed"]) for r in body["reviews"]] == [("dave", "approve", False)]
     assert [(c["author"], c["body"]) for c in body["comments"]] == [("carol", "ok by me")]
     assert [e["kind"] for e in body["events"]] == [
-        "opened", "commented", "review_approved", "approved", "applying", "apply_failed",
-    ]  # fmt: skip
+        "opened",
+        "commented",
+        "review_approved",
+        "approved",
+        "applying",
+        "apply_failed",
+    ]
     assert "RESOURCE_ALREADY_EXISTS" in body["events"][-1]["data"]["error"]
     assert client.get_registered_model(name).name == name  # nothing renamed
 
@@ -409,8 +414,9 @@ def test_reject_withdraw_edit_and_comment(live_checkpoint, mlflow_server):
 
     # Edits: the author's, while open.
     assert api(base, "PATCH", f"/requests/{rid}", user="bob", json={"title": "mine now"}).status_code == 403
-    edited = api(base, "PATCH", f"/requests/{rid}", user="alice", json={"title": "promote v2 (AUC +3%)",
-                                                                        "description": "see run"})  # fmt: skip
+    edited = api(
+        base, "PATCH", f"/requests/{rid}", user="alice", json={"title": "promote v2 (AUC +3%)", "description": "see run"}
+    )
     assert edited.status_code == 200, edited.text
     assert (edited.json()["title"], edited.json()["description"]) == ("promote v2 (AUC +3%)", "see run")
     assert edited.json()["events"][-1]["kind"] == "edited"

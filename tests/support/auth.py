@@ -32,8 +32,9 @@ def start_auth_server(root) -> MlflowServer:
     server.start()
     try:
         for user, password in PASSWORDS.items():
-            answer = requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=30,
-                                   json={"username": user, "password": password})  # fmt: skip
+            answer = requests.post(
+                f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=30, json={"username": user, "password": password}
+            )
             assert answer.status_code == 200, answer.text
     except BaseException:
         server.stop()  # a half-set-up server must not outlive the test run
@@ -44,14 +45,18 @@ def start_auth_server(root) -> MlflowServer:
 def grant(server_url: str, user: str, model: str, permission: str) -> None:
     """Give ``user`` a permission on a registered model (as the admin)."""
     answer = requests.post(
-        f"{server_url}/api/3.0/mlflow/users/permissions/grant", auth=ADMIN, timeout=30,
+        f"{server_url}/api/3.0/mlflow/users/permissions/grant",
+        auth=ADMIN,
+        timeout=30,
         json={"username": user, "resource_type": "registered_model", "resource_id": model, "permission": permission},
-    )  # fmt: skip
+    )
     if answer.status_code == 404 and "error_code" not in answer.text:  # MLflow 2.x: per-model grants, /api/2.0 only
         answer = requests.post(
-            f"{server_url}/api/2.0/mlflow/registered-models/permissions/create", auth=ADMIN, timeout=30,
+            f"{server_url}/api/2.0/mlflow/registered-models/permissions/create",
+            auth=ADMIN,
+            timeout=30,
             json={"name": model, "username": user, "permission": permission},
-        )  # fmt: skip
+        )
     assert answer.status_code == 200, answer.text
 
 

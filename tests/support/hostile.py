@@ -78,8 +78,9 @@ def form_session(base_url: str, user: str = "carol") -> FormSession:
     session = requests.Session()
     page = session.get(f"{base_url}/checkpoint/whoami", timeout=30)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    chosen = session.post(f"{base_url}/checkpoint/whoami", data={"name": user, "csrf_token": token}, timeout=30,
-                          allow_redirects=False)  # fmt: skip
+    chosen = session.post(
+        f"{base_url}/checkpoint/whoami", data={"name": user, "csrf_token": token}, timeout=30, allow_redirects=False
+    )
     assert chosen.status_code == 303, chosen.text[:300]
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
     return FormSession(cookie, token)

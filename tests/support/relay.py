@@ -85,8 +85,9 @@ class Relay:
         # The path as the client sent it (still percent-encoded), with its query.
         url = self.upstream + (request.environ.get("RAW_URI") or request.full_path.rstrip("?"))
         headers = {k: v for k, v in request.headers.items() if not is_hop_by_hop_header(k) and k.lower() != "host"}
-        answer = self.http.request(request.method, url, body=request.get_data(), headers=headers,
-                                   decode_content=False, redirect=False)  # fmt: skip
+        answer = self.http.request(
+            request.method, url, body=request.get_data(), headers=headers, decode_content=False, redirect=False
+        )
         with self._lock:
             self.forwarded[(request.method, request.path)] += 1
         return answer

@@ -38,8 +38,11 @@ def settings(tmp_path: Path, **env: str) -> Settings:
 def test_the_file_is_read_into_typed_sections(tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY)
-    loaded = settings(tmp_path, CHECKPOINT_POLICY_FILE=str(path), HOOK_SECRET="s3",
-                      CHECKPOINT_REQUIRED_APPROVALS="3").with_policy().policy  # fmt: skip
+    loaded = (
+        settings(tmp_path, CHECKPOINT_POLICY_FILE=str(path), HOOK_SECRET="s3", CHECKPOINT_REQUIRED_APPROVALS="3")
+        .with_policy()
+        .policy
+    )
     assert loaded is not None
     assert loaded.protection.protected_aliases == ("champion", "gold*")
     assert loaded.protection.governed_stages == ("Staging", "Production")  # the default stays
@@ -79,8 +82,10 @@ def test_a_missing_file_stops_start_up_whichever_section_asks(tmp_path, load):
     [
         ("rules: [", r"policy\.yaml: not valid YAML"),
         ("- a list", r"policy\.yaml: the top level must be a mapping"),
-        ("rules:\n  - name: fraud production\n    checks:\n      - {name: auc-gate, kind: metric, expression: 'val_auc >='}\n",
-         r"rules\[0\] \(fraud production\)\.checks\[0\] \(auc-gate\)\.expression"),
+        (
+            "rules:\n  - name: fraud production\n    checks:\n      - {name: auc-gate, kind: metric, expression: 'val_auc >='}\n",
+            r"rules\[0\] \(fraud production\)\.checks\[0\] \(auc-gate\)\.expression",
+        ),
         ("protected_tags: [1]\n", r"protected_tags: expected a list of non-empty strings"),
         ("webhooks:\n  - {name: x, url: 'ftp://h/', events: ['*']}\n", r"webhooks\[0\] \(x\)\.url: expected an http"),
     ],
@@ -104,8 +109,13 @@ def test_a_variable_replaces_the_file_s_protection_list(tmp_path):
 
 
 def test_identity_knobs_are_settings(tmp_path):
-    read = settings(tmp_path, CHECKPOINT_AUTH=" Header ", CHECKPOINT_TRUSTED_PROXIES="10.0.0.5, 127.0.0.1/32",
-                    CHECKPOINT_ADMINS="root, ,ops", CHECKPOINT_GROUPS_HEADER="X-Groups")  # fmt: skip
+    read = settings(
+        tmp_path,
+        CHECKPOINT_AUTH=" Header ",
+        CHECKPOINT_TRUSTED_PROXIES="10.0.0.5, 127.0.0.1/32",
+        CHECKPOINT_ADMINS="root, ,ops",
+        CHECKPOINT_GROUPS_HEADER="X-Groups",
+    )
     assert read.auth == "header" and read.admins == {"root", "ops"} and read.groups_header == "X-Groups"
     assert read.trusted_proxies == (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("127.0.0.1/32"))
     auth = identity.from_settings(read)
@@ -131,11 +141,18 @@ def test_create_app_config_is_validated_as_the_variable(tmp_path, overrides, mes
 
 def test_typed_and_text_overrides_agree_and_win_over_the_environment(tmp_path):
     env = {**GOOD, "CHECKPOINT_DATA_DIR": str(tmp_path), "CHECKPOINT_ADMINS": "env-admin", "CHECKPOINT_AUTH": "mlflow"}
-    typed = Settings.from_env(env, auth="header", trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
-                              admins=frozenset({"root"}), required_approvals=2, policy_file=None,
-                              allow_unauthenticated=True)  # fmt: skip
-    text = Settings.from_env(env, auth="header", trusted_proxies="127.0.0.1/32", admins="root", required_approvals="2",
-                             allow_unauthenticated="true")  # fmt: skip
+    typed = Settings.from_env(
+        env,
+        auth="header",
+        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+        admins=frozenset({"root"}),
+        required_approvals=2,
+        policy_file=None,
+        allow_unauthenticated=True,
+    )
+    text = Settings.from_env(
+        env, auth="header", trusted_proxies="127.0.0.1/32", admins="root", required_approvals="2", allow_unauthenticated="true"
+    )
     assert typed == text
     assert (typed.auth, typed.admins, typed.required_approvals, typed.allow_unauthenticated) == ("header", {"root"}, 2, True)
 
@@ -146,4 +163,8 @@ def test_serving_knobs_and_defaults(tmp_path):
     plain = settings(tmp_path)
     assert (plain.access_log, plain.forwarded_allow_ips, plain.policy_file) == (None, "127.0.0.1,::1", None)
     assert (plain.auth, plain.required_approvals, plain.allow_self_approval, plain.allow_unauthenticated) == (
-        "none", 1, False, False)  # fmt: skip
+        "none",
+        1,
+        False,
+        False,
+    )

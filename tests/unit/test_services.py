@@ -48,18 +48,34 @@ def config(registry, tmp_path) -> dict:
     db.upgrade(engine)
     engine.dispose()
     host, port = registry.getsockname()
-    return {"registry_url": f"http://{host}:{port}", "database_url": url, "data_dir": tmp_path,
-            "upstream_read_timeout": 1.0, "apply_lease": 0.001}  # fmt: skip
+    return {
+        "registry_url": f"http://{host}:{port}",
+        "database_url": url,
+        "data_dir": tmp_path,
+        "upstream_read_timeout": 1.0,
+        "apply_lease": 0.001,
+    }
 
 
 def leave_applying(app) -> int:
     """A request a worker claimed and died on: the reconciler must ask MLflow about it."""
     store = services(app).store
     item, _ = store.open_request(
-        author="alice", dedupe_key="k", event_data={"change": CHANGE}, kind="delete_alias", model_name="m", version=None,
-        target="alias:champion", change=CHANGE, title="t", description="", challenger={}, champion=None,
-        named_reviewers=[], rule_name="default",
-    )  # fmt: skip
+        author="alice",
+        dedupe_key="k",
+        event_data={"change": CHANGE},
+        kind="delete_alias",
+        model_name="m",
+        version=None,
+        target="alias:champion",
+        change=CHANGE,
+        title="t",
+        description="",
+        challenger={},
+        champion=None,
+        named_reviewers=[],
+        rule_name="default",
+    )
     assert store.transition(item.id, (OPEN,), APPLYING, actor="bob", event="applying")
     return item.id
 

@@ -48,8 +48,19 @@ ALL = "*"
 FORMATS = ("json", "slack")
 # Backoff between attempts: ``backoff * 2**(attempt-1)`` seconds, at most ``max_backoff``.
 DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF = 1.0, 300.0
-_KEYS = {"name", "url", "url_env", "events", "secret", "secret_env", "format", "timeout", "max_attempts", "backoff",
-         "max_backoff"}  # fmt: skip
+_KEYS = {
+    "name",
+    "url",
+    "url_env",
+    "events",
+    "secret",
+    "secret_env",
+    "format",
+    "timeout",
+    "max_attempts",
+    "backoff",
+    "max_backoff",
+}
 
 
 # The name this section's errors had before there was one ConfigError.
@@ -93,7 +104,6 @@ class Webhooks:
         return bool(self.hooks)
 
 
-
 def load(env: Mapping[str, str] | None = None) -> Webhooks:
     """The webhooks the variables in ``env`` configure (none without a policy file or the key)."""
     from checkpoint.policy_file import from_env
@@ -120,8 +130,9 @@ def _webhook(index: int, item: object, env: Mapping[str, str]) -> Webhook:
         raise WebhookConfigError(f"{where}: expected a mapping with name, url, events, secret_env")
     unknown = set(item) - _KEYS
     if unknown:
-        raise WebhookConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                                 f"known: {', '.join(sorted(_KEYS))}")  # fmt: skip
+        raise WebhookConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(_KEYS))}"
+        )
     name = item.get("name")
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
         raise WebhookConfigError(f"{where}.name: expected a name of 1 to 200 characters")
@@ -137,13 +148,16 @@ def _webhook(index: int, item: object, env: Mapping[str, str]) -> Webhook:
         raise WebhookConfigError(f"{where}.url: the port is not a number") from exc
     secret = _from_value_or_env(item, "secret", where, env, required=False)
     return Webhook(
-        name=name, url=url, events=_events(item.get("events"), where), secret=secret,
+        name=name,
+        url=url,
+        events=_events(item.get("events"), where),
+        secret=secret,
         format=_choice(item.get("format", "json"), FORMATS, f"{where}.format"),
         timeout=_number(item.get("timeout", 5), f"{where}.timeout", 0.1, 120),
         max_attempts=int(_number(item.get("max_attempts", 8), f"{where}.max_attempts", 1, 100, whole=True)),
         backoff=_number(item.get("backoff", DEFAULT_BACKOFF), f"{where}.backoff", 0.01, 3600),
         max_backoff=_number(item.get("max_backoff", DEFAULT_MAX_BACKOFF), f"{where}.max_backoff", 0.01, 86400),
-    )  # fmt: skip
+    )
 
 
 def _from_value_or_env(item: dict, key: str, where: str, env: Mapping[str, str], *, required: bool) -> str | None:
@@ -192,4 +206,3 @@ def _number(value: object, where: str, low: float, high: float, whole: bool = Fa
         kind = "a whole number" if whole else "a number"
         raise WebhookConfigError(f"{where}: expected {kind} from {low:g} to {high:g}, got {value!r}")
     return float(value)
-

@@ -70,12 +70,23 @@ def describe(message: dict) -> str:
     subject = f"#{data['request_id']} “{data['title']}”" if data.get("request_id") else data["model"]
     where = f"{data['model']} v{data['version']} → {data['target']}" if data.get("version") else data["model"]
     what = {
-        "opened": "opened", "edited": "edited", "commented": "commented on", "approved": "approved",
-        "rejected": "rejected", "withdrawn": "withdrew", "applied": "applied", "apply_failed": "failed to apply",
-        "approvals_dismissed": "dismissed approvals of", "check_failed": "reported a failed check on",
-        "review_approved": "approved (review)", "review_rejected": "rejected (review)", "break_glass": "BROKE GLASS on",
-        "retried": "retried", "reopened": "reopened", "outside_change": "saw an outside change to",
-    }.get(action, action)  # fmt: skip
+        "opened": "opened",
+        "edited": "edited",
+        "commented": "commented on",
+        "approved": "approved",
+        "rejected": "rejected",
+        "withdrawn": "withdrew",
+        "applied": "applied",
+        "apply_failed": "failed to apply",
+        "approvals_dismissed": "dismissed approvals of",
+        "check_failed": "reported a failed check on",
+        "review_approved": "approved (review)",
+        "review_rejected": "rejected (review)",
+        "break_glass": "BROKE GLASS on",
+        "retried": "retried",
+        "reopened": "reopened",
+        "outside_change": "saw an outside change to",
+    }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
     if action == "check_failed":

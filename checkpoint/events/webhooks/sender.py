@@ -77,9 +77,12 @@ class Sender:
         status, error, wait = None, "", None
         try:
             answer = requests.post(
-                webhook.url, data=raw, headers=headers(webhook, delivery.id, outgoing.event.kind, raw),
-                timeout=(webhook.timeout, webhook.timeout), allow_redirects=False,
-            )  # fmt: skip
+                webhook.url,
+                data=raw,
+                headers=headers(webhook, delivery.id, outgoing.event.kind, raw),
+                timeout=(webhook.timeout, webhook.timeout),
+                allow_redirects=False,
+            )
             with answer:
                 status = answer.status_code
                 if not 200 <= status < 300:
@@ -95,13 +98,24 @@ class Sender:
             self.store.delivery_done(delivery.id, status)
             return "delivered"
         if delivery.attempts >= webhook.max_attempts:
-            log.warning("webhook %s: delivery %s failed for good after %d attempts: %s", webhook.name, delivery.id,
-                        delivery.attempts, error)  # fmt: skip
+            log.warning(
+                "webhook %s: delivery %s failed for good after %d attempts: %s",
+                webhook.name,
+                delivery.id,
+                delivery.attempts,
+                error,
+            )
             self.store.delivery_done(delivery.id, status, f"gave up after {delivery.attempts} attempts: {error}")
             return "failed"
         delay = min(max(wait or 0.0, webhook.delay(delivery.attempts)), webhook.max_backoff)
-        log.info("webhook %s: delivery %s attempt %d failed (%s); next in %.1f s", webhook.name, delivery.id,
-                 delivery.attempts, error, delay)  # fmt: skip
+        log.info(
+            "webhook %s: delivery %s attempt %d failed (%s); next in %.1f s",
+            webhook.name,
+            delivery.id,
+            delivery.attempts,
+            error,
+            delay,
+        )
         self.store.delivery_done(delivery.id, status, error, retry_at=now() + timedelta(seconds=delay))
         return "retrying"
 
@@ -115,8 +129,15 @@ def _where(url: str) -> str:
 def _reason(exc: Exception) -> str:
     """The innermost cause's class and message without the URL (``Connection refused``)."""
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "No route to host", "Connection reset",
-                   "Remote end closed connection", "certificate verify failed", "timed out"):  # fmt: skip
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "Connection reset",
+        "Remote end closed connection",
+        "certificate verify failed",
+        "timed out",
+    ):
         if marker in text:
             return marker
     return type(exc).__name__

@@ -105,8 +105,10 @@ def _tags(item: dict, where: str, name: str, required: bool) -> Check:
                 raise CheckConfigError(f"{where}.tags: {entry!r} names no tag")
             pairs.append((key.strip(), value.strip() if eq else None))
     if not pairs:
-        raise CheckConfigError(f"{where}.tags: expected a mapping such as {{validation_status: passed}} "
-                               f"or a list such as ['validation_status = passed'], got {raw!r}")  # fmt: skip
+        raise CheckConfigError(
+            f"{where}.tags: expected a mapping such as {{validation_status: passed}} "
+            f"or a list such as ['validation_status = passed'], got {raw!r}"
+        )
     return TagsCheck(name, required, tuple(pairs), on)
 
 
@@ -146,6 +148,10 @@ def _http_check(item: dict, where: str, name: str, required: bool) -> Check:
 
 
 _BUILDERS: dict[str, Callable[[dict, str, str, bool], Check]] = {
-    "metric": _metric, "tags": _tags, "signature": _signature, "description": _description, "title": _title,
+    "metric": _metric,
+    "tags": _tags,
+    "signature": _signature,
+    "description": _description,
+    "title": _title,
     "http": _http_check,
-}  # fmt: skip
+}

@@ -31,16 +31,21 @@ def call_http(check: HttpCheck, payload: Mapping[str, Any], *, sleep: Callable[[
     """POST ``payload`` and read ``{"status": "pass"|"fail", "reason"}``; time-bounded, retried
     on connection errors and 5xx (not on a timeout: a slow receiver would only be slower again)."""
     body = json.dumps(_finite(payload), default=str).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "checkpoint-checks",
-               "X-Checkpoint-Check": check.name}  # fmt: skip
+    headers = {"Content-Type": "application/json", "User-Agent": "checkpoint-checks", "X-Checkpoint-Check": check.name}
     tries = 1 + check.retries
     last = ""
     for attempt in range(tries):
         if attempt:
             sleep(_RETRY_PAUSE * 2 ** (attempt - 1))
         try:
-            answer = _http.request("POST", check.url, body=body, headers=headers, preload_content=False,
-                                   timeout=urllib3.Timeout(connect=check.timeout, read=check.timeout))  # fmt: skip
+            answer = _http.request(
+                "POST",
+                check.url,
+                body=body,
+                headers=headers,
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=check.timeout, read=check.timeout),
+            )
             try:
                 raw = answer.read(HTTP_ANSWER_MAX + 1)
             finally:

@@ -12,8 +12,16 @@ from checkpoint.review import changes
 
 
 def test_inspected_rules_parse_into_known_change_kinds():
-    every_field = {"name": "m", "version": "1", "stage": "Staging", "alias": "a", "key": "k", "value": "v",
-                   "new_name": "n", "source": "models:/m/1"}  # fmt: skip
+    every_field = {
+        "name": "m",
+        "version": "1",
+        "stage": "Staging",
+        "alias": "a",
+        "key": "k",
+        "value": "v",
+        "new_name": "n",
+        "source": "models:/m/1",
+    }
     with pytest.raises(changes.ChangeError, match="unknown change kind"):
         changes.from_body("no_such_kind", every_field)
     for rule in rules.RULES:
@@ -79,15 +87,25 @@ MATCHES = [
     # Artifact paths that contain registry-looking segments are artifacts, not registry calls.
     ("artifact-put", "PUT", f"/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/api/2.0/mlflow/{ALIAS}", None, False),
     ("artifact-delete", "DELETE", f"/api/2.0/mlflow-artifacts/artifacts/x/api/2.0/mlflow/{ALIAS}", None, False),
-    ("artifact-delete-encoded", "DELETE",
-     "/ajax-api/2.0/mlflow-artifacts/artifacts/x%2Fapi%2F2.0%2Fmlflow%2Fregistered-models%2Falias", None, False),
+    (
+        "artifact-delete-encoded",
+        "DELETE",
+        "/ajax-api/2.0/mlflow-artifacts/artifacts/x%2Fapi%2F2.0%2Fmlflow%2Fregistered-models%2Falias",
+        None,
+        False,
+    ),
     ("artifact-mpu", "POST", "/api/2.0/mlflow-artifacts/mpu/create/x/api/2.0/mlflow/model-versions/create", None, False),
     ("upload-artifact-query", "POST", f"/ajax-api/2.0/mlflow/upload-artifact?path=api/2.0/mlflow/{ALIAS}", None, False),
     # Outside artifacts, anything before ``/api/N.N/mlflow/`` may be a --static-prefix, so a
     # registry-looking tail is inspected even inside another route's path variable (safe side).
-    ("other-route-with-registry-tail", "DELETE", f"/api/3.0/mlflow/mcp-servers/s/aliases/x/api/2.0/mlflow/{ALIAS}",
-     "delete_alias", False),
-]  # fmt: skip
+    (
+        "other-route-with-registry-tail",
+        "DELETE",
+        f"/api/3.0/mlflow/mcp-servers/s/aliases/x/api/2.0/mlflow/{ALIAS}",
+        "delete_alias",
+        False,
+    ),
+]
 
 
 @pytest.mark.parametrize(("method", "path", "expected", "ui"), [m[1:] for m in MATCHES], ids=[m[0] for m in MATCHES])
@@ -120,10 +138,22 @@ def test_match(method, path, expected, ui):
         ("api/2.0/mlflow/x", "/api/2.0/mlflow/x"),
         ("", "/"),
     ],
-    ids=["canonical", "slashes-and-query", "encoded-slash", "encoded-letter", "decoded-once", "encoded-double-slash",
-         "fragment-first", "query-first", "encoded-question-mark", "absolute-form", "absolute-form-upper-scheme",
-         "relative", "empty"],
-)  # fmt: skip
+    ids=[
+        "canonical",
+        "slashes-and-query",
+        "encoded-slash",
+        "encoded-letter",
+        "decoded-once",
+        "encoded-double-slash",
+        "fragment-first",
+        "query-first",
+        "encoded-question-mark",
+        "absolute-form",
+        "absolute-form-upper-scheme",
+        "relative",
+        "empty",
+    ],
+)
 def test_normalise(raw, expected):
     assert rules.normalise(raw) == expected
 
@@ -157,10 +187,14 @@ def test_is_ui_call_only_for_ajax_api_registry_paths():
         ("POST", "/api/2.0/mlflow/artifacts/presigned-upload-url", "write", ""),
         ("POST", "/api/2.0/mlflow/artifacts/presigned-download-url", "read", ""),
         # An artifact path that contains another artifact route is still the first route's path.
-        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/r/api/2.0/mlflow-artifacts/artifacts/y", "write",
-         "1/r/api/2.0/mlflow-artifacts/artifacts/y"),
+        (
+            "PUT",
+            "/api/2.0/mlflow-artifacts/artifacts/1/r/api/2.0/mlflow-artifacts/artifacts/y",
+            "write",
+            "1/r/api/2.0/mlflow-artifacts/artifacts/y",
+        ),
     ],
-)  # fmt: skip
+)
 def test_match_artifact(method, raw, verb, path):
     found = rules.match_artifact(method, raw)
     assert found is not None and found[0].verb == verb and found[1] == path

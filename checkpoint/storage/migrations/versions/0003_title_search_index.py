@@ -30,9 +30,9 @@ def upgrade() -> None:
     savepoint = bind.begin_nested()
     try:
         bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
-        bind.execute(sa.text(
-            "CREATE INDEX IF NOT EXISTS ix_requests_title_trgm ON promote_requests USING gin (title gin_trgm_ops)"
-        ))  # fmt: skip
+        bind.execute(
+            sa.text("CREATE INDEX IF NOT EXISTS ix_requests_title_trgm ON promote_requests USING gin (title gin_trgm_ops)")
+        )
         savepoint.commit()
     except sa.exc.DBAPIError as exc:
         savepoint.rollback()

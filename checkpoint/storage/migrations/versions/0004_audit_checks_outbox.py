@@ -25,11 +25,17 @@ def upgrade() -> None:
         batch.add_column(sa.Column("hash", sa.String(64), nullable=True))
     bind = op.get_bind()
     events = sa.table(
-        "events", sa.column("id", sa.Integer), sa.column("request_id", sa.Integer), sa.column("model_name", sa.String),
-        sa.column("kind", sa.String), sa.column("actor", sa.String), sa.column("data", sa.JSON),
-        sa.column("created_at", sa.DateTime(timezone=True)), sa.column("prev_hash", sa.String),
+        "events",
+        sa.column("id", sa.Integer),
+        sa.column("request_id", sa.Integer),
+        sa.column("model_name", sa.String),
+        sa.column("kind", sa.String),
+        sa.column("actor", sa.String),
+        sa.column("data", sa.JSON),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("prev_hash", sa.String),
         sa.column("hash", sa.String),
-    )  # fmt: skip
+    )
     previous = GENESIS
     for row in bind.execute(sa.select(events).order_by(events.c.id)).mappings().all():
         digest = event_hash(dict(row), previous)
