@@ -139,6 +139,7 @@ def _webhook(index: int, item: object, env: Mapping[str, str]) -> Webhook:
     name = name.strip()
     where = f"webhooks[{index}] ({name})"
     url = _from_value_or_env(item, "url", where, env, required=True)
+    assert url is not None  # required=True raises rather than answer None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookConfigError(f"{where}.url: expected an http:// or https:// URL")

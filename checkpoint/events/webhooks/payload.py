@@ -39,10 +39,10 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     if event.kind == HEAD:  # about the log, not a request: the head and its signature, as recorded
         check = f"/checkpoint/api/v1/audit/verify?expect={quote(str(event.data.get('head', '')))}"
         url = f"{public_url.rstrip('/')}{check}" if public_url else check  # checks the head against the log
-        data = {"event_id": event.id, "url": url, "model": None, "actor": event.actor, **event.data}
+        data: dict = {"event_id": event.id, "url": url, "model": None, "actor": event.actor, **event.data}
         return {"entity": "audit_log", "action": event.kind, "timestamp": event.created_at.isoformat(), "data": data}
     workspace = item.workspace if item else (event.data.get("workspace") or "")
-    data: dict = {
+    data = {
         "request_id": event.request_id,
         "url": request_url(public_url, event.request_id, event.model_name, workspace),
         "model": event.model_name,
