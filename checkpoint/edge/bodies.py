@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from urllib3.exceptions import HTTPError
 
-log = logging.getLogger("checkpoint.proxy")  # the proxy's logger: its lines keep their name
+log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSON logs on (the proxy's)
 
 
 class Stream:
