@@ -1,1 +1,1 @@
-
+"""Unit tests of checkpoint.review.changes."""
