@@ -55,6 +55,26 @@ def expired(review: Review, rule: Rule, at: datetime) -> bool:
     return review.expired_at is not None or rule.expired(review.created_at, at)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """An approval's age against its rule, as the request page and the API show it."""
+
+    expired: bool
+    expires_at: datetime | None  # when it stops (or stopped) counting; None: it never expires
+
+    def to_json(self) -> dict:
+        """The API's fields for one review (additive: ``expired``, ``expires_at``)."""
+        return {"expired": self.expired, "expires_at": self.expires_at.isoformat() if self.expires_at else None}
+
+
+def standing(review: Review, rule: Rule, at: datetime) -> Standing:
+    """Whether ``review`` (an approval) has expired at ``at``, and when it does."""
+    ends = rule.expires_at(review.created_at) if review.verdict == "approve" else None
+    if review.expired_at is not None and (ends is None or review.expired_at < ends):
+        ends = review.expired_at  # recorded under a shorter limit than the rule's now
+    return Standing(expired(review, rule, at), ends)
+
+
 @dataclass
 class Expiry:
     """The background task: record every approval that expired, once."""

@@ -12,12 +12,14 @@ import yaml
 from flask import Blueprint, current_app, jsonify, request
 
 from checkpoint.errors import CheckpointError
+from checkpoint.review import expiry
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
+    current_services,
     current_user,
     make_request_cursor,
     public_base,
@@ -122,6 +124,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
             "approvers": list(status.approvers),
             "awaited": list(status.awaited),
             "met": status.met,
+            "expired": list(status.expired),
         },
         "named_reviewers": list(item.named_reviewers),
         "rule": {"name": rule.name, "description": rule.describe()},
@@ -133,6 +136,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         "blocked_by_checks": list(status.blocked_by),
     }
     if full:
+        at = current_services().clock.now()
         out["reviews"] = [
             {
                 "id": r.id,
@@ -143,6 +147,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
                 "dismissed": r.dismissed_at is not None,
                 "dismissed_reason": r.dismissed_reason,
                 "digest": r.digest,
+                **expiry.standing(r, rule, at).to_json(),
             }
             for r in item.reviews
         ]
