@@ -96,16 +96,28 @@ class Expiry:
             page = self.store.approvals_before(oldest_allowed, UNDECIDED, after=after, limit=PAGE)
             for request, review in page:
                 rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
-                limit = rule.approvals_expire_after
-                if limit is None or not rule.expired(review.created_at, now):
-                    continue
-                data = {"rule": rule.name, "expire_after": format_duration(limit)}
-                if self.store.expire_approval(review.id, approved_before=now - limit, states=UNDECIDED, data=data):
-                    done.append(review.id)
-                    log.info(
-                        "approval by %s of request #%s expired (older than %s)", review.reviewer, request.id, data["expire_after"]
-                    )
+                done.extend(record(self.store, request, (review,), rule, now, UNDECIDED))
             if len(page) < PAGE:
                 break
             after = page[-1][1].id
         return done
+
+
+def record(
+    store: Store, request: PromoteRequest, approvals: tuple[Review, ...], rule: Rule, at: datetime, states: tuple[str, ...]
+) -> list[int]:
+    """Record the expiry of those of ``approvals`` (of ``request``) too old at ``at`` under
+    ``rule``, each only if no one else has and the request is in one of ``states``; the ids
+    this call recorded."""
+    limit = rule.approvals_expire_after
+    if limit is None:
+        return []
+    data = {"rule": rule.name, "expire_after": format_duration(limit)}
+    done = []
+    for review in approvals:
+        if not rule.expired(review.created_at, at):
+            continue
+        if store.expire_approval(review.id, approved_before=at - limit, states=states, data=data):
+            done.append(review.id)
+            log.info("approval by %s of request #%s expired (older than %s)", review.reviewer, request.id, data["expire_after"])
+    return done
