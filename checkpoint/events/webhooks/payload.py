@@ -86,7 +86,7 @@ def describe(message: dict) -> str:
         "retried": "retried",
         "reopened": "reopened",
         "outside_change": "saw an outside change to",
-        "approval_expired": "let an approval expire on",
+        "approval_expired": "expired an approval on",
     }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
