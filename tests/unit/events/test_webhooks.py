@@ -106,7 +106,8 @@ CHAT = [
         "approval_expired",
         {"review_id": 4, "reviewer": "bob", "approved_at": "2026-11-24T09:00:00+00:00", "rule": "r", "expire_after": "1w"},
         {},
-        "dave expired an approval on #3 “Ship v7” (fraud v7 → alias:champion): bob's approval is older than 1w and no longer counts",
+        "dave expired an approval on #3 “Ship v7” (fraud v7 → alias:champion): "
+        "bob's approval is older than 1w and no longer counts",
     ),
 ]
 
