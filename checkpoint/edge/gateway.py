@@ -19,7 +19,8 @@ from http import HTTPStatus
 
 from checkpoint import urls
 from checkpoint.edge import rules
-from checkpoint.edge.proxy import Proxy, discard_input, host_allowed
+from checkpoint.edge.bodies import discard_input
+from checkpoint.edge.proxy import Proxy, host_allowed
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
