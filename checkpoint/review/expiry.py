@@ -68,8 +68,11 @@ class Standing:
 
 
 def standing(review: Review, rule: Rule, at: datetime) -> Standing:
-    """Whether ``review`` (an approval) has expired at ``at``, and when it does."""
-    ends = rule.expires_at(review.created_at) if review.verdict == "approve" else None
+    """Whether ``review`` (an approval) has expired at ``at``, and when it does (nothing for a
+    rejection or a dismissed approval: those never counted, or stopped for another reason)."""
+    if review.verdict != "approve" or review.dismissed_at is not None:
+        return Standing(False, None)
+    ends = rule.expires_at(review.created_at)
     if review.expired_at is not None and (ends is None or review.expired_at < ends):
         ends = review.expired_at  # recorded under a shorter limit than the rule's now
     return Standing(expired(review, rule, at), ends)
