@@ -458,7 +458,7 @@ def test_reconciler_asks_the_requests_workspace(checkpoint, world):
     assert world.states(name)[world.a]["champion"] == "1"
 
 
-# -- a server without workspaces (the pieces without a server: tests/unit/review/test_workspaces.py) --
+# -- a server without workspaces (the pieces without a server: tests/unit/review/changes/test_workspaces.py) --
 
 
 def test_workspace_header_to_a_server_without_workspaces(sqlite_checkpoint, mlflow_server):
