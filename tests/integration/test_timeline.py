@@ -14,6 +14,7 @@ import requests
 from mlflow import MlflowClient
 
 from checkpoint.client import CheckpointClient, NotKnown
+from tests.integration.test_openapi import _check
 from tests.integration.test_pipeline_client import run
 from tests.support.governed import api, make_model
 
@@ -70,6 +71,8 @@ def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoin
     noticed = ask(base, {**alias, "version": v2}, "Back to v2")  # opening it reads the champion: v1
 
     data = api(base, "GET", f"/models/{quote(name, safe='')}/timeline", user="carol").json()
+    document = api(base, "GET", "/openapi.json").json()
+    _check(document, "/models/{name}/timeline", "get", "200", data)
     assert (data["model"], data["workspace"]) == (name, "default")
     lanes = {lane["target"]: lane["periods"] for lane in data["targets"]}
     assert list(lanes) == ["alias:champion", "stage:Production"]
@@ -106,6 +109,7 @@ def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoin
     def which_at(at: datetime, **target) -> dict:
         answer = api(base, "GET", "/which", user="carol", params={"model": name, **target, "at": at.isoformat()})
         assert answer.status_code == 200, answer.text
+        _check(document, "/which", "get", "200", answer.json())
         return answer.json()
 
     expected = [
