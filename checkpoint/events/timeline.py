@@ -249,7 +249,8 @@ def build(
 
 def _applied(builder: _Builder, asked: Asked, moment: datetime, data: dict, reason: str) -> None:
     how = how_of(data)
-    note = f"break-glass: {reason}" if how == BREAK_GLASS and reason else asked.title
+    glass = f"break-glass: {reason}" if how == BREAK_GLASS and reason else ""
+    note = " — ".join(part for part in (asked.title, glass) if part)
     base = Period(asked.target, asked.version, moment, None, how, asked.id, asked.author, asked.approvers, note)
     kind, target = asked.kind, asked.target
     if kind == "set_alias":

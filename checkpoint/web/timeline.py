@@ -152,9 +152,10 @@ def chart(lanes: list[timeline.Lane], now: datetime) -> Chart:
     ends = [p.until for lane in lanes for p in lane.periods if p.until is not None]
     first = min(starts, default=now)
     last = max([now, *ends])
-    span = max((last - first).total_seconds(), 60.0)
-    start = first - timedelta(seconds=span * 0.08)  # the unknown time before the first record
+    span = max((last - first).total_seconds(), 1.0)
+    start = first - timedelta(seconds=span * 0.1)  # a tenth of the width: the unknown time before the first record
     scale = (WIDTH - LABEL - 10) / (last - start).total_seconds()
+    shown = "%H:%M:%S.%f" if span < 60 else "%H:%M:%S" if span < 3600 else "%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
 
     def x(moment: datetime | None) -> float:
         return LABEL + (0.0 if moment is None else (moment - start).total_seconds() * scale)
@@ -178,7 +179,9 @@ def chart(lanes: list[timeline.Lane], now: datetime) -> Chart:
             bars.append(Bar(period, left, y + track * ROW + 3, max(right - left, 2.0), _hover(period)))
         rows.append((lane.target, y, float(height)))
         y += height + GAP
-    ticks = [(x(first + (last - first) * i / 4), (first + (last - first) * i / 4).strftime("%Y-%m-%d %H:%M")) for i in range(5)]
+    marks = [first + (last - first) * i / 4 for i in range(5)]
+    cut = 3 if shown.endswith("%f") else 0  # milliseconds, not microseconds
+    ticks = [(x(mark), mark.strftime(shown)[: len(mark.strftime(shown)) - cut]) for mark in marks]
     return Chart(int(y) + 4, rows, bars, ticks, start, last)
 
 

@@ -6,7 +6,9 @@ through the API, the Python client and the CLI, and the page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,6 +18,7 @@ from mlflow import MlflowClient
 from checkpoint.client import CheckpointClient, NotKnown
 from tests.integration.test_openapi import _check
 from tests.integration.test_pipeline_client import run
+from tests.support.browser import browser_page, chromium  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, make_model
 
 US = timedelta(microseconds=1)
@@ -46,10 +49,21 @@ def moment(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
 
-def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoint, mlflow_server):
-    base = live_checkpoint.url
-    direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
-    name, (v1, v2, v3) = make_model(mlflow_server.url, versions=3)
+@dataclass(frozen=True)
+class Story:
+    name: str
+    versions: tuple[str, str, str]
+    first: dict  # alice moves @champion to v2, bob approves
+    prod1: dict  # v1 to Production
+    prod2: dict  # v2 to Production, archiving v1
+    urgent: dict  # root breaks the glass: @champion to v3
+    noticed: dict  # opening it noticed @champion moved to v1 in MLflow
+
+
+def tell(base: str, mlflow_url: str, hotfix: str = "Hotfix") -> Story:
+    """The story every test here reads: see the module's docstring."""
+    direct = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+    name, (v1, v2, v3) = make_model(mlflow_url, versions=3)
     direct.set_registered_model_alias(name, "champion", v1)  # before Checkpoint knows the model
 
     alias = {"kind": "set_alias", "name": name, "alias": "champion"}
@@ -63,13 +77,20 @@ def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoin
     prod2 = approve(base, ask(base, {**stage, "version": v2, "archive_existing_versions": True}, "v2 replaces v1")["id"])
     assert direct.get_model_version(name, v1).current_stage == "Archived"
 
-    urgent = ask(base, {**alias, "version": v3}, "Hotfix")
+    urgent = ask(base, {**alias, "version": v3}, hotfix)
     forced = api(base, "POST", f"/requests/{urgent['id']}/break-glass", user="root", json={"reason": "fraud spike"}).json()
     assert forced["state"] == "applied", forced
 
     direct.set_registered_model_alias(name, "champion", v1)  # straight on MLflow, behind Checkpoint's back
     noticed = ask(base, {**alias, "version": v2}, "Back to v2")  # opening it reads the champion: v1
+    return Story(name, (v1, v2, v3), first, prod1, prod2, forced, noticed)
 
+
+def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoint, mlflow_server):
+    base = live_checkpoint.url
+    told = tell(base, mlflow_server.url)
+    name, (v1, v2, v3) = told.name, told.versions
+    first, prod1, prod2, urgent, forced, noticed = told.first, told.prod1, told.prod2, told.urgent, told.urgent, told.noticed
     data = api(base, "GET", f"/models/{quote(name, safe='')}/timeline", user="carol").json()
     document = api(base, "GET", "/openapi.json").json()
     _check(document, "/models/{name}/timeline", "get", "200", data)
@@ -96,7 +117,7 @@ def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoin
     ]
     assert moment(t_seen) <= moment(first["created_at"]) <= moment(t_first)  # seen as the request opened
     assert moment(t_forced) < moment(t_noticed) <= moment(noticed["created_at"]) + timedelta(seconds=5)
-    assert champion[3]["note"] == "break-glass: fraud spike" and champion[2]["note"] == "Retrained on May data"
+    assert champion[3]["note"] == "Hotfix — break-glass: fraud spike" and champion[2]["note"] == "Retrained on May data"
     assert champion[2]["request_url"].endswith(f"/checkpoint/requests/{first['id']}")
     t_prod1, t_prod2 = applied_at(prod1), applied_at(prod2)
     assert [(p["version"], p["from"], p["until"], p["how"], p["request_id"]) for p in production] == [
@@ -189,3 +210,60 @@ def test_a_model_checkpoint_never_saw(sqlite_checkpoint):
     answer = api(sqlite_checkpoint.url, "GET", "/which", params={"model": "nobody", "alias": "a", "at": "2026-11-01"}).json()
     assert answer["known"] is False and answer["reason"] == "Checkpoint has no record of alias:a"
     assert answer["at"] == "2026-11-01T00:00:00+00:00"  # a date alone is its midnight, UTC
+
+
+XSS = '<img src=x onerror="window.__pwned = 1">'
+SHOT = Path("/work/shots/timeline.png")
+
+
+@pytest.mark.browser
+def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_page):  # noqa: F811 - the imported fixture
+    from playwright.sync_api import expect
+
+    base, page = sqlite_checkpoint.url, browser_page
+    told = tell(base, mlflow_server.url, hotfix=f"Hotfix {XSS}")
+    _, v2, v3 = told.versions
+
+    # Reached from the request page (and the history page links it too).
+    page.goto(f"{base}/checkpoint/requests/{told.first['id']}")
+    page.get_by_role("link", name="timeline", exact=True).click()
+    expect(page).to_have_url(f"{base}/checkpoint/models/{quote(told.name, safe='')}/timeline")
+    expect(page.locator("h1")).to_have_text(f"Timeline of {told.name}")
+
+    svg = page.locator("svg.cp-tl-svg")
+    expect(svg.locator(".cp-tl-lane")).to_have_count(2)
+    expect(svg.locator(".cp-tl-target")).to_have_text(["@champion", "Production"])
+    for item in (told.first, told.prod1, told.prod2, told.urgent):
+        expect(svg.locator(f'a[href="/checkpoint/requests/{item["id"]}"]')).to_have_count(1)
+    # Hover text: who and why, the typed title as text (never markup).
+    glass = svg.locator("g.cp-tl-break_glass title")
+    expect(glass).to_have_count(1)
+    hover = glass.text_content() or ""
+    assert f"v{v3}:" in hover and f"break-glass #{told.urgent['id']}" in hover
+    assert f"Hotfix {XSS} — break-glass: fraud spike" in hover
+    approved = svg.locator(f'a[href="/checkpoint/requests/{told.first["id"]}"] title').text_content() or ""
+    assert "asked by alice, approved by bob" in approved and "Retrained on May data" in approved
+    expect(svg.locator("g.cp-tl-outside_change")).to_have_count(2)
+    expect(svg.locator("g.cp-tl-unknown")).to_have_count(2)  # before the first record, in each lane
+
+    # The table below: every period, for keyboard and screen-reader users.
+    tables = page.get_by_role("table")
+    expect(tables).to_have_count(2)
+    champion_rows = tables.nth(0).locator("tbody tr")
+    expect(champion_rows).to_have_count(5)
+    expect(champion_rows.nth(1)).to_contain_text("outside change (first seen)")
+    expect(champion_rows.nth(2)).to_contain_text(f"v{v2}")
+    expect(champion_rows.nth(2)).to_contain_text("alice")
+    expect(champion_rows.nth(3)).to_contain_text(f"Hotfix {XSS} — break-glass: fraud spike")
+    expect(page.get_by_role("row").filter(has_text="break-glass").first).to_contain_text(f"#{told.urgent['id']}")
+    assert page.evaluate("window.__pwned") is None and page.locator("main img").count() == 0
+    assert page.js_errors == []
+    SHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOT), full_page=True)
+
+    # A bar is a link to its request; the history page links back to the timeline.
+    svg.locator(f'a[href="/checkpoint/requests/{told.prod2["id"]}"]').click()
+    expect(page).to_have_url(f"{base}/checkpoint/requests/{told.prod2['id']}")
+    page.goto(f"{base}/checkpoint/models/{quote(told.name, safe='')}/history")
+    page.get_by_role("link", name="Timeline (what held each target when, as lanes)").click()
+    expect(page.locator("svg.cp-tl-svg")).to_be_visible()

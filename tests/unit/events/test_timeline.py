@@ -31,9 +31,21 @@ class Log:
     def _event(self, minute: int, kind: str, request_id: int | None, data: dict, actor: str = "bob") -> None:
         self.events.append(Event(len(self.events) + 1, request_id, self.model, kind, actor, data, at(minute)))
 
-    def applied(self, minute: int, kind: str, target: str, version: str | None, *, author: str = "alice",
-                approvers: tuple[str, ...] = ("bob",), change: dict | None = None, result: str = "done",
-                workspace: str = "", title: str = "", **data) -> int:  # fmt: skip
+    def applied(
+        self,
+        minute: int,
+        kind: str,
+        target: str,
+        version: str | None,
+        *,
+        author: str = "alice",
+        approvers: tuple[str, ...] = ("bob",),
+        change: dict | None = None,
+        result: str = "done",
+        workspace: str = "",
+        title: str = "",
+        **data,
+    ) -> int:
         request_id = len(self.asked) + 1
         change = {"kind": kind, "name": self.model, **(change or {})}
         self.asked[request_id] = Asked(request_id, kind, target, version, change, author, approvers, title, workspace)
@@ -98,7 +110,7 @@ def test_an_applied_request_that_was_already_true_continues_the_period():
         ({"break_glass": False}, REQUEST),
         ({"break_glass": True, "reason": "outage"}, BREAK_GLASS),
         ({"rollback": True}, ROLLBACK),
-    ],  # fmt: skip
+    ],
 )
 def test_how_a_request_put_its_version_there(data, how):
     log = Log()
