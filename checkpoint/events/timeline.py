@@ -233,11 +233,11 @@ def build(
     kind, any order: replayed by id) and the requests their ``applied`` events belong to.
     ``stages``: the governed stages (only those are lanes)."""
     builder = _Builder(tuple(stages))
-    reasons: dict[int, str] = {}  # a request's break-glass reason, from its break_glass event
+    reasons: dict[int, str] = {}  # who broke the glass for a request, and why (its break_glass event)
     for event in sorted(events, key=lambda e: e.id):
         data = event.data or {}
         if event.kind == EventKind.BREAK_GLASS and event.request_id is not None:
-            reasons[event.request_id] = str(data.get("reason", ""))
+            reasons[event.request_id] = f"break-glass by {event.actor}: {data.get('reason', '')}"
         elif event.kind == EventKind.APPLIED and event.request_id in requests:
             asked = requests[event.request_id]
             if asked.workspace == workspace:
@@ -249,7 +249,7 @@ def build(
 
 def _applied(builder: _Builder, asked: Asked, moment: datetime, data: dict, reason: str) -> None:
     how = how_of(data)
-    glass = f"break-glass: {reason}" if how == BREAK_GLASS and reason else ""
+    glass = reason if how == BREAK_GLASS else ""
     note = " — ".join(part for part in (asked.title, glass) if part)
     base = Period(asked.target, asked.version, moment, None, how, asked.id, asked.author, asked.approvers, note)
     kind, target = asked.kind, asked.target
@@ -299,6 +299,25 @@ def _outside(builder: _Builder, moment: datetime, data: dict) -> None:
         newest = (len(version), version)
         builder.end(target, moment, keep=lambda p: p.version is not None and (len(p.version), p.version) <= newest)
         builder.start(base, alone=False)
+
+
+# A "+01:00" offset typed into a URL arrives as " 01:00" (a + in a query string is a space).
+_SPACED_OFFSET = re.compile(r"(.*[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?) ([0-9]{2}:?[0-9]{2})")
+
+
+def parse_moment(raw: str) -> datetime:
+    """An ISO 8601 date or time (``2026-11-01T12:00Z``, ``2026-11-01 12:00:00+01:00``,
+    ``2026-11-01``) as an aware datetime in UTC. **Without a zone it is UTC**; a date alone is
+    its midnight. A ValueError for anything else."""
+    text = raw.strip()
+    spaced = _SPACED_OFFSET.fullmatch(text)
+    if spaced:
+        text = f"{spaced.group(1)}+{spaced.group(2)}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{raw[:64]!r} is not an ISO 8601 date or time") from exc
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
 
 
 def which_at(lanes: Iterable[Lane], target: str, at: datetime) -> Answer:

@@ -28,15 +28,13 @@ def _user():
 
 
 def parse_moment(raw: str, name: str = "at") -> datetime:
-    """An ISO 8601 date or time (``2026-11-01T12:00Z``, ``2026-11-01 12:00:00+01:00``,
-    ``2026-11-01``) as an aware UTC datetime; without a zone it is UTC. A 400 naming ``name``."""
+    """:func:`timeline.parse_moment` (no zone: UTC), or a 400 naming the parameter ``name``."""
     try:
-        moment = datetime.fromisoformat(raw.strip())
+        return timeline.parse_moment(raw)
     except ValueError as exc:
         raise CheckpointError(
             400, "INVALID_PARAMETER_VALUE", f"{name} must be an ISO 8601 time such as 2026-11-01T12:00Z, got {raw[:64]!r}"
         ) from exc
-    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
 
 
 def refuse_unreadable(model: str, workspace: str) -> None:

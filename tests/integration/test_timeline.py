@@ -117,7 +117,7 @@ def test_timeline_of_promotions_break_glass_and_an_outside_change(live_checkpoin
     ]
     assert moment(t_seen) <= moment(first["created_at"]) <= moment(t_first)  # seen as the request opened
     assert moment(t_forced) < moment(t_noticed) <= moment(noticed["created_at"]) + timedelta(seconds=5)
-    assert champion[3]["note"] == "Hotfix — break-glass: fraud spike" and champion[2]["note"] == "Retrained on May data"
+    assert champion[3]["note"] == "Hotfix — break-glass by root: fraud spike" and champion[2]["note"] == "Retrained on May data"
     assert champion[2]["request_url"].endswith(f"/checkpoint/requests/{first['id']}")
     t_prod1, t_prod2 = applied_at(prod1), applied_at(prod2)
     assert [(p["version"], p["from"], p["until"], p["how"], p["request_id"]) for p in production] == [
@@ -240,7 +240,7 @@ def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_pa
     expect(glass).to_have_count(1)
     hover = glass.text_content() or ""
     assert f"v{v3}:" in hover and f"break-glass #{told.urgent['id']}" in hover
-    assert f"Hotfix {XSS} — break-glass: fraud spike" in hover
+    assert f"Hotfix {XSS} — break-glass by root: fraud spike" in hover
     approved = svg.locator(f'a[href="/checkpoint/requests/{told.first["id"]}"] title').text_content() or ""
     assert "asked by alice, approved by bob" in approved and "Retrained on May data" in approved
     expect(svg.locator("g.cp-tl-outside_change")).to_have_count(2)
@@ -254,7 +254,7 @@ def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_pa
     expect(champion_rows.nth(1)).to_contain_text("outside change (first seen)")
     expect(champion_rows.nth(2)).to_contain_text(f"v{v2}")
     expect(champion_rows.nth(2)).to_contain_text("alice")
-    expect(champion_rows.nth(3)).to_contain_text(f"Hotfix {XSS} — break-glass: fraud spike")
+    expect(champion_rows.nth(3)).to_contain_text(f"Hotfix {XSS} — break-glass by root: fraud spike")
     expect(page.get_by_role("row").filter(has_text="break-glass").first).to_contain_text(f"#{told.urgent['id']}")
     assert page.evaluate("window.__pwned") is None and page.locator("main img").count() == 0
     assert page.js_errors == []

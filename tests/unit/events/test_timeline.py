@@ -118,7 +118,7 @@ def test_how_a_request_put_its_version_there(data, how):
     period = timeline.build(log.events, log.asked)[0].periods[1]
     assert period.how == how
     if how == BREAK_GLASS:
-        assert period.note == "break-glass: outage"
+        assert period.note == "break-glass by root: outage"
 
 
 def test_stage_with_several_holders():
@@ -273,3 +273,28 @@ def test_which_at_for_a_target_never_recorded():
 )
 def test_periods_are_half_open(start, until, moment, covers):
     assert Period("alias:a", "1", start, until).covers(moment) is covers
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-01T12:00Z", T0),
+        ("2026-11-01T12:00:00", T0),  # no zone: UTC
+        ("2026-11-01 12:00", T0),
+        ("2026-11-01T13:00+01:00", T0),
+        ("2026-11-01T13:00:00.000 01:00", T0),  # "+01:00" sent unencoded in a query string
+        ("2026-11-01T07:00:00-05:00", T0),
+        ("  2026-11-01T12:00Z ", T0),
+        ("2026-11-01", T0 - timedelta(hours=12)),  # a date is its midnight, UTC
+        ("2026-11-01T12:00:00.000001Z", T0 + US),
+    ],
+)
+def test_parse_moment(raw, expected):
+    parsed = timeline.parse_moment(raw)
+    assert parsed == expected and parsed.tzinfo == UTC
+
+
+@pytest.mark.parametrize("raw", ["", "yesterday", "2026-13-01", "12:00", "2026-11-01T25:00Z", "2026-11-01T12:00 +x"])
+def test_parse_moment_refuses(raw):
+    with pytest.raises(ValueError, match="is not an ISO 8601 date or time"):
+        timeline.parse_moment(raw)
