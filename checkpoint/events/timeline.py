@@ -111,6 +111,21 @@ class Answer:
         return self.versions[0] if self.versions else None
 
 
+def earlier_holders(lane: Lane) -> list[Period]:
+    """The versions that held ``lane`` before what holds it now, the most recent period of each,
+    newest first: what a rollback offers to put back (the first is "the previous holder")."""
+    now = {p.version for p in lane.periods if p.until is None}
+    seen: set[str] = set()
+    out = []
+    for period in sorted(lane.periods, key=_period_order, reverse=True):
+        version = period.version
+        if version is None or period.how == UNKNOWN or period.until is None or version in now or version in seen:
+            continue
+        seen.add(version)
+        out.append(period)
+    return out
+
+
 def _newest_first(versions: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(versions), key=lambda v: (len(v), v), reverse=True))
 

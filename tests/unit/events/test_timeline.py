@@ -298,3 +298,18 @@ def test_parse_moment(raw, expected):
 def test_parse_moment_refuses(raw):
     with pytest.raises(ValueError, match="is not an ISO 8601 date or time"):
         timeline.parse_moment(raw)
+
+
+def test_earlier_holders_newest_first_for_a_rollback():
+    log = Log()
+    log.outside(0, "alias:champion", "1", first_seen=True)
+    log.applied(10, "set_alias", "alias:champion", "2")
+    log.applied(20, "set_alias", "alias:champion", "3")
+    log.applied(30, "set_alias", "alias:champion", "2")
+    log.applied(40, "set_alias", "alias:champion", "4")
+    lane = timeline.build(log.events, log.asked)[0]
+    assert [(p.version, p.request_id) for p in timeline.earlier_holders(lane)] == [("2", 3), ("3", 2), ("1", None)]
+    removed = Log()
+    removed.applied(0, "set_alias", "alias:champion", "2")
+    removed.applied(10, "delete_alias", "alias:champion", None)
+    assert [p.version for p in timeline.earlier_holders(timeline.build(removed.events, removed.asked)[0])] == ["2"]
