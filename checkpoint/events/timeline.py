@@ -32,9 +32,6 @@ from checkpoint.storage.entities import EventKind, PromoteRequest
 from checkpoint.storage.store import Store
 
 REQUEST, ROLLBACK, BREAK_GLASS, OUTSIDE, UNKNOWN = "request", "rollback", "break_glass", "outside_change", "unknown"
-HOWS = (REQUEST, ROLLBACK, BREAK_GLASS, OUTSIDE, UNKNOWN)
-# Stages that are never lanes: a version leaves governance there (moving to them ends a period).
-UNGOVERNED_STAGES = ("None", "Archived")
 
 
 @dataclass(frozen=True)
@@ -135,14 +132,14 @@ class _Builder:
     """The lanes as the events are replayed, oldest first."""
 
     stages: tuple[str, ...]
+    latest: bool  # the model is protected: every new version goes through Checkpoint
     done: dict[str, list[Period]] = field(default_factory=dict)  # ended periods, by target
     open: dict[str, list[Period]] = field(default_factory=dict)  # holding now, by target
     alive: set[str] = field(default_factory=set)  # versions of the model created while Checkpoint watched
-    dead: set[str] = field(default_factory=set)  # versions deleted while Checkpoint watched
 
     def lane(self, target: str) -> bool:
         kind, _, name = target.partition(":")
-        return kind in ("alias", "model") or (kind == "stage" and name in self.stages)
+        return kind == "alias" or (kind == "stage" and name in self.stages) or (kind == "model" and self.latest)
 
     def end(self, target: str, moment: datetime, keep=lambda p: False) -> None:
         """End the holding periods of ``target`` that ``keep`` does not keep."""
@@ -169,7 +166,6 @@ class _Builder:
 
     def end_version(self, version: str, moment: datetime, base: Period) -> None:
         """``version`` was deleted: it leaves every stage; aliases on it are gone; the model's latest falls back."""
-        self.dead.add(version)
         self.alive.discard(version)
         for target in list(self.open):
             holding = [p for p in self.open[target] if p.version == version]
@@ -243,11 +239,14 @@ def build(
     requests: Mapping[int, Asked],
     workspace: str = "",
     stages: tuple[str, ...] = ("Staging", "Production"),
+    latest: bool = True,
 ) -> list[Lane]:
     """Every lane of one model (in MLflow ``workspace``) from its events (``Event`` entities, any
     kind, any order: replayed by id) and the requests their ``applied`` events belong to.
-    ``stages``: the governed stages (only those are lanes)."""
-    builder = _Builder(tuple(stages))
+    ``stages``: the governed stages (only those are lanes); ``latest``: whether the model is
+    protected, so its latest version is a lane (a version created outside review, as an
+    unprotected model's may be, would go unseen: its latest version is no lane)."""
+    builder = _Builder(tuple(stages), latest)
     reasons: dict[int, str] = {}  # who broke the glass for a request, and why (its break_glass event)
     for event in sorted(events, key=lambda e: e.id):
         data = event.data or {}
@@ -282,7 +281,7 @@ def _applied(builder: _Builder, asked: Asked, moment: datetime, data: dict, reas
             if asked.change.get("archive_existing_versions"):
                 builder.end(target, moment, keep=lambda p: p.version == version)
             builder.start(base, alone=False)
-    elif kind == "create_version":
+    elif kind == "create_version" and builder.latest:
         made = created_version(asked, str(data.get("result", "")))
         if made is not None:  # None: already true (nothing created) or a result this code cannot read
             builder.alive.add(made)
@@ -355,12 +354,14 @@ def which_at(lanes: Iterable[Lane], target: str, at: datetime) -> Answer:
     return Answer(target, at, True, _newest_first(p.version for p in covering if p.version), covering)
 
 
-def for_model(store: Store, name: str, workspace: str = "", stages: tuple[str, ...] = ("Staging", "Production")) -> list[Lane]:
+def for_model(
+    store: Store, name: str, workspace: str = "", stages: tuple[str, ...] = ("Staging", "Production"), latest: bool = True
+) -> list[Lane]:
     """The lanes of the model ``name`` in MLflow ``workspace`` ("" = the default one), read from
-    the event log and the requests its ``applied`` events name."""
+    the event log and the requests its ``applied`` events name (``stages``, ``latest``: as :func:`build`)."""
     events = store.events(model=name)
     asked: dict[int, Asked] = {}
     for event in events:
         if event.kind == EventKind.APPLIED and event.request_id is not None and event.request_id not in asked:
             asked[event.request_id] = Asked.of(store.get(event.request_id))
-    return build(events, asked, workspace, stages)
+    return build(events, asked, workspace, stages, latest)

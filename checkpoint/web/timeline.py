@@ -44,7 +44,8 @@ def refuse_unreadable(model: str, workspace: str) -> None:
 
 def lanes_of(model: str, workspace: str) -> list[timeline.Lane]:
     flow = workflow()
-    return timeline.for_model(flow.store, model, workspace, flow.governance.governed_stages)
+    gov = flow.governance
+    return timeline.for_model(flow.store, model, workspace, gov.governed_stages, gov.model_protected(model))
 
 
 def _iso(moment: datetime | None) -> str | None:

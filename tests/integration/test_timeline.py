@@ -267,3 +267,29 @@ def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_pa
     page.goto(f"{base}/checkpoint/models/{quote(told.name, safe='')}/history")
     page.get_by_role("link", name="Timeline (what held each target when, as lanes)").click()
     expect(page.locator("svg.cp-tl-svg")).to_be_visible()
+
+
+def test_the_latest_version_of_a_protected_model(sqlite_checkpoint, mlflow_server):
+    """Copies into prod.NAME (alice asks, bob approves) are the lane of its latest version; deleting
+    the latest puts the one before it back; the first copy's model existed with no version."""
+    base = sqlite_checkpoint.url
+    name, (v1, v2) = make_model(mlflow_server.url)
+    prod = f"prod.{name}"
+    MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url).create_registered_model(prod)
+    copy = {"kind": "create_version", "name": prod}
+    first = approve(base, ask(base, {**copy, "source": f"models:/{name}/{v1}"}, "copy v1")["id"])
+    second = approve(base, ask(base, {**copy, "source": f"models:/{name}/{v2}"}, "copy v2")["id"])
+    dropped = approve(base, ask(base, {"kind": "delete_version", "name": prod, "version": "2"}, "drop the copy of v2")["id"])
+
+    lanes = api(base, "GET", f"/models/{quote(prod, safe='')}/timeline").json()["targets"]
+    assert [lane["target"] for lane in lanes] == [f"model:{prod}"]
+    periods = [(p["version"], p["from"], p["until"], p["how"], p["request_id"]) for p in lanes[0]["periods"]]
+    t1, t2, t3 = applied_at(first), applied_at(second), applied_at(dropped)
+    assert periods == [
+        (None, None, t1, "unknown", None),
+        ("1", t1, t2, "request", first["id"]),
+        ("2", t2, t3, "request", second["id"]),
+        ("1", t3, None, "request", dropped["id"]),
+    ]
+    unprotected = api(base, "GET", f"/models/{quote(name, safe='')}/timeline").json()
+    assert unprotected["targets"] == []  # nothing of the source model was governed

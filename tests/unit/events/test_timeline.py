@@ -58,8 +58,10 @@ class Log:
     def outside(self, minute: int, target: str, version: str | None, first_seen: bool = False, **data) -> None:
         self._event(minute, "outside_change", None, {"target": target, "version": version, "first_seen": first_seen, **data})
 
-    def lanes(self, workspace: str = "", stages: tuple[str, ...] = ("Staging", "Production")) -> dict[str, list[tuple]]:
-        built = timeline.build(list(reversed(self.events)), self.asked, workspace, stages)  # replayed by id, not by order
+    def lanes(
+        self, workspace: str = "", stages: tuple[str, ...] = ("Staging", "Production"), latest: bool = True
+    ) -> dict[str, list[tuple]]:
+        built = timeline.build(list(reversed(self.events)), self.asked, workspace, stages, latest)  # replayed by id
         return {lane.target: [_row(p) for p in lane.periods] for lane in built}
 
 
@@ -188,6 +190,16 @@ def test_protected_model_latest_version_and_deletes():
     lanes = timeline.build(log.events, log.asked)
     gone = timeline.which_at(lanes, "model:prod.fraud", at(31))
     assert not gone.known and "v3 was deleted" in (gone.reason or "")
+
+
+def test_an_unprotected_model_has_no_latest_version_lane():
+    """A version of it may be created without review (only a protected tag made this one
+    governed): the lane could miss a newer version, so there is none."""
+    log = Log("fraud")
+    log.applied(0, "create_version", "model:fraud", None, result="'fraud' version 3 created from s3://x")
+    log.applied(5, "set_alias", "alias:champion", "3")
+    assert list(log.lanes(latest=False)) == ["alias:champion"]
+    assert list(log.lanes()) == ["alias:champion", "model:fraud"]
 
 
 @pytest.mark.parametrize(
