@@ -50,9 +50,26 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        run(_settings(), host or knobs["host"], port or knobs["port"], workers or knobs["workers"], threads or knobs["threads"])
+        run(
+            _settings(),
+            host or knobs["host"],
+            port or knobs["port"],
+            workers or knobs["workers"],
+            threads or knobs["threads"],
+            migrate=_migrate_before_fork,
+        )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _migrate_before_fork(settings: Settings) -> None:
+    """`serve`'s schema step: alembic to head in the master, so workers forked after it find the
+    schema current; its pooled connections are closed so no worker inherits one."""
+    from checkpoint.storage import db
+
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    engine.dispose()
 
 
 @main.group(name="db")

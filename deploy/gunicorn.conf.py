@@ -14,7 +14,7 @@ from checkpoint.runtime.metrics import child_exit  # noqa: F401 - a gunicorn ser
 
 # `--bind` on the command line wins over this file, as every gunicorn flag does.
 bind = "0.0.0.0:5000"
-# gthread, except that a busy keep-alive connection keeps its thread (checkpoint/serving.py).
+# gthread, except that a busy keep-alive connection keeps its thread (checkpoint/edge/serving.py).
 worker_class = "checkpoint.edge.serving.ProxyWorker"
 # One per CPU this process may use, at most 4; in a container set it to the container's CPUs.
 workers = min(4, multiprocessing.cpu_count())

@@ -18,7 +18,8 @@ from dataclasses import replace
 from http import HTTPStatus
 
 from checkpoint.edge import rules
-from checkpoint.edge.proxy import Proxy, discard_input, host_allowed, public_origin
+from checkpoint.edge.bodies import discard_input
+from checkpoint.edge.proxy import Proxy, host_allowed, public_origin
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable

@@ -4,11 +4,11 @@ A plain WSGI application with no knowledge of promotions, so it can be tested an
 tuned alone. What it does beyond a naive proxy, and why:
 
 * bodies stream both ways in fixed-size chunks (artifacts are gigabytes), including
-  chunked uploads without ``Content-Length``;
+  chunked uploads without ``Content-Length`` (the copy loops: ``bodies.py``);
 * upstream connections are pooled and kept alive, and after each answer's headers the
   socket is told to ACK at once (``TCP_QUICKACK``): stock MLflow (multi-worker uvicorn)
   never sets ``TCP_NODELAY``, so without that a reused connection waits ~40 ms for our
-  delayed ACK before the body arrives;
+  delayed ACK before the body arrives (the pool and the retry policy: ``upstream.py``);
 * hop-by-hop headers (and those named in ``Connection``) are dropped, ``X-Forwarded-*``
   added, ``Host`` left to the upstream's own address so MLflow's host check passes;
 * MLflow's cross-origin write protection is taken over for Checkpoint's public address,
@@ -20,104 +20,28 @@ tuned alone. What it does beyond a naive proxy, and why:
 
 from __future__ import annotations
 
-import contextvars
 import fnmatch
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
-    LocationValueError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
 )
-from urllib3.util.retry import Retry
-from urllib3.util.url import _encode_target
+
+from checkpoint.edge.bodies import Stream, discard_input, read_chunks, read_exact
+from checkpoint.edge.upstream import ack_now, discard_when_released, make_pool, retry_policy, send
 
 log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSON logs on
-
-# urllib3 re-encodes a request target (``%2f`` → ``%2F``, a stray ``%`` → ``%25``...), which would
-# change what MLflow decodes. The exact target rides along here and replaces urllib3's copy.
-_RAW_TARGET: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("raw_target", default=None)
-
-
-if TYPE_CHECKING:  # the mix-ins below extend a pool class; say so to the type checker only
-    _Pool = urllib3.HTTPConnectionPool
-else:
-    _Pool = object
-
-
-class _ExactTarget(_Pool):
-    """Pool mix-in: send the caller's request target byte for byte."""
-
-    def _make_request(self, conn, method, url, *args, **kwargs):
-        pair = _RAW_TARGET.get()
-        if pair is not None and url == pair[0]:
-            url = pair[1]
-        return super()._make_request(conn, method, url, *args, **kwargs)
-
-
-class _FreshConnections(_Pool):
-    """Pool mix-in: a connection idle longer than ``IDLE_SECONDS`` is closed, not reused.
-
-    MLflow's servers close idle keep-alive connections (uvicorn after 5 s, gunicorn after 2 s).
-    A call sent on one just as the server closes it is lost with no answer, and a call with a
-    body cannot safely be sent twice: so such a connection is never picked. A loopback
-    reconnect costs ~0.1 ms, far less than the answer it protects.
-    """
-
-    IDLE_SECONDS = 1.0
-
-    def _get_conn(self, timeout=None):
-        conn = super()._get_conn(timeout)
-        idle_since = getattr(conn, "_checkpoint_idle_since", None)
-        if idle_since is not None and time.monotonic() - idle_since > self.IDLE_SECONDS:
-            conn.close()  # urllib3 opens it again on the next request
-        return conn
-
-    def _put_conn(self, conn):
-        if conn is not None:
-            if getattr(conn, "_checkpoint_discard", False):
-                conn._checkpoint_discard = False
-                conn.close()  # see Proxy.forward: MLflow may have dropped it without a word
-            conn._checkpoint_idle_since = time.monotonic()
-        return super()._put_conn(conn)
-
-
-def _discard_when_released(response) -> None:
-    """Close this answer's connection when it goes back to the pool (urllib3 hands it back by
-    itself once the body is read, so closing it afterwards could close another call's)."""
-    conn = getattr(response, "connection", None)
-    if conn is not None:
-        conn._checkpoint_discard = True
-
-
-class _HTTPPool(_FreshConnections, _ExactTarget, urllib3.HTTPConnectionPool):
-    pass
-
-
-class _HTTPSPool(_FreshConnections, _ExactTarget, urllib3.HTTPSConnectionPool):
-    pass
-
-
-class _Retry(Retry):
-    """Never re-send after a read timeout: the upstream got the call and is slow, not gone."""
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        if isinstance(error, ReadTimeoutError):
-            raise MaxRetryError(_pool, url, error) from error
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
 
 HOP_BY_HOP = frozenset(
     {
@@ -138,8 +62,6 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "origin", "content-length", "x-f
 # Response headers the WSGI server writes itself.
 _RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_BODYLESS_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 @dataclass(frozen=True)
@@ -246,19 +168,7 @@ class Proxy:
         # Called with (environ, seconds until MLflow's answer headers) after each answered call.
         self.on_upstream = on_upstream
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        if not parts.hostname:
-            raise LocationValueError("No host specified.")  # what urllib3's pool would say a line later
-        pool_cls = _HTTPSPool if parts.scheme == "https" else _HTTPPool
-        options = [*urllib3.connection.HTTPConnection.default_socket_options]
-        self.pool = pool_cls(
-            parts.hostname,
-            parts.port,
-            maxsize=pool_size,
-            block=False,
-            timeout=self.timeout,
-            retries=False,
-            socket_options=options,
-        )
+        self.pool = make_pool(parts.scheme, parts.hostname, parts.port, size=pool_size, timeout=self.timeout)
 
     # -- WSGI entry point -------------------------------------------------------------
 
@@ -292,16 +202,15 @@ class Proxy:
         headers = self.request_headers(environ)
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
-        retries = self.retry_policy(method, body)
-        token = _RAW_TARGET.set((_encode_target(url), url))
         started = time.perf_counter()
         try:
-            response = self.pool.urlopen(
+            response = send(
+                self.pool,
                 method,
                 url,
                 body=body,
                 headers=headers,
-                retries=retries,
+                retries=retry_policy(method, body),
                 redirect=False,
                 assert_same_host=False,
                 preload_content=False,
@@ -312,11 +221,9 @@ class Proxy:
             )
         except (HTTPError, OSError) as exc:
             return self.fail(environ, start_response, self.describe(exc))
-        finally:
-            _RAW_TARGET.reset(token)
         if self.on_upstream is not None:
             self.on_upstream(environ, time.perf_counter() - started)
-        self._ack_now(response)
+        ack_now(response)
 
         status = f"{response.status} {response.reason or ''}".rstrip()
         out_headers = self.response_headers(environ, response)
@@ -326,7 +233,7 @@ class Proxy:
         # closed instead of reused: errors are rare, a new connection costs ~0.1 ms on loopback.
         reusable = response.status < 400 or (body is None and not chunked)
         if not reusable:
-            _discard_when_released(response)
+            discard_when_released(response)
         if method == "HEAD" or response.status in (204, 304):
             response.release_conn()
             start_response(status, out_headers)
@@ -347,7 +254,7 @@ class Proxy:
             start_response(status, out_headers)
             return [data]
         start_response(status, out_headers)
-        return _Stream(response, self.chunk_size, url)
+        return Stream(response, self.chunk_size, url)
 
     # -- pieces -----------------------------------------------------------------------
 
@@ -383,41 +290,13 @@ class Proxy:
             if size == 0:
                 return b"", False
             if size <= self.chunk_size:
-                return _read_exact(stream, size), False
-            return _read_chunks(stream, self.chunk_size, size), False
+                return read_exact(stream, size), False
+            return read_chunks(stream, self.chunk_size, size), False
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or (
             environ.get("wsgi.input_terminated") and environ["REQUEST_METHOD"].upper() in STATE_CHANGING
         ):
-            return _read_chunks(stream, self.chunk_size, None), True
+            return read_chunks(stream, self.chunk_size, None), True
         return None, False
-
-    # Retry what cannot have reached MLflow (connection refused, reset before sending); re-send
-    # after a broken read only an idempotent call without a body.
-    _SAFE_RETRY = _Retry(
-        total=2,
-        connect=2,
-        read=1,
-        other=0,
-        status=0,
-        redirect=False,
-        allowed_methods=_BODYLESS_SAFE,
-        raise_on_redirect=False,
-        raise_on_status=False,
-    )
-    _CONNECT_RETRY = _Retry(
-        total=2,
-        connect=2,
-        read=0,
-        other=0,
-        status=0,
-        redirect=False,
-        allowed_methods=_BODYLESS_SAFE,
-        raise_on_redirect=False,
-        raise_on_status=False,
-    )
-
-    def retry_policy(self, method: str, body: object) -> Retry:
-        return self._SAFE_RETRY if method in _BODYLESS_SAFE and not body else self._CONNECT_RETRY
 
     def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:
         """Upstream headers minus hop-by-hop ones, with redirects pointed back at Checkpoint."""
@@ -470,101 +349,3 @@ class Proxy:
             [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
         )
         return [body]
-
-    @staticmethod
-    def _ack_now(response) -> None:
-        """ACK the headers segment at once so an upstream without TCP_NODELAY sends the body."""
-        if _QUICKACK is None:
-            return
-        conn = getattr(response, "_connection", None)
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:  # pragma: no cover - a closed socket needs no ACK
-                pass
-
-
-class _Stream:
-    """The WSGI body of a streamed answer: chunks out, connection back to the pool at the end."""
-
-    def __init__(self, response, chunk_size: int, url: str) -> None:
-        self.response = response
-        self.chunk_size = chunk_size
-        self.url = url
-        self.complete = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.stream(self.chunk_size, decode_content=False):
-                if chunk:
-                    yield chunk
-        except (HTTPError, OSError) as exc:
-            # Headers are already out: the only honest signal left is to abort the connection.
-            log.error("upstream stream for %s broke off: %s", self.url, exc)
-            raise ConnectionAbortedError(f"upstream answer for {self.url} broke off: {exc}") from exc
-        self.complete = True
-
-    def close(self) -> None:
-        if not self.complete:
-            self.response.close()  # never hand a half-read connection back to the pool
-        self.response.release_conn()
-
-
-def _body_reader(stream, recv_size: int = 0) -> Callable[[int], bytes]:
-    """``read(size)`` over a request body, without gunicorn's slow wrapper when that is safe.
-
-    gunicorn's ``Body.read(size)`` builds every answer 1 KiB at a time, re-buffering the
-    rest on each step: about 2.4 s of CPU per GiB, which held uploads through Checkpoint
-    near 100 MiB/s. The length, chunked or EOF reader underneath it (``Body.reader``)
-    returns the same bytes, with the same errors, for a third of the CPU (see
-    benchmarks/README.md). It is used only while the ``Body`` holds no bytes of its own
-    (nothing was read through its ``readline``); any other stream is read as WSGI says.
-    ``recv_size`` (for large bodies) also lifts gunicorn's 8 KiB socket reads to that size
-    for the rest of the connection: another quarter less CPU per uploaded GiB.
-    """
-    if type(stream).__module__ == "gunicorn.http.body":
-        reader, held = getattr(stream, "reader", None), getattr(stream, "buf", None)
-        if reader is not None and hasattr(reader, "read") and held is not None and held.tell() == 0:
-            unreader = getattr(reader, "unreader", None)
-            if unreader is not None and isinstance(getattr(unreader, "mxchunk", None), int) and unreader.mxchunk < recv_size:
-                unreader.mxchunk = recv_size
-            return reader.read
-    return stream.read
-
-
-def _read_exact(stream, size: int) -> bytes:
-    read = _body_reader(stream)
-    parts = []
-    while size > 0:
-        data = read(size)
-        if not data:
-            raise ConnectionAbortedError("client closed the connection before sending its whole body")
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
-
-
-def _read_chunks(stream, chunk_size: int, size: int | None) -> Iterator[bytes]:
-    read = _body_reader(stream, chunk_size)
-    remaining = size
-    while remaining is None or remaining > 0:
-        data = read(chunk_size if remaining is None else min(chunk_size, remaining))
-        if not data:
-            if remaining:
-                raise ConnectionAbortedError("client closed the connection before sending its whole body")
-            return
-        if remaining is not None:
-            remaining -= len(data)
-        yield data
-
-
-def discard_input(environ: dict) -> None:
-    """Drain a small unread request body so the client connection stays usable."""
-    stream = environ.get("wsgi.input")
-    length = environ.get("CONTENT_LENGTH", "")
-    if stream is not None and length.isdigit() and 0 < int(length) <= 1024 * 1024:
-        try:
-            stream.read(int(length))
-        except OSError:  # pragma: no cover
-            pass

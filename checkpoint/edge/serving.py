@@ -1,4 +1,4 @@
-"""`checkpoint serve`: gunicorn configured for a streaming proxy, migrations run first.
+"""`checkpoint serve`: gunicorn configured for a streaming proxy, the caller's migration run first.
 
 Measured choice (see README, Performance): the ``gthread`` worker. Each in-flight call
 holds one thread while it streams, idle keep-alive connections wait in the worker's
@@ -24,7 +24,6 @@ from werkzeug.serving import WSGIRequestHandler
 from checkpoint import identity
 from checkpoint.runtime import logs, metrics
 from checkpoint.settings import Settings
-from checkpoint.storage import db
 
 
 def default_options(
@@ -200,16 +199,26 @@ class CheckpointServer(BaseApplication):
         return create_app(self.settings)
 
 
-def serve(settings: Settings, host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
-    """Migrate once in the master, then fork the workers."""
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    threads: int | None = None,
+    *,
+    migrate: Callable[[Settings], None],
+) -> None:
+    """Migrate once in the master, then fork the workers.
+
+    ``migrate`` (``cli.py``: alembic to head) runs once the configuration is read and checked and
+    the logs are set up, before the fork: the front door itself has no SQL (docs/architecture.md).
+    """
     settings = settings.with_secret().with_audit_key()  # generated (if at all) once, before the fork
     logs.configure(settings.log_format, settings.log_level)
     # Read once, here: a bad key fails in the master, named, and the workers inherit the sections.
     settings = settings.with_policy()
     identity.check_bind(identity.from_settings(settings), host, settings.allow_unauthenticated)
-    engine = db.make_engine(settings.database_url)
-    db.upgrade(engine)
-    engine.dispose()
+    migrate(settings)
     master = os.getpid()
     made = metrics.prepare_multiprocess()  # before the fork, so every worker counts in one directory
     try:

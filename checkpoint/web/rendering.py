@@ -1,4 +1,5 @@
-"""Turning what people typed into safe HTML: markdown for descriptions and comments.
+"""What the page templates call to render: markdown for what people typed (descriptions and
+comments), and the small formatting helpers (labels, links to MLflow's pages, times, sparklines).
 
 markdown-it-py renders CommonMark with raw HTML disabled (typed tags come out as text),
 and nh3 (the ammonia sanitiser) then keeps only a small allow-list of tags and safe
@@ -6,6 +7,9 @@ link schemes, so neither a parser quirk nor a ``javascript:`` link gets through.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 import nh3
 from markdown_it import MarkdownIt
@@ -52,3 +56,73 @@ def markdown(text: str) -> Markup:
         link_rel="noopener noreferrer nofollow",
     )
     return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
+
+
+# -- formatting helpers (template globals, registered by the ui blueprint) -------------------
+
+
+def target_label(target: str) -> str:
+    """``stage:Production`` → ``Production``; ``alias:champion`` → ``@champion``..."""
+    kind, _, value = target.partition(":")
+    return {
+        "stage": value,
+        "alias": f"@{value}",
+        "model": f"into {value}",
+        "tag": f"tag {value}",
+        "rename": f"rename to {value}",
+    }.get(kind, target)
+
+
+def request_headline(item) -> str:
+    """``fraud-detector v7 → Production (replaces v5)``."""
+    version = f" v{item.version}" if item.version else ""
+    head = f"{item.model_name}{version} → {target_label(item.target)}"
+    if getattr(item, "workspace", ""):
+        head = f"[{item.workspace}] {head}"
+    if item.champion and item.champion.get("version"):
+        champion = item.champion
+        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
+        head += f" (replaces {where}v{champion['version']})"
+    elif item.target.startswith(("stage:", "alias:", "model:")):
+        head += " (first promotion)"
+    return head
+
+
+def mlflow_version_url(name: str, version: str) -> str:
+    """MLflow's own page of a model version (its UI routes after ``#``), on this same host."""
+    return f"/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """MLflow's own page of a run, on this same host."""
+    return f"/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def format_ms(stamp: int | None) -> str:
+    """An MLflow timestamp (milliseconds) as a UTC minute; a dash for none."""
+    return datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if stamp else "—"
+
+
+def spark_scale(*histories) -> tuple[float, float, float, float]:
+    """One (min step, max step, min value, max value) for the lines drawn in one chart."""
+    points = [p for h in histories for p in (h or ()) if p[1] == p[1]]  # NaN never equals itself
+    if not points:
+        return (0.0, 1.0, 0.0, 1.0)
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    return (min(steps), max(steps) or 1, min(values), max(values))
+
+
+def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
+    """SVG polyline points for a metric history: numbers only, so safe in an attribute."""
+    low_step, high_step, low, high = scale
+    span_step = (high_step - low_step) or 1
+    span = (high - low) or 1
+    return " ".join(
+        f"{(step - low_step) / span_step * width:.1f},{height - 2 - (value - low) / span * (height - 4):.1f}"
+        for step, value in history
+        if value == value
+    )
+
+
+# Every helper above, by the name templates call it.
+TEMPLATE_GLOBALS = (target_label, request_headline, mlflow_version_url, mlflow_run_url, format_ms, spark_scale, sparkline)

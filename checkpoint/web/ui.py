@@ -27,82 +27,13 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.rendering import TEMPLATE_GLOBALS
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
 
-
-@bp.app_template_global()
-def target_label(target: str) -> str:
-    """``stage:Production`` → ``Production``; ``alias:champion`` → ``@champion``..."""
-    kind, _, value = target.partition(":")
-    return {
-        "stage": value,
-        "alias": f"@{value}",
-        "model": f"into {value}",
-        "tag": f"tag {value}",
-        "rename": f"rename to {value}",
-    }.get(kind, target)
-
-
-@bp.app_template_global()
-def request_headline(item) -> str:
-    """``fraud-detector v7 → Production (replaces v5)``."""
-    version = f" v{item.version}" if item.version else ""
-    head = f"{item.model_name}{version} → {target_label(item.target)}"
-    if getattr(item, "workspace", ""):
-        head = f"[{item.workspace}] {head}"
-    if item.champion and item.champion.get("version"):
-        champion = item.champion
-        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
-        head += f" (replaces {where}v{champion['version']})"
-    elif item.target.startswith(("stage:", "alias:", "model:")):
-        head += " (first promotion)"
-    return head
-
-
-@bp.app_template_global()
-def mlflow_version_url(name: str, version: str) -> str:
-    from urllib.parse import quote
-
-    return f"/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"
-
-
-@bp.app_template_global()
-def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    from urllib.parse import quote
-
-    return f"/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(run_id, safe='')}"
-
-
-@bp.app_template_global()
-def format_ms(stamp: int | None) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if stamp else "—"
-
-
-@bp.app_template_global()
-def spark_scale(*histories) -> tuple[float, float, float, float]:
-    """One (min step, max step, min value, max value) for the lines drawn in one chart."""
-    points = [p for h in histories for p in (h or ()) if p[1] == p[1]]  # NaN never equals itself
-    if not points:
-        return (0.0, 1.0, 0.0, 1.0)
-    steps, values = [p[0] for p in points], [p[1] for p in points]
-    return (min(steps), max(steps) or 1, min(values), max(values))
-
-
-@bp.app_template_global()
-def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
-    """SVG polyline points for a metric history: numbers only, so safe in an attribute."""
-    low_step, high_step, low, high = scale
-    span_step = (high_step - low_step) or 1
-    span = (high - low) or 1
-    return " ".join(
-        f"{(step - low_step) / span_step * width:.1f},{height - 2 - (value - low) / span * (height - 4):.1f}"
-        for step, value in history
-        if value == value
-    )
+for _helper in TEMPLATE_GLOBALS:  # the pages' formatting helpers (rendering.py), app-wide
+    bp.add_app_template_global(_helper)
 
 
 @bp.context_processor

@@ -52,3 +52,40 @@ def test_exactly_one_of_stage_and_alias(promoted):
     result = _promote("--stage", "Staging", "--alias", "champion")
     assert result.exit_code == 2 and "give exactly one of --stage or --alias" in result.output
     assert promoted == []
+
+
+def test_serve_migrates_in_the_master_after_the_configuration_and_before_gunicorn(monkeypatch, tmp_path):
+    """The schema step lives in cli.py (the front door has no SQL); serve() calls it once, after
+    the logs are set up and the configuration checked, before gunicorn forks any worker."""
+    from checkpoint.edge import serving
+    from checkpoint.runtime import logs, metrics
+    from checkpoint.storage import db
+
+    steps: list[str] = []
+    monkeypatch.setenv("CHECKPOINT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHECKPOINT_REGISTRY_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CHECKPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'checkpoint.db'}")
+    monkeypatch.setattr(logs, "configure", lambda *args: steps.append("logs"))
+    monkeypatch.setattr(db, "upgrade", lambda engine: steps.append(f"migrate {engine.url.database}"))
+    monkeypatch.setattr(metrics, "prepare_multiprocess", lambda: None)
+    monkeypatch.setattr(serving.CheckpointServer, "run", lambda self: steps.append("gunicorn"))
+    result = CliRunner().invoke(main, ["serve", "--host", "127.0.0.1", "--port", "5099"])
+    assert result.exit_code == 0, result.output
+    assert steps == ["logs", f"migrate {tmp_path / 'checkpoint.db'}", "gunicorn"]
+
+
+def test_a_failed_migration_stops_serve_before_gunicorn(monkeypatch, tmp_path):
+    from checkpoint.edge import serving
+    from checkpoint.runtime import logs
+    from checkpoint.storage import db
+
+    def broken(engine):
+        raise db.SchemaError("the database is newer than this code")
+
+    monkeypatch.setenv("CHECKPOINT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHECKPOINT_REGISTRY_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(logs, "configure", lambda *args: None)
+    monkeypatch.setattr(db, "upgrade", broken)
+    monkeypatch.setattr(serving.CheckpointServer, "run", lambda self: pytest.fail("gunicorn started"))
+    result = CliRunner().invoke(main, ["serve", "--host", "127.0.0.1", "--port", "5099"])
+    assert result.exit_code == 1 and isinstance(result.exception, db.SchemaError)

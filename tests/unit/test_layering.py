@@ -1,4 +1,4 @@
-"""The layering rules (issue #13; docs/architecture.md once written), enforced: an `ast` walk over
+"""The layering rules (issue #13; docs/architecture.md, "Import rules"), enforced: an `ast` walk over
 every module of the package (imports at the top and inside functions alike, relative ones
 resolved), so a layer that reaches the wrong way fails here with the module, line and import."""
 
@@ -102,21 +102,6 @@ def within(name: str, layer: str) -> bool:
     return name == layer or name.startswith(layer + ".")
 
 
-# Breaks of the rules on main today, each with what would have to move, keyed by (module or package,
-# layer it imports). The list may only shrink: a new break fails test_layer_imports_nothing_above_it,
-# a mended one fails test_known_breaks_still_exist (delete its entry, and the rule holds from then on).
-KNOWN_BREAKS: dict[tuple[str, str], str] = {
-    ("checkpoint.edge.serving", "checkpoint.storage"): (
-        "serve() migrates the database before gunicorn forks: that start-up step (with the policy, "
-        "governance and webhook pre-loads beside it) belongs in cli.py's serve command or in runtime/"
-    ),
-}
-
-
-def known(b: Break) -> bool:
-    return any(within(b.imp.module, module) and b.banned == banned for module, banned in KNOWN_BREAKS)
-
-
 @dataclass(frozen=True)
 class Break:
     imp: Import
@@ -155,17 +140,9 @@ def test_the_walk_sees_the_whole_package():
 
 @pytest.mark.parametrize("contract", CONTRACTS, ids=[c[0] for c in CONTRACTS])
 def test_layer_imports_nothing_above_it(contract):
-    found = [b for b in breaks(all_imports(), contract) if not known(b)]
+    """No exceptions: the last tolerated break (serving's start-up migration) went to cli.py."""
+    found = breaks(all_imports(), contract)
     assert not found, "import rule broken:\n" + "\n".join(map(str, found))
-
-
-@pytest.mark.parametrize(("module", "banned"), list(KNOWN_BREAKS), ids=[m for m, _ in KNOWN_BREAKS])
-def test_known_breaks_still_exist(module, banned):
-    """A mended break leaves the list, so the rule guards that module again."""
-    seen = [b for contract in CONTRACTS for b in breaks(all_imports(), contract)]
-    assert any(within(b.imp.module, module) and b.banned == banned for b in seen), (
-        f"{module} no longer imports {banned}: delete its KNOWN_BREAKS entry"
-    )
 
 
 def test_the_cli_imports_the_demo_only_inside_its_command():
@@ -225,17 +202,3 @@ def test_the_rules_catch_what_they_should(tmp_path, monkeypatch, module, source,
     assert bool(found) is broken, found
     if broken:
         assert found[0].startswith(f"{module} line ") and "`" in found[0]
-
-
-@pytest.mark.parametrize(
-    ("module", "banned", "tolerated"),
-    [
-        ("checkpoint.edge.serving", "checkpoint.storage", True),
-        ("checkpoint.edge.proxy", "checkpoint.storage", False),
-        ("checkpoint.storage.chain", "checkpoint.events", False),  # only the module named
-        ("checkpoint.storage.store", "checkpoint.review", False),  # only the layer named
-        ("checkpoint.edge.serving", "checkpoint.web", False),
-    ],
-)
-def test_a_known_break_tolerates_only_itself(module, banned, tolerated):
-    assert known(Break(Import(module, 1, banned, f"import {banned}"), banned, "")) is tolerated

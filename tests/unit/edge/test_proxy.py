@@ -239,12 +239,6 @@ def test_no_body_is_none_and_an_empty_one_is_empty():
     assert PROXY.request_body(environ(CONTENT_LENGTH="0"), {}) == (b"", False)
 
 
-def test_only_a_bodiless_safe_call_is_re_sent_after_a_broken_read():
-    assert PROXY.retry_policy("GET", None).read == 1
-    assert PROXY.retry_policy("GET", b"x").read == 0
-    assert PROXY.retry_policy("POST", None).read == 0
-
-
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [

@@ -1,12 +1,25 @@
 """What people type, rendered: markdown to HTML with raw HTML off and a small allow-list, so no
-typed tag, attribute or ``javascript:`` link reaches a page."""
+typed tag, attribute or ``javascript:`` link reaches a page. And the pages' formatting helpers:
+a request's headline, links to MLflow's pages, times, sparkline points."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 from markupsafe import Markup
 
-from checkpoint.web.rendering import markdown
+from checkpoint.web.rendering import (
+    TEMPLATE_GLOBALS,
+    format_ms,
+    markdown,
+    mlflow_run_url,
+    mlflow_version_url,
+    request_headline,
+    spark_scale,
+    sparkline,
+    target_label,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +63,71 @@ def test_nothing_active_gets_through(text, absent):
 
 def test_typed_tags_come_out_as_text():
     assert str(markdown("a <b>tag</b>")) == "<p>a &lt;b&gt;tag&lt;/b&gt;</p>\n"
+
+
+# -- formatting helpers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "label"),
+    [
+        ("stage:Production", "Production"),
+        ("alias:champion", "@champion"),
+        ("model:fraud-prod", "into fraud-prod"),
+        ("tag:validated", "tag validated"),
+        ("rename:fraud-v2", "rename to fraud-v2"),
+        ("other:x", "other:x"),
+    ],
+)
+def test_target_label(target, label):
+    assert target_label(target) == label
+
+
+def request(**fields) -> SimpleNamespace:
+    base = {"model_name": "fraud", "version": "7", "target": "stage:Production", "workspace": "", "champion": None}
+    return SimpleNamespace(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "headline"),
+    [
+        ({"champion": {"name": "fraud", "version": "5"}}, "fraud v7 → Production (replaces v5)"),
+        ({"champion": {"name": "fraud-old", "version": "2"}}, "fraud v7 → Production (replaces fraud-old v2)"),
+        ({}, "fraud v7 → Production (first promotion)"),
+        ({"target": "tag:ok", "workspace": "team-a"}, "[team-a] fraud v7 → tag ok"),
+        ({"version": "", "target": "rename:fraud-2"}, "fraud → rename to fraud-2"),
+    ],
+    ids=["replaces", "replaces-another-model", "first", "workspace-tag", "model-level"],
+)
+def test_request_headline(fields, headline):
+    assert request_headline(request(**fields)) == headline
+
+
+def test_links_to_mlflows_pages_quote_every_part():
+    assert mlflow_version_url("a/b c", 3) == "/#/models/a%2Fb%20c/versions/3"
+    assert mlflow_run_url(12, "r/1") == "/#/experiments/12/runs/r%2F1"
+
+
+def test_times_are_utc_minutes():
+    assert format_ms(1_700_000_000_000) == "2023-11-14 22:13 UTC"
+    assert format_ms(None) == format_ms(0) == "—"
+
+
+def test_sparklines_share_one_scale_and_skip_nan():
+    nan = float("nan")
+    scale = spark_scale([(0, 1.0), (10, 3.0)], [(5, nan), (20, 2.0)], None)
+    assert scale == (0, 20, 1.0, 3.0)
+    assert sparkline([(0, 1.0), (5, nan), (20, 3.0)], scale, width=100, height=24) == "0.0,22.0 100.0,2.0"
+    assert spark_scale() == (0.0, 1.0, 0.0, 1.0)
+
+
+def test_every_helper_is_a_template_global():
+    """The ui blueprint registers them app-wide under their own names, as the templates call them."""
+    from flask import Flask
+
+    from checkpoint.web.ui import bp
+
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+    for helper in TEMPLATE_GLOBALS:
+        assert app.jinja_env.globals[helper.__name__] is helper
