@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from http import HTTPStatus
 
+from checkpoint import urls
 from checkpoint.edge import rules
 from checkpoint.edge.bodies import discard_input
-from checkpoint.edge.proxy import Proxy, host_allowed, public_origin
+from checkpoint.edge.proxy import Proxy, host_allowed
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
@@ -257,7 +258,7 @@ class Gateway:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             return self.forward(environ, start_response)
-        base = (self.public_url or public_origin(environ, None)).rstrip("/")
+        base = urls.public_base(environ, self.public_url)
         environ["checkpoint.route"] = "governed"
         if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):
             metrics.count_governed(change.kind, "ui")
@@ -293,7 +294,7 @@ class Gateway:
     def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
         """MLflow's UI gets a pointer to the pre-filled form; the injected script follows it."""
         token = base64.urlsafe_b64encode(json.dumps(change.to_json()).encode()).decode().rstrip("=")
-        url = f"{base}/checkpoint/requests/new?change={token}"
+        url = urls.new_request_page(base, token)
         payload = {
             "error_code": "PERMISSION_DENIED",
             "message": f"Checkpoint: {change.describe()}{change.where()} needs review ({reason}) — open a promote request: {url}",
@@ -311,7 +312,7 @@ class Gateway:
             return _error(start_response, exc)
         environ[logs.USER_KEY] = author.name
         metrics.count_governed(change.kind, "opened" if created else "existing")
-        url = f"{base}/checkpoint/requests/{request.id}"
+        url = urls.request_page(base, request.id)
         state = "" if request.state == "open" else f" (now {request.state})"
         payload = {
             "error_code": "PERMISSION_DENIED",

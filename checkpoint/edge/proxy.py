@@ -40,6 +40,7 @@ from urllib3.exceptions import (
 
 from checkpoint.edge.bodies import Stream, discard_input, read_chunks, read_exact
 from checkpoint.edge.upstream import ack_now, discard_when_released, make_pool, retry_policy, send
+from checkpoint.urls import public_base, public_origin
 
 log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSON logs on
 
@@ -102,15 +103,6 @@ def request_target(environ: dict) -> str:
     path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
     query = environ.get("QUERY_STRING", "")
     return path + (f"?{query}" if query else "")
-
-
-def public_origin(environ: dict, configured: str | None) -> str:
-    """Checkpoint's own origin: configured, or what the request shows."""
-    if configured:
-        parts = urlsplit(configured)
-        return f"{parts.scheme}://{parts.netloc}".lower()
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}".lower()
 
 
 def host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str]) -> bool:
@@ -311,7 +303,7 @@ class Proxy:
                 rest = value[len(self.upstream) :]
                 if self.base_path and rest.startswith(self.base_path):
                     rest = rest[len(self.base_path) :]
-                value = (self.public_url or public_origin(environ, None)) + rest
+                value = public_base(environ, self.public_url) + rest
             out.append((name, value))
         return out
 

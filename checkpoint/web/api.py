@@ -11,8 +11,10 @@ from importlib import resources
 import yaml
 from flask import Blueprint, current_app, jsonify, request
 
+from checkpoint import urls
 from checkpoint.errors import CheckpointError
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
@@ -99,34 +101,10 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
     checks = workflow().check_results(item) if checks is None else checks
     status = workflow().status(item, checks)
     rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
-    out = {
-        "id": item.id,
-        "url": f"{public_base()}/checkpoint/requests/{item.id}",
-        "api_url": f"{public_base()}/checkpoint/api/v1/requests/{item.id}",
-        "kind": item.kind,
-        "model": item.model_name,
-        "workspace": item.workspace or "default",
-        "version": item.version,
-        "target": item.target,
-        "change": item.change,
-        "title": item.title,
-        "description": item.description,
-        "author": item.author,
-        "state": item.state,
-        "state_reason": item.state_reason,
-        "challenger": item.challenger or None,
-        "champion": item.champion,
-        "approvals": {
-            "count": status.count,
-            "required": status.required,
-            "approvers": list(status.approvers),
-            "awaited": list(status.awaited),
-            "met": status.met,
-        },
-        "named_reviewers": list(item.named_reviewers),
-        "rule": {"name": rule.name, "description": rule.describe()},
-        "created_at": item.created_at.isoformat(),
-        "updated_at": item.updated_at.isoformat(),
+    base = public_base()
+    links = {"url": urls.request_page(base, item.id), "api_url": urls.request_api(base, item.id)}
+    out = request_fields(item, status, rule, links)
+    out |= {
         "applied_at": item.applied_at.isoformat() if item.applied_at else None,
         "apply_result": item.apply_result,
         "checks": [check_json(c) for c in checks],
@@ -308,7 +286,7 @@ def summary():
                 "author": i.author,
                 "target": i.target,
                 "version": i.version,
-                "url": f"{public_base()}/checkpoint/requests/{i.id}",
+                "url": urls.request_page(public_base(), i.id),
             }
             for i in items
         ],
@@ -346,7 +324,7 @@ def which():
         holders = sorted(registry.stage_holders(model, canonical_stage(stage)), key=lambda v: -int(v.version))
     return jsonify(
         model=model,
-        workspace=workspace or "default",
+        workspace=workspace_label(workspace),
         stage=stage,
         alias=alias,
         versions=[v.version for v in holders],

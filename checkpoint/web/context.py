@@ -12,6 +12,7 @@ import binascii
 from flask import current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 
+from checkpoint import urls
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
@@ -49,8 +50,7 @@ def reader() -> Reader:
 
 def public_base() -> str:
     """Checkpoint's address as people reach it: configured, or what this request shows."""
-    configured = current_app.config["CHECKPOINT"].public_url
-    return (configured or request.host_url).rstrip("/")
+    return urls.public_base(request.environ, current_app.config["CHECKPOINT"].public_url)
 
 
 def csrf_for_cookie_callers() -> None:

@@ -13,8 +13,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
+from checkpoint import urls
 from checkpoint.errors import CheckpointError
-from checkpoint.events.webhooks import Webhooks, request_url
+from checkpoint.events.webhooks import Webhooks
 from checkpoint.storage.entities import DELIVERY_STATES, MAX_ID, Delivery, NotFound
 from checkpoint.web.context import csrf_for_cookie_callers, current_services, current_user, public_base, reader, store
 
@@ -102,7 +103,7 @@ def delivery_json(item: Delivery) -> dict:
         "webhook": item.webhook,
         "webhook_configured": hook is not None,
         "request_id": item.request_id,
-        "request_url": request_url(public_base(), item.request_id, "") if item.request_id else None,
+        "request_url": urls.request_page(public_base(), item.request_id) if item.request_id else None,
         "status": item.status,
         "attempts": item.attempts,
         "max_attempts": hook.max_attempts if hook else None,

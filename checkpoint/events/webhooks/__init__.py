@@ -25,7 +25,7 @@ from checkpoint.events.webhooks.config import (
     load,
     parse,
 )
-from checkpoint.events.webhooks.payload import ENTITY, SIGNATURE_VERSION, body, describe, headers, payload, request_url, sign
+from checkpoint.events.webhooks.payload import ENTITY, SIGNATURE_VERSION, body, describe, headers, payload, sign
 from checkpoint.events.webhooks.sender import PARALLEL, ROUND_SECONDS, Round, Sender, log
 
 __all__ = [
@@ -50,6 +50,5 @@ __all__ = [
     "log",
     "parse",
     "payload",
-    "request_url",
     "sign",
 ]

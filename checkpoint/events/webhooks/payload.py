@@ -13,23 +13,15 @@ import hashlib
 import hmac
 import json
 import time
-from urllib.parse import quote
 
+from checkpoint import urls
 from checkpoint.events.audit import HEAD
 from checkpoint.events.webhooks.config import Webhook
+from checkpoint.review.representation import event_fields
 from checkpoint.storage.entities import Outgoing
 
 ENTITY = "promote_request"
 SIGNATURE_VERSION = "v1"
-
-
-def request_url(base: str | None, request_id: int | None, model: str, workspace: str = "") -> str:
-    """The page a person opens: the request, or the model's history (in its MLflow workspace)
-    for an outside change."""
-    path = f"/checkpoint/requests/{request_id}" if request_id else f"/checkpoint/models/{quote(model, safe='')}/history"
-    if not request_id and workspace:
-        path += f"?workspace={quote(workspace, safe='')}"
-    return f"{base.rstrip('/')}{path}" if base else path
 
 
 def payload(outgoing: Outgoing, public_url: str | None) -> dict:
@@ -37,21 +29,22 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     so every attempt of one delivery carries the same body."""
     event, item = outgoing.event, outgoing.request
     if event.kind == HEAD:  # about the log, not a request: the head and its signature, as recorded
-        check = f"/checkpoint/api/v1/audit/verify?expect={quote(str(event.data.get('head', '')))}"
-        url = f"{public_url.rstrip('/')}{check}" if public_url else check  # checks the head against the log
+        url = urls.audit_verify(public_url, str(event.data.get("head", "")))  # checks the head against the log
         data: dict = {"event_id": event.id, "url": url, "model": None, "actor": event.actor, **event.data}
         return {"entity": "audit_log", "action": event.kind, "timestamp": event.created_at.isoformat(), "data": data}
     workspace = item.workspace if item else (event.data.get("workspace") or "")
     data = {
         "request_id": event.request_id,
-        "url": request_url(public_url, event.request_id, event.model_name, workspace),
-        "model": event.model_name,
-        "workspace": workspace or "default",  # MLflow's workspace of the model
-        "target": item.target if item else event.data.get("target"),
-        "version": item.version if item else event.data.get("version"),
-        "title": outgoing.title if item else None,
-        "author": item.author if item else None,
-        "state": outgoing.state,
+        "url": urls.request_url(public_url, event.request_id, event.model_name, workspace),
+        **event_fields(
+            model=event.model_name,
+            workspace=workspace,  # MLflow's workspace of the model
+            target=item.target if item else event.data.get("target"),
+            version=item.version if item else event.data.get("version"),
+            title=outgoing.title if item else None,
+            author=item.author if item else None,
+            state=outgoing.state,
+        ),
         "actor": event.actor,
         "event_id": event.id,
         "event": event.data,

@@ -1,5 +1,5 @@
 """The proxy's pure pieces, without an upstream: header hygiene both ways, the request target as
-sent, Checkpoint's own origin and Host policy, the request body, and what a transport failure is
+sent, the Host policy, the request body, and what a transport failure is
 answered with. (A Proxy opens no connection until it forwards a call.)"""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from checkpoint.edge.proxy import (
     UpstreamError,
     host_allowed,
     plain_error,
-    public_origin,
     request_target,
     wants_html,
 )
@@ -153,18 +152,6 @@ def test_request_target(env, target):
     if "PATH_INFO" in env:
         env = {**env, "PATH_INFO": env["PATH_INFO"].encode().decode("latin-1")}  # WSGI's latin-1 strings
     assert request_target(env) == target
-
-
-@pytest.mark.parametrize(
-    ("env", "configured", "origin"),
-    [
-        ({}, "https://CP.example:8443/sub", "https://cp.example:8443"),
-        ({"HTTP_HOST": "CP.internal:8080"}, None, "http://cp.internal:8080"),
-        ({"SERVER_NAME": "h", "SERVER_PORT": "5000", "wsgi.url_scheme": "https"}, None, "https://h:5000"),
-    ],
-)
-def test_public_origin(env, configured, origin):
-    assert public_origin(env, configured) == origin
 
 
 @pytest.mark.parametrize(

@@ -78,19 +78,6 @@ def test_the_audit_head_is_about_the_log():
     assert webhooks.describe(message) == f"audit log head 12:{'a' * 64} (12 events, audit key {'k' * 32})"
 
 
-@pytest.mark.parametrize(
-    ("base", "request_id", "model", "workspace", "url"),
-    [
-        ("https://cp.example/", 3, "fraud", "", "https://cp.example/checkpoint/requests/3"),
-        (None, 3, "fraud", "team-b", "/checkpoint/requests/3"),
-        (None, None, "fraud/eu v2", "", "/checkpoint/models/fraud%2Feu%20v2/history"),
-        ("http://cp", None, "fraud", "team b", "http://cp/checkpoint/models/fraud/history?workspace=team%20b"),
-    ],
-)
-def test_request_url(base, request_id, model, workspace, url):
-    assert webhooks.request_url(base, request_id, model, workspace) == url
-
-
 CHAT = [
     ("opened", {}, {}, "dave opened #3 “Ship v7” (fraud v7 → alias:champion)"),
     (

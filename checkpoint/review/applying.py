@@ -1,0 +1,227 @@
+"""Approved → applied, exactly once, and noticing what moved on the way.
+
+The request is claimed with a conditional state change (approved → applying) that only one
+worker or replica can win, checked against the registry (already true? champion moved? files
+changed? required checks still passing?), and only then applied. The snapshots taken here (who
+holds the target, the digest of the files) are also what opening and reviewing compare with.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from checkpoint.registry import RegistryError, Version
+from checkpoint.review import changes
+from checkpoint.review.changes import Change
+from checkpoint.review.checking import Checking, check_line
+from checkpoint.review.workflow_base import digest_of, identity_of, short
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, EventKind, PromoteRequest, now
+
+log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
+
+
+class Applying(Checking):
+    """The apply part of the Workflow, with the snapshots and observations it compares."""
+
+    def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
+        """Open → approved → applied once approvals meet the rule and required checks pass
+        (after a review, or a check turning to pass); the conditional transition makes it once."""
+        request = self.store.get(request_id)
+        if request.state == OPEN and self.status(request).ready:
+            reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
+            if self.store.transition(request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, reason=reason):
+                return self.apply(request_id, actor=actor)
+        return self.store.get(request_id)
+
+    def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
+        """Apply an approved request exactly once (``forced``: break-glass, no stale check)."""
+        if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event=EventKind.APPLYING):
+            return self.store.get(request_id)  # somebody else claimed it
+        request = self.store.get(request_id)
+        try:
+            change = changes.from_json(request.change)
+            registry = self.registry_for(change.workspace)
+            if change.is_true(registry):
+                result = f"already true in MLflow, nothing applied: {change.describe()}"
+                self.store.transition(
+                    request_id,
+                    (APPLYING,),
+                    APPLIED,
+                    actor=actor,
+                    event=EventKind.APPLIED,
+                    data={"already_true": True, "result": result},
+                    apply_result=result,
+                    applied_at=now(),
+                    reason="already true",
+                )
+                return self.store.get(request_id)
+            challenger, champion = self._snapshots(change)
+            champion_files = self._observe_files(change, champion, seen=request.champion)
+            moved = None if forced else (self._moved(request, challenger, champion) or champion_files)
+            if moved:
+                self.store.dismiss_reviews(request_id, moved, actor)
+                self.store.update_fields(
+                    request_id,
+                    actor=actor,
+                    event=EventKind.SNAPSHOTS_REFRESHED,
+                    data={"challenger": challenger, "champion": champion},
+                    challenger=challenger or {},
+                    champion=champion,
+                )
+                self.store.transition(
+                    request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED, reason=f"approvals dismissed: {moved}"
+                )
+                self._run_checks_safely(request_id, "refresh", actor)  # against the new challenger / champion
+                return self.store.get(request_id)
+            blocked = None if forced else self._checks_before_apply(request, actor)
+            if blocked:
+                self.store.transition(
+                    request_id,
+                    (APPLYING,),
+                    OPEN,
+                    actor=actor,
+                    event=EventKind.REOPENED,
+                    data={"checks": [c.name for c in blocked]},
+                    reason="not applied: " + "; ".join(check_line(c) for c in blocked),
+                )
+                return self.store.get(request_id)
+            result = change.apply(registry)
+        except RegistryError as exc:
+            log.warning("apply of request #%s failed: %s", request_id, exc)
+            self.store.transition(
+                request_id,
+                (APPLYING,),
+                FAILED,
+                actor=actor,
+                event=EventKind.APPLY_FAILED,
+                data={"error": str(exc)},
+                apply_result=str(exc),
+                reason=f"MLflow refused or could not be reached: {exc}",
+            )
+            return self.store.get(request_id)
+        except Exception as exc:  # a malformed answer or a bug: never leave the request claimed in 'applying'
+            log.exception("apply of request #%s failed unexpectedly", request_id)
+            message = f"unexpected error while applying: {type(exc).__name__}: {exc}"
+            self.store.transition(
+                request_id,
+                (APPLYING,),
+                FAILED,
+                actor=actor,
+                event=EventKind.APPLY_FAILED,
+                data={"error": message},
+                apply_result=message,
+                reason=message,
+            )
+            return self.store.get(request_id)
+        # A break-glass keeps its loud reason on the request; a normal apply says "applied".
+        self.store.transition(
+            request_id,
+            (APPLYING,),
+            APPLIED,
+            actor=actor,
+            event=EventKind.APPLIED,
+            data={"result": result, "break_glass": forced},
+            apply_result=result,
+            applied_at=now(),
+            reason=None if forced else "applied",
+        )
+        self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
+        return self.store.get(request_id)
+
+    @staticmethod
+    def _moved(request: PromoteRequest, challenger: dict | None, champion: dict | None) -> str | None:
+        if identity_of(request.champion) != identity_of(champion):
+            before = f"v{request.champion['version']}" if request.champion else "none"
+            after = f"v{champion['version']}" if champion else "none"
+            return f"the champion moved since the reviews ({before} → {after})"
+        if request.challenger and identity_of(request.challenger) != identity_of(challenger):
+            return "the challenger changed since the reviews"
+        if request.challenger and "digest" in request.challenger:
+            current = digest_of(challenger)
+            if current != digest_of(request.challenger) or any(r.digest and r.digest != current for r in request.approvals):
+                return Applying._challenger_files_reason(request.challenger, challenger)
+        return None
+
+    @staticmethod
+    def _challenger_files_reason(before: dict, after: dict | None) -> str:
+        return (
+            f"the challenger's files changed since the reviews (v{before['version']}: digest "
+            f"{short(digest_of(before))} → {short(digest_of(after))})"
+        )
+
+    # -- what moved ------------------------------------------------------------------
+
+    def _snapshots(self, change: Change) -> tuple[dict | None, dict | None]:
+        registry = self.registry_for(change.workspace)
+        challenger, champion = change.challenger(registry), change.champion(registry)
+        self._observe(change, challenger, champion)
+        snapshots = self._snapshot(challenger, change.workspace), self._snapshot(champion, change.workspace)
+        self._observe_files(change, snapshots[1])
+        return snapshots
+
+    def _observe_files(self, change: Change, champion: dict | None, seen: dict | None = None) -> str | None:
+        """Record an outside change when the champion's files differ from what Checkpoint last saw
+        of that version (``seen``: the request's champion snapshot; by default the challenger of
+        the last request applied to the target). Returns why, or None."""
+        if champion is None or not champion.get("digest"):
+            return None
+        if seen is None:
+            try:
+                seen = self.store.last_applied_challenger(change.model_name, change.target(), change.workspace)
+            except Exception:  # observing must never break opening
+                log.warning("could not read the last applied request of %s", change.model_name, exc_info=True)
+                return None
+        if not seen or not seen.get("digest") or identity_of(seen) != identity_of(champion):
+            return None
+        if seen["digest"] == champion["digest"]:
+            return None
+        reason = (
+            f"the champion's files changed outside Checkpoint (v{champion['version']}: digest "
+            f"{short(seen['digest'])} → {short(champion['digest'])})"
+        )
+        try:
+            self.store.record_outside_files_change(
+                change.model_name,
+                change.target(),
+                champion["version"],
+                seen["digest"],
+                champion["digest"],
+                workspace=change.workspace,
+            )
+        except Exception:  # as _observe
+            log.warning("could not record an outside change of the files of %s", change.model_name, exc_info=True)
+        return reason
+
+    def _observe(self, change: Change, challenger: Version | None, champion: Version | None) -> None:
+        """Record an "outside change" when a stage or alias holds a version Checkpoint did not put there.
+
+        Derived from the reads just made: an alias change's champion is the alias's holder; a
+        stage's holders are its champion and the challenger if it sits there already.
+        """
+        kind, _, name = change.target().partition(":")
+        holders: list[str] | None = None
+        if kind == "alias":
+            version = champion.version if champion else None
+        elif kind == "stage" and name not in ("None", "Archived"):
+            held = [v.version for v in (champion, challenger) if v is not None and v.stage == name]
+            version = max(held, key=int, default=None)
+            holders = self._stage_holders(change, name)
+        else:
+            return
+        try:
+            if self.store.record_outside_change(
+                change.model_name, change.target(), version, workspace=change.workspace, holders=holders
+            ):
+                self.refresh_checks(change.model_name, change.target(), actor="checkpoint", workspace=change.workspace)
+        except Exception:  # observing must never break opening or applying
+            log.warning("could not record an outside change of %s of %s", change.target(), change.model_name, exc_info=True)
+
+    def _stage_holders(self, change: Change, stage: str) -> list[str] | None:
+        """Every version in ``stage`` now, recorded with an outside change so the timeline knows
+        which holders left (the champion names only the newest); None when MLflow cannot say."""
+        try:
+            found = self.registry_for(change.workspace).stage_holders(change.model_name, stage)
+        except Exception:  # as _observe: observing never breaks opening or applying
+            log.warning("could not list the holders of stage %s of %s", stage, change.model_name, exc_info=True)
+            return None
+        return sorted((v.version for v in found), key=int)

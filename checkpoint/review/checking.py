@@ -1,0 +1,180 @@
+"""A request's checks: which its rule declares, their latest results, evaluating them (local ones
+at once, HTTP ones queued for the background thread) and what an HTTP check receives.
+
+Part of the Workflow (see ``workflow_base.py``): a failed required check holds a request open,
+and a check turning to pass may apply it, so evaluating ends in the Workflow's ``_proceed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from checkpoint import urls
+from checkpoint.identity import User
+from checkpoint.review import checks
+from checkpoint.review.policy import Status
+from checkpoint.review.representation import request_fields
+from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
+from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
+from checkpoint.storage.entities import FAILED, OPEN, CheckResult, PromoteRequest, now
+
+log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
+
+
+class Checking(WorkflowBase):
+    """The checks part of the Workflow."""
+
+    if TYPE_CHECKING:  # defined by Applying, which moves a request on once its checks pass
+
+        def _proceed(self, request_id: int, actor: str) -> PromoteRequest: ...
+
+    def check_specs(self, request: PromoteRequest) -> tuple[checks.Check, ...]:
+        """The checks the request's rule declares now (the policy file may have changed)."""
+        return self.policy.rule_for(request.model_name, request.target, request.workspace).checks
+
+    def check_results(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
+        """Each declared check with its latest result; one never evaluated shows as pending."""
+        specs = self.check_specs(request)
+        if not specs:
+            return []
+        if stored is None:
+            stored = self.store.check_results([request.id])[request.id]
+        by_name = {r.name: r for r in stored}
+        out = []
+        for spec in specs:
+            found = by_name.get(spec.name)
+            if found is None or found.kind != spec.kind:
+                found = CheckResult(
+                    request.id, spec.name, spec.kind, spec.required, checks.PENDING, "not evaluated yet", "", None
+                )
+            elif found.required != spec.required:
+                found = replace(found, required=spec.required)
+            out.append(found)
+        return out
+
+    def checks_of(self, requests: list[PromoteRequest]) -> dict[int, list[CheckResult]]:
+        """:meth:`check_results` for a page of requests, read in one query."""
+        wanted = [r.id for r in requests if self.check_specs(r)]
+        stored = self.store.check_results(wanted) if wanted else {}
+        return {r.id: self.check_results(r, stored[r.id]) if r.id in stored else [] for r in requests}
+
+    def rerun_checks(self, request_id: int, user: User | str) -> PromoteRequest:
+        """Evaluate the request's checks again (someone fixed a tag, the receiver is back...)."""
+        user = as_actor(user)
+        if user.anonymous:
+            raise WorkflowError(403, "PERMISSION_DENIED", "sign in (or pick a name) to re-run checks")
+        request = self.store.get(request_id)
+        if request.state not in (OPEN, FAILED):
+            raise WorkflowError(
+                409, "INVALID_STATE", f"request #{request_id} is {request.state}; checks run on open or failed requests"
+            )
+        self._evaluate(request, "manual", user.name)
+        return self._proceed(request_id, user.name)
+
+    def _run_checks_safely(self, request_id: int, trigger: str, actor: str) -> None:
+        """Evaluate checks where a failure to record them must not undo the caller's work
+        (the request opened; its snapshots were refreshed): missing results show as pending."""
+        try:
+            self._evaluate(self.store.get(request_id), trigger, actor)
+        except Exception:  # logged; the checks stay pending and block, and can be re-run
+            log.exception("checks of request #%s (%s) could not be recorded", request_id, trigger)
+
+    def _evaluate(self, request: PromoteRequest, trigger: str, actor: str, required_local: bool = False) -> None:
+        """One round: local checks now, HTTP checks queued for the background thread
+        (``required_local``: only the required local ones, right before apply)."""
+        specs = self.check_specs(request)
+        if not specs:
+            return
+        subject = checks.Subject(request, self.registry_for(request.workspace))
+        results, queued = [], False
+        for spec in specs:
+            if not spec.local:
+                if required_local:
+                    continue
+                results.append(
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED, trigger, now())
+                )
+                queued = True
+            elif spec.required or not required_local:
+                result = spec.evaluate(subject)
+                results.append(
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason, trigger, now())
+                )
+        self.store.record_checks(request.id, results, keep=[s.name for s in specs], actor=actor)
+        if queued and self.checks_queued is not None:
+            self.checks_queued()
+
+    def _checks_before_apply(self, request: PromoteRequest, actor: str) -> list[CheckResult]:
+        """Re-evaluate the required local checks; the required checks not passing, if any."""
+        if not self.check_specs(request):
+            return []
+        self._evaluate(request, "apply", actor, required_local=True)
+        return [c for c in self.check_results(request) if c.required and c.status != checks.PASS]
+
+    def run_pending_checks(self, limit: int = 20) -> int:
+        """The background task: evaluate queued HTTP checks, each claimed by one worker."""
+        lease_before = now() - timedelta(seconds=checks.HTTP_LEASE_SECONDS)
+        done = 0
+        for pending in self.store.due_checks("http", lease_before, limit):
+            claimed = self.store.claim_check(pending.request_id, pending.name, lease_before)
+            if claimed is None:
+                continue  # another worker has it
+            request = self.store.get(pending.request_id)
+            specs = self.check_specs(request)
+            spec = next((s for s in specs if s.name == pending.name and isinstance(s, checks.HttpCheck)), None)
+            if spec is None:
+                result = checks.Result(checks.ERROR, "this HTTP check is no longer in the request's rule")
+            else:
+                result = checks.call_http(spec, self.http_payload(request, spec))
+            if self.store.settle_check(
+                pending.request_id, pending.name, claimed, result.status, result.reason, actor="checkpoint"
+            ):
+                done += 1
+                self._proceed(pending.request_id, "checkpoint")
+        return done
+
+    def http_payload(self, request: PromoteRequest, spec: checks.Check) -> dict:
+        """What an HTTP check receives: the request as the API shows it, plus a diff summary."""
+        status = self.status(request)
+        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        base = (self.public_url or "").rstrip("/")
+        subject = checks.Subject(request, self.registry_for(request.workspace))
+        try:
+            summary: dict | None = checks.diff_summary(subject)
+            diff_error = None
+        except Exception as exc:  # noqa: BLE001 - the summary is a courtesy; the check still runs
+            summary, diff_error = None, f"{type(exc).__name__}: {exc}"
+        return {
+            "check": {"name": spec.name, "kind": spec.kind, "required": spec.required},
+            "request": request_fields(request, status, rule, {"url": urls.request_page(base, request.id) if base else None}),
+            "diff": summary,
+            **({"diff_error": diff_error} if diff_error else {}),
+        }
+
+    def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
+        """ "2 of 3 approvals", who is still awaited, and the required checks not passing
+        (``results``: the request's :meth:`check_results`, when the caller has them already)."""
+        approvers = {r.reviewer for r in request.approvals}
+        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers, request.workspace)
+        results = self.check_results(request) if results is None else results
+        blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
+        return replace(status, blocked_by=blocked) if blocked else status
+
+    def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
+        """The champion of ``target`` moved (an apply, an outside change): checks that compare
+        against it are re-run on the target's other open requests (in the same MLflow workspace)."""
+        try:
+            items, _ = self.store.list_requests(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
+        except Exception:  # the apply that called this is recorded already
+            log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
+            return
+        for item in items:
+            if item.id != skip and self.check_specs(item):
+                self._run_checks_safely(item.id, "refresh", actor)
+
+
+def check_line(result: CheckResult) -> str:
+    return f"required check {result.name} is {result.status}: {result.reason}"
