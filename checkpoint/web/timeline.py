@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, jsonify, render_template, request
 
+from checkpoint import urls
 from checkpoint.errors import CheckpointError
 from checkpoint.events import timeline
 from checkpoint.web.api import workspace_arg
@@ -58,7 +59,7 @@ def period_json(period: timeline.Period) -> dict:
         "from": _iso(period.start),
         "until": _iso(period.until),
         "request_id": period.request_id,
-        "request_url": f"{public_base()}/checkpoint/requests/{period.request_id}" if period.request_id else None,
+        "request_url": urls.request_page(public_base(), period.request_id) if period.request_id else None,
         "actor": period.actor,
         "approvers": list(period.approvers),
         "how": period.how,
