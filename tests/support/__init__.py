@@ -1,4 +1,6 @@
 """What the tests share, imported by name and never reached through conftest: ``serving`` (one way to
 serve an app in a thread), ``apps`` (a live Checkpoint for a test), ``databases`` (one fresh, migrated
-database), ``waiting`` (one bounded poll), ``race`` (calls released together), and the helpers of
-particular suites (``proxy``, ``governed``, ``auth``, ``hostile``, ``relay``, ``browser``, ``compat``)."""
+database), ``waiting`` (one bounded poll), ``race`` (calls released together), ``processes``
+(the environment of a process started from scratch), ``stored`` (a request written through the
+store), and the helpers of particular suites (``proxy``, ``governed``, ``auth``, ``audit``, ``hostile``,
+``relay``, ``browser``, ``compat``). Fixtures two modules share are defined once in tests/conftest.py."""
