@@ -295,22 +295,58 @@ def show(url, request_id) -> None:
     click.echo(json.dumps(_api(lambda: client.get(request_id)), indent=2))
 
 
+# `checkpoint which` exits 1 when nothing holds the target, 2 when Checkpoint has no record of that time.
+WHICH_NONE_EXIT, WHICH_UNKNOWN_EXIT = 1, 2
+
+
 @main.command()
 @_URL
 @click.argument("model")
 @click.option("--stage")
 @click.option("--alias")
 @click.option("--workspace", help="MLflow workspace of MODEL (default: the default workspace)")
-def which(url, model, stage, alias, workspace) -> None:
-    """Print the version of MODEL that holds a stage or alias now (exit 1 if none)."""
+@click.option("--at", help="what held it at this ISO time (UTC unless it says otherwise), from Checkpoint's timeline")
+def which(url, model, stage, alias, workspace, at) -> None:
+    """Print the version of MODEL that holds a stage or alias now, or held it --at a time
+    (exit 1 if none, 2 if Checkpoint has no record of that time)."""
     if bool(stage) == bool(alias):
         raise click.UsageError("give exactly one of --stage or --alias")
     client = _client(url)
-    version = _api(lambda: client.which(model, stage=stage, alias=alias, workspace=workspace))
-    if version is None:
-        click.echo(f"no version of {model} holds {'stage ' + stage if stage else 'alias ' + alias}", err=True)
-        sys.exit(1)
-    click.echo(version)
+    answer = _api(lambda: client.which_answer(model, stage=stage, alias=alias, workspace=workspace, at=at))
+    held = "stage " + stage if stage else "alias " + alias
+    if answer.get("known") is False:
+        click.echo(f"unknown: {answer.get('reason')}", err=True)
+        sys.exit(WHICH_UNKNOWN_EXIT)
+    if answer["version"] is None:
+        click.echo(
+            f"no version of {model} held {held} at {answer['at']}" if at else f"no version of {model} holds {held}", err=True
+        )
+        sys.exit(WHICH_NONE_EXIT)
+    click.echo(answer["version"])
+
+
+@main.command()
+@_URL
+@click.argument("model")
+@click.option("--workspace", help="MLflow workspace of MODEL (default: the default workspace)")
+@click.option("--json", "as_json", is_flag=True, help="print the timeline as JSON")
+def timeline(url, model, workspace, as_json) -> None:
+    """Print what held each governed stage, alias and latest version of MODEL, from when to when."""
+    client = _client(url)
+    data = _api(lambda: client.timeline(model, workspace=workspace))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data["targets"]:
+        click.echo(f"Checkpoint has no record yet of what held any target of {model}")
+    for lane in data["targets"]:
+        click.echo(lane["target"])
+        for p in lane["periods"]:
+            version = f"v{p['version']}" if p["version"] else ("unknown" if p["how"] == "unknown" else "none")
+            start, until = p["from"] or "(before the first record)", p["until"] or "now"
+            by = f" #{p['request_id']} by {p['actor']}" if p["request_id"] else ""
+            approved = f", approved by {', '.join(p['approvers'])}" if p["approvers"] else ""
+            click.echo(f"  {version:<8} {start} → {until}  {p['how']}{by}{approved}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ and ask which version holds a stage or alias.
     req = cp.promote("fraud-detector", "7", alias="champion", title="Retrained on May data")
     final = cp.wait(req["id"])                                # applied, rejected, withdrawn or failed
     cp.which("fraud-detector", alias="champion")             # -> "7"
+    cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
 
 Credentials follow the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
 (Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer).
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -30,6 +33,14 @@ class CheckpointAPIError(Exception):
         self.status = status
         self.error_code = error_code
         self.message = message
+
+
+class NotKnown(Exception):
+    """Checkpoint has no record of what held the target at that time (``answer["reason"]`` says why)."""
+
+    def __init__(self, answer: dict) -> None:
+        super().__init__(answer.get("reason") or "Checkpoint has no record of that time")
+        self.answer = answer
 
 
 class WaitTimeout(Exception):
@@ -126,13 +137,43 @@ class CheckpointClient:
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
     def which(
-        self, model: str, *, stage: str | None = None, alias: str | None = None, workspace: str | None = None
+        self,
+        model: str,
+        *,
+        stage: str | None = None,
+        alias: str | None = None,
+        workspace: str | None = None,
+        at: datetime | str | None = None,
     ) -> str | None:
         """The version that holds ``stage`` (the newest, if several) or ``alias`` now (in MLflow
-        ``workspace``; the default one when not given)."""
+        ``workspace``; the default one when not given), or held it at ``at`` (a datetime or an
+        ISO 8601 time; without a zone, UTC), answered from Checkpoint's timeline. A time before
+        Checkpoint's first record of the target raises :class:`NotKnown`."""
+        answer = self.which_answer(model, stage=stage, alias=alias, workspace=workspace, at=at)
+        if answer.get("known") is False:
+            raise NotKnown(answer)
+        return answer["version"]
+
+    def which_answer(
+        self,
+        model: str,
+        *,
+        stage: str | None = None,
+        alias: str | None = None,
+        workspace: str | None = None,
+        at: datetime | str | None = None,
+    ) -> dict:
+        """The whole ``/which`` answer (with ``at``: ``known``, ``reason``, the ``periods``)."""
         if bool(stage) == bool(alias):
             raise ValueError("give exactly one of stage= or alias=")
         params = {"model": model, "stage": stage} if stage else {"model": model, "alias": alias}
         if workspace:
             params["workspace"] = workspace
-        return self._call("GET", "/which", params=params)["version"]
+        if at is not None:
+            params["at"] = at.isoformat() if isinstance(at, datetime) else at
+        return self._call("GET", "/which", params=params)
+
+    def timeline(self, model: str, *, workspace: str | None = None) -> dict:
+        """Every governed target of ``model`` with its periods (``{"model", "workspace", "targets"}``)."""
+        params = {"workspace": workspace} if workspace else {}
+        return self._call("GET", f"/models/{quote(model, safe='')}/timeline", params=params)

@@ -231,15 +231,29 @@ class Applying(Checking):
         stage's holders are its champion and the challenger if it sits there already.
         """
         kind, _, name = change.target().partition(":")
+        holders: list[str] | None = None
         if kind == "alias":
             version = champion.version if champion else None
         elif kind == "stage" and name not in ("None", "Archived"):
             held = [v.version for v in (champion, challenger) if v is not None and v.stage == name]
             version = max(held, key=int, default=None)
+            holders = self._stage_holders(change, name)
         else:
             return
         try:
-            if self.store.record_outside_change(change.model_name, change.target(), version, workspace=change.workspace):
+            if self.store.record_outside_change(
+                change.model_name, change.target(), version, workspace=change.workspace, holders=holders
+            ):
                 self.refresh_checks(change.model_name, change.target(), actor="checkpoint", workspace=change.workspace)
         except Exception:  # observing must never break opening or applying
             log.warning("could not record an outside change of %s of %s", change.target(), change.model_name, exc_info=True)
+
+    def _stage_holders(self, change: Change, stage: str) -> list[str] | None:
+        """Every version in ``stage`` now, recorded with an outside change so the timeline knows
+        which holders left (the champion names only the newest); None when MLflow cannot say."""
+        try:
+            found = self.registry_for(change.workspace).stage_holders(change.model_name, stage)
+        except Exception:  # as _observe: observing never breaks opening or applying
+            log.warning("could not list the holders of stage %s of %s", stage, change.model_name, exc_info=True)
+            return None
+        return sorted((v.version for v in found), key=int)

@@ -168,10 +168,17 @@ class EventChain(StoreBase):
             last = rows[-1]["id"]
 
     def record_outside_change(
-        self, model_name: str, target: str, version: str | None, actor: str = "mlflow", workspace: str = ""
+        self,
+        model_name: str,
+        target: str,
+        version: str | None,
+        actor: str = "mlflow",
+        workspace: str = "",
+        holders: list[str] | None = None,
     ) -> bool:
         """Log that ``target`` of ``model_name`` (in MLflow ``workspace``) holds ``version`` without
-        Checkpoint having put it there.
+        Checkpoint having put it there (for a stage: its newest holder; ``holders``, when given,
+        every version in it, so the timeline knows which holders left).
 
         Compared, under the chain's lock, with the last state the log knows for the target
         (an applied request or an earlier outside change), so concurrent readers record it once.
@@ -189,6 +196,7 @@ class EventChain(StoreBase):
                 "previous": known[0] if known else None,
                 "first_seen": known is None,
                 **({"workspace": workspace} if workspace else {}),
+                **({"holders": holders} if holders is not None else {}),
             }
             self._append(session, None, model_name, EventKind.OUTSIDE_CHANGE, actor, data, stamp)
         return True

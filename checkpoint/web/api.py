@@ -313,6 +313,8 @@ def which():
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must be at most {NAME_MAX} characters without NUL")
     if not reader().can_read(model, workspace):
         raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
+    if request.args.get("at") is not None:  # a past moment: answered from the timeline, not MLflow
+        return _which_at(model, workspace, stage, alias, request.args["at"])
     registry = workflow().registry_for(workspace)
     if alias:
         holder = registry.alias_holder(model, alias)
@@ -331,6 +333,18 @@ def which():
         alias=alias,
         versions=[v.version for v in holders],
         version=holders[0].version if holders else None,
+    )
+
+
+def _which_at(model: str, workspace: str, stage: str | None, alias: str | None, at: str):
+    from checkpoint.review.governance import STAGES, canonical_stage
+    from checkpoint.web.timeline import which_at_json
+
+    if stage is not None and canonical_stage(stage) not in STAGES:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"stage must be one of {', '.join(STAGES)}")
+    target = f"stage:{canonical_stage(stage)}" if stage is not None else f"alias:{alias}"
+    return jsonify(
+        model=model, workspace=workspace or "default", stage=stage, alias=alias, **which_at_json(model, workspace, target, at)
     )
 
 

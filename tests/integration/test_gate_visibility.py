@@ -226,6 +226,11 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
         assert f'"{v1}"' not in which.text
     history = dave("GET", f"/checkpoint/models/{name}/history")
     assert history.status_code == 403 and f"v{v1}" not in history.text
+    which_then = dave("GET", "/checkpoint/api/v1/which", params={"model": name, "alias": "champion", "at": "2099-01-01"})
+    assert which_then.status_code == 403 and which_then.json()["error_code"] == "PERMISSION_DENIED"
+    for path in (f"/checkpoint/api/v1/models/{name}/timeline", f"/checkpoint/models/{name}/timeline"):
+        refused = dave("GET", path)
+        assert refused.status_code == 403 and f"v{v1}" not in refused.text and f'"{v1}"' not in refused.text
     export = dave("GET", "/checkpoint/api/v1/audit/export")
     assert export.status_code == 403 and name not in export.text
     delivered = dave("GET", "/checkpoint/api/v1/deliveries", params={"limit": "1"}).json()
@@ -249,6 +254,9 @@ def test_deny_user_reads_nothing_about_the_model(visible_both, auth_mlflow, monk
     assert carol("/checkpoint/api/v1/which", model=name, alias="champion").json()["version"] == v1
     assert carol("/checkpoint/api/v1/which", model=name, stage="Production").json()["version"] == v1
     assert carol(f"/checkpoint/models/{name}/history").status_code == 200
+    assert carol(f"/checkpoint/models/{name}/timeline").status_code == 200
+    lanes = carol(f"/checkpoint/api/v1/models/{name}/timeline").json()["targets"]
+    assert [(lane["target"], lane["periods"][-1]["version"]) for lane in lanes] == [("alias:champion", v1)]  # first seen
     assert secret_id in [d["request_id"] for d in carol("/checkpoint/api/v1/deliveries").json()["deliveries"]]
     assert carol("/checkpoint/api/v1/audit/export").status_code == 403  # the full export is the admins'
     full = requests.get(f"{base}/checkpoint/api/v1/audit/export", auth=ADMIN, timeout=30)

@@ -162,6 +162,9 @@ def test_answers_fit_the_documented_schemas(client, document):
     which = client.get(f"{PREFIX}/which?model={model}&alias=champion")
     assert which.status_code == 200
     _check(document, "/which", "get", "200", which.get_json())
+    past = client.get(f"{PREFIX}/which?model={model}&alias=champion&at=2026-11-01T12:00Z")
+    assert past.status_code == 200 and past.get_json()["known"] is False
+    _check(document, "/which", "get", "200", past.get_json())
     # And the check itself can fail: a wrong type is caught.
     broken = {**created.get_json(), "id": "seven"}
     with pytest.raises(AssertionError, match="'seven' is not of type 'integer'"):

@@ -217,6 +217,7 @@
     if (model) {
       foot.appendChild(link(withWorkspace(REQUESTS + '?state=all&model=' + encodeURIComponent(model)), 'All requests for this model', 'cp-panel-more'));
       foot.appendChild(link(withWorkspace('/checkpoint/models/' + encodeURIComponent(model) + '/history'), 'History', 'cp-panel-more'));
+      foot.appendChild(link(withWorkspace('/checkpoint/models/' + encodeURIComponent(model) + '/timeline'), 'Timeline', 'cp-panel-more'));
     }
     foot.appendChild(link(REQUESTS, 'All promote requests', 'cp-panel-more cp-panel-all'));
     body.appendChild(foot);
