@@ -13,11 +13,11 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
-from checkpoint.review import diff
+from checkpoint.review import diff, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
-from checkpoint.storage.entities import STATES, EventKind, NotFound
+from checkpoint.storage.entities import STATES, WAITING, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -41,6 +41,12 @@ def _user():
     # An error page can render before the caller is resolved (CSRF and the body limit are checked first).
     user = g.get("user")
     return {"user": user.name if user else "anonymous", "auth_mode": current_services().auth.mode}
+
+
+@bp.app_template_global()
+def waiting_line(waiting) -> str:
+    """ "waiting for freeze 'weekend' to end at Mon 08:00 CET" (the freeze's own zone)."""
+    return schedule.describe(workflow().policy, waiting)
 
 
 @bp.before_request
@@ -71,8 +77,8 @@ def index():
 def requests_list():
     args = request.args
     state = args.get("state", "open")
-    if state not in ("all", *STATES):
-        abort(400, f"state must be all or one of {', '.join(STATES)}")
+    if state not in ("all", WAITING, *STATES):  # waiting: approved, held by a freeze or apply_at
+        abort(400, f"state must be all, waiting or one of {', '.join(STATES)}")
     filters: dict[str, str | None] = {
         "model": args.get("model") or None,
         "target": args.get("target") or None,
@@ -226,7 +232,15 @@ def request_detail(request_id: int):
         is_author=user.name == item.author,
         is_admin=user.is_admin,
         break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
+        may_cancel=_may_cancel(item, user, refusal),
     )
+
+
+def _may_cancel(item, user, refusal: str | None) -> bool:
+    """Whether to offer "cancel": a scheduled or waiting apply, to its author, a reviewer or an admin
+    (``Workflow.cancel`` decides again)."""
+    scheduled = (item.state == "open" and item.apply_at is not None) or item.waiting_for is not None
+    return scheduled and (user.name == item.author or user.is_admin or refusal is None)
 
 
 def _same_version(version, snapshot: dict | None) -> bool:
@@ -279,8 +293,9 @@ def _act(request_id: int, action) -> object:
 
 @bp.post("/requests/<int:request_id>/review")
 def review(request_id: int):
-    verdict = request.form.get("verdict", "")
-    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, request.form.get("comment", "")))
+    form = request.form
+    verdict, apply_at = form.get("verdict", ""), (form.get("apply_at") or "").strip() or None
+    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, form.get("comment", ""), apply_at))
 
 
 @bp.post("/requests/<int:request_id>/comment")
@@ -308,6 +323,11 @@ def break_glass(request_id: int):
 @bp.post("/requests/<int:request_id>/checks")
 def rerun_checks(request_id: int):
     return _act(request_id, lambda: workflow().rerun_checks(request_id, current_user()))
+
+
+@bp.post("/requests/<int:request_id>/cancel")
+def cancel(request_id: int):
+    return _act(request_id, lambda: workflow().cancel(request_id, current_user()))
 
 
 @bp.post("/requests/<int:request_id>/retry")
