@@ -211,6 +211,26 @@ def test_a_scheduled_apply_can_be_cancelled_until_then(pair):
     assert again.status_code == 409
 
 
+def test_nothing_but_break_glass_applies_during_a_freeze(pair, monkeypatch):
+    name, (v1, _) = make_model(pair.mlflow_url, unique("frz-bypass"))
+    opened = open_request(pair.a, name, v1)
+    api(pair.b, "POST", f"/requests/{opened['id']}/reviews", "bob", json={"verdict": "approve"})
+    for user in ("alice", "bob", "carol"):  # not admins: break-glass is refused
+        glass = api(pair.a, "POST", f"/requests/{opened['id']}/break-glass", user, json={"reason": "now"})
+        assert glass.status_code == 403
+    again = api(pair.b, "POST", f"/requests/{opened['id']}/reviews", "bob", json={"verdict": "approve"})
+    assert again.status_code == 409  # approved and waiting: no second approval path
+    assert api(pair.a, "POST", f"/requests/{opened['id']}/retry", "alice").status_code == 409
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "x")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(RestException):  # the MLflow client's own call is governed as ever
+        MlflowClient(tracking_uri=pair.b, registry_uri=pair.b).set_registered_model_alias(name, "champion", v1)
+    assert pair.release_in_both() == [[], []]
+    assert champion(pair.mlflow_url, name) is None and pair.relay.count(*ALIAS_WRITE) == 0
+    assert api(pair.a, "GET", f"/requests/{opened['id']}", "bob").json()["waiting_for"]["name"] == "weekend"
+
+
 def test_break_glass_during_a_freeze_applies_at_once_and_records_the_override(pair):
     name, (v1, _) = make_model(pair.mlflow_url, unique("frz-glass"))
     opened = open_request(pair.a, name, v1)
