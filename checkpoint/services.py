@@ -119,6 +119,7 @@ class Services:
             checks_queued=background.wake,
             public_url=settings.public_url,
             digest_max_bytes=settings.digest_max_bytes,
+            clock=clock,
         )
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)

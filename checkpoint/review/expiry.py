@@ -55,6 +55,29 @@ def expired(review: Review, rule: Rule, at: datetime) -> bool:
     return review.expired_at is not None or rule.expired(review.created_at, at)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """An approval's age against its rule, as the request page and the API show it."""
+
+    expired: bool
+    expires_at: datetime | None  # when it stops (or stopped) counting; None: it never expires
+
+    def to_json(self) -> dict:
+        """The API's fields for one review (additive: ``expired``, ``expires_at``)."""
+        return {"expired": self.expired, "expires_at": self.expires_at.isoformat() if self.expires_at else None}
+
+
+def standing(review: Review, rule: Rule, at: datetime) -> Standing:
+    """Whether ``review`` (an approval) has expired at ``at``, and when it does (nothing for a
+    rejection or a dismissed approval: those never counted, or stopped for another reason)."""
+    if review.verdict != "approve" or review.dismissed_at is not None:
+        return Standing(False, None)
+    ends = rule.expires_at(review.created_at)
+    if review.expired_at is not None and (ends is None or review.expired_at < ends):
+        ends = review.expired_at  # recorded under a shorter limit than the rule's now
+    return Standing(expired(review, rule, at), ends)
+
+
 @dataclass
 class Expiry:
     """The background task: record every approval that expired, once."""
@@ -76,16 +99,28 @@ class Expiry:
             page = self.store.approvals_before(oldest_allowed, UNDECIDED, after=after, limit=PAGE)
             for request, review in page:
                 rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
-                limit = rule.approvals_expire_after
-                if limit is None or not rule.expired(review.created_at, now):
-                    continue
-                data = {"rule": rule.name, "expire_after": format_duration(limit)}
-                if self.store.expire_approval(review.id, approved_before=now - limit, states=UNDECIDED, data=data):
-                    done.append(review.id)
-                    log.info(
-                        "approval by %s of request #%s expired (older than %s)", review.reviewer, request.id, data["expire_after"]
-                    )
+                done.extend(record(self.store, request, (review,), rule, now, UNDECIDED))
             if len(page) < PAGE:
                 break
             after = page[-1][1].id
         return done
+
+
+def record(
+    store: Store, request: PromoteRequest, approvals: tuple[Review, ...], rule: Rule, at: datetime, states: tuple[str, ...]
+) -> list[int]:
+    """Record the expiry of those of ``approvals`` (of ``request``) too old at ``at`` under
+    ``rule``, each only if no one else has and the request is in one of ``states``; the ids
+    this call recorded."""
+    limit = rule.approvals_expire_after
+    if limit is None:
+        return []
+    data = {"rule": rule.name, "expire_after": format_duration(limit)}
+    done = []
+    for review in approvals:
+        if not rule.expired(review.created_at, at):
+            continue
+        if store.expire_approval(review.id, approved_before=at - limit, states=states, data=data):
+            done.append(review.id)
+            log.info("approval by %s of request #%s expired (older than %s)", review.reviewer, request.id, data["expire_after"])
+    return done

@@ -129,6 +129,8 @@ class Status:
     awaited_required: tuple[str, ...] = ()
     # Required checks that are not passing (names): the request may not move to approved.
     blocked_by: tuple[str, ...] = ()
+    # Reviewers whose approval expired (approvals_expire_after) and who have none counting now.
+    expired: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -136,12 +138,14 @@ class Status:
         return self.met and not self.blocked_by
 
     def line(self) -> str:
-        """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
+        """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate · approval expired: dave"."""
         out = f"{self.count} of {self.required} approvals"
         if self.awaited:
             out += f" · awaiting {', '.join(self.awaited)}"
         if self.blocked_by:
             out += f" · blocked by check{'s' if len(self.blocked_by) > 1 else ''} {', '.join(self.blocked_by)}"
+        if self.expired:
+            out += f" · approval{'s' if len(self.expired) > 1 else ''} expired: {', '.join(self.expired)}"
         return out
 
 

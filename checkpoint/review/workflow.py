@@ -120,7 +120,7 @@ class Workflow(Applying):
         ahead): once approved, it applies then, not before (schedule.py).
         """
         author = as_actor(author).name
-        when = schedule.check_apply_at(apply_at, self.store.clock.now())
+        when = schedule.check_apply_at(apply_at, self.clock.now())
         check_text("model name", change.model_name, NAME_MAX, required=True)
         check_text("target", change.target(), TARGET_MAX, required=True)
         check_text("version", change.version or "", VERSION_MAX)
@@ -245,7 +245,7 @@ class Workflow(Applying):
             raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
         if apply_at is not None and verdict != "approve":
             raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "apply_at: only an approval can schedule the apply")
-        when = schedule.check_apply_at(apply_at, self.store.clock.now())
+        when = schedule.check_apply_at(apply_at, self.clock.now())
         check_text("comment", comment, COMMENT_MAX)
         user = as_actor(user)
         request = self.store.get(request_id)
@@ -337,7 +337,7 @@ class Workflow(Applying):
 
     def _overrides(self, request: PromoteRequest) -> dict:
         """What a break-glass now goes past, for its event: a freeze holding the target, a schedule."""
-        at = self.store.clock.now()
+        at = self.clock.now()
         out: dict = {}
         hold = self.policy.frozen(request.model_name, request.target, at)
         if hold is not None:
@@ -375,7 +375,7 @@ class Workflow(Applying):
 
     def freeze_note(self, request: PromoteRequest) -> str | None:
         """When ``request`` would apply if a freeze (or its apply_at) holds it: for the MLflow client."""
-        return schedule.freeze_note(self.policy, request, self.store.clock.now())
+        return schedule.freeze_note(self.policy, request, self.clock.now())
 
     def retry(self, request_id: int, user: User | str) -> PromoteRequest:
         """Try a failed apply again."""

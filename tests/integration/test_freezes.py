@@ -23,8 +23,7 @@ from mlflow.exceptions import RestException
 
 from checkpoint import create_app
 from checkpoint.errors import ConfigError
-from checkpoint.services import services
-from tests.support.apps import migrated_database
+from tests.support.apps import background_task, migrated_database
 from tests.support.clock import MovableClock
 from tests.support.governed import make_model, unique
 from tests.support.race import race
@@ -64,8 +63,7 @@ class Pair:
     mlflow_url: str
 
     def release(self, app) -> list[int]:
-        (task,) = [t.run for t in services(app).background.tasks if t.name == "release"]
-        return task()
+        return background_task(app, "release")()
 
     def release_in_both(self) -> list[list[int]]:
         """The release task of both instances at the same moment (as two replicas' threads)."""

@@ -1,4 +1,5 @@
 """What the tests share, imported by name and never reached through conftest: ``serving`` (one way to
 serve an app in a thread), ``apps`` (a live Checkpoint for a test), ``databases`` (one fresh, migrated
-database), ``waiting`` (one bounded poll), ``race`` (calls released together), and the helpers of
+database), ``waiting`` (one bounded poll), ``race`` (calls released together), ``clock`` (a clock
+tests move instead of sleeping; ``apps.background_task`` runs a background task by hand), and the helpers of
 particular suites (``proxy``, ``governed``, ``auth``, ``hostile``, ``relay``, ``browser``, ``compat``)."""

@@ -79,7 +79,7 @@ def describe(message: dict) -> str:
         "retried": "retried",
         "reopened": "reopened",
         "outside_change": "saw an outside change to",
-        "approval_expired": "let an approval expire on",
+        "approval_expired": "expired an approval on",
         "scheduled": "scheduled",
         "waiting": "approved (waiting to apply)",
         "released": "released",

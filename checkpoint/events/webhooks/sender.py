@@ -42,8 +42,9 @@ class Sender:
     store: Store
     webhooks: Webhooks
     public_url: str | None = None
-    # The time a retry is due from and a signature is stamped with (the round's own time limit
-    # is this process's elapsed time, on time.monotonic).
+    # The time a retry is due from. Not the signature's X-MLflow-Timestamp: the receiver checks
+    # that against its own clock (replays), so it is the machine's time; a round's own time
+    # limit is this process's elapsed time (time.monotonic).
     clock: Clock = SYSTEM
 
     @property
@@ -83,7 +84,7 @@ class Sender:
             answer = requests.post(
                 webhook.url,
                 data=raw,
-                headers=headers(webhook, delivery.id, outgoing.event.kind, raw, int(self.clock.now().timestamp())),
+                headers=headers(webhook, delivery.id, outgoing.event.kind, raw),
                 timeout=(webhook.timeout, webhook.timeout),
                 allow_redirects=False,
             )

@@ -153,3 +153,25 @@ def test_a_younger_approval_is_not_claimed_even_if_asked(store, clock):
     ((_, review),) = store.approvals_before(clock.now(), expiry.UNDECIDED)
     cutoff = clock.now() - timedelta(days=7)
     assert store.expire_approval(review.id, approved_before=cutoff, states=expiry.UNDECIDED, data={}) is False
+
+
+def test_the_standing_the_page_and_the_api_show(store, clock):
+    request_id = approved_request(store, "fraud-a", "k1", "bob")
+    store.add_review(request_id, "dave", "reject", "", states=(OPEN,))
+    bob, dave = store.get(request_id).reviews
+    assert expiry.standing(bob, WEEKLY, clock.now()).to_json() == {
+        "expired": False,
+        "expires_at": (START + timedelta(days=7)).isoformat(),
+    }
+    assert expiry.standing(dave, WEEKLY, clock.now()).to_json() == {"expired": False, "expires_at": None}
+    clock.advance(timedelta(days=7))
+    assert expiry.standing(bob, WEEKLY, clock.now()).expired is True
+    assert expiry.standing(bob, Rule(), clock.now()) == expiry.Standing(False, None)  # a rule without the key
+    expiry.Expiry(store, POLICY, clock).run()
+    clock.advance(timedelta(days=1))
+    (recorded, _) = store.get(request_id).reviews
+    shown = expiry.standing(recorded, Rule(), clock.now())  # recorded expired stands under any rule
+    assert shown == expiry.Standing(True, START + timedelta(days=7))
+    store.dismiss_reviews(request_id, "moved", "checkpoint")
+    (dismissed, _) = store.get(request_id).reviews
+    assert expiry.standing(dismissed, WEEKLY, clock.now()) == expiry.Standing(False, None)
