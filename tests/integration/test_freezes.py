@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import RestException
 
 from checkpoint import create_app
+from checkpoint.client import CheckpointClient
 from checkpoint.errors import ConfigError
 from tests.support.apps import background_task, migrated_database
 from tests.support.clock import MovableClock
@@ -61,6 +62,7 @@ class Pair:
     clock: MovableClock
     relay: Relay
     mlflow_url: str
+    config: dict
 
     def release(self, app) -> list[int]:
         return background_task(app, "release")()
@@ -82,7 +84,7 @@ def pair(mlflow_server, request, tmp_path) -> Iterator[Pair]:
     apps = tuple(create_app({**config, "data_dir": tmp_path / name}, clock=clock) for name in ("a", "b"))
     try:
         with served(apps[0], close=False) as a, served(apps[1], close=False) as b:
-            yield Pair(a, b, apps, clock, relay, mlflow_server.url)
+            yield Pair(a, b, apps, clock, relay, mlflow_server.url, config)
     finally:
         for app in apps:
             close_app(app)
@@ -187,6 +189,41 @@ def test_a_scheduled_apply_applies_once_at_its_time(pair):
     pair.clock.set(next_end)
     assert sorted(pair.release_in_both(), key=len) == [[], [second["id"]]]
     assert champion(pair.mlflow_url, name) == v2 and pair.relay.count(*ALIAS_WRITE) == 2
+
+
+def test_the_wait_survives_a_restart(pair, tmp_path):
+    """Nothing lives in memory: an app built afresh on the database releases what others held."""
+    name, (v1, _) = make_model(pair.mlflow_url, unique("frz-restart"))
+    opened = open_request(pair.a, name, v1)
+    api(pair.b, "POST", f"/requests/{opened['id']}/reviews", "bob", json={"verdict": "approve"})
+    for app in pair.apps:
+        close_app(app)  # both instances stop
+    fresh = create_app({**pair.config, "data_dir": tmp_path / "fresh"}, clock=pair.clock)
+    try:
+        assert pair.release(fresh) == []
+        pair.clock.set(FREEZE_ENDS)
+        assert pair.release(fresh) == [opened["id"]]
+    finally:
+        close_app(fresh)
+    assert champion(pair.mlflow_url, name) == v1 and pair.relay.count(*ALIAS_WRITE) == 1
+
+
+def test_the_pipeline_client_schedules_and_the_pages_show_it(pair):
+    pair.clock.set(TUESDAY)
+    name, (v1, _) = make_model(pair.mlflow_url, unique("frz-pages"))
+    at = (TUESDAY + timedelta(hours=3)).isoformat()
+    made = CheckpointClient(pair.a, username="alice", password="x").promote(name, v1, alias="champion", apply_at=at)
+    assert made["apply_at"] == at
+    page = requests.get(f"{pair.a}/checkpoint/requests/{made['id']}", auth=("alice", "x"), timeout=30).text
+    assert "Apply at" in page and "Cancel the scheduled apply" in page  # the author may cancel
+    api(pair.b, "POST", f"/requests/{made['id']}/reviews", "bob", json={"verdict": "approve"})
+    waiting = requests.get(f"{pair.a}/checkpoint/requests?state=waiting", auth=("bob", "x"), timeout=30).text
+    assert f"/checkpoint/requests/{made['id']}" in waiting
+    page = requests.get(f"{pair.a}/checkpoint/requests/{made['id']}", auth=("carol", "x"), timeout=30).text
+    assert "approved — scheduled to apply at 2026-01-13 13:00 UTC" in page
+    assert "Cancel the waiting apply" not in page  # carol is neither author nor reviewer
+    page = requests.get(f"{pair.a}/checkpoint/requests/{made['id']}", auth=("bob", "x"), timeout=30).text
+    assert "Cancel the waiting apply" in page
 
 
 def test_a_scheduled_apply_can_be_cancelled_until_then(pair):
