@@ -160,13 +160,21 @@ def new_request():
         title=change.title(),
         description="",
         reviewers="",
+        apply_at="",
         errors={},
         rule=_rule(change),
+        frozen=_frozen(change),
     )
 
 
 def _rule(change):
     return workflow().policy.rule_for(change.model_name, change.target(), change.workspace)
+
+
+def _frozen(change) -> str | None:
+    """ "freeze 'weekend' holds this target until Mon 08:00 CET", when one does now."""
+    hold = workflow().policy.frozen(change.model_name, change.target(), current_services().clock.now())
+    return None if hold is None else f"freeze '{hold.freeze.name}' holds this target until {hold.freeze.ends_local(hold.until)}"
 
 
 @bp.post("/requests/new")
@@ -176,6 +184,7 @@ def create_request():
     _refuse_unreadable(change)
     title, description = request.form.get("title", ""), request.form.get("description", "")
     reviewers = request.form.get("reviewers", "")
+    apply_at = request.form.get("apply_at", "").strip()
     errors = {}
     if not title.strip():
         errors["title"] = "Give the request a title."
@@ -188,7 +197,7 @@ def create_request():
     if not errors:
         try:
             named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
-            item, created = workflow().open(change, current_user(), title, description, named)
+            item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
         except (WorkflowError, RegistryError) as exc:
             errors["form"] = form_message(exc)
         else:
@@ -202,8 +211,10 @@ def create_request():
         title=title,
         description=description,
         reviewers=reviewers,
+        apply_at=apply_at,
         errors=errors,
         rule=_rule(change),
+        frozen=_frozen(change),
     ), 400
 
 

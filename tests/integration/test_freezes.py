@@ -11,6 +11,8 @@ start are here too.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from checkpoint.errors import ConfigError
 from tests.support.apps import background_task, migrated_database
 from tests.support.clock import MovableClock
 from tests.support.governed import make_model, unique
+from tests.support.hostile import form_session
 from tests.support.race import race
 from tests.support.relay import Relay
 from tests.support.serving import close_app, served
@@ -224,6 +227,30 @@ def test_the_pipeline_client_schedules_and_the_pages_show_it(pair):
     assert "Cancel the waiting apply" not in page  # carol is neither author nor reviewer
     page = requests.get(f"{pair.a}/checkpoint/requests/{made['id']}", auth=("bob", "x"), timeout=30).text
     assert "Cancel the waiting apply" in page
+
+
+def test_the_new_request_form_says_a_freeze_holds_and_takes_apply_at(pair):
+    name, (v1, _) = make_model(pair.mlflow_url, unique("frz-form"))
+    change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v1}
+    token = base64.urlsafe_b64encode(json.dumps(change).encode()).decode().rstrip("=")
+    forms = form_session(pair.a, user="alice")
+    page = requests.get(
+        f"{pair.a}/checkpoint/requests/new", params={"change": token}, headers={"Cookie": forms.cookie}, timeout=30
+    )
+    assert "freeze &#39;weekend&#39; holds this target until Mon 08:00 CET" in page.text
+
+    def post(apply_at: str) -> requests.Response:
+        data = {"change": token, "title": "go", "apply_at": apply_at, "csrf_token": forms.token}
+        url = f"{pair.a}/checkpoint/requests/new"
+        return requests.post(url, headers={"Cookie": forms.cookie}, data=data, timeout=30, allow_redirects=False)
+
+    refused = post("2026-01-01T00:00:00Z")
+    assert refused.status_code == 400 and "apply_at: " in refused.text and "in the past" in refused.text
+    at = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+    opened = post(at.isoformat())
+    assert opened.status_code == 303, opened.text[:500]
+    request_id = int(opened.headers["Location"].rsplit("/", 1)[1])
+    assert api(pair.a, "GET", f"/requests/{request_id}", "bob").json()["apply_at"] == at.isoformat()
 
 
 def test_a_scheduled_apply_can_be_cancelled_until_then(pair):
