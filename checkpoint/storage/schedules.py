@@ -73,13 +73,12 @@ class Schedules(EventChain):
         )
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id)
-            before = {"kind": row.waiting_kind, "until": row.waiting_until, "name": row.waiting_name}
+            until = aware(row.waiting_until)
+            before = {"kind": row.waiting_kind, "until": until.isoformat() if until else None, "name": row.waiting_name}
             if session.execute(query.values(state=APPLYING, updated_at=stamp, **NOT_WAITING)).rowcount != 1:
                 return False
             session.refresh(row)
-            until = before["until"]
-            ended = {**before, "until": until.isoformat() if isinstance(until, datetime) else until}
-            self._log(session, row, EventKind.RELEASED, actor, {"waited_for": ended, **data}, stamp)
+            self._log(session, row, EventKind.RELEASED, actor, {"waited_for": before, **data}, stamp)
             self._log(session, row, EventKind.APPLYING, actor, {"from": [APPROVED], "to": APPLYING}, stamp)
         return True
 
