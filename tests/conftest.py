@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import MlflowServer
+from checkpoint.storage import db
 from tests.support.apps import LiveCheckpoint, live
+from tests.support.auth import start_auth_server
 from tests.support.compat import mlflow_major, mlflow_version
 from tests.support.databases import migrated_database, migrated_sqlite
 from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process
@@ -57,6 +59,15 @@ def _mlflow3_only(request) -> None:
         pytest.skip(f"needs an MLflow 3 server (this one is {mlflow_version(server)}): {marker.kwargs.get('reason', '')}")
 
 
+@pytest.fixture(scope="module")
+def auth_mlflow(tmp_path_factory) -> Iterator[MlflowServer]:
+    """A real MLflow with its basic-auth app and the identity tests' users, one per test module
+    that asks for it (tests/support/auth.py)."""
+    server = start_auth_server(tmp_path_factory.mktemp("mlflow-auth"))
+    yield server
+    server.stop()
+
+
 def _postgres_admin_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
@@ -93,10 +104,29 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
+def engine_for() -> Iterator:
+    """Make engines with :func:`db.make_engine` and dispose of them all at the end."""
+    engines: list[sa.Engine] = []
+
+    def make(url: str) -> sa.Engine:
+        engines.append(db.make_engine(url))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
 def checkpoint_config() -> dict:
     """Settings (by field name) that app, live_checkpoint and sqlite_checkpoint add to their own: a
     fixture requesting it may add keys, when a test lists it before the app's fixture."""
     return {}
+
+
+def _settings_for(mlflow_server: MlflowServer, database_url: str, data_dir, checkpoint_config: dict) -> dict:
+    """The settings app, live_checkpoint and sqlite_checkpoint build their Checkpoint with."""
+    return {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": data_dir, **checkpoint_config}
 
 
 @pytest.fixture
@@ -109,10 +139,7 @@ def checkpoint_clock():
 @pytest.fixture
 def app(mlflow_server, sqlite_url, tmp_path, checkpoint_config, checkpoint_clock):
     """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
-    application = create_app(
-        {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, **checkpoint_config},
-        clock=checkpoint_clock,
-    )
+    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     yield application
     close_app(application)
 
@@ -125,10 +152,7 @@ def client(app):
 @pytest.fixture
 def live_checkpoint(mlflow_server, database_url, tmp_path, checkpoint_config, checkpoint_clock) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process (so tests can look inside), on SQLite and PostgreSQL."""
-    application = create_app(
-        {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path, **checkpoint_config},
-        clock=checkpoint_clock,
-    )
+    application = create_app(_settings_for(mlflow_server, database_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     with live(application, database_url) as served:
         yield served
 
@@ -158,9 +182,6 @@ def module_db(tmp_path_factory) -> str:
 @pytest.fixture
 def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config, checkpoint_clock) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
-    application = create_app(
-        {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, **checkpoint_config},
-        clock=checkpoint_clock,
-    )
+    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     with live(application, sqlite_url) as served:
         yield served

@@ -8,81 +8,24 @@ PostgreSQL alike.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
-from sqlalchemy.orm import sessionmaker
 
 from checkpoint.events import audit
 from checkpoint.services import services
 from checkpoint.storage import db
 from checkpoint.storage.entities import OUTSIDE_CHANGE
-from checkpoint.storage.store import Store
+from tests.support.audit import KEY, KEYS, cli, execute, seed, store_for
 from tests.support.governed import api, make_model
 from tests.support.race import race
-
-BIN = Path(sys.executable).parent
-# The audit key the tests' Checkpoint signs with (as CHECKPOINT_AUDIT_KEY gives it in production).
-KEY = "audit-key-for-tests-" + "5f" * 16
-KEYS = audit.Keyring.of(KEY)
-
-
-def store_for(url: str, keys: audit.Keyring | None = KEYS) -> Store:
-    return Store(sessionmaker(db.make_engine(url), expire_on_commit=False), keys=keys)
-
-
-def seed(store: Store, requests_: int = 3) -> list[int]:
-    """A few requests with reviews, comments and state changes: a dozen chained events."""
-    ids = []
-    for i in range(requests_):
-        item, _ = store.open_request(
-            author="alice",
-            dedupe_key=f"k{i}",
-            event_data={"change": {"n": i}, "note": "ünïcode ✓"},
-            kind="set_alias",
-            model_name="fraud",
-            version=str(i + 1),
-            target="alias:champion",
-            change={"n": i},
-            title=f"promote v{i + 1}",
-            challenger={},
-            champion=None,
-        )
-        store.add_comment(item.id, "bob", "looks fine")
-        store.add_review(item.id, "carol", "approve", "ok", states=("open",))
-        store.transition(item.id, ("open",), "approved", actor="carol", event="approved")
-        ids.append(item.id)
-    return ids
-
-
-def cli(*args: str, url: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
-    """`checkpoint audit ...` with the tests' key (``extra`` adds or, set to "", removes variables)."""
-    env = {
-        "PATH": str(BIN),
-        "HOME": str(tmp_path),
-        "CHECKPOINT_DATA_DIR": str(tmp_path / "data"),
-        "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:9",
-        "CHECKPOINT_DATABASE_URL": url,
-        "CHECKPOINT_AUDIT_KEY": KEY,
-        **extra,
-    }
-    env = {k: v for k, v in env.items() if v}
-    return subprocess.run([str(BIN / "checkpoint"), "audit", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def event_ids(url: str) -> list[int]:
     with db.make_engine(url).connect() as conn:
         return list(conn.execute(sa.text("SELECT id FROM events ORDER BY id")).scalars())
-
-
-def execute(url: str, sql: str, **params) -> None:
-    with db.make_engine(url).begin() as conn:
-        conn.execute(sa.text(sql), params)
 
 
 def test_every_event_is_chained_to_the_one_before(database_url):
@@ -150,19 +93,6 @@ def test_verify_names_reordered_rows(database_url, tmp_path):
     assert f"BROKEN at event #{first}" in broken.stdout
 
 
-def test_a_forged_row_with_recomputed_hash_breaks_the_next_link(sqlite_url, tmp_path):
-    """Even someone holding the key, who rewrites a row *and* its hash, breaks the following
-    row's prev_hash (tests/integration/test_gate_audit.py: without the key, the row itself fails)."""
-    store = store_for(sqlite_url)
-    seed(store)
-    rows = list(store.audit_rows())
-    forged = {**rows[6], "actor": "mallory"}
-    new_hash = audit.event_hash(forged, forged["prev_hash"], KEYS.keys[0])
-    execute(sqlite_url, "UPDATE events SET actor = 'mallory', hash = :h WHERE id = :id", h=new_hash, id=rows[6]["id"])
-    verdict = audit.verify(store.audit_rows(), keys=KEYS)
-    assert not verdict.ok and verdict.broken_at == rows[7]["id"] and "deleted, inserted or reordered" in verdict.problem
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_export_round_trips_and_verifies_offline(database_url, tmp_path, fmt):
     store = store_for(database_url)
@@ -221,31 +151,6 @@ def test_concurrent_writers_keep_one_unbroken_chain(database_url):
     written = sum(1 for r in store.audit_rows() if r["kind"] == "commented" and r["actor"].startswith("user"))
     assert verdict.count == 16 + written
     assert written >= 80 - 10 * len(errors)
-
-
-def test_migration_chains_events_recorded_before_it(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine, "0003")
-    with engine.begin() as conn:
-        for i in range(5):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO events (model_name, kind, actor, data, created_at) "
-                    "VALUES ('m', 'opened', 'alice', :data, '2026-11-01 10:00:00.000000')"
-                ),
-                {"data": json.dumps({"i": i})},
-            )
-    db.upgrade(engine)
-    store = store_for(url)
-    verdict = audit.verify(store.audit_rows())  # without a key: the plain SHA-256 chain of before
-    assert verdict.ok and verdict.count == 5 and verdict.unkeyed == 5
-    assert "no audit key" in verdict.describe()
-    assert store.record_outside_change("m", "alias:champion", "1")  # new events link onto the migrated chain
-    verdict = audit.verify(store.audit_rows(), keys=KEYS)
-    assert verdict.ok and verdict.count == 6 and verdict.unkeyed == 5, verdict.describe()
-    execute(url, "UPDATE events SET data = '{\"i\": 9}' WHERE id = 3")
-    assert audit.verify(store.audit_rows(), keys=KEYS).broken_at == 3
 
 
 def open_alias(base: str, name: str, version: str, title: str) -> requests.Response:

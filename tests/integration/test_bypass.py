@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from checkpoint.review import governance
 from checkpoint.services import services
 from tests.support.governed import make_model, unique
-from tests.support.hostile import registry_state
+from tests.support.hostile import PROMPT_TAG, governed_view, registry_state, same_governed
 from tests.support.proxy import raw_request
 
 CALLS = 600
@@ -55,53 +55,7 @@ ARTIFACT_PREFIXES = [
     "/api/2.0//mlflow-artifacts/artifacts",
     "/api/2.0/mlflow-artifacts//artifacts",
 ]
-PROMPT_TAG = "mlflow.prompt.is_prompt"
 WORKSPACES = ["default", "team-b", "", "DEFAULT"]
-
-
-def governed_view(state: dict, gov: governance.Governance) -> dict:
-    """The part of ``registry_state`` that only an applied request may change.
-
-    A model that does not exist looks like one that holds nothing governed: creating an empty
-    model is allowed (a protected name is created by Checkpoint's own account, which only an
-    authenticated server can tell apart: tests/integration/test_identity_policy.py), its versions are not.
-    A prompt's aliases pass review, so only whether it is a prompt is governed (and a new prompt
-    may appear: see :func:`same_governed`).
-    """
-    view: dict[str, dict | None] = {}
-    for name, model in state.items():
-        model = model or {"tags": {}, "aliases": {}, "versions": {}}
-        versions = model["versions"]
-        prompt = model["tags"].get(PROMPT_TAG) == "true"
-        view[name] = {
-            "prompt": prompt,
-            "governed_stages": {v: d["stage"] for v, d in versions.items() if gov.stage_governed(d["stage"])},
-            "protected_aliases": {a: v for a, v in model["aliases"].items() if gov.alias_protected(a) and not prompt},
-            "protected_model_tags": {k: v for k, v in model["tags"].items() if gov.tag_protected(k)},
-            "protected_version_tags": {
-                (v, k): val for v, d in versions.items() for k, val in d["tags"].items() if gov.tag_protected(k)
-            },
-            "versions": sorted(versions) if gov.model_protected(name) else None,
-        }
-    return view
-
-
-def same_governed(before: dict, after: dict, gov: governance.Governance) -> list[str]:
-    """The names whose governed view changed; registering a prompt where no model was, or
-    deleting (or renaming away) a prompt that holds nothing governed, is ordinary."""
-    old, new = governed_view(before, gov), governed_view(after, gov)
-    changed = []
-    for name in old:
-        empty = governed_view({name: None}, gov)[name]
-        fresh_prompt = {**empty, "prompt": True}
-        if old[name] == new[name]:
-            continue
-        if before[name] is None and old[name] == empty and new[name] == fresh_prompt:
-            continue
-        if after[name] is None and old[name] == fresh_prompt and new[name] == empty:
-            continue
-        changed.append(name)
-    return changed
 
 
 def _artifact_get(mlflow_url: str, route: str, **params) -> requests.Response:

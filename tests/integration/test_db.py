@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from checkpoint import create_app
 from checkpoint.storage import db
 from tests.support.apps import close_app
 from tests.support.databases import drop_database
-from tests.support.race import race
+from tests.support.race import race, result_or_error
 from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,20 +36,6 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     yield admin.url.set(database=name).render_as_string(hide_password=False)
     drop_database(admin, name)
-
-
-@pytest.fixture
-def engine_for():
-    """Make engines with :func:`db.make_engine` and dispose of them all at the end."""
-    engines: list[sa.Engine] = []
-
-    def make(url: str) -> sa.Engine:
-        engines.append(db.make_engine(url))
-        return engines[-1]
-
-    yield make
-    for engine in engines:
-        engine.dispose()
 
 
 def table_names(engine: sa.Engine) -> set[str]:
@@ -154,52 +139,6 @@ def test_foreign_keys_are_enforced(database_url, engine_for):
         )
 
 
-def test_sqlite_pragmas_on_every_connection(tmp_path, engine_for):
-    engine = engine_for(f"sqlite:///{tmp_path / 'deep' / 'er' / 'checkpoint.db'}")
-    assert (tmp_path / "deep" / "er").is_dir()  # the parent directory is created
-    # Two connections held at once: the pool opened both, and each got the pragmas.
-    with engine.connect() as first, engine.connect() as second:
-        for conn in (first, second):
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
-            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
-
-
-def test_sqlite_writer_waits_instead_of_failing(tmp_path, engine_for):
-    """With a busy timeout, a second writer waits for the first's lock rather than 'database is locked'."""
-    url = f"sqlite:///{tmp_path / 'checkpoint.db'}"
-    db.upgrade(engine_for(url))
-    holder, waiter = engine_for(url), engine_for(url)
-    insert = sa.text(
-        "INSERT INTO events (model_name, kind, actor, data, created_at, prev_hash, hash) "
-        "VALUES ('m', :kind, 'a', '{}', :now, 'p', 'h')"
-    )
-    second_insert_started = threading.Event()
-
-    @sa.event.listens_for(waiter, "connect")
-    def _trace(dbapi_conn, _record):
-        dbapi_conn.set_trace_callback(lambda sql: "'second'" in sql and second_insert_started.set())
-
-    outcome: list[object] = []
-
-    def second_writer() -> None:
-        with waiter.begin() as conn:
-            conn.execute(insert, {"kind": "second", "now": datetime.now(UTC)})
-
-    with holder.connect() as conn:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock
-        conn.execute(insert, {"kind": "first", "now": datetime.now(UTC)})
-        thread = threading.Thread(target=lambda: outcome.append(_capture(second_writer)), daemon=True)
-        thread.start()
-        assert second_insert_started.wait(timeout=30), "the second writer never reached its INSERT"
-        assert outcome == []  # still waiting for our lock, not failed
-        conn.exec_driver_sql("COMMIT")
-    thread.join(timeout=30)
-    assert outcome == [None]
-    with holder.connect() as conn:
-        assert sorted(conn.execute(sa.text("SELECT kind FROM events")).scalars()) == ["first", "second"]
-
-
 @pytest.mark.postgres
 def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_admin, engine_for):
     """Replicas starting at once: every upgrade succeeds and the migrations run exactly once."""
@@ -233,7 +172,7 @@ def test_upgrade_waits_for_the_advisory_lock(postgres_admin, engine_for):
         with holder.connect() as held:
             held.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
             held.commit()
-            thread = threading.Thread(target=lambda: outcome.append(_capture(db.upgrade, upgrader)), daemon=True)
+            thread = threading.Thread(target=lambda: outcome.append(result_or_error(db.upgrade, upgrader)), daemon=True)
             thread.start()
             assert poll(lambda: _advisory_waiters(observer) == 1 or bool(outcome), timeout=30)
             assert outcome == [], "the upgrade finished while another session held the migration lock"
@@ -251,13 +190,6 @@ def test_upgrade_waits_for_the_advisory_lock(postgres_admin, engine_for):
         drop_database(postgres_admin, name)
 
 
-def _capture(function, *args):
-    try:
-        return function(*args)
-    except BaseException as exc:  # noqa: BLE001 - the caller asserts on it
-        return exc
-
-
 def _advisory_waiters(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(
@@ -268,17 +200,3 @@ def _advisory_waiters(engine: sa.Engine) -> int:
             ),
             {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF},
         ).scalar_one()
-
-
-def test_no_module_builds_tables_with_create_all():
-    """Schema only through migrations: no `metadata.create_all` / `drop_all` anywhere in the code or tests."""
-    offenders = []
-    for folder in ("checkpoint", "tests", "benchmarks", "scripts"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            tree = ast.parse(path.read_text(), filename=str(path))
-            for node in ast.walk(tree):
-                name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
-                if name in ("create_all", "drop_all"):
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert offenders == []
-    assert (ROOT / "checkpoint" / "storage" / "db.py").exists()  # the walk looked at the real tree

@@ -27,6 +27,7 @@ from tests.support.governed import api, make_model, unique
 from tests.support.hostile import database_dump, registry_state
 from tests.support.proxy import FakeUpstream, Received, _Conn, checkpoint_in_thread, pattern
 from tests.support.serving import close_app, served
+from tests.support.stored import open_delete_alias
 
 READ_TIMEOUT = 1.0
 CLIENT_TIMEOUT = 8
@@ -75,23 +76,7 @@ def in_front_of_broken(broken_store, database_url, tmp_path) -> Iterator[tuple[s
             "upstream_read_timeout": READ_TIMEOUT,
         }
     )
-    change = {"kind": "delete_alias", "name": "m", "alias": "champion"}
-    services(application).store.open_request(
-        author="alice",
-        dedupe_key="k",
-        event_data={"change": change},
-        kind="delete_alias",
-        model_name="m",
-        version=None,
-        target="alias:champion",
-        change=change,
-        title="t",
-        description="",
-        challenger={},
-        champion=None,
-        named_reviewers=[],
-        rule_name="default",
-    )
+    open_delete_alias(services(application).store)
     with served(application, close=False) as url:
         yield url, services(application).engine
     close_app(application)

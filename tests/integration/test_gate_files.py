@@ -28,7 +28,7 @@ from checkpoint.review import content
 from checkpoint.review.content import ArtifactWrite
 from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, live, served
-from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
+from tests.support.auth import ADMIN, PASSWORDS, grant, mlflow_mode
 from tests.support.governed import unique
 
 ART = "/api/2.0/mlflow-artifacts/artifacts"
@@ -357,26 +357,9 @@ def test_reads_pay_no_lookup_and_passing_writes_pay_a_small_one(sqlite_checkpoin
 # -- basic-auth: an EDIT-only author swaps her approved version's weights ---------------------
 
 
-@pytest.fixture(scope="module")
-def auth_mlflow(tmp_path_factory):
-    server = start_auth_server(tmp_path_factory.mktemp("mlflow-auth-files"))
-    yield server
-    server.stop()
-
-
 def test_edit_user_cannot_swap_the_weights_of_her_approved_version(auth_mlflow, sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    app = create_app(
-        {
-            "registry_url": auth_mlflow.url,
-            "database_url": sqlite_url,
-            "data_dir": tmp_path,
-            "registry_username": ADMIN[0],
-            "registry_password": ADMIN[1],
-            "auth": "mlflow",
-            "background": False,
-        }
-    )
+    app = create_app(mlflow_mode(auth_mlflow, sqlite_url, tmp_path, background=False))
     with served(app) as base:
         name = unique("fraud")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])

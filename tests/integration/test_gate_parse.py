@@ -25,11 +25,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from checkpoint import create_app
-from checkpoint.identity import User
-from checkpoint.review.policy import Policy, Rule
 from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, close_app, live
-from tests.support.auth import ADMIN, PASSWORDS, grant, start_auth_server
+from tests.support.auth import ADMIN, PASSWORDS, grant, mlflow_mode
 from tests.support.governed import api, make_model, unique
 from tests.support.hostile import form_session
 
@@ -251,21 +249,6 @@ def test_what_mlflow_would_refuse_is_refused_on_every_entry(gate, change, mentio
     )
     assert form.status_code == 400 and "not readable" in form.text
     assert opened_count(gate) == before
-
-
-def test_policy_stage_targets_are_canonical_and_checked(tmp_path):
-    policy = tmp_path / "p.yaml"
-    policy.write_text("rules:\n  - name: s\n    targets: ['stage:PRODUCTION', 'stage:stag*']\n    reviewers: [dave]\n")
-    loaded = Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)})
-    assert loaded.rules[0].targets[0] == "stage:Production"
-    assert loaded.rule_for("m", "stage:Production").name == "s"
-    assert loaded.rule_for("m", "stage:Staging").name == "s"  # patterns match stages in any case
-    assert loaded.rule_for("m", "alias:Production").name == "default"
-    policy.write_text("rules:\n  - name: a\n    targets: ['alias:champion']\n    reviewers: [dave]\n")
-    assert Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)}).rule_for("m", "alias:CHAMPION").name == "a"
-    policy.write_text("rules:\n  - name: s\n    targets: ['stage:Prodution']\n")
-    with pytest.raises(ValueError, match="names no stage"):
-        Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)})
 
 
 # -- class 5: governed at creation ----------------------------------------------------------------------
@@ -518,39 +501,9 @@ def test_ordinary_prompts_keep_working_through_checkpoint(gate, alice, direct, m
 # -- class 2: naming a reviewer grants no right ---------------------------------------------------------
 
 
-def test_named_reviewers_only_join_the_awaited_list():
-    """The rule decides; ``named`` never lets anyone in."""
-    policy = Policy.from_env({})
-    no_manage = lambda user, model: False  # noqa: E731 - mlflow mode's right, refused
-    refusal = policy.may_review(User("carol"), "alice", "m", "alias:champion", named=("carol",), right=no_manage)
-    assert refusal and "MANAGE" in refusal
-    leads = Policy(rules=(Rule(name="leads", groups=("ml-leads",)),))
-    outsider = User("eve", groups=frozenset({"interns"}))
-    assert "not a reviewer" in leads.may_review(outsider, "alice", "m", "alias:champion", named=("eve",))
-    assert leads.may_review(User("lee", groups=frozenset({"ml-leads"})), "alice", "m", "alias:champion") is None
-    status = leads.status("m", "alias:champion", set(), named=("eve",))
-    assert status.awaited == ("eve",)  # still shown as asked
-
-
-@pytest.fixture(scope="module")
-def auth_mlflow(tmp_path_factory):
-    server = start_auth_server(tmp_path_factory.mktemp("mlflow-auth-parse"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def auth_gate(auth_mlflow, sqlite_url, tmp_path) -> Iterator[LiveCheckpoint]:
-    application = create_app(
-        {
-            "registry_url": auth_mlflow.url,
-            "database_url": sqlite_url,
-            "data_dir": tmp_path,
-            "registry_username": ADMIN[0],
-            "registry_password": ADMIN[1],
-            "auth": "mlflow",
-        }
-    )
+    application = create_app(mlflow_mode(auth_mlflow, sqlite_url, tmp_path))
     with live(application, sqlite_url) as served:
         yield served
 

@@ -30,21 +30,10 @@ from checkpoint import create_app
 from checkpoint.registry import READ_RIGHT_SECONDS
 from checkpoint.services import services
 from tests.support.apps import LiveCheckpoint, live
-from tests.support.auth import ADMIN, PASSWORDS, dump, grant, start_auth_server
+from tests.support.auth import ADMIN, PASSWORDS, as_user, dump, grant, mlflow_mode
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import make_model
 from tests.support.proxy import checkpoint_in_thread, checkpoint_process
-
-
-def as_user(user: str) -> tuple[str, str]:
-    return (user, PASSWORDS[user]) if user in PASSWORDS else ADMIN
-
-
-@pytest.fixture(scope="module")
-def auth_mlflow(tmp_path_factory):
-    server = start_auth_server(tmp_path_factory.mktemp("mlflow-auth-visibility"))
-    yield server
-    server.stop()
 
 
 def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path) -> Iterator[LiveCheckpoint]:
@@ -52,17 +41,7 @@ def serve_mlflow_mode(auth_mlflow, database_url: str, tmp_path) -> Iterator[Live
     webhook (to a closed port: its deliveries stay in the outbox, to be listed)."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(json.dumps({"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["*"]}]}))
-    app = create_app(
-        {
-            "registry_url": auth_mlflow.url,
-            "database_url": database_url,
-            "data_dir": tmp_path,
-            "registry_username": ADMIN[0],
-            "registry_password": ADMIN[1],
-            "auth": "mlflow",
-            "policy_file": policy,
-        }
-    )
+    app = create_app(mlflow_mode(auth_mlflow, database_url, tmp_path, policy_file=policy))
     with live(app, database_url) as served:
         yield served
 

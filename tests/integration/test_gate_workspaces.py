@@ -20,8 +20,6 @@ import requests
 import urllib3
 
 from checkpoint import create_app
-from checkpoint.review.changes import ChangeError, SetAlias, Transition, canonical_workspace, from_body, from_json
-from checkpoint.review.policy import Policy, PolicyError
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import services
 from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, OPEN
@@ -460,66 +458,7 @@ def test_reconciler_asks_the_requests_workspace(checkpoint, world):
     assert world.states(name)[world.a]["champion"] == "1"
 
 
-# -- the pieces, without a server ------------------------------------------------------------
-
-
-def test_change_workspace_is_identity_and_survives_storage():
-    in_b = from_body("set_alias", {"name": "m", "alias": "champion", "version": "2"}, "team-b")
-    default = from_body("set_alias", {"name": "m", "alias": "champion", "version": "2"})
-    assert in_b.to_json()["workspace"] == "team-b" and from_json(in_b.to_json()) == in_b
-    assert in_b.dedupe_key("alice") != default.dedupe_key("alice")
-    # A change stored before workspaces (no key) is the default workspace's, with its old dedupe key.
-    old = {"kind": "set_alias", "name": "m", "alias": "champion", "version": "2"}
-    assert from_json(old) == default and default.to_json() == old
-    assert from_json({**old, "workspace": "default"}).workspace == ""
-    with pytest.raises(ChangeError, match="workspace"):
-        from_json({**old, "workspace": "Team-B"})
-    with pytest.raises(ChangeError, match="workspace"):
-        from_json({**old, "workspace": 7})
-    assert Transition("m", version_="1", stage="Production", workspace="x1").workspace == "x1"
-    assert SetAlias("m", alias="a", version_="1").workspace == ""
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (None, ""),
-        ("", ""),
-        ("  ", ""),
-        ("default", ""),
-        (" default ", ""),
-        ("team-b", "team-b"),
-        ("\tteam-b ", "team-b"),
-        ("a1", "a1"),
-    ],
-)
-def test_canonical_workspace_follows_mlflow(raw, expected):
-    assert canonical_workspace(raw) == expected
-
-
-@pytest.mark.parametrize("raw", ["Default", "TEAM", "-ab", "ab-", "a", "a" * 64, "a_b", "a,b", "workspaces", "static-files"])
-def test_canonical_workspace_refuses_what_mlflow_refuses(raw):
-    with pytest.raises(ChangeError, match="workspace"):
-        canonical_workspace(raw)
-
-
-def test_policy_rules_may_name_workspaces(tmp_path):
-    path = tmp_path / "policy.yaml"
-    path.write_text(
-        "rules:\n"
-        "  - {name: everywhere, targets: ['alias:champion'], required_approvals: 1}\n"
-        "  - {name: b-only, workspaces: [team-b], targets: ['alias:champion'], required_approvals: 2}\n"
-        "  - {name: default-only, workspaces: [default], models: ['fraud'], required_approvals: 3}\n"
-    )
-    policy = Policy.from_env({"CHECKPOINT_POLICY_FILE": str(path)})
-    assert policy.rule_for("m", "alias:champion", "team-b").name == "b-only"
-    assert policy.rule_for("m", "alias:champion", "team-a").name == "everywhere"
-    assert policy.rule_for("m", "alias:champion").name == "everywhere"
-    assert policy.rule_for("fraud", "stage:Production").name == "default-only"
-    assert policy.rule_for("fraud", "stage:Production", "team-b").name == "default"
-    path.write_text("rules:\n  - {name: typo, workspaces: [Team-B]}\n")
-    with pytest.raises(PolicyError, match="workspaces"):
-        Policy.from_env({"CHECKPOINT_POLICY_FILE": str(path)})
+# -- a server without workspaces (the pieces without a server: tests/unit/review/changes/test_workspaces.py) --
 
 
 def test_workspace_header_to_a_server_without_workspaces(sqlite_checkpoint, mlflow_server):
@@ -557,7 +496,7 @@ def test_checks_read_the_requests_workspace(checkpoint, world):
 
 
 def workspace_state(direct: Direct, name: str) -> dict | None:
-    """What ``tests.integration.test_bypass.governed_view`` reads, for ``name`` in one workspace, straight from MLflow."""
+    """What ``tests.support.hostile.governed_view`` reads, for ``name`` in one workspace, straight from MLflow."""
     answer = direct.call("GET", "registered-models/get", query={"name": name}, ok=False)
     if answer.status_code == 404:
         return None
@@ -588,7 +527,7 @@ def test_random_calls_across_workspaces_never_change_governed_state(checkpoint, 
     import random
     from collections import Counter
 
-    from tests.integration.test_bypass import governed_view
+    from tests.support.hostile import governed_view
 
     seed = int(os.environ.get("CHECKPOINT_BYPASS_SEED") or random.SystemRandom().randrange(2**32))
     print(f"workspace bypass seed: {seed}")

@@ -4,21 +4,15 @@ receiver, retried with backoff, in order per request, across a restart, and re-s
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -31,7 +25,6 @@ from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.events import webhooks as notify
 from checkpoint.storage import db
-from checkpoint.storage.entities import Event, Outgoing
 from checkpoint.storage.store import Store
 from tests.support.apps import ROOT, LiveCheckpoint, background_task, live
 from tests.support.clock import MovableClock
@@ -39,105 +32,8 @@ from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
 from tests.support.proxy import checkpoint_process
 from tests.support.race import race
+from tests.support.receiver import SECRET, SECRET_ENV, Arrival, Receiver, hook, receiver_script, write_policy
 from tests.support.waiting import wait_until
-
-SECRET = "test-webhook-secret"
-SECRET_ENV = "CHECKPOINT_TEST_WEBHOOK_SECRET"
-
-
-def _load_receiver_script():
-    spec = importlib.util.spec_from_file_location("webhook_receiver", ROOT / "scripts" / "webhook_receiver.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-receiver_script = _load_receiver_script()
-
-
-# -- a real receiver -----------------------------------------------------------------------
-
-
-@dataclass
-class Arrival:
-    at: float
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    answered: int
-    refusal: tuple[int, str] | None
-
-    @property
-    def delivery_id(self) -> str:
-        return self.headers["X-MLflow-Delivery-Id"]
-
-    @property
-    def message(self) -> dict:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """An HTTP server on loopback that verifies every POST with the receiver script's ``verify``
-    and answers what ``script`` says (a list of statuses, then 200), after ``delay`` seconds."""
-
-    port: int = field(default_factory=free_port)
-    script: list[int] = field(default_factory=list)
-    refuse: dict[str, int] = field(default_factory=dict)  # model name → how many of its first POSTs get a 500
-    delay: float = 0.0
-    arrivals: list[Arrival] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {k: v for k, v in self.headers.items()}
-                refusal = receiver_script.verify(SECRET, self.headers, body)
-                model = json.loads(body).get("data", {}).get("model") if body.startswith(b"{") else None
-                with receiver.lock:
-                    status = receiver.script.pop(0) if receiver.script else 200
-                    if receiver.refuse.get(model):
-                        receiver.refuse[model] -= 1
-                        status = 500
-                if refusal:
-                    status = refusal[0]
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                with receiver.lock:
-                    receiver.arrivals.append(Arrival(time.monotonic(), self.path, headers, body, status, refusal))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def accepted(self, path: str | None = None) -> list[Arrival]:
-        with self.lock:
-            return [a for a in self.arrivals if a.answered == 200 and (path is None or a.path == path)]
-
-    def all(self) -> list[Arrival]:
-        with self.lock:
-            return list(self.arrivals)
 
 
 @pytest.fixture
@@ -145,24 +41,6 @@ def receiver() -> Iterator[Receiver]:
     made = Receiver()
     yield made
     made.stop()
-
-
-def hook(receiver: Receiver, name: str = "team", path: str = "/hook", **extra) -> dict:
-    return {
-        "name": name,
-        "url": f"{receiver.url}{path}",
-        "events": ["*"],
-        "secret_env": SECRET_ENV,
-        "backoff": 0.05,
-        "max_backoff": 0.5,
-        **extra,
-    }
-
-
-def write_policy(directory: Path, webhooks: list[dict]) -> Path:
-    path = directory / "policy.yaml"
-    path.write_text(yaml.safe_dump({"webhooks": webhooks}))
-    return path
 
 
 @pytest.fixture
@@ -499,99 +377,6 @@ def test_claims_are_exclusive_and_ordered_per_request(database_url):
             assert store.delivery_done(outgoing.delivery.id, 200)
     assert store.claim_deliveries(leases) == [] and store.delivery_backlog() == 0
     engine.dispose()
-
-
-# -- configuration -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("webhooks", "message"),
-    [
-        ({"name": "x"}, r"expected a list of webhooks"),
-        (["x"], r"webhooks\[0\]: expected a mapping"),
-        ([{"url": "http://h/", "events": ["*"]}], r"webhooks\[0\]\.name"),
-        ([{"name": "x", "events": ["*"]}], r"url \(or url_env\) is required"),
-        ([{"name": "x", "url": "ftp://h/", "events": ["*"]}], r"\.url: expected an http:// or https:// URL"),
-        ([{"name": "x", "url": "http://h:port/", "events": ["*"]}], r"port is not a number"),
-        ([{"name": "x", "url": "http://h/", "events": []}], r"events: expected a list of event names"),
-        ([{"name": "x", "url": "http://h/", "events": ["opened", "promoted"]}], r"unknown event\(s\) promoted; known: opened"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "format": "teams"}], r"format: expected one of json, slack"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "timeout": 0}], r"timeout: expected a number from 0.1 to 120"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "max_attempts": 2.5}], r"max_attempts: expected a whole number"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "secret": "a", "secret_env": "B"}], r"secret or secret_env, not"),
-        (
-            [{"name": "x", "url": "http://h/", "events": ["*"], "secret_env": "NOT_SET_ANYWHERE"}],
-            r"secret_env: the environment variable NOT_SET_ANYWHERE is not set",
-        ),
-        ([{"name": "x", "url": "http://h/", "events": ["*"], "retries": 3}], r"unknown key\(s\) retries"),
-        ([{"name": "x", "url": "http://h/", "events": ["*"]}] * 2, r"the name\(s\) x appear more than once"),
-    ],
-)
-def test_bad_webhook_configuration_is_refused_clearly(webhooks, message):
-    with pytest.raises(notify.WebhookConfigError, match=message):
-        notify.parse(webhooks, env={})
-
-
-def test_configuration_reads_the_policy_file_and_keeps_secrets_out_of_reprs(tmp_path):
-    policy = write_policy(
-        tmp_path,
-        [
-            {
-                "name": "ops",
-                "url_env": "HOOK_URL",
-                "events": ["applied", "apply_failed"],
-                "secret_env": "HOOK_SECRET",
-                "format": "slack",
-            }
-        ],
-    )
-    env = {"CHECKPOINT_POLICY_FILE": str(policy), "HOOK_URL": "https://hooks.example/T0/B0/token", "HOOK_SECRET": "s3"}
-    hooks = notify.load(env)
-    (ops,) = hooks.hooks
-    assert (ops.url, ops.secret, ops.format, ops.timeout, ops.max_attempts) == (env["HOOK_URL"], "s3", "slack", 5.0, 8)
-    assert hooks.subscribers("applied") == ("ops",) and hooks.subscribers("opened") == ()
-    assert "token" not in repr(hooks) and "s3" not in repr(hooks)
-    assert notify.load({}) == notify.Webhooks() and not notify.load({})
-    assert [ops.delay(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 300.0]  # capped at 5 minutes
-    bad = env | {"HOOK_SECRET": ""}
-    with pytest.raises(notify.WebhookConfigError, match="HOOK_SECRET is not set"):
-        notify.load(bad)
-
-
-def test_chat_lines_for_a_failed_check_and_an_outside_change():
-    stamp = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    check = Event(
-        7,
-        3,
-        "fraud",
-        "check_failed",
-        "checkpoint",
-        {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"},
-        stamp,
-    )
-    item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
-    message = notify.payload(Outgoing(None, check, item, "open", None, "Ship v7"), "https://cp.example")
-    assert message["data"]["url"] == "https://cp.example/checkpoint/requests/3"
-    assert message["data"]["workspace"] == "default"
-    assert notify.describe(message) == (
-        "checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
-        "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)"
-    )
-    outside = Event(
-        8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5", "previous": "7"}, stamp
-    )
-    message = notify.payload(Outgoing(None, outside, None, None, None), None)
-    assert message["data"]["url"] == "/checkpoint/models/fraud/history" and message["data"]["version"] == "5"
-    assert (
-        notify.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): "
-        "alias:champion now holds v5 (was v7)"
-    )
-    in_b = Event(
-        9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2", "workspace": "team-b"}, stamp
-    )
-    message = notify.payload(Outgoing(None, in_b, None, None, None), None)
-    assert message["data"]["url"] == "/checkpoint/models/fraud/history?workspace=team-b"
-    assert message["data"]["workspace"] == "team-b"
 
 
 # -- the receiver script -------------------------------------------------------------------

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import create_app
-from checkpoint.runtime import logs, metrics
+from checkpoint.runtime import metrics
 from checkpoint.storage import db
 from checkpoint.storage.store import Store
 from tests.support.apps import close_app
@@ -397,13 +397,3 @@ def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait(timeout=10)
     return process.pid
-
-
-def test_bad_log_format_is_refused():
-    from checkpoint.settings import Settings, SettingsError
-
-    with pytest.raises(SettingsError, match=r"CHECKPOINT_LOG_FORMAT='xml' is not json or text"):
-        Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001", "CHECKPOINT_LOG_FORMAT": "xml"})
-    assert Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001"}).log_format == "json"
-    assert logs.request_id("a" * 128) == "a" * 128
-    assert os.environ.get(metrics.MULTIPROC_ENV) is None  # the test process counts in-process

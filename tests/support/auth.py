@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -11,6 +13,25 @@ from checkpoint.demo.mlflow_server import MlflowServer
 
 ADMIN = ("admin", "admin-password-123")
 PASSWORDS = {u: f"{u}-password-123" for u in ("alice", "bob", "dave", "carol")}
+
+
+def as_user(user: str) -> tuple[str, str]:
+    """The basic-auth credentials of one of the users above (anyone else: the admin's)."""
+    return (user, PASSWORDS[user]) if user in PASSWORDS else ADMIN
+
+
+def mlflow_mode(server: MlflowServer, database_url: str, data_dir: Path, **settings: Any) -> dict[str, Any]:
+    """Settings for Checkpoint in ``mlflow`` identity mode in front of ``server``, reading and
+    applying with the admin account; ``settings`` adds to them (a policy file, no background...)."""
+    return {
+        "registry_url": server.url,
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "registry_username": ADMIN[0],
+        "registry_password": ADMIN[1],
+        "auth": "mlflow",
+        **settings,
+    }
 
 
 def start_auth_server(root) -> MlflowServer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-__all__ = ["race"]
+__all__ = ["race", "result_or_error"]
 
 
 def race(*calls: Callable[[], object], timeout: float = 120.0, capture: bool = False, daemon: bool = False) -> list:
@@ -34,3 +34,12 @@ def race(*calls: Callable[[], object], timeout: float = 120.0, capture: bool = F
     if failed and not capture:
         raise failed[min(failed)]
     return results
+
+
+def result_or_error(function: Callable[..., object], *args: object) -> object:
+    """``function(*args)``, or the exception it raised: for a call in a thread whose failure the
+    test judges."""
+    try:
+        return function(*args)
+    except BaseException as exc:  # noqa: BLE001 - the caller asserts on it
+        return exc

@@ -161,3 +161,12 @@ def test_configuration_from_a_mapping():
 def test_bad_configuration_names_the_variable(env, pattern):
     with pytest.raises(ValueError, match=pattern):
         identity.from_env("http://127.0.0.1:1", env)
+
+
+def test_header_mode_needs_trusted_proxies():
+    with pytest.raises(identity.IdentityError, match="CHECKPOINT_TRUSTED_PROXIES"):
+        identity.from_env("http://127.0.0.1:1", {"CHECKPOINT_AUTH": "header"})
+    with pytest.raises(identity.IdentityError, match="expected CIDRs"):
+        identity.from_env("http://127.0.0.1:1", {"CHECKPOINT_AUTH": "header", "CHECKPOINT_TRUSTED_PROXIES": "nonsense"})
+    with pytest.raises(identity.IdentityError, match="not one of"):
+        identity.from_env("http://127.0.0.1:1", {"CHECKPOINT_AUTH": "ldap"})

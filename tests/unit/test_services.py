@@ -21,8 +21,7 @@ from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import Services, services
 from checkpoint.storage import db
 from checkpoint.storage.entities import APPLYING, OPEN
-
-CHANGE = {"kind": "delete_alias", "name": "m", "alias": "champion"}
+from tests.support.stored import open_delete_alias
 
 
 @pytest.fixture
@@ -60,22 +59,7 @@ def config(registry, tmp_path) -> dict:
 def leave_applying(app) -> int:
     """A request a worker claimed and died on: the reconciler must ask MLflow about it."""
     store = services(app).store
-    item, _ = store.open_request(
-        author="alice",
-        dedupe_key="k",
-        event_data={"change": CHANGE},
-        kind="delete_alias",
-        model_name="m",
-        version=None,
-        target="alias:champion",
-        change=CHANGE,
-        title="t",
-        description="",
-        challenger={},
-        champion=None,
-        named_reviewers=[],
-        rule_name="default",
-    )
+    item = open_delete_alias(store)
     assert store.transition(item.id, (OPEN,), APPLYING, actor="bob", event="applying")
     return item.id
 

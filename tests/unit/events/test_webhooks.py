@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from checkpoint.storage.store import Event, Outgoing
 
@@ -264,3 +265,102 @@ REFUSED = [
 def test_a_bad_entry_is_refused_with_its_key_path(items, pattern):
     with pytest.raises(ValueError, match=pattern):
         webhooks.parse(items, env={})
+
+
+# -- configuration: the policy file, and more refusals -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ({"name": "x"}, r"expected a list of webhooks"),
+        (["x"], r"webhooks\[0\]: expected a mapping"),
+        ([{"url": "http://h/", "events": ["*"]}], r"webhooks\[0\]\.name"),
+        ([{"name": "x", "events": ["*"]}], r"url \(or url_env\) is required"),
+        ([{"name": "x", "url": "ftp://h/", "events": ["*"]}], r"\.url: expected an http:// or https:// URL"),
+        ([{"name": "x", "url": "http://h:port/", "events": ["*"]}], r"port is not a number"),
+        ([{"name": "x", "url": "http://h/", "events": []}], r"events: expected a list of event names"),
+        ([{"name": "x", "url": "http://h/", "events": ["opened", "promoted"]}], r"unknown event\(s\) promoted; known: opened"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "format": "teams"}], r"format: expected one of json, slack"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "timeout": 0}], r"timeout: expected a number from 0.1 to 120"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "max_attempts": 2.5}], r"max_attempts: expected a whole number"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "secret": "a", "secret_env": "B"}], r"secret or secret_env, not"),
+        (
+            [{"name": "x", "url": "http://h/", "events": ["*"], "secret_env": "NOT_SET_ANYWHERE"}],
+            r"secret_env: the environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        ([{"name": "x", "url": "http://h/", "events": ["*"], "retries": 3}], r"unknown key\(s\) retries"),
+        ([{"name": "x", "url": "http://h/", "events": ["*"]}] * 2, r"the name\(s\) x appear more than once"),
+    ],
+)
+def test_bad_webhook_configuration_is_refused_clearly(items, message):
+    with pytest.raises(webhooks.WebhookConfigError, match=message):
+        webhooks.parse(items, env={})
+
+
+def test_configuration_reads_the_policy_file_and_keeps_secrets_out_of_reprs(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    hook = {
+        "name": "ops",
+        "url_env": "HOOK_URL",
+        "events": ["applied", "apply_failed"],
+        "secret_env": "HOOK_SECRET",
+        "format": "slack",
+    }
+    policy.write_text(yaml.safe_dump({"webhooks": [hook]}))
+    env = {"CHECKPOINT_POLICY_FILE": str(policy), "HOOK_URL": "https://hooks.example/T0/B0/token", "HOOK_SECRET": "s3"}
+    hooks = webhooks.load(env)
+    (ops,) = hooks.hooks
+    assert (ops.url, ops.secret, ops.format, ops.timeout, ops.max_attempts) == (env["HOOK_URL"], "s3", "slack", 5.0, 8)
+    assert hooks.subscribers("applied") == ("ops",) and hooks.subscribers("opened") == ()
+    assert "token" not in repr(hooks) and "s3" not in repr(hooks)
+    assert webhooks.load({}) == webhooks.Webhooks() and not webhooks.load({})
+    assert [ops.delay(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 300.0]  # capped at 5 minutes
+    bad = env | {"HOOK_SECRET": ""}
+    with pytest.raises(webhooks.WebhookConfigError, match="HOOK_SECRET is not set"):
+        webhooks.load(bad)
+
+
+def test_chat_lines_for_a_failed_check_and_an_outside_change():
+    stamp = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    check = Event(
+        7,
+        3,
+        "fraud",
+        "check_failed",
+        "checkpoint",
+        {"check": "auc-gate", "status": "fail", "reason": "val_auc 0.91 < champion - 0.005 (0.93)"},
+        stamp,
+    )
+    item = SimpleNamespace(target="alias:champion", version="7", title="Ship v7", author="alice", workspace="")
+    message = webhooks.payload(Outgoing(None, check, item, "open", None, "Ship v7"), "https://cp.example")
+    assert message["data"]["url"] == "https://cp.example/checkpoint/requests/3"
+    assert message["data"]["workspace"] == "default"
+    assert webhooks.describe(message) == (
+        "checkpoint reported a failed check on #3 “Ship v7” (fraud v7 → alias:champion): "
+        "check auc-gate is fail: val_auc 0.91 < champion - 0.005 (0.93)"
+    )
+    outside = Event(
+        8, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "5", "previous": "7"}, stamp
+    )
+    message = webhooks.payload(Outgoing(None, outside, None, None, None), None)
+    assert message["data"]["url"] == "/checkpoint/models/fraud/history" and message["data"]["version"] == "5"
+    assert (
+        webhooks.describe(message) == "mlflow saw an outside change to fraud (fraud v5 → alias:champion): "
+        "alias:champion now holds v5 (was v7)"
+    )
+    in_b = Event(
+        9, None, "fraud", "outside_change", "mlflow", {"target": "alias:champion", "version": "2", "workspace": "team-b"}, stamp
+    )
+    message = webhooks.payload(Outgoing(None, in_b, None, None, None), None)
+    assert message["data"]["url"] == "/checkpoint/models/fraud/history?workspace=team-b"
+    assert message["data"]["workspace"] == "team-b"
+
+
+def test_audit_head_is_subscribed_to_by_name_only():
+    from checkpoint.events import webhooks as notify
+
+    base = {"name": "h", "url": "http://127.0.0.1:9/h"}
+    assert "audit_head" not in notify.parse([{**base, "events": ["*"]}], {}).hooks[0].events
+    assert "audit_head" in notify.parse([{**base, "events": ["*", "audit_head"]}], {}).hooks[0].events
+    assert notify.parse([{**base, "events": ["audit_head"]}], {}).hooks[0].events == {"audit_head"}

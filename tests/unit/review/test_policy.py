@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from checkpoint.identity import ANONYMOUS, User
-from checkpoint.review.policy import Policy, Rule, Status, target_matches
+from checkpoint.review.policy import Policy, PolicyError, Rule, Status, target_matches
 
 FRAUD = Rule(
     name="fraud production",
@@ -359,3 +359,51 @@ def test_a_bad_rule_is_refused_with_its_key_path(tmp_path, rules, pattern):
 def test_a_bad_default_is_refused_with_the_variable_named(env, pattern):
     with pytest.raises(ValueError, match=pattern):
         Policy.from_env(env)
+
+
+def test_policy_rules_may_name_workspaces(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - {name: everywhere, targets: ['alias:champion'], required_approvals: 1}\n"
+        "  - {name: b-only, workspaces: [team-b], targets: ['alias:champion'], required_approvals: 2}\n"
+        "  - {name: default-only, workspaces: [default], models: ['fraud'], required_approvals: 3}\n"
+    )
+    policy = Policy.from_env({"CHECKPOINT_POLICY_FILE": str(path)})
+    assert policy.rule_for("m", "alias:champion", "team-b").name == "b-only"
+    assert policy.rule_for("m", "alias:champion", "team-a").name == "everywhere"
+    assert policy.rule_for("m", "alias:champion").name == "everywhere"
+    assert policy.rule_for("fraud", "stage:Production").name == "default-only"
+    assert policy.rule_for("fraud", "stage:Production", "team-b").name == "default"
+    path.write_text("rules:\n  - {name: typo, workspaces: [Team-B]}\n")
+    with pytest.raises(PolicyError, match="workspaces"):
+        Policy.from_env({"CHECKPOINT_POLICY_FILE": str(path)})
+
+
+def test_policy_stage_targets_are_canonical_and_checked(tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  - name: s\n    targets: ['stage:PRODUCTION', 'stage:stag*']\n    reviewers: [dave]\n")
+    loaded = Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)})
+    assert loaded.rules[0].targets[0] == "stage:Production"
+    assert loaded.rule_for("m", "stage:Production").name == "s"
+    assert loaded.rule_for("m", "stage:Staging").name == "s"  # patterns match stages in any case
+    assert loaded.rule_for("m", "alias:Production").name == "default"
+    policy.write_text("rules:\n  - name: a\n    targets: ['alias:champion']\n    reviewers: [dave]\n")
+    assert Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)}).rule_for("m", "alias:CHAMPION").name == "a"
+    policy.write_text("rules:\n  - name: s\n    targets: ['stage:Prodution']\n")
+    with pytest.raises(ValueError, match="names no stage"):
+        Policy.from_env({"CHECKPOINT_POLICY_FILE": str(policy)})
+
+
+def test_named_reviewers_only_join_the_awaited_list():
+    """The rule decides; ``named`` never lets anyone in."""
+    policy = Policy.from_env({})
+    no_manage = lambda user, model: False  # noqa: E731 - mlflow mode's right, refused
+    refusal = policy.may_review(User("carol"), "alice", "m", "alias:champion", named=("carol",), right=no_manage)
+    assert refusal and "MANAGE" in refusal
+    leads = Policy(rules=(Rule(name="leads", groups=("ml-leads",)),))
+    outsider = User("eve", groups=frozenset({"interns"}))
+    assert "not a reviewer" in leads.may_review(outsider, "alice", "m", "alias:champion", named=("eve",))
+    assert leads.may_review(User("lee", groups=frozenset({"ml-leads"})), "alice", "m", "alias:champion") is None
+    status = leads.status("m", "alias:champion", set(), named=("eve",))
+    assert status.awaited == ("eve",)  # still shown as asked

@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 
 import pytest
 
-from checkpoint.runtime import logs
+from checkpoint.runtime import logs, metrics
 
 
 @pytest.mark.parametrize(
@@ -105,3 +106,13 @@ def test_non_ascii_stays_readable():
 @pytest.mark.parametrize(("log_format", "kind"), [("json", logs.JsonFormatter), ("text", logging.Formatter)])
 def test_formatter(log_format, kind):
     assert type(logs.formatter(log_format)) is kind
+
+
+def test_bad_log_format_is_refused():
+    from checkpoint.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=r"CHECKPOINT_LOG_FORMAT='xml' is not json or text"):
+        Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001", "CHECKPOINT_LOG_FORMAT": "xml"})
+    assert Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001"}).log_format == "json"
+    assert logs.request_id("a" * 128) == "a" * 128
+    assert os.environ.get(metrics.MULTIPROC_ENV) is None  # the test process counts in-process
