@@ -123,7 +123,13 @@ class Freeze:
         return f"{local:%a %H:%M} {local.tzname()}"
 
     def describe(self) -> str:
-        when = self.weekly.describe() if self.weekly else f"{self.starts:%Y-%m-%d %H:%M} - {self.ends:%Y-%m-%d %H:%M} UTC"
+        """ "weekend: Fri 16:00 - Mon 08:00 (Europe/Berlin) — reason", times in the freeze's zone."""
+        if self.weekly is not None:
+            when = self.weekly.describe()
+        else:
+            assert self.starts is not None and self.ends is not None
+            zone = ZoneInfo(self.zone)
+            when = f"{self.starts.astimezone(zone):%Y-%m-%d %H:%M} - {self.ends.astimezone(zone):%Y-%m-%d %H:%M}"
         return f"{self.name}: {when} ({self.zone})" + (f" — {self.reason}" if self.reason else "")
 
 

@@ -246,6 +246,7 @@ def request_detail(request_id: int):
         is_admin=user.is_admin,
         break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
         may_cancel=_may_cancel(item, user, refusal),
+        freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
     )
 
 

@@ -128,6 +128,7 @@ def test_a_request_approved_during_a_freeze_waits_and_applies_once_when_it_ends(
 
     page = requests.get(f"{pair.a}/checkpoint/requests/{opened['id']}", auth=("bob", "x"), timeout=30).text
     assert "approved — waiting for freeze &#39;weekend&#39; to end at Mon 08:00 CET" in page
+    assert "weekend: Fri 16:00 - Mon 08:00 (Europe/Berlin) — No production changes over the weekend" in page
     listed = api(pair.a, "GET", "/requests?state=waiting", "bob").json()["requests"]
     assert [r["id"] for r in listed] == [opened["id"]]
     assert api(pair.a, "GET", "/requests?state=approved", "bob").json()["requests"][0]["waiting_for"]["name"] == "weekend"

@@ -164,6 +164,8 @@ def test_a_one_off_window_reads_naive_times_in_its_zone():
     assert freeze.window_at(utc("2026-12-23T22:59:59Z")) is None
     assert freeze.window_at(utc("2026-12-23T23:00:00Z")) is not None
     assert freeze.window_at(utc("2026-12-27T00:00:00Z")) is None
+    assert freeze.describe() == "xmas: 2026-12-24 00:00 - 2026-12-27 01:00 (Europe/Berlin)"
+    assert one().describe() == "weekend: Fri 16:00 - Mon 08:00 (Europe/Berlin) — No production changes over the weekend"
 
 
 def test_yaml_datetimes_are_accepted():
