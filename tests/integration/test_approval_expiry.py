@@ -9,11 +9,7 @@ restart. A malformed value stops start-up naming the rule and the key.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +28,7 @@ from checkpoint.storage.models import EventRow
 from tests.support.apps import background_task, close_app
 from tests.support.clock import MovableClock
 from tests.support.governed import api, make_model, unique
+from tests.support.processes import clean_env, run_cli
 from tests.support.race import race
 
 TASK = "approval-expiry"
@@ -250,22 +247,7 @@ def test_a_malformed_expiry_is_refused_at_start_naming_the_rule_and_key(value, p
 
 
 def test_checkpoint_serve_refuses_a_malformed_expiry_without_a_traceback(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_")}
-    env.update(
-        HOME=str(tmp_path / "home"),
-        CHECKPOINT_DATA_DIR=str(tmp_path / "data"),
-        CHECKPOINT_REGISTRY_URL="http://127.0.0.1:9",
-        CHECKPOINT_POLICY_FILE=str(bad_policy(tmp_path, "7")),
-    )
-    command = [str(Path(sys.executable).with_name("checkpoint")), "serve", "--port", str(free_port())]
-    process = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=10)
-        pytest.fail("`checkpoint serve` started with a malformed approvals_expire_after")
-    assert process.returncode != 0 and "Traceback" not in err, err
-    assert err.startswith("Error: ") and re.search(BAD[0][2], err), err
+    env = clean_env(tmp_path, CHECKPOINT_REGISTRY_URL="http://127.0.0.1:9", CHECKPOINT_POLICY_FILE=str(bad_policy(tmp_path, "7")))
+    result = run_cli(["serve", "--port", str(free_port())], env, cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: ") and re.search(BAD[0][2], result.stderr), result.stderr

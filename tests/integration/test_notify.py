@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import RestException
 from sqlalchemy.orm import sessionmaker
@@ -152,7 +151,7 @@ def test_an_expired_approval_is_delivered_once_under_a_moved_clock(receiver, mlf
     clock = MovableClock(datetime.now(UTC))
     policy = tmp_path / "policy.yaml"
     rules = [{"name": "daily", "models": ["daily-*"], "required_approvals": 2, "approvals_expire_after": "1d"}]
-    policy.write_text(yaml.safe_dump({"webhooks": [hook(receiver, events=["approval_expired"])], "rules": rules}))
+    policy.write_text(json.dumps({"webhooks": [hook(receiver, events=["approval_expired"])], "rules": rules}))  # JSON is YAML
     database_url = migrated_sqlite(tmp_path)
     config = {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path, "policy_file": policy}
     application = create_app({**config, "background": False, "environ": {SECRET_ENV: SECRET}}, clock=clock)
