@@ -8,9 +8,10 @@ states and entities from here, not from the persistence adapter (``store``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
+from checkpoint.clock import SYSTEM
 from checkpoint.errors import CheckpointError
 
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
@@ -23,6 +24,8 @@ OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
     "withdrawn",
 )
 STATES = (OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN)
+# Not a state of its own: an approved request that waits for a freeze or its apply_at (the list filter).
+WAITING = "waiting"
 ACTIVE = (OPEN, APPROVED, APPLYING, FAILED)
 
 # Ids are INTEGER columns (32-bit on PostgreSQL). An id from a URL or a cursor outside
@@ -61,6 +64,11 @@ class EventKind(StrEnum):
     APPLIED = "applied"
     APPLY_FAILED = "apply_failed"
     REOPENED = "reopened"
+    APPROVAL_EXPIRED = "approval_expired"  # one approval grew older than its rule's approvals_expire_after
+    SCHEDULED = "scheduled"  # its author or a reviewer set apply_at: the time it is to apply
+    WAITING = "waiting"  # approved, but a freeze or its apply_at holds the apply back
+    RELEASED = "released"  # the freeze ended or apply_at came: the background work applies it now
+    CANCELLED = "cancelled"  # a scheduled or waiting apply was called off (the request is withdrawn)
     # Not about one request:
     OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
     AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
@@ -72,7 +80,9 @@ OUTSIDE_CHANGE = EventKind.OUTSIDE_CHANGE
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """The system clock's time. The store, the workflow and the background work read the
+    clock they were given (``checkpoint.clock``) instead, so tests can move it."""
+    return SYSTEM.now()
 
 
 class NotFound(CheckpointError, LookupError):
@@ -99,6 +109,20 @@ class Review:
     dismissed_at: datetime | None
     dismissed_reason: str
     digest: str | None = None  # the challenger's content digest when the review was given
+    expired_at: datetime | None = None  # when its expiry was recorded (``approval_expired``)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What an approved request waits for before it applies: a freeze (``name``) or its
+    schedule, and the first time it may apply."""
+
+    kind: str  # "freeze" or "schedule"
+    until: datetime
+    name: str | None = None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "until": self.until.isoformat(), "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -158,13 +182,17 @@ class PromoteRequest:
     named_reviewers: tuple[str, ...] = ()
     rule_name: str = "default"
     workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
+    apply_at: datetime | None = None  # when its author or a reviewer asked it to apply
+    waiting_for: Waiting | None = None  # approved, and held back by a freeze or apply_at
     reviews: tuple[Review, ...] = field(default=())
     comments: tuple[Comment, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())
 
     @property
     def approvals(self) -> tuple[Review, ...]:
-        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None)
+        """Approvals neither dismissed nor recorded expired. One past its rule's expiry that the
+        background work has not recorded yet is still here: the workflow's clock decides."""
+        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None and r.expired_at is None)
 
 
 @dataclass(frozen=True)

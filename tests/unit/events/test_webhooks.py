@@ -90,6 +90,33 @@ CHAT = [
     ("commented", {}, {"comment": "x" * 250}, "dave commented on #3 “Ship v7” (fraud v7 → alias:champion): " + "x" * 200 + "…"),
     ("break_glass", {"reason": "outage"}, {}, "dave BROKE GLASS on #3 “Ship v7” (fraud v7 → alias:champion): outage"),
     ("some_new_kind", {}, {}, "dave some_new_kind #3 “Ship v7” (fraud v7 → alias:champion)"),
+    (
+        "approval_expired",
+        {"review_id": 4, "reviewer": "bob", "approved_at": "2026-11-24T09:00:00+00:00", "rule": "r", "expire_after": "1w"},
+        {},
+        "dave expired an approval on #3 “Ship v7” (fraud v7 → alias:champion): "
+        "bob's approval is older than 1w and no longer counts",
+    ),
+    (
+        "scheduled",
+        {"apply_at": "2026-11-30T08:00:00+00:00", "by": "author"},
+        {},
+        "dave scheduled #3 “Ship v7” (fraud v7 → alias:champion): to apply at 2026-11-30T08:00:00+00:00",
+    ),
+    (
+        "waiting",
+        {"waiting_for": {"kind": "freeze", "until": "2026-11-30T07:00:00+00:00", "name": "weekend"}, "reason": "r"},
+        {},
+        "dave approved (waiting to apply) #3 “Ship v7” (fraud v7 → alias:champion): "
+        "until freeze 'weekend' (2026-11-30T07:00:00+00:00)",
+    ),
+    (
+        "released",
+        {"waited_for": {"kind": "schedule", "until": "2026-11-30T08:00:00+00:00", "name": None}},
+        {},
+        "dave released #3 “Ship v7” (fraud v7 → alias:champion): after its apply_at (2026-11-30T08:00:00+00:00)",
+    ),
+    ("cancelled", {"apply_at": None}, {}, "dave cancelled the scheduled apply of #3 “Ship v7” (fraud v7 → alias:champion)"),
 ]
 
 
