@@ -22,7 +22,7 @@ from checkpoint.review.checks import soak
 from checkpoint.review.policy import Status
 from checkpoint.review.representation import request_fields
 from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
-from checkpoint.storage.entities import APPROVED, FAILED, OPEN, CheckResult, EventKind, PromoteRequest
+from checkpoint.storage.entities import APPROVED, FAILED, OPEN, CheckResult, EventKind, PromoteRequest, Waiting
 from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
@@ -66,6 +66,18 @@ class Checking(WorkflowBase):
                 found = replace(found, reason=soak.shown(found.reason, at))  # the time remaining, now
             out.append(found)
         return out
+
+    def soak_waiting(self, request: PromoteRequest, results: list[CheckResult]) -> Waiting | None:
+        """What an open request waits for while its soak is pending (``results``: its
+        :meth:`check_results`): the soak's end, named by the target the challenger must hold."""
+        if request.state != OPEN:
+            return None
+        specs = {s.name: s for s in self.check_specs(request) if isinstance(s, checks.SoakCheck)}
+        for result in results:
+            until = soak.ends(result.reason) if result.name in specs and result.status == checks.PENDING else None
+            if until is not None:
+                return Waiting(soak.SoakCheck.kind, until, specs[result.name].held)
+        return None
 
     def checks_of(self, requests: list[PromoteRequest]) -> dict[int, list[CheckResult]]:
         """:meth:`check_results` for a page of requests, read in one query."""

@@ -116,12 +116,16 @@ def test_a_soak_holds_the_request_then_applies_it_exactly_once_by_itself(
     since, ends = stamp(opened_at), stamp(opened_at + timedelta(hours=24))
     assert soak["required"] is True and soak["status"] == "pending", soak
     assert soak["reason"] == f"1 d remaining (held alias:challenger since {since}; the 1d soak ends {ends})"
+    waiting = opened["waiting_for"]
+    assert (waiting["kind"], waiting["name"]) == ("soak", "alias:challenger"), waiting
+    assert datetime.fromisoformat(waiting["until"]) == opened_at + timedelta(hours=24)
     approved = approve(base, opened["id"])
     assert approved["state"] == "open" and approved["blocked_by_checks"] == ["soak"], approved
     assert "the challenger first held alias:challenger for at least 1d" in approved["rule"]["description"]
 
     never = open_request(base, name, v3, user="carol")  # v3 never held challenger
     assert soak_of(never)["status"] == "fail"
+    assert never["waiting_for"] is None  # it waits for nothing that time alone would bring
     assert soak_of(never)["reason"].startswith(f"never held alias:challenger: {name} v{v3} has not held it")
     approve(base, never["id"])
 
@@ -147,6 +151,7 @@ def test_a_soak_holds_the_request_then_applies_it_exactly_once_by_itself(
     done = get(base, opened["id"])
     assert done["state"] == "applied", done
     assert soak_of(done)["status"] == "pass"
+    assert done["waiting_for"] is None
     assert client.get_model_version_by_alias(name, "champion").version == v2
     events = kinds(engine, opened["id"])
     assert events.count("approved") == 1 and events.count("applying") == 1 and events.count("applied") == 1, events

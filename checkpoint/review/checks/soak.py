@@ -154,11 +154,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-_ENDS = re.compile(r"soak ends (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+_ENDS = re.compile(r"soak ends (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
 
 def ends(reason: str) -> datetime | None:
-    """When a pending soak (its stored reason) passes; None for any other reason."""
+    """When a pending soak (its reason, stored or shown) passes; None for any other reason."""
     found = _ENDS.search(reason)
     return datetime.fromisoformat(found.group(1).replace("Z", "+00:00")) if found else None
 

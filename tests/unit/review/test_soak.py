@@ -245,3 +245,10 @@ def test_a_malformed_soak_is_refused_naming_the_rule_and_key(soak, extra, messag
 def test_a_soak_kind_cannot_be_declared_under_checks():
     with pytest.raises(ConfigError, match=r"checks\[0\] \(x\)\.kind: expected one of"):
         policy.parse([{**RULE, "checks": [{"name": "x", "kind": "soak"}]}])
+
+
+def test_ends_reads_the_stored_and_the_shown_reason():
+    reason = "held alias:challenger since 2026-11-01T12:00:00Z; the 1d soak ends 2026-11-02T12:00:00Z"
+    assert soaking.ends(reason) == hours(24)
+    assert soaking.ends(soaking.shown(reason, hours(3))) == hours(24)
+    assert soaking.ends("never held alias:challenger: fraud v7 has not held it since Checkpoint knew it") is None
