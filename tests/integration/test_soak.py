@@ -38,6 +38,10 @@ rules:
     models: ["soak-*"]
     targets: ["alias:champion"]
     soak: {held: "alias:challenger", for: 24h}
+  - name: promotion train
+    models: ["prod.train-*"]
+    targets: ["model:prod.*"]
+    soak: {held: "model:staging.*", for: 24h}
 """
 
 
@@ -197,6 +201,45 @@ def test_a_challenger_that_stops_holding_fails_the_soak_and_starts_again(live_ch
     checkpoint_clock.advance(timedelta(hours=20))
     assert run() == [opened["id"]]
     assert client.get_model_version_by_alias(name, "champion").version == v2
+
+
+def ask(base: str, change: dict, user: str = "alice") -> dict:
+    answer = api(base, "POST", "/requests", user=user, json={"change": change})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_a_promotion_train_soaks_in_staging_before_the_copy_into_prod(live_checkpoint, mlflow_server, checkpoint_clock):
+    """dev → staging.NAME → prod.NAME copies: the copy into prod waits until the staging version it
+    copies (its pinned source) has been staging's latest version for 24 h."""
+    client = direct(mlflow_server)
+    dev, (d1,) = make_model(mlflow_server.url, unique("train-dev"), versions=1)
+    suffix = unique("train")
+    staging, prod = f"staging.{suffix}", f"prod.{suffix}"
+    client.create_registered_model(staging)
+    client.create_registered_model(prod)
+    base, app = live_checkpoint.url, live_checkpoint.app
+    into_staging = ask(base, {"kind": "create_version", "name": staging, "source": f"models:/{dev}/{d1}"})
+    staged_at = checkpoint_clock.now()
+    assert approve(base, into_staging["id"])["state"] == "applied"
+    (s1,) = [v.version for v in client.search_model_versions(f"name = '{staging}'")]
+
+    copy = ask(base, {"kind": "create_version", "name": prod, "source": f"models:/{staging}/{s1}"})
+    soak = soak_of(copy)
+    assert soak["status"] == "pending", soak
+    assert f"held model:{staging} since {stamp(staged_at)}; the 1d soak ends" in soak["reason"]
+    assert copy["waiting_for"]["name"] == "model:staging.*"
+    from_dev = ask(base, {"kind": "create_version", "name": prod, "source": f"models:/{dev}/{d1}"}, user="carol")
+    assert soak_of(from_dev)["status"] == "fail"
+    assert soak_of(from_dev)["reason"] == f"the challenger is {dev} v{d1}, not a version of a model matching staging.*"
+    approve(base, copy["id"])
+    assert client.search_model_versions(f"name = '{prod}'") == []
+
+    checkpoint_clock.advance(timedelta(hours=24))
+    assert background_task(app, TASK)() == [copy["id"]]
+    (p1,) = client.search_model_versions(f"name = '{prod}'")
+    assert p1.source == f"models:/{staging}/{s1}"
+    assert get(base, from_dev["id"])["state"] == "open"
 
 
 def test_only_break_glass_skips_a_soak(live_checkpoint, mlflow_server, checkpoint_clock):
