@@ -143,7 +143,7 @@ def test_a_soak_holds_the_request_then_applies_it_exactly_once_by_itself(
     assert get(base, opened["id"])["state"] == "open"
 
     checkpoint_clock.advance(timedelta(hours=5, minutes=12))  # exactly 24 h
-    assert soak_of(get(base, opened["id"]))["reason"].startswith("time reached; applies at the background work's next round")
+    assert soak_of(get(base, opened["id"]))["reason"].startswith("time reached; passes at the background work's next round")
     config = {"registry_url": mlflow_server.url, "database_url": live_checkpoint.database_url, **checkpoint_config}
     other = create_app({**config, "data_dir": tmp_path / "b"}, clock=checkpoint_clock)
     try:

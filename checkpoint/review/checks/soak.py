@@ -180,7 +180,7 @@ def shown(reason: str, at: datetime) -> str:
     if end is None:
         return reason
     if at >= end:
-        return f"time reached; applies at the background work's next round ({reason})"
+        return f"time reached; passes at the background work's next round ({reason})"
     return f"{remaining(end - at)} remaining ({reason})"
 
 

@@ -201,7 +201,7 @@ def test_remaining(left, text):
 
 def test_a_reached_soak_says_it_applies_at_the_next_round():
     reason = "held alias:challenger since 2026-11-01T12:00:00Z; the 1d soak ends 2026-11-02T12:00:00Z"
-    assert soaking.shown(reason, hours(25)).startswith("time reached; applies at the background work's next round")
+    assert soaking.shown(reason, hours(25)).startswith("time reached; passes at the background work's next round")
 
 
 def test_the_rule_implies_a_required_check_named_soak():
