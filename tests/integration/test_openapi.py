@@ -10,11 +10,12 @@ import copy
 import re
 
 import pytest
-from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from tests.support.governed import unique
+from tests.support.openapi import check_answer as _check
+from tests.support.openapi import resolve as _resolve
 
 PREFIX = "/checkpoint/api/v1"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -117,30 +118,6 @@ def test_error_responses_use_the_error_shape(document):
 
 
 # -- real answers against the document's schemas -----------------------------------------
-
-
-def _resolve(document: dict, node):
-    """Inline ``#/...`` references (the document has no cycles)."""
-    if isinstance(node, dict):
-        if "$ref" in node:
-            target = document
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            return _resolve(document, target)
-        return {k: _resolve(document, v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(document, v) for v in node]
-    return node
-
-
-def _schema(document: dict, path: str, method: str, status: str) -> dict:
-    response = _resolve(document, document["paths"][path][method]["responses"][status])
-    return response["content"]["application/json"]["schema"]
-
-
-def _check(document: dict, path: str, method: str, status: str, body) -> None:
-    errors = sorted(OAS30Validator(_schema(document, path, method, status)).iter_errors(body), key=str)
-    assert not errors, f"{method.upper()} {path} {status}: " + "; ".join(e.message for e in errors[:5])
 
 
 def test_answers_fit_the_documented_schemas(client, document):

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from mlflow import MlflowClient
 
 from checkpoint.client import CheckpointAPIError, CheckpointClient, WaitTimeout
 from tests.support.governed import api, make_model
-
-
-def cli(base: str, *args: str, user: str = "alice", **popen) -> subprocess.Popen:
-    env = {**os.environ, "CHECKPOINT_URL": base, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": "x"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "checkpoint.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
-
-
-def run(base: str, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
-    process = cli(base, *args, user=user)
-    out, err = process.communicate(timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+from tests.support.processes import cli_process as cli
+from tests.support.processes import run_against as run
 
 
 def test_promote_wait_which_cli(sqlite_checkpoint, mlflow_server):

@@ -16,10 +16,10 @@ import requests
 from mlflow import MlflowClient
 
 from checkpoint.client import CheckpointClient, NotKnown
-from tests.integration.test_openapi import _check
-from tests.integration.test_pipeline_client import run
 from tests.support.browser import browser_page, chromium  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, make_model
+from tests.support.openapi import check_answer as _check
+from tests.support.processes import run_against as run
 
 US = timedelta(microseconds=1)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CHECKPOINT", "clean_env", "run_cli", "subprocess_env"]
+__all__ = ["CHECKPOINT", "clean_env", "cli_process", "run_against", "run_cli", "subprocess_env"]
 
 COVERAGE_PREFIX = "COVERAGE_"
 # The installed `checkpoint` script, beside this interpreter.
@@ -59,3 +59,23 @@ def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
     env["CHECKPOINT_DATA_DIR"] = str(tmp_path / "data")
     env.update(values)
     return env
+
+
+def cli_process(base: str, *args: str, user: str = "alice", **popen) -> subprocess.Popen:
+    """`checkpoint ARGS` against ``base`` as ``user`` (a pipeline's environment: this one plus the URL and credentials)."""
+    env = {**os.environ, "CHECKPOINT_URL": base, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": "x"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "checkpoint.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def run_against(base: str, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
+    """`checkpoint ARGS` against ``base`` as ``user``, to its end."""
+    process = cli_process(base, *args, user=user)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -3,10 +3,16 @@ want a row to be there: one to compare a database dump against, or one a worker 
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from checkpoint.events import audit
 from checkpoint.storage.entities import PromoteRequest
 from checkpoint.storage.store import Store
 
-__all__ = ["DELETE_CHAMPION", "open_delete_alias"]
+__all__ = ["DELETE_CHAMPION", "KEYS", "make_store", "open_delete_alias", "open_one"]
+
+KEYS = audit.Keyring.of("k" * 64)
 
 DELETE_CHAMPION = {"kind": "delete_alias", "name": "m", "alias": "champion"}
 
@@ -30,3 +36,25 @@ def open_delete_alias(store: Store) -> PromoteRequest:
         rule_name="default",
     )
     return item
+
+
+def make_store(engine: sa.Engine, **kwargs) -> Store:
+    """A store on ``engine`` with a fixed audit key."""
+    return Store(sessionmaker(engine, expire_on_commit=False), keys=KEYS, **kwargs)
+
+
+def open_one(store: Store, author: str = "alice", key: str = "k1", model: str = "fraud"):
+    """An open set_alias request (or the one open already for this author and key)."""
+    return store.open_request(
+        author=author,
+        dedupe_key=key,
+        event_data={"note": "ünïcode ✓"},
+        kind="set_alias",
+        model_name=model,
+        version="2",
+        target="alias:champion",
+        change={"n": 1},
+        title="promote v2",
+        challenger={},
+        champion=None,
+    )

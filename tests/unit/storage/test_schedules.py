@@ -14,7 +14,7 @@ from sqlalchemy.pool import StaticPool
 
 from checkpoint.storage import db
 from checkpoint.storage.entities import APPLYING, APPROVED, OPEN, WAITING, WITHDRAWN, EventKind, Waiting
-from tests.unit.storage.test_store import make_store, open_one
+from tests.support.stored import make_store, open_one
 
 MONDAY = datetime(2026, 1, 12, 7, 0, tzinfo=UTC)
 WEEKEND = Waiting("freeze", MONDAY, "weekend")

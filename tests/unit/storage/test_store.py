@@ -8,14 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from checkpoint.events import audit
 from checkpoint.storage import db
-from checkpoint.storage.store import Store
-
-KEYS = audit.Keyring.of("k" * 64)
+from tests.support.stored import KEYS, make_store, open_one
 
 
 @pytest.fixture
@@ -25,26 +22,6 @@ def engine() -> Iterator[sa.Engine]:
     db.upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def make_store(engine: sa.Engine, **kwargs) -> Store:
-    return Store(sessionmaker(engine, expire_on_commit=False), keys=KEYS, **kwargs)
-
-
-def open_one(store: Store, author: str = "alice", key: str = "k1", model: str = "fraud"):
-    return store.open_request(
-        author=author,
-        dedupe_key=key,
-        event_data={"note": "ünïcode ✓"},
-        kind="set_alias",
-        model_name=model,
-        version="2",
-        target="alias:champion",
-        change={"n": 1},
-        title="promote v2",
-        challenger={},
-        champion=None,
-    )
 
 
 def test_the_schema_is_the_migrations_head(engine):
