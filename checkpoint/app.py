@@ -23,6 +23,7 @@ from pathlib import Path
 from flask import Flask, Response, g, request, session
 
 from checkpoint import identity
+from checkpoint.clock import Clock
 from checkpoint.edge.gateway import Gateway
 from checkpoint.review import visibility
 from checkpoint.runtime import logs
@@ -38,11 +39,12 @@ def frontend_dir() -> Path:
     return Path(str(resources.files("checkpoint.web")))
 
 
-def create_app(config: Mapping | Settings | None = None) -> Flask:
+def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the WSGI application.
 
     ``config`` is a :class:`Settings`, or a mapping of setting overrides layered over
-    the environment (tests pass ``{"registry_url": ..., "database_url": ...}``).
+    the environment (tests pass ``{"registry_url": ..., "database_url": ...}``). ``clock``:
+    the time every part reads (``checkpoint.clock``); the system clock unless a test moves one.
     """
     if isinstance(config, Settings):
         settings = config
@@ -79,7 +81,7 @@ def create_app(config: Mapping | Settings | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # Checkpoint's own origin check is the proxy's (see proxy.py)
     )
 
-    services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error))
+    services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
     from checkpoint.web import api, audit, deliveries, ops, timeline, ui

@@ -21,10 +21,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from checkpoint import identity
+from checkpoint.clock import SYSTEM, Clock
 from checkpoint.edge.proxy import Proxy, UpstreamError
 from checkpoint.events.audit import HEAD, Keyring
 from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
+from checkpoint.review import expiry
 from checkpoint.review.checks import CHECKS_INTERVAL
 from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
@@ -55,6 +57,7 @@ class Services:
     reconciler: Reconciler
     proxy: Proxy
     background: Background
+    clock: Clock = SYSTEM
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -62,22 +65,28 @@ class Services:
 
     @classmethod
     def build(
-        cls, settings: Settings, render_upstream_error: Callable[[dict, UpstreamError], tuple[str, bytes]] | None = None
+        cls,
+        settings: Settings,
+        render_upstream_error: Callable[[dict, UpstreamError], tuple[str, bytes]] | None = None,
+        clock: Clock | None = None,
     ) -> Services:
         """Wire every part for ``settings`` (secret and audit key resolved already).
+
+        ``clock`` is the one clock every part reads the time from (``checkpoint.clock``): the
+        system's unless a test passes one it moves.
 
         Refuses a database whose schema is not current (``db.check_current``), as before any
         worker serves. Reads and writes only the database; nothing here calls MLflow.
         """
         engine = db.make_engine(settings.database_url)
         try:
-            return cls._wire(settings, engine, render_upstream_error)
+            return cls._wire(settings, engine, render_upstream_error, clock or SYSTEM)
         except BaseException:
             engine.dispose()
             raise
 
     @classmethod
-    def _wire(cls, settings: Settings, engine: Engine, render_upstream_error) -> Services:
+    def _wire(cls, settings: Settings, engine: Engine, render_upstream_error, clock: Clock) -> Services:
         db.check_current(engine)
         settings = settings.with_policy()  # read once: a no-op when the master (or create_app) read it
         assert settings.policy is not None  # with_policy() read it
@@ -98,7 +107,7 @@ class Services:
         # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
         webhooks = settings.policy.webhooks
         keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
-        store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys)
+        store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys, clock=clock)
         store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
         policy, protection = settings.policy.rules, settings.policy.protection
         workflow = Workflow(
@@ -110,18 +119,21 @@ class Services:
             checks_queued=background.wake,
             public_url=settings.public_url,
             digest_max_bytes=settings.digest_max_bytes,
+            clock=clock,
         )
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+        if policy.expiring:  # records each approval that grew too old, once (review/expiry.py)
+            background.every(expiry.INTERVAL, "approval-expiry", expiry.Expiry(store, policy, clock).run)
         if webhooks.subscribers(HEAD):  # a signed copy of the log's head, kept by the receivers
             every = settings.audit_head_interval
             background.every(every, "audit-head", lambda: store.publish_head(every))
         sender = None
         if webhooks:
-            sender = Sender(store, webhooks, settings.public_url)
+            sender = Sender(store, webhooks, settings.public_url, clock)
             background.every(sender.interval, "webhooks", sender.run)
         # Applies a crash interrupted: settled at start-up (start()), then a few times per lease.
-        reconciler = Reconciler.for_settings(workflow.store, registry, settings)
+        reconciler = Reconciler.for_settings(workflow.store, registry, settings, clock)
         background.every(reconciler.interval, "reconcile", reconciler.run)
         proxy = Proxy(
             settings.registry_url,
@@ -148,6 +160,7 @@ class Services:
             reconciler=reconciler,
             proxy=proxy,
             background=background,
+            clock=clock,
         )
 
     # -- finding them again --------------------------------------------------------------

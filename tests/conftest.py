@@ -130,9 +130,16 @@ def _settings_for(mlflow_server: MlflowServer, database_url: str, data_dir, chec
 
 
 @pytest.fixture
-def app(mlflow_server, sqlite_url, tmp_path, checkpoint_config):
+def checkpoint_clock():
+    """The clock app, live_checkpoint and sqlite_checkpoint read time from: None, the system's. A
+    module that moves time overrides this fixture with a ``tests.support.clock.MovableClock``."""
+    return None
+
+
+@pytest.fixture
+def app(mlflow_server, sqlite_url, tmp_path, checkpoint_config, checkpoint_clock):
     """The Flask app in front of the session's MLflow, on a migrated SQLite database."""
-    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config))
+    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     yield application
     close_app(application)
 
@@ -143,9 +150,9 @@ def client(app):
 
 
 @pytest.fixture
-def live_checkpoint(mlflow_server, database_url, tmp_path, checkpoint_config) -> Iterator[LiveCheckpoint]:
+def live_checkpoint(mlflow_server, database_url, tmp_path, checkpoint_config, checkpoint_clock) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process (so tests can look inside), on SQLite and PostgreSQL."""
-    application = create_app(_settings_for(mlflow_server, database_url, tmp_path, checkpoint_config))
+    application = create_app(_settings_for(mlflow_server, database_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     with live(application, database_url) as served:
         yield served
 
@@ -173,8 +180,8 @@ def module_db(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config) -> Iterator[LiveCheckpoint]:
+def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config, checkpoint_clock) -> Iterator[LiveCheckpoint]:
     """Checkpoint served in this process on SQLite only, for tests the database does not affect."""
-    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config))
+    application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     with live(application, sqlite_url) as served:
         yield served

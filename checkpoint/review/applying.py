@@ -4,6 +4,13 @@ The request is claimed with a conditional state change (approved → applying) t
 worker or replica can win, checked against the registry (already true? champion moved? files
 changed? required checks still passing?), and only then applied. The snapshots taken here (who
 holds the target, the digest of the files) are also what opening and reviewing compare with.
+
+Approvals are counted again when the apply claims the request: under a rule with
+``approvals_expire_after``, an approved request whose approvals expired while it waited (a failed
+apply waiting for its retry; later, a freeze or a scheduled time) and no longer meet the rule is
+not applied: the expiry is recorded and the request goes back to open ("approvals expired before
+it applied"), for reviewers to approve again (``expiry.py``). A break-glass apply is not counted
+again: it never needed the approvals.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ from __future__ import annotations
 import logging
 
 from checkpoint.registry import RegistryError, Version
-from checkpoint.review import changes
+from checkpoint.review import changes, expiry
 from checkpoint.review.changes import Change
 from checkpoint.review.checking import Checking, check_line
+from checkpoint.review.policy import Status
 from checkpoint.review.workflow_base import digest_of, identity_of, short
-from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, EventKind, PromoteRequest, now
+from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, EventKind, PromoteRequest
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
 
@@ -38,6 +46,18 @@ class Applying(Checking):
         if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event=EventKind.APPLYING):
             return self.store.get(request_id)  # somebody else claimed it
         request = self.store.get(request_id)
+        lapsed = None if forced else self._expired_before_apply(request)
+        if lapsed is not None:
+            self.store.transition(
+                request_id,
+                (APPLYING,),
+                OPEN,
+                actor=actor,
+                event=EventKind.REOPENED,
+                data={"expired": list(lapsed.expired)},
+                reason=f"approvals expired before it applied: {lapsed.line()}",
+            )
+            return self.store.get(request_id)
         try:
             change = changes.from_json(request.change)
             registry = self.registry_for(change.workspace)
@@ -51,7 +71,7 @@ class Applying(Checking):
                     event=EventKind.APPLIED,
                     data={"already_true": True, "result": result},
                     apply_result=result,
-                    applied_at=now(),
+                    applied_at=self.clock.now(),
                     reason="already true",
                 )
                 return self.store.get(request_id)
@@ -122,11 +142,23 @@ class Applying(Checking):
             event=EventKind.APPLIED,
             data={"result": result, "break_glass": forced},
             apply_result=result,
-            applied_at=now(),
+            applied_at=self.clock.now(),
             reason=None if forced else "applied",
         )
         self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
         return self.store.get(request_id)
+
+    def _expired_before_apply(self, request: PromoteRequest) -> Status | None:
+        """The approvals' standing when expired ones leave the rule unmet at the apply (their
+        expiry is then recorded, and the apply does not happen), else None."""
+        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        if rule.approvals_expire_after is None:
+            return None
+        status = self.status(request, results=[])  # approvals only: the checks are a later step
+        if status.met or not status.expired:
+            return None
+        expiry.record(self.store, request, request.approvals, rule, self.clock.now(), (APPLYING,))
+        return status
 
     @staticmethod
     def _moved(request: PromoteRequest, challenger: dict | None, champion: dict | None) -> str | None:

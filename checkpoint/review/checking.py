@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from checkpoint import urls
 from checkpoint.identity import User
-from checkpoint.review import checks
+from checkpoint.review import checks, expiry
 from checkpoint.review.policy import Status
 from checkpoint.review.representation import request_fields
 from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
 from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
-from checkpoint.storage.entities import FAILED, OPEN, CheckResult, PromoteRequest, now
+from checkpoint.storage.entities import FAILED, OPEN, CheckResult, PromoteRequest
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
 
@@ -94,14 +94,15 @@ class Checking(WorkflowBase):
             if not spec.local:
                 if required_local:
                     continue
+                queued_at = self.clock.now()
                 results.append(
-                    CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED, trigger, now())
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, checks.PENDING, QUEUED, trigger, queued_at)
                 )
                 queued = True
             elif spec.required or not required_local:
-                result = spec.evaluate(subject)
+                result, done_at = spec.evaluate(subject), self.clock.now()
                 results.append(
-                    CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason, trigger, now())
+                    CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason, trigger, done_at)
                 )
         self.store.record_checks(request.id, results, keep=[s.name for s in specs], actor=actor)
         if queued and self.checks_queued is not None:
@@ -116,7 +117,7 @@ class Checking(WorkflowBase):
 
     def run_pending_checks(self, limit: int = 20) -> int:
         """The background task: evaluate queued HTTP checks, each claimed by one worker."""
-        lease_before = now() - timedelta(seconds=checks.HTTP_LEASE_SECONDS)
+        lease_before = self.clock.now() - timedelta(seconds=checks.HTTP_LEASE_SECONDS)
         done = 0
         for pending in self.store.due_checks("http", lease_before, limit):
             claimed = self.store.claim_check(pending.request_id, pending.name, lease_before)
@@ -155,13 +156,18 @@ class Checking(WorkflowBase):
         }
 
     def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
-        """ "2 of 3 approvals", who is still awaited, and the required checks not passing
-        (``results``: the request's :meth:`check_results`, when the caller has them already)."""
-        approvers = {r.reviewer for r in request.approvals}
+        """ "2 of 3 approvals", who is still awaited, the required checks not passing (``results``:
+        the request's :meth:`check_results`, when the caller has them already), and whose approval
+        expired: only approvals younger than the rule's ``approvals_expire_after`` count (by the
+        workflow's clock, whether or not the background work has recorded the expiry yet)."""
+        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        at = self.clock.now()
+        approvers = {r.reviewer for r in expiry.counting(request, rule, at)}
         status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers, request.workspace)
+        lapsed = tuple(sorted({r.reviewer for r in request.reviews if expiry.expired(r, rule, at)} - approvers))
         results = self.check_results(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
-        return replace(status, blocked_by=blocked) if blocked else status
+        return replace(status, blocked_by=blocked, expired=lapsed) if blocked or lapsed else status
 
     def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare

@@ -15,6 +15,8 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
         groups: [ml-leads]              # and/or groups (header mode)
         required_approvals: all         # or a number
         allow_self_approval: false
+        approvals_expire_after: 7d      # 90m, 24h, 7d, 2w (durations.py); without it approvals
+                                        # count until the request is decided
         checks:                         # see checkpoint/review/checks/
           - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
           - {name: signature, kind: signature}
@@ -22,6 +24,12 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
 
 Required checks that are not passing hold a request back from ``approved`` (reviews are
 still recorded); the status says "blocked by check X".
+
+An approval older than the rule's ``approvals_expire_after`` (by the injected clock) no longer
+counts, wherever approvals are counted: the status line, open → approved, and the apply itself
+(an approved request whose counting approvals no longer meet the rule when its apply claims it
+goes back to open; see ``Workflow.apply``). The background work records each expiry once
+(``approval_expired``), and a recorded expiry stands even if the rule later allows longer.
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from checkpoint.errors import ConfigError
 from checkpoint.identity import User
 from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
 from checkpoint.review.checks import Check, CheckConfigError, parse_checks
+from checkpoint.review.durations import DurationError, format_duration, parse_duration
 from checkpoint.review.governance import STAGES
 
 # The name this module's errors had before there was one ConfigError.
@@ -52,6 +62,8 @@ class Rule:
     checks: tuple[Check, ...] = ()
     # MLflow workspace patterns (``default`` names the default workspace); () matches every one.
     workspaces: tuple[str, ...] = ()
+    # How long an approval counts (None: until the request is decided).
+    approvals_expire_after: timedelta | None = None
 
     def matches(self, model: str, target: str, workspace: str = "") -> bool:
         return (
@@ -76,12 +88,23 @@ class Rule:
         """True when only listed users/groups may review."""
         return bool(self.reviewers or self.groups)
 
+    def expires_at(self, approved_at: datetime) -> datetime | None:
+        """When an approval given at ``approved_at`` stops counting (None: it does not expire)."""
+        return None if self.approvals_expire_after is None else approved_at + self.approvals_expire_after
+
+    def expired(self, approved_at: datetime, at: datetime) -> bool:
+        """Whether an approval given at ``approved_at`` is too old to count at ``at``."""
+        ends = self.expires_at(approved_at)
+        return ends is not None and at >= ends
+
     def describe(self) -> str:
         who = ", ".join([*self.reviewers, *(f"group {g}" for g in self.groups)]) or "anyone allowed to review"
         need = "all listed reviewers" if self.required_approvals == "all" else f"{self.required_approvals} approval(s)"
         own = "" if self.allow_self_approval else "; not the author"
         where = f" in workspace {', '.join(self.workspaces)}" if self.workspaces else ""
-        return f"{self.name}: {need} from {who}{own}{where}"
+        expiry = self.approvals_expire_after
+        lasts = f"; approvals expire after {format_duration(expiry)}" if expiry is not None else ""
+        return f"{self.name}: {need} from {who}{own}{where}{lasts}"
 
 
 def _ws(workspace: str) -> str:
@@ -105,6 +128,8 @@ class Status:
     awaited_required: tuple[str, ...] = ()
     # Required checks that are not passing (names): the request may not move to approved.
     blocked_by: tuple[str, ...] = ()
+    # Reviewers whose approval expired (approvals_expire_after) and who have none counting now.
+    expired: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -112,12 +137,14 @@ class Status:
         return self.met and not self.blocked_by
 
     def line(self) -> str:
-        """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate"."""
+        """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate · approval expired: dave"."""
         out = f"{self.count} of {self.required} approvals"
         if self.awaited:
             out += f" · awaiting {', '.join(self.awaited)}"
         if self.blocked_by:
             out += f" · blocked by check{'s' if len(self.blocked_by) > 1 else ''} {', '.join(self.blocked_by)}"
+        if self.expired:
+            out += f" · approval{'s' if len(self.expired) > 1 else ''} expired: {', '.join(self.expired)}"
         return out
 
 
@@ -157,6 +184,11 @@ class Policy:
     def required_approvals(self) -> int:
         """The default rule's number (for places that show one number)."""
         return self.default.required_approvals if isinstance(self.default.required_approvals, int) else 1
+
+    @property
+    def expiring(self) -> tuple[Rule, ...]:
+        """The rules whose approvals expire (the background work then looks for expired ones)."""
+        return tuple(r for r in (*self.rules, self.default) if r.approvals_expire_after is not None)
 
     @property
     def http_checks(self) -> bool:
@@ -252,6 +284,7 @@ _RULE_KEYS = {
     "allow_self_approval",
     "checks",
     "workspaces",
+    "approvals_expire_after",
 }
 
 
@@ -288,10 +321,17 @@ def _rule(index: int, item) -> Rule:
     self_ok = item.get("allow_self_approval", False)
     if not isinstance(self_ok, bool):
         raise PolicyError(f"{where}.allow_self_approval: expected true or false, got {self_ok!r}")
+    named = f"{where} ({item['name']})" if item.get("name") else where
     try:
-        checks = parse_checks(item.get("checks"), f"{where} ({item['name']})" if item.get("name") else where)
+        checks = parse_checks(item.get("checks"), named)
     except CheckConfigError as exc:
         raise PolicyError(str(exc)) from exc
+    expiry = None
+    if item.get("approvals_expire_after") is not None:
+        try:
+            expiry = parse_duration(item["approvals_expire_after"])
+        except DurationError as exc:
+            raise PolicyError(f"{named}.approvals_expire_after: {exc}") from exc
     return Rule(
         name=str(item.get("name") or where),
         models=_strings(item, "models", where, ("*",)),
@@ -302,4 +342,5 @@ def _rule(index: int, item) -> Rule:
         allow_self_approval=self_ok,
         checks=checks,
         workspaces=_workspaces(item, where),
+        approvals_expire_after=expiry,
     )

@@ -14,8 +14,9 @@ is a conditional transition from ``applying`` with a claim older than the lease,
 reconcilers (every worker of every replica runs one) only one settles a request, and a live
 apply that records its outcome first wins.
 
-The lease is compared with ``updated_at``, which each replica stamps from its own clock: keep
-replica clocks in sync (NTP) to well under the lease.
+The lease is compared with ``updated_at``, which each replica stamps from its own clock (the
+injected ``checkpoint.clock``, the system's in production): keep replica clocks in sync (NTP)
+to well under the lease.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from checkpoint.clock import SYSTEM, Clock
 from checkpoint.registry import Registry, RegistryError
 from checkpoint.review import changes
 from checkpoint.settings import Settings, default_apply_lease
-from checkpoint.storage.entities import APPLIED, APPLYING, FAILED, EventKind, PromoteRequest, now
+from checkpoint.storage.entities import APPLIED, APPLYING, FAILED, EventKind, PromoteRequest
 from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.reconcile")  # the name operators filter the JSON logs on
@@ -53,9 +55,10 @@ class Reconciler:
     store: Store
     registry: Registry
     lease: float
+    clock: Clock = SYSTEM
 
     @classmethod
-    def for_settings(cls, store: Store, registry: Registry, settings: Settings) -> Reconciler:
+    def for_settings(cls, store: Store, registry: Registry, settings: Settings, clock: Clock = SYSTEM) -> Reconciler:
         safe = default_apply_lease(settings.upstream_read_timeout)
         if settings.apply_lease < safe:
             log.warning(
@@ -64,7 +67,7 @@ class Reconciler:
                 settings.apply_lease,
                 safe,
             )
-        return cls(store, registry, settings.apply_lease)
+        return cls(store, registry, settings.apply_lease, clock)
 
     @property
     def interval(self) -> float:
@@ -73,7 +76,7 @@ class Reconciler:
 
     def run(self) -> Outcome:
         """Settle every request whose apply claim is older than the lease."""
-        cutoff = now() - timedelta(seconds=self.lease)
+        cutoff = self.clock.now() - timedelta(seconds=self.lease)
         outcome = Outcome()
         for request in self.store.applying_before(cutoff):
             try:
@@ -114,7 +117,7 @@ class Reconciler:
                 updated_before=cutoff,
                 data={"reconciled": True, "result": result},
                 apply_result=result,
-                applied_at=now(),
+                applied_at=self.clock.now(),
                 reason="reconciled: the change is in MLflow",
             )
             state = APPLIED

@@ -24,13 +24,15 @@ def workspace_label(workspace: str | None) -> str:
 
 
 def approvals(status: Status) -> dict:
-    """Where the approvals stand: how many, how many needed, by whom, who is still awaited."""
+    """Where the approvals stand: how many (counting now), how many needed, by whom, who is still
+    awaited, and whose approval expired (its rule's ``approvals_expire_after``)."""
     return {
         "count": status.count,
         "required": status.required,
         "approvers": list(status.approvers),
         "awaited": list(status.awaited),
         "met": status.met,
+        "expired": list(status.expired),
     }
 
 

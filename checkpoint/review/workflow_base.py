@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from checkpoint.clock import SYSTEM, Clock
 from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.registry import Registry, Version
@@ -83,6 +84,8 @@ class WorkflowBase:
     public_url: str | None = None
     # How many bytes of a version's files its content digest hashes (content.py).
     digest_max_bytes: int = 64 * 1024 * 1024
+    # The time stamps and approval ages are read from (checkpoint/clock.py; tests move one).
+    clock: Clock = SYSTEM
 
     def registry_for(self, workspace: str) -> Registry:
         """The registry adapter acting in MLflow ``workspace`` (a change's or a request's): every

@@ -10,9 +10,10 @@ from typing import overload
 from sqlalchemy import and_, not_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from checkpoint.clock import SYSTEM, Clock
 from checkpoint.storage import hashing
 from checkpoint.storage.entities import MAX_ID, CheckResult, Comment, Delivery, Event, NotFound, PromoteRequest, Review
-from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow
+from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow, ReviewRow
 
 
 class StoreBase:
@@ -24,11 +25,13 @@ class StoreBase:
         subscribers: Callable[[str], Sequence[str]] | None = None,
         on_commit: Callable[[], None] | None = None,
         keys: hashing.Keyring | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.sessions = sessions
         self.subscribers = subscribers or (lambda kind: ())
         self.on_commit = on_commit
         self.keys = keys or hashing.Keyring()
+        self.clock = clock
 
     @staticmethod
     def _row(session: Session, request_id: int, lock: bool = False) -> RequestRow:
@@ -80,14 +83,23 @@ def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRe
         named_reviewers=tuple(row.named_reviewers or ()),
         rule_name=row.rule_name,
         workspace=row.workspace or "",
-        reviews=tuple(
-            Review(
-                r.id, r.reviewer, r.verdict, r.comment, aware(r.created_at), aware(r.dismissed_at), r.dismissed_reason, r.digest
-            )
-            for r in reviews
-        ),
+        reviews=tuple(to_review(r) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, aware(c.created_at)) for c in comments),
         events=tuple(to_event(e) for e in events),
+    )
+
+
+def to_review(r: ReviewRow) -> Review:
+    return Review(
+        r.id,
+        r.reviewer,
+        r.verdict,
+        r.comment,
+        aware(r.created_at),
+        aware(r.dismissed_at),
+        r.dismissed_reason,
+        r.digest,
+        aware(r.expired_at),
     )
 
 

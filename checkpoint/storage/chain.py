@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from checkpoint.storage import hashing
 from checkpoint.storage.base import StoreBase, aware, event_dict, to_event
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import Event, EventKind, now
+from checkpoint.storage.entities import Event, EventKind
 from checkpoint.storage.models import DeliveryRow, EventRow, RequestRow
 
 # pg_advisory_xact_lock key that serialises appends to the hash-chained event log
@@ -118,7 +118,7 @@ class EventChain(StoreBase):
                 EventKind.AUDIT_KEY_ADOPTED,
                 actor,
                 {"key_id": current[0], "unkeyed_events": unkeyed, "after_event": head.id},
-                now(),
+                self.clock.now(),
             )
             return event.id
 
@@ -130,7 +130,7 @@ class EventChain(StoreBase):
         current = self.keys.current
         if current is None:
             return None
-        stamp = aware(stamp) or now()
+        stamp = aware(stamp) or self.clock.now()
         newest = select(EventRow.id, EventRow.hash, EventRow.kind).order_by(EventRow.id.desc()).limit(1)
         last = select(EventRow.created_at).where(EventRow.kind == EventKind.AUDIT_HEAD).order_by(EventRow.id.desc()).limit(1)
 
@@ -183,7 +183,7 @@ class EventChain(StoreBase):
         Compared, under the chain's lock, with the last state the log knows for the target
         (an applied request or an earlier outside change), so concurrent readers record it once.
         """
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
@@ -214,7 +214,7 @@ class EventChain(StoreBase):
         """Log that the files of ``version`` (holding ``target``, in MLflow ``workspace``) changed
         without Checkpoint: their digest is ``after`` where Checkpoint last saw ``before``.
         Recorded once per new digest."""
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select, update
 from checkpoint.storage.base import check_event, to_check
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import CHECK_QUEUED, CHECK_RUNNING, FAILED, MAX_ID, OPEN, CheckResult, EventKind, now
+from checkpoint.storage.entities import CHECK_QUEUED, CHECK_RUNNING, FAILED, MAX_ID, OPEN, CheckResult, EventKind
 from checkpoint.storage.models import CheckRow, RequestRow
 
 
@@ -22,7 +22,7 @@ class CheckResults(EventChain):
         """Store one round of check results (dropping rows of checks no longer declared: not in
         ``keep``), logging ``check_failed`` for each that became fail or error, in one transaction."""
         keep = set(keep)
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id, lock=True)  # one round at a time per request
             existing = {c.name: c for c in session.scalars(select(CheckRow).where(CheckRow.request_id == request_id))}
@@ -69,7 +69,7 @@ class CheckResults(EventChain):
 
     def claim_check(self, request_id: int, name: str, lease_before: datetime) -> datetime | None:
         """Claim a due check for evaluation (a conditional UPDATE: one worker wins); the claim's stamp."""
-        stamp = now()
+        stamp = self.clock.now()
         query = update(CheckRow).where(CheckRow.request_id == request_id, CheckRow.name == name, *self._due_check(lease_before))
         with session_scope(self.sessions) as session:
             won = session.execute(query.values(reason=CHECK_RUNNING, evaluated_at=stamp)).rowcount == 1
@@ -77,7 +77,7 @@ class CheckResults(EventChain):
 
     def settle_check(self, request_id: int, name: str, claimed_at: datetime, status: str, reason: str, actor: str) -> bool:
         """Record a claimed check's result, only if it was not queued again meanwhile (that round wins)."""
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id, lock=True)
             current = session.scalar(

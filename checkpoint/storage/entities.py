@@ -8,9 +8,10 @@ states and entities from here, not from the persistence adapter (``store``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
+from checkpoint.clock import SYSTEM
 from checkpoint.errors import CheckpointError
 
 OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
@@ -61,6 +62,7 @@ class EventKind(StrEnum):
     APPLIED = "applied"
     APPLY_FAILED = "apply_failed"
     REOPENED = "reopened"
+    APPROVAL_EXPIRED = "approval_expired"  # one approval grew older than its rule's approvals_expire_after
     # Not about one request:
     OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
     AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
@@ -72,7 +74,9 @@ OUTSIDE_CHANGE = EventKind.OUTSIDE_CHANGE
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """The system clock's time. The store, the workflow and the background work read the
+    clock they were given (``checkpoint.clock``) instead, so tests can move it."""
+    return SYSTEM.now()
 
 
 class NotFound(CheckpointError, LookupError):
@@ -99,6 +103,7 @@ class Review:
     dismissed_at: datetime | None
     dismissed_reason: str
     digest: str | None = None  # the challenger's content digest when the review was given
+    expired_at: datetime | None = None  # when its expiry was recorded (``approval_expired``)
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,9 @@ class PromoteRequest:
 
     @property
     def approvals(self) -> tuple[Review, ...]:
-        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None)
+        """Approvals neither dismissed nor recorded expired. One past its rule's expiry that the
+        background work has not recorded yet is still here: the workflow's clock decides."""
+        return tuple(r for r in self.reviews if r.verdict == "approve" and r.dismissed_at is None and r.expired_at is None)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class ReviewRow(Base):
     dismissed_reason: Mapped[str] = mapped_column(Text, default="")
     # The challenger's content digest when the review was given (None: no challenger, or older).
     digest: Mapped[str | None] = mapped_column(String(64))
+    # When the background work recorded this approval as expired (its rule's approvals_expire_after).
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CommentRow(Base):

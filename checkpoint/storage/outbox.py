@@ -29,7 +29,6 @@ from checkpoint.storage.entities import (
     EventKind,
     NotFound,
     Outgoing,
-    now,
 )
 from checkpoint.storage.models import CommentRow, DeliveryRow, EventRow, RequestRow
 
@@ -42,7 +41,7 @@ class Outbox(StoreBase):
         seconds), oldest event first, each with what its payload is built from."""
         if not leases:
             return []
-        stamp = now()
+        stamp = self.clock.now()
         earlier = DeliveryRow.__table__.alias("earlier")
         blocked = (
             select(earlier.c.id)
@@ -76,7 +75,7 @@ class Outbox(StoreBase):
         Only while this sender still holds the claim (an admin's resend wins)."""
         values: dict = {"last_status": status, "last_error": error[:2000]}
         if not error:
-            values.update(status=DELIVERED, delivered_at=now())
+            values.update(status=DELIVERED, delivered_at=self.clock.now())
         elif retry_at is not None:
             values.update(status=PENDING, next_attempt_at=retry_at)
         else:
@@ -91,7 +90,7 @@ class Outbox(StoreBase):
             result = session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id, DeliveryRow.status.in_((PENDING, DELIVERED, GAVE_UP)))
-                .values(status=PENDING, attempts=0, next_attempt_at=now(), delivered_at=None)
+                .values(status=PENDING, attempts=0, next_attempt_at=self.clock.now(), delivered_at=None)
             )
             row = session.get(DeliveryRow, delivery_id)
             if row is None:

@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from checkpoint.storage.base import check_id, to_request, visible
+from checkpoint.storage.base import aware, check_id, to_request, to_review, visible
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, Comment, EventKind, PromoteRequest, now
+from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, Comment, EventKind, PromoteRequest, Review
 from checkpoint.storage.models import CommentRow, EventRow, RequestRow, ReviewRow
 
 
@@ -23,7 +23,7 @@ class Requests(EventChain):
 
     def open_request(self, *, author: str, dedupe_key: str, event_data: dict, **values) -> tuple[PromoteRequest, bool]:
         """Insert an open request, or return the open one with the same (author, change)."""
-        stamp = now()
+        stamp = self.clock.now()
         try:
             with session_scope(self.sessions) as session:
                 row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp, updated_at=stamp, **values)
@@ -57,7 +57,7 @@ class Requests(EventChain):
         """Move a request between states if (and only if) it is in one of ``from_states``
         (and, with ``updated_before``, has not changed since then: the reconciler's lease)."""
         check_id(request_id)
-        stamp = now()
+        stamp = self.clock.now()
         values = {"state": to_state, "updated_at": stamp, **updates}
         if reason is not None:
             values["state_reason"] = reason
@@ -74,7 +74,7 @@ class Requests(EventChain):
 
     def update_fields(self, request_id: int, *, actor: str, event: EventKind, data: dict, **values) -> None:
         """Edit a request's own fields (title, description, snapshots) with an event."""
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id)
             for key, value in values.items():
@@ -87,7 +87,7 @@ class Requests(EventChain):
     ) -> bool:
         """Record a verdict, only while the request is in one of ``states`` (``digest``: the
         challenger's content digest the verdict was given on)."""
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id, lock=True)
             if row.state not in tuple(states):
@@ -110,7 +110,7 @@ class Requests(EventChain):
         return True
 
     def dismiss_reviews(self, request_id: int, reason: str, actor: str) -> int:
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id)
             result = session.execute(
@@ -122,8 +122,39 @@ class Requests(EventChain):
                 self._log(session, row, EventKind.APPROVALS_DISMISSED, actor, {"reason": reason, "count": result.rowcount}, stamp)
             return result.rowcount
 
+    def expire_approval(self, review_id: int, *, approved_before: datetime, states: Iterable[str], data: dict) -> bool:
+        """Record that approval ``review_id`` expired, with its ``approval_expired`` event in the
+        same transaction: a conditional UPDATE (still counting, given at or before ``approved_before``,
+        its request in one of ``states``), so of several workers and replicas one records it."""
+        stamp = self.clock.now()
+        undecided = (
+            select(RequestRow.id).where(RequestRow.id == ReviewRow.request_id, RequestRow.state.in_(tuple(states))).exists()
+        )
+        claim = (
+            update(ReviewRow)
+            .where(
+                ReviewRow.id == review_id,
+                ReviewRow.verdict == "approve",
+                ReviewRow.dismissed_at.is_(None),
+                ReviewRow.expired_at.is_(None),
+                ReviewRow.created_at <= approved_before,
+                undecided,
+            )
+            .values(expired_at=stamp)
+        )
+        with session_scope(self.sessions) as session:
+            if session.execute(claim).rowcount != 1:
+                return False
+            review = session.get(ReviewRow, review_id)
+            assert review is not None  # just updated
+            row = self._row(session, review.request_id)
+            approved_at = aware(review.created_at).isoformat()
+            event = {"review_id": review_id, "reviewer": review.reviewer, "approved_at": approved_at, **data}
+            self._log(session, row, EventKind.APPROVAL_EXPIRED, "checkpoint", event, stamp)
+        return True
+
     def add_comment(self, request_id: int, author: str, body: str) -> Comment:
-        stamp = now()
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
             row = self._row(session, request_id)
             comment = CommentRow(request_id=request_id, author=author, body=body, created_at=stamp)
@@ -141,6 +172,29 @@ class Requests(EventChain):
             comments = session.scalars(select(CommentRow).where(CommentRow.request_id == request_id).order_by(CommentRow.id))
             events = session.scalars(select(EventRow).where(EventRow.request_id == request_id).order_by(EventRow.id))
             return to_request(row, list(reviews), list(comments), list(events))
+
+    def approvals_before(
+        self, approved_before: datetime, states: Iterable[str], after: int = 0, limit: int = 200
+    ) -> list[tuple[PromoteRequest, Review]]:
+        """Approvals still counting that were given at or before ``approved_before``, on requests in
+        one of ``states``, by review id after ``after``: the candidates for expiry, each with its
+        request (without its reviews, comments or events)."""
+        query = (
+            select(ReviewRow, RequestRow)
+            .join(RequestRow, RequestRow.id == ReviewRow.request_id)
+            .where(
+                ReviewRow.verdict == "approve",
+                ReviewRow.dismissed_at.is_(None),
+                ReviewRow.expired_at.is_(None),
+                ReviewRow.created_at <= approved_before,
+                RequestRow.state.in_(tuple(states)),
+                ReviewRow.id > after,
+            )
+            .order_by(ReviewRow.id)
+            .limit(limit)
+        )
+        with session_scope(self.sessions) as session:
+            return [(to_request(request), to_review(review)) for review, request in session.execute(query)]
 
     def applying_before(self, cutoff: datetime, limit: int = 100) -> list[PromoteRequest]:
         """Requests claimed for apply and unchanged since ``cutoff``: applies a crash interrupted

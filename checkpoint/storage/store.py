@@ -82,4 +82,6 @@ class Store(Requests, CheckResults, Outbox):
     transaction that queued deliveries commits (it wakes the sender). ``keys``: the audit
     keys; the current one signs every event appended (without any, events get the plain
     SHA-256 of the log before keys, which a keyed verify refuses after a keyed event).
+    ``clock``: what every stamp it writes, and every lease it compares, is read from
+    (``checkpoint.clock``; the system clock unless a test moves one).
     """

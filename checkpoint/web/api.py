@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from checkpoint import urls
 from checkpoint.errors import CheckpointError
+from checkpoint.review import expiry
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.visibility import request_key
@@ -20,6 +21,7 @@ from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
+    current_services,
     current_user,
     make_request_cursor,
     public_base,
@@ -111,6 +113,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         "blocked_by_checks": list(status.blocked_by),
     }
     if full:
+        at = current_services().clock.now()
         out["reviews"] = [
             {
                 "id": r.id,
@@ -121,6 +124,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
                 "dismissed": r.dismissed_at is not None,
                 "dismissed_reason": r.dismissed_reason,
                 "digest": r.digest,
+                **expiry.standing(r, rule, at).to_json(),
             }
             for r in item.reviews
         ]

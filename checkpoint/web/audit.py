@@ -62,7 +62,7 @@ def export():
     rows = _store().audit_rows(since=since)
     chunks = audit.export_jsonl(rows) if fmt == "jsonl" else audit.export_csv(rows)
     mimetype = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _store().clock.now().strftime("%Y%m%dT%H%M%SZ")
     return Response(
         stream_with_context(chunks),
         mimetype=mimetype,

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
-from checkpoint.review import diff
+from checkpoint.review import diff, expiry
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
@@ -212,9 +212,11 @@ def request_detail(request_id: int):
     refusal = workflow().refusal(user, item)
     rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
     checks = workflow().check_results(item)
+    at = current_services().clock.now()
     return render_template(
         "ui/detail.html",
         item=item,
+        standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff=diff,
         diff_error=diff_error,
         moved=moved,

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -24,7 +25,8 @@ from checkpoint.demo.mlflow_server import free_port
 from checkpoint.events import webhooks as notify
 from checkpoint.storage import db
 from checkpoint.storage.store import Store
-from tests.support.apps import ROOT, LiveCheckpoint, live
+from tests.support.apps import ROOT, LiveCheckpoint, background_task, live
+from tests.support.clock import MovableClock
 from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
 from tests.support.proxy import checkpoint_process
@@ -140,6 +142,41 @@ def test_workflow_events_arrive_signed_and_in_order(hooked, receiver, mlflow_ser
     assert {d["id"] for d in listed} == {a.delivery_id for a in [*team, *chat]}
     assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in listed)
     assert [d["event"] for d in listed if d["webhook"] == "team"] == list(reversed(expected))  # newest first
+
+
+def test_an_expired_approval_is_delivered_once_under_a_moved_clock(receiver, mlflow_server, tmp_path):
+    """The background work records the expiry (``approval_expired``) and the sender delivers it,
+    both run here by hand at a time the test chose; the signature's timestamp stays the machine's."""
+    receiver.start()
+    clock = MovableClock(datetime.now(UTC))
+    policy = tmp_path / "policy.yaml"
+    rules = [{"name": "daily", "models": ["daily-*"], "required_approvals": 2, "approvals_expire_after": "1d"}]
+    policy.write_text(json.dumps({"webhooks": [hook(receiver, events=["approval_expired"])], "rules": rules}))  # JSON is YAML
+    database_url = migrated_sqlite(tmp_path)
+    config = {"registry_url": mlflow_server.url, "database_url": database_url, "data_dir": tmp_path, "policy_file": policy}
+    application = create_app({**config, "background": False, "environ": {SECRET_ENV: SECRET}}, clock=clock)
+    with live(application, database_url) as served:
+        name, (_, v2) = make_model(mlflow_server.url, unique("daily"))
+        change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
+        opened = api(served.url, "POST", "/requests", user="alice", json={"change": change})
+        assert opened.status_code == 201, opened.text
+        request_id = opened.json()["id"]
+        assert api(served.url, "POST", f"/requests/{request_id}/reviews", json={"verdict": "approve"}).status_code == 200
+        clock.advance(timedelta(days=1))
+        assert len(background_task(application, "approval-expiry")()) == 1
+        sent = background_task(application, "webhooks")()
+        assert len(sent.delivered) == 1 and background_task(application, "webhooks")().delivered == []
+    (arrival,) = receiver.accepted("/hook")
+    assert arrival.refusal is None and abs(int(arrival.headers["X-MLflow-Timestamp"]) - time.time()) < 60
+    message = arrival.message
+    assert message["action"] == "approval_expired" and message["data"]["request_id"] == request_id
+    assert datetime.fromisoformat(message["timestamp"]) == clock.now()  # the event's time: the moved clock's
+    assert (message["data"]["state"], message["data"]["actor"]) == ("open", "checkpoint")
+    assert {k: message["data"]["event"][k] for k in ("reviewer", "rule", "expire_after")} == {
+        "reviewer": "bob",
+        "rule": "daily",
+        "expire_after": "1d",
+    }
 
 
 # -- retries, backoff, ordering ----------------------------------------------------------

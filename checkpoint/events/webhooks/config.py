@@ -41,6 +41,7 @@ EVENTS: dict[str, str] = {
     "retried": "a failed apply is being tried again",
     "reopened": "an approved request went back to open before applying",
     "outside_change": "a stage or alias moved in MLflow without Checkpoint",
+    "approval_expired": "an approval grew older than its rule's approvals_expire_after and no longer counts",
     # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
     "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }

@@ -79,6 +79,7 @@ def describe(message: dict) -> str:
         "retried": "retried",
         "reopened": "reopened",
         "outside_change": "saw an outside change to",
+        "approval_expired": "expired an approval on",
     }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
@@ -91,6 +92,8 @@ def describe(message: dict) -> str:
                 f"the files of v{event.get('version')} ({event.get('target')}) changed: digest "
                 f"{str(event.get('digest_before'))[:12]} → {str(event.get('digest_after'))[:12]}"
             )
+    if action == "approval_expired":
+        detail = f"{event.get('reviewer')}'s approval is older than {event.get('expire_after')} and no longer counts"
     if detail:
         detail = " ".join(str(detail).split())
         line += f": {detail[:200]}{'…' if len(detail) > 200 else ''}"

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from checkpoint.clock import SYSTEM, Clock
 from checkpoint.events.webhooks.config import Webhooks
 from checkpoint.events.webhooks.payload import body, headers
-from checkpoint.storage.entities import Outgoing, now
+from checkpoint.storage.entities import Outgoing
 from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.notify")  # the name operators filter the JSON logs on
@@ -41,6 +42,10 @@ class Sender:
     store: Store
     webhooks: Webhooks
     public_url: str | None = None
+    # The time a retry is due from. Not the signature's X-MLflow-Timestamp: the receiver checks
+    # that against its own clock (replays), so it is the machine's time; a round's own time
+    # limit is this process's elapsed time (time.monotonic).
+    clock: Clock = SYSTEM
 
     @property
     def interval(self) -> float:
@@ -87,7 +92,7 @@ class Sender:
                 status = answer.status_code
                 if not 200 <= status < 300:
                     error = f"HTTP {status} {answer.reason or ''}: {answer.text[:300]}".strip()
-                    wait = _retry_after(answer.headers.get("Retry-After"))
+                    wait = _retry_after(answer.headers.get("Retry-After"), self.clock)
         except requests.Timeout:
             error = f"no answer within {webhook.timeout:g} s"
         except requests.ConnectionError as exc:
@@ -116,7 +121,7 @@ class Sender:
             error,
             delay,
         )
-        self.store.delivery_done(delivery.id, status, error, retry_at=now() + timedelta(seconds=delay))
+        self.store.delivery_done(delivery.id, status, error, retry_at=self.clock.now() + timedelta(seconds=delay))
         return "retrying"
 
 
@@ -143,8 +148,8 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _retry_after(value: str | None) -> float | None:
-    """A 429/503's ``Retry-After``, in seconds or as an HTTP date."""
+def _retry_after(value: str | None, clock: Clock = SYSTEM) -> float | None:
+    """A 429/503's ``Retry-After``, in seconds or as an HTTP date (counted from ``clock``'s now)."""
     if not value:
         return None
     if value.strip().isdigit():
@@ -153,4 +158,4 @@ def _retry_after(value: str | None) -> float | None:
         when: datetime = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max((when - now()).total_seconds(), 0.0) if when.tzinfo else None
+    return max((when - clock.now()).total_seconds(), 0.0) if when.tzinfo else None

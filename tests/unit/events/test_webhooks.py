@@ -90,6 +90,13 @@ CHAT = [
     ("commented", {}, {"comment": "x" * 250}, "dave commented on #3 “Ship v7” (fraud v7 → alias:champion): " + "x" * 200 + "…"),
     ("break_glass", {"reason": "outage"}, {}, "dave BROKE GLASS on #3 “Ship v7” (fraud v7 → alias:champion): outage"),
     ("some_new_kind", {}, {}, "dave some_new_kind #3 “Ship v7” (fraud v7 → alias:champion)"),
+    (
+        "approval_expired",
+        {"review_id": 4, "reviewer": "bob", "approved_at": "2026-11-24T09:00:00+00:00", "rule": "r", "expire_after": "1w"},
+        {},
+        "dave expired an approval on #3 “Ship v7” (fraud v7 → alias:champion): "
+        "bob's approval is older than 1w and no longer counts",
+    ),
 ]
 
 

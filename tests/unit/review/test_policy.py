@@ -4,6 +4,7 @@ approvals it needs, and every refusal of a bad rule in the policy file (the key 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -244,6 +245,40 @@ def test_a_rule_is_loaded_with_its_defaults_and_canonical_stages(tmp_path):
     assert unnamed.name == "rules[0]" and unnamed.targets == ("*",) and unnamed.required_approvals == 1
 
 
+def test_approvals_expire_after_is_loaded_and_described(tmp_path):
+    (rule, lasting) = load(
+        tmp_path,
+        [{"name": "fraud", "models": ["fraud-*"], "approvals_expire_after": " 1d12h "}, {"name": "other", "models": ["x"]}],
+    ).rules
+    assert rule.approvals_expire_after == timedelta(hours=36)
+    assert rule.describe() == "fraud: 1 approval(s) from anyone allowed to review; not the author; approvals expire after 1d12h"
+    assert lasting.approvals_expire_after is None and "expire" not in lasting.describe()
+
+
+EXPIRING = Rule(name="weekly", approvals_expire_after=timedelta(days=7))
+APPROVED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("rule", "at", "expired"),
+    [
+        (EXPIRING, APPROVED_AT, False),
+        (EXPIRING, APPROVED_AT + timedelta(days=7) - timedelta(microseconds=1), False),
+        (EXPIRING, APPROVED_AT + timedelta(days=7), True),  # exactly the limit: too old
+        (EXPIRING, APPROVED_AT + timedelta(days=30), True),
+        (Rule(), APPROVED_AT + timedelta(days=3650), False),  # without the key, never
+    ],
+)
+def test_an_approval_expires_at_its_rules_limit(rule, at, expired):
+    assert rule.expired(APPROVED_AT, at) is expired
+    assert rule.expires_at(APPROVED_AT) == (APPROVED_AT + timedelta(days=7) if rule.approvals_expire_after else None)
+
+
+def test_the_policy_names_its_expiring_rules():
+    assert Policy(rules=(FRAUD, EXPIRING)).expiring == (EXPIRING,)
+    assert POLICY.expiring == ()
+
+
 def test_the_default_rule_comes_from_the_environment(tmp_path):
     policy = Policy.from_env({"CHECKPOINT_REQUIRED_APPROVALS": " 2 ", "CHECKPOINT_ALLOW_SELF_APPROVAL": "yes"})
     assert policy.default == Rule(required_approvals=2, allow_self_approval=True)
@@ -253,7 +288,11 @@ def test_the_default_rule_comes_from_the_environment(tmp_path):
 BAD_RULES = [
     ("not-a-list", {"name": "x"}, r"rules: expected a list, got dict"),
     ("not-a-mapping", ["fraud"], r"rules\[0\]: expected a mapping with models, targets, reviewers"),
-    ("unknown-key", [{"modles": ["x"]}], r"rules\[0\]: unknown key\(s\) modles; known: allow_self_approval, checks, groups"),
+    (
+        "unknown-key",
+        [{"modles": ["x"]}],
+        r"rules\[0\]: unknown key\(s\) modles; known: allow_self_approval, approvals_expire_after, checks, groups",
+    ),
     ("old-required-checks", [{"required_checks": ["a"]}], r"rules\[0\]\.required_checks: replaced by 'checks'"),
     (
         "approvals-zero",
@@ -286,6 +325,19 @@ BAD_RULES = [
         [{"name": "fraud", "checks": [{"name": "auc", "kind": "metric", "expression": "val_auc >="}]}],
         r"rules\[0\] \(fraud\)\.checks\[0\] \(auc\)\.expression",
     ),
+    (
+        "expiry-without-unit",
+        [{"name": "fraud", "approvals_expire_after": 7}],
+        r"rules\[0\] \(fraud\)\.approvals_expire_after: 7 has no unit",
+    ),
+    (
+        "expiry-unknown-unit",
+        [{"approvals_expire_after": "7 days"}],
+        r"rules\[0\]\.approvals_expire_after: expected a duration such as 90m, 24h, 7d, 2w or 1d12h, got '7 days'",
+    ),
+    ("expiry-months", [{"approvals_expire_after": "1M"}], r"rules\[0\]\.approvals_expire_after: '1M': unknown unit 'M'"),
+    ("expiry-zero", [{"approvals_expire_after": "0d"}], r"rules\[0\]\.approvals_expire_after: '0d': a duration must be longer"),
+    ("expiry-list", [{"approvals_expire_after": ["7d"]}], r"rules\[0\]\.approvals_expire_after: expected a duration"),
 ]
 
 

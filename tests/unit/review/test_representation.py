@@ -55,7 +55,14 @@ def test_request_fields_in_the_order_an_http_check_receives_them():
         ).split()
     )
     assert out["model"] == "fraud-eu" and out["workspace"] == "default"
-    assert out["approvals"] == {"count": 1, "required": 2, "approvers": ["bob"], "awaited": ["dave"], "met": False}
+    assert out["approvals"] == {
+        "count": 1,
+        "required": 2,
+        "approvers": ["bob"],
+        "awaited": ["dave"],
+        "met": False,
+        "expired": [],
+    }
     assert out["named_reviewers"] == ["dave"]
     assert out["rule"] == {"name": "fraud", "description": RULE.describe()}
     assert (out["created_at"], out["updated_at"]) == ("2026-11-23T10:00:00+00:00", "2026-11-23T11:30:00+00:00")

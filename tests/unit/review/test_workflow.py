@@ -4,6 +4,7 @@ required checks that hold it back) and who may review it, on an in-memory store.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import sessionmaker
@@ -16,6 +17,7 @@ from checkpoint.review.policy import Policy, Rule
 from checkpoint.review.workflow import Workflow
 from checkpoint.storage import db
 from checkpoint.storage.store import CheckResult, Store
+from tests.support.clock import MovableClock
 
 FRAUD = Rule(name="fraud", models=("fraud-*",), reviewers=("bob", "dave"), required_approvals=2)
 
@@ -96,3 +98,72 @@ def test_required_checks_hold_a_request_back(workflow, approvers, results, block
 def test_who_may_review_a_stored_request(workflow, user, model, reason):
     request = opened(workflow, model, f"r-{model}-{user}")
     assert workflow.refusal(user, request) == reason
+
+
+WEEKLY = Rule(
+    name="weekly", models=("weekly-*",), reviewers=("bob", "dave"), required_approvals=2, approvals_expire_after=timedelta(days=7)
+)
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def timed() -> Iterator[tuple[Workflow, MovableClock]]:
+    """A workflow and its store on one clock the test moves."""
+    engine = db.make_engine("sqlite://", poolclass=StaticPool)
+    db.upgrade(engine)
+    clock = MovableClock(START)
+    store = Store(sessionmaker(engine, expire_on_commit=False), clock=clock)
+    yield Workflow(store, Registry("http://127.0.0.1:9"), Governance(), Policy(rules=(FRAUD, WEEKLY)), clock=clock), clock
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("dave_after", "moved", "met", "expired", "line"),
+    [
+        (timedelta(0), timedelta(days=6), True, (), "2 of 2 approvals"),
+        (
+            timedelta(0),
+            timedelta(days=7),
+            False,
+            ("bob", "dave"),
+            "0 of 2 approvals · awaiting bob, dave · approvals expired: bob, dave",
+        ),
+        (timedelta(days=3), timedelta(days=7), False, ("bob",), "1 of 2 approvals · awaiting bob · approval expired: bob"),
+        (
+            timedelta(days=3),
+            timedelta(days=10),
+            False,
+            ("bob", "dave"),
+            "0 of 2 approvals · awaiting bob, dave · approvals expired: bob, dave",
+        ),
+    ],
+    ids=["both-young", "both-expired", "one-expired", "second-expired-later"],
+)
+def test_only_approvals_younger_than_the_rule_allows_count(timed, dave_after, moved, met, expired, line):
+    workflow, clock = timed
+    request = opened(workflow, "weekly-a", "k", ("bob",))
+    clock.advance(dave_after)
+    workflow.store.add_review(request.id, "dave", "approve", "", states=("open",))
+    clock.advance(moved - dave_after)
+    status = workflow.status(workflow.store.get(request.id), [])
+    assert (status.met, status.expired, status.line()) == (met, expired, line)
+
+
+def test_a_fresh_approval_by_the_same_reviewer_counts_again(timed):
+    workflow, clock = timed
+    request = opened(workflow, "weekly-b", "k", ("bob", "dave"))
+    clock.advance(timedelta(days=8))
+    workflow.store.add_review(request.id, "bob", "approve", "", states=("open",))
+    status = workflow.status(workflow.store.get(request.id), [])
+    assert (status.count, status.expired, status.line()) == (
+        1,
+        ("dave",),
+        "1 of 2 approvals · awaiting dave · approval expired: dave",
+    )
+
+
+def test_without_the_key_approvals_never_expire(timed):
+    workflow, clock = timed
+    request = opened(workflow, "fraud-v9", "k", ("bob", "dave"))
+    clock.advance(timedelta(days=3650))
+    assert workflow.status(workflow.store.get(request.id), []).line() == "2 of 2 approvals"
