@@ -7,13 +7,16 @@ This module opens, edits and reviews requests; the parts it is composed of (see
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
+from checkpoint.events import timeline
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
-from checkpoint.review import changes, checks, content
+from checkpoint.review import changes, checks, content, rollback
 from checkpoint.review.applying import Applying
-from checkpoint.review.changes import Change
+from checkpoint.review.changes import Change, SetAlias, Transition
+from checkpoint.review.governance import canonical_stage
 from checkpoint.review.workflow_base import (
     COMMENT_MAX,
     DESCRIPTION_MAX,
@@ -104,13 +107,21 @@ class Workflow(Applying):
         return version is None or _is_prompt_version(version)
 
     def open(
-        self, change: Change, author: User | str, title: str = "", description: str = "", reviewers: tuple[str, ...] = ()
+        self,
+        change: Change,
+        author: User | str,
+        title: str = "",
+        description: str = "",
+        reviewers: tuple[str, ...] = (),
+        rollback_plan: rollback.Plan | None = None,
     ) -> tuple[PromoteRequest, bool]:
         """Open a request for ``change`` (or return the open one this author has for it).
 
         ``reviewers`` names people the author asks: it only adds them to the awaited list, so
         each must be able to approve under the rule on their own (a 400 here, not a dead end).
-        A moving ``models:`` source is pinned to the version it names now.
+        A moving ``models:`` source is pinned to the version it names now. ``rollback_plan``
+        (only from :meth:`open_rollback`): the request is a rollback, judged against the
+        challenger's snapshot taken here (refused, or recorded verified or not).
         """
         author = as_actor(author).name
         check_text("model name", change.model_name, NAME_MAX, required=True)
@@ -129,14 +140,23 @@ class Workflow(Applying):
         check_text("title", title, TITLE_MAX, required=True)
         check_text("description", description or "", DESCRIPTION_MAX)
         challenger, champion = self._snapshots(change)
+        found = None if rollback_plan is None else self._rollback_record(rollback_plan, challenger)
         if change.version and challenger is None and change.kind not in ("create_version",):
             raise WorkflowError(
                 422, "RESOURCE_DOES_NOT_EXIST", f"'{change.name}' has no version {change.version}: nothing to promote"
             )
+        dedupe = change.dedupe_key(author)
+        if found is not None:  # a rollback is not the same request as the plain promotion of that version
+            dedupe = hashlib.sha256(f"rollback:{dedupe}".encode()).hexdigest()
         request, created = self.store.open_request(
             author=author,
-            dedupe_key=change.dedupe_key(author),
-            event_data={"change": change.to_json(), "description": change.describe(), "title": title},
+            dedupe_key=dedupe,
+            event_data={
+                "change": change.to_json(),
+                "description": change.describe(),
+                "title": title,
+                **({"rollback": found} if found is not None else {}),
+            },
             kind=change.kind,
             model_name=change.model_name,
             version=change.version or (challenger or {}).get("version"),
@@ -149,11 +169,84 @@ class Workflow(Applying):
             named_reviewers=list(reviewers),
             rule_name=rule.name,
             workspace=change.workspace,
+            rollback=found,
         )
         if created and rule.checks:
             self._run_checks_safely(request.id, "open", author)
             request = self.store.get(request.id)
+        if created and rollback.verified(request):  # a fast path of 0 approvals applies now
+            request = self._proceed(request.id, author)
         return request, created
+
+    # -- rollbacks -------------------------------------------------------------------
+
+    def rollback_plan(self, model: str, target: str, to: str | None, workspace: str = "") -> tuple[rollback.Plan, Change]:
+        """What a rollback of ``target`` of ``model`` puts back (``to``, or the previous holder),
+        and the change that does it; refused (409) when the log cannot back it (rollback.py)."""
+        check_text("model name", model, NAME_MAX, required=True)
+        check_text("target", target, TARGET_MAX, required=True)
+        check_text("version", to or "", VERSION_MAX)
+        kind, _, name = target.partition(":")
+        probe: Change
+        if kind == "alias" and name:
+            probe = SetAlias(model, alias=name, version_="", workspace=workspace)
+        elif kind == "stage" and canonical_stage(name) in self.governance.governed_stages:
+            target = f"stage:{canonical_stage(name)}"
+            probe = Transition(model, version_="", stage=canonical_stage(name), archive_existing_versions=True, workspace=workspace)
+        else:
+            raise WorkflowError(
+                400, "INVALID_PARAMETER_VALUE", f"target must be alias:NAME or a governed stage (stage:NAME), got {target[:80]!r}"
+            )
+        registry = self.registry_for(workspace)
+        holding: tuple[str, ...]
+        if kind == "alias":
+            holder = registry.alias_holder(model, name)
+            holding = (holder.version,) if holder is not None else ()
+        else:
+            holding = tuple(v.version for v in registry.stage_holders(model, canonical_stage(name)))
+        self._observe(probe, None, probe.champion(registry))  # an unseen outside change joins the log first
+        gov = self.governance
+        lanes = timeline.for_model(self.store, model, workspace, gov.governed_stages, gov.model_protected(model))
+        plan = rollback.choose(lanes, model, workspace, target, to.strip() if to else None, holding)
+        if isinstance(probe, SetAlias):
+            return plan, SetAlias(model, alias=name, version_=plan.version, workspace=workspace)
+        return plan, Transition(model, version_=plan.version, stage=probe.stage, archive_existing_versions=True, workspace=workspace)
+
+    def open_rollback(
+        self,
+        model: str,
+        target: str,
+        to: str | None,
+        author: User | str,
+        title: str = "",
+        description: str = "",
+        workspace: str = "",
+    ) -> tuple[PromoteRequest, bool]:
+        """Open the request that puts back an earlier holder (an ordinary request with a record)."""
+        plan, change = self.rollback_plan(model, target, to, workspace)
+        return self.open(
+            change, author, title.strip() or plan.title(), description or self.rollback_description(plan), (), plan
+        )
+
+    def rollback_description(self, plan: rollback.Plan) -> str:
+        """The pre-filled description, naming the request being undone by its title."""
+        undone = plan.current.request_id if plan.current is not None else None
+        title = None
+        if undone is not None:
+            try:
+                title = self.store.get(undone).title
+            except Exception:  # a title is a courtesy
+                log.warning("could not read request #%s for a rollback's description", undone, exc_info=True)
+        return plan.description(title)
+
+    def _rollback_record(self, plan: rollback.Plan, challenger: dict | None) -> dict:
+        """Judge the rollback against the version's snapshot now and when it last held the target."""
+        then = None
+        if plan.held.request_id is not None and plan.held.how != timeline.OUTSIDE:
+            held_by = self.store.get(plan.held.request_id)
+            then = held_by.challenger or None
+        ok, why = rollback.judge(plan, then, challenger)
+        return rollback.record(plan, then, ok, why)
 
     def artifact_refusal(self, write: content.ArtifactWrite) -> content.Refusal | None:
         """Why an artifact write or delete may not pass: it reaches a registered version's files
@@ -283,6 +376,7 @@ class Workflow(Applying):
             request.named_reviewers,
             self._review_right(request.workspace),
             request.workspace,
+            rollback.verified(request),
         )
 
     def break_glass(self, request_id: int, user: User | str, reason: str) -> PromoteRequest:

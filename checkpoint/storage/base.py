@@ -83,6 +83,7 @@ def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRe
         named_reviewers=tuple(row.named_reviewers or ()),
         rule_name=row.rule_name,
         workspace=row.workspace or "",
+        rollback=row.rollback or None,
         reviews=tuple(to_review(r) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, aware(c.created_at)) for c in comments),
         events=tuple(to_event(e) for e in events),

@@ -163,6 +163,7 @@ class PromoteRequest:
     named_reviewers: tuple[str, ...] = ()
     rule_name: str = "default"
     workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
+    rollback: dict | None = None  # a rollback request's record (review/rollback.py); None otherwise
     reviews: tuple[Review, ...] = field(default=())
     comments: tuple[Comment, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())

@@ -40,6 +40,9 @@ class RequestRow(Base):
     rule_name: Mapped[str] = mapped_column(String(200), default="default")
     # MLflow's workspace (X-MLFLOW-WORKSPACE) the change acts in; "" is the default workspace.
     workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    # A rollback request's record (review/rollback.py): what it puts back, what it undoes, and
+    # whether Checkpoint's log proves it; NULL for every other request. Written once, at opening.
+    rollback: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_requests_state_id", "state", "id"),

@@ -102,7 +102,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
     """The API's view of a request (the same data the pages show); ``checks`` when read already."""
     checks = workflow().check_results(item) if checks is None else checks
     status = workflow().status(item, checks)
-    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
+    rule = workflow().rule_of(item)
     base = public_base()
     links = {"url": urls.request_page(base, item.id), "api_url": urls.request_api(base, item.id)}
     out = request_fields(item, status, rule, links)
