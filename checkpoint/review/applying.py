@@ -40,7 +40,8 @@ class Applying(Checking):
             reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
             data = self._fast_path(request)
             if data:
-                reason = f"fast-path rollback under rule '{data[rollback.FAST_PATH]}': {status.count} of {status.required} approvals"
+                rule = data[rollback.FAST_PATH]
+                reason = f"fast-path rollback under rule '{rule}': {status.count} of {status.required} approvals"
             if self.store.transition(
                 request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, data=data, reason=reason
             ):

@@ -354,9 +354,7 @@ def _fast_path(item: dict, where: str, reviewers: tuple[str, ...]) -> FastPath |
     if not isinstance(required, int) or isinstance(required, bool) or not 0 <= required <= 20:
         raise PolicyError(f"{where}.rollback.required_approvals: expected a number from 0 to 20, got {required!r}")
     if reviewers and not item.get("groups") and required > len(reviewers):
-        raise PolicyError(
-            f"{where}.rollback.required_approvals: {required} approvals but only {len(reviewers)} reviewers listed"
-        )
+        raise PolicyError(f"{where}.rollback.required_approvals: {required} approvals but only {len(reviewers)} reviewers listed")
     self_ok = raw.get("allow_self_approval", False)
     if not isinstance(self_ok, bool):
         raise PolicyError(f"{where}.rollback.allow_self_approval: expected true or false, got {self_ok!r}")

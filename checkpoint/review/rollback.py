@@ -161,6 +161,6 @@ def verified(item: object) -> bool:
 
 
 def headline(found: dict) -> str:
-    """"rollback: v3 returns, replacing v5" (the request page, above the diff)."""
+    """ "rollback: v3 returns, replacing v5" (the request page, above the diff)."""
     replacing = ", ".join(f"v{v}" for v in found.get("replacing") or []) or "nothing"
     return f"rollback: v{found.get('version')} returns, replacing {replacing}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 
 from checkpoint.events import timeline
 from checkpoint.identity import User
@@ -191,8 +192,9 @@ class Workflow(Applying):
         if kind == "alias" and name:
             probe = SetAlias(model, alias=name, version_="", workspace=workspace)
         elif kind == "stage" and canonical_stage(name) in self.governance.governed_stages:
-            target = f"stage:{canonical_stage(name)}"
-            probe = Transition(model, version_="", stage=canonical_stage(name), archive_existing_versions=True, workspace=workspace)
+            stage = canonical_stage(name)
+            target = f"stage:{stage}"
+            probe = Transition(model, version_="", stage=stage, archive_existing_versions=True, workspace=workspace)
         else:
             raise WorkflowError(
                 400, "INVALID_PARAMETER_VALUE", f"target must be alias:NAME or a governed stage (stage:NAME), got {target[:80]!r}"
@@ -208,9 +210,7 @@ class Workflow(Applying):
         gov = self.governance
         lanes = timeline.for_model(self.store, model, workspace, gov.governed_stages, gov.model_protected(model))
         plan = rollback.choose(lanes, model, workspace, target, to.strip() if to else None, holding)
-        if isinstance(probe, SetAlias):
-            return plan, SetAlias(model, alias=name, version_=plan.version, workspace=workspace)
-        return plan, Transition(model, version_=plan.version, stage=probe.stage, archive_existing_versions=True, workspace=workspace)
+        return plan, replace(probe, version_=plan.version)
 
     def open_rollback(
         self,
@@ -221,12 +221,12 @@ class Workflow(Applying):
         title: str = "",
         description: str = "",
         workspace: str = "",
+        reviewers: tuple[str, ...] = (),
     ) -> tuple[PromoteRequest, bool]:
         """Open the request that puts back an earlier holder (an ordinary request with a record)."""
         plan, change = self.rollback_plan(model, target, to, workspace)
-        return self.open(
-            change, author, title.strip() or plan.title(), description or self.rollback_description(plan), (), plan
-        )
+        title = (title or "").strip() or plan.title()
+        return self.open(change, author, title, description or self.rollback_description(plan), reviewers, plan)
 
     def rollback_description(self, plan: rollback.Plan) -> str:
         """The pre-filled description, naming the request being undone by its title."""
