@@ -26,6 +26,8 @@ setup(
         "nh3>=0.2.15",
         "flask-wtf>=1.2,<2",
         "prometheus-client>=0.20,<1",  # /checkpoint/metrics, multi-process mode under gunicorn
+        "python-dateutil>=2.8,<3",  # review/freezes.py: the weekly recurrence of a freeze window (rrule)
+        "tzdata>=2024.1",  # zone files for zoneinfo where the system has none (slim containers)
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],

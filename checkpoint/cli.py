@@ -246,8 +246,9 @@ def request() -> None:
 @click.option("--archive-existing", is_flag=True, help="with --stage: archive the versions now in that stage")
 @click.option("--title", default="", help="default: a description of the change")
 @click.option("--description", default="", help="markdown; '-' reads it from standard input")
+@click.option("--apply-at", default=None, help="once approved, apply at this time (ISO with offset, e.g. 2026-12-07T08:00Z)")
 @click.option("--json", "as_json", is_flag=True, help="print the request as JSON")
-def promote(url, model, version, stage, alias, archive_existing, title, description, as_json) -> None:
+def promote(url, model, version, stage, alias, archive_existing, title, description, apply_at, as_json) -> None:
     """Open a promote request to move a version to a stage or an alias."""
     if bool(stage) == bool(alias):
         raise click.UsageError("give exactly one of --stage or --alias")
@@ -256,7 +257,14 @@ def promote(url, model, version, stage, alias, archive_existing, title, descript
     client = _client(url)
     made = _api(
         lambda: client.promote(
-            model, version, stage=stage, alias=alias, archive_existing=archive_existing, title=title, description=description
+            model,
+            version,
+            stage=stage,
+            alias=alias,
+            archive_existing=archive_existing,
+            title=title,
+            description=description,
+            apply_at=apply_at,
         )
     )
     if as_json:

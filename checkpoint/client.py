@@ -88,10 +88,14 @@ class CheckpointClient:
             raise CheckpointAPIError(answer.status_code, "BAD_RESPONSE", f"not a JSON object: {answer.text[:200]}")
         return data
 
-    def request(self, change: dict, title: str = "", description: str = "") -> dict:
+    def request(self, change: dict, title: str = "", description: str = "", apply_at: str | None = None) -> dict:
         """Open a request for any change (the same fields as the MLflow REST call, plus ``kind``,
-        and ``workspace`` for an MLflow workspace other than the default one)."""
-        return self._call("POST", "/requests", json={"change": change, "title": title, "description": description})
+        and ``workspace`` for an MLflow workspace other than the default one). ``apply_at`` (ISO
+        with an offset): once approved, it applies at that time, not before."""
+        body: dict = {"change": change, "title": title, "description": description}
+        if apply_at is not None:
+            body["apply_at"] = apply_at
+        return self._call("POST", "/requests", json=body)
 
     def promote(
         self,
@@ -104,8 +108,10 @@ class CheckpointClient:
         title: str = "",
         description: str = "",
         workspace: str | None = None,
+        apply_at: str | None = None,
     ) -> dict:
-        """Ask to move ``version`` of ``model`` (in MLflow ``workspace``) to a stage or an alias."""
+        """Ask to move ``version`` of ``model`` (in MLflow ``workspace``) to a stage or an alias
+        (at ``apply_at``, ISO with an offset, when given)."""
         if bool(stage) == bool(alias):
             raise ValueError("give exactly one of stage= or alias=")
         if stage:
@@ -120,7 +126,7 @@ class CheckpointClient:
             change = {"kind": "set_alias", "name": model, "version": str(version), "alias": alias}
         if workspace:
             change["workspace"] = workspace
-        return self.request(change, title, description)
+        return self.request(change, title, description, apply_at)
 
     def rollback(
         self,

@@ -1,17 +1,18 @@
 """The policy file (``CHECKPOINT_POLICY_FILE``), read once into its typed sections.
 
 One YAML file holds what is protected (governance.py's lists, at the top level or under
-``governance``), the review ``rules`` with their ``checks`` (policy.py, review/checks) and the
-``webhooks`` (events/webhooks). Each section's parser lives with its domain and names the key
-path of a bad value; this module only reads the file, with one rule for every section: no
-file configured means every section's defaults, a configured file that is missing, not YAML
-or not a mapping stops start-up (docs/deploy.md: "a missing or bad value stops start-up").
+``governance``), the review ``rules`` with their ``checks`` (policy.py, review/checks), the
+``freezes`` (review/freezes.py, kept on the Policy) and the ``webhooks`` (events/webhooks).
+Each section's parser lives with its domain and names the key path of a bad value; this
+module only reads the file, with one rule for every section: no file configured means every
+section's defaults, a configured file that is missing, not YAML or not a mapping stops
+start-up (docs/deploy.md: "a missing or bad value stops start-up").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,7 @@ import yaml
 from checkpoint.errors import ConfigError
 from checkpoint.events.webhooks.config import Webhooks
 from checkpoint.events.webhooks.config import parse as parse_webhooks
+from checkpoint.review import freezes
 from checkpoint.review.governance import Governance
 from checkpoint.review.governance import parse as parse_protection
 from checkpoint.review.policy import Policy, Rule
@@ -55,7 +57,7 @@ def load(settings: Settings) -> PolicyFile:
     data = read(settings.policy_file)
     protection = parse_protection(data.get("governance", data), {k: getattr(settings, k) for k in PROTECTION_LISTS})
     default = Rule(required_approvals=settings.required_approvals, allow_self_approval=settings.allow_self_approval)
-    rules = parse_rules(data.get("rules"), default)
+    rules = replace(parse_rules(data.get("rules"), default), freezes=freezes.parse(data.get("freezes")))
     hooks = Webhooks() if data.get("webhooks") is None else parse_webhooks(data["webhooks"], settings.environ)
     return PolicyFile(protection, rules, hooks)
 

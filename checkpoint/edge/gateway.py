@@ -314,10 +314,11 @@ class Gateway:
         metrics.count_governed(change.kind, "opened" if created else "existing")
         url = urls.request_page(base, request.id)
         state = "" if request.state == "open" else f" (now {request.state})"
+        when = self.workflow.freeze_note(request) if request.state == "open" else None
         payload = {
             "error_code": "PERMISSION_DENIED",
             "message": f"Checkpoint: {change.describe()}{change.where()} needs review — "
-            f"promote request #{request.id}{state}: {url}",
+            f"promote request #{request.id}{state}: {url}" + (f" — {when}" if when else ""),
             "checkpoint": {
                 "action": "request_opened" if created else "request_exists",
                 "request_id": request.id,

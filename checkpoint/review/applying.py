@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from checkpoint.registry import RegistryError, Version
-from checkpoint.review import changes, expiry, rollback
+from checkpoint.review import changes, expiry, rollback, schedule
 from checkpoint.review.changes import Change
 from checkpoint.review.checking import Checking, check_line
 from checkpoint.review.policy import Status
@@ -57,9 +57,27 @@ class Applying(Checking):
         return {"rollback": request.rollback, rollback.FAST_PATH: rule.name, "required_approvals": rule.required_approvals}
 
     def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
-        """Apply an approved request exactly once (``forced``: break-glass, no stale check)."""
+        """Apply an approved request exactly once (``forced``: break-glass, no stale check), unless a
+        freeze or its apply_at holds it back: then it waits, approved (``schedule.py``)."""
+        if not forced and self._held(request_id, actor):
+            return self.store.get(request_id)
         if not self.store.transition(request_id, (APPROVED,), APPLYING, actor=actor, event=EventKind.APPLYING):
             return self.store.get(request_id)  # somebody else claimed it
+        return self.apply_claimed(request_id, actor, forced)
+
+    def _held(self, request_id: int, actor: str) -> bool:
+        """Whether a freeze or the request's apply_at holds its apply back now; if so, recorded."""
+        request = self.store.get(request_id)
+        waiting = schedule.waiting_for(self.policy, request, self.clock.now())
+        if waiting is None:
+            return False
+        reason = schedule.describe(self.policy, waiting)
+        if self.store.wait(request_id, waiting, actor=actor, data={"reason": reason}):
+            log.info("request #%s approved, %s", request_id, reason)
+        return True
+
+    def apply_claimed(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
+        """Apply a request this caller claimed (moved to applying): check, apply, record."""
         request = self.store.get(request_id)
         lapsed = None if forced else self._expired_before_apply(request)
         if lapsed is not None:

@@ -51,6 +51,7 @@ from checkpoint.identity import User
 from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
 from checkpoint.review.checks import Check, CheckConfigError, parse_checks
 from checkpoint.review.durations import DurationError, format_duration, parse_duration
+from checkpoint.review.freezes import Freeze, Hold, held
 from checkpoint.review.governance import STAGES
 
 # The name this module's errors had before there was one ConfigError.
@@ -216,6 +217,12 @@ RightCheck = Callable[[User, str], bool]
 class Policy:
     rules: tuple[Rule, ...] = ()
     default: Rule = Rule()
+    # The file's ``freezes`` (freezes.py): when an approved change to a target waits instead.
+    freezes: tuple[Freeze, ...] = ()
+
+    def frozen(self, model: str, target: str, at: datetime) -> Hold | None:
+        """The freeze holding ``target`` of ``model`` at ``at`` and when it ends, or None."""
+        return held(self.freezes, model, target, at)
 
     @property
     def required_approvals(self) -> int:

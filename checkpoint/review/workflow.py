@@ -14,7 +14,7 @@ from dataclasses import replace
 from checkpoint.events import timeline
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
-from checkpoint.review import changes, checks, content, rollback
+from checkpoint.review import changes, checks, content, rollback, schedule
 from checkpoint.review.applying import Applying
 from checkpoint.review.changes import Change, SetAlias, Transition
 from checkpoint.review.governance import canonical_stage
@@ -114,17 +114,20 @@ class Workflow(Applying):
         title: str = "",
         description: str = "",
         reviewers: tuple[str, ...] = (),
+        apply_at: str | None = None,
         rollback_plan: rollback.Plan | None = None,
     ) -> tuple[PromoteRequest, bool]:
         """Open a request for ``change`` (or return the open one this author has for it).
 
         ``reviewers`` names people the author asks: it only adds them to the awaited list, so
         each must be able to approve under the rule on their own (a 400 here, not a dead end).
-        A moving ``models:`` source is pinned to the version it names now. ``rollback_plan``
+        A moving ``models:`` source is pinned to the version it names now. ``apply_at`` (ISO,
+        ahead): once approved, it applies then, not before (schedule.py). ``rollback_plan``
         (only from :meth:`open_rollback`): the request is a rollback, judged against the
         challenger's snapshot taken here (refused, or recorded verified or not).
         """
         author = as_actor(author).name
+        when = schedule.check_apply_at(apply_at, self.clock.now())
         check_text("model name", change.model_name, NAME_MAX, required=True)
         check_text("target", change.target(), TARGET_MAX, required=True)
         check_text("version", change.version or "", VERSION_MAX)
@@ -172,6 +175,9 @@ class Workflow(Applying):
             workspace=change.workspace,
             rollback=found,
         )
+        if created and when is not None:
+            self.store.schedule(request.id, when, actor=author, states=(OPEN,), data={"by": "author"})
+            request = self.store.get(request.id)
         if created and rule.checks:
             self._run_checks_safely(request.id, "open", author)
             request = self.store.get(request.id)
@@ -226,7 +232,8 @@ class Workflow(Applying):
         """Open the request that puts back an earlier holder (an ordinary request with a record)."""
         plan, change = self.rollback_plan(model, target, to, workspace)
         title = (title or "").strip() or plan.title()
-        return self.open(change, author, title, description or self.rollback_description(plan), reviewers, plan)
+        description = description or self.rollback_description(plan)
+        return self.open(change, author, title, description, reviewers, rollback_plan=plan)
 
     def rollback_description(self, plan: rollback.Plan) -> str:
         """The pre-filled description, naming the request being undone by its title."""
@@ -318,10 +325,16 @@ class Workflow(Applying):
 
     # -- reviews ---------------------------------------------------------------------
 
-    def review(self, request_id: int, user: User | str, verdict: str, comment: str = "") -> PromoteRequest:
-        """Approve or reject; the approval that meets the policy applies the change."""
+    def review(
+        self, request_id: int, user: User | str, verdict: str, comment: str = "", apply_at: str | None = None
+    ) -> PromoteRequest:
+        """Approve or reject; the approval that meets the policy applies the change (at
+        ``apply_at`` when the approving reviewer gives one: it replaces the author's)."""
         if verdict not in ("approve", "reject"):
             raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
+        if apply_at is not None and verdict != "approve":
+            raise WorkflowError(400, "INVALID_PARAMETER_VALUE", "apply_at: only an approval can schedule the apply")
+        when = schedule.check_apply_at(apply_at, self.clock.now())
         check_text("comment", comment, COMMENT_MAX)
         user = as_actor(user)
         request = self.store.get(request_id)
@@ -331,6 +344,8 @@ class Workflow(Applying):
         digest = self._review_digest(request, user.name)
         if not self.store.add_review(request_id, user.name, verdict, comment, states=(OPEN,), digest=digest):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}, not open")
+        if when is not None:
+            self.store.schedule(request_id, when, actor=user.name, states=(OPEN,), data={"by": "reviewer"})
         if verdict == "reject":
             self.store.transition(
                 request_id, (OPEN,), REJECTED, actor=user.name, event=EventKind.REJECTED, reason=f"rejected by {user.name}"
@@ -391,17 +406,66 @@ class Workflow(Applying):
             if c.status != checks.PASS
         ]
         data = {"reason": reason, "break_glass": True, **({"failing_checks": failing} if failing else {})}
+        request = self.store.get(request_id)
+        data |= self._overrides(request)
+        # A request waiting for a freeze or its apply_at is approved already: break-glass ends the wait.
+        states = (OPEN, FAILED, APPROVED) if request.waiting_for else (OPEN, FAILED)
         if not self.store.transition(
             request_id,
-            (OPEN, FAILED),
+            states,
             APPROVED,
             actor=user.name,
             event=EventKind.BREAK_GLASS,
             data=data,
             reason=f"BREAK-GLASS by {user.name}: {reason}",
+            waiting_kind=None,
+            waiting_until=None,
+            waiting_name=None,
         ):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.apply(request_id, actor=user.name, forced=True)
+
+    def _overrides(self, request: PromoteRequest) -> dict:
+        """What a break-glass now goes past, for its event: a freeze holding the target, a schedule."""
+        at = self.clock.now()
+        out: dict = {}
+        hold = self.policy.frozen(request.model_name, request.target, at)
+        if hold is not None:
+            out["freeze_override"] = {"name": hold.freeze.name, "until": hold.until.isoformat(), "reason": hold.freeze.reason}
+        if request.apply_at is not None and request.apply_at > at:
+            out["schedule_override"] = {"apply_at": request.apply_at.isoformat()}
+        return out
+
+    def cancel(self, request_id: int, user: User | str) -> PromoteRequest:
+        """Call off a scheduled or waiting apply: the request is withdrawn and never applies.
+
+        Its author may, and so may anyone who may review it (a reviewer who approved it for a
+        time may take that back before the time comes) and admins; nobody else.
+        """
+        actor = as_actor(user)
+        request = self.store.get(request_id)
+        if actor.name != request.author and not actor.is_admin and self.refusal(actor, request) is not None:
+            raise WorkflowError(
+                403,
+                "PERMISSION_DENIED",
+                f"only the author ({request.author}), a reviewer of this request or an admin may cancel its scheduled apply",
+            )
+        what = "waiting" if request.waiting_for else "scheduled"
+        reason = f"{what} apply cancelled by {actor.name}"
+        data = {
+            "waiting_for": request.waiting_for.to_json() if request.waiting_for else None,
+            "apply_at": request.apply_at.isoformat() if request.apply_at else None,
+        }
+        if not self.store.cancel(request_id, actor=actor.name, reason=reason, data=data):
+            current = self.store.get(request_id)
+            raise WorkflowError(
+                409, "INVALID_STATE", f"request #{request_id} is {current.state} with no scheduled or waiting apply to cancel"
+            )
+        return self.store.get(request_id)
+
+    def freeze_note(self, request: PromoteRequest) -> str | None:
+        """When ``request`` would apply if a freeze (or its apply_at) holds it: for the MLflow client."""
+        return schedule.freeze_note(self.policy, request, self.clock.now())
 
     def retry(self, request_id: int, user: User | str) -> PromoteRequest:
         """Try a failed apply again."""

@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from checkpoint.clock import SYSTEM, Clock
 from checkpoint.storage import hashing
-from checkpoint.storage.entities import MAX_ID, CheckResult, Comment, Delivery, Event, NotFound, PromoteRequest, Review
+from checkpoint.storage.entities import (
+    MAX_ID,
+    CheckResult,
+    Comment,
+    Delivery,
+    Event,
+    NotFound,
+    PromoteRequest,
+    Review,
+    Waiting,
+)
 from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow, ReviewRow
 
 
@@ -84,10 +94,18 @@ def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRe
         rule_name=row.rule_name,
         workspace=row.workspace or "",
         rollback=row.rollback or None,
+        apply_at=aware(row.apply_at),
+        waiting_for=_waiting(row),
         reviews=tuple(to_review(r) for r in reviews),
         comments=tuple(Comment(c.id, c.author, c.body, aware(c.created_at)) for c in comments),
         events=tuple(to_event(e) for e in events),
     )
+
+
+def _waiting(row: RequestRow) -> Waiting | None:
+    if row.waiting_kind is None or row.waiting_until is None:
+        return None
+    return Waiting(row.waiting_kind, aware(row.waiting_until), row.waiting_name)
 
 
 def to_review(r: ReviewRow) -> Review:

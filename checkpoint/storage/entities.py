@@ -24,6 +24,8 @@ OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN = (
     "withdrawn",
 )
 STATES = (OPEN, APPROVED, APPLYING, APPLIED, FAILED, REJECTED, WITHDRAWN)
+# Not a state of its own: an approved request that waits for a freeze or its apply_at (the list filter).
+WAITING = "waiting"
 ACTIVE = (OPEN, APPROVED, APPLYING, FAILED)
 
 # Ids are INTEGER columns (32-bit on PostgreSQL). An id from a URL or a cursor outside
@@ -63,6 +65,10 @@ class EventKind(StrEnum):
     APPLY_FAILED = "apply_failed"
     REOPENED = "reopened"
     APPROVAL_EXPIRED = "approval_expired"  # one approval grew older than its rule's approvals_expire_after
+    SCHEDULED = "scheduled"  # its author or a reviewer set apply_at: the time it is to apply
+    WAITING = "waiting"  # approved, but a freeze or its apply_at holds the apply back
+    RELEASED = "released"  # the freeze ended or apply_at came: the background work applies it now
+    CANCELLED = "cancelled"  # a scheduled or waiting apply was called off (the request is withdrawn)
     # Not about one request:
     OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
     AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
@@ -104,6 +110,19 @@ class Review:
     dismissed_reason: str
     digest: str | None = None  # the challenger's content digest when the review was given
     expired_at: datetime | None = None  # when its expiry was recorded (``approval_expired``)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What an approved request waits for before it applies: a freeze (``name``) or its
+    schedule, and the first time it may apply."""
+
+    kind: str  # "freeze" or "schedule"
+    until: datetime
+    name: str | None = None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "until": self.until.isoformat(), "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,8 @@ class PromoteRequest:
     rule_name: str = "default"
     workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
     rollback: dict | None = None  # a rollback request's record (review/rollback.py); None otherwise
+    apply_at: datetime | None = None  # when its author or a reviewer asked it to apply
+    waiting_for: Waiting | None = None  # approved, and held back by a freeze or apply_at
     reviews: tuple[Review, ...] = field(default=())
     comments: tuple[Comment, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())

@@ -40,6 +40,11 @@ class RequestRow(Base):
     rule_name: Mapped[str] = mapped_column(String(200), default="default")
     # MLflow's workspace (X-MLFLOW-WORKSPACE) the change acts in; "" is the default workspace.
     workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    # When it is to apply (None: once approved); what an approved request waits for (migration 0007).
+    apply_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting_kind: Mapped[str | None] = mapped_column(String(16))
+    waiting_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting_name: Mapped[str | None] = mapped_column(String(200))
     # A rollback request's record (review/rollback.py): what it puts back, what it undoes, and
     # whether Checkpoint's log proves it; NULL for every other request. Written once, at opening.
     rollback: Mapped[dict | None] = mapped_column(JSON, nullable=True)
@@ -50,6 +55,7 @@ class RequestRow(Base):
         Index("ix_requests_author_id", "author", "id"),
         Index("ix_requests_target_id", "target", "id"),
         Index("ix_requests_workspace_model_id", "workspace", "model_name", "id"),
+        Index("ix_requests_state_waiting", "state", "waiting_until"),
         # At most one open request per (author, change): retries find it instead of duplicating.
         Index(
             "ux_requests_open_dedupe",

@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from checkpoint.storage.base import aware, check_id, to_request, to_review, visible
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, Comment, EventKind, PromoteRequest, Review
+from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, WAITING, Comment, EventKind, PromoteRequest, Review
 from checkpoint.storage.models import CommentRow, EventRow, RequestRow, ReviewRow
+from checkpoint.storage.schedules import waiting_clause
 
 
 class Requests(EventChain):
@@ -227,7 +228,9 @@ class Requests(EventChain):
         query = visible(select(RequestRow), hidden)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
-        if state:
+        if state == WAITING:
+            query = query.where(waiting_clause())
+        elif state:
             query = query.where(RequestRow.state == state)
         if model:
             query = query.where(RequestRow.model_name == model)
@@ -262,7 +265,9 @@ class Requests(EventChain):
         query = visible(select(func.count(RequestRow.id)), hidden)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
-        if state:
+        if state == WAITING:
+            query = query.where(waiting_clause())
+        elif state:
             query = query.where(RequestRow.state == state)
         if model:
             query = query.where(RequestRow.model_name == model)

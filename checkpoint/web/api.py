@@ -18,7 +18,7 @@ from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_worksp
 from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
-from checkpoint.storage.entities import STATES, CheckResult, NotFound, PromoteRequest
+from checkpoint.storage.entities import STATES, WAITING, CheckResult, NotFound, PromoteRequest
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
     current_services,
@@ -111,6 +111,8 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         "apply_result": item.apply_result,
         "checks": [check_json(c) for c in checks],
         "blocked_by_checks": list(status.blocked_by),
+        "apply_at": item.apply_at.isoformat() if item.apply_at else None,
+        "waiting_for": item.waiting_for.to_json() if item.waiting_for else None,
     }
     if full:
         at = current_services().clock.now()
@@ -158,8 +160,8 @@ def list_requests():
     """Newest first, filtered; ``next_cursor`` pages on."""
     args = request.args
     state = args.get("state") or None
-    if state and state not in STATES:
-        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"state must be one of {', '.join(STATES)}")
+    if state and state not in (*STATES, WAITING):  # waiting: approved, held by a freeze or apply_at
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"state must be one of {', '.join((*STATES, WAITING))}")
     limit_raw = args.get("limit", "50")
     # isdigit() alone lets "²" through, which int() then refuses (a 500).
     if not (limit_raw.isascii() and limit_raw.isdigit()) or not 1 <= int(limit_raw) <= 200:
@@ -188,7 +190,7 @@ def list_requests():
 @bp.post("/requests")
 def create_request():
     """Open a request explicitly (pipelines): a change, a title, a description."""
-    data = _body({"change", "title", "description", "reviewers"})
+    data = _body({"change", "title", "description", "reviewers", "apply_at"})
     reviewers = data.get("reviewers", [])
     if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
@@ -205,7 +207,9 @@ def create_request():
         raise CheckpointError(422, "INVALID_PARAMETER_VALUE", f"change: {exc}") from exc
     refuse_unreadable(change)
     title, description = _text(data, "title", ""), _text(data, "description", "")
-    item, created = workflow().open(change, current_user(), title or "", description or "", tuple(reviewers))
+    item, created = workflow().open(
+        change, current_user(), title or "", description or "", tuple(reviewers), apply_at=data.get("apply_at")
+    )
     body = request_json(item, full=True)
     body["created"] = created
     return jsonify(body), 201 if created else 200
@@ -252,12 +256,19 @@ def withdraw_request(request_id: int):
 
 @bp.post("/requests/<int:request_id>/reviews")
 def review_request(request_id: int):
-    data = _body({"verdict", "comment"})
+    data = _body({"verdict", "comment", "apply_at"})
     verdict = _text(data, "verdict")
     if verdict not in ("approve", "reject"):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
-    item = workflow().review(request_id, current_user(), verdict, _text(data, "comment", "") or "")
+    comment = _text(data, "comment", "") or ""
+    item = workflow().review(request_id, current_user(), verdict, comment, apply_at=data.get("apply_at"))
     return jsonify(request_json(item, full=True))
+
+
+@bp.post("/requests/<int:request_id>/cancel")
+def cancel_request(request_id: int):
+    """Call off a scheduled or waiting apply (the author, a reviewer of the request, an admin)."""
+    return jsonify(request_json(workflow().cancel(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/comments")

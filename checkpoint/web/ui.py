@@ -13,11 +13,11 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
-from checkpoint.review import diff, expiry
+from checkpoint.review import diff, expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
-from checkpoint.storage.entities import STATES, EventKind, NotFound
+from checkpoint.storage.entities import STATES, WAITING, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -41,6 +41,12 @@ def _user():
     # An error page can render before the caller is resolved (CSRF and the body limit are checked first).
     user = g.get("user")
     return {"user": user.name if user else "anonymous", "auth_mode": current_services().auth.mode}
+
+
+@bp.app_template_global()
+def waiting_line(waiting) -> str:
+    """ "waiting for freeze 'weekend' to end at Mon 08:00 CET" (the freeze's own zone)."""
+    return schedule.describe(workflow().policy, waiting)
 
 
 @bp.before_request
@@ -71,8 +77,8 @@ def index():
 def requests_list():
     args = request.args
     state = args.get("state", "open")
-    if state not in ("all", *STATES):
-        abort(400, f"state must be all or one of {', '.join(STATES)}")
+    if state not in ("all", WAITING, *STATES):  # waiting: approved, held by a freeze or apply_at
+        abort(400, f"state must be all, waiting or one of {', '.join(STATES)}")
     filters: dict[str, str | None] = {
         "model": args.get("model") or None,
         "target": args.get("target") or None,
@@ -154,13 +160,21 @@ def new_request():
         title=change.title(),
         description="",
         reviewers="",
+        apply_at="",
         errors={},
         rule=_rule(change),
+        frozen=_frozen(change),
     )
 
 
 def _rule(change):
     return workflow().policy.rule_for(change.model_name, change.target(), change.workspace)
+
+
+def _frozen(change) -> str | None:
+    """ "freeze 'weekend' holds this target until Mon 08:00 CET", when one does now."""
+    hold = workflow().policy.frozen(change.model_name, change.target(), current_services().clock.now())
+    return None if hold is None else f"freeze '{hold.freeze.name}' holds this target until {hold.freeze.ends_local(hold.until)}"
 
 
 @bp.post("/requests/new")
@@ -170,6 +184,7 @@ def create_request():
     _refuse_unreadable(change)
     title, description = request.form.get("title", ""), request.form.get("description", "")
     reviewers = request.form.get("reviewers", "")
+    apply_at = request.form.get("apply_at", "").strip()
     errors = {}
     if not title.strip():
         errors["title"] = "Give the request a title."
@@ -182,7 +197,7 @@ def create_request():
     if not errors:
         try:
             named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
-            item, created = workflow().open(change, current_user(), title, description, named)
+            item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
         except (WorkflowError, RegistryError) as exc:
             errors["form"] = form_message(exc)
         else:
@@ -196,8 +211,10 @@ def create_request():
         title=title,
         description=description,
         reviewers=reviewers,
+        apply_at=apply_at,
         errors=errors,
         rule=_rule(change),
+        frozen=_frozen(change),
     ), 400
 
 
@@ -228,7 +245,16 @@ def request_detail(request_id: int):
         is_author=user.name == item.author,
         is_admin=user.is_admin,
         break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
+        may_cancel=_may_cancel(item, user, refusal),
+        freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
     )
+
+
+def _may_cancel(item, user, refusal: str | None) -> bool:
+    """Whether to offer "cancel": a scheduled or waiting apply, to its author, a reviewer or an admin
+    (``Workflow.cancel`` decides again)."""
+    scheduled = (item.state == "open" and item.apply_at is not None) or item.waiting_for is not None
+    return scheduled and (user.name == item.author or user.is_admin or refusal is None)
 
 
 def _same_version(version, snapshot: dict | None) -> bool:
@@ -281,8 +307,9 @@ def _act(request_id: int, action) -> object:
 
 @bp.post("/requests/<int:request_id>/review")
 def review(request_id: int):
-    verdict = request.form.get("verdict", "")
-    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, request.form.get("comment", "")))
+    form = request.form
+    verdict, apply_at = form.get("verdict", ""), (form.get("apply_at") or "").strip() or None
+    return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, form.get("comment", ""), apply_at))
 
 
 @bp.post("/requests/<int:request_id>/comment")
@@ -310,6 +337,11 @@ def break_glass(request_id: int):
 @bp.post("/requests/<int:request_id>/checks")
 def rerun_checks(request_id: int):
     return _act(request_id, lambda: workflow().rerun_checks(request_id, current_user()))
+
+
+@bp.post("/requests/<int:request_id>/cancel")
+def cancel(request_id: int):
+    return _act(request_id, lambda: workflow().cancel(request_id, current_user()))
 
 
 @bp.post("/requests/<int:request_id>/retry")

@@ -42,6 +42,10 @@ EVENTS: dict[str, str] = {
     "reopened": "an approved request went back to open before applying",
     "outside_change": "a stage or alias moved in MLflow without Checkpoint",
     "approval_expired": "an approval grew older than its rule's approvals_expire_after and no longer counts",
+    "scheduled": "the author or a reviewer set the time the request is to apply (apply_at)",
+    "waiting": "an approved request waits for a freeze to end or for its apply_at before it applies",
+    "released": "a waiting request's freeze ended or its apply_at came: it is being applied",
+    "cancelled": "a scheduled or waiting apply was cancelled; the request is withdrawn",
     # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
     "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }

@@ -83,6 +83,10 @@ def describe(message: dict) -> str:
         "reopened": "reopened",
         "outside_change": "saw an outside change to",
         "approval_expired": "expired an approval on",
+        "scheduled": "scheduled",
+        "waiting": "approved (waiting to apply)",
+        "released": "released",
+        "cancelled": "cancelled the scheduled apply of",
     }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
@@ -97,6 +101,12 @@ def describe(message: dict) -> str:
             )
     if action == "approval_expired":
         detail = f"{event.get('reviewer')}'s approval is older than {event.get('expire_after')} and no longer counts"
+    if action == "scheduled":
+        detail = f"to apply at {event.get('apply_at')}" if event.get("apply_at") else "to apply once approved"
+    if action in ("waiting", "released"):
+        waited = event.get("waiting_for") or event.get("waited_for") or {}
+        what = f"freeze '{waited.get('name')}'" if waited.get("kind") == "freeze" else "its apply_at"
+        detail = f"{'until' if action == 'waiting' else 'after'} {what} ({waited.get('until')})"
     if detail:
         detail = " ".join(str(detail).split())
         line += f": {detail[:200]}{'…' if len(detail) > 200 else ''}"

@@ -106,6 +106,26 @@ CHAT = [
         "dave expired an approval on #3 “Ship v7” (fraud v7 → alias:champion): "
         "bob's approval is older than 1w and no longer counts",
     ),
+    (
+        "scheduled",
+        {"apply_at": "2026-11-30T08:00:00+00:00", "by": "author"},
+        {},
+        "dave scheduled #3 “Ship v7” (fraud v7 → alias:champion): to apply at 2026-11-30T08:00:00+00:00",
+    ),
+    (
+        "waiting",
+        {"waiting_for": {"kind": "freeze", "until": "2026-11-30T07:00:00+00:00", "name": "weekend"}, "reason": "r"},
+        {},
+        "dave approved (waiting to apply) #3 “Ship v7” (fraud v7 → alias:champion): "
+        "until freeze 'weekend' (2026-11-30T07:00:00+00:00)",
+    ),
+    (
+        "released",
+        {"waited_for": {"kind": "schedule", "until": "2026-11-30T08:00:00+00:00", "name": None}},
+        {},
+        "dave released #3 “Ship v7” (fraud v7 → alias:champion): after its apply_at (2026-11-30T08:00:00+00:00)",
+    ),
+    ("cancelled", {"apply_at": None}, {}, "dave cancelled the scheduled apply of #3 “Ship v7” (fraud v7 → alias:champion)"),
 ]
 
 

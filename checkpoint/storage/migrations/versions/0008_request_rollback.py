@@ -4,11 +4,8 @@ held the target, the request it undoes, and whether the event log and the conten
 it (only then may a rule's ``rollback:`` fast path apply). NULL for every other request and for
 every request recorded before this revision.
 
-Numbered 0008: issue #15's freeze work adds 0007 (``apply_at``) on another branch. Where both
-are merged this revision follows 0007 (set ``down_revision`` to "0007"); here it follows 0006.
-
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -16,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
