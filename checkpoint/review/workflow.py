@@ -175,6 +175,16 @@ class Workflow(Applying):
             workspace=change.workspace,
             rollback=found,
         )
+        if not created and when is not None and request.apply_at != when:
+            # The open request this author already has for the change is the answer to a retry;
+            # a different time must not vanish silently, nor move a request someone approved.
+            held = f"apply_at {request.apply_at.isoformat()}" if request.apply_at else "no apply_at"
+            raise WorkflowError(
+                409,
+                "RESOURCE_ALREADY_EXISTS",
+                f"apply_at: request #{request.id} for this change is already open with {held}; "
+                "withdraw it to ask for another time",
+            )
         if created and when is not None:
             self.store.schedule(request.id, when, actor=author, states=(OPEN,), data={"by": "author"})
             request = self.store.get(request.id)

@@ -254,6 +254,22 @@ def test_the_new_request_form_says_a_freeze_holds_and_takes_apply_at(pair):
     assert api(pair.a, "GET", f"/requests/{request_id}", "bob").json()["apply_at"] == at.isoformat()
 
 
+def test_asking_again_for_another_apply_at_is_a_409_not_silence(pair):
+    pair.clock.set(TUESDAY)
+    name, (v1, _) = make_model(pair.mlflow_url, unique("frz-again"))
+    at = TUESDAY + timedelta(hours=1)
+    opened = open_request(pair.a, name, v1, apply_at=at.isoformat())
+    body = {"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": v1}}
+    retried = api(pair.b, "POST", "/requests", "alice", json={**body, "apply_at": at.isoformat()})
+    assert retried.status_code == 200, retried.text  # the same call again answers with the same request
+    assert (retried.json()["id"], retried.json()["apply_at"]) == (opened["id"], at.isoformat())
+    answer = api(pair.a, "POST", "/requests", "alice", json={**body, "apply_at": (at + timedelta(hours=1)).isoformat()})
+    assert answer.status_code == 409, answer.text
+    assert f"request #{opened['id']}" in answer.json()["message"] and at.isoformat() in answer.json()["message"]
+    assert api(pair.a, "GET", f"/requests/{opened['id']}", "bob").json()["apply_at"] == at.isoformat()
+    assert kinds(pair.a, opened["id"]).count("scheduled") == 1
+
+
 def test_a_scheduled_apply_can_be_cancelled_until_then(pair):
     pair.clock.set(TUESDAY)
     name, (v1, _) = make_model(pair.mlflow_url, unique("frz-cancel"))
