@@ -2,22 +2,20 @@
 withdrawn; back to open with approvals dismissed when the champion or challenger moved.
 
 This module opens, edits and reviews requests; the parts it is composed of (see
-``workflow_base.py``) check them (``checking.py``) and apply them exactly once (``applying.py``).
+``workflow_base.py``) check them (``checking.py``), apply them exactly once (``applying.py``) and
+choose what a rollback puts back (``rolling_back.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
 
-from checkpoint.events import timeline
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
 from checkpoint.review import changes, checks, content, rollback, schedule
-from checkpoint.review.applying import Applying
-from checkpoint.review.changes import Change, SetAlias, Transition
-from checkpoint.review.governance import canonical_stage
+from checkpoint.review.changes import Change
+from checkpoint.review.rolling_back import RollingBack
 from checkpoint.review.workflow_base import (
     COMMENT_MAX,
     DESCRIPTION_MAX,
@@ -47,7 +45,7 @@ def _is_prompt_version(version: Version) -> bool:
     return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
 
 
-class Workflow(Applying):
+class Workflow(RollingBack):
     """Every operation on promote requests; built once per process (``services.py``) with the
     fields of ``WorkflowBase``: store, registry, governance, policy, and the optional ones."""
 
@@ -194,76 +192,6 @@ class Workflow(Applying):
         if created and rollback.verified(request):  # a fast path of 0 approvals applies now
             request = self._proceed(request.id, author)
         return request, created
-
-    # -- rollbacks -------------------------------------------------------------------
-
-    def rollback_plan(self, model: str, target: str, to: str | None, workspace: str = "") -> tuple[rollback.Plan, Change]:
-        """What a rollback of ``target`` of ``model`` puts back (``to``, or the previous holder),
-        and the change that does it; refused (409) when the log cannot back it (rollback.py)."""
-        check_text("model name", model, NAME_MAX, required=True)
-        check_text("target", target, TARGET_MAX, required=True)
-        check_text("version", to or "", VERSION_MAX)
-        kind, _, name = target.partition(":")
-        probe: Change
-        if kind == "alias" and name:
-            probe = SetAlias(model, alias=name, version_="", workspace=workspace)
-        elif kind == "stage" and canonical_stage(name) in self.governance.governed_stages:
-            stage = canonical_stage(name)
-            target = f"stage:{stage}"
-            probe = Transition(model, version_="", stage=stage, archive_existing_versions=True, workspace=workspace)
-        else:
-            raise WorkflowError(
-                400, "INVALID_PARAMETER_VALUE", f"target must be alias:NAME or a governed stage (stage:NAME), got {target[:80]!r}"
-            )
-        registry = self.registry_for(workspace)
-        holding: tuple[str, ...]
-        if kind == "alias":
-            holder = registry.alias_holder(model, name)
-            holding = (holder.version,) if holder is not None else ()
-        else:
-            holding = tuple(v.version for v in registry.stage_holders(model, canonical_stage(name)))
-        self._observe(probe, None, probe.champion(registry))  # an unseen outside change joins the log first
-        gov = self.governance
-        lanes = timeline.for_model(self.store, model, workspace, gov.governed_stages, gov.model_protected(model))
-        plan = rollback.choose(lanes, model, workspace, target, to.strip() if to else None, holding)
-        return plan, replace(probe, version_=plan.version)
-
-    def open_rollback(
-        self,
-        model: str,
-        target: str,
-        to: str | None,
-        author: User | str,
-        title: str = "",
-        description: str = "",
-        workspace: str = "",
-        reviewers: tuple[str, ...] = (),
-    ) -> tuple[PromoteRequest, bool]:
-        """Open the request that puts back an earlier holder (an ordinary request with a record)."""
-        plan, change = self.rollback_plan(model, target, to, workspace)
-        title = (title or "").strip() or plan.title()
-        description = description or self.rollback_description(plan)
-        return self.open(change, author, title, description, reviewers, rollback_plan=plan)
-
-    def rollback_description(self, plan: rollback.Plan) -> str:
-        """The pre-filled description, naming the request being undone by its title."""
-        undone = plan.current.request_id if plan.current is not None else None
-        title = None
-        if undone is not None:
-            try:
-                title = self.store.get(undone).title
-            except Exception:  # a title is a courtesy
-                log.warning("could not read request #%s for a rollback's description", undone, exc_info=True)
-        return plan.description(title)
-
-    def _rollback_record(self, plan: rollback.Plan, challenger: dict | None) -> dict:
-        """Judge the rollback against the version's snapshot now and when it last held the target."""
-        then = None
-        if plan.held.request_id is not None and plan.held.how != timeline.OUTSIDE:
-            held_by = self.store.get(plan.held.request_id)
-            then = held_by.challenger or None
-        ok, why = rollback.judge(plan, then, challenger)
-        return rollback.record(plan, then, ok, why)
 
     def artifact_refusal(self, write: content.ArtifactWrite) -> content.Refusal | None:
         """Why an artifact write or delete may not pass: it reaches a registered version's files
