@@ -6,6 +6,7 @@ leaving MLflow as it was. The browser test clicks Roll back on the timeline page
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -102,6 +103,8 @@ def test_rollback_to_the_previous_holder_with_one_approval_then_to_a_picked_one(
     assert f"rollback: v{v2} returns, replacing v{v3}" in page
     assert f"v{v2} (challenger) against {name} v{v3} (champion)" in page
     assert champion(url, name) == v3  # nothing moves before the review
+    undone = requests.get(f"{base}/checkpoint/requests/{third['id']}", auth=("bob", "x"), timeout=30).text
+    assert f"Roll back to v{v2}" in undone and f"/checkpoint/models/{name}/rollback?target=alias" in undone  # its button
 
     self_review = api(base, "POST", f"/requests/{opened['id']}/reviews", user="alice", json={"verdict": "approve"})
     refused(self_review, 403, "does not allow approving your own request")
@@ -164,6 +167,38 @@ def test_fast_path_applies_at_once_and_only_for_a_genuine_rollback(sqlite_checkp
     assert f'"fast_path": "{FAST_RULE}"' in audit or f'"fast_path":"{FAST_RULE}"' in audit
     last = champion_lane(base, name)[-1]
     assert (last["version"], last["how"], last["request_id"], last["until"]) == (v2, "rollback", done["id"], None)
+
+
+def test_a_stage_rollback_puts_the_version_back_and_archives_what_it_replaces(sqlite_checkpoint, mlflow_server):
+    base, url = sqlite_checkpoint.url, mlflow_server.url
+    name, (v1, v2) = make_model(url, name=unique("stage"))
+    for version in (v1, v2):
+        change = {
+            "kind": "transition",
+            "name": name,
+            "version": version,
+            "stage": "Production",
+            "archive_existing_versions": True,
+        }
+        asked = api(base, "POST", "/requests", user="alice", json={"change": change}).json()
+        done = api(base, "POST", f"/requests/{asked['id']}/reviews", user="bob", json={"verdict": "approve"}).json()
+        assert done["state"] == "applied", done
+    cli = run(base, "request", "rollback", name, "--stage", "production", "--json")
+    assert cli.returncode == 0, cli.stderr
+    opened = json.loads(cli.stdout)
+    assert (opened["kind"], opened["target"], opened["version"]) == ("transition", "stage:Production", v1)
+    assert opened["change"]["archive_existing_versions"] is True and opened["rollback"]["replacing"] == [v2]
+    assert opened["title"] == f"Roll back {name} stage Production to v{v1}"
+    done = api(base, "POST", f"/requests/{opened['id']}/reviews", user="bob", json={"verdict": "approve"}).json()
+    assert done["state"] == "applied", done
+    direct = MlflowClient(tracking_uri=url)
+    assert [direct.get_model_version(name, v).current_stage for v in (v1, v2)] == ["Production", "Archived"]
+    data = api(base, "GET", f"/models/{quote(name, safe='')}/timeline", user="carol").json()
+    production = next(t["periods"] for t in data["targets"] if t["target"] == "stage:Production")
+    assert [(p["version"], p["how"], p["until"] is None) for p in production[-2:]] == [
+        (v2, "request", False),
+        (v1, "rollback", True),
+    ]
 
 
 def test_refused_rollbacks_leave_mlflow_unchanged(sqlite_checkpoint, mlflow_server):
