@@ -42,6 +42,7 @@ class Applying(Checking):
             if data:
                 rule = data[rollback.FAST_PATH]
                 reason = f"fast-path rollback under rule '{rule}': {status.count} of {status.required} approvals"
+                data = {**data, "reason": reason}  # the event says it too (webhooks' one-line summary)
             if self.store.transition(
                 request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, data=data, reason=reason
             ):

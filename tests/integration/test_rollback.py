@@ -161,8 +161,8 @@ def test_fast_path_applies_at_once_and_only_for_a_genuine_rollback(sqlite_checkp
     assert approved["data"]["fast_path"] == FAST_RULE and approved["data"]["rollback"]["version"] == v2
     assert approved["actor"] == "alice"
     assert done["state_reason"] == "applied"
-    reason = next(e for e in done["events"] if e["kind"] == "approved")["data"]
-    assert reason["required_approvals"] == 0
+    assert approved["data"]["required_approvals"] == 0
+    assert approved["data"]["reason"] == f"fast-path rollback under rule '{FAST_RULE}': 0 of 0 approvals"
     audit = api(base, "GET", "/audit/export", user="root").text
     assert f'"fast_path": "{FAST_RULE}"' in audit or f'"fast_path":"{FAST_RULE}"' in audit
     last = champion_lane(base, name)[-1]
@@ -243,6 +243,15 @@ def test_refused_rollbacks_leave_mlflow_unchanged(sqlite_checkpoint, mlflow_serv
         timeout=30,
     )
     assert form.status_code == 409 and f"v{v4} never held alias:champion" in form.text
+    # The form's post needs its CSRF token like every form (here with v1's files still changed: no request either way).
+    forged = requests.post(
+        f"{base}/checkpoint/models/{quote(name, safe='')}/rollback",
+        data={"target": "alias:champion", "to": v3, "title": "x"},
+        auth=("alice", "x"),
+        timeout=30,
+    )
+    assert forged.status_code == 400 and "CSRF" in forged.text
+    assert champion(url, name) == v3
 
 
 def test_a_version_that_held_the_target_in_another_workspace_is_refused(mlflow_workspaces_server, sqlite_url, tmp_path):
