@@ -96,6 +96,7 @@ def test_rollback_to_the_previous_holder_with_one_approval_then_to_a_picked_one(
     assert (found["version"], found["replacing"], found["undoes_request_id"]) == (v2, [v3], third["id"])
     assert (found["held"]["request_id"], found["held"]["how"], found["verified"]) == (second["id"], "request", True)
     assert found["digest"] == second["challenger"]["digest"] == opened["challenger"]["digest"]
+    assert next(e for e in opened["events"] if e["kind"] == "opened")["data"]["rollback"] == found  # in the log, signed
     # The diff reads in reverse: the old version is the challenger, the current holder the champion.
     assert (opened["challenger"]["version"], opened["champion"]["version"]) == (v2, v3)
     assert (opened["approvals"]["required"], opened["rule"]["name"]) == (1, "default")  # no fast path: the ordinary rule
