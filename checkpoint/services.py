@@ -26,7 +26,7 @@ from checkpoint.edge.proxy import Proxy, UpstreamError
 from checkpoint.events.audit import HEAD, Keyring
 from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
-from checkpoint.review import expiry, schedule
+from checkpoint.review import checking, expiry, schedule
 from checkpoint.review.checks import CHECKS_INTERVAL
 from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
@@ -123,6 +123,8 @@ class Services:
         )
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
+        if policy.soaking:  # a soak that passed moves its request on by itself (review/checking.py)
+            background.every(checking.SOAK_INTERVAL, "soak", workflow.run_soaks)
         # Applies a freeze or an apply_at held back, once their time comes (review/schedule.py).
         background.every(schedule.INTERVAL, "release", schedule.Release(workflow, clock).run)
         if policy.expiring:  # records each approval that grew too old, once (review/expiry.py)

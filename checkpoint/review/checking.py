@@ -1,5 +1,7 @@
 """A request's checks: which its rule declares, their latest results, evaluating them (local ones
-at once, HTTP ones queued for the background thread) and what an HTTP check receives.
+at once, HTTP ones queued for the background thread) and what an HTTP check receives; and the
+soak (``checks/soak.py``): judged from the timeline, and moved on by the background work once its
+time has passed (:meth:`Checking.run_soaks`).
 
 Part of the Workflow (see ``workflow_base.py``): a failed required check holds a request open,
 and a check turning to pass may apply it, so evaluating ends in the Workflow's ``_proceed``.
@@ -13,15 +15,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from checkpoint import urls
+from checkpoint.events import timeline
 from checkpoint.identity import User
 from checkpoint.review import checks, expiry, rollback
+from checkpoint.review.checks import soak
 from checkpoint.review.policy import Rule, Status
 from checkpoint.review.representation import request_fields
 from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
+from checkpoint.storage.entities import APPROVED, FAILED, OPEN, CheckResult, EventKind, PromoteRequest, Waiting
 from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
-from checkpoint.storage.entities import FAILED, OPEN, CheckResult, PromoteRequest
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
+
+# The soak task: how often it looks (a soak is hours or days), and how many rows per page, pages per round.
+SOAK_INTERVAL, SOAK_PAGE, SOAK_PAGES = 60.0, 200, 50
 
 
 class Checking(WorkflowBase):
@@ -30,6 +37,8 @@ class Checking(WorkflowBase):
     if TYPE_CHECKING:  # defined by Applying, which moves a request on once its checks pass
 
         def _proceed(self, request_id: int, actor: str) -> PromoteRequest: ...
+
+        def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest: ...
 
     def rule_of(self, request: PromoteRequest) -> Rule:
         """The rule a request is reviewed under now (the policy file may have changed): its
@@ -49,6 +58,7 @@ class Checking(WorkflowBase):
             stored = self.store.check_results([request.id])[request.id]
         by_name = {r.name: r for r in stored}
         out = []
+        at = self.clock.now()
         for spec in specs:
             found = by_name.get(spec.name)
             if found is None or found.kind != spec.kind:
@@ -57,8 +67,22 @@ class Checking(WorkflowBase):
                 )
             elif found.required != spec.required:
                 found = replace(found, required=spec.required)
+            if isinstance(spec, checks.SoakCheck) and found.status == checks.PENDING:
+                found = replace(found, reason=soak.shown(found.reason, at))  # the time remaining, now
             out.append(found)
         return out
+
+    def soak_waiting(self, request: PromoteRequest, results: list[CheckResult]) -> Waiting | None:
+        """What an open request waits for while its soak is pending (``results``: its
+        :meth:`check_results`): the soak's end, named by the target the challenger must hold."""
+        if request.state != OPEN:
+            return None
+        specs = {s.name: s for s in self.check_specs(request) if isinstance(s, checks.SoakCheck)}
+        for result in results:
+            until = soak.ends(result.reason) if result.name in specs and result.status == checks.PENDING else None
+            if until is not None:
+                return Waiting(soak.SoakCheck.kind, until, specs[result.name].held)
+        return None
 
     def checks_of(self, requests: list[PromoteRequest]) -> dict[int, list[CheckResult]]:
         """:meth:`check_results` for a page of requests, read in one query."""
@@ -93,7 +117,7 @@ class Checking(WorkflowBase):
         specs = self.check_specs(request)
         if not specs:
             return
-        subject = checks.Subject(request, self.registry_for(request.workspace))
+        subject = self._subject(request)
         results, queued = [], False
         for spec in specs:
             if not spec.local:
@@ -112,6 +136,75 @@ class Checking(WorkflowBase):
         self.store.record_checks(request.id, results, keep=[s.name for s in specs], actor=actor)
         if queued and self.checks_queued is not None:
             self.checks_queued()
+
+    def _subject(self, request: PromoteRequest) -> checks.Subject:
+        """What the checks look at: MLflow in the request's workspace, and for a soak the timeline
+        (its target noticed in MLflow first) and the workflow's clock."""
+        workspace = request.workspace
+
+        def lane_of(model: str, target: str) -> timeline.Lane | None:
+            self._notice(model, target, workspace)
+            gov = self.governance
+            lanes = timeline.for_model(self.store, model, workspace, gov.governed_stages, gov.model_protected(model))
+            return next((lane for lane in lanes if lane.target == target), None)
+
+        return checks.Subject(request, self.registry_for(workspace), lane_of, self.clock.now())
+
+    def _notice(self, model: str, target: str, workspace: str) -> None:
+        """Record what holds a soak's alias or stage in MLflow now, if the log does not know it
+        (an outside change): from then on it is known, never before. A protected model's latest
+        version is known from the requests that created it; nothing is read for it."""
+        kind, _, name = target.partition(":")
+        registry = self.registry_for(workspace)
+        try:
+            if kind == "alias":
+                holder = registry.alias_holder(model, name)
+                self.store.record_outside_change(model, target, holder.version if holder else None, workspace=workspace)
+            elif kind == "stage" and name in self.governance.governed_stages:
+                held = sorted((v.version for v in registry.stage_holders(model, name)), key=int)
+                newest = held[-1] if held else None
+                self.store.record_outside_change(model, target, newest, workspace=workspace, holders=held)
+        except Exception:  # noticing never breaks a check: the soak is judged on what the log knows
+            log.warning("could not read %s of %s for a soak", target, model, exc_info=True)
+
+    def run_soaks(self) -> list[int]:
+        """The background task (registered when a rule has ``soak:``): judge again the soak of
+        every open request that has one, record what changed, and move on a request whose soak
+        now passes, as a check turning to pass does: open → approved and approved → applying
+        are conditional transitions, so of every worker and replica running this at once,
+        exactly one approves and applies it. Returns the ids this call approved."""
+        approved: list[int] = []
+        after = 0
+        for _ in range(SOAK_PAGES):
+            page = self.store.open_checks_of_kind(soak.SoakCheck.kind, after=after, limit=SOAK_PAGE)
+            for stored in page:
+                if self._soak_round(stored):
+                    approved.append(stored.request_id)
+            if len(page) < SOAK_PAGE:
+                break
+            after = page[-1].request_id
+        return approved
+
+    def _soak_round(self, stored: CheckResult) -> bool:
+        request = self.store.get(stored.request_id)
+        specs = self.check_specs(request)
+        spec = next((s for s in specs if isinstance(s, checks.SoakCheck) and s.name == stored.name), None)
+        if spec is None or request.state != OPEN:
+            return False
+        result = spec.evaluate(self._subject(request))
+        if (result.status, result.reason) != (stored.status, stored.reason):
+            judged = CheckResult(
+                request.id, spec.name, spec.kind, spec.required, result.status, result.reason, "soak", self.clock.now()
+            )
+            self.store.record_checks(request.id, [judged], keep=[s.name for s in specs], actor="checkpoint")
+        if result.status != checks.PASS or not self.status(request).ready:
+            return False
+        reason = f"approvals meet the policy; required checks pass (soak: {result.reason})"
+        if not self.store.transition(request.id, (OPEN,), APPROVED, actor="checkpoint", event=EventKind.APPROVED, reason=reason):
+            return False  # another worker or replica moved it first
+        log.info("request #%s approved: its soak passed (%s)", request.id, result.reason)
+        self.apply(request.id, actor="checkpoint")
+        return True
 
     def _checks_before_apply(self, request: PromoteRequest, actor: str) -> list[CheckResult]:
         """Re-evaluate the required local checks; the required checks not passing, if any."""

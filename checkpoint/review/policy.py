@@ -18,6 +18,8 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
         approvals_expire_after: 7d      # 90m, 24h, 7d, 2w (durations.py); without it approvals
                                         # count until the request is decided
         rollback: {required_approvals: 0}   # a genuine rollback's own fast path (see below)
+        soak: {held: "alias:challenger", for: 24h}   # or model:staging.* (environment models):
+                                        # a required check named soak (checks/soak.py)
         checks:                         # see checkpoint/review/checks/
           - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
           - {name: signature, kind: signature}
@@ -49,7 +51,8 @@ from datetime import datetime, timedelta
 from checkpoint.errors import ConfigError
 from checkpoint.identity import User
 from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
-from checkpoint.review.checks import Check, CheckConfigError, parse_checks
+from checkpoint.review.checks import Check, CheckConfigError, SoakCheck, parse_checks, parse_soak
+from checkpoint.review.checks.soak import NAME as SOAK
 from checkpoint.review.durations import DurationError, format_duration, parse_duration
 from checkpoint.review.freezes import Freeze, Hold, held
 from checkpoint.review.governance import STAGES
@@ -86,6 +89,8 @@ class Rule:
     workspaces: tuple[str, ...] = ()
     # How long an approval counts (None: until the request is decided).
     approvals_expire_after: timedelta | None = None
+    # What the challenger must first have held, how long (``soak:``); also the last of ``checks``.
+    soak: SoakCheck | None = None
     # A genuine rollback's own approvals (None: rollbacks are reviewed like any request).
     rollback: FastPath | None = None
     # True on the rule as a genuine rollback sees it (:meth:`for_rollback`).
@@ -139,10 +144,11 @@ class Rule:
         where = f" in workspace {', '.join(self.workspaces)}" if self.workspaces else ""
         expiry = self.approvals_expire_after
         lasts = f"; approvals expire after {format_duration(expiry)}" if expiry is not None else ""
+        soak = f"; the challenger first {self.soak.describe()}" if self.soak is not None else ""
         if self.fast_path:
-            return f"{self.name} (rollback fast path): {need} from {who}{own}{where}{lasts}"
+            return f"{self.name} (rollback fast path): {need} from {who}{own}{where}{lasts}{soak}"
         fast = f"; {self.rollback.describe()}" if self.rollback is not None else ""
-        return f"{self.name}: {need} from {who}{own}{where}{lasts}{fast}"
+        return f"{self.name}: {need} from {who}{own}{where}{lasts}{soak}{fast}"
 
 
 def _ws(workspace: str) -> str:
@@ -233,6 +239,11 @@ class Policy:
     def expiring(self) -> tuple[Rule, ...]:
         """The rules whose approvals expire (the background work then looks for expired ones)."""
         return tuple(r for r in (*self.rules, self.default) if r.approvals_expire_after is not None)
+
+    @property
+    def soaking(self) -> bool:
+        """Whether any rule has ``soak:`` (the background work then looks for soaks that passed)."""
+        return any(r.soak is not None for r in (*self.rules, self.default))
 
     @property
     def http_checks(self) -> bool:
@@ -340,6 +351,7 @@ _RULE_KEYS = {
     "checks",
     "workspaces",
     "approvals_expire_after",
+    "soak",
     "rollback",
 }
 _FAST_PATH_KEYS = {"required_approvals", "allow_self_approval"}
@@ -412,10 +424,20 @@ def _rule(index: int, item) -> Rule:
             expiry = parse_duration(item["approvals_expire_after"])
         except DurationError as exc:
             raise PolicyError(f"{named}.approvals_expire_after: {exc}") from exc
+    targets = tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",)))
+    soak = None
+    if "soak" in item:
+        if any(c.name == SOAK for c in checks):
+            raise PolicyError(f"{named}.checks: the name {SOAK!r} is the soak's (the rule's soak key); pick another")
+        try:
+            soak = parse_soak(item["soak"], named, targets)
+        except ValueError as exc:
+            raise PolicyError(str(exc)) from exc
+        checks = (*checks, soak)
     return Rule(
         name=str(item.get("name") or where),
         models=_strings(item, "models", where, ("*",)),
-        targets=tuple(_target(t, where) for t in _strings(item, "targets", where, ("*",))),
+        targets=targets,
         reviewers=reviewers,
         groups=_strings(item, "groups", where, ()),
         required_approvals=required,
@@ -423,5 +445,6 @@ def _rule(index: int, item) -> Rule:
         checks=checks,
         workspaces=_workspaces(item, where),
         approvals_expire_after=expiry,
+        soak=soak,
         rollback=_fast_path(item, named, reviewers),
     )

@@ -95,3 +95,16 @@ class CheckResults(EventChain):
             if status in ("fail", "error"):
                 self._log(session, row, EventKind.CHECK_FAILED, actor, check_event(to_check(current)), stamp)
         return True
+
+    def open_checks_of_kind(self, kind: str, after: int = 0, limit: int = 200) -> list[CheckResult]:
+        """The stored results of checks of ``kind`` on open requests, by request id after ``after``
+        (the soak task's candidates: it judges each again and moves on those that passed)."""
+        query = (
+            select(CheckRow)
+            .join(RequestRow, RequestRow.id == CheckRow.request_id)
+            .where(CheckRow.kind == kind, RequestRow.state == OPEN, CheckRow.request_id > after)
+            .order_by(CheckRow.request_id, CheckRow.id)
+            .limit(limit)
+        )
+        with session_scope(self.sessions) as session:
+            return [to_check(r) for r in session.scalars(query)]

@@ -106,13 +106,14 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
     base = public_base()
     links = {"url": urls.request_page(base, item.id), "api_url": urls.request_api(base, item.id)}
     out = request_fields(item, status, rule, links)
+    waiting = item.waiting_for or workflow().soak_waiting(item, checks)  # approved and held, or open and soaking
     out |= {
         "applied_at": item.applied_at.isoformat() if item.applied_at else None,
         "apply_result": item.apply_result,
         "checks": [check_json(c) for c in checks],
         "blocked_by_checks": list(status.blocked_by),
         "apply_at": item.apply_at.isoformat() if item.apply_at else None,
-        "waiting_for": item.waiting_for.to_json() if item.waiting_for else None,
+        "waiting_for": waiting.to_json() if waiting else None,
     }
     if full:
         at = current_services().clock.now()

@@ -6,6 +6,8 @@ Declared per rule in the policy file (``checks:``), each ``{name, kind, required
 * ``tags`` — tags the version (or its run, ``on: run``) must carry: ``validation_status: passed``;
 * ``signature`` — no input removed or retyped, outputs unchanged, compared with the champion;
 * ``description`` — a minimum description length; ``title`` — a regex the title must match;
+* ``soak`` — not declared under ``checks:`` but implied by a rule's ``soak:`` key (``soak.py``):
+  the challenger held another target for a minimum time;
 * ``http`` — Checkpoint POSTs the request's JSON to ``url``; the receiver answers
   ``{"status": "pass"|"fail", "reason": "..."}``. Evaluated in the background, never in a page.
 
@@ -53,6 +55,7 @@ from checkpoint.review.checks.results import (
     Unevaluable,
     one_line,
 )
+from checkpoint.review.checks.soak import SoakCheck, parse_soak
 from checkpoint.review.checks.subject import Subject
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "MetricCheck",
     "Result",
     "SignatureCheck",
+    "SoakCheck",
     "Subject",
     "TagsCheck",
     "TitleCheck",
@@ -89,6 +93,7 @@ __all__ = [
     "parse_check",
     "parse_checks",
     "parse_expression",
+    "parse_soak",
     "render",
     "tokenize",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -15,9 +17,18 @@ class Subject:
     """One request's challenger and champion as MLflow holds them now, read lazily and once
     per evaluation round (the registry adapter caches runs and artifacts on top)."""
 
-    def __init__(self, request: Any, registry: Registry) -> None:
+    def __init__(
+        self,
+        request: Any,
+        registry: Registry,
+        lane_of: Callable[[str, str], Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
         self.request = request
         self.registry = registry
+        # What a soak check reads: the timeline lane of (model, target), and the time it judges at.
+        self.lane_of = lane_of
+        self.at = at
 
     @cached_property
     def change(self) -> changes.Change:
