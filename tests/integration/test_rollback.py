@@ -309,4 +309,16 @@ def test_roll_back_from_the_timeline_page_in_a_browser(sqlite_checkpoint, mlflow
     expect(page.locator("#diff-h")).to_contain_text(f"rollback: v{v2} returns, replacing v{v3}")
     page.screenshot(path=str(SHOT.with_name("rollback-request.png")), full_page=True)
     assert champion(mlflow_server.url, name) == v3  # the ordinary rule: waiting for a review
+
+    request_id = int(page.url.rsplit("/", 1)[-1])
+    done = api(base, "POST", f"/requests/{request_id}/reviews", user="bob", json={"verdict": "approve"}).json()
+    assert done["state"] == "applied" and champion(mlflow_server.url, name) == v2
+    page.goto(f"{base}/checkpoint/models/{quote(name, safe='')}/timeline")
+    bar = page.locator("svg.cp-tl-svg g.cp-tl-rollback")
+    expect(bar).to_have_count(1)
+    assert f"rollback #{request_id}" in (bar.locator("title").text_content() or "")
+    rows = page.get_by_role("table").nth(0).locator("tbody tr")
+    expect(rows.last).to_contain_text("rollback")
+    expect(rows.last).not_to_contain_text("Roll back to")  # it holds now
+    page.screenshot(path=str(SHOT.with_name("rollback-timeline-after.png")), full_page=True)
     assert page.js_errors == []
