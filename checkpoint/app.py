@@ -84,7 +84,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
-    from checkpoint.web import api, audit, deliveries, ops, timeline, ui
+    from checkpoint.web import api, audit, deliveries, ops, rollback, timeline, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -94,6 +94,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(deliveries.api)
     app.register_blueprint(timeline.api)
     app.register_blueprint(timeline.pages)
+    app.register_blueprint(rollback.pages)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)

@@ -276,6 +276,36 @@ def promote(url, model, version, stage, alias, archive_existing, title, descript
 
 @request.command()
 @_URL
+@click.argument("model")
+@click.option("--alias")
+@click.option("--stage", type=click.Choice(["Staging", "Production"], case_sensitive=False))
+@click.option("--to", "to", help="the version to put back (default: the previous holder)")
+@click.option("--title", default="", help="default: Roll back MODEL @ALIAS to vN")
+@click.option("--description", default="", help="markdown; '-' reads it from standard input; default names what it undoes")
+@click.option("--workspace", help="MLflow workspace (default: the default one)")
+@click.option("--json", "as_json", is_flag=True, help="print the request as JSON")
+def rollback(url, model, alias, stage, to, title, description, workspace, as_json) -> None:
+    """Open a request to put back an earlier holder of an alias or a stage (the previous one, or --to)."""
+    if bool(stage) == bool(alias):
+        raise click.UsageError("give exactly one of --stage or --alias")
+    if description == "-":
+        description = click.open_file("-").read()
+    client = _client(url)
+    made = _api(
+        lambda: client.rollback(model, stage=stage, alias=alias, to=to, title=title, description=description, workspace=workspace)
+    )
+    if as_json:
+        click.echo(json.dumps(made, indent=2))
+        return
+    verb = "opened" if made.get("created") else "already open:"
+    found = made.get("rollback") or {}
+    how = "" if found.get("verified") else f" (not verified: {found.get('reason')}; the ordinary rule applies)"
+    click.echo(f"{verb} rollback request #{made['id']} ({made['state']}): {made['url']}")
+    click.echo(f"  {made['title']}{how}")
+
+
+@request.command()
+@_URL
 @click.argument("request_id", type=int)
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="seconds to wait")
 @click.option("--interval", type=float, default=5.0, show_default=True, help="seconds between polls")

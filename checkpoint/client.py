@@ -128,6 +128,32 @@ class CheckpointClient:
             change["workspace"] = workspace
         return self.request(change, title, description, apply_at)
 
+    def rollback(
+        self,
+        model: str,
+        *,
+        stage: str | None = None,
+        alias: str | None = None,
+        to: str | int | None = None,
+        title: str = "",
+        description: str = "",
+        workspace: str | None = None,
+    ) -> dict:
+        """Ask to put back an earlier holder of ``model``'s stage or alias: ``to``, or (None) the
+        previous holder. Checkpoint chooses and checks the version from its log; the request (a
+        rollback record under ``"rollback"``) may already be applied under a fast-path rule."""
+        if bool(stage) == bool(alias):
+            raise ValueError("give exactly one of stage= or alias=")
+        body: dict = {
+            "target": f"stage:{stage}" if stage else f"alias:{alias}",
+            "to": None if to is None else str(to),
+            "title": title,
+            "description": description,
+        }
+        if workspace:
+            body["workspace"] = workspace
+        return self._call("POST", f"/models/{quote(model, safe='')}/rollback", json=body)
+
     def get(self, request_id: int) -> dict:
         return self._call("GET", f"/requests/{int(request_id)}")
 

@@ -225,8 +225,8 @@ def created_version(asked: Asked, result: str) -> str | None:
 
 
 def how_of(data: dict) -> str:
-    """How an applied request put its version there. ``rollback`` is the event's flag for a
-    request that puts back an earlier holder (set by the rollback work; none set it yet)."""
+    """How an applied request put its version there. ``rollback`` on the ``applied`` event is a
+    rollback request's record (``review/rollback.py``): it put back an earlier holder."""
     if data.get("break_glass"):
         return BREAK_GLASS
     if data.get("rollback"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from checkpoint.registry import RegistryError, Version
-from checkpoint.review import changes, expiry, schedule
+from checkpoint.review import changes, expiry, rollback, schedule
 from checkpoint.review.changes import Change
 from checkpoint.review.checking import Checking, check_line
 from checkpoint.review.policy import Status
@@ -35,11 +35,27 @@ class Applying(Checking):
         """Open → approved → applied once approvals meet the rule and required checks pass
         (after a review, or a check turning to pass); the conditional transition makes it once."""
         request = self.store.get(request_id)
-        if request.state == OPEN and self.status(request).ready:
+        status = self.status(request) if request.state == OPEN else None
+        if status is not None and status.ready:
             reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
-            if self.store.transition(request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, reason=reason):
+            data = self._fast_path(request)
+            if data:
+                rule = data[rollback.FAST_PATH]
+                reason = f"fast-path rollback under rule '{rule}': {status.count} of {status.required} approvals"
+                data = {**data, "reason": reason}  # the event says it too (webhooks' one-line summary)
+            if self.store.transition(
+                request_id, (OPEN,), APPROVED, actor=actor, event=EventKind.APPROVED, data=data, reason=reason
+            ):
                 return self.apply(request_id, actor=actor)
         return self.store.get(request_id)
+
+    def _fast_path(self, request: PromoteRequest) -> dict:
+        """What an event says of a verified rollback under a rule's ``rollback:`` fast path: the
+        record and the rule ({} for any other request)."""
+        rule = self.rule_of(request)
+        if not rule.fast_path or request.rollback is None:
+            return {}
+        return {"rollback": request.rollback, rollback.FAST_PATH: rule.name, "required_approvals": rule.required_approvals}
 
     def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest:
         """Apply an approved request exactly once (``forced``: break-glass, no stale check), unless a
@@ -158,13 +174,19 @@ class Applying(Checking):
             APPLIED,
             actor=actor,
             event=EventKind.APPLIED,
-            data={"result": result, "break_glass": forced},
+            data={"result": result, "break_glass": forced, **self._rollback_data(request)},
             apply_result=result,
             applied_at=self.clock.now(),
             reason=None if forced else "applied",
         )
         self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
         return self.store.get(request_id)
+
+    def _rollback_data(self, request: PromoteRequest) -> dict:
+        """A rollback's record on its ``applied`` event (the timeline's ``how: rollback``)."""
+        if request.rollback is None:
+            return {}
+        return self._fast_path(request) or {"rollback": request.rollback}
 
     def _expired_before_apply(self, request: PromoteRequest) -> Status | None:
         """The approvals' standing when expired ones leave the rule unmet at the apply (their

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from checkpoint import urls
 from checkpoint.events import timeline
 from checkpoint.identity import User
-from checkpoint.review import checks, expiry
+from checkpoint.review import checks, expiry, rollback
 from checkpoint.review.checks import soak
-from checkpoint.review.policy import Status
+from checkpoint.review.policy import Rule, Status
 from checkpoint.review.representation import request_fields
 from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
 from checkpoint.storage.entities import APPROVED, FAILED, OPEN, CheckResult, EventKind, PromoteRequest, Waiting
@@ -39,6 +39,11 @@ class Checking(WorkflowBase):
         def _proceed(self, request_id: int, actor: str) -> PromoteRequest: ...
 
         def apply(self, request_id: int, actor: str, forced: bool = False) -> PromoteRequest: ...
+
+    def rule_of(self, request: PromoteRequest) -> Rule:
+        """The rule a request is reviewed under now (the policy file may have changed): its
+        ``rollback:`` fast path for a verified rollback (``review/rollback.py``)."""
+        return self.policy.rule_for(request.model_name, request.target, request.workspace, rollback.verified(request))
 
     def check_specs(self, request: PromoteRequest) -> tuple[checks.Check, ...]:
         """The checks the request's rule declares now (the policy file may have changed)."""
@@ -233,7 +238,7 @@ class Checking(WorkflowBase):
     def http_payload(self, request: PromoteRequest, spec: checks.Check) -> dict:
         """What an HTTP check receives: the request as the API shows it, plus a diff summary."""
         status = self.status(request)
-        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        rule = self.rule_of(request)
         base = (self.public_url or "").rstrip("/")
         subject = checks.Subject(request, self.registry_for(request.workspace))
         try:
@@ -253,10 +258,12 @@ class Checking(WorkflowBase):
         the request's :meth:`check_results`, when the caller has them already), and whose approval
         expired: only approvals younger than the rule's ``approvals_expire_after`` count (by the
         workflow's clock, whether or not the background work has recorded the expiry yet)."""
-        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        rule = self.rule_of(request)
         at = self.clock.now()
         approvers = {r.reviewer for r in expiry.counting(request, rule, at)}
-        status = self.policy.status(request.model_name, request.target, approvers, request.named_reviewers, request.workspace)
+        status = self.policy.status(
+            request.model_name, request.target, approvers, request.named_reviewers, request.workspace, rollback.verified(request)
+        )
         lapsed = tuple(sorted({r.reviewer for r in request.reviews if expiry.expired(r, rule, at)} - approvers))
         results = self.check_results(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)

@@ -17,6 +17,7 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
         allow_self_approval: false
         approvals_expire_after: 7d      # 90m, 24h, 7d, 2w (durations.py); without it approvals
                                         # count until the request is decided
+        rollback: {required_approvals: 0}   # a genuine rollback's own fast path (see below)
         soak: {held: "alias:challenger", for: 24h}   # or model:staging.* (environment models):
                                         # a required check named soak (checks/soak.py)
         checks:                         # see checkpoint/review/checks/
@@ -32,13 +33,19 @@ counts, wherever approvals are counted: the status line, open → approved, and 
 (an approved request whose counting approvals no longer meet the rule when its apply claims it
 goes back to open; see ``Workflow.apply``). The background work records each expiry once
 (``approval_expired``), and a recorded expiry stands even if the rule later allows longer.
+
+A rule's ``rollback: {required_approvals: 0..20, allow_self_approval: bool}`` replaces those two
+keys for a *genuine* rollback request only: one whose record says the event log shows the version
+holding that very target before, with the same files (``review/rollback.py`` decides; a request
+cannot declare itself one). Everything else of the rule (reviewers, groups, checks, expiry) holds.
+With 0 approvals the request applies when it opens (its events say under which rule).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from checkpoint.errors import ConfigError
@@ -52,6 +59,20 @@ from checkpoint.review.governance import STAGES
 
 # The name this module's errors had before there was one ConfigError.
 PolicyError = ConfigError
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """A rule's ``rollback:`` key: how a genuine rollback is reviewed under it."""
+
+    required_approvals: int = 1  # 0: applies when it opens
+    allow_self_approval: bool = False
+
+    def describe(self) -> str:
+        if self.required_approvals == 0:
+            return "a genuine rollback applies at once"
+        own = ", the author's own counting" if self.allow_self_approval else ""
+        return f"a genuine rollback needs {self.required_approvals} approval(s){own}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,19 @@ class Rule:
     approvals_expire_after: timedelta | None = None
     # What the challenger must first have held, how long (``soak:``); also the last of ``checks``.
     soak: SoakCheck | None = None
+    # A genuine rollback's own approvals (None: rollbacks are reviewed like any request).
+    rollback: FastPath | None = None
+    # True on the rule as a genuine rollback sees it (:meth:`for_rollback`).
+    fast_path: bool = False
+
+    def for_rollback(self) -> Rule:
+        """The rule a genuine rollback request is reviewed under: its ``rollback:`` approvals."""
+        if self.rollback is None:
+            return self
+        fast = self.rollback
+        return replace(
+            self, required_approvals=fast.required_approvals, allow_self_approval=fast.allow_self_approval, fast_path=True
+        )
 
     def matches(self, model: str, target: str, workspace: str = "") -> bool:
         return (
@@ -111,7 +145,10 @@ class Rule:
         expiry = self.approvals_expire_after
         lasts = f"; approvals expire after {format_duration(expiry)}" if expiry is not None else ""
         soak = f"; the challenger first {self.soak.describe()}" if self.soak is not None else ""
-        return f"{self.name}: {need} from {who}{own}{where}{lasts}{soak}"
+        if self.fast_path:
+            return f"{self.name} (rollback fast path): {need} from {who}{own}{where}{lasts}{soak}"
+        fast = f"; {self.rollback.describe()}" if self.rollback is not None else ""
+        return f"{self.name}: {need} from {who}{own}{where}{lasts}{soak}{fast}"
 
 
 def _ws(workspace: str) -> str:
@@ -213,14 +250,16 @@ class Policy:
         """Whether any rule declares an HTTP check (the background thread then polls for them)."""
         return any(not check.local for rule in self.rules for check in rule.checks)
 
-    def rule_for(self, model: str, target: str, workspace: str = "") -> Rule:
-        """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default)."""
+    def rule_for(self, model: str, target: str, workspace: str = "", rollback: bool = False) -> Rule:
+        """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default);
+        with ``rollback`` (a genuine rollback request) as its ``rollback:`` key changes it."""
         candidates = [
             (r.specificity(model, target, workspace), -i, r)
             for i, r in enumerate(self.rules)
             if r.matches(model, target, workspace)
         ]
-        return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
+        rule = max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else self.default
+        return rule.for_rollback() if rollback else rule
 
     def may_review(
         self,
@@ -231,10 +270,11 @@ class Policy:
         named: tuple[str, ...] = (),
         right: RightCheck | None = None,
         workspace: str = "",
+        rollback: bool = False,
     ) -> str | None:
-        """Why ``user`` may not review this request, or None when they may."""
+        """Why ``user`` may not review this request, or None when they may (``rollback``: a genuine one)."""
         user = user if isinstance(user, User) else User(user)
-        rule = self.rule_for(model, target, workspace)
+        rule = self.rule_for(model, target, workspace, rollback)
         if user.anonymous:
             return "sign in (or pick a name) to review"
         if user.name == author and not rule.allow_self_approval:
@@ -248,8 +288,16 @@ class Policy:
             return f"{user.name} may not review requests for '{model}' (needs MANAGE on the model in MLflow)"
         return None
 
-    def status(self, model: str, target: str, approvers: set[str], named: tuple[str, ...] = (), workspace: str = "") -> Status:
-        rule = self.rule_for(model, target, workspace)
+    def status(
+        self,
+        model: str,
+        target: str,
+        approvers: set[str],
+        named: tuple[str, ...] = (),
+        workspace: str = "",
+        rollback: bool = False,
+    ) -> Status:
+        rule = self.rule_for(model, target, workspace, rollback)
         if rule.required_approvals == "all":
             everyone = tuple(dict.fromkeys([*rule.reviewers, *named]))
             missing = tuple(u for u in everyone if u not in approvers)
@@ -304,7 +352,32 @@ _RULE_KEYS = {
     "workspaces",
     "approvals_expire_after",
     "soak",
+    "rollback",
 }
+_FAST_PATH_KEYS = {"required_approvals", "allow_self_approval"}
+
+
+def _fast_path(item: dict, where: str, reviewers: tuple[str, ...]) -> FastPath | None:
+    """A rule's ``rollback:`` key; every malformed part refused naming the rule and the key."""
+    raw = item.get("rollback")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}.rollback: expected a mapping such as {{required_approvals: 0}}, got {raw!r}")
+    unknown = set(map(str, raw)) - _FAST_PATH_KEYS
+    if unknown:
+        raise PolicyError(
+            f"{where}.rollback: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FAST_PATH_KEYS))}"
+        )
+    required = raw.get("required_approvals", 1)
+    if not isinstance(required, int) or isinstance(required, bool) or not 0 <= required <= 20:
+        raise PolicyError(f"{where}.rollback.required_approvals: expected a number from 0 to 20, got {required!r}")
+    if reviewers and not item.get("groups") and required > len(reviewers):
+        raise PolicyError(f"{where}.rollback.required_approvals: {required} approvals but only {len(reviewers)} reviewers listed")
+    self_ok = raw.get("allow_self_approval", False)
+    if not isinstance(self_ok, bool):
+        raise PolicyError(f"{where}.rollback.allow_self_approval: expected true or false, got {self_ok!r}")
+    return FastPath(required, self_ok)
 
 
 def _workspaces(item: dict, where: str) -> tuple[str, ...]:
@@ -373,4 +446,5 @@ def _rule(index: int, item) -> Rule:
         workspaces=_workspaces(item, where),
         approvals_expire_after=expiry,
         soak=soak,
+        rollback=_fast_path(item, named, reviewers),
     )

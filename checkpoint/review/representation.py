@@ -63,6 +63,7 @@ def request_fields(request: PromoteRequest, status: Status, rule: Rule, links: M
         "rule": {"name": rule.name, "description": rule.describe()},
         "created_at": request.created_at.isoformat(),
         "updated_at": request.updated_at.isoformat(),
+        "rollback": getattr(request, "rollback", None),  # a rollback's record (review/rollback.py); None for any other
     }
 
 

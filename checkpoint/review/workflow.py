@@ -2,18 +2,20 @@
 withdrawn; back to open with approvals dismissed when the champion or challenger moved.
 
 This module opens, edits and reviews requests; the parts it is composed of (see
-``workflow_base.py``) check them (``checking.py``) and apply them exactly once (``applying.py``).
+``workflow_base.py``) check them (``checking.py``), apply them exactly once (``applying.py``) and
+choose what a rollback puts back (``rolling_back.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
-from checkpoint.review import changes, checks, content, schedule
-from checkpoint.review.applying import Applying
+from checkpoint.review import changes, checks, content, rollback, schedule
 from checkpoint.review.changes import Change
+from checkpoint.review.rolling_back import RollingBack
 from checkpoint.review.workflow_base import (
     COMMENT_MAX,
     DESCRIPTION_MAX,
@@ -43,7 +45,7 @@ def _is_prompt_version(version: Version) -> bool:
     return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
 
 
-class Workflow(Applying):
+class Workflow(RollingBack):
     """Every operation on promote requests; built once per process (``services.py``) with the
     fields of ``WorkflowBase``: store, registry, governance, policy, and the optional ones."""
 
@@ -111,13 +113,16 @@ class Workflow(Applying):
         description: str = "",
         reviewers: tuple[str, ...] = (),
         apply_at: str | None = None,
+        rollback_plan: rollback.Plan | None = None,
     ) -> tuple[PromoteRequest, bool]:
         """Open a request for ``change`` (or return the open one this author has for it).
 
         ``reviewers`` names people the author asks: it only adds them to the awaited list, so
         each must be able to approve under the rule on their own (a 400 here, not a dead end).
         A moving ``models:`` source is pinned to the version it names now. ``apply_at`` (ISO,
-        ahead): once approved, it applies then, not before (schedule.py).
+        ahead): once approved, it applies then, not before (schedule.py). ``rollback_plan``
+        (only from :meth:`open_rollback`): the request is a rollback, judged against the
+        challenger's snapshot taken here (refused, or recorded verified or not).
         """
         author = as_actor(author).name
         when = schedule.check_apply_at(apply_at, self.clock.now())
@@ -137,14 +142,23 @@ class Workflow(Applying):
         check_text("title", title, TITLE_MAX, required=True)
         check_text("description", description or "", DESCRIPTION_MAX)
         challenger, champion = self._snapshots(change)
+        found = None if rollback_plan is None else self._rollback_record(rollback_plan, challenger)
         if change.version and challenger is None and change.kind not in ("create_version",):
             raise WorkflowError(
                 422, "RESOURCE_DOES_NOT_EXIST", f"'{change.name}' has no version {change.version}: nothing to promote"
             )
+        dedupe = change.dedupe_key(author)
+        if found is not None:  # a rollback is not the same request as the plain promotion of that version
+            dedupe = hashlib.sha256(f"rollback:{dedupe}".encode()).hexdigest()
         request, created = self.store.open_request(
             author=author,
-            dedupe_key=change.dedupe_key(author),
-            event_data={"change": change.to_json(), "description": change.describe(), "title": title},
+            dedupe_key=dedupe,
+            event_data={
+                "change": change.to_json(),
+                "description": change.describe(),
+                "title": title,
+                **({"rollback": found} if found is not None else {}),
+            },
             kind=change.kind,
             model_name=change.model_name,
             version=change.version or (challenger or {}).get("version"),
@@ -157,6 +171,7 @@ class Workflow(Applying):
             named_reviewers=list(reviewers),
             rule_name=rule.name,
             workspace=change.workspace,
+            rollback=found,
         )
         if not created and when is not None and request.apply_at != when:
             # The open request this author already has for the change is the answer to a retry;
@@ -174,6 +189,8 @@ class Workflow(Applying):
         if created and rule.checks:
             self._run_checks_safely(request.id, "open", author)
             request = self.store.get(request.id)
+        if created and rollback.verified(request):  # a fast path of 0 approvals applies now
+            request = self._proceed(request.id, author)
         return request, created
 
     def artifact_refusal(self, write: content.ArtifactWrite) -> content.Refusal | None:
@@ -312,6 +329,7 @@ class Workflow(Applying):
             request.named_reviewers,
             self._review_right(request.workspace),
             request.workspace,
+            rollback.verified(request),
         )
 
     def break_glass(self, request_id: int, user: User | str, reason: str) -> PromoteRequest:

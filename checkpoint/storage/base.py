@@ -93,6 +93,7 @@ def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRe
         named_reviewers=tuple(row.named_reviewers or ()),
         rule_name=row.rule_name,
         workspace=row.workspace or "",
+        rollback=row.rollback or None,
         apply_at=aware(row.apply_at),
         waiting_for=_waiting(row),
         reviews=tuple(to_review(r) for r in reviews),

@@ -182,6 +182,7 @@ class PromoteRequest:
     named_reviewers: tuple[str, ...] = ()
     rule_name: str = "default"
     workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
+    rollback: dict | None = None  # a rollback request's record (review/rollback.py); None otherwise
     apply_at: datetime | None = None  # when its author or a reviewer asked it to apply
     waiting_for: Waiting | None = None  # approved, and held back by a freeze or apply_at
     reviews: tuple[Review, ...] = field(default=())

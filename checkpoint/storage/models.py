@@ -45,6 +45,9 @@ class RequestRow(Base):
     waiting_kind: Mapped[str | None] = mapped_column(String(16))
     waiting_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     waiting_name: Mapped[str | None] = mapped_column(String(200))
+    # A rollback request's record (review/rollback.py): what it puts back, what it undoes, and
+    # whether Checkpoint's log proves it; NULL for every other request. Written once, at opening.
+    rollback: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_requests_state_id", "state", "id"),

@@ -102,7 +102,7 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
     """The API's view of a request (the same data the pages show); ``checks`` when read already."""
     checks = workflow().check_results(item) if checks is None else checks
     status = workflow().status(item, checks)
-    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
+    rule = workflow().rule_of(item)
     base = public_base()
     links = {"url": urls.request_page(base, item.id), "api_url": urls.request_api(base, item.id)}
     out = request_fields(item, status, rule, links)
@@ -211,6 +211,28 @@ def create_request():
     item, created = workflow().open(
         change, current_user(), title or "", description or "", tuple(reviewers), apply_at=data.get("apply_at")
     )
+    body = request_json(item, full=True)
+    body["created"] = created
+    return jsonify(body), 201 if created else 200
+
+
+@bp.post("/models/<path:name>/rollback")
+def open_rollback(name: str):
+    """Open the request that puts back an earlier holder of ``target`` (``to``, or the previous
+    one): an ordinary promote request whose ``rollback`` record Checkpoint builds from its log."""
+    data = _body({"target", "to", "title", "description", "workspace"})
+    target, to = _text(data, "target"), data.get("to")
+    if not target:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "target is required: alias:NAME or stage:NAME")
+    if isinstance(to, int) and not isinstance(to, bool):
+        to = str(to)
+    if to is not None and (not isinstance(to, str) or not to.strip()):
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "to must be a version number (a string) or null")
+    workspace = workspace_arg(data.get("workspace")) or ""
+    if not reader().can_read(name, workspace):
+        raise CheckpointError(403, "PERMISSION_DENIED", "Permission denied: MLflow does not let you read this model")
+    title, description = _text(data, "title", ""), _text(data, "description", "")
+    item, created = workflow().open_rollback(name, target, to, current_user(), title or "", description or "", workspace)
     body = request_json(item, full=True)
     body["created"] = created
     return jsonify(body), 201 if created else 200

@@ -15,6 +15,8 @@ import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from checkpoint.review import rollback
+
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 _TAGS = {
     "p",
@@ -125,4 +127,18 @@ def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
 
 
 # Every helper above, by the name templates call it.
-TEMPLATE_GLOBALS = (target_label, request_headline, mlflow_version_url, mlflow_run_url, format_ms, spark_scale, sparkline)
+def rollback_headline(found: dict) -> str:
+    """A rollback request's line above its diff: "rollback: v3 returns, replacing v5"."""
+    return rollback.headline(found)
+
+
+TEMPLATE_GLOBALS = (
+    target_label,
+    request_headline,
+    mlflow_version_url,
+    mlflow_run_url,
+    format_ms,
+    spark_scale,
+    sparkline,
+    rollback_headline,
+)

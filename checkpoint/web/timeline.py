@@ -191,8 +191,15 @@ def timeline_page(name: str):
     workspace = _workspace()
     refuse_unreadable(name, workspace)
     lanes = lanes_of(name, workspace)
+    # What each alias and stage lane may be rolled back to (its earlier holders): a Roll back link per period.
+    earlier = {
+        lane.target: {p.version for p in timeline.earlier_holders(lane)}
+        for lane in lanes
+        if lane.target.startswith(("alias:", "stage:"))
+    }
     return render_template(
         "ui/timeline.html",
+        earlier=earlier,
         name=name,
         workspace=workspace,
         lanes=lanes,

@@ -227,7 +227,7 @@ def request_detail(request_id: int):
     diff, diff_error, moved = _diff_for(item)
     user = current_user()
     refusal = workflow().refusal(user, item)
-    rule = workflow().policy.rule_for(item.model_name, item.target, item.workspace)
+    rule = workflow().rule_of(item)
     checks = workflow().check_results(item)
     at = current_services().clock.now()
     return render_template(

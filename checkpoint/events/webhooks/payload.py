@@ -51,6 +51,9 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     }
     if outgoing.comment is not None:
         data["comment"] = outgoing.comment
+    found = getattr(item, "rollback", None)  # written once, at opening: every attempt sends the same
+    if found is not None:
+        data["rollback"] = found
     return {"entity": ENTITY, "action": event.kind, "timestamp": event.created_at.isoformat(), "data": data}
 
 

@@ -57,6 +57,15 @@ def test_a_request_event_in_mlflows_webhook_shape():
     }
 
 
+def test_a_rollback_carries_its_record():
+    found = {"target": "alias:champion", "version": "3", "replacing": ["5"], "verified": True}
+    item = SimpleNamespace(**{**vars(ITEM), "rollback": found})
+    applied = {"result": "done", "break_glass": False, "rollback": found, "fast_path": "fraud production"}
+    message = webhooks.payload(outgoing("applied", data=applied, item=item), None)
+    assert message["data"]["rollback"] == found and message["data"]["event"]["fast_path"] == "fraud production"
+    assert "rollback" not in webhooks.payload(outgoing(), None)["data"]  # an ordinary request's body is unchanged
+
+
 def test_a_comment_travels_with_its_event_and_a_workspace_is_named():
     item = SimpleNamespace(**{**vars(ITEM), "workspace": "team-b"})
     message = webhooks.payload(outgoing("commented", item=item, comment="looks good"), None)

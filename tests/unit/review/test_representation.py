@@ -51,7 +51,7 @@ def test_request_fields_in_the_order_an_http_check_receives_them():
         list(out)
         == (
             "id url kind model workspace version target change title description author state state_reason "
-            "challenger champion approvals named_reviewers rule created_at updated_at"
+            "challenger champion approvals named_reviewers rule created_at updated_at rollback"
         ).split()
     )
     assert out["model"] == "fraud-eu" and out["workspace"] == "default"
@@ -66,6 +66,12 @@ def test_request_fields_in_the_order_an_http_check_receives_them():
     assert out["named_reviewers"] == ["dave"]
     assert out["rule"] == {"name": "fraud", "description": RULE.describe()}
     assert (out["created_at"], out["updated_at"]) == ("2026-11-23T10:00:00+00:00", "2026-11-23T11:30:00+00:00")
+    assert out["rollback"] is None  # an ordinary request
+
+
+def test_a_rollback_shows_its_record():
+    found = {"target": "alias:champion", "version": "3", "replacing": ["5"], "verified": True}
+    assert request_fields(request(rollback=found), STATUS, RULE, {"url": None})["rollback"] == found
 
 
 @pytest.mark.parametrize(
