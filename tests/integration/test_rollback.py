@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,15 +15,15 @@ import requests
 from mlflow import MlflowClient
 
 from checkpoint import create_app
-from tests.integration.test_gate_workspaces import Direct, make_workspace
-from tests.integration.test_openapi import _check
-from tests.integration.test_pipeline_client import run
 from tests.support.apps import live
-from tests.support.browser import browser_page, chromium  # noqa: F401 - pytest fixtures, by name
+from tests.support.browser import SCREENSHOTS, browser_page, chromium  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, make_model, unique
+from tests.support.openapi import check_answer as _check
+from tests.support.processes import run_against as run
+from tests.support.workspaces import Direct, make_workspace
 
 ART = "/api/2.0/mlflow-artifacts/artifacts"
-SHOT = Path("/work/shots/rollback.png")
+SHOT = SCREENSHOTS / "rollback.png"
 FAST_RULE = "fast rollback"
 POLICY = (
     "rules:\n"

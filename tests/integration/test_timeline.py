@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,7 +15,7 @@ import requests
 from mlflow import MlflowClient
 
 from checkpoint.client import CheckpointClient, NotKnown
-from tests.support.browser import browser_page, chromium  # noqa: F401 - pytest fixtures, by name
+from tests.support.browser import SCREENSHOTS, browser_page, chromium  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, make_model
 from tests.support.openapi import check_answer as _check
 from tests.support.processes import run_against as run
@@ -213,7 +212,7 @@ def test_a_model_checkpoint_never_saw(sqlite_checkpoint):
 
 
 XSS = '<img src=x onerror="window.__pwned = 1">'
-SHOT = Path("/work/shots/timeline.png")
+SHOT = SCREENSHOTS / "timeline.png"
 
 
 @pytest.mark.browser

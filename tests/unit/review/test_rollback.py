@@ -14,7 +14,7 @@ from checkpoint.events import timeline
 from checkpoint.review import rollback
 from checkpoint.review.policy import FastPath, Policy, PolicyError, Rule, parse
 from checkpoint.review.workflow_base import WorkflowError
-from tests.unit.events.test_timeline import Log, at
+from tests.support.timeline_log import Log, at
 
 CHAMPION = "alias:champion"
 
