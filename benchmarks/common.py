@@ -114,6 +114,16 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def process_tree(pid: int, limit: int = 256) -> list[int]:
+    """This process and all its descendants (at most ``limit``): MLflow's server starts uvicorn, which forks its workers."""
+    found, queue = [], [pid]
+    while queue and len(found) < limit:
+        current = queue.pop()
+        found.append(current)
+        queue += children(current)
+    return found
+
+
 def rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as handle:

@@ -37,13 +37,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import MIB, ROOT, Artifact, Checkpoint, RssSampler, bench_parser, host_port, percentile, publish, stop_process
+from common import (
+    MIB,
+    ROOT,
+    Artifact,
+    Checkpoint,
+    RssSampler,
+    bench_parser,
+    cpu_seconds,
+    host_port,
+    percentile,
+    process_tree,
+    publish,
+    stop_process,
+)
 
 from checkpoint.demo.mlflow_server import MlflowServer, free_port, wait_http
 
@@ -114,6 +127,10 @@ class Nginx:
             )
         wait_http(f"{self.url}/health", timeout=30, process=self.process, log=self.prefix / "error.log")
         return self
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return process_tree(self.process.pid) if self.process else []
 
     def stop(self) -> None:
         stop_process(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
@@ -191,6 +208,10 @@ class Load:
     failures: int
     tool: str
     spread: str = ""  # MLflow's connections per worker process, per run (see upstream_spread)
+    # CPU (utime + stime from /proc) per answer during the run, in ms: the proxy's own processes
+    # (master and workers; NaN for direct) and MLflow's (its whole process tree) as the scale.
+    cpu_ms: float = math.nan
+    mlflow_cpu_ms: float = math.nan
 
 
 WRK_SCRIPT = r"""
@@ -315,8 +336,18 @@ def upstream_spread(port: int) -> str:
     return "+".join(map(str, counts))
 
 
-def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port: int) -> dict[str, Load]:
-    """Each path under 32 clients for plan.rounds runs; the median run's figures count."""
+Pids = Callable[[], list[int]]
+
+
+def measure_load(
+    urls: dict[str, str], plan: Plan, workdir: Path, upstream_port: int, pids: dict[str, Pids], mlflow_pids: Pids
+) -> dict[str, Load]:
+    """Each path under 32 clients for plan.rounds runs; the median run's figures count.
+
+    Around each run the CPU time of the path's own processes (``pids``: nginx's master and
+    workers, Checkpoint's; none for direct) and of MLflow's is read from /proc, and divided by
+    the answers: CPU per call, which unlike requests/s does not depend on who else wants the cores.
+    """
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
     use_wrk = shutil.which("wrk") is not None
@@ -324,11 +355,18 @@ def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port:
     spreads: dict[str, list[str]] = {name: [] for name in urls}
     for _, name in _orders(list(urls), plan.rounds):
         sample = threading.Timer(plan.load_seconds / 2, lambda n=name: spreads[n].append(upstream_spread(upstream_port)))
+        own = pids[name]() if name in pids else []
+        mlflow_before, own_before = cpu_seconds(mlflow_pids()), cpu_seconds(own)
         sample.start()
         load = run_wrk(urls[name], plan, script) if use_wrk else run_threads(urls[name], plan)
         sample.join()
+        answers = max(load.requests, 1)
+        load.mlflow_cpu_ms = (cpu_seconds(mlflow_pids()) - mlflow_before) / answers * 1000
+        if own:
+            load.cpu_ms = (cpu_seconds(own) - own_before) / answers * 1000
         print(
             f"  load {name}: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, {load.failures} failed, "
+            f"CPU per call {load.cpu_ms:.3f} ms (MLflow {load.mlflow_cpu_ms:.3f} ms), "
             f"MLflow connections per worker {spreads[name][-1] or '?'}",
             flush=True,
         )
@@ -343,6 +381,8 @@ def measure_load(urls: dict[str, str], plan: Plan, workdir: Path, upstream_port:
             failures=sum(r.failures for r in rs),
             tool=rs[0].tool,
             spread=" | ".join(x or "?" for x in spreads[name]),
+            cpu_ms=statistics.median(r.cpu_ms for r in rs),
+            mlflow_cpu_ms=statistics.median(r.mlflow_cpu_ms for r in rs),
         )
         for name, rs in runs.items()
     }
@@ -410,7 +450,14 @@ def bench_server(label: str, title: str, workers: int | None, plan: Plan, tmp: P
         time.sleep(1)
         rss_idle = RssSampler(checkpoint).now()
         with RssSampler(checkpoint) as sampler:
-            load = measure_load(urls, plan, tmp, mlflow.port)
+            load = measure_load(
+                urls,
+                plan,
+                tmp,
+                mlflow.port,
+                pids={"nginx": nginx.pids, "checkpoint": checkpoint.pids},
+                mlflow_pids=lambda: process_tree(mlflow.process.pid) if mlflow.process else [],
+            )
         rss_peak_load = sampler.peak
         with RssSampler(checkpoint) as sampler:
             transfers = measure_transfers(urls, plan, mlflow.root, label)
@@ -471,6 +518,14 @@ def server_table(r: ServerResult, plan: Plan) -> list[str]:
             "ratio",
         ),
         (f"p99 latency, {plan.clients} clients, ms", ld.p99_ms, ln.p99_ms, lc.p99_ms, "ms"),
+        (f"proxy CPU per call, {plan.clients} clients, ms", ld.cpu_ms, ln.cpu_ms, lc.cpu_ms, "cpu"),
+        (
+            f"MLflow CPU per call, {plan.clients} clients, ms (the scale)",
+            ld.mlflow_cpu_ms,
+            ln.mlflow_cpu_ms,
+            lc.mlflow_cpu_ms,
+            "plain",
+        ),
         (f"upload {size} ({runs}), MiB/s", td.upload_mibs, tn.upload_mibs, tc.upload_mibs, "ratio"),
         (f"download {size} ({runs}), MiB/s", td.download_mibs, tn.download_mibs, tc.download_mibs, "ratio"),
     ]
@@ -483,6 +538,10 @@ def server_table(r: ServerResult, plan: Plan) -> list[str]:
     for label, vd, vn, vc, kind in rows:
         if kind == "ms":
             lines.append(f"| {label} | {_ms(vd)} | {_ms(vn)} | {_ms(vc)} | {_delta(vc - vd)} | {_delta(vc - vn)} |")
+        elif kind == "cpu":  # direct has no proxy: only the ratio to nginx means something
+            lines.append(f"| {label} | – | {vn:.3f} | {vc:.3f} | – | {vc / vn:.1f} × |")
+        elif kind == "plain":
+            lines.append(f"| {label} | {vd:.3f} | {vn:.3f} | {vc:.3f} | | |")
         else:
             lines.append(f"| {label} | {vd:.0f} | {vn:.0f} | {vc:.0f} | {_pct(vc / vd)} | {_pct(vc / vn)} |")
     lines += [
@@ -519,6 +578,9 @@ def targets(stock: ServerResult, fast: ServerResult) -> list[tuple[str, str, boo
         down = r.transfers["checkpoint"].download_mibs / r.transfers["direct"].download_mibs
         out.append((f"{name} server: artifact upload ≥ 90 % of direct", _pct(up), up >= 0.9))
         out.append((f"{name} server: artifact download ≥ 90 % of direct", _pct(down), down >= 0.9))
+    for r, name in ((stock, "stock"), (fast, "no-stall")):
+        times = r.load["checkpoint"].cpu_ms / r.load["nginx"].cpu_ms
+        out.append((f"{name} server: proxy CPU per call ≤ 3 × nginx's", f"{times:.1f} ×", times <= 3))
     growth = max(max(r.rss_peak_load, r.rss_peak_transfer) - r.rss_idle for r in (stock, fast))
     out.append(("Checkpoint RSS growth over idle < 64 MiB", f"{growth / MIB:+.0f} MiB", growth < 64 * MIB))
     return out
