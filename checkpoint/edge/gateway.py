@@ -105,6 +105,8 @@ class Gateway:
         method = environ["REQUEST_METHOD"]
         if method in ("GET", "HEAD") and _is_index(path):
             return self.index(environ, start_response)
+        if method.upper() not in rules.RULED_METHODS:  # a read: no rule can match it
+            return self.forward(environ, start_response)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
         artifact = rules.match_artifact(method, raw)
         if artifact is not None and artifact[0].verb != "read":

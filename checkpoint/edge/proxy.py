@@ -21,6 +21,7 @@ tuned alone. What it does beyond a naive proxy, and why:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import logging
 import time
@@ -106,6 +107,13 @@ def request_target(environ: dict) -> str:
 
 
 def host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str]) -> bool:
+    """See :func:`_host_allowed`; the answer for the few Host values a deployment sees is kept."""
+    if isinstance(allowed, tuple):
+        return _host_allowed_cached(host_header, public_url, allowed)
+    return _host_allowed(host_header, public_url, allowed)
+
+
+def _host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str]) -> bool:
     """MLflow's DNS-rebinding defence, taken over for Checkpoint's own address.
 
     Behind Checkpoint MLflow only ever sees its own address, so Checkpoint must refuse a
@@ -123,6 +131,11 @@ def host_allowed(host_header: str, public_url: str | None, allowed: Iterable[str
     if host == "localhost" or (public_url and host == (urlsplit(public_url).hostname or "").lower()):
         return True
     return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in allowed)
+
+
+# Parsing the Host (urlsplit, ipaddress) is most of the check's cost and its answer depends only
+# on these arguments; bounded, so a client cycling through Host values only evicts entries.
+_host_allowed_cached = functools.lru_cache(maxsize=256)(_host_allowed)
 
 
 def _normal_origin(origin: str) -> str:

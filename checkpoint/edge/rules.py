@@ -103,6 +103,9 @@ _API = re.compile(r"^(?P<prefix>/.*?)?/(?P<api>api|ajax-api)/\d+\.\d+/(?:preview
 _MULTI_SLASH = re.compile(r"/{2,}")
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TABLE = {(r.method, r.path): r for r in RULES}
+# The methods any rule names: a call with another method (GET, HEAD, OPTIONS: most of the
+# traffic) can never be inspected, so the gateway skips the path matching for it.
+RULED_METHODS = frozenset(r.method for r in RULES) | frozenset(r.method for r in ARTIFACT_RULES)
 
 
 def normalise(raw_path: str) -> str:
