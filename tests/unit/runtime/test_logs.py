@@ -116,3 +116,30 @@ def test_bad_log_format_is_refused():
     assert Settings.from_env({"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001"}).log_format == "json"
     assert logs.request_id("a" * 128) == "a" * 128
     assert os.environ.get(metrics.MULTIPROC_ENV) is None  # the test process counts in-process
+
+
+def test_fresh_request_ids_are_32_hex_digits_and_never_repeat_across_threads_and_refills():
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = 3 * logs._RandomIds.SIZE // 16  # three refills of the buffer
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: logs.request_id(None), range(calls)))
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == calls
+
+
+def test_a_forked_child_does_not_hand_out_the_ids_its_parent_still_holds():
+    import os
+
+    logs.request_id(None)  # the buffer now holds ids the parent will hand out
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, logs.request_id(None).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child_id) == 32
+    assert child_id != logs.request_id(None)
