@@ -8,9 +8,11 @@ which puts this folder on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import getpass
 import http.client
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +103,61 @@ class Checkpoint:
         # SIGINT is gunicorn's quick shutdown: nothing is in flight any more, and on SIGTERM a
         # gthread worker that ever kept a connection alive sits out its whole graceful_timeout.
         stop_process(self.process, signal.SIGINT)
+
+
+# nginx, the reference proxy (proxy_bench.py, load_bench.py)
+
+
+def nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@dataclass
+class Nginx:
+    """nginx as its own foreground master, configured from nginx.conf.template."""
+
+    prefix: Path
+    upstream_port: int
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        binary = nginx_binary()
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        # As root, nginx would run its workers as "nobody"; keep them as whoever runs the benchmark.
+        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        conf = (ROOT / "benchmarks" / "nginx.conf.template").read_text()
+        for key, value in {
+            "@USER_LINE@": user_line,
+            "@PREFIX@": str(self.prefix),
+            "@UPSTREAM_PORT@": str(self.upstream_port),
+            "@LISTEN_PORT@": str(self.port),
+        }.items():
+            conf = conf.replace(key, value)
+        conf_path = self.prefix / "nginx.conf"
+        conf_path.write_text(conf)
+        log = self.prefix / "nginx.out"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary, "-p", str(self.prefix), "-c", str(conf_path), "-e", str(self.prefix / "error.log")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.url}/health", timeout=30, process=self.process, log=self.prefix / "error.log")
+        return self
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return process_tree(self.process.pid) if self.process else []
+
+    def stop(self) -> None:
+        stop_process(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
 
 
 def children(pid: int) -> list[int]:

@@ -17,6 +17,13 @@ each 5xx attributed to MLflow (passed through) or Checkpoint (its own 502/504 JS
 a crash, or any 5xx on /checkpoint/), p50/p99 per 10-s window, and Checkpoint's RSS (master
 + workers, /proc) sampled every second and summarised per window. Loopback only; every
 loop is bounded in count and time; only processes this script started are stopped.
+
+The nginx leg (``--no-nginx`` to skip it): nginx from ``nginx.conf.template`` in front of the
+same MLflow, and Checkpoint, each sent the direct run's mix (the only mix nginx can pass: the
+governed calls would be applied) in alternating order, ``--rounds`` times each; the median run
+counts. Around every run the CPU time of the proxy's processes (master and workers) and of
+MLflow's is read from /proc and divided by the answers: CPU per call, the figure that does not
+depend on who else wants the two cores.
 """
 
 from __future__ import annotations
@@ -40,10 +47,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from common import MIB, Checkpoint, RssSampler, bench_parser, cpu_seconds, host_port, load_average, percentile, publish, servers
+from common import (
+    MIB,
+    Checkpoint,
+    Nginx,
+    RssSampler,
+    bench_parser,
+    cpu_seconds,
+    host_port,
+    load_average,
+    percentile,
+    process_tree,
+    publish,
+    servers,
+)
 from seed import Registry, seed_registry
 
 WINDOW = 10.0  # seconds per row of the over-time tables
+DIRECT_LABEL = "direct to MLflow"
+NGINX_LABEL = "through nginx (direct mix)"
+SAME_MIX_LABEL = "through Checkpoint (direct mix)"
 PER_CLIENT_CAP = 1_000_000  # a second bound besides the deadline
 SOCKET_TIMEOUT = 30.0
 HEAD_BYTES = 4096  # of each answer kept: enough for MLflow's index page and to attribute a 5xx
@@ -377,19 +400,38 @@ class RunResult:
     retries: int
     client_cpu: float
     checkpoint_cpu: float | None = None
+    proxy_cpu: float | None = None  # the proxy's processes (Checkpoint's or nginx's), seconds
+    mlflow_cpu: float | None = None
     rss: list[tuple[float, int]] = field(default_factory=list)
     rss_idle: int = 0
     log_lines: dict[str, int] = field(default_factory=dict)
 
 
-def run_mix(label: str, url: str, target: Target, kinds: list[Kind], plan: Plan, checkpoint: Checkpoint | None) -> RunResult:
-    """All clients at once for plan.seconds (bounded again by each client's cap and the join timeout)."""
+Pids = Callable[[], list[int]]
+
+
+def run_mix(
+    label: str,
+    url: str,
+    target: Target,
+    kinds: list[Kind],
+    plan: Plan,
+    checkpoint: Checkpoint | None,
+    proxy_pids: Pids | None = None,
+    mlflow_pids: Pids | None = None,
+) -> RunResult:
+    """All clients at once for plan.seconds (bounded again by each client's cap and the join timeout).
+
+    ``checkpoint`` (the run through it): its RSS and log are watched too. ``proxy_pids`` and
+    ``mlflow_pids``: whose CPU time is counted around the run."""
     print(f"== {label}: {plan.clients} clients × {plan.seconds:.0f} s, {len(kinds)} kinds of call", flush=True)
     t0 = time.monotonic()
     deadline = t0 + plan.seconds
     clients = [Client(i, url, target, kinds, plan, t0, deadline, checkpoint is not None) for i in range(plan.clients)]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     cp_cpu_before = cpu_seconds(checkpoint.pids()) if checkpoint else 0.0
+    proxy_before = cpu_seconds(proxy_pids()) if proxy_pids else 0.0
+    mlflow_before = cpu_seconds(mlflow_pids()) if mlflow_pids else 0.0
     log_offset = checkpoint.log_path.stat().st_size if checkpoint else 0
     rss_idle = RssSampler(checkpoint).now() if checkpoint else 0
     sampler = RssSampler(checkpoint, interval=1.0) if checkpoint else None
@@ -418,6 +460,10 @@ def run_mix(label: str, url: str, target: Target, kinds: list[Kind], plan: Plan,
         sum(c.retries for c in clients),
         (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
     )
+    if proxy_pids:
+        result.proxy_cpu = cpu_seconds(proxy_pids()) - proxy_before
+    if mlflow_pids:
+        result.mlflow_cpu = cpu_seconds(mlflow_pids()) - mlflow_before
     if checkpoint and sampler:
         result.checkpoint_cpu = cpu_seconds(checkpoint.pids()) - cp_cpu_before
         result.rss, result.rss_idle = sampler.series, rss_idle
@@ -581,14 +627,38 @@ def totals(results: list[RunResult]) -> list[str]:
         ("no answer (connection error, timeout)", lambda r: str(sum(a.status == 0 for a in r.answers))),
         ("connections opened / reopened after a keep-alive close", lambda r: f"{r.connects} / {r.retries}"),
         ("load generator CPU, s", lambda r: f"{r.client_cpu:.1f}"),
-        (
-            "Checkpoint CPU, ms per answer",
-            lambda r: f"{r.checkpoint_cpu * 1000 / max(1, len(r.answers)):.2f}" if r.checkpoint_cpu is not None else "–",
-        ),
+        ("proxy CPU, ms per answer (Checkpoint's or nginx's master + workers)", lambda r: _per_answer(r, r.proxy_cpu)),
+        ("MLflow CPU, ms per answer (the scale)", lambda r: _per_answer(r, r.mlflow_cpu)),
     ]
     lines = ["| | " + " | ".join(r.label for r in results) + " |", "|---|" + "---:|" * len(results)]
     lines += [f"| {name} | " + " | ".join(cell(r) for r in results) + " |" for name, cell in rows]
     return lines
+
+
+def _per_answer(result: RunResult, seconds: float | None) -> str:
+    return f"{seconds * 1000 / max(1, len(result.answers)):.3f}" if seconds is not None else "–"
+
+
+def _median_of(results: list[RunResult], label: str, figure: Callable[[RunResult], float]) -> float:
+    picked = [figure(r) for r in results if r.label.startswith(label)]
+    return statistics.median(picked) if picked else float("nan")
+
+
+def nginx_targets(results: list[RunResult]) -> list[str]:
+    """Checkpoint against nginx on the same mix: answers/s and CPU per call (medians of the rounds)."""
+    if not any(r.label.startswith(NGINX_LABEL) for r in results):
+        return []
+    rate = _median_of(results, SAME_MIX_LABEL, lambda r: len(r.answers) / r.elapsed) / _median_of(
+        results, NGINX_LABEL, lambda r: len(r.answers) / r.elapsed
+    )
+    cpu = _median_of(results, SAME_MIX_LABEL, lambda r: (r.proxy_cpu or 0) / max(1, len(r.answers))) / _median_of(
+        results, NGINX_LABEL, lambda r: (r.proxy_cpu or 0) / max(1, len(r.answers))
+    )
+    return [
+        f"| answers/s through Checkpoint ≥ 90 % of nginx's (same mix, median runs) | {rate * 100:.0f} % "
+        f"| {'PASS' if rate >= 0.9 else 'FAIL'} |",
+        f"| proxy CPU per call ≤ 3 × nginx's (same mix, median runs) | {cpu:.1f} × | {'PASS' if cpu <= 3 else 'FAIL'} |",
+    ]
 
 
 def problems(results: list[RunResult], most: int = 12) -> list[str]:
@@ -604,7 +674,7 @@ def problems(results: list[RunResult], most: int = 12) -> list[str]:
 
 def report(results: list[RunResult], facts: str, quick: bool) -> str:
     through = results[-1]
-    direct = results[0] if len(results) > 1 else None
+    direct = next((r for r in results if r.label == DIRECT_LABEL), None)
     time_lines, p99s, rss_max = over_time(through)
     cp_5xx = count_5xx(through.answers, "checkpoint")
     p99s = [p if p == p else float("inf") for p in p99s]  # a window without a single answer is a stall
@@ -645,6 +715,7 @@ def report(results: list[RunResult], facts: str, quick: bool) -> str:
         f"| {'PASS' if p99_ratio <= 2 else 'FAIL'} |",
         f"| RSS flat: last window's max within 64 MiB of the first's | {growth / MIB:+.0f} MiB "
         f"| {'PASS' if growth < 64 * MIB else 'FAIL'} |",
+        *nginx_targets(results),
     ]
     problem_lines = problems(results)
     if problem_lines:
@@ -658,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="length of each run (default 60)")
     parser.add_argument("--no-direct", action="store_true", help="skip the run straight to MLflow")
     parser.add_argument("--mlflow-workers", type=int, help="uvicorn workers of MLflow (default: MLflow's own, 4)")
+    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx leg (nginx and Checkpoint on the direct mix)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of the nginx leg, each way, alternating (default 1)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     plan = Plan(clients=min(max(args.clients or base.clients, 1), 1000), seconds=min(max(args.seconds or base.seconds, 1), 900))
@@ -672,10 +745,25 @@ def main(argv: list[str] | None = None) -> int:
             smoke(mlflow.url, target, direct_kinds, via_checkpoint=False)
             smoke(checkpoint.url, target, KINDS, via_checkpoint=True)
             results = []
+            mlflow_pids = (lambda: process_tree(mlflow.process.pid)) if mlflow.process else None
             if not args.no_direct:
-                results.append(run_mix("direct to MLflow", mlflow.url, target, direct_kinds, plan, None))
+                results.append(run_mix(DIRECT_LABEL, mlflow.url, target, direct_kinds, plan, None, None, mlflow_pids))
                 time.sleep(2)  # let connections close and run queues drain between the runs
-            results.append(run_mix("through Checkpoint", checkpoint.url, target, KINDS, plan, checkpoint))
+            if not args.no_nginx:
+                nginx = Nginx(tmp / "nginx", mlflow.port).start()
+                try:
+                    smoke(nginx.url, target, direct_kinds, via_checkpoint=False)
+                    legs = [(NGINX_LABEL, nginx.url, nginx.pids), (SAME_MIX_LABEL, checkpoint.url, checkpoint.pids)]
+                    for index in range(min(max(args.rounds, 1), 9)):
+                        for label, url, pids in legs if index % 2 == 0 else legs[::-1]:
+                            name = f"{label} #{index + 1}" if args.rounds > 1 else label
+                            results.append(run_mix(name, url, target, direct_kinds, plan, None, pids, mlflow_pids))
+                            time.sleep(2)
+                finally:
+                    nginx.stop()
+            results.append(
+                run_mix("through Checkpoint", checkpoint.url, target, KINDS, plan, checkpoint, checkpoint.pids, mlflow_pids)
+            )
             workers = len(checkpoint.pids()) - 1
     from importlib.metadata import version
 

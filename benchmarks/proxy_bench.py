@@ -23,14 +23,12 @@ processes this script started are stopped, by their PID; temporary directories g
 
 from __future__ import annotations
 
-import getpass
 import http.client
 import json
 import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,20 +43,20 @@ from pathlib import Path
 
 from common import (
     MIB,
-    ROOT,
     Artifact,
     Checkpoint,
+    Nginx,
     RssSampler,
     bench_parser,
     cpu_seconds,
     host_port,
+    nginx_binary,
     percentile,
     process_tree,
     publish,
-    stop_process,
 )
 
-from checkpoint.demo.mlflow_server import MlflowServer, free_port, wait_http
+from checkpoint.demo.mlflow_server import MlflowServer
 
 SEARCH = "/api/2.0/mlflow/registered-models/search"
 PATHS = ("direct", "nginx", "checkpoint")
@@ -82,58 +80,6 @@ QUICK = Plan(calls=200, warmup=30, load_seconds=4, rounds=1, clients=32, artifac
 
 
 # -- the processes under test ---------------------------------------------------------------
-
-
-def _nginx_binary() -> str:
-    return shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-@dataclass
-class Nginx:
-    """nginx as its own foreground master, configured from nginx.conf.template."""
-
-    prefix: Path
-    upstream_port: int
-    port: int = 0
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Nginx:
-        binary = _nginx_binary()
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        # As root, nginx would run its workers as "nobody"; keep them as whoever runs the benchmark.
-        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
-        conf = (ROOT / "benchmarks" / "nginx.conf.template").read_text()
-        for key, value in {
-            "@USER_LINE@": user_line,
-            "@PREFIX@": str(self.prefix),
-            "@UPSTREAM_PORT@": str(self.upstream_port),
-            "@LISTEN_PORT@": str(self.port),
-        }.items():
-            conf = conf.replace(key, value)
-        conf_path = self.prefix / "nginx.conf"
-        conf_path.write_text(conf)
-        log = self.prefix / "nginx.out"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [binary, "-p", str(self.prefix), "-c", str(conf_path), "-e", str(self.prefix / "error.log")],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_http(f"{self.url}/health", timeout=30, process=self.process, log=self.prefix / "error.log")
-        return self
-
-    def pids(self) -> list[int]:
-        """The master and its workers."""
-        return process_tree(self.process.pid) if self.process else []
-
-    def stop(self) -> None:
-        stop_process(self.process, signal.SIGQUIT)  # graceful: lets the master reap its workers
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -616,7 +562,7 @@ def _setting_default(name: str):
 def _versions() -> str:
     from importlib.metadata import version
 
-    nginx = subprocess.run([_nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+    nginx = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
     wrk = (
         "wrk " + (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1:2] or ["?"])[0]
         if shutil.which("wrk")
@@ -632,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, "fewer calls, shorter load, 256 MiB artifact", "proxy.md")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    if not Path(_nginx_binary()).exists():
+    if not Path(nginx_binary()).exists():
         parser.error("nginx is not installed (apt-get install nginx)")
     if shutil.which("wrk") is None:
         print("wrk not found (apt-get install wrk): falling back to Python threads, which may be client-bound")
