@@ -21,6 +21,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.serving import WSGIRequestHandler
 
 from checkpoint import identity
+from checkpoint.edge.wire import one_write
 from checkpoint.runtime import logs, metrics
 from checkpoint.settings import Settings
 
@@ -94,6 +95,7 @@ class ProxyWorker(ThreadWorker):
 
         def marked(environ, start_response):
             environ[identity.REPEATED_KEY] = getattr(current, "repeated", frozenset())
+            one_write(start_response)  # a small answer's head and body in one send (wire.py)
             return app(environ, start_response)
 
         self.wsgi = marked
