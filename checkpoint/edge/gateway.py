@@ -108,10 +108,11 @@ class Gateway:
         if method.upper() not in rules.RULED_METHODS:  # a read: no rule can match it
             return self.forward(environ, start_response)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or path
-        artifact = rules.match_artifact(method, raw)
+        normalised = rules.normalise(raw)  # once for both tables
+        artifact = rules.match_artifact(method, raw, normalised)
         if artifact is not None and artifact[0].verb != "read":
             return self.guard_artifact(environ, start_response, *artifact)
-        rule = rules.match(method, raw)
+        rule = rules.match(method, raw, normalised)
         if rule is None or rule.action is rules.Action.PASS:
             return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)

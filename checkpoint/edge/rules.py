@@ -121,17 +121,19 @@ def normalise(raw_path: str) -> str:
     return _MULTI_SLASH.sub("/", "/" + unquote(target))
 
 
-def _api_match(raw_path: str) -> re.Match | None:
-    found = _API.match(normalise(raw_path))
+def _api_match(raw_path: str, normalised: str | None = None) -> re.Match | None:
+    found = _API.match(normalised if normalised is not None else normalise(raw_path))
     # An artifact's own path may contain anything; artifact routes are never registry calls.
     if found and "mlflow-artifacts" in (found.group("prefix") or ""):
         return None
     return found
 
 
-def match(method: str, raw_path: str) -> Rule | None:
-    """The rule for this call, or None for a call no rule covers (a read, or not the registry)."""
-    found = _api_match(raw_path)
+def match(method: str, raw_path: str, normalised: str | None = None) -> Rule | None:
+    """The rule for this call, or None for a call no rule covers (a read, or not the registry).
+
+    ``normalised``: ``normalise(raw_path)`` when the caller has it already."""
+    found = _api_match(raw_path, normalised)
     if not found:
         return None
     rest = found.group("rest")
@@ -141,10 +143,11 @@ def match(method: str, raw_path: str) -> Rule | None:
     return _TABLE.get((method.upper(), rest))
 
 
-def match_artifact(method: str, raw_path: str) -> tuple[ArtifactRule, str] | None:
+def match_artifact(method: str, raw_path: str, normalised: str | None = None) -> tuple[ArtifactRule, str] | None:
     """The artifact rule for this call and the file path in its URL (``where == "path"``,
-    still percent-encoded as MLflow will decode it), or None when it is no artifact route."""
-    found = _ARTIFACT_API.match(normalise(raw_path))
+    still percent-encoded as MLflow will decode it), or None when it is no artifact route.
+    ``normalised`` as for :func:`match`."""
+    found = _ARTIFACT_API.match(normalised if normalised is not None else normalise(raw_path))
     if not found:
         return None
     rule = _ARTIFACT_TABLE.get((method.upper(), found.group("route")))

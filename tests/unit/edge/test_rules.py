@@ -214,3 +214,20 @@ def test_match_artifact(method, raw, verb, path):
 )
 def test_no_artifact_rule(method, raw):
     assert rules.match_artifact(method, raw) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "raw"),
+    [
+        ("POST", "/api/2.0/mlflow/registered-models/alias"),
+        ("POST", "//ajax-api/2.0/mlflow/model-versions/transition-stage?x=1"),
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.pkl"),
+        ("POST", "/api/2.0/mlflow/upload-artifact?run_uuid=abc&path=x"),
+        ("POST", "/api/2.0/mlflow/registered-models/search"),
+        ("DELETE", "http://host/api/2.0/preview/mlflow/registered-models/delete"),
+    ],
+)
+def test_a_path_normalised_once_matches_as_the_raw_path_does(method, raw):
+    normalised = rules.normalise(raw)
+    assert rules.match(method, raw, normalised) == rules.match(method, raw)
+    assert rules.match_artifact(method, raw, normalised) == rules.match_artifact(method, raw)
