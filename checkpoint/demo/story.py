@@ -26,7 +26,7 @@ from typing import Any
 
 from checkpoint.demo.data import FREEZE_MODEL, FREEZE_NAME, ON_CALL, DemoError
 
-# How far back the history starts, and when each step happened relative to that.
+# How far back the history starts; each step below is placed relative to that.
 HISTORY_START = timedelta(days=6)
 
 
@@ -75,7 +75,10 @@ def _approve(client: Any, user: str, request_id: int, comment: str) -> dict:
 
 def play(env: Mapping[str, str], now: datetime, say: Callable[[str], None]) -> Told:
     """Write the history into the Checkpoint configured by ``env`` (its ``CHECKPOINT_*``
-    variables), with MLflow freshly seeded; ``now`` is inside the demo's freeze."""
+    variables), with MLflow freshly seeded; ``now`` is inside the demo's freeze.
+
+    Only after a fresh seed: a re-run finds the models and leaves them (and this history) as
+    they are; a history cut short by a failure is started over with ``--reset``."""
     from checkpoint.app import create_app
     from checkpoint.services import services
     from checkpoint.settings import Settings
