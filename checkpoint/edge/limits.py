@@ -11,17 +11,22 @@ Measured against real servers (docs/deploy.md, "Request head limits"):
 
 gunicorn's own defaults are 2.x's, and gunicorn caps its request line at 8,190 bytes: a 5 KB
 ``run_id IN (...)`` filter that MLflow 3 takes got gunicorn's HTML 400. :class:`ProxyWorker`
-(serving.py) raises the limits to these values and parses with :class:`BoundedRequest`, which
-keeps a bound on the line above that cap and one bound on the whole header block. A head over
-them gets MLflow's JSON error shape (:func:`refusal`), not gunicorn's HTML page.
+(serving.py) raises the limits to these values (the ``CHECKPOINT_LIMIT_REQUEST_*`` settings' defaults)
+and parses with :class:`BoundedRequest`, which keeps a bound on the line above that cap and one
+on the whole header block. A head over them gets MLflow's JSON error shape
+(:meth:`HeadLimits.refusal`), not gunicorn's HTML page.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
+
+from checkpoint.settings import Settings
 
 # h11's 16 KiB of incomplete head plus one 256 KiB read: no head MLflow 3 takes is longer.
 REQUEST_LINE = 16 * 1024 + 256 * 1024
@@ -31,13 +36,13 @@ FIELDS = 32768
 # All header fields together: above 2.x's 100 x 8,190 bytes and 3.x's 278,528.
 HEADER_BYTES = 1024 * 1024
 
-__all__ = ["FIELDS", "FIELD_SIZE", "HEADER_BYTES", "REQUEST_LINE", "BoundedRequest", "configure", "refusal"]
+__all__ = ["FIELDS", "FIELD_SIZE", "HEADER_BYTES", "REQUEST_LINE", "BoundedRequest", "HeadLimits"]
 
 
 class BoundedRequest(Request):
     """gunicorn's request, with the request-line bound above gunicorn's 8,190-byte cap and the
-    header block bounded by :data:`HEADER_BYTES` (gunicorn's own bound, fields x field size,
-    is ~9 GB at these limits)."""
+    header block bounded on its own (gunicorn's bound, fields x field size, is ~9 GB at these
+    limits). :meth:`HeadLimits.install` sets the bounds on a subclass."""
 
     line_bound = REQUEST_LINE
     header_bound = HEADER_BYTES
@@ -49,31 +54,50 @@ class BoundedRequest(Request):
         return super().parse(unreader)
 
 
-def configure(cfg) -> None:
-    """Raise a worker's gunicorn limits to MLflow's (gunicorn's Python parser, which
-    :class:`BoundedRequest` bounds; the optional C parser has its own line cap)."""
-    cfg.set("limit_request_line", REQUEST_LINE)
-    cfg.set("limit_request_fields", FIELDS)
-    cfg.set("limit_request_field_size", FIELD_SIZE)
-    cfg.set("http_parser", "python")
+@dataclass(frozen=True)
+class HeadLimits:
+    """The limits one worker parses with (``CHECKPOINT_LIMIT_REQUEST_*``; defaults above)."""
 
+    line: int = REQUEST_LINE
+    fields: int = FIELDS
+    field_size: int = FIELD_SIZE
 
-def refusal(exc: Exception) -> bytes | None:
-    """The whole answer to a head over the limits, in MLflow's error shape; None for any other error.
+    @classmethod
+    def of(cls, settings: Settings | None) -> HeadLimits:
+        if settings is None:
+            return cls()
+        return cls(settings.limit_request_line, settings.limit_request_fields, settings.limit_request_field_size)
 
-    414 for the request line and 431 for the fields (what h11 and gunicorn name them), with
-    ``BAD_REQUEST``, an error code MLflow's client knows; neither status is one it retries."""
-    if isinstance(exc, LimitRequestLine):
-        status = "414 URI Too Long"
-        message = f"The request line is longer than Checkpoint accepts ({REQUEST_LINE} bytes)."
-    elif isinstance(exc, LimitRequestHeaders):
-        status = "431 Request Header Fields Too Large"
-        message = (
-            f"The request's header fields are larger than Checkpoint accepts (at most {FIELDS} fields, "
-            f"{FIELD_SIZE} bytes each, {HEADER_BYTES} bytes in all): {exc}."
-        )
-    else:
-        return None
-    body = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
-    head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode("latin-1") + body
+    @property
+    def header_bytes(self) -> int:
+        return max(HEADER_BYTES, self.field_size)
+
+    def install(self, cfg) -> None:
+        """Make this worker process parse with these limits: gunicorn's Python parser (which
+        :class:`BoundedRequest` bounds; the optional C parser caps the line on its own)."""
+        cfg.set("limit_request_line", self.line)
+        cfg.set("limit_request_fields", self.fields)
+        cfg.set("limit_request_field_size", self.field_size)
+        cfg.set("http_parser", "python")
+        bounds = {"line_bound": self.line, "header_bound": self.header_bytes}
+        RequestParser.mesg_class = type("BoundedRequest", (BoundedRequest,), bounds)
+
+    def refusal(self, exc: Exception) -> bytes | None:
+        """The whole answer to a head over the limits, in MLflow's error shape; None for any other error.
+
+        414 for the request line and 431 for the fields (what h11 and gunicorn name them), with
+        ``BAD_REQUEST``, an error code MLflow's client knows; neither status is one it retries."""
+        if isinstance(exc, LimitRequestLine):
+            status = "414 URI Too Long"
+            message = f"The request line is longer than Checkpoint accepts ({self.line} bytes)."
+        elif isinstance(exc, LimitRequestHeaders):
+            status = "431 Request Header Fields Too Large"
+            message = (
+                f"The request's header fields are larger than Checkpoint accepts (at most {self.fields} fields, "
+                f"{self.field_size} bytes each, {self.header_bytes} bytes in all): {exc}."
+            )
+        else:
+            return None
+        body = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
+        head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        return head.encode("latin-1") + body

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
-from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.serving import WSGIRequestHandler
 
@@ -91,15 +90,10 @@ class ProxyWorker(ThreadWorker):
         self._in_use = 0
         self._in_use_lock = threading.Lock()
         self._current = threading.local()  # the request each pool thread is serving
-
-    def init_process(self) -> None:
-        # In the worker, after the fork: this process parses requests for this worker only.
-        limits.configure(self.cfg)
-        RequestParser.mesg_class = limits.BoundedRequest
-        super().init_process()
+        self._limits = limits.HeadLimits()
 
     def handle_error(self, req, client, addr, exc) -> None:
-        answer = limits.refusal(exc)
+        answer = self._limits.refusal(exc)
         if answer is None:
             return super().handle_error(req, client, addr, exc)
         # gunicorn's own warning line for a refused request, then the JSON answer instead of its page.
@@ -111,9 +105,13 @@ class ProxyWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         """The app, told which headers the request repeated (gunicorn's environ joins them),
-        its start-up work done before this worker serves (see :func:`start_at_boot`)."""
+        its start-up work done before this worker serves (see :func:`start_at_boot`). The request
+        head limits are the app's settings' (``limits.py``), installed here, in the worker process,
+        before it parses any request."""
         super().load_wsgi()
         app, current = self.wsgi, self._current
+        self._limits = limits.HeadLimits.of(_settings_of(app))
+        self._limits.install(self.cfg)
         start_at_boot(app)
 
         def marked(environ, start_response):
@@ -178,6 +176,15 @@ def start_at_boot(app) -> None:
     except LookupError:  # another WSGI app run with this worker
         return
     services.start(settle_first=True)
+
+
+def _settings_of(app) -> Settings | None:
+    from checkpoint.services import Services  # lazily, as in start_at_boot
+
+    try:
+        return Services.of(app).settings
+    except LookupError:  # another WSGI app run with this worker
+        return None
 
 
 def repeated_keys(names: Iterable[str]) -> frozenset[str]:
