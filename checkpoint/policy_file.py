@@ -24,7 +24,7 @@ from checkpoint.review import freezes
 from checkpoint.review.governance import Governance
 from checkpoint.review.governance import parse as parse_protection
 from checkpoint.review.policy import Policy, Rule
-from checkpoint.review.policy import parse as parse_rules
+from checkpoint.review.policy_parsing import parse as parse_rules
 from checkpoint.settings import PROTECTION_LISTS, Settings
 
 

@@ -283,6 +283,10 @@ class Settings:
     upstream_read_timeout: float = 120.0
     upstream_pool_size: int = 64
     chunk_size: int = 64 * 1024
+    # The largest request head the front server takes (gunicorn's names; edge/limits.py says why these).
+    limit_request_line: int = 278528
+    limit_request_fields: int = 32768
+    limit_request_field_size: int = 278528
     log_level: str = "INFO"
     # One JSON object per line (json) or the classic line for people (text); see logs.py.
     log_format: str = "json"
@@ -380,6 +384,9 @@ class Settings:
             "upstream_read_timeout": ("CHECKPOINT_UPSTREAM_READ_TIMEOUT", float, 0.05, 86400, "120"),
             "upstream_pool_size": ("CHECKPOINT_UPSTREAM_POOL_SIZE", int, 1, 4096, "64"),
             "chunk_size": ("CHECKPOINT_CHUNK_SIZE", int, 1024, 16 * 1024 * 1024, "65536"),
+            "limit_request_line": ("CHECKPOINT_LIMIT_REQUEST_LINE", int, 1024, 16 * 1024 * 1024, "278528"),
+            "limit_request_fields": ("CHECKPOINT_LIMIT_REQUEST_FIELDS", int, 1, 32768, "32768"),
+            "limit_request_field_size": ("CHECKPOINT_LIMIT_REQUEST_FIELD_SIZE", int, 1024, 16 * 1024 * 1024, "278528"),
             "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
             "digest_max_bytes": ("CHECKPOINT_DIGEST_MAX_BYTES", int, 0, 2**40, "67108864"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),

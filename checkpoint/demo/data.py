@@ -7,6 +7,7 @@ that silently drops an input column, and one that is clearly worse.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,14 @@ DEMO_MODEL_NAMES = (*(m.name for m in MODELS), PROD_COPY)
 
 # The demo's policy: promoting fraud-detector is gated on its validation AUC against the champion
 # and on a signature the payment service can still call, so version 2 passes, version 3 (drops an
-# input column) fails the signature check and version 4 (worse) fails the metric gate.
+# input column) fails the signature check and version 4 (worse) fails the metric gate. A verified
+# rollback (a version that held @champion through a reviewed request, same files) needs one
+# approval, which on-call may give themselves. The freeze is written relative to the demo's start:
+# a one-off window on demand-forecast's champion, so it can be watched ending.
+ON_CALL = "lee.park"  # the demo's admin: break-glass in the seeded history
+FREEZE_NAME = "demo-freeze"
+FREEZE_MODEL = "demand-forecast"
+FREEZE_MINUTES = 5
 DEMO_POLICY = """\
 # Written by `checkpoint demo` at every start (edits are overwritten). See README, "Checks".
 rules:
@@ -184,17 +192,42 @@ rules:
     models: ["fraud-detector"]
     targets: ["alias:champion", "stage:Production"]
     required_approvals: 1
+    rollback: {{required_approvals: 1, allow_self_approval: true}}
     checks:
-      - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
-      - {name: signature, kind: signature}
-      - {name: validated, kind: tags, tags: {validation_status: passed}, required: false}
+      - {{name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}}
+      - {{name: signature, kind: signature}}
+      - {{name: validated, kind: tags, tags: {{validation_status: passed}}, required: false}}
+freezes:
+  - name: {freeze}
+    models: ["{model}"]
+    targets: ["alias:champion"]
+    from: "{start}"
+    until: "{until}"
+    timezone: UTC
+    reason: "Demo freeze: {model} @champion holds still until {until_short} UTC"
 """
 
 
-def write_policy(directory: Path) -> Path:
-    """The demo's policy file (``CHECKPOINT_POLICY_FILE`` of the Checkpoint it starts)."""
+def freeze_window(now: datetime, minutes: int = FREEZE_MINUTES) -> tuple[datetime, datetime]:
+    """The demo's one-off freeze: from the minute before ``now`` until ``minutes`` after it."""
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return minute - timedelta(minutes=1), minute + timedelta(minutes=minutes)
+
+
+def write_policy(directory: Path, now: datetime) -> Path:
+    """The demo's policy file (``CHECKPOINT_POLICY_FILE`` of the Checkpoint it starts), its
+    freeze window starting at ``now``."""
+    start, until = freeze_window(now)
     path = directory / "policy.yaml"
-    path.write_text(DEMO_POLICY)
+    path.write_text(
+        DEMO_POLICY.format(
+            freeze=FREEZE_NAME,
+            model=FREEZE_MODEL,
+            start=start.strftime("%Y-%m-%dT%H:%M"),
+            until=until.strftime("%Y-%m-%dT%H:%M"),
+            until_short=until.strftime("%H:%M"),
+        )
+    )
     return path
 
 

@@ -22,10 +22,21 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from checkpoint.demo.data import DEMO_MODEL_NAMES, MODELS, DemoError, write_policy
+from checkpoint.demo import story
+from checkpoint.demo.data import (
+    DEMO_MODEL_NAMES,
+    FREEZE_MODEL,
+    FREEZE_NAME,
+    MODELS,
+    ON_CALL,
+    DemoError,
+    freeze_window,
+    write_policy,
+)
 from checkpoint.demo.mlflow_server import MlflowServer, wait_http
 from checkpoint.demo.seed import seed
 
@@ -130,7 +141,9 @@ def _python_for_banner() -> str:
     return relative if not relative.startswith("..") else sys.executable
 
 
-def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], log: Path, mlflow_log: Path) -> str:
+def _banner(
+    url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], log: Path, mlflow_log: Path, freeze_until: datetime
+) -> str:
     """What the user reads once everything is up: where to go and what to try."""
     python = _python_for_banner()
     fraud = summary["models"]["fraud-detector"]
@@ -148,6 +161,13 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
         f"MlflowClient().set_registered_model_alias('fraud-detector', 'champion', '{challenger}')"
     )
     load = "import mlflow; print(mlflow.sklearn.load_model('models:/fraud-detector@champion'))"
+    told = summary.get("story")
+    waiting = (
+        f"Request #{told.frozen} ({FREEZE_MODEL} @champion -> v3) was approved during it: its page says it is\n"
+        f"      waiting for the freeze to end, and it applies by itself soon after {freeze_until:%H:%M} UTC."
+        if told
+        else f"Open a request for {FREEZE_MODEL} @champion and approve it (as another user) before then: it waits."
+    )
     rule = "=" * 78
     return f"""
 {rule}
@@ -167,10 +187,16 @@ def _banner(url: str, mlflow_url: str, data_dir: Path, summary: dict[str, Any], 
       review instead of changing production. (Version {breaking} drops an input column, version {worse} is
       clearly worse on val_auc: try promoting those too. The request page's Checks show the
       policy's metric gate and signature check passing for {challenger} and failing for those.)
-   2. Do the same from code, through Checkpoint:
+   2. The champion's history: {url}/checkpoint/models/fraud-detector/timeline
+      Click "Roll back to v{challenger}" on its row, then "Open rollback request" (v{challenger} held @champion
+      through a reviewed request: the policy's rollback fast path). Approve it as another user
+      (or as yourself): v{challenger} is the champion again, and the timeline shows the rollback.
+   3. Freeze '{FREEZE_NAME}' holds {FREEZE_MODEL} @champion until {freeze_until:%H:%M} UTC ({url}/checkpoint/requests).
+      {waiting}
+   4. Do the same from code, through Checkpoint:
       MLFLOW_TRACKING_URI={url} {python} -c \\
         "{move}"
-   3. Reads pass straight through:
+   5. Reads pass straight through:
       MLFLOW_TRACKING_URI={url} {python} -c \\
         "{load}"
 
@@ -240,18 +266,24 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
         note = "seeded" if summary["created"] else "already seeded, left as they were"
         print(f"checkpoint demo: example models {note} ({summary['seconds']} s)", flush=True)
 
-        print(f"checkpoint demo: starting Checkpoint on {url} ...", flush=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKPOINT_") or k in _PASSTHROUGH}
         env.update(
             {
                 "CHECKPOINT_REGISTRY_URL": server.url,
                 "CHECKPOINT_DATA_DIR": str(checkpoint_dir),
                 "CHECKPOINT_DATABASE_URL": f"sqlite:///{checkpoint_dir / 'checkpoint.db'}",
+                "CHECKPOINT_ADMINS": ON_CALL,
             }
         )
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        env["CHECKPOINT_POLICY_FILE"] = str(write_policy(checkpoint_dir))
+        now = datetime.now(UTC)
+        env["CHECKPOINT_POLICY_FILE"] = str(write_policy(checkpoint_dir, now))
         env = _demo_webhook(env, checkpoint_dir, url)
+        if summary["created"]:
+            print("checkpoint demo: writing a history through Checkpoint ...", flush=True)
+            summary["story"] = story.play(env, now, lambda message: print(f"checkpoint demo:   {message}", flush=True))
+
+        print(f"checkpoint demo: starting Checkpoint on {url} ...", flush=True)
         with checkpoint_log.open("ab") as log:
             checkpoint = subprocess.Popen(
                 [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -262,7 +294,8 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
             )
         wait_http(f"{url}/checkpoint/healthz", timeout=60, process=checkpoint, log=checkpoint_log)
         listening.append(("--port", port))
-        print(_banner(url, server.url, root, summary, checkpoint_log, server.log_path), flush=True)
+        banner = _banner(url, server.url, root, summary, checkpoint_log, server.log_path, freeze_window(now)[1])
+        print(banner, flush=True)
         assert server.process is not None  # MlflowServer.start() started it
         failure = _supervise(
             {

@@ -204,6 +204,10 @@ class Proxy:
         answer body and may rewrite it; every other answer streams untouched.
         """
         method = environ["REQUEST_METHOD"].upper()
+        # A HEAD of a page this rewrites reports the rewritten length: asked upstream as a GET.
+        head_only = method == "HEAD" and transform is not None
+        if head_only:
+            method = "GET"
         headers = self.request_headers(environ)
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
@@ -257,7 +261,7 @@ class Proxy:
                 out_headers = [(k, v) for k, v in header_map.items() if k.lower() != "content-length"]
                 out_headers.append(("Content-Length", str(len(data))))
             start_response(status, out_headers)
-            return [data]
+            return [] if head_only else [data]
         start_response(status, out_headers)
         return Stream(response, self.chunk_size, url)
 

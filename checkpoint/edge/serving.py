@@ -16,11 +16,13 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.serving import WSGIRequestHandler
 
 from checkpoint import identity
+from checkpoint.edge import limits
 from checkpoint.edge.wire import one_write
 from checkpoint.runtime import logs, metrics
 from checkpoint.settings import Settings
@@ -75,6 +77,9 @@ class ProxyWorker(ThreadWorker):
     so idle keep-alive connections still hold no thread, and a thread lingers only while
     another one of the pool is free, so no queued connection waits on it. Written against
     gunicorn 26's gthread, whose ``handle`` serves one request of an initialised connection.
+
+    It also takes every request head MLflow's own servers take, and refuses a larger one in
+    MLflow's JSON error shape instead of gunicorn's HTML page (``limits.py``).
     """
 
     wsgi: Callable[[dict, Callable], Iterable[bytes]]  # gunicorn's Worker.load_wsgi sets it
@@ -85,12 +90,28 @@ class ProxyWorker(ThreadWorker):
         self._in_use = 0
         self._in_use_lock = threading.Lock()
         self._current = threading.local()  # the request each pool thread is serving
+        self._limits = limits.HeadLimits()
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        answer = self._limits.refusal(exc)
+        if answer is None:
+            return super().handle_error(req, client, addr, exc)
+        # gunicorn's own warning line for a refused request, then the JSON answer instead of its page.
+        self.log.warning("Invalid request from ip={ip}: {error}".format(ip=(addr or ("",))[0], error=exc))
+        try:
+            util.write_nonblock(client, answer)
+        except OSError:
+            self.log.debug("Failed to send error message.")
 
     def load_wsgi(self) -> None:
         """The app, told which headers the request repeated (gunicorn's environ joins them),
-        its start-up work done before this worker serves (see :func:`start_at_boot`)."""
+        its start-up work done before this worker serves (see :func:`start_at_boot`). The request
+        head limits are the app's settings' (``limits.py``), installed here, in the worker process,
+        before it parses any request."""
         super().load_wsgi()
         app, current = self.wsgi, self._current
+        self._limits = limits.HeadLimits.of(_settings_of(app))
+        self._limits.install(self.cfg)
         start_at_boot(app)
 
         def marked(environ, start_response):
@@ -156,6 +177,15 @@ def start_at_boot(app) -> None:
     except LookupError:  # another WSGI app run with this worker
         return
     services.start(settle_first=True)
+
+
+def _settings_of(app) -> Settings | None:
+    from checkpoint.services import Services  # lazily, as in start_at_boot
+
+    try:
+        return Services.of(app).settings
+    except LookupError:  # another WSGI app run with this worker
+        return None
 
 
 def repeated_keys(names: Iterable[str]) -> frozenset[str]:

@@ -16,20 +16,27 @@ again: it never needed the approvals.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
+from checkpoint.identity import User
 from checkpoint.registry import RegistryError, Version
 from checkpoint.review import changes, expiry, rollback, schedule
 from checkpoint.review.changes import Change
 from checkpoint.review.checking import Checking, check_line
 from checkpoint.review.policy import Status
-from checkpoint.review.workflow_base import digest_of, identity_of, short
+from checkpoint.review.workflow_base import WorkflowError, as_actor, digest_of, identity_of, short
 from checkpoint.storage.entities import APPLIED, APPLYING, APPROVED, FAILED, OPEN, EventKind, PromoteRequest
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
 
 
 class Applying(Checking):
-    """The apply part of the Workflow, with the snapshots and observations it compares."""
+    """The apply part of the Workflow, with the snapshots and observations it compares, and
+    what holds an apply back or calls it off (a freeze, ``apply_at``, a cancel)."""
+
+    if TYPE_CHECKING:  # defined by Workflow, next to reviewing
+
+        def refusal(self, user: User | str, request: PromoteRequest) -> str | None: ...
 
     def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
         """Open → approved → applied once approvals meet the rule and required checks pass
@@ -297,3 +304,45 @@ class Applying(Checking):
             log.warning("could not list the holders of stage %s of %s", stage, change.model_name, exc_info=True)
             return None
         return sorted((v.version for v in found), key=int)
+
+    def _overrides(self, request: PromoteRequest) -> dict:
+        """What a break-glass now goes past, for its event: a freeze holding the target, a schedule."""
+        at = self.clock.now()
+        out: dict = {}
+        hold = self.policy.frozen(request.model_name, request.target, at)
+        if hold is not None:
+            out["freeze_override"] = {"name": hold.freeze.name, "until": hold.until.isoformat(), "reason": hold.freeze.reason}
+        if request.apply_at is not None and request.apply_at > at:
+            out["schedule_override"] = {"apply_at": request.apply_at.isoformat()}
+        return out
+
+    def cancel(self, request_id: int, user: User | str) -> PromoteRequest:
+        """Call off a scheduled or waiting apply: the request is withdrawn and never applies.
+
+        Its author may, and so may anyone who may review it (a reviewer who approved it for a
+        time may take that back before the time comes) and admins; nobody else.
+        """
+        actor = as_actor(user)
+        request = self.store.get(request_id)
+        if actor.name != request.author and not actor.is_admin and self.refusal(actor, request) is not None:
+            raise WorkflowError(
+                403,
+                "PERMISSION_DENIED",
+                f"only the author ({request.author}), a reviewer of this request or an admin may cancel its scheduled apply",
+            )
+        what = "waiting" if request.waiting_for else "scheduled"
+        reason = f"{what} apply cancelled by {actor.name}"
+        data = {
+            "waiting_for": request.waiting_for.to_json() if request.waiting_for else None,
+            "apply_at": request.apply_at.isoformat() if request.apply_at else None,
+        }
+        if not self.store.cancel(request_id, actor=actor.name, reason=reason, data=data):
+            current = self.store.get(request_id)
+            raise WorkflowError(
+                409, "INVALID_STATE", f"request #{request_id} is {current.state} with no scheduled or waiting apply to cancel"
+            )
+        return self.store.get(request_id)
+
+    def freeze_note(self, request: PromoteRequest) -> str | None:
+        """When ``request`` would apply if a freeze (or its apply_at) holds it: for the MLflow client."""
+        return schedule.freeze_note(self.policy, request, self.clock.now())

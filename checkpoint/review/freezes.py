@@ -73,7 +73,7 @@ class Freeze:
 
     def covers(self, model: str, target: str) -> bool:
         """Whether the freeze is about ``target`` of ``model`` (patterns as a rule's)."""
-        from checkpoint.review.policy import target_matches  # policy imports this module
+        from checkpoint.review.policy import target_matches  # policy_parsing imports policy, which imports this module
 
         return any(fnmatch.fnmatchcase(model, p) for p in self.models) and any(target_matches(target, p) for p in self.targets)
 
@@ -216,7 +216,7 @@ def _freeze(index: int, item: object) -> Freeze:
 
 
 def _patterns(item: dict, key: str, where: str) -> tuple[str, ...]:
-    from checkpoint.review.policy import _target  # policy imports this module
+    from checkpoint.review.policy_parsing import target_pattern  # policy_parsing imports policy, which imports this module
 
     value = item.get(key, ["*"])
     if isinstance(value, str):
@@ -224,7 +224,7 @@ def _patterns(item: dict, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{where}.{key}: expected a list of non-empty strings, got {value!r}")
     patterns = tuple(v.strip() for v in value)
-    return tuple(_target(p, where) for p in patterns) if key == "targets" else patterns
+    return tuple(target_pattern(p, where) for p in patterns) if key == "targets" else patterns
 
 
 def _zone(value: object, where: str) -> str:

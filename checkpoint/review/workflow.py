@@ -363,48 +363,6 @@ class Workflow(RollingBack):
             raise WorkflowError(409, "INVALID_STATE", f"request #{request_id} is {self.store.get(request_id).state}")
         return self.apply(request_id, actor=user.name, forced=True)
 
-    def _overrides(self, request: PromoteRequest) -> dict:
-        """What a break-glass now goes past, for its event: a freeze holding the target, a schedule."""
-        at = self.clock.now()
-        out: dict = {}
-        hold = self.policy.frozen(request.model_name, request.target, at)
-        if hold is not None:
-            out["freeze_override"] = {"name": hold.freeze.name, "until": hold.until.isoformat(), "reason": hold.freeze.reason}
-        if request.apply_at is not None and request.apply_at > at:
-            out["schedule_override"] = {"apply_at": request.apply_at.isoformat()}
-        return out
-
-    def cancel(self, request_id: int, user: User | str) -> PromoteRequest:
-        """Call off a scheduled or waiting apply: the request is withdrawn and never applies.
-
-        Its author may, and so may anyone who may review it (a reviewer who approved it for a
-        time may take that back before the time comes) and admins; nobody else.
-        """
-        actor = as_actor(user)
-        request = self.store.get(request_id)
-        if actor.name != request.author and not actor.is_admin and self.refusal(actor, request) is not None:
-            raise WorkflowError(
-                403,
-                "PERMISSION_DENIED",
-                f"only the author ({request.author}), a reviewer of this request or an admin may cancel its scheduled apply",
-            )
-        what = "waiting" if request.waiting_for else "scheduled"
-        reason = f"{what} apply cancelled by {actor.name}"
-        data = {
-            "waiting_for": request.waiting_for.to_json() if request.waiting_for else None,
-            "apply_at": request.apply_at.isoformat() if request.apply_at else None,
-        }
-        if not self.store.cancel(request_id, actor=actor.name, reason=reason, data=data):
-            current = self.store.get(request_id)
-            raise WorkflowError(
-                409, "INVALID_STATE", f"request #{request_id} is {current.state} with no scheduled or waiting apply to cancel"
-            )
-        return self.store.get(request_id)
-
-    def freeze_note(self, request: PromoteRequest) -> str | None:
-        """When ``request`` would apply if a freeze (or its apply_at) holds it: for the MLflow client."""
-        return schedule.freeze_note(self.policy, request, self.clock.now())
-
     def retry(self, request_id: int, user: User | str) -> PromoteRequest:
         """Try a failed apply again."""
         user = as_actor(user).name

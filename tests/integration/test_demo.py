@@ -9,15 +9,17 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
-from checkpoint.demo.data import DEMO_MODEL_NAMES, PROD_COPY
+from checkpoint.demo.data import DEMO_MODEL_NAMES, FREEZE_MINUTES, FREEZE_MODEL, FREEZE_NAME, ON_CALL, PROD_COPY
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.demo.seed import seed
 
@@ -136,6 +138,56 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def _assert_the_seeded_history(url: str, policy_file: Path) -> None:
+    """What the demo wrote through Checkpoint before serving: fraud-detector's champion history
+    (v1 first seen, v2 through reviewed request #1, v1 back by break-glass #2), the rollback to v2
+    under the rule's fast path, and request #3 approved during the freeze, waiting for its end."""
+    api = f"{url}/checkpoint/api/v1"
+    policy = yaml.safe_load(policy_file.read_text())
+    [rule] = policy["rules"]
+    assert rule["rollback"] == {"required_approvals": 1, "allow_self_approval": True}
+    [freeze] = policy["freezes"]
+    assert (freeze["name"], freeze["models"], freeze["targets"]) == (FREEZE_NAME, [FREEZE_MODEL], ["alias:champion"])
+    start, until = (datetime.fromisoformat(freeze[key]).replace(tzinfo=UTC) for key in ("from", "until"))
+    now = datetime.now(UTC)
+    assert start <= now < until <= now + timedelta(minutes=FREEZE_MINUTES), "a one-off window from the demo's start"
+
+    timeline = requests.get(f"{api}/models/fraud-detector/timeline", auth=("visitor", "x"), timeout=30).json()
+    [champion] = [t for t in timeline["targets"] if t["target"] == "alias:champion"]
+    periods = [(p["version"], p["how"], p["request_id"], p["actor"]) for p in champion["periods"]]
+    assert periods[-3:] == [
+        ("1", "outside_change", None, None),
+        ("2", "request", 1, "sam.okafor"),
+        ("1", "break_glass", 2, ON_CALL),
+    ], periods
+    assert champion["periods"][-1]["until"] is None
+    held = datetime.fromisoformat(champion["periods"][-2]["from"])
+    assert now - held > timedelta(days=3), "the history is spread over days, so its bars have a width"
+
+    frozen = requests.get(f"{api}/requests/3", auth=("visitor", "x"), timeout=30).json()
+    assert (frozen["model"], frozen["state"]) == (FREEZE_MODEL, "approved")
+    assert frozen["waiting_for"] == {"kind": "freeze", "name": FREEZE_NAME, "until": until.isoformat()}
+
+    # Two clicks on the page are this one call; the fast path lets its author approve it.
+    opened = requests.post(
+        f"{api}/models/fraud-detector/rollback", auth=("carol", "x"), json={"target": "alias:champion"}, timeout=60
+    )
+    assert opened.status_code == 201, opened.text
+    assert (opened.json()["rollback"]["version"], opened.json()["rollback"]["verified"]) == ("2", True)
+    review = {"verdict": "approve", "comment": "on-call"}
+    approved = requests.post(f"{api}/requests/{opened.json()['id']}/reviews", auth=("carol", "x"), json=review, timeout=60)
+    assert approved.json()["state"] == "applied", approved.text
+    # v1 back, by the demo's admin, for the checks the caller runs against the seeded champion.
+    back = requests.post(
+        f"{api}/requests",
+        auth=("carol", "x"),
+        json={"change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": "1"}},
+        timeout=60,
+    ).json()
+    glass = requests.post(f"{api}/requests/{back['id']}/break-glass", auth=(ON_CALL, "x"), json={"reason": "test"}, timeout=60)
+    assert glass.json()["state"] == "applied", glass.text
+
+
 def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
     port, mlflow_port = _distinct_free_ports(2)
     log = tmp_path / "demo.out"
@@ -163,6 +215,8 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
         )
         assert alias.status_code == 200
         assert alias.json()["model_version"]["version"] == "1"
+
+        _assert_the_seeded_history(url, tmp_path / "data" / "checkpoint" / "policy.yaml")
 
         # The demo's policy gates fraud-detector: v2 passes its checks, v3 (drops a column) and v4 (worse) do not.
         statuses = {}

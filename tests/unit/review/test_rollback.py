@@ -12,7 +12,8 @@ import pytest
 
 from checkpoint.events import timeline
 from checkpoint.review import rollback
-from checkpoint.review.policy import FastPath, Policy, PolicyError, Rule, parse
+from checkpoint.review.policy import FastPath, Policy, PolicyError, Rule
+from checkpoint.review.policy_parsing import parse
 from checkpoint.review.workflow_base import WorkflowError
 from tests.support.timeline_log import Log, at
 

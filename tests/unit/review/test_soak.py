@@ -13,7 +13,7 @@ import pytest
 from checkpoint.errors import ConfigError
 from checkpoint.events import timeline
 from checkpoint.events.timeline import Asked, Lane
-from checkpoint.review import policy
+from checkpoint.review import policy_parsing as policy
 from checkpoint.review.checks import FAIL, PASS, PENDING, SoakCheck, Subject
 from checkpoint.review.checks import soak as soaking
 from checkpoint.storage.entities import Event

@@ -1,0 +1,32 @@
+"""The demo's policy as Checkpoint loads it (``demo/data.py``): the fraud rule's rollback fast
+path, and a one-off freeze written relative to the demo's start that holds at once and is over
+a few minutes later, whatever the weekday."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from checkpoint.demo.data import FREEZE_MINUTES, FREEZE_MODEL, FREEZE_NAME, freeze_window, write_policy
+from checkpoint.policy_file import from_env
+
+
+def test_the_demo_policy_gives_rollbacks_a_fast_path(tmp_path):
+    policy = from_env({"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, datetime.now(UTC)))}).rules
+    ordinary = policy.rule_for("fraud-detector", "alias:champion")
+    rollback = policy.rule_for("fraud-detector", "alias:champion", rollback=True)
+    assert (ordinary.required_approvals, ordinary.allow_self_approval) == (1, False)
+    assert (rollback.required_approvals, rollback.allow_self_approval) == (1, True)
+    assert [c.name for c in rollback.checks] == [c.name for c in ordinary.checks] == ["auc-gate", "signature", "validated"]
+
+
+def test_the_demo_freeze_holds_from_its_start_for_a_few_minutes(tmp_path):
+    start = datetime(2026, 12, 5, 23, 58, 30, tzinfo=UTC)  # a Saturday, just before midnight
+    policy = from_env({"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, start))}).rules
+    begins, ends = freeze_window(start)
+    assert ends == datetime(2026, 12, 6, 0, 3, tzinfo=UTC) == start.replace(second=0) + timedelta(minutes=FREEZE_MINUTES)
+    hold = policy.frozen(FREEZE_MODEL, "alias:champion", start)
+    assert hold is not None and (hold.freeze.name, hold.until) == (FREEZE_NAME, ends)
+    assert policy.frozen(FREEZE_MODEL, "alias:champion", begins - timedelta(seconds=1)) is None
+    assert policy.frozen(FREEZE_MODEL, "alias:champion", ends) is None, "half-open: at its end it is over"
+    assert policy.frozen(FREEZE_MODEL, "alias:challenger", start) is None
+    assert policy.frozen("fraud-detector", "alias:champion", start) is None, "the rollback story is not frozen"
