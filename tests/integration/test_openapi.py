@@ -146,3 +146,15 @@ def test_answers_fit_the_documented_schemas(client, document):
     broken = {**created.get_json(), "id": "seven"}
     with pytest.raises(AssertionError, match="'seven' is not of type 'integer'"):
         _check(document, "/requests/{request_id}", "get", "200", broken)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [("get", "/models/a%0Ab/timeline", "/models/{name}/timeline"), ("post", "/models/a%0Ab/rollback", "/models/{name}/rollback")],
+)
+def test_a_model_name_no_route_matches_is_a_documented_404(client, document, method, path, route):
+    """A name with a line break matches no route (the fuzzer found it): a 404 in the error shape,
+    which the document lists for these routes."""
+    answer = client.open(f"{PREFIX}{path}", method=method.upper(), json={"target": "alias:champion"}, headers=AUTH)
+    assert answer.status_code == 404
+    _check(document, route, method, "404", answer.get_json())
