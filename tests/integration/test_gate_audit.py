@@ -23,7 +23,7 @@ from checkpoint.settings import Settings
 from checkpoint.storage import db
 from tests.support.audit import KEY, KEYS, cli, execute, seed, store_for
 from tests.support.governed import api
-from tests.support.processes import clean_env, run_cli
+from tests.support.processes import serve_refusal
 from tests.support.serving import close_app
 
 OLD_KEY = "retired-audit-key-" + "a1" * 20
@@ -297,11 +297,7 @@ def test_events_from_before_the_key_are_sealed_at_start_and_still_verify(tmp_pat
 
 
 def test_serve_refuses_a_short_key_without_traceback(tmp_path):
-    from checkpoint.demo.mlflow_server import free_port
-
-    env = clean_env(tmp_path, CHECKPOINT_REGISTRY_URL="http://127.0.0.1:5001", CHECKPOINT_AUDIT_KEY="short-key")
-    result = run_cli(["serve", "--port", str(free_port())], env, cwd=tmp_path)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    result = serve_refusal(tmp_path, CHECKPOINT_REGISTRY_URL="http://127.0.0.1:5001", CHECKPOINT_AUDIT_KEY="short-key")
     assert result.stderr.startswith("Error: CHECKPOINT_AUDIT_KEY: the audit key is too short"), result.stderr
     assert "short-key" not in result.stderr
 

@@ -21,14 +21,13 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from checkpoint import create_app
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.errors import ConfigError
 from checkpoint.services import services
 from checkpoint.storage.models import EventRow
 from tests.support.apps import background_task, close_app
 from tests.support.clock import MovableClock
 from tests.support.governed import api, make_model, unique
-from tests.support.processes import clean_env, run_cli
+from tests.support.processes import serve_refusal
 from tests.support.race import race
 
 TASK = "soak"
@@ -287,9 +286,6 @@ def test_a_malformed_soak_is_refused_at_start_naming_the_rule_and_key(value, pat
 
 
 def test_checkpoint_serve_refuses_a_malformed_soak_without_a_traceback(tmp_path):
-    env = clean_env(
-        tmp_path, CHECKPOINT_REGISTRY_URL="http://127.0.0.1:9", CHECKPOINT_POLICY_FILE=str(bad_policy(tmp_path, BAD[0][1]))
-    )
-    result = run_cli(["serve", "--port", str(free_port())], env, cwd=tmp_path)
-    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    policy = str(bad_policy(tmp_path, BAD[0][1]))
+    result = serve_refusal(tmp_path, CHECKPOINT_REGISTRY_URL="http://127.0.0.1:9", CHECKPOINT_POLICY_FILE=policy)
     assert result.stderr.startswith("Error: ") and re.search(BAD[0][2], result.stderr), result.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CHECKPOINT", "clean_env", "cli_process", "run_against", "run_cli", "subprocess_env"]
+__all__ = ["CHECKPOINT", "clean_env", "cli_process", "run_against", "run_cli", "serve_refusal", "subprocess_env"]
 
 COVERAGE_PREFIX = "COVERAGE_"
 # The installed `checkpoint` script, beside this interpreter.
@@ -50,6 +50,16 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
         out, err = process.communicate(timeout=10)
         pytest.fail(f"`checkpoint {' '.join(args)}` did not exit within {timeout} s (it started?):\n{out}\n{err}")
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def serve_refusal(tmp_path: Path, **values: str) -> subprocess.CompletedProcess:
+    """`checkpoint serve` with ``values`` as its only CHECKPOINT_* settings, expected to stop at
+    start: a non-zero exit and no traceback (the caller checks the message)."""
+    from checkpoint.demo.mlflow_server import free_port
+
+    result = run_cli(["serve", "--port", str(free_port())], clean_env(tmp_path, **values), cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    return result
 
 
 def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
