@@ -84,7 +84,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
-    from checkpoint.web import api, audit, deliveries, ops, rollback, timeline, ui
+    from checkpoint.web import api, audit, deliveries, ops, rollback, scopes, timeline, tokens, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -95,13 +95,17 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(timeline.api)
     app.register_blueprint(timeline.pages)
     app.register_blueprint(rollback.pages)
+    app.register_blueprint(tokens.api)
+    app.register_blueprint(tokens.pages)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)
+    csrf.exempt(tokens.api)
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)
     app.before_request(_resolve_user)
+    app.before_request(scopes.check_token_route)  # a token reaches only the views its scopes open
     # The first call this process serves runs its start-up work (Services.start): see the module's top.
     app.wsgi_app = Gateway(  # type: ignore[method-assign]
         app.wsgi_app,
@@ -120,9 +124,14 @@ _PUBLIC_ENDPOINTS = ("ops.healthz", "ops.readyz", "ops.metrics", "static")
 
 def _resolve_user():
     """Every call to Checkpoint's own pages and API resolves its caller first (``g.user``)."""
-    auth = current_services().auth
+    services = current_services()
+    auth = services.auth
     try:
-        g.user = auth.user(request.environ, session.get("user"))
+        token = identity.bearer_token(request.environ)
+        if token is not None:  # a token is its own proof, in every mode (tokens.py)
+            g.user = services.tokens.authenticate(token)
+        else:
+            g.user = auth.user(request.environ, session.get("user"))
         if not g.user.anonymous:
             request.environ[logs.USER_KEY] = g.user.name  # for the access line
     except identity.Unauthenticated as exc:
@@ -132,7 +141,7 @@ def _resolve_user():
             return None
         body = json.dumps({"error_code": "UNAUTHENTICATED", "message": f"Checkpoint: {exc.message}"})
         return Response(body, status=401, mimetype="application/json", headers=list(exc.headers))
-    registry = current_services().registry
+    registry = services.registry
     g.reader = visibility.reader_for(auth.mode, registry, g.user, request.environ)  # what the caller may see
     return None
 

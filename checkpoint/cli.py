@@ -212,11 +212,11 @@ WAIT_EXIT = {"applied": 0, "rejected": 1, "withdrawn": 1, "failed": 2}
 WAIT_TIMEOUT_EXIT = 3
 
 
-def _client(url: str | None):
+def _client(url: str | None, login_only: bool = False):
     from checkpoint.client import CheckpointClient
 
     try:
-        return CheckpointClient(url)
+        return CheckpointClient(url, login_only=login_only)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -385,6 +385,68 @@ def timeline(url, model, workspace, as_json) -> None:
             by = f" #{p['request_id']} by {p['actor']}" if p["request_id"] else ""
             approved = f", approved by {', '.join(p['approvers'])}" if p["approvers"] else ""
             click.echo(f"  {version:<8} {start} → {until}  {p['how']}{by}{approved}")
+
+
+@main.group()
+def token() -> None:
+    """Your API tokens, for pipelines (needs a real login: MLFLOW_TRACKING_USERNAME/PASSWORD, not CHECKPOINT_TOKEN)."""
+
+
+@token.command("create")
+@_URL
+@click.option("--name", required=True, help="what will use it, e.g. 'nightly training'")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    default=("read", "request"),
+    show_default=True,
+    type=click.Choice(["read", "request", "status", "review", "break-glass"]),
+    help="repeat for several",
+)
+@click.option("--expires-in-days", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+def token_create(url, name, scopes, expires_in_days, as_json) -> None:
+    """Create a token; its secret is printed once (alone on standard output, for `export CHECKPOINT_TOKEN=$(...)`)."""
+    client = _client(url, login_only=True)
+    made = _api(lambda: client.create_token(name, list(scopes), expires_in_days))
+    if as_json:
+        click.echo(json.dumps(made, indent=2))
+        return
+    click.echo(
+        f"token #{made['id']} {made['name']!r} ({', '.join(made['scopes'])}), expires {made['expires_at']}; "
+        "shown once, copy it now:",
+        err=True,
+    )
+    click.echo(made["token"])
+
+
+@token.command("list")
+@_URL
+@click.option("--json", "as_json", is_flag=True, help="print the tokens as JSON")
+def token_list(url, as_json) -> None:
+    """List your tokens (never their secrets)."""
+    client = _client(url, login_only=True)
+    items = _api(client.tokens)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for t in items:
+        state = "revoked" if t["revoked_at"] else f"expires {t['expires_at']}"
+        used = t["last_used_at"] or "never used"
+        click.echo(f"#{t['id']:<5} {t['hint']}…  {t['name']}  [{', '.join(t['scopes'])}]  {state}  last used {used}")
+    if not items:
+        click.echo("you have no tokens", err=True)
+
+
+@token.command("revoke")
+@_URL
+@click.argument("token_id", type=int)
+def token_revoke(url, token_id) -> None:
+    """Revoke one of your tokens: calls with it are refused from then on."""
+    client = _client(url, login_only=True)
+    done = _api(lambda: client.revoke_token(token_id))
+    click.echo(f"token #{done['id']} {done['name']!r} revoked at {done['revoked_at']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

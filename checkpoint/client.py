@@ -8,8 +8,10 @@ and ask which version holds a stage or alias.
     cp.which("fraud-detector", alias="champion")             # -> "7"
     cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
 
-Credentials follow the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
-(Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer).
+Credentials: a Checkpoint API token (``token=`` or ``CHECKPOINT_TOKEN``, sent as Bearer; see the
+README's "API tokens"), else the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
+(Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer). ``login_only=True`` ignores ``CHECKPOINT_TOKEN``:
+managing tokens needs a real login.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class CheckpointClient:
         password: str | None = None,
         token: str | None = None,
         timeout: float = 30.0,
+        login_only: bool = False,
     ) -> None:
         url = url or os.environ.get("CHECKPOINT_URL") or os.environ.get("MLFLOW_TRACKING_URI")
         if not url or not url.startswith(("http://", "https://")):
@@ -68,6 +71,8 @@ class CheckpointClient:
         self.timeout = timeout
         self.session = requests.Session()
         username = username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if not login_only:
+            token = token or os.environ.get("CHECKPOINT_TOKEN")
         token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -204,6 +209,17 @@ class CheckpointClient:
         if at is not None:
             params["at"] = at.isoformat() if isinstance(at, datetime) else at
         return self._call("GET", "/which", params=params)
+
+    def create_token(self, name: str, scopes: list[str], expires_in_days: int) -> dict:
+        """A new API token for the signed-in user: ``token`` in the answer is the secret, shown once."""
+        return self._call("POST", "/tokens", json={"name": name, "scopes": scopes, "expires_in_days": expires_in_days})
+
+    def tokens(self) -> list[dict]:
+        """The signed-in user's tokens (never their secrets)."""
+        return self._call("GET", "/tokens")["tokens"]
+
+    def revoke_token(self, token_id: int) -> dict:
+        return self._call("DELETE", f"/tokens/{int(token_id)}")
 
     def timeline(self, model: str, *, workspace: str | None = None) -> dict:
         """Every governed target of ``model`` with its periods (``{"model", "workspace", "targets"}``)."""

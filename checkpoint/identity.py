@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from checkpoint.settings import Settings
 
 ANONYMOUS = "anonymous"
+# Checkpoint's API tokens start with this (tokens.py), so secret scanners can find a leaked one.
+TOKEN_PREFIX = "cpt_"
 # The header keys (``HTTP_...``) a request carried more than once: set by Checkpoint's servers
 # (serving.py), which otherwise join repeats with "," as gunicorn and werkzeug do.
 REPEATED_KEY = "checkpoint.repeated_headers"
@@ -57,10 +59,26 @@ class User:
     groups: frozenset[str] = field(default_factory=frozenset)
     is_admin: bool = False
     verified: bool = False
+    # What a token caller may do (tokens.SCOPES); None: a real login, which the scopes do not limit.
+    scopes: frozenset[str] | None = None
+    token_id: int | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.name == ANONYMOUS
+
+    def may(self, scope: str) -> bool:
+        """Whether this caller's credentials allow ``scope`` (a login always does; its rights are the workflow's)."""
+        return self.scopes is None or scope in self.scopes
+
+
+def bearer_token(environ: Mapping) -> str | None:
+    """The Checkpoint token in ``Authorization: Bearer cpt_...``, if that is what the call sends."""
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value.startswith(TOKEN_PREFIX):
+        return value
+    return None
 
 
 def basic_username(header: str) -> str | None:

@@ -346,6 +346,38 @@ class Registry:
             raise
         return bool((data.get("user") or {}).get("is_admin"))
 
+    def user_record(self, username: str) -> dict | None:
+        """MLflow's record of ``username`` (``{"username", "is_admin", ...}``), asked with Checkpoint's
+        own admin account; None for a user MLflow does not know (deleted since)."""
+        try:
+            data = self.call("GET", "users/get", query={"username": username})
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        return data.get("user") or None
+
+    def user_can_read(self, username: str, model: str) -> bool:
+        """Whether MLflow lets ``username`` read ``model`` (in this adapter's workspace), asked with
+        Checkpoint's own admin account (``users/permissions/get``: the effective permission, the
+        default one included): how a token, which holds no MLflow password, reads as its owner.
+        Anything but a clear answer reads as "no" and is not cached, like :meth:`can_read`."""
+        key = ("user:" + hashlib.sha256(username.encode()).hexdigest(), self.workspace or "", model)
+        cached = self._read_rights.get(key)
+        if cached is not None:
+            return cached
+        try:
+            data = self.call_v3(
+                "GET",
+                "users/permissions/get",
+                query={"username": username, "resource_type": "registered_model", "resource_id": model},
+            )
+        except RegistryError:
+            return False
+        allowed = str(data.get("permission", "")).upper() in ("READ", "USE", "EDIT", "MANAGE")
+        self._read_rights.put(key, allowed)
+        return allowed
+
     def _can_manage_v2(self, username: str, model: str) -> bool:
         """MLflow 2.x: the grant ``username`` holds on ``model`` (the creator gets MANAGE); no grant
         means the server's default permission, which is never MANAGE in a governed set-up."""

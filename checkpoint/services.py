@@ -36,6 +36,7 @@ from checkpoint.runtime.background import Background
 from checkpoint.settings import Settings
 from checkpoint.storage import db
 from checkpoint.storage.store import Store
+from checkpoint.tokens import OwnerLookup, TokenService
 
 _KEY = "checkpoint"  # the one entry in ``app.extensions``
 
@@ -57,6 +58,7 @@ class Services:
     reconciler: Reconciler
     proxy: Proxy
     background: Background
+    tokens: TokenService
     clock: Clock = SYSTEM
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -164,6 +166,13 @@ class Services:
             reconciler=reconciler,
             proxy=proxy,
             background=background,
+            tokens=TokenService(
+                store,
+                clock,
+                OwnerLookup(settings.admins, registry.user_record if auth.mode == "mlflow" else None),
+                settings.token_elevated_users,
+                settings.token_max_days,
+            ),
             clock=clock,
         )
 

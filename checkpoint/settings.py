@@ -106,6 +106,8 @@ SECTION_VARIABLES = {
     "policy_file": "CHECKPOINT_POLICY_FILE",
     "access_log": "CHECKPOINT_ACCESS_LOG",
     "forwarded_allow_ips": "CHECKPOINT_FORWARDED_ALLOW_IPS",
+    "token_elevated_users": "CHECKPOINT_TOKEN_ELEVATED_USERS",
+    "token_max_days": "CHECKPOINT_TOKEN_MAX_DAYS",
 }
 AUTH_MODES = ("none", "header", "mlflow")
 # The protection lists a variable may replace (the policy file's keys, governance.py).
@@ -166,6 +168,15 @@ def _approvals(raw: Mapping[str, str]) -> dict[str, Any]:
     return {"required_approvals": int(required), "allow_self_approval": flag in ("true", "1", "yes")}
 
 
+def _tokens(raw: Mapping[str, str]) -> dict[str, Any]:
+    """API tokens (tokens.py): who may give theirs the ``review`` and ``break-glass`` scopes, and
+    the longest life a token may ask for."""
+    days = raw.get("CHECKPOINT_TOKEN_MAX_DAYS", "365").strip()
+    if not days.isdigit() or not 1 <= int(days) <= 3650:
+        raise ConfigError(f"CHECKPOINT_TOKEN_MAX_DAYS={days!r}: expected a whole number of days from 1 to 3650, e.g. 90")
+    return {"token_elevated_users": _names(raw.get("CHECKPOINT_TOKEN_ELEVATED_USERS", "")), "token_max_days": int(days)}
+
+
 def sections(env: Mapping[str, str] | None = None, **overrides: object) -> dict[str, Any]:
     """The knobs of :data:`SECTION_VARIABLES` by setting name, validated; ``overrides`` (by setting
     name, ``None`` for "unset") stand in for the variables."""
@@ -175,7 +186,7 @@ def sections(env: Mapping[str, str] | None = None, **overrides: object) -> dict[
         raw.pop(SECTION_VARIABLES[attr], None)
         if value is not None:
             raw[SECTION_VARIABLES[attr]] = _as_text(value)
-    out = {**_auth(raw), **_approvals(raw)}
+    out = {**_auth(raw), **_approvals(raw), **_tokens(raw)}
     for attr in PROTECTION_LISTS:  # a variable replaces the file's list; its items are checked with the file's
         text = raw.get(SECTION_VARIABLES[attr], "")
         out[attr] = tuple(item.strip() for item in text.split(",") if item.strip()) if text.strip() else None
@@ -318,6 +329,10 @@ class Settings:
     admin_groups: frozenset[str] = frozenset()
     # Serve ``none`` mode on a non-loopback address anyway (identity.check_bind).
     allow_unauthenticated: bool = False
+    # API tokens (tokens.py): the users an admin lets give their tokens the ``review`` and
+    # ``break-glass`` scopes, and the longest ``expires_in_days`` a token may have.
+    token_elevated_users: frozenset[str] = frozenset()
+    token_max_days: int = 365
     # Protection lists that replace the policy file's (None: the file's, else governance.py's default).
     governed_stages: tuple[str, ...] | None = None
     protected_aliases: tuple[str, ...] | None = None

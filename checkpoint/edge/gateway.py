@@ -22,7 +22,7 @@ from checkpoint.edge import rules
 from checkpoint.edge.bodies import discard_input
 from checkpoint.edge.proxy import Proxy, host_allowed
 from checkpoint.errors import CheckpointError
-from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User
+from checkpoint.identity import Authenticator, NoAuth, Unauthenticated, User, bearer_token
 from checkpoint.registry import WORKSPACE_HEADER, RegistryError, RegistryUnavailable
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_body, parse_body
 from checkpoint.review.content import ArtifactWrite, ContentError
@@ -102,6 +102,8 @@ class Gateway:
             return [body]
         if path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/"):
             return self.flask_wsgi(environ, start_response)
+        if bearer_token(environ) is not None:
+            return self.token_refused(environ, start_response)
         method = environ["REQUEST_METHOD"]
         if method in ("GET", "HEAD") and _is_index(path):
             return self.index(environ, start_response)
@@ -116,6 +118,16 @@ class Gateway:
         if rule is None or rule.action is rules.Action.PASS:
             return self.forward(environ, start_response)
         return self.inspect(environ, start_response, rule)
+
+    def token_refused(self, environ: dict, start_response) -> Iterable[bytes]:
+        """A Checkpoint token is for Checkpoint's API only: never forwarded (MLflow would log or
+        refuse a secret it cannot check; in ``mlflow`` mode it holds no password to act with)."""
+        discard_input(environ)
+        message = (
+            "Checkpoint: a Checkpoint token (cpt_...) works only for Checkpoint's API under /checkpoint/api/v1; "
+            "call MLflow with your MLflow credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN)"
+        )
+        return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": message})
 
     def malformed(self, environ: dict) -> str | None:
         """What makes this request one Checkpoint will not read, if anything.

@@ -3,6 +3,8 @@
 In ``mlflow`` identity mode Checkpoint reads the registry with its own account, so every page,
 list and answer built from it is filtered by what MLflow lets *the caller* read, asked with the
 caller's own ``Authorization`` header (``Registry.can_read``). MLflow admins read everything.
+A token caller holds no MLflow password: their owner's rights are asked with Checkpoint's
+account (``Registry.user_can_read``), in the workspace the call acts in.
 In ``header`` and ``none`` modes MLflow has no per-user rights: everyone signed in sees
 everything, as they would in MLflow itself.
 """
@@ -31,6 +33,7 @@ class Reader:
     authorization: str = ""
     registry: Registry | None = None
     restricted: bool = False
+    as_owner: bool = False  # a token: ask about its owner by name, with Checkpoint's account
     _seen: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def can_read(self, model: str, workspace: str = "") -> bool:
@@ -39,7 +42,10 @@ class Reader:
         key = (workspace or "", model)
         if key not in self._seen:
             registry, authorization = self.registry, self.authorization
-            self._seen[key] = registry is not None and bool(authorization) and registry.can_read(authorization, model, key[0])
+            if registry is not None and self.as_owner:
+                self._seen[key] = registry.in_workspace(key[0]).user_can_read(self.user.name, model)
+            else:
+                self._seen[key] = registry is not None and bool(authorization) and registry.can_read(authorization, model, key[0])
         return self._seen[key]
 
     def can_read_change(self, change) -> bool:
@@ -85,4 +91,6 @@ def request_key(item) -> tuple[str, str]:
 def reader_for(mode: str, registry: Registry, user: User, environ: dict) -> Reader:
     """The caller's reader: restricted only in ``mlflow`` mode, for non-admins."""
     restricted = mode == "mlflow" and not user.is_admin
+    if user.token_id is not None:
+        return Reader(user, "", registry, restricted, as_owner=True)
     return Reader(user, environ.get("HTTP_AUTHORIZATION", ""), registry, restricted)

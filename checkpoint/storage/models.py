@@ -156,3 +156,25 @@ class DeliveryRow(Base):
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_order", "webhook", "request_id", "event_id"),
     )
+
+
+class TokenRow(Base):
+    """One API token (``checkpoint/tokens.py``): only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole token
+    hint: Mapped[str] = mapped_column(String(16))  # the prefix and first characters, to recognise it in a list
+    scopes: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("secret_hash", name="ux_api_tokens_secret_hash"),
+        Index("ix_api_tokens_owner", "owner"),
+    )

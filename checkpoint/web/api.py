@@ -19,6 +19,7 @@ from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, WAITING, CheckResult, NotFound, PromoteRequest
+from checkpoint.tokens import BREAK_GLASS, REQUEST, REVIEW
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
     current_services,
@@ -29,6 +30,7 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.scopes import token_scope
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
@@ -189,6 +191,7 @@ def list_requests():
 
 
 @bp.post("/requests")
+@token_scope(REQUEST)
 def create_request():
     """Open a request explicitly (pipelines): a change, a title, a description."""
     data = _body({"change", "title", "description", "reviewers", "apply_at"})
@@ -217,6 +220,7 @@ def create_request():
 
 
 @bp.post("/models/<path:name>/rollback")
+@token_scope(REQUEST)
 def open_rollback(name: str):
     """Open the request that puts back an earlier holder of ``target`` (``to``, or the previous
     one): an ordinary promote request whose ``rollback`` record Checkpoint builds from its log."""
@@ -244,6 +248,7 @@ def get_request(request_id: int):
 
 
 @bp.patch("/requests/<int:request_id>")
+@token_scope(REQUEST)
 def edit_request(request_id: int):
     data = _body({"title", "description"})
     item = workflow().edit(request_id, current_user(), _text(data, "title"), _text(data, "description"))
@@ -251,11 +256,13 @@ def edit_request(request_id: int):
 
 
 @bp.post("/requests/<int:request_id>/withdraw")
+@token_scope(REQUEST)
 def withdraw_request(request_id: int):
     return jsonify(request_json(workflow().withdraw(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/reviews")
+@token_scope(REVIEW)
 def review_request(request_id: int):
     data = _body({"verdict", "comment", "apply_at"})
     verdict = _text(data, "verdict")
@@ -267,12 +274,14 @@ def review_request(request_id: int):
 
 
 @bp.post("/requests/<int:request_id>/cancel")
+@token_scope(REQUEST)
 def cancel_request(request_id: int):
     """Call off a scheduled or waiting apply (the author, a reviewer of the request, an admin)."""
     return jsonify(request_json(workflow().cancel(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/comments")
+@token_scope(REQUEST)
 def comment_request(request_id: int):
     data = _body({"body"})
     body = _text(data, "body")
@@ -282,17 +291,20 @@ def comment_request(request_id: int):
 
 
 @bp.post("/requests/<int:request_id>/checks")
+@token_scope(REQUEST)
 def rerun_checks(request_id: int):
     """Evaluate the request's checks again (local ones now, HTTP ones queued)."""
     return jsonify(request_json(workflow().rerun_checks(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/retry")
+@token_scope(REVIEW)
 def retry_request(request_id: int):
     return jsonify(request_json(workflow().retry(request_id, current_user()), full=True))
 
 
 @bp.post("/requests/<int:request_id>/break-glass")
+@token_scope(BREAK_GLASS)
 def break_glass(request_id: int):
     """An admin applies the request now, without the approvals; the reason is required."""
     data = _body({"reason"})
