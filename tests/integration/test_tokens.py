@@ -7,7 +7,10 @@ in test_tokens_mlflow.py."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -313,3 +316,46 @@ def test_every_write_route_declares_its_scope_or_refuses_tokens(app):
         and not hasattr(app.view_functions[rule.endpoint], ATTR)
     ]
     assert undeclared == [], "give these routes @token_scope(...) (web/scopes.py)"
+
+
+def _cli(base: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`checkpoint ARGS` in a pipeline's environment: alice's MLflow login plus ``env``."""
+    full = {**os.environ, "CHECKPOINT_URL": base, "MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "x", **env}
+    return subprocess.run([sys.executable, "-m", "checkpoint.cli", *args], env=full, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_token_create_list_revoke_and_checkpoint_token_as_bearer(sqlite_checkpoint, mlflow_server):
+    base = sqlite_checkpoint.url
+    name, (v1, v2) = make_model(mlflow_server.url)
+    made = _cli(base, "token", "create", "--name", "nightly", "--scope", "read", "--scope", "request", "--expires-in-days", "9")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()  # alone on stdout, for export CHECKPOINT_TOKEN=$(...)
+    assert re.fullmatch(r"cpt_[A-Za-z0-9_-]{43}", secret)
+    assert "shown once" in made.stderr
+    # With CHECKPOINT_TOKEN set (and no MLflow login at all), the pipeline's calls go as alice's token.
+    opened = _cli(
+        base,
+        "request",
+        "promote",
+        "--model",
+        name,
+        "--version",
+        v2,
+        "--alias",
+        "champion",
+        CHECKPOINT_TOKEN=secret,
+        MLFLOW_TRACKING_USERNAME="",
+        MLFLOW_TRACKING_PASSWORD="",
+    )
+    assert opened.returncode == 0, opened.stderr
+    request_id = int(opened.stdout.split("#", 1)[1].split(" ", 1)[0])
+    assert call(base, "GET", f"/requests/{request_id}", user="bob").json()["author"] == "alice"
+    # token commands ignore CHECKPOINT_TOKEN (a token cannot manage tokens) and use the login.
+    listed = _cli(base, "token", "list", CHECKPOINT_TOKEN=secret)
+    assert listed.returncode == 0, listed.stderr
+    assert "nightly" in listed.stdout and secret[:8] in listed.stdout and secret not in listed.stdout
+    token_id = listed.stdout.split("#", 1)[1].split()[0]
+    revoked = _cli(base, "token", "revoke", token_id)
+    assert revoked.returncode == 0 and "revoked at" in revoked.stdout
+    refused = _cli(base, "request", "show", str(request_id), CHECKPOINT_TOKEN=secret)
+    assert refused.returncode != 0 and "revoked" in refused.stderr
