@@ -56,6 +56,7 @@ def promote(name: str, version: str) -> dict:
     return {"change": {"kind": "set_alias", "name": name, "version": version, "alias": "champion"}, "title": "ci"}
 
 
+@pytest.mark.mlflow3(reason="a token's read rights are asked with users/permissions/get, which MLflow 2.x lacks")
 def test_a_token_acts_as_its_owner_with_the_owners_mlflow_rights(checkpoint, auth_mlflow, monkeypatch):
     base = checkpoint.url
     name, (v1, v2) = model(auth_mlflow, monkeypatch)
