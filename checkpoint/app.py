@@ -99,6 +99,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)
+    csrf.exempt(statuses.api)
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)
