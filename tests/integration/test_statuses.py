@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
@@ -20,6 +22,7 @@ from checkpoint import create_app
 from checkpoint.storage.models import EventRow, StatusRow
 from tests.support.apps import close_app, live
 from tests.support.governed import api, unique
+from tests.support.openapi import check_answer
 from tests.support.race import race
 
 POLICY = """\
@@ -138,6 +141,13 @@ def test_a_request_status_blocks_until_success_and_then_applies_it_on_its_own(sq
     listed = api(base, "GET", f"/requests/{rid}/statuses", "bob").json()
     assert [s["state"] for s in listed["history"]] == ["success", "failure", "pending"]  # newest first: the history stays
     assert [s["state"] for s in listed["statuses"]] == ["success"]
+
+    document = requests.get(f"{base}/checkpoint/api/v1/openapi.json", timeout=30).json()  # the answers fit the document
+    check_answer(document, "/requests/{request_id}/statuses", "post", "201", done)
+    check_answer(document, "/requests/{request_id}/statuses", "get", "200", listed)
+    check_answer(document, "/requests/{request_id}", "get", "200", final)
+    version = api(base, "GET", f"/models/{name}/versions/{v1}/statuses", "bob").json()
+    check_answer(document, "/models/{name}/versions/{version}/statuses", "get", "200", version)
 
 
 def test_the_latest_per_context_wins_and_a_later_failure_blocks_again(sqlite_checkpoint, mlflow_server, tmp_path):
@@ -299,8 +309,6 @@ def test_bad_input_gives_a_clear_4xx_and_stores_nothing(
 
 
 def test_an_anonymous_caller_may_not_post(sqlite_checkpoint, mlflow_server, tmp_path):
-    import requests
-
     base, url = sqlite_checkpoint.url, mlflow_server.url
     name, ((v1, _),) = model_with_files(url, "ci", tmp_path, versions=1)
     rid = promote(base, name, v1)["id"]
@@ -361,17 +369,10 @@ def test_an_arriving_status_applies_exactly_once_with_two_app_instances(mlflow_s
             for version, _ in made:
                 rid = promote(a.url, name, version)["id"]
                 approve(b.url, rid)
+                path = f"/requests/{rid}/statuses"
                 answers = race(
-                    lambda: api(
-                        a.url, "POST", f"/requests/{rid}/statuses", "ci-bot", json={"context": "ci/eval", "state": "success"}
-                    ),
-                    lambda: api(
-                        b.url,
-                        "POST",
-                        f"/requests/{rid}/statuses",
-                        "ci-bot",
-                        json={"context": "security/scan", "state": "success"},
-                    ),
+                    partial(api, a.url, "POST", path, "ci-bot", json={"context": "ci/eval", "state": "success"}),
+                    partial(api, b.url, "POST", path, "ci-bot", json={"context": "security/scan", "state": "success"}),
                 )
                 assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
                 final = api(a.url, "GET", f"/requests/{rid}", "bob").json()
