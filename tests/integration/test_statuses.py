@@ -17,10 +17,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
+from playwright.sync_api import expect
 
 from checkpoint import create_app
 from checkpoint.storage.models import EventRow, StatusRow
 from tests.support.apps import close_app, live
+from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
 from tests.support.openapi import check_answer
 from tests.support.race import race
@@ -384,3 +386,48 @@ def test_an_arriving_status_applies_exactly_once_with_two_app_instances(mlflow_s
         close_app(first)
         close_app(second)
         next(database, None)
+
+
+XSS = '<img src=x onerror="window.__xss=1">'
+
+
+@pytest.mark.browser
+def test_the_request_page_shows_the_statuses_beside_the_checks(
+    sqlite_checkpoint,
+    mlflow_server,
+    tmp_path,
+    browser_page,  # noqa: F811 - the fixture imported above
+    screenshot,  # noqa: F811
+):
+    base, url = sqlite_checkpoint.url, mlflow_server.url
+    name, ((v1, _),) = model_with_files(url, "race", tmp_path, versions=1)
+    rid = promote(base, name, v1)["id"]
+    approve(base, rid)
+    post(
+        base,
+        f"/requests/{rid}",
+        "ci-bot",
+        context="ci/eval",
+        state="failure",
+        target_url="https://ci.example/run/41",
+        description=XSS,
+    )
+    post(base, f"/models/{name}/versions/{v1}", "ci-bot", context="lint", state="success", description="ruff clean")
+
+    browser_page.goto(f"{base}/checkpoint/requests/{rid}")
+    section = browser_page.locator("section[aria-labelledby=statuses-h]")
+    expect(section.locator("h2")).to_have_text("Statuses")
+    expect(section).to_contain_text("Blocked by required statuses ci/eval, security/scan")
+    failing = section.locator("li[data-context='ci/eval']")
+    expect(failing).to_contain_text("failure")
+    expect(failing).to_contain_text(XSS)  # shown as text, never as markup
+    link = failing.get_by_role("link", name="details")
+    expect(link).to_have_attribute("href", "https://ci.example/run/41")
+    expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+    expect(section.locator("li[data-context='lint']")).to_contain_text("on the version")
+    expect(section.locator("li[data-context='security/scan']")).to_contain_text("expected")
+    expect(browser_page.locator(".cp-timeline")).to_contain_text("ci/eval is failure")
+    assert browser_page.evaluate("window.__xss") is None and section.locator("img").count() == 0
+    assert browser_page.js_errors == []
+    section.scroll_into_view_if_needed()
+    screenshot("statuses")
