@@ -26,6 +26,7 @@ from tests.support.browser import browser_page, chromium, screenshot  # noqa: F4
 from tests.support.governed import api, unique
 from tests.support.openapi import check_answer
 from tests.support.race import race
+from tests.support.relay import Relay
 
 POLICY = """\
 rules:
@@ -41,6 +42,10 @@ rules:
     models: ["race-*"]
     required_approvals: 1
     required_statuses: [ci/eval, security/scan]
+webhooks:
+  - name: ci-feed
+    url: http://127.0.0.1:9/never-sent   # no background thread here: deliveries stay in the outbox
+    events: [status_changed]
 """
 BIN = Path(sys.executable).parent
 
@@ -139,6 +144,10 @@ def test_a_request_status_blocks_until_success_and_then_applies_it_on_its_own(sq
     assert kinds.count("status_changed") == 3 and kinds.count("applied") == 1, kinds
     approved = next(e for e in final["events"] if e["kind"] == "approved")
     assert approved["actor"] == "checkpoint", approved  # moved on by Checkpoint; the poster is on the status
+
+    deliveries = api(base, "GET", "/deliveries", "bob").json()["deliveries"]
+    mine = [d for d in deliveries if d["request_id"] == rid]
+    assert [d["event"] for d in mine] == ["status_changed"] * 3 and {d["webhook"] for d in mine} == {"ci-feed"}
 
     listed = api(base, "GET", f"/requests/{rid}/statuses", "bob").json()
     assert [s["state"] for s in listed["history"]] == ["success", "failure", "pending"]  # newest first: the history stays
@@ -362,7 +371,8 @@ def test_an_arriving_status_applies_exactly_once_with_two_app_instances(mlflow_s
     policy.write_text(POLICY)
     database = migrated_database("postgresql", request, tmp_path, prefix="cp_statuses")
     database_url = next(database)
-    settings = {"registry_url": mlflow_server.url, "database_url": database_url, "policy_file": policy, "background": False}
+    relay = Relay(mlflow_server.url)  # counts the writes that reach MLflow
+    settings = {"registry_url": relay.url, "database_url": database_url, "policy_file": policy, "background": False}
     first = create_app({**settings, "data_dir": tmp_path / "a"})
     second = create_app({**settings, "data_dir": tmp_path / "b"})
     try:
@@ -382,9 +392,11 @@ def test_an_arriving_status_applies_exactly_once_with_two_app_instances(mlflow_s
                 assert final["state"] == "applied", (final["state"], final["state_reason"], kinds)
                 assert (kinds.count("approved"), kinds.count("applying"), kinds.count("applied")) == (1, 1, 1), kinds
                 assert champion(mlflow_server.url, name) == version
+            assert relay.count("POST", "/registered-models/alias") == len(made), "not exactly one write per request"
     finally:
         close_app(first)
         close_app(second)
+        relay.stop()
         next(database, None)
 
 
