@@ -151,8 +151,8 @@ class Rule:
         expiry = self.approvals_expire_after
         lasts = f"; approvals expire after {format_duration(expiry)}" if expiry is not None else ""
         soak = f"; the challenger first {self.soak.describe()}" if self.soak is not None else ""
-        if self.required_statuses:
-            soak += f"; statuses {', '.join(s.describe() for s in self.required_statuses)} must be success"
+        ci = ", ".join(s.describe() for s in self.required_statuses)
+        soak += f"; statuses {ci} must be success" if ci else ""  # shown with the other preconditions
         if self.fast_path:
             return f"{self.name} (rollback fast path): {need} from {who}{own}{where}{lasts}{soak}"
         fast = f"; {self.rollback.describe()}" if self.rollback is not None else ""
