@@ -443,3 +443,22 @@ def test_the_request_page_shows_the_statuses_beside_the_checks(
     assert browser_page.js_errors == []
     section.scroll_into_view_if_needed()
     screenshot("statuses")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ('"ci/eval"', "rules[0] (gated).required_statuses: expected a list of contexts"),
+        ("[{context: ci/eval, from: []}]", "rules[0] (gated).required_statuses[0].from: expected a non-empty list"),
+        ("[{context: ci/eval, by: [ci-bot]}]", "rules[0] (gated).required_statuses[0]: unknown key(s) by"),
+    ],
+)
+def test_a_bad_required_statuses_key_stops_the_start_naming_it(mlflow_server, sqlite_url, tmp_path, value, words):
+    from checkpoint.errors import ConfigError
+
+    policy = tmp_path / "bad.yaml"
+    policy.write_text(f"rules:\n  - name: gated\n    models: ['x-*']\n    required_statuses: {value}\n")
+    settings = {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path, "policy_file": policy}
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings)
+    assert words in str(caught.value)
