@@ -253,6 +253,13 @@ def test_large_artifact_round_trip(request, server, mlflow_server, tmp_path, mon
     path = "splice" if server == "checkpoint" else "copy"
     moved = poll(lambda: body_bytes_grew(before, body_bytes(checkpoint.url)), timeout=5, until=lambda g: len(g) == 2)
     assert moved == {("upload", path): BIG, ("download", path): BIG}
+    # Each worker said at start which path it uses, and why.
+    said = (
+        "artifact bodies: zero-copy path (os.splice"
+        if path == "splice"
+        else "artifact bodies: copy path (CHECKPOINT_ZERO_COPY=off"
+    )
+    assert said in checkpoint.log_path.read_text()
 
 
 # -- model registry ---------------------------------------------------------------------
