@@ -8,7 +8,7 @@ The Store is composed of focused parts (mixins over one session factory, so that
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
 ``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
-``Tokens`` (API tokens, stored hashed).
+``Statuses`` (posted by CI) and ``Tokens`` (API tokens, stored hashed).
 The entities and states live in ``entities``.
 """
 
@@ -45,6 +45,7 @@ from checkpoint.storage.entities import (
 from checkpoint.storage.outbox import Outbox
 from checkpoint.storage.requests import Requests
 from checkpoint.storage.schedules import Schedules
+from checkpoint.storage.statuses import Statuses
 from checkpoint.storage.tokens import Tokens
 
 # The entities are re-exported for callers written before they had their own module.
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Outbox, Tokens):
+class Store(Requests, Schedules, CheckResults, Statuses, Outbox, Tokens):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

@@ -305,6 +305,8 @@ def test_every_write_route_declares_its_scope_or_refuses_tokens(app):
         "tokens_api.list_tokens": None,
         "tokens_api.revoke_token": None,
         "deliveries_api.resend": None,
+        "statuses.post_request_status": "status",
+        "statuses.post_version_status": "status",
     }
     for endpoint, scope in expected.items():
         assert getattr(app.view_functions[endpoint], ATTR) == scope, endpoint
@@ -359,3 +361,21 @@ def test_cli_token_create_list_revoke_and_checkpoint_token_as_bearer(sqlite_chec
     assert revoked.returncode == 0 and "revoked at" in revoked.stdout
     refused = _cli(base, "request", "show", str(request_id), CHECKPOINT_TOKEN=secret)
     assert refused.returncode != 0 and "revoked" in refused.stderr
+
+
+def test_posting_a_ci_status_needs_the_status_scope(live_checkpoint, mlflow_server):
+    base = live_checkpoint.url
+    name, (_, v2) = make_model(mlflow_server.url)
+    request_id = call(base, "POST", "/requests", user="alice", json=promote_body(name, v2)).json()["id"]
+    body = {"context": "ci/eval", "state": "success"}
+    without = make_token(base, "alice", ["read", "request"], name="no-status")["token"]
+    refused = call(base, "POST", f"/requests/{request_id}/statuses", token=without, json=body)
+    assert refused.status_code == 403 and "'status' scope" in refused.json()["message"]
+    refused = call(base, "POST", f"/models/{name}/versions/{v2}/statuses", token=without, json=body)
+    assert refused.status_code == 403
+    ci = make_token(base, "alice", ["status"], name="ci")["token"]
+    posted = call(base, "POST", f"/requests/{request_id}/statuses", token=ci, json=body)
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["status"]["posted_by"] == "alice"
+    on_version = call(base, "POST", f"/models/{name}/versions/{v2}/statuses", token=ci, json={**body, "context": "security/scan"})
+    assert on_version.status_code == 201, on_version.text
