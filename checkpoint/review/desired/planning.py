@@ -194,7 +194,7 @@ def _copy(want: Want, registry: Registry, reads: Reads, state: DesiredState) -> 
     current = (newest.version,) if newest else ()
     same = _same_content(registry, newest, source, reads.digest_max_bytes) if newest else ""
     if same:
-        return Entry(want, "no-op", current, source.version, message=f"{same} as {shown}")
+        return Entry(want, "no-op", current, source.version, message=f"{same} {shown}")
     change = _change(want, "create_version", source=f"models:/{source.name}/{source.version}")
     following = str(int(newest.version) + 1) if newest else "1"
     return Entry(want, "create", current, source.version, (change,), message=f"from {shown}", next_version=following)
@@ -225,13 +225,13 @@ def _source_version(registry: Registry, ref: ModelsRef) -> Version:
 def _same_content(registry: Registry, newest: Version, source: Version, budget: int) -> str:
     """How the newest version is known to hold the source's content ("" when it is not)."""
     if newest.source == f"models:/{source.name}/{source.version}":
-        return "copied from the same version"
+        return "a copy of"
     if registry.download_uri(newest.name, newest.version) == registry.download_uri(source.name, source.version):
-        return "the same files"
+        return "the same files as"
     mine, theirs = (content.digest(registry, v, budget) for v in (newest, source))
     # No files is no evidence: two empty (or unreadable) directories are not "the same model".
     if mine.value and mine.files and mine.value == theirs.value and not (mine.partial or theirs.partial):
-        return "the same content"
+        return "the same content as"
     return ""
 
 

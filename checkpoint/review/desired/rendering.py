@@ -57,7 +57,7 @@ def render_entry(entry: dict, filename: str = "", lines: dict | None = None) -> 
         return f"! {line_of(entry, filename, lines or {})}{label(entry)}: {entry['message']}{tail}"
     if entry["kind"] == "copy":
         if action == "no-op":
-            return f"  {label(entry)}: v{_versions(entry['current'])} holds {entry['message']}{tail}" if marks else None
+            return f"  {label(entry)}: v{_versions(entry['current'])} as declared ({entry['message']}){tail}" if marks else None
         return f"+ {label(entry)} v{entry['next_version']} {entry['message']}{tail}"
     if action == "no-op":
         return f"  {label(entry)}: {_versions(entry['current'])} as declared{tail}" if marks else None
