@@ -7,6 +7,11 @@ asked through the CLI in a child process, as a CI job runs it, and through the J
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -264,3 +269,50 @@ def test_plan_api_refuses_a_bad_desired_state_with_its_problems(sqlite_checkpoin
         {"key": "models.m.aliases.c", "line": None, "message": 'expected a version number or null, got "x"'}
     ]
     assert api(sqlite_checkpoint.url, "POST", "/plan", json={"models": {}}).status_code == 400
+
+
+def _documented_workflow() -> dict:
+    text = (Path(__file__).parents[2] / "docs" / "pipelines.md").read_text()
+    block = re.search(r"```yaml\n(name: registry drift\n.*?)```", text, re.S)
+    assert block is not None, "docs/pipelines.md lost its drift-alarm workflow"
+    return yaml.safe_load(block.group(1))
+
+
+def test_the_documented_drift_alarm_runs_as_written(site, tmp_path):
+    """Every `run` of docs/pipelines.md's workflow, in a checkout holding registry.yaml: it passes
+    when MLflow matches, fails with the drift annotation when MLflow was changed directly."""
+    workflow = _documented_workflow()
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true (GitHub reads it as "on")
+    assert triggers["schedule"] and triggers["pull_request"]["paths"] == ["registry.yaml"]
+    steps = [s["run"] for s in workflow["jobs"]["plan"]["steps"] if "run" in s]
+    install, scripts = steps[0], steps[1:]
+    (project,) = set(packages_distributions()["checkpoint"])
+    assert install == f"pip install {project}"  # what the job installs is this package
+    fraud, direct = site["fraud"], site["direct"]
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    _write(checkout, {"models": {fraud: {"aliases": {"champion": 1, "legacy": 2}}}})
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "CHECKPOINT_URL": site["base"],
+        "MLFLOW_TRACKING_USERNAME": "ci",
+        "MLFLOW_TRACKING_PASSWORD": "x",
+    }
+
+    def job() -> list[subprocess.CompletedProcess]:
+        return [
+            subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+            for script in scripts
+        ]
+
+    (quiet,) = job()
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "No changes." in quiet.stdout and json.loads((checkout / "plan.json").read_text())["drift"] is False
+
+    direct.set_registered_model_alias(fraud, "champion", "3")  # around Checkpoint
+    (alarm,) = job()
+    assert alarm.returncode == 2
+    assert f"~ {fraud} @champion: 3 → 1" in alarm.stdout
+    assert "::error::MLflow differs from registry.yaml (drift)" in alarm.stdout
+    assert json.loads((checkout / "plan.json").read_text())["counts"]["update"] == 1

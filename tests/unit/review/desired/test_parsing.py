@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from checkpoint.review.desired import DesiredError, from_json, load
@@ -132,3 +135,18 @@ def test_json_problems_have_keys_but_no_lines():
     ]
     with pytest.raises(DesiredError, match="expected a mapping, got null"):
         from_json(None)
+
+
+def test_the_documented_example_reads():
+    """docs/pipelines.md's registry.yaml is a file `checkpoint plan` accepts, as documented."""
+    text = (Path(__file__).parents[4] / "docs" / "pipelines.md").read_text()
+    example = re.search(r"```yaml\n(workspace: default.*?)```", text, re.S)
+    assert example is not None
+    state = load(example.group(1), "registry.yaml")
+    assert [(w.model, w.kind, w.name, w.version) for w in state.wants] == [
+        ("fraud-detector", "alias", "champion", "7"),
+        ("fraud-detector", "alias", "challenger", "9"),
+        ("fraud-detector", "alias", "canary", None),
+        ("churn-model", "stage", "Production", "4"),
+        ("prod.fraud-detector", "copy", "", None),
+    ]
