@@ -18,10 +18,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from checkpoint import create_app
 from checkpoint.client import CheckpointClient
+from tests.support.apps import live
 from tests.support.governed import api, make_model, unique
 from tests.support.openapi import check_answer
 from tests.support.processes import run_against as run
+from tests.support.workspaces import Direct, make_workspace
 
 
 def _direct(mlflow_server) -> MlflowClient:
@@ -316,3 +319,24 @@ def test_the_documented_drift_alarm_runs_as_written(site, tmp_path):
     assert f"~ {fraud} @champion: 3 → 1" in alarm.stdout
     assert "::error::MLflow differs from registry.yaml (drift)" in alarm.stdout
     assert json.loads((checkout / "plan.json").read_text())["counts"]["update"] == 1
+
+
+def test_workspaces_top_level_and_per_model(mlflow_workspaces_server, sqlite_url, tmp_path):
+    """The same model name in two MLflow workspaces: each file reads (and would change) the one it names."""
+    url = mlflow_workspaces_server.url
+    team = make_workspace(url, "plan")
+    name = unique("ws")
+    Direct(url, "").seed(name, production=False, label="default")
+    Direct(url, team).seed(name, production=True, label=team)  # champion = 1 there only
+    app = create_app({"registry_url": url, "database_url": sqlite_url, "data_dir": tmp_path})
+    with live(app, sqlite_url) as served:
+        in_team = _write(tmp_path, {"workspace": team, "models": {name: {"aliases": {"champion": 2}}}}, "team.yaml")
+        shown = run(served.url, "plan", "-f", in_team, "--json")
+        (entry,) = json.loads(shown.stdout)["entries"]
+        assert (entry["workspace"], entry["action"], entry["current"]) == (team, "update", ["1"])
+        assert entry["changes"] == [{"kind": "set_alias", "name": name, "alias": "champion", "version": "2", "workspace": team}]
+        assert run(served.url, "plan", "-f", in_team).stdout.startswith(f"~ {name} (workspace {team}) @champion: 1 → 2")
+
+        per_model = {"workspace": team, "models": {name: {"workspace": "default", "aliases": {"champion": 2}}}}
+        in_default = run(served.url, "plan", "-f", _write(tmp_path, per_model, "default.yaml"))
+        assert in_default.stdout.splitlines()[0] == f"+ {name} @champion: (none) → 2"
