@@ -1,0 +1,211 @@
+"""The request page's diff, rendered from a snapshot instead of MLflow's slow ``runs/get``.
+
+MLflow answers ``runs/get`` for a run of thousands of params and metrics in hundreds of
+milliseconds, so the page keeps both sides' diff inputs with the request (``diff_snapshots``):
+read by the background thread when the request opens and whenever a side moves (an apply, an
+outside change, new digests), and read again when a page finds it older than ``MAX_AGE``.
+
+The page never shows a stale diff as current. Its cheap reads (the challenger, and who holds
+the target now: one small MLflow call each) give the snapshot's key: both versions' identities
+and the content digests the request records for them. A snapshot of other versions or digests
+is not used: the page reads MLflow itself (as it did before snapshots) and stores what it read.
+A used snapshot shows its time ("as of 12:03 UTC"), and "refreshing" while a newer read is asked
+or under way. When MLflow cannot be read at all, the last snapshot is shown with that said.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from checkpoint.clock import Clock
+from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.review import diff
+from checkpoint.review.changes import from_json
+from checkpoint.storage.entities import DiffSnapshot, PromoteRequest
+from checkpoint.storage.store import Store
+
+log = logging.getLogger("checkpoint.diff")  # the name operators filter the JSON logs on
+
+INTERVAL = 30.0  # the background task's period: a wish another replica made is served within it
+LEASE_SECONDS = 120  # a claimed refresh not written by then may be claimed by another worker
+MAX_AGE = timedelta(minutes=5)  # a page finding its snapshot older asks for a new read
+ROUND = 20  # refreshes per background round
+UNDECIDED = ("open", "approved", "failed")  # the champion is whoever holds the target now
+
+
+@dataclass(frozen=True)
+class PageDiff:
+    """What the request page shows of the diff. ``as_of``: when the shown diff's read began;
+    ``refreshing``: a newer read is asked or under way; ``note``: why what is shown may be old."""
+
+    diff: diff.ModelDiff | None = None
+    error: str | None = None
+    moved: str | None = None
+    as_of: datetime | None = None
+    refreshing: bool = False
+    note: str | None = None
+
+
+def same_version(version: Version | None, snapshot: dict | None) -> bool:
+    """Whether ``version`` is the one a request's snapshot names (identity only: the digest is
+    shown on its own)."""
+    if version is None or not snapshot:
+        return version is None and not snapshot
+    return all(snapshot.get(key) == value for key, value in version.identity().items())
+
+
+def snapshot_key(item: PromoteRequest, challenger: Version, champion: Version | None) -> str:
+    """Both sides' identities and the content digests the request records for them (a digest
+    the workflow sees change is recorded on the request, so the key changes with it)."""
+
+    def digest(version: Version | None, recorded: dict | None) -> str | None:
+        return (recorded or {}).get("digest") if version is not None and same_version(version, recorded) else None
+
+    sides = [
+        challenger.identity(),
+        digest(challenger, item.challenger),
+        champion.identity() if champion else None,
+        digest(champion, item.champion),
+    ]
+    return hashlib.sha256(json.dumps(sides, sort_keys=True).encode()).hexdigest()
+
+
+class DiffSnapshots:
+    """Reading, keeping and showing diff snapshots (``services.py`` builds one)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry_for: Callable[[str], Registry],
+        clock: Clock,
+        wake: Callable[[], object] | None = None,
+    ) -> None:
+        self.store, self.registry_for, self.clock, self.wake = store, registry_for, clock, wake
+
+    # -- asking --------------------------------------------------------------------------
+
+    def want(self, request_ids: Iterable[int]) -> None:
+        """Ask the background thread for new reads of these requests' diffs; never raises."""
+        try:
+            self.store.want_diff_snapshots(request_ids)
+        except Exception:  # the page reads MLflow itself when no snapshot fits
+            log.warning("could not ask for diff snapshots", exc_info=True)
+            return
+        if self.wake is not None:
+            self.wake()
+
+    # -- the page ------------------------------------------------------------------------
+
+    def for_page(self, item: PromoteRequest) -> PageDiff:
+        """The diff for ``item``'s page: from its snapshot when that is of the versions the page
+        compares now, else read from MLflow now (and kept)."""
+        if not item.challenger:
+            return PageDiff()
+        registry = self.registry_for(item.workspace)
+        stored = self.store.diff_snapshot(item.id)
+        try:
+            challenger, champion = self.sides(item, registry)
+        except RegistryError as exc:
+            return self._unreadable(stored, f"MLflow could not be read for the diff: {exc.message}")
+        if challenger is None:
+            gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
+            return PageDiff(error=f"the challenger ({gone}) no longer exists")
+        moved = _moved(item, challenger, champion)
+        key = snapshot_key(item, challenger, champion)
+        sides = diff.decode_sides(stored.data) if stored and stored.key == key and stored.data else None
+        if stored is not None and stored.taken_at is not None and sides is not None:
+            refreshing = self._refreshing(stored)
+            if not refreshing and self.clock.now() - stored.taken_at > MAX_AGE:
+                self.want([item.id])
+                refreshing = True
+            return PageDiff(diff.compute_diff(*sides), None, moved, stored.taken_at, refreshing, _failed(stored))
+        taken_at = self.clock.now()
+        new, old = diff.load_sides(registry, challenger, champion, fresh=True)
+        self._keep(item.id, key, new, old, taken_at)
+        return PageDiff(diff.compute_diff(new, old), None, moved, taken_at)
+
+    def _refreshing(self, stored: DiffSnapshot) -> bool:
+        lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)
+        return stored.wanted_at is not None or (stored.claimed_at is not None and stored.claimed_at >= lease_before)
+
+    def _unreadable(self, stored: DiffSnapshot | None, error: str) -> PageDiff:
+        """MLflow cannot say which versions the page compares: the last snapshot, said to be
+        unchecked, or the error alone."""
+        sides = diff.decode_sides(stored.data) if stored is not None and stored.data else None
+        if stored is None or sides is None:
+            return PageDiff(error=error)
+        note = f"{error}. Shown: the last diff read, which may no longer be of the versions the target holds now"
+        return PageDiff(diff.compute_diff(*sides), None, None, stored.taken_at, self._refreshing(stored), note)
+
+    def sides(self, item: PromoteRequest, registry: Registry) -> tuple[Version | None, Version | None]:
+        """The challenger, and the champion: while undecided, whatever the target holds now (the
+        real replacement); once decided, the one frozen at opening."""
+        change = from_json(item.change)
+        challenger = change.challenger(registry)
+        if item.state in UNDECIDED:
+            return challenger, change.champion(registry)
+        champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
+        return challenger, champion
+
+    def _keep(self, request_id: int, key: str, new: diff.VersionInfo, old: diff.VersionInfo | None, taken_at: datetime) -> None:
+        if new.transient or (old is not None and old.transient):
+            return  # MLflow failed part of the read: shown, never kept
+        data, raw = diff.encode_sides(new, old)
+        try:
+            self.store.save_diff_snapshot(request_id, key, data, raw, taken_at)
+        except Exception:  # the page has its diff; the next view reads again
+            log.warning("could not keep the diff snapshot of request #%s", request_id, exc_info=True)
+
+    # -- the background task -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve asked refreshes, each claimed by one worker of one replica; returns how many
+        snapshots this call wrote."""
+        lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)
+        written = 0
+        for request_id in self.store.wanted_diff_snapshots(lease_before, ROUND):
+            claimed = self.store.claim_diff_snapshot(request_id, lease_before)
+            if claimed is not None:
+                written += self._refresh(request_id, claimed)
+        return written
+
+    def _refresh(self, request_id: int, claimed: datetime) -> bool:
+        try:
+            item = self.store.get(request_id)
+            registry = self.registry_for(item.workspace)
+            challenger, champion = self.sides(item, registry) if item.challenger else (None, None)
+            if challenger is None:
+                self.store.fail_diff_snapshot(request_id, claimed, "the challenger no longer exists")
+                return False
+            new, old = diff.load_sides(registry, challenger, champion, fresh=True)
+            if new.transient or (old is not None and old.transient):
+                problems = "; ".join([*new.problems, *(old.problems if old else [])])
+                self.store.fail_diff_snapshot(request_id, claimed, f"MLflow failed part of the read: {problems}")
+                return False
+            data, raw = diff.encode_sides(new, old)
+            return self.store.save_diff_snapshot(
+                request_id, snapshot_key(item, challenger, champion), data, raw, claimed, claimed_at=claimed
+            )
+        except Exception as exc:  # one request's failure must not stop the round
+            log.warning("diff snapshot of request #%s failed", request_id, exc_info=True)
+            self.store.fail_diff_snapshot(request_id, claimed, f"{type(exc).__name__}: {exc}")
+            return False
+
+
+def _moved(item: PromoteRequest, challenger: Version, champion: Version | None) -> str | None:
+    moved = []
+    if not same_version(champion, item.champion):
+        before = f"v{item.champion['version']}" if item.champion else "none"
+        moved.append(f"champion was {before} at opening, is {'v' + champion.version if champion else 'none'} now")
+    if not same_version(challenger, item.challenger):
+        moved.append("the challenger version changed")
+    return "; ".join(moved) or None
+
+
+def _failed(stored: DiffSnapshot) -> str | None:
+    return f"the last refresh failed: {stored.error}" if stored.error else None
