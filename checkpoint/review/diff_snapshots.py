@@ -19,8 +19,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from checkpoint.clock import Clock
 from checkpoint.registry import Registry, RegistryError, Version
@@ -38,17 +39,25 @@ ROUND = 20  # refreshes per background round
 UNDECIDED = ("open", "approved", "failed")  # the champion is whoever holds the target now
 
 
-@dataclass(frozen=True)
+@dataclass
 class PageDiff:
     """What the request page shows of the diff. ``as_of``: when the shown diff's read began;
-    ``refreshing``: a newer read is asked or under way; ``note``: why what is shown may be old."""
+    ``refreshing``: a newer read is asked or under way; ``note``: why what is shown may be old.
+    ``source`` names the stored snapshot it comes from (request, key, time: a page may keep
+    what it rendered of it under that name); the diff itself is computed when first asked for,
+    so a page that has it rendered already skips decoding and comparing 4,000 rows."""
 
-    diff: diff.ModelDiff | None = None
     error: str | None = None
     moved: str | None = None
     as_of: datetime | None = None
     refreshing: bool = False
     note: str | None = None
+    source: tuple[int, str, datetime] | None = None
+    compute: Callable[[], diff.ModelDiff | None] | None = field(default=None, repr=False)
+
+    @cached_property
+    def diff(self) -> diff.ModelDiff | None:
+        return self.compute() if self.compute is not None else None
 
 
 def same_version(version: Version | None, snapshot: dict | None) -> bool:
@@ -117,17 +126,18 @@ class DiffSnapshots:
             return PageDiff(error=f"the challenger ({gone}) no longer exists")
         moved = _moved(item, challenger, champion)
         key = snapshot_key(item, challenger, champion)
-        sides = diff.decode_sides(stored.data) if stored and stored.key == key and stored.data else None
-        if stored is not None and stored.taken_at is not None and sides is not None:
+        if stored is not None and stored.key == key and diff.readable(stored.data) and stored.taken_at is not None:
             refreshing = self._refreshing(stored)
             if not refreshing and self.clock.now() - stored.taken_at > MAX_AGE:
                 self.want([item.id])
                 refreshing = True
-            return PageDiff(diff.compute_diff(*sides), None, moved, stored.taken_at, refreshing, _failed(stored))
+            source = (item.id, key, stored.taken_at)
+            return PageDiff(None, moved, stored.taken_at, refreshing, _failed(stored), source, _decoded(stored.data or b""))
         taken_at = self.clock.now()
         new, old = diff.load_sides(registry, challenger, champion, fresh=True)
-        self._keep(item.id, key, new, old, taken_at)
-        return PageDiff(diff.compute_diff(new, old), None, moved, taken_at)
+        kept = self._keep(item.id, key, new, old, taken_at)
+        computed = diff.compute_diff(new, old)
+        return PageDiff(None, moved, taken_at, source=(item.id, key, taken_at) if kept else None, compute=lambda: computed)
 
     def _refreshing(self, stored: DiffSnapshot) -> bool:
         lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)
@@ -140,7 +150,8 @@ class DiffSnapshots:
         if stored is None or sides is None:
             return PageDiff(error=error)
         note = f"{error}. Shown: the last diff read, which may no longer be of the versions the target holds now"
-        return PageDiff(diff.compute_diff(*sides), None, None, stored.taken_at, self._refreshing(stored), note)
+        computed = diff.compute_diff(*sides)
+        return PageDiff(None, None, stored.taken_at, self._refreshing(stored), note, compute=lambda: computed)
 
     def sides(self, item: PromoteRequest, registry: Registry) -> tuple[Version | None, Version | None]:
         """The challenger, and the champion: while undecided, whatever the target holds now (the
@@ -152,14 +163,15 @@ class DiffSnapshots:
         champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
         return challenger, champion
 
-    def _keep(self, request_id: int, key: str, new: diff.VersionInfo, old: diff.VersionInfo | None, taken_at: datetime) -> None:
+    def _keep(self, request_id: int, key: str, new: diff.VersionInfo, old: diff.VersionInfo | None, taken_at: datetime) -> bool:
         if new.transient or (old is not None and old.transient):
-            return  # MLflow failed part of the read: shown, never kept
+            return False  # MLflow failed part of the read: shown, never kept
         data, raw = diff.encode_sides(new, old)
         try:
-            self.store.save_diff_snapshot(request_id, key, data, raw, taken_at)
+            return self.store.save_diff_snapshot(request_id, key, data, raw, taken_at)
         except Exception:  # the page has its diff; the next view reads again
             log.warning("could not keep the diff snapshot of request #%s", request_id, exc_info=True)
+            return False
 
     # -- the background task -------------------------------------------------------------
 
@@ -205,6 +217,14 @@ def _moved(item: PromoteRequest, challenger: Version, champion: Version | None) 
     if not same_version(challenger, item.challenger):
         moved.append("the challenger version changed")
     return "; ".join(moved) or None
+
+
+def _decoded(data: bytes) -> Callable[[], diff.ModelDiff | None]:
+    def compute() -> diff.ModelDiff | None:
+        sides = diff.decode_sides(data)
+        return diff.compute_diff(*sides) if sides is not None else None
+
+    return compute
 
 
 def _failed(stored: DiffSnapshot) -> str | None:

@@ -10,6 +10,7 @@ import json
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
@@ -27,10 +28,12 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.fragments import Fragments
 from checkpoint.web.rendering import TEMPLATE_GLOBALS
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
+_FRAGMENTS = Fragments()  # the request pages' rendered diffs, per process
 
 for _helper in TEMPLATE_GLOBALS:  # the pages' formatting helpers (rendering.py), app-wide
     bp.add_app_template_global(_helper)
@@ -234,12 +237,8 @@ def request_detail(request_id: int):
         "ui/detail.html",
         item=item,
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
-        diff=shown.diff,
+        diff_html=_diff_html(item, shown),
         diff_error=shown.error,
-        moved=shown.moved,
-        diff_as_of=shown.as_of,
-        diff_refreshing=shown.refreshing,
-        diff_note=shown.note,
         checks=checks,
         status=workflow().status(item, checks),
         rule=rule,
@@ -265,6 +264,29 @@ def _diff_for(item):
     snapshots = current_services().snapshots
     assert snapshots is not None  # Services.build makes one
     return snapshots.for_page(item)
+
+
+def _diff_html(item, shown) -> Markup | None:
+    """The diff section, rendered once per snapshot and page lines (``fragments.py``)."""
+    if shown.error is not None and shown.diff is None:
+        return None
+    lines = (shown.moved, shown.refreshing, shown.note, json.dumps(item.rollback, sort_keys=True))
+    name = None if shown.source is None else (*shown.source, *lines)
+
+    def render() -> str:
+        if shown.diff is None:
+            return ""
+        return render_template(
+            "ui/_diff.html",
+            item=item,
+            diff=shown.diff,
+            moved=shown.moved,
+            diff_as_of=shown.as_of,
+            diff_refreshing=shown.refreshing,
+            diff_note=shown.note,
+        )
+
+    return _FRAGMENTS.get(name, render)
 
 
 def _act(request_id: int, action) -> object:

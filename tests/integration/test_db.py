@@ -200,3 +200,43 @@ def _advisory_waiters(engine: sa.Engine) -> int:
             ),
             {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF},
         ).scalar_one()
+
+
+def test_migration_0009_adds_and_drops_the_diff_snapshots(empty_database_url, engine_for):
+    """Upgrade from 0008 keeps every request and adds an empty ``diff_snapshots``; downgrade
+    drops it (a cache: nothing else is lost) and upgrading again rebuilds it."""
+    from alembic import command
+
+    engine = engine_for(empty_database_url)
+    config = db.alembic_config(engine)
+    db.upgrade(engine, "0008")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO promote_requests (kind, model_name, target, change, title, description, author, state, "
+                "state_reason, challenger, dedupe_key, created_at, updated_at, apply_result, named_reviewers, rule_name, "
+                "workspace) VALUES ('set_alias', 'm', 'alias:champion', '{}', 't', '', 'alice', 'open', '', '{}', 'k', "
+                ":now, :now, '', '[]', 'default', '')"
+            ),
+            {"now": now},
+        )
+    assert "diff_snapshots" not in table_names(engine)
+
+    assert db.upgrade(engine) == db.head_revision(engine)
+    assert "diff_snapshots" in table_names(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO diff_snapshots (request_id, raw_bytes, error) VALUES (1, 0, '')"))
+
+    command.downgrade(config, "0008")
+    engine.dispose()
+    assert db.current_revision(engine) == "0008"
+    assert "diff_snapshots" not in table_names(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT title FROM promote_requests")).scalars().all() == ["t"]
+
+    db.upgrade(engine)
+    engine.dispose()
+    assert "diff_snapshots" in table_names(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM diff_snapshots")).scalar_one() == 0

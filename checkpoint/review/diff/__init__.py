@@ -31,7 +31,7 @@ from checkpoint.review.diff.loading import (
     load_sides,
     load_version_info,
 )
-from checkpoint.review.diff.stored import decode_sides, encode_sides
+from checkpoint.review.diff.stored import decode_sides, encode_sides, readable
 from checkpoint.review.diff.types import (
     DISPLAY_LIMIT,
     ColumnSpec,
@@ -94,4 +94,5 @@ __all__ = [
     "parse_requirements",
     "parse_signature",
     "provenance_of",
+    "readable",
 ]

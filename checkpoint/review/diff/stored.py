@@ -18,19 +18,25 @@ FORMAT = 1  # bumped when the layout changes: an older snapshot then decodes to 
 
 
 def encode_sides(challenger: VersionInfo, champion: VersionInfo | None) -> tuple[bytes, int]:
-    """The compressed bytes and the JSON's size before compression."""
+    """The stored bytes (one format byte, then the compressed JSON) and the JSON's size."""
     raw = json.dumps(
-        {"format": FORMAT, "challenger": asdict(challenger), "champion": asdict(champion) if champion else None},
-        separators=(",", ":"),
+        {"challenger": asdict(challenger), "champion": asdict(champion) if champion else None}, separators=(",", ":")
     ).encode()
-    return zlib.compress(raw, 6), len(raw)
+    return bytes([FORMAT]) + zlib.compress(raw, 6), len(raw)
+
+
+def readable(data: bytes | None) -> bool:
+    """Whether ``data`` is of this format (told without decompressing it)."""
+    return bool(data) and data[0] == FORMAT  # type: ignore[index]
 
 
 def decode_sides(data: bytes) -> tuple[VersionInfo, VersionInfo | None] | None:
     """The sides :func:`encode_sides` stored; None for bytes of another format or unreadable."""
     try:
-        doc = json.loads(zlib.decompress(data))
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        if not readable(data):
+            return None
+        doc = json.loads(zlib.decompress(data[1:]))
+        if not isinstance(doc, dict):
             return None
         champion = doc.get("champion")
         return _info(doc["challenger"]), (_info(champion) if champion else None)
