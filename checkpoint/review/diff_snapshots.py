@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -36,6 +38,7 @@ INTERVAL = 30.0  # the background task's period: a wish another replica made is 
 LEASE_SECONDS = 120  # a claimed refresh not written by then may be claimed by another worker
 MAX_AGE = timedelta(minutes=5)  # a page finding its snapshot older asks for a new read
 ROUND = 20  # refreshes per background round
+AWAIT_SECONDS, AWAIT_POLL = 10.0, 0.05  # a page waits this long, at most, for a read under way
 UNDECIDED = ("open", "approved", "failed")  # the champion is whoever holds the target now
 
 
@@ -126,6 +129,8 @@ class DiffSnapshots:
             return PageDiff(error=f"the challenger ({gone}) no longer exists")
         moved = _moved(item, challenger, champion)
         key = snapshot_key(item, challenger, champion)
+        if stored is not None and stored.key != key and self._reading(stored):
+            stored = self._await_read(item.id)  # the same read, under way: not twice at once
         if stored is not None and stored.key == key and diff.readable(stored.data) and stored.taken_at is not None:
             refreshing = self._refreshing(stored)
             if not refreshing and self.clock.now() - stored.taken_at > MAX_AGE:
@@ -138,6 +143,22 @@ class DiffSnapshots:
         kept = self._keep(item.id, key, new, old, taken_at)
         computed = diff.compute_diff(new, old)
         return PageDiff(None, moved, taken_at, source=(item.id, key, taken_at) if kept else None, compute=lambda: computed)
+
+    def _reading(self, stored: DiffSnapshot) -> bool:
+        """Whether a worker holds a live claim on the request's refresh (it is reading MLflow now)."""
+        lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)
+        return stored.claimed_at is not None and stored.claimed_at >= lease_before
+
+    def _await_read(self, request_id: int) -> DiffSnapshot | None:
+        """The snapshot once the read under way is written (polled, at most ``AWAIT_SECONDS``):
+        a page opened the instant its request opens would otherwise ask MLflow for the same two
+        slow runs at the same time as the background thread, and both would wait twice as long."""
+        deadline = time.monotonic() + AWAIT_SECONDS
+        stored = self.store.diff_snapshot(request_id)
+        while stored is not None and self._reading(stored) and time.monotonic() < deadline:
+            time.sleep(AWAIT_POLL)
+            stored = self.store.diff_snapshot(request_id)
+        return stored
 
     def _refreshing(self, stored: DiffSnapshot) -> bool:
         lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)
@@ -157,11 +178,13 @@ class DiffSnapshots:
         """The challenger, and the champion: while undecided, whatever the target holds now (the
         real replacement); once decided, the one frozen at opening."""
         change = from_json(item.change)
-        challenger = change.challenger(registry)
         if item.state in UNDECIDED:
-            return challenger, change.champion(registry)
-        champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
-        return challenger, champion
+            with ThreadPoolExecutor(max_workers=2) as pool:  # two small reads side by side: one round trip
+                challenger = pool.submit(change.challenger, registry)
+                champion = pool.submit(change.champion, registry)
+                return challenger.result(), champion.result()
+        champion_ = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
+        return change.challenger(registry), champion_
 
     def _keep(self, request_id: int, key: str, new: diff.VersionInfo, old: diff.VersionInfo | None, taken_at: datetime) -> bool:
         if new.transient or (old is not None and old.transient):
