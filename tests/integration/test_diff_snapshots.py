@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import free_port
 from checkpoint.review import diff
+from checkpoint.review.diff_snapshots import snapshot_key
 from checkpoint.services import services
 from checkpoint.storage.entities import EventKind
 from tests.support.apps import background_task, close_app, live
@@ -207,3 +208,29 @@ def test_the_page_shows_the_snapshot_time_in_a_browser(live_checkpoint, mlflow_s
     assert line.inner_text().startswith("Read from MLflow as of 2026-12-04 12:03 UTC")
     line.scroll_into_view_if_needed()
     screenshot("diff-as-of")
+
+
+def test_a_page_viewed_while_the_read_is_under_way_waits_for_it(live_checkpoint, mlflow_server, checkpoint_clock):
+    """Opened and viewed at once: the page does not read the same runs a second time while the
+    background thread reads them; it shows that read when written (its time: the claim's)."""
+    base, app = live_checkpoint.url, live_checkpoint.app
+    store, snapshots = services(app).store, services(app).snapshots
+    _, _, request_id = opened_on_champion(base, mlflow_server.url)
+    claimed = store.claim_diff_snapshot(request_id, checkpoint_clock.now() - timedelta(seconds=120))
+    assert claimed == START
+    checkpoint_clock.advance(timedelta(minutes=1))  # a read of its own would say 12:04
+    viewed = race(lambda: page(base, request_id), lambda: _write_claimed(app, request_id, claimed))[0]
+    assert as_of(viewed) == "2026-12-04 12:03 UTC"
+    stored = store.diff_snapshot(request_id)
+    assert stored.taken_at == START and stored.claimed_at is None and snapshots is not None
+
+
+def _write_claimed(app, request_id: int, claimed: datetime) -> bool:
+    """What the background thread's claimed read writes (read here, after the page started)."""
+    snapshots, store = services(app).snapshots, services(app).store
+    item = store.get(request_id)
+    registry = services(app).workflow.registry_for(item.workspace)
+    challenger, champion = snapshots.sides(item, registry)
+    data, raw = diff.encode_sides(*diff.load_sides(registry, challenger, champion, fresh=True))
+    key = snapshot_key(item, challenger, champion)
+    return store.save_diff_snapshot(request_id, key, data, raw, claimed, claimed_at=claimed)
