@@ -38,6 +38,9 @@ INTERVAL = 30.0  # the background task's period: a wish another replica made is 
 LEASE_SECONDS = 120  # a claimed refresh not written by then may be claimed by another worker
 MAX_AGE = timedelta(minutes=5)  # a page finding its snapshot older asks for a new read
 ROUND = 20  # refreshes per background round
+# The most a snapshot may take in the database (compressed); the 2,000 + 2,000 bench pair takes 81 KB.
+# A larger one is not kept: that request's page reads MLflow itself, as before snapshots.
+MAX_STORED = 8 * 1024 * 1024
 AWAIT_SECONDS, AWAIT_POLL = 10.0, 0.05  # a page waits this long, at most, for a read under way
 UNDECIDED = ("open", "approved", "failed")  # the champion is whoever holds the target now
 
@@ -190,6 +193,8 @@ class DiffSnapshots:
         if new.transient or (old is not None and old.transient):
             return False  # MLflow failed part of the read: shown, never kept
         data, raw = diff.encode_sides(new, old)
+        if len(data) > MAX_STORED:
+            return False
         try:
             return self.store.save_diff_snapshot(request_id, key, data, raw, taken_at)
         except Exception:  # the page has its diff; the next view reads again
@@ -223,6 +228,10 @@ class DiffSnapshots:
                 self.store.fail_diff_snapshot(request_id, claimed, f"MLflow failed part of the read: {problems}")
                 return False
             data, raw = diff.encode_sides(new, old)
+            if len(data) > MAX_STORED:
+                too_big = f"the diff's inputs take {len(data):,} bytes compressed, over {MAX_STORED:,}: not kept"
+                self.store.fail_diff_snapshot(request_id, claimed, too_big)
+                return False
             return self.store.save_diff_snapshot(
                 request_id, snapshot_key(item, challenger, champion), data, raw, claimed, claimed_at=claimed
             )

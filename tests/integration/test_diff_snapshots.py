@@ -234,3 +234,21 @@ def _write_claimed(app, request_id: int, claimed: datetime) -> bool:
     data, raw = diff.encode_sides(*diff.load_sides(registry, challenger, champion, fresh=True))
     key = snapshot_key(item, challenger, champion)
     return store.save_diff_snapshot(request_id, key, data, raw, claimed, claimed_at=claimed)
+
+
+def test_a_snapshot_over_the_size_bound_is_not_kept_and_the_page_reads_mlflow(
+    live_checkpoint, mlflow_server, checkpoint_clock, monkeypatch
+):
+    from checkpoint.review import diff_snapshots
+
+    base, app = live_checkpoint.url, live_checkpoint.app
+    store = services(app).store
+    _, _, request_id = opened_on_champion(base, mlflow_server.url)
+    monkeypatch.setattr(diff_snapshots, "MAX_STORED", 100)
+    assert background_task(app, TASK)() == 0
+    refused = store.diff_snapshot(request_id)
+    assert refused.data is None and "not kept" in refused.error and refused.claimed_at is None
+    checkpoint_clock.advance(timedelta(minutes=2))
+    text = page(base, request_id)  # read now, shown with that time, still not kept
+    assert as_of(text) == "2026-12-04 12:05 UTC" and 'id="diff-h"' in text
+    assert store.diff_snapshot(request_id).data is None
