@@ -8,7 +8,7 @@ The Store is composed of focused parts (mixins over one session factory, so that
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
 ``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
-``DiffSnapshots`` (what request pages' diffs are rendered from).
+``Statuses`` (posted by CI), and ``DiffSnapshots`` (what request pages' diffs are rendered from).
 The entities and states live in ``entities``.
 """
 
@@ -46,6 +46,7 @@ from checkpoint.storage.entities import (
 from checkpoint.storage.outbox import Outbox
 from checkpoint.storage.requests import Requests
 from checkpoint.storage.schedules import Schedules
+from checkpoint.storage.statuses import Statuses
 
 # The entities are re-exported for callers written before they had their own module.
 __all__ = [
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, DiffSnapshots, Outbox):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

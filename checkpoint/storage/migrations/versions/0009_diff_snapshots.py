@@ -4,7 +4,7 @@ request opens and whenever a side moves, so the page renders without waiting for
 ``runs/get`` of wide runs. A cache: dropping it loses nothing (the page reads MLflow again).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0011 (numbered before it, merged after it: 0011 reached main first)
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
