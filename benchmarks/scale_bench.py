@@ -1,7 +1,7 @@
 """How Checkpoint's costs grow (issue #18 §5): five small tables, each with its trend.
 
-    .venv/bin/python benchmarks/scale_bench.py                       # all five parts: about 20 minutes
-    .venv/bin/python benchmarks/scale_bench.py --quick               # small sizes: about 4 minutes
+    .venv/bin/python benchmarks/scale_bench.py                       # all five parts: about 16 minutes
+    .venv/bin/python benchmarks/scale_bench.py --quick               # small sizes: about 2 minutes
     .venv/bin/python benchmarks/scale_bench.py --only diff,list      # some parts again
 
 Parts: ``cpu`` proxy CPU per call against the body's size (Checkpoint beside nginx), ``rss``
@@ -668,7 +668,7 @@ def report(sections: list[Section], parts: list[str], quick: bool, began: float)
 def main(argv: list[str] | None = None) -> int:
     from common import bench_parser
 
-    parser = bench_parser(__doc__, "small sizes of every part (about 4 minutes)", "scale.md")
+    parser = bench_parser(__doc__, "small sizes of every part (about 2 minutes)", "scale.md")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
     parser.add_argument("--admin-url", default=os.environ.get(ADMIN_ENV, ADMIN_DEFAULT), help="PostgreSQL maintenance URL")
     args = parser.parse_args(argv)
