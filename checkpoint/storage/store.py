@@ -8,13 +8,15 @@ The Store is composed of focused parts (mixins over one session factory, so that
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
 ``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
-``Statuses`` (posted by CI) and ``Tokens`` (API tokens, stored hashed).
+``Statuses`` (posted by CI), ``DiffSnapshots`` (what request pages' diffs are rendered from) and
+``Tokens`` (API tokens, stored hashed).
 The entities and states live in ``entities``.
 """
 
 from __future__ import annotations
 
 from checkpoint.storage.check_results import CheckResults
+from checkpoint.storage.diff_snapshots import DiffSnapshots
 from checkpoint.storage.entities import (
     ACTIVE,
     APPLIED,
@@ -79,7 +81,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Statuses, Outbox, Tokens):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox, Tokens):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

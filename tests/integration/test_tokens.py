@@ -307,6 +307,7 @@ def test_every_write_route_declares_its_scope_or_refuses_tokens(app):
         "deliveries_api.resend": None,
         "statuses.post_request_status": "status",
         "statuses.post_version_status": "status",
+        "plan_api.plan": "read",
     }
     for endpoint, scope in expected.items():
         assert getattr(app.view_functions[endpoint], ATTR) == scope, endpoint
