@@ -39,6 +39,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from checkpoint.edge import lean
 from checkpoint.edge.bodies import Stream, discard_input, read_chunks, read_exact
 from checkpoint.edge.upstream import ack_now, discard_when_released, make_pool, retry_policy, send
 from checkpoint.urls import public_base, public_origin
@@ -174,6 +175,16 @@ class Proxy:
         self.on_upstream = on_upstream
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.pool = make_pool(parts.scheme, parts.hostname, parts.port, size=pool_size, timeout=self.timeout)
+        # Small calls to a plain-HTTP MLflow skip urllib3 (lean.py); None: everything goes through urllib3.
+        self.lean = lean.LeanUpstream.for_upstream(
+            parts.scheme,
+            parts.hostname,
+            parts.port,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_size=pool_size,
+            chunk_size=chunk_size,
+        )
 
     # -- WSGI entry point -------------------------------------------------------------
 
@@ -211,6 +222,10 @@ class Proxy:
         headers = self.request_headers(environ)
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
+        if self.lean is not None and transform is None and self.lean.takes(method, url, body, chunked):
+            head = self.lean.head(method, url, headers, body)  # type: ignore[arg-type]
+            if head is not None:
+                return lean.forward(self, self.lean, environ, start_response, method, url, head, body)  # type: ignore[arg-type]
         started = time.perf_counter()
         try:
             response = send(
@@ -309,9 +324,15 @@ class Proxy:
 
     def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:
         """Upstream headers minus hop-by-hop ones, with redirects pointed back at Checkpoint."""
-        named = {h.strip().lower() for h in response.headers.get("Connection", "").split(",") if h.strip()}
+        return self.answer_headers(environ, response.headers.iteritems())
+
+    def answer_headers(self, environ: dict, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """:meth:`response_headers` over (name, value) pairs in the order MLflow sent them."""
+        pairs = list(pairs)
+        connection = ",".join(v for n, v in pairs if n.lower() == "connection")
+        named = {h.strip().lower() for h in connection.split(",") if h.strip()}
         out = []
-        for name, value in response.headers.iteritems():
+        for name, value in pairs:
             lower = name.lower()
             if lower in _RESPONSE_DROP or lower in named:
                 continue
