@@ -64,7 +64,19 @@ class _Conn:
 class Answer:
     """MLflow's answer as ``httptools`` hands it over: status, reason, headers, body pieces."""
 
-    __slots__ = ("conn", "parser", "reason", "headers", "pieces", "head_done", "complete", "messages", "to_eof", "acked")
+    __slots__ = (
+        "conn",
+        "parser",
+        "reason",
+        "headers",
+        "pieces",
+        "head_done",
+        "complete",
+        "messages",
+        "to_eof",
+        "acked",
+        "keep_alive",
+    )
 
     def __init__(self, conn: _Conn) -> None:
         self.conn = conn
@@ -72,7 +84,7 @@ class Answer:
         self.reason = b""
         self.headers: list[tuple[str, str]] = []
         self.pieces: list[bytes] = []
-        self.head_done = self.complete = self.to_eof = self.acked = False
+        self.head_done = self.complete = self.to_eof = self.acked = self.keep_alive = False
         self.messages = 0
 
     # httptools callbacks
@@ -87,6 +99,7 @@ class Answer:
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message ends
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
@@ -133,7 +146,7 @@ class Answer:
         return data
 
     def reusable(self) -> bool:
-        return self.complete and not self.to_eof and self.messages == 1 and self.parser.should_keep_alive()
+        return self.complete and not self.to_eof and self.messages == 1 and self.keep_alive
 
 
 class LeanUpstream:
