@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
@@ -229,7 +230,15 @@ class LeanUpstream:
         except OSError as exc:
             raise NewConnectionError(None, f"Failed to establish a new connection: {exc}") from exc  # type: ignore[arg-type]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # urllib3's default socket option
-        sock.settimeout(self.read_timeout)
+        # The read timeout is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket), not
+        # Python's: with a Python timeout every recv and send is a poll() and then the call, two
+        # system calls and two GIL hand-overs. A kernel timeout surfaces as EAGAIN (BlockingIOError).
+        sock.settimeout(None)
+        if self.read_timeout:
+            seconds = int(self.read_timeout)
+            timeval = struct.pack("ll", seconds, int((self.read_timeout - seconds) * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         return _Conn(sock), True
 
     def release(self, answer: Answer, keep: bool) -> None:
@@ -264,7 +273,7 @@ class LeanUpstream:
                     pass  # as urllib3: MLflow may have answered (and closed) before reading it all
                 self._read(answer)
                 return answer
-            except TimeoutError as exc:
+            except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: the kernel's timeout
                 conn.close()
                 raise ReadTimeoutError(None, target, f"Read timed out. (read timeout={self.read_timeout})") from exc  # type: ignore[arg-type]
             except (OSError, httptools.HttpParserError, ValueError) as exc:

@@ -9,6 +9,9 @@ tuned alone. What it does beyond a naive proxy, and why:
   socket is told to ACK at once (``TCP_QUICKACK``): stock MLflow (multi-worker uvicorn)
   never sets ``TCP_NODELAY``, so without that a reused connection waits ~40 ms for our
   delayed ACK before the body arrives (the pool and the retry policy: ``upstream.py``);
+* a small call (a body of at most one chunk, or none) to a plain-HTTP MLflow skips urllib3:
+  one ``sendall`` on a pooled socket, the answer parsed by ``httptools``, the same bytes, rules
+  and errors (``lean.py``; a third less CPU per call); everything else goes through urllib3;
 * hop-by-hop headers (and those named in ``Connection``) are dropped, ``X-Forwarded-*``
   added, ``Host`` left to the upstream's own address so MLflow's host check passes;
 * MLflow's cross-origin write protection is taken over for Checkpoint's public address,
