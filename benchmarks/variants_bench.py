@@ -25,6 +25,19 @@ from proxy_bench import WRK_SCRIPT, Plan, run_wrk
 from checkpoint.demo.mlflow_server import MlflowServer, free_port, wait_http
 
 
+def switches(pids: list[int]) -> int:
+    """Voluntary context switches of every thread of these processes so far (/proc/<pid>/task/*/status)."""
+    total = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            total += int(text.split("voluntary_ctxt_switches:", 1)[1].split()[0])
+    return total
+
+
 def start_checkpoint(src: str, threads: int, data: Path, upstream: str) -> tuple[subprocess.Popen, str]:
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -81,22 +94,25 @@ def main() -> None:
             started.append(process)
             legs[name] = (url, [process.pid, *children(process.pid)])
         names = list(legs)
-        results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
         for round_ in range(args.rounds):
             for name in names if round_ % 2 == 0 else reversed(names):
                 url, pids = legs[name]
-                before = cpu_seconds(pids)
+                before, waits = cpu_seconds(pids), switches(pids)
                 load = run_wrk(url, plan, script)
                 answers = max(load.requests, 1)
-                results[name].append(((cpu_seconds(pids) - before) / answers * 1000, load.requests / args.seconds))
-        nginx_ms = statistics.median(c for c, _ in results["nginx"])
+                cpu = (cpu_seconds(pids) - before) / answers * 1000
+                results[name].append((cpu, load.requests / args.seconds, (switches(pids) - waits) / answers))
+        nginx_ms = statistics.median(c for c, _, _ in results["nginx"])
         print(f"load average before {load_before:.1f}, after {load_average():.1f}; {args.rounds} x {args.seconds:g} s per leg")
-        print("| variant | CPU per call, ms | × nginx | req/s | runs (ms) |\n|---|---:|---:|---:|---|")
+        print("| variant | CPU per call, ms | × nginx | req/s | voluntary switches per call | runs (ms) |")
+        print("|---|---:|---:|---:|---:|---|")
         for name in names:
-            cpu = statistics.median(c for c, _ in results[name])
-            rps = statistics.median(r for _, r in results[name])
-            runs = ", ".join(f"{c:.3f}" for c, _ in results[name])
-            print(f"| {name} | {cpu:.3f} | {cpu / nginx_ms:.1f} × | {rps:.0f} | {runs} |")
+            cpu = statistics.median(c for c, _, _ in results[name])
+            rps = statistics.median(r for _, r, _ in results[name])
+            waits = statistics.median(w for _, _, w in results[name])
+            runs = ", ".join(f"{c:.3f}" for c, _, _ in results[name])
+            print(f"| {name} | {cpu:.3f} | {cpu / nginx_ms:.1f} × | {rps:.0f} | {waits:.1f} | {runs} |")
     finally:
         for process in started:
             stop_process(process, signal.SIGINT)  # gunicorn's quick shutdown, as common.Checkpoint

@@ -77,6 +77,7 @@ class Answer:
         "to_eof",
         "acked",
         "keep_alive",
+        "head_at",
     )
 
     def __init__(self, conn: _Conn) -> None:
@@ -87,6 +88,7 @@ class Answer:
         self.pieces: list[bytes] = []
         self.head_done = self.complete = self.to_eof = self.acked = self.keep_alive = False
         self.messages = 0
+        self.head_at = 0.0  # perf_counter() when the head was in: the upstream-latency metric's end
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -290,6 +292,7 @@ class LeanUpstream:
             if not data:
                 raise ConnectionResetError("the upstream closed the connection before answering")
             answer.feed(data)
+        answer.head_at = time.perf_counter()
         answer.framing()
         length = answer.length()
         if answer.complete or length is None or length > self.chunk_size:
@@ -345,7 +348,7 @@ def forward(proxy, upstream: LeanUpstream, environ: dict, start_response, method
     except (HTTPError, OSError) as exc:
         return proxy.fail(environ, start_response, proxy.describe(exc))
     if proxy.on_upstream is not None:
-        proxy.on_upstream(environ, time.perf_counter() - started)
+        proxy.on_upstream(environ, answer.head_at - started)
     code = answer.status
     reason = answer.reason.decode("latin-1")
     status = f"{code} {reason}".rstrip()

@@ -23,7 +23,8 @@ class Counted:
     """The Proxy with its two transports counted."""
 
     def __init__(self, upstream_url: str, **options) -> None:
-        self.proxy = Proxy(upstream_url, **options)
+        self.waits: list[float] = []  # what the upstream-latency metric is given, per answered call
+        self.proxy = Proxy(upstream_url, on_upstream=lambda environ, seconds: self.waits.append(seconds), **options)
         self.lean = 0
         self.urllib3 = 0
         assert self.proxy.lean is not None
@@ -101,13 +102,15 @@ def comparable(answer) -> tuple[int, list[tuple[str, str]], bytes]:
 
 def test_answers_are_byte_for_byte_mlflows_and_small_calls_go_lean(counted, content, mlflow_server):
     proxy, url = counted
-    lean_before, urllib3_before = proxy.lean, proxy.urllib3
+    lean_before, urllib3_before, waits_before = proxy.lean, proxy.urllib3, len(proxy.waits)
     for method, target, body in calls(content):
         headers = [("Content-Type", "application/json")] if body is not None else []
         direct = raw_request(mlflow_server.url, method, target, headers, body)
         through = raw_request(url, method, target, headers, body)
         assert comparable(through) == comparable(direct), (method, target)
     assert proxy.lean - lean_before == len(calls(content)) and proxy.urllib3 == urllib3_before
+    waits = proxy.waits[waits_before:]  # the metrics hook saw every call, with MLflow's time to its answer head
+    assert len(waits) == len(calls(content)) and all(0 < wait < 10 for wait in waits)
 
 
 def test_answers_through_checkpoint_serve_are_byte_for_byte_mlflows(gunicorn_url, content, mlflow_server):
