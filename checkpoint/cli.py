@@ -1,4 +1,6 @@
-"""The `checkpoint` command: serve, database migrations, and the demo."""
+"""The `checkpoint` command: serve, database migrations, the demo, and the commands pipelines run
+(``request``, ``status``, ``which``, ``timeline``). One module over 400 lines: every command is a
+thin wrapper over the client, and one click group is easier to read whole than split."""
 
 from __future__ import annotations
 
@@ -333,6 +335,47 @@ def show(url, request_id) -> None:
     click.echo(json.dumps(_api(lambda: client.get(request_id)), indent=2))
 
 
+@main.group()
+def status() -> None:
+    """Statuses CI posts on a request or a model version (a rule's required_statuses)."""
+
+
+@status.command("set")
+@_URL
+@click.option("--request", "request_id", type=int, help="the promote request the status is about")
+@click.option("--model", help="with --version: a model version (counts for every request promoting it)")
+@click.option("--version", "version")
+@click.option("--workspace", help="with --model: its MLflow workspace (default: the default one)")
+@click.option("--context", required=True, help="the status's name, e.g. ci/eval")
+@click.option("--state", required=True, type=click.Choice(["pending", "success", "failure", "error"]))
+@click.option("--url", "target_url", default=None, help="the CI run's address (http or https)")
+@click.option("--description", default="", help="one line shown beside the status")
+def set_status(url, request_id, model, version, workspace, context, state, target_url, description) -> None:
+    """Post a status: --request ID, or --model NAME --version V."""
+    if (request_id is None) == (model is None) or (model is None) != (version is None):
+        raise click.UsageError("give --request ID, or --model NAME and --version V")
+    client = _client(url)
+    posted = _api(
+        lambda: client.set_status(
+            context,
+            state,
+            request_id=request_id,
+            model=model,
+            version=version,
+            workspace=workspace,
+            target_url=target_url,
+            description=description,
+        )
+    )
+    about = f"request #{request_id}" if request_id is not None else f"{model} v{version}"
+    click.echo(f"{posted['status']['context']} is {posted['status']['state']} on {about}")
+    if "request" in posted:
+        blocked = posted["request"].get("blocked_by_statuses") or []
+        click.echo(
+            f"request #{request_id} is {posted['request']['state']}" + (f"; waiting for {', '.join(blocked)}" if blocked else "")
+        )
+
+
 # `checkpoint which` exits 1 when nothing holds the target, 2 when Checkpoint has no record of that time.
 WHICH_NONE_EXIT, WHICH_UNKNOWN_EXIT = 1, 2
 
@@ -385,6 +428,40 @@ def timeline(url, model, workspace, as_json) -> None:
             by = f" #{p['request_id']} by {p['actor']}" if p["request_id"] else ""
             approved = f", approved by {', '.join(p['approvers'])}" if p["approvers"] else ""
             click.echo(f"  {version:<8} {start} → {until}  {p['how']}{by}{approved}")
+
+
+@main.command()
+@_URL
+@click.option("-f", "--file", "path", metavar="FILE", help="the desired-state file (registry.yaml)")
+@click.option("--exit-code", "detailed", is_flag=True, help="exit 2 when MLflow differs from the file (0 when not)")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON (docs/pipelines.md)")
+def plan(url, path, detailed, as_json) -> None:
+    """Show what differs between a desired-state file and MLflow now, like `terraform plan`
+    (exit 1 on an error; with --exit-code, 2 when there is drift)."""
+    from checkpoint.review import desired
+
+    # Every failure exits 1 here (click's usage errors would exit 2, which --exit-code means as drift).
+    if not path:
+        raise click.ClickException("give the desired-state file: checkpoint plan -f registry.yaml")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    try:
+        state = desired.load(text, path)
+    except desired.DesiredError as exc:
+        raise click.ClickException(f"{path} cannot be planned:\n{exc.message}") from exc
+    try:
+        client = _client(url)
+    except click.UsageError as exc:
+        raise click.ClickException(exc.message) from exc
+    answer = _api(lambda: client.plan(state.document()))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        click.echo(desired.render(answer, path, state.lines()))
+    sys.exit(desired.exit_code(answer, detailed))
 
 
 if __name__ == "__main__":  # pragma: no cover

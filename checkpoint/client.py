@@ -7,6 +7,8 @@ and ask which version holds a stage or alias.
     final = cp.wait(req["id"])                                # applied, rejected, withdrawn or failed
     cp.which("fraud-detector", alias="champion")             # -> "7"
     cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
+    cp.set_status("ci/eval", "success", request_id=req["id"], target_url="https://ci.example/run/1")
+    cp.plan({"models": {"fraud-detector": {"aliases": {"champion": 7}}}})  # drift from a desired state
 
 Credentials follow the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
 (Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer).
@@ -154,6 +156,37 @@ class CheckpointClient:
             body["workspace"] = workspace
         return self._call("POST", f"/models/{quote(model, safe='')}/rollback", json=body)
 
+    def set_status(
+        self,
+        context: str,
+        state: str,
+        *,
+        request_id: int | None = None,
+        model: str | None = None,
+        version: str | int | None = None,
+        workspace: str | None = None,
+        target_url: str | None = None,
+        description: str = "",
+    ) -> dict:
+        """Post a CI status (``state``: pending, success, failure or error) on request
+        ``request_id``, or on ``version`` of ``model`` (then it counts for every request promoting
+        that version with its files as they are now). ``{"status": ..., "request": ...}``."""
+        if (request_id is None) == (model is None) or (model is None) != (version is None):
+            raise ValueError("give request_id=, or model= and version=")
+        body: dict = {"context": context, "state": state, "description": description}
+        if target_url:
+            body["target_url"] = target_url
+        if request_id is not None:
+            return self._call("POST", f"/requests/{int(request_id)}/statuses", json=body)
+        if workspace:
+            body["workspace"] = workspace
+        path = f"/models/{quote(str(model), safe='')}/versions/{quote(str(version), safe='')}/statuses"
+        return self._call("POST", path, json=body)
+
+    def statuses(self, request_id: int) -> dict:
+        """A request's statuses: ``statuses`` (latest per context), ``blocked_by_statuses``, ``history``."""
+        return self._call("GET", f"/requests/{int(request_id)}/statuses")
+
     def get(self, request_id: int) -> dict:
         return self._call("GET", f"/requests/{int(request_id)}")
 
@@ -204,6 +237,11 @@ class CheckpointClient:
         if at is not None:
             params["at"] = at.isoformat() if isinstance(at, datetime) else at
         return self._call("GET", "/which", params=params)
+
+    def plan(self, desired: dict) -> dict:
+        """What differs between ``desired`` (a registry.yaml's JSON form: ``{"models": {...}}``)
+        and MLflow now: the plan ``checkpoint plan --json`` prints (docs/pipelines.md)."""
+        return self._call("POST", "/plan", json={"desired": desired})
 
     def timeline(self, model: str, *, workspace: str | None = None) -> dict:
         """Every governed target of ``model`` with its periods (``{"model", "workspace", "targets"}``)."""

@@ -149,6 +149,8 @@ class Services:
             allowed_origins=settings.cors_allowed_origins,
             render_error=render_upstream_error,
             on_upstream=metrics.observe_upstream,
+            zero_copy=settings.zero_copy,
+            on_body=metrics.count_body,
         )
         return cls(
             settings=settings,

@@ -283,6 +283,9 @@ class Settings:
     upstream_read_timeout: float = 120.0
     upstream_pool_size: int = 64
     chunk_size: int = 64 * 1024
+    # Artifact bodies moved between the sockets by the kernel where possible (auto) or always
+    # copied through Python (off); edge/splice.py.
+    zero_copy: str = "auto"
     # The largest request head the front server takes (gunicorn's names; edge/limits.py says why these).
     limit_request_line: int = 278528
     limit_request_fields: int = 32768
@@ -406,6 +409,10 @@ class Settings:
         if log_format not in ("json", "text"):
             raise SettingsError(f"CHECKPOINT_LOG_FORMAT={log_format!r} is not json or text; e.g. CHECKPOINT_LOG_FORMAT=json")
 
+        zero_copy = (overrides.pop("zero_copy", None) or raw.get("CHECKPOINT_ZERO_COPY") or "auto").strip().lower()
+        if zero_copy not in ("auto", "off"):
+            raise SettingsError(f"CHECKPOINT_ZERO_COPY={zero_copy!r} is not auto or off; e.g. CHECKPOINT_ZERO_COPY=auto")
+
         background = raw.get("CHECKPOINT_BACKGROUND", "true").strip().lower()
         if background not in ("true", "false", "1", "0", "yes", "no"):
             raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
@@ -423,6 +430,7 @@ class Settings:
             allowed_hosts=tuple(hosts),
             log_level=log_level,
             log_format=log_format,
+            zero_copy=zero_copy,
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,

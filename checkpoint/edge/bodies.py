@@ -16,9 +16,9 @@ under it, so :func:`body_reader` goes around it when that is safe, and lifts gun
 socket reads to the chunk size (measured: benchmarks/README.md, tuning log); ``read1`` instead
 of ``stream()`` for downloads measured no better. A failure after the answer's headers went out
 aborts the client connection (never a silently short body), and a half-read upstream connection
-is closed, never handed back to the pool. A zero-copy path (``os.splice`` between the sockets,
-issue #18) would replace these two loops: the client socket is ``environ["gunicorn.socket"]``,
-MLflow's is the urllib3 connection's ``sock``; these loops stay the fallback.
+is closed, never handed back to the pool. Where the platform and the call allow it, ``splice.py``
+moves these bodies between the sockets without copying them through Python (issue #18); these
+loops are its fallback (chunked, TLS, non-gunicorn, ``CHECKPOINT_ZERO_COPY=off``).
 """
 
 from __future__ import annotations
@@ -34,21 +34,27 @@ log = logging.getLogger("checkpoint.proxy")  # the name operators filter the JSO
 class Stream:
     """The WSGI body of a streamed answer: chunks out, connection back to the pool at the end."""
 
-    def __init__(self, response, chunk_size: int, url: str) -> None:
+    def __init__(self, response, chunk_size: int, url: str, count: Callable[[str, str, int], None] | None = None) -> None:
         self.response = response
         self.chunk_size = chunk_size
         self.url = url
         self.complete = False
+        self.count = count  # told the bytes moved once the body ends (metrics: splice.Bodies)
 
     def __iter__(self) -> Iterator[bytes]:
+        moved = 0
         try:
             for chunk in self.response.stream(self.chunk_size, decode_content=False):
                 if chunk:
+                    moved += len(chunk)
                     yield chunk
         except (HTTPError, OSError) as exc:
             # Headers are already out: the only honest signal left is to abort the connection.
             log.error("upstream stream for %s broke off: %s", self.url, exc)
             raise ConnectionAbortedError(f"upstream answer for {self.url} broke off: {exc}") from exc
+        finally:
+            if self.count is not None:
+                self.count("download", "copy", moved)
         self.complete = True
 
     def close(self) -> None:

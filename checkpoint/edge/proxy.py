@@ -4,7 +4,8 @@ A plain WSGI application with no knowledge of promotions, so it can be tested an
 tuned alone. What it does beyond a naive proxy, and why:
 
 * bodies stream both ways in fixed-size chunks (artifacts are gigabytes), including
-  chunked uploads without ``Content-Length`` (the copy loops: ``bodies.py``);
+  chunked uploads without ``Content-Length`` (the copy loops: ``bodies.py``), or are moved
+  between the sockets by the kernel where that is safe (``splice.py``);
 * upstream connections are pooled and kept alive, and after each answer's headers the
   socket is told to ACK at once (``TCP_QUICKACK``): stock MLflow (multi-worker uvicorn)
   never sets ``TCP_NODELAY``, so without that a reused connection waits ~40 ms for our
@@ -28,7 +29,7 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -43,7 +44,8 @@ from urllib3.exceptions import (
 )
 
 from checkpoint.edge import lean
-from checkpoint.edge.bodies import Stream, discard_input, read_chunks, read_exact
+from checkpoint.edge.bodies import discard_input, read_exact
+from checkpoint.edge.splice import Bodies, BodyCounter
 from checkpoint.edge.upstream import ack_now, discard_when_released, make_pool, retry_policy, send
 from checkpoint.urls import public_base, public_origin
 
@@ -166,6 +168,8 @@ class Proxy:
         allowed_origins: Iterable[str] = (),
         render_error: ErrorRenderer = plain_error,
         on_upstream: Callable[[dict, float], None] | None = None,
+        zero_copy: str = "auto",
+        on_body: BodyCounter | None = None,
     ) -> None:
         parts = urlsplit(registry_url)
         self.upstream = f"{parts.scheme}://{parts.netloc}"
@@ -178,6 +182,8 @@ class Proxy:
         self.on_upstream = on_upstream
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.pool = make_pool(parts.scheme, parts.hostname, parts.port, size=pool_size, timeout=self.timeout)
+        # How bodies over one chunk move (spliced or copied), told (direction, path, bytes) after each.
+        self.bodies = Bodies.create(zero_copy, self.upstream, chunk_size, on_body)
         # Small calls to a plain-HTTP MLflow skip urllib3 (lean.py); None: everything goes through urllib3.
         self.lean = lean.LeanUpstream.for_upstream(
             parts.scheme,
@@ -281,7 +287,7 @@ class Proxy:
             start_response(status, out_headers)
             return [] if head_only else [data]
         start_response(status, out_headers)
-        return Stream(response, self.chunk_size, url)
+        return self.bodies.download(environ, response, int(length) if length is not None and length.isdigit() else None, url)
 
     # -- pieces -----------------------------------------------------------------------
 
@@ -306,7 +312,7 @@ class Proxy:
             headers["X-Forwarded-Host"] = environ["HTTP_HOST"]
         return headers
 
-    def request_body(self, environ: dict, headers: dict[str, str]) -> tuple[bytes | Iterator[bytes] | None, bool]:
+    def request_body(self, environ: dict, headers: dict[str, str]) -> tuple[bytes | Iterable[bytes] | None, bool]:
         """A body to send upstream (bytes or a chunk iterator) and whether to chunk it."""
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH", "").strip()
@@ -318,11 +324,11 @@ class Proxy:
                 return b"", False
             if size <= self.chunk_size:
                 return read_exact(stream, size), False
-            return read_chunks(stream, self.chunk_size, size), False
+            return self.bodies.upload(environ, size), False
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or (
             environ.get("wsgi.input_terminated") and environ["REQUEST_METHOD"].upper() in STATE_CHANGING
         ):
-            return read_chunks(stream, self.chunk_size, None), True
+            return self.bodies.upload(environ, None), True
         return None, False
 
     def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from checkpoint import identity
 from checkpoint.edge import limits
+from checkpoint.edge.splice import RESPONSE_KEY
 from checkpoint.edge.wire import one_write
 from checkpoint.runtime import logs, metrics
 from checkpoint.settings import Settings
@@ -116,6 +117,7 @@ class ProxyWorker(ThreadWorker):
 
         def marked(environ, start_response):
             environ[identity.REPEATED_KEY] = getattr(current, "repeated", frozenset())
+            environ[RESPONSE_KEY] = getattr(start_response, "__self__", None)  # for a spliced answer (splice.py)
             one_write(start_response)  # a small answer's head and body in one send (wire.py)
             return app(environ, start_response)
 

@@ -39,12 +39,18 @@ else:
 
 
 class _ExactTarget(_Pool):
-    """Pool mix-in: send the caller's request target byte for byte."""
+    """Pool mix-in: send the caller's request target byte for byte.
+
+    A body that asks for it (``bind_connection``: a spliced upload, splice.py) is also told
+    which connection it is about to be sent on."""
 
     def _make_request(self, conn, method, url, *args, **kwargs):
         raw = _RAW_TARGET.get()
         if raw is not None:
             url = raw
+        bind = getattr(kwargs.get("body"), "bind_connection", None)
+        if bind is not None:
+            bind(conn)
         return super()._make_request(conn, method, url, *args, **kwargs)
 
 

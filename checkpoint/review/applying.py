@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, Version
-from checkpoint.review import changes, expiry, rollback, schedule
+from checkpoint.review import changes, expiry, rollback, schedule, statuses
 from checkpoint.review.changes import Change
 from checkpoint.review.checking import Checking, check_line
 from checkpoint.review.policy import Status
@@ -45,6 +45,8 @@ class Applying(Checking):
         status = self.status(request) if request.state == OPEN else None
         if status is not None and status.ready:
             reason = "approvals meet the policy" + ("; required checks pass" if self.check_specs(request) else "")
+            if self.rule_of(request).required_statuses:
+                reason += "; required statuses are success"
             data = self._fast_path(request)
             if data:
                 rule = data[rollback.FAST_PATH]
@@ -146,6 +148,18 @@ class Applying(Checking):
                     reason="not applied: " + "; ".join(check_line(c) for c in blocked),
                 )
                 return self.store.get(request_id)
+            unmet = None if forced else self._statuses_before_apply(request)
+            if unmet:
+                self.store.transition(
+                    request_id,
+                    (APPLYING,),
+                    OPEN,
+                    actor=actor,
+                    event=EventKind.REOPENED,
+                    data={"statuses": list(unmet[0])},
+                    reason="not applied: " + unmet[1],
+                )
+                return self.store.get(request_id)
             result = change.apply(registry)
         except RegistryError as exc:
             log.warning("apply of request #%s failed: %s", request_id, exc)
@@ -188,6 +202,16 @@ class Applying(Checking):
         )
         self.refresh_checks(request.model_name, request.target, actor, skip=request_id, workspace=request.workspace)
         return self.store.get(request_id)
+
+    def _statuses_before_apply(self, request: PromoteRequest) -> tuple[tuple[str, ...], str] | None:
+        """The required statuses not success right before the apply (a ``failure`` posted while it
+        waited for a freeze or its apply_at), and why, or None."""
+        required = self.rule_of(request).required_statuses
+        if not required:
+            return None
+        standing = self.statuses_standing(request)
+        unmet = statuses.blocking(standing, required)
+        return (unmet, statuses.blocked_line(unmet, standing)) if unmet else None
 
     def _rollback_data(self, request: PromoteRequest) -> dict:
         """A rollback's record on its ``applied`` event (the timeline's ``how: rollback``)."""

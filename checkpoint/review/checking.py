@@ -17,12 +17,22 @@ from typing import TYPE_CHECKING
 from checkpoint import urls
 from checkpoint.events import timeline
 from checkpoint.identity import User
-from checkpoint.review import checks, expiry, rollback
+from checkpoint.review import checks, expiry, rollback, statuses
 from checkpoint.review.checks import soak
 from checkpoint.review.policy import Rule, Status
 from checkpoint.review.representation import request_fields
-from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor
-from checkpoint.storage.entities import APPROVED, FAILED, OPEN, CheckResult, EventKind, PromoteRequest, Waiting
+from checkpoint.review.statuses import Latest
+from checkpoint.review.workflow_base import WorkflowBase, WorkflowError, as_actor, digest_of
+from checkpoint.storage.entities import (
+    APPROVED,
+    FAILED,
+    OPEN,
+    CheckResult,
+    EventKind,
+    PostedStatus,
+    PromoteRequest,
+    Waiting,
+)
 from checkpoint.storage.entities import CHECK_QUEUED as QUEUED
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
@@ -253,9 +263,12 @@ class Checking(WorkflowBase):
             **({"diff_error": diff_error} if diff_error else {}),
         }
 
-    def status(self, request: PromoteRequest, results: list[CheckResult] | None = None) -> Status:
+    def status(
+        self, request: PromoteRequest, results: list[CheckResult] | None = None, standing: list[Latest] | None = None
+    ) -> Status:
         """ "2 of 3 approvals", who is still awaited, the required checks not passing (``results``:
-        the request's :meth:`check_results`, when the caller has them already), and whose approval
+        the request's :meth:`check_results`, when the caller has them already), the required
+        statuses not success (``standing``: its :meth:`statuses_standing`), and whose approval
         expired: only approvals younger than the rule's ``approvals_expire_after`` count (by the
         workflow's clock, whether or not the background work has recorded the expiry yet)."""
         rule = self.rule_of(request)
@@ -267,7 +280,25 @@ class Checking(WorkflowBase):
         lapsed = tuple(sorted({r.reviewer for r in request.reviews if expiry.expired(r, rule, at)} - approvers))
         results = self.check_results(request) if results is None else results
         blocked = tuple(c.name for c in results if c.required and c.status != checks.PASS)
-        return replace(status, blocked_by=blocked, expired=lapsed) if blocked or lapsed else status
+        unmet: tuple[str, ...] = ()
+        if rule.required_statuses:
+            standing = self.statuses_standing(request) if standing is None else standing
+            unmet = statuses.blocking(standing, rule.required_statuses)
+        if blocked or lapsed or unmet:
+            return replace(status, blocked_by=blocked, expired=lapsed, blocked_by_statuses=unmet)
+        return status
+
+    def statuses_standing(self, request: PromoteRequest, rows: list[PostedStatus] | None = None) -> list[Latest]:
+        """The status standing for each context on ``request`` (``rows``: the status rows that may
+        speak for it, when read already for a page): bound to its challenger's digest."""
+        if rows is None:
+            rows = self.store.statuses_of([request])[request.id]
+        return statuses.latest(rows, digest_of(request.challenger), self.rule_of(request).required_statuses)
+
+    def statuses_of(self, requests: list[PromoteRequest]) -> dict[int, list[Latest]]:
+        """:meth:`statuses_standing` for a page of requests."""
+        rows = self.store.statuses_of(requests)
+        return {r.id: self.statuses_standing(r, rows[r.id]) for r in requests}
 
     def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare

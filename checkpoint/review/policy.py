@@ -24,6 +24,9 @@ default applies: ``CHECKPOINT_REQUIRED_APPROVALS`` (1) from anyone but the autho
           - {name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}
           - {name: signature, kind: signature}
           - {name: ticket, kind: title, pattern: "^\\[[A-Z]+-[0-9]+\\]", required: false}
+        required_statuses:              # statuses CI posts (statuses.py): each must be success
+          - ci/eval                     # from anyone who may post one (the author too)
+          - {context: security/scan, from: [ci-bot]}   # only ci-bot's count
 
 Required checks that are not passing hold a request back from ``approved`` (reviews are
 still recorded); the status says "blocked by check X".
@@ -56,6 +59,7 @@ from checkpoint.review.changes import DEFAULT_WORKSPACE
 from checkpoint.review.checks import Check, SoakCheck
 from checkpoint.review.durations import format_duration
 from checkpoint.review.freezes import Freeze, Hold, held
+from checkpoint.review.statuses import RequiredStatus
 
 # The name this module's errors had before there was one ConfigError.
 PolicyError = ConfigError
@@ -95,6 +99,8 @@ class Rule:
     rollback: FastPath | None = None
     # True on the rule as a genuine rollback sees it (:meth:`for_rollback`).
     fast_path: bool = False
+    # Status contexts CI must report ``success`` for before the request may be approved (statuses.py).
+    required_statuses: tuple[RequiredStatus, ...] = ()
 
     def for_rollback(self) -> Rule:
         """The rule a genuine rollback request is reviewed under: its ``rollback:`` approvals."""
@@ -145,6 +151,8 @@ class Rule:
         expiry = self.approvals_expire_after
         lasts = f"; approvals expire after {format_duration(expiry)}" if expiry is not None else ""
         soak = f"; the challenger first {self.soak.describe()}" if self.soak is not None else ""
+        ci = ", ".join(s.describe() for s in self.required_statuses)
+        soak += f"; statuses {ci} must be success" if ci else ""  # shown with the other preconditions
         if self.fast_path:
             return f"{self.name} (rollback fast path): {need} from {who}{own}{where}{lasts}{soak}"
         fast = f"; {self.rollback.describe()}" if self.rollback is not None else ""
@@ -174,11 +182,13 @@ class Status:
     blocked_by: tuple[str, ...] = ()
     # Reviewers whose approval expired (approvals_expire_after) and who have none counting now.
     expired: tuple[str, ...] = ()
+    # Required status contexts (the rule's required_statuses) whose latest status is not success.
+    blocked_by_statuses: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
-        """Approvals meet the rule and every required check passes."""
-        return self.met and not self.blocked_by
+        """Approvals meet the rule, every required check passes and every required status is success."""
+        return self.met and not self.blocked_by and not self.blocked_by_statuses
 
     def line(self) -> str:
         """ "1 of 2 approvals · awaiting bob · blocked by check auc-gate · approval expired: dave"."""
@@ -187,6 +197,9 @@ class Status:
             out += f" · awaiting {', '.join(self.awaited)}"
         if self.blocked_by:
             out += f" · blocked by check{'s' if len(self.blocked_by) > 1 else ''} {', '.join(self.blocked_by)}"
+        if self.blocked_by_statuses:
+            many = "es" if len(self.blocked_by_statuses) > 1 else ""
+            out += f" · blocked by status{many} {', '.join(self.blocked_by_statuses)}"
         if self.expired:
             out += f" · approval{'s' if len(self.expired) > 1 else ''} expired: {', '.join(self.expired)}"
         return out

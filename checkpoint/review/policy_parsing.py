@@ -13,6 +13,7 @@ from checkpoint.review.checks.soak import NAME as SOAK
 from checkpoint.review.durations import DurationError, parse_duration
 from checkpoint.review.governance import STAGES
 from checkpoint.review.policy import FastPath, Policy, PolicyError, Rule
+from checkpoint.review.statuses import parse_required
 
 
 def parse(items: object, default: Rule = Rule()) -> Policy:
@@ -51,6 +52,7 @@ _RULE_KEYS = {
     "approvals_expire_after",
     "soak",
     "rollback",
+    "required_statuses",
 }
 _FAST_PATH_KEYS = {"required_approvals", "allow_self_approval"}
 
@@ -145,6 +147,7 @@ def _rule(index: int, item) -> Rule:
         approvals_expire_after=expiry,
         soak=soak,
         rollback=_fast_path(item, named, reviewers),
+        required_statuses=parse_required(item.get("required_statuses"), named),
     )
 
 

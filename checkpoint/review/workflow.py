@@ -15,6 +15,7 @@ from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
 from checkpoint.review import changes, checks, content, rollback, schedule
 from checkpoint.review.changes import Change
+from checkpoint.review.posting import Posting
 from checkpoint.review.rolling_back import RollingBack
 from checkpoint.review.workflow_base import (
     COMMENT_MAX,
@@ -45,7 +46,7 @@ def _is_prompt_version(version: Version) -> bool:
     return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
 
 
-class Workflow(RollingBack):
+class Workflow(RollingBack, Posting):
     """Every operation on promote requests; built once per process (``services.py``) with the
     fields of ``WorkflowBase``: store, registry, governance, policy, and the optional ones."""
 

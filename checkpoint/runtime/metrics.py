@@ -6,6 +6,8 @@ What is measured:
   (:func:`route_class`) and HTTP status;
 * ``checkpoint_upstream_seconds{route}`` — time from sending a call to MLflow to its answer's
   headers (time to first byte; for an upload that includes sending the body);
+* ``checkpoint_proxy_body_bytes_total{direction, path}`` — bytes of streamed bodies (those over
+  one chunk) by ``upload``/``download`` and by how they moved: ``splice`` (zero-copy) or ``copy``;
 * ``checkpoint_governed_calls_total{kind, outcome}`` — governed calls turned into promote
   requests (``opened``, ``existing``) or into a pointer to the form (``ui``);
 * ``checkpoint_promote_requests{state}`` — requests open, approved, applying, and ``failed``
@@ -65,7 +67,13 @@ UPSTREAM_SECONDS = Histogram(
 GOVERNED = Counter(
     "checkpoint_governed_calls", "Governed calls intercepted, by change kind and outcome", ["kind", "outcome"], registry=None
 )
-_OWN = (REQUESTS, UPSTREAM_SECONDS, GOVERNED)
+BODY_BYTES = Counter(
+    "checkpoint_proxy_body_bytes",
+    "Bytes of streamed bodies, by direction and by how they moved (splice or copy)",
+    ["direction", "path"],
+    registry=None,
+)
+_OWN = (REQUESTS, UPSTREAM_SECONDS, GOVERNED, BODY_BYTES)
 
 # Label children by label values: ``labels()`` validates and locks on every call, a dict does not.
 _request_children: dict[tuple[str, str], Counter] = {}
@@ -99,6 +107,11 @@ def count_request(route: str, status: str) -> None:
     if child is None:
         child = _request_children[key] = REQUESTS.labels(route, key[1])
     child.inc()
+
+
+def count_body(direction: str, path: str, moved: int) -> None:
+    """The proxy's hook after each streamed body (once per body, not per chunk)."""
+    BODY_BYTES.labels(direction, path).inc(moved)
 
 
 def observe_upstream(environ: dict, seconds: float) -> None:

@@ -69,6 +69,7 @@ class EventKind(StrEnum):
     WAITING = "waiting"  # approved, but a freeze or its apply_at holds the apply back
     RELEASED = "released"  # the freeze ended or apply_at came: the background work applies it now
     CANCELLED = "cancelled"  # a scheduled or waiting apply was called off (the request is withdrawn)
+    STATUS_CHANGED = "status_changed"  # CI posted a status on the request or on the version it promotes
     # Not about one request:
     OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
     AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
@@ -158,6 +159,29 @@ class CheckResult:
     reason: str
     trigger: str  # open / refresh / apply / manual ("" when never evaluated)
     evaluated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PostedStatus:
+    """One status CI posted (``review/statuses.py``): on a request (``request_id``), or on a model
+    version (``request_id`` None), bound to the content digest it was posted for."""
+
+    id: int
+    request_id: int | None
+    workspace: str
+    model_name: str
+    version: str | None
+    digest: str | None
+    context: str
+    state: str  # pending / success / failure / error
+    target_url: str
+    description: str
+    actor: str
+    created_at: datetime
+
+    @property
+    def scope(self) -> str:
+        return "request" if self.request_id is not None else "version"
 
 
 @dataclass(frozen=True)

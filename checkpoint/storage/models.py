@@ -135,6 +135,33 @@ class CheckRow(Base):
     __table_args__ = (UniqueConstraint("request_id", "name", name="ux_check_results_request_name"),)
 
 
+class StatusRow(Base):
+    """One status posted by CI (``review/statuses.py``): on a request, or on a model version (then
+    ``request_id`` is NULL and it counts for every request promoting that version). Append-only:
+    the latest per context wins, the rows before it are the history. ``digest`` is the content
+    digest of the version the status speaks for, when it was posted (NULL: none was readable)."""
+
+    __tablename__ = "statuses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"))
+    workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    model_name: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str | None] = mapped_column(String(64))
+    digest: Mapped[str | None] = mapped_column(String(100))
+    context: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(8))  # pending / success / failure / error
+    target_url: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_statuses_request_id", "request_id", "id"),
+        Index("ix_statuses_version", "workspace", "model_name", "version", "id"),
+    )
+
+
 class DeliveryRow(Base):
     """The webhook outbox: one row per (event, webhook), written with the event itself."""
 

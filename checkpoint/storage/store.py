@@ -7,7 +7,8 @@ Exactly-once is the database's job: a state change is a conditional UPDATE
 The Store is composed of focused parts (mixins over one session factory, so that a change and
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
-``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries) and ``CheckResults``.
+``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
+``Statuses`` (posted by CI).
 The entities and states live in ``entities``.
 """
 
@@ -44,6 +45,7 @@ from checkpoint.storage.entities import (
 from checkpoint.storage.outbox import Outbox
 from checkpoint.storage.requests import Requests
 from checkpoint.storage.schedules import Schedules
+from checkpoint.storage.statuses import Statuses
 
 # The entities are re-exported for callers written before they had their own module.
 __all__ = [
@@ -76,7 +78,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Outbox):
+class Store(Requests, Schedules, CheckResults, Statuses, Outbox):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

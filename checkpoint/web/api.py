@@ -16,6 +16,7 @@ from checkpoint.errors import CheckpointError
 from checkpoint.review import expiry
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.representation import request_fields, workspace_label
+from checkpoint.review.statuses import Latest
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import STATES, WAITING, CheckResult, NotFound, PromoteRequest
@@ -98,10 +99,14 @@ def workspace_arg(raw: str | None) -> str | None:
     return canonical_workspace(raw)
 
 
-def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None) -> dict:
-    """The API's view of a request (the same data the pages show); ``checks`` when read already."""
+def request_json(
+    item: PromoteRequest, full: bool = False, checks: list[CheckResult] | None = None, standing: list[Latest] | None = None
+) -> dict:
+    """The API's view of a request (the same data the pages show); ``checks`` and ``standing``
+    (its statuses) when read already."""
     checks = workflow().check_results(item) if checks is None else checks
-    status = workflow().status(item, checks)
+    standing = workflow().statuses_standing(item) if standing is None else standing
+    status = workflow().status(item, checks, standing)
     rule = workflow().rule_of(item)
     base = public_base()
     links = {"url": urls.request_page(base, item.id), "api_url": urls.request_api(base, item.id)}
@@ -112,6 +117,8 @@ def request_json(item: PromoteRequest, full: bool = False, checks: list[CheckRes
         "apply_result": item.apply_result,
         "checks": [check_json(c) for c in checks],
         "blocked_by_checks": list(status.blocked_by),
+        "statuses": [s.to_json() for s in standing],
+        "blocked_by_statuses": list(status.blocked_by_statuses),
         "apply_at": item.apply_at.isoformat() if item.apply_at else None,
         "waiting_for": waiting.to_json() if waiting else None,
     }
@@ -184,8 +191,11 @@ def list_requests():
         ),
         request_key,
     )
-    checks = workflow().checks_of(items)
-    return jsonify(requests=[request_json(i, checks=checks[i.id]) for i in items], next_cursor=make_request_cursor(last))
+    checks, standing = workflow().checks_of(items), workflow().statuses_of(items)
+    return jsonify(
+        requests=[request_json(i, checks=checks[i.id], standing=standing[i.id]) for i in items],
+        next_cursor=make_request_cursor(last),
+    )
 
 
 @bp.post("/requests")

@@ -229,16 +229,20 @@ def request_detail(request_id: int):
     refusal = workflow().refusal(user, item)
     rule = workflow().rule_of(item)
     checks = workflow().check_results(item)
+    standing = workflow().statuses_standing(item)
+    posted = {s.status.context for s in standing}
     at = current_services().clock.now()
     return render_template(
         "ui/detail.html",
+        standing=standing,
+        missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
         item=item,
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff=diff,
         diff_error=diff_error,
         moved=moved,
         checks=checks,
-        status=workflow().status(item, checks),
+        status=workflow().status(item, checks, standing),
         rule=rule,
         may_review=item.state == "open" and refusal is None,
         review_refusal=refusal,

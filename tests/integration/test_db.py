@@ -19,7 +19,7 @@ from tests.support.race import race, result_or_error
 from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries"}
+TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries", "statuses"}
 # pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
 LOCK_KEY = db._MIGRATION_LOCK_KEY
 

@@ -309,11 +309,12 @@ def _unanswered(url: str) -> bool:
         return True
 
 
-def test_sigterm_lets_a_download_and_an_upload_in_flight_finish(tmp_path):
+@pytest.mark.parametrize("zero_copy", ["auto", "off"], ids=["splice", "copy"])
+def test_sigterm_lets_a_download_and_an_upload_in_flight_finish(tmp_path, zero_copy):
     size = 8 * 1024 * 1024 + 4321
     upstream = GatedUpstream()
     try:
-        with checkpoint_process(upstream.url, tmp_path / "graceful") as served:
+        with checkpoint_process(upstream.url, tmp_path / "graceful", CHECKPOINT_ZERO_COPY=zero_copy) as served:
             directory = metrics_dir(served)
             marker = uuid.uuid4().hex
             received = {"n": 0}

@@ -17,9 +17,11 @@ from mlflow.exceptions import MlflowException
 
 from checkpoint.demo.mlflow_server import free_port
 from tests.support.proxy import (
+    SERVERS,
     checkpoint_in_thread,
     checkpoint_process,
     pattern,
+    server_env,
     sha256,
 )
 
@@ -34,11 +36,12 @@ def _serve(kind: str, registry_url: str, module_db: str, data_dir) -> Iterator[s
         with checkpoint_in_thread(registry_url, data_dir, database_url=module_db, upstream_read_timeout=READ_TIMEOUT) as url:
             yield url
     else:
-        with checkpoint_process(registry_url, data_dir, CHECKPOINT_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT)) as served:
+        env = {"CHECKPOINT_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT), **server_env(kind)}
+        with checkpoint_process(registry_url, data_dir, **env) as served:
             yield served.url
 
 
-@pytest.fixture(scope="module", params=["werkzeug", "gunicorn"])
+@pytest.fixture(scope="module", params=SERVERS)
 def checkpoint(request, upstream, module_db, tmp_path_factory) -> Iterator[str]:
     """Checkpoint in front of the fake upstream, with a read timeout of one second."""
     yield from _serve(request.param, upstream.url, module_db, tmp_path_factory.mktemp(f"fail-{request.param}"))

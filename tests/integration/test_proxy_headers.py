@@ -18,27 +18,33 @@ import requests
 from tests.support.proxy import (
     HTML_PAGE,
     SERVER_HEADER,
+    SERVERS,
+    body_bytes,
+    body_bytes_grew,
     checkpoint_in_thread,
     checkpoint_process,
     pattern,
     raw_request,
+    server_env,
     sha256,
 )
+from tests.support.waiting import poll
 
 EVIL = "https://evil.example.com"
 BLOCKED = b"Cross-origin request blocked"
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 
 
-@pytest.fixture(scope="module", params=["werkzeug", "gunicorn"])
+@pytest.fixture(scope="module", params=SERVERS)
 def checkpoint(request, upstream, module_db, tmp_path_factory) -> Iterator[str]:
-    """Checkpoint's URL, in front of the fake upstream, under each server it runs on."""
+    """Checkpoint's URL, in front of the fake upstream, under each server it runs on (gunicorn
+    with and without zero-copy bodies)."""
     data_dir = tmp_path_factory.mktemp(f"proxy-headers-{request.param}")
     if request.param == "werkzeug":
         with checkpoint_in_thread(upstream.url, data_dir, database_url=module_db) as url:
             yield url
     else:
-        with checkpoint_process(upstream.url, data_dir) as served:
+        with checkpoint_process(upstream.url, data_dir, **server_env(request.param)) as served:
             yield served.url
 
 
@@ -331,6 +337,50 @@ def test_download_arrives_byte_exact(checkpoint, chunked):
     assert sha256(answer.content) == sha256(pattern(n))
     if not chunked:
         assert answer.headers["Content-Length"] == str(n)
+
+
+# Which path each server moves a streamed body on: gunicorn splices a body with a length;
+# werkzeug, CHECKPOINT_ZERO_COPY=off and every chunked body take the copy loops.
+SPLICED = {"werkzeug": "copy", "gunicorn": "splice", "gunicorn-copy": "copy"}
+
+
+def _moved_as(url: str, before: dict, expected: dict) -> dict:
+    """What the body counters grew by, once they show ``expected`` (a worker counts a body as it ends)."""
+    return poll(lambda: body_bytes_grew(before, body_bytes(url)), timeout=5, until=lambda grew: grew == expected)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_streamed_download_takes_the_expected_path(request, checkpoint, chunked):
+    path = "copy" if chunked else SPLICED[request.node.callspec.params["checkpoint"]]
+    n = 2 * 1024 * 1024 + 3
+    before = body_bytes(checkpoint)
+    answer = requests.get(f"{checkpoint}/download/{marker()}", params={"n": n, "chunked": int(chunked)}, timeout=60)
+    assert answer.content == pattern(n)
+    assert _moved_as(checkpoint, before, {("download", path): n}) == {("download", path): n}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_streamed_upload_takes_the_expected_path(request, checkpoint, upstream, chunked):
+    path = "copy" if chunked else SPLICED[request.node.callspec.params["checkpoint"]]
+    m, data = marker(), pattern(2 * 1024 * 1024 + 5, seed=21)
+    before = body_bytes(checkpoint)
+    answer = requests.put(f"{checkpoint}/echo/{m}", data=_pieces(data) if chunked else data, timeout=60)
+    assert answer.json()["body_sha256"] == sha256(data)
+    assert _moved_as(checkpoint, before, {("upload", path): len(data)}) == {("upload", path): len(data)}
+
+
+def test_keep_alive_carries_calls_after_spliced_bodies(checkpoint, upstream):
+    """One client connection, one upstream connection: bodies both ways, then small calls, all exact."""
+    connections = upstream.connections
+    with requests.Session() as session:
+        for i in range(3):
+            n = 1024 * 1024 + i
+            assert session.get(f"{checkpoint}/download/{marker()}", params={"n": n}, timeout=60).content == pattern(n)
+            data = pattern(1024 * 1024 + 17 * i, seed=i)
+            assert session.put(f"{checkpoint}/echo/{marker()}", data=data, timeout=60).json()["body_sha256"] == sha256(data)
+            assert session.get(f"{checkpoint}/echo/{marker()}", timeout=60).status_code == 200
+    # Each worker opens at most one connection upstream for a session's sequential calls.
+    assert upstream.connections - connections <= 2
 
 
 def test_html_passes_untouched(checkpoint, upstream):

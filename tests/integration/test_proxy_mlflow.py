@@ -20,7 +20,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from tests.support.proxy import CheckpointProcess, checkpoint_process, pattern
+from tests.support.proxy import CheckpointProcess, body_bytes, body_bytes_grew, checkpoint_process, pattern
+from tests.support.waiting import poll
 
 BIG = 100 * 1024 * 1024 + 12_345  # not a multiple of any chunk size on the way
 
@@ -29,6 +30,15 @@ BIG = 100 * 1024 * 1024 + 12_345  # not a multiple of any chunk size on the way
 def checkpoint(mlflow_server, tmp_path_factory) -> Iterator[CheckpointProcess]:
     """`checkpoint serve` in front of the session's MLflow, with an access log to read."""
     with checkpoint_process(mlflow_server.url, tmp_path_factory.mktemp("proxy-mlflow")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def copying(mlflow_server, tmp_path_factory) -> Iterator[CheckpointProcess]:
+    """The same, with zero-copy bodies off (CHECKPOINT_ZERO_COPY=off): the copy loops."""
+    with checkpoint_process(
+        mlflow_server.url, tmp_path_factory.mktemp("proxy-mlflow-copy"), CHECKPOINT_ZERO_COPY="off"
+    ) as served:
         yield served
 
 
@@ -210,7 +220,12 @@ def _write_big(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def test_large_artifact_round_trip(client, checkpoint, mlflow_server, tmp_path):
+@pytest.mark.parametrize("server", ["checkpoint", "copying"], ids=["splice", "copy"])
+def test_large_artifact_round_trip(request, server, mlflow_server, tmp_path, monkeypatch):
+    checkpoint = request.getfixturevalue(server)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient(tracking_uri=checkpoint.url)
+    before = body_bytes(checkpoint.url)
     experiment_id = client.create_experiment(unique("big"))
     run = client.create_run(experiment_id)
     source = tmp_path / "big.bin"
@@ -235,6 +250,16 @@ def test_large_artifact_round_trip(client, checkpoint, mlflow_server, tmp_path):
     assert sum(int(sent) for status, sent in gets if status in (200, 206)) >= BIG, gets
     assert uploaded < 60
     assert downloaded < 60
+    path = "splice" if server == "checkpoint" else "copy"
+    moved = poll(lambda: body_bytes_grew(before, body_bytes(checkpoint.url)), timeout=5, until=lambda g: len(g) == 2)
+    assert moved == {("upload", path): BIG, ("download", path): BIG}
+    # Each worker said at start which path it uses, and why.
+    said = (
+        "artifact bodies: zero-copy path (os.splice"
+        if path == "splice"
+        else "artifact bodies: copy path (CHECKPOINT_ZERO_COPY=off"
+    )
+    assert said in checkpoint.log_path.read_text()
 
 
 # -- model registry ---------------------------------------------------------------------

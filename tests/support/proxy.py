@@ -496,3 +496,35 @@ def checkpoint_process(registry_url: str, data_dir: Path, **env: str) -> Iterato
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+# -- which body path a call took -------------------------------------------------------------
+
+# The servers the proxy's body tests run under: werkzeug (copy loops only), gunicorn with
+# zero-copy bodies (CHECKPOINT_ZERO_COPY=auto) and gunicorn with the copy loops (=off).
+SERVERS = ["werkzeug", "gunicorn", "gunicorn-copy"]
+
+
+def server_env(kind: str) -> dict[str, str]:
+    """The extra environment of `checkpoint serve` for one of :data:`SERVERS`."""
+    return {"CHECKPOINT_ZERO_COPY": "off"} if kind == "gunicorn-copy" else {}
+
+
+def body_bytes(url: str) -> dict[tuple[str, str], float]:
+    """``checkpoint_proxy_body_bytes_total`` by (direction, path), read from Checkpoint's metrics."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = requests.get(f"{url}/checkpoint/metrics", timeout=10)
+    answer.raise_for_status()
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for s in family.samples:
+            if s.name == "checkpoint_proxy_body_bytes_total":
+                found[(s.labels["direction"], s.labels["path"])] = s.value
+    return found
+
+
+def body_bytes_grew(before: dict, after: dict) -> dict[tuple[str, str], float]:
+    """What each (direction, path) counted between two :func:`body_bytes` reads."""
+    return {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}

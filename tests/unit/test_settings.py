@@ -44,6 +44,8 @@ def test_defaults_of_the_knobs_the_integration_table_leaves_out(tmp_path):
         ({"CHECKPOINT_BACKGROUND": "YES"}, "background", True),
         ({"CHECKPOINT_BACKGROUND": "1"}, "background", True),
         ({"CHECKPOINT_LOG_FORMAT": " TEXT "}, "log_format", "text"),
+        ({"CHECKPOINT_ZERO_COPY": " OFF "}, "zero_copy", "off"),
+        ({"CHECKPOINT_ZERO_COPY": ""}, "zero_copy", "auto"),
         ({"CHECKPOINT_LOG_FORMAT": ""}, "log_format", "json"),
         ({"CHECKPOINT_LOG_LEVEL": "warning"}, "log_level", "WARNING"),
         (
@@ -69,6 +71,11 @@ BAD = [
         "log-format",
         {"CHECKPOINT_LOG_FORMAT": "xml"},
         r"CHECKPOINT_LOG_FORMAT='xml' is not json or text; e\.g\. CHECKPOINT_LOG_FORMAT=json",
+    ),
+    (
+        "zero-copy-word",
+        {"CHECKPOINT_ZERO_COPY": "yes"},
+        r"CHECKPOINT_ZERO_COPY='yes' is not auto or off; e\.g\. CHECKPOINT_ZERO_COPY=auto",
     ),
     ("digest-negative", {"CHECKPOINT_DIGEST_MAX_BYTES": "-1"}, r"CHECKPOINT_DIGEST_MAX_BYTES='-1' is out of range"),
     (

@@ -46,6 +46,7 @@ EVENTS: dict[str, str] = {
     "waiting": "an approved request waits for a freeze to end or for its apply_at before it applies",
     "released": "a waiting request's freeze ended or its apply_at came: it is being applied",
     "cancelled": "a scheduled or waiting apply was cancelled; the request is withdrawn",
+    "status_changed": "CI posted a status (context, state) on the request or on the version it promotes",
     # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
     "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }

@@ -87,6 +87,7 @@ def describe(message: dict) -> str:
         "waiting": "approved (waiting to apply)",
         "released": "released",
         "cancelled": "cancelled the scheduled apply of",
+        "status_changed": "posted a status on",
     }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
@@ -99,6 +100,9 @@ def describe(message: dict) -> str:
                 f"the files of v{event.get('version')} ({event.get('target')}) changed: digest "
                 f"{str(event.get('digest_before'))[:12]} → {str(event.get('digest_after'))[:12]}"
             )
+    if action == "status_changed":
+        on = "" if event.get("scope") == "request" else f" (on v{event.get('version')} of {event.get('model')})"
+        detail = f"{event.get('context')} is {event.get('state')}{on}: {event.get('description') or 'no description'}"
     if action == "approval_expired":
         detail = f"{event.get('reviewer')}'s approval is older than {event.get('expire_after')} and no longer counts"
     if action == "scheduled":

@@ -78,6 +78,9 @@ def test_a_line_break_inside_a_value_is_left_to_http_client_to_refuse():
         ("PUT", "/api/2.0/mlflow-artifacts/artifacts/x", iter([b"big"]), False, False),  # streamed upload
         ("POST", "/x", iter([b"a"]), True, False),  # chunked upload
         ("HEAD", "/x", None, False, False),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/model.pkl", None, False, False),  # splice.py's
+        ("GET", "/get-artifact?path=model.pkl&run_uuid=r", None, False, False),
+        ("GET", "/static-files/static/js/main.js", None, False, False),  # the UI's bundles: megabytes
         ("TRACE", "/x", None, False, False),
         ("GET", "/caf\xe9", None, False, False),  # http.client would refuse it: its error, as before
         ("GET", "/a b", None, False, False),

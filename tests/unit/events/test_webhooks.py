@@ -126,6 +126,12 @@ CHAT = [
         "dave released #3 “Ship v7” (fraud v7 → alias:champion): after its apply_at (2026-11-30T08:00:00+00:00)",
     ),
     ("cancelled", {"apply_at": None}, {}, "dave cancelled the scheduled apply of #3 “Ship v7” (fraud v7 → alias:champion)"),
+    (
+        "status_changed",
+        {"scope": "version", "context": "ci/eval", "state": "failure", "model": "fraud", "version": "7", "description": "auc .7"},
+        {},
+        "dave posted a status on #3 “Ship v7” (fraud v7 → alias:champion): ci/eval is failure (on v7 of fraud): auc .7",
+    ),
 ]
 
 

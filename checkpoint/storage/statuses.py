@@ -1,0 +1,152 @@
+"""Statuses posted by CI: append-only rows, each written with its ``status_changed`` events in
+one transaction (``review/statuses.py`` decides what they mean)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import and_, or_, select
+
+from checkpoint.storage.base import aware, to_request
+from checkpoint.storage.chain import EventChain
+from checkpoint.storage.db import session_scope
+from checkpoint.storage.entities import OPEN, EventKind, PostedStatus, PromoteRequest
+from checkpoint.storage.models import RequestRow, StatusRow
+
+# How many rows of history one read returns at most (a CI loop posting "pending" forever).
+HISTORY_LIMIT = 500
+
+
+def to_status(row: StatusRow) -> PostedStatus:
+    return PostedStatus(
+        row.id,
+        row.request_id,
+        row.workspace or "",
+        row.model_name,
+        row.version,
+        row.digest,
+        row.context,
+        row.state,
+        row.target_url,
+        row.description,
+        row.actor,
+        aware(row.created_at),
+    )
+
+
+def status_event(row: StatusRow) -> dict:
+    """What the ``status_changed`` event records (and a webhook receives as ``event``)."""
+    return {
+        "status_id": row.id,
+        "scope": "request" if row.request_id is not None else "version",
+        "context": row.context,
+        "state": row.state,
+        "target_url": row.target_url,
+        "description": row.description,
+        "workspace": row.workspace or "",
+        "model": row.model_name,
+        "version": row.version,
+        "digest": row.digest,
+    }
+
+
+class Statuses(EventChain):
+    """The Store's statuses."""
+
+    def add_status(
+        self,
+        *,
+        request_id: int | None,
+        workspace: str,
+        model_name: str,
+        version: str | None,
+        digest: str | None,
+        context: str,
+        state: str,
+        target_url: str,
+        description: str,
+        actor: str,
+        for_requests: Sequence[int] = (),
+    ) -> PostedStatus:
+        """Store one status and log ``status_changed``: on its request, or (a version's) on each
+        request in ``for_requests``, or about the model alone when no request is open for it."""
+        stamp = self.clock.now()
+        with session_scope(self.sessions) as session:
+            rows = [self._row(session, request_id)] if request_id is not None else []
+            rows += [self._row(session, i) for i in dict.fromkeys(for_requests) if i != request_id]
+            status = StatusRow(
+                request_id=request_id,
+                workspace=workspace,
+                model_name=model_name,
+                version=version,
+                digest=digest,
+                context=context,
+                state=state,
+                target_url=target_url,
+                description=description,
+                actor=actor,
+                created_at=stamp,
+            )
+            session.add(status)
+            session.flush()
+            data = status_event(status)
+            for row in rows:
+                self._log(session, row, EventKind.STATUS_CHANGED, actor, data, stamp)
+            if not rows:
+                self._append(session, None, model_name, EventKind.STATUS_CHANGED, actor, data, stamp)
+            return to_status(status)
+
+    @staticmethod
+    def _of(request: PromoteRequest):
+        """The rows that speak for ``request``: its own, and those on the version it promotes."""
+        own = StatusRow.request_id == request.id
+        name, version = (request.challenger or {}).get("name"), (request.challenger or {}).get("version")
+        if not name or version is None:
+            return own
+        on_version = and_(
+            StatusRow.request_id.is_(None),
+            StatusRow.workspace == (request.workspace or ""),
+            StatusRow.model_name == name,
+            StatusRow.version == str(version),
+        )
+        return or_(own, on_version)
+
+    def statuses_of(self, requests: Iterable[PromoteRequest]) -> dict[int, list[PostedStatus]]:
+        """Every status row that may speak for each request, oldest first (one query per request;
+        a page of requests is at most 200)."""
+        out: dict[int, list[PostedStatus]] = {}
+        with session_scope(self.sessions) as session:
+            for request in requests:
+                query = select(StatusRow).where(self._of(request)).order_by(StatusRow.id)
+                out[request.id] = [to_status(r) for r in session.scalars(query)]
+        return out
+
+    def version_statuses(self, workspace: str, model_name: str, version: str) -> list[PostedStatus]:
+        """The statuses posted on one version, newest first (at most ``HISTORY_LIMIT``)."""
+        query = (
+            select(StatusRow)
+            .where(
+                StatusRow.request_id.is_(None),
+                StatusRow.workspace == workspace,
+                StatusRow.model_name == model_name,
+                StatusRow.version == version,
+            )
+            .order_by(StatusRow.id.desc())
+            .limit(HISTORY_LIMIT)
+        )
+        with session_scope(self.sessions) as session:
+            return [to_status(r) for r in session.scalars(query)]
+
+    def open_requests_promoting(self, workspace: str, model_name: str, version: str) -> list[PromoteRequest]:
+        """Open requests whose challenger is that version: a promotion of it, or a copy of it into
+        another model (``prod.*``): the candidates are narrowed by the version column, then by
+        the challenger snapshot each holds."""
+        query = (
+            select(RequestRow)
+            .where(RequestRow.state == OPEN, RequestRow.workspace == workspace, RequestRow.version == version)
+            .order_by(RequestRow.id)
+            .limit(HISTORY_LIMIT)
+        )
+        with session_scope(self.sessions) as session:
+            rows = list(session.scalars(query))
+            return [to_request(r) for r in rows if (r.challenger or {}).get("name") == model_name]
