@@ -212,8 +212,8 @@ def _advisory_waiters(engine: sa.Engine) -> int:
         ).scalar_one()
 
 
-def test_migration_0009_adds_and_drops_the_diff_snapshots(empty_database_url, engine_for):
-    """Upgrade from the revision before 0009 keeps every request and adds an empty
+def test_migration_0011_adds_and_drops_the_diff_snapshots(empty_database_url, engine_for):
+    """Upgrade from the revision before 0011 keeps every request and adds an empty
     ``diff_snapshots``; downgrade drops it (a cache: nothing else is lost) and upgrading again
     rebuilds it."""
     from alembic import command
@@ -221,7 +221,7 @@ def test_migration_0009_adds_and_drops_the_diff_snapshots(empty_database_url, en
 
     engine = engine_for(empty_database_url)
     config = db.alembic_config(engine)
-    before = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    before = ScriptDirectory.from_config(config).get_revision("0011").down_revision
     assert isinstance(before, str)
     db.upgrade(engine, before)
     now = datetime.now(UTC)

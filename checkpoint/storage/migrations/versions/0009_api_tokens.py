@@ -2,7 +2,7 @@
 pipeline. The secret itself is never stored, only its SHA-256 (``secret_hash``, unique: the
 lookup of every token call) and a short ``hint`` to recognise it in a list.
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04
 """
@@ -10,7 +10,7 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

@@ -1,16 +1,16 @@
 """Statuses from CI (issue 16 §2): ``statuses``, append-only, one row per status posted on a
 request or on a model version (``request_id`` NULL), with the content digest it speaks for.
 
-Revision ID: 0011
-Revises: 0010 (re-chained at the merge with the API tokens)
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -3,16 +3,16 @@
 request opens and whenever a side moves, so the page renders without waiting for MLflow's slow
 ``runs/get`` of wide runs. A cache: dropping it loses nothing (the page reads MLflow again).
 
-Revision ID: 0009
-Revises: 0011 (numbered before it, merged after it: 0011 reached main first)
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0011"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
