@@ -15,7 +15,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from checkpoint.review import rollback
+from checkpoint.review import changes, rollback
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 _TAGS = {
@@ -73,6 +73,14 @@ def target_label(target: str) -> str:
         "tag": f"tag {value}",
         "rename": f"rename to {value}",
     }.get(kind, target)
+
+
+def asked(item) -> str:
+    """A request's change in words (each kind's ``asked()``); a row no kind reads says its kind."""
+    try:
+        return changes.from_json(item.change).asked()
+    except (changes.ChangeError, TypeError, KeyError, ValueError):
+        return f"a {item.kind} change (shown as stored below)"
 
 
 def request_headline(item) -> str:
@@ -134,6 +142,7 @@ def rollback_headline(found: dict) -> str:
 
 TEMPLATE_GLOBALS = (
     target_label,
+    asked,
     request_headline,
     mlflow_version_url,
     mlflow_run_url,

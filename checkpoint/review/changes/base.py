@@ -17,6 +17,9 @@ class Change:
     """Common behaviour; subclasses add fields and the kind-specific logic."""
 
     kind: ClassVar[str] = ""
+    # The change in words for the request page's "Asked for" row, filled from :meth:`words`:
+    # each kind's sentence is data beside its code, and the raw JSON stays one click away.
+    WORDS: ClassVar[str] = ""
     name: str
     # The MLflow workspace the change acts in ("" = the default workspace): every registry read
     # and write for it is made there, and it is part of the change's identity (the dedupe key).
@@ -48,6 +51,15 @@ class Change:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def asked(self) -> str:
+        """What is asked, in words a reviewer reads ("set @champion of fraud-detector to v3")."""
+        return self.WORDS.format_map(self.words())
+
+    def words(self) -> dict[str, str]:
+        """The values :attr:`WORDS` names: the scalar fields (``version_`` as ``version``);
+        kinds add the parts that depend on a field's value."""
+        return {k.rstrip("_"): "" if v is None else str(v) for k, v in asdict(self).items() if not isinstance(v, dict)}
 
     def where(self) -> str:
         """`` in workspace 'team-b'`` for a change outside the default workspace, else ""."""

@@ -22,6 +22,8 @@ class CreateVersion(Change):
     """
 
     kind: ClassVar[str] = "create_version"
+    WORDS: ClassVar[str] = "register a new version of {name} from {source}{extras}"
+    COPY_WORDS: ClassVar[str] = "copy {copied}{pinned} into {name} as a new version{extras}"
     source: str = ""
     body: dict = field(default_factory=dict)
     resolved: str = ""
@@ -42,6 +44,17 @@ class CreateVersion(Change):
             pinned = f" (version {exact.version} when the request opened)" if asked.moving and self.resolved and exact else ""
             return f"copying {asked.describe()}{pinned} into '{self.name}'"
         return f"registering a new version of '{self.name}' from {self.source}"
+
+    def asked(self) -> str:
+        asked = self.asked_ref()
+        copy = asked is not None and asked.name is not None
+        return (self.COPY_WORDS if copy else self.WORDS).format_map(self.words())
+
+    def words(self) -> dict[str, str]:
+        asked, exact = self.asked_ref(), self.source_ref()
+        copied = asked.words() if asked is not None else self.source
+        pinned = f" (v{exact.version} when the request opened)" if asked and asked.moving and self.resolved and exact else ""
+        return {**super().words(), "copied": copied, "pinned": pinned, "extras": _tagged(self.body)}
 
     def protected_tags(self, gov: Governance) -> list[str]:
         return [t["key"] for t in self.body.get("tags") or () if gov.tag_protected(t["key"])]
@@ -151,10 +164,14 @@ class CreateModel(Change):
     """
 
     kind: ClassVar[str] = "create_model"
+    WORDS: ClassVar[str] = "create registered model {name}{extras}"
     body: dict = field(default_factory=dict)
 
     def target(self) -> str:
         return "create"
+
+    def words(self) -> dict[str, str]:
+        return {**super().words(), "extras": _tagged(self.body)}
 
     def describe(self) -> str:
         tags = ", ".join(f"{t['key']}={t.get('value', '')}" for t in self.body.get("tags") or ())
@@ -176,6 +193,12 @@ class CreateModel(Change):
     def apply(self, registry):
         registry.create_model(self.name, self.body)
         return f"registered model '{self.name}' created"
+
+
+def _tagged(body: dict) -> str:
+    """``, tagged stage=candidate, owner=alice`` for the tags a create carries, else ""."""
+    tags = ", ".join(f"{t['key']}={t.get('value', '')}" for t in body.get("tags") or ())
+    return f", tagged {tags}" if tags else ""
 
 
 def _model_is_prompt(registry: Registry, name: str) -> bool:

@@ -17,6 +17,7 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that i
 @dataclass(frozen=True)
 class Transition(Change):
     kind: ClassVar[str] = "transition"
+    WORDS: ClassVar[str] = "move {name} v{version} to {stage}{archive}"
     version_: str = ""
     stage: str = ""
     archive_existing_versions: bool = False
@@ -27,6 +28,10 @@ class Transition(Change):
 
     def target(self) -> str:
         return f"stage:{self.stage}"
+
+    def words(self) -> dict[str, str]:
+        archive = ", archiving the versions there" if self.archive_existing_versions else ""
+        return {**super().words(), "archive": archive}
 
     def describe(self) -> str:
         archive = " (archiving the versions now there)" if self.archive_existing_versions else ""
@@ -60,6 +65,7 @@ class Transition(Change):
 @dataclass(frozen=True)
 class SetAlias(Change):
     kind: ClassVar[str] = "set_alias"
+    WORDS: ClassVar[str] = "set @{alias} of {name} to v{version}"
     alias: str = ""
     version_: str = ""
 
@@ -92,6 +98,7 @@ class SetAlias(Change):
 @dataclass(frozen=True)
 class DeleteAlias(Change):
     kind: ClassVar[str] = "delete_alias"
+    WORDS: ClassVar[str] = "remove @{alias} from {name}"
     alias: str = ""
 
     def target(self) -> str:
@@ -117,6 +124,7 @@ class DeleteAlias(Change):
 @dataclass(frozen=True)
 class SetTag(Change):
     kind: ClassVar[str] = "set_tag"
+    WORDS: ClassVar[str] = "set tag {key} to '{value}' on {subject}"
     version_: str | None = None
     key: str = ""
     value: str = ""
@@ -130,6 +138,10 @@ class SetTag(Change):
 
     def _subject(self) -> str:
         return f"'{self.name}' version {self.version_}" if self.version_ else f"registered model '{self.name}'"
+
+    def words(self) -> dict[str, str]:
+        subject = f"{self.name} v{self.version_}" if self.version_ else f"registered model {self.name}"
+        return {**super().words(), "subject": subject}
 
     def describe(self) -> str:
         return f"setting tag '{self.key}' of {self._subject()} to '{self.value}'"
@@ -164,6 +176,7 @@ class SetTag(Change):
 @dataclass(frozen=True)
 class DeleteTag(SetTag):
     kind: ClassVar[str] = "delete_tag"
+    WORDS: ClassVar[str] = "remove tag {key} from {subject}"
 
     def describe(self) -> str:
         return f"removing tag '{self.key}' from {self._subject()}"
