@@ -83,19 +83,45 @@ def asked(item) -> str:
         return f"a {item.kind} change (shown as stored below)"
 
 
-def request_headline(item) -> str:
-    """``fraud-detector v7 → Production (replaces v5)``."""
+def request_headline(item, champion: dict | None | bool = True) -> str:
+    """``fraud-detector v7 → Production (replaces v5)``; a copy names its source model:
+    ``fraud-detector v2 → into prod.fraud-detector (latest there: v1)``.
+
+    ``champion``: the version the page's diff compares against (what holds the target now while
+    the request is undecided), so the headline and the diff name the same one; left out, the
+    champion recorded on the request (at opening, or at apply when it moved)."""
+    champion = item.champion if champion is True else champion
+    subject = _challenger_name(item)
     version = f" v{item.version}" if item.version else ""
-    head = f"{item.model_name}{version} → {target_label(item.target)}"
+    head = f"{subject}{version} → {target_label(item.target)}"
     if getattr(item, "workspace", ""):
         head = f"[{item.workspace}] {head}"
-    if item.champion and item.champion.get("version"):
-        champion = item.champion
-        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
-        head += f" (replaces {where}v{champion['version']})"
+    if isinstance(champion, dict) and champion.get("version"):
+        where = "" if champion.get("name") in (item.model_name, subject) else f"{champion.get('name')} "
+        if item.target.startswith("model:"):
+            head += f" (latest there: {where}v{champion['version']})"
+        else:
+            head += f" (replaces {where}v{champion['version']})"
     elif item.target.startswith(("stage:", "alias:", "model:")):
         head += " (first promotion)"
     return head
+
+
+def versions_label(item) -> str:
+    """The list's versions cell: ``v7 → replaces v5``; a copy names its source model."""
+    if not item.version:
+        return ""
+    subject = _challenger_name(item)
+    label = f"{'' if subject == item.model_name else subject + ' '}v{item.version}"
+    champion = item.champion or {}
+    if champion.get("version"):
+        label += f" → {'after' if item.target.startswith('model:') else 'replaces'} v{champion['version']}"
+    return label
+
+
+def _challenger_name(item) -> str:
+    """The model the challenger belongs to: the request's model, or a copy's source model."""
+    return (getattr(item, "challenger", None) or {}).get("name") or item.model_name
 
 
 def mlflow_version_url(name: str, version: str) -> str:
@@ -144,6 +170,7 @@ TEMPLATE_GLOBALS = (
     target_label,
     asked,
     request_headline,
+    versions_label,
     mlflow_version_url,
     mlflow_run_url,
     format_ms,

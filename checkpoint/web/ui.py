@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
@@ -16,9 +17,10 @@ from checkpoint.events import history
 from checkpoint.registry import RegistryError
 from checkpoint.review import expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
-from checkpoint.storage.entities import STATES, WAITING, EventKind, NotFound
+from checkpoint.storage.entities import APPLIED, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -29,7 +31,7 @@ from checkpoint.web.context import (
     workflow,
 )
 from checkpoint.web.fragments import Fragments
-from checkpoint.web.rendering import TEMPLATE_GLOBALS
+from checkpoint.web.rendering import TEMPLATE_GLOBALS, request_headline
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
@@ -240,11 +242,12 @@ def request_detail(request_id: int):
         standing=standing,
         missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
         item=item,
+        headline=request_headline(item, shown.champion if shown.champion_read else True),
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
         checks=checks,
-        status=workflow().status(item, checks, standing),
+        status=_as_decided(item, workflow().status(item, checks, standing)),
         rule=rule,
         may_review=item.state == "open" and refusal is None,
         review_refusal=refusal,
@@ -254,6 +257,17 @@ def request_detail(request_id: int):
         may_cancel=_may_cancel(item, user, refusal),
         freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
     )
+
+
+CLOSED = (APPLIED, REJECTED, WITHDRAWN)  # decided for good: nothing is awaited any more
+
+
+def _as_decided(item, status: Status) -> Status:
+    """A closed request's approvals as they stand, without what only an undecided one waits for:
+    an applied, rejected or withdrawn request is not "awaiting" anyone nor "blocked by" a check."""
+    if item.state not in CLOSED:
+        return status
+    return replace(status, awaited=(), awaited_required=(), blocked_by=(), blocked_by_statuses=(), expired=())
 
 
 def _may_cancel(item, user, refusal: str | None) -> bool:

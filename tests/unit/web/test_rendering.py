@@ -19,6 +19,7 @@ from checkpoint.web.rendering import (
     spark_scale,
     sparkline,
     target_label,
+    versions_label,
 )
 
 
@@ -101,6 +102,37 @@ def request(**fields) -> SimpleNamespace:
 )
 def test_request_headline(fields, headline):
     assert request_headline(request(**fields)) == headline
+
+
+def copy(**fields) -> SimpleNamespace:
+    """A copy of fraud v2 into prod.fraud, whose latest version is v1."""
+    base = {
+        "model_name": "prod.fraud",
+        "version": "2",
+        "target": "model:prod.fraud",
+        "challenger": {"name": "fraud", "version": "2"},
+        "champion": {"name": "prod.fraud", "version": "1"},
+    }
+    return request(**{**base, **fields})
+
+
+def test_a_copy_names_its_source_model_not_the_target():
+    assert request_headline(copy()) == "fraud v2 → into prod.fraud (latest there: v1)"
+    assert request_headline(copy(champion=None)) == "fraud v2 → into prod.fraud (first promotion)"
+    assert versions_label(copy()) == "fraud v2 → after v1"
+
+
+def test_the_list_names_the_versions():
+    assert versions_label(request(champion={"name": "fraud", "version": "5"})) == "v7 → replaces v5"
+    assert versions_label(request()) == "v7"
+    assert versions_label(request(version="")) == ""
+
+
+def test_the_headline_names_the_champion_the_diff_compares():
+    opened = request(champion={"name": "fraud", "version": "2"})
+    assert request_headline(opened, {"name": "fraud", "version": "3"}) == "fraud v7 → Production (replaces v3)"
+    assert request_headline(opened, None) == "fraud v7 → Production (first promotion)"
+    assert request_headline(opened) == "fraud v7 → Production (replaces v2)"  # no diff read: as recorded
 
 
 def test_links_to_mlflows_pages_quote_every_part():
