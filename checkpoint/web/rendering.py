@@ -160,6 +160,54 @@ def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
     )
 
 
+def spark_marks(change, width: int = 120, height: int = 24) -> list[dict]:
+    """What one metric's sparkline draws: a line for a side with a history, a dot for a side with
+    a single value (at the last step drawn; a lone point would be an invisible line). Nothing when
+    neither side has a history: the table's two numbers say it all."""
+    sides = (("champion", change.champion_history, change.champion), ("challenger", change.challenger_history, change.challenger))
+    if not any(history for _, history, _ in sides):
+        return []
+    last = max(step for _, history, _ in sides for step, _ in history)
+    drawn = [
+        (side, [p for p in (history or ([(last, value)] if value is not None else ())) if p[1] == p[1]])
+        for side, history, value in sides
+    ]
+    scale = spark_scale(*(points for _, points in drawn))
+    marks: list[dict] = []
+    for side, points in drawn:
+        if len({step for step, _ in points}) > 1:
+            marks.append({"side": side, "points": sparkline(points, scale, width, height)})
+        elif points:
+            x, y = sparkline(points[-1:], scale, width, height).split(",")
+            marks.append({"side": side, "cx": f"{min(max(float(x), 3.0), width - 3.0):.1f}", "cy": y})
+    return marks
+
+
+def spark_title(change) -> str:
+    """The sparkline's tooltip: each side's first and last value and how many steps it logged."""
+
+    def side(name: str, history, value) -> str:
+        if history:
+            return f"{name} {history[0][1]:.6g} → {history[-1][1]:.6g} over {len(history)} steps"
+        return f"{name} {value:.6g} (one value)" if value is not None else f"{name}: not logged"
+
+    both = [
+        side("champion", change.champion_history, change.champion),
+        side("challenger", change.challenger_history, change.challenger),
+    ]
+    return f"{change.key}: " + "; ".join(both)
+
+
+def flavours_line(flavors, first_promotion: bool = False) -> str:
+    """The MLmodel flavours in words: ``python_function, sklearn on both; added xgboost``."""
+    if first_promotion:
+        return f"{', '.join(flavors.added) or 'none'} (no champion to compare)"
+    parts = [f"{', '.join(flavors.common)} on both"] if flavors.common else []
+    parts += [f"added {', '.join(flavors.added)}"] if flavors.added else []
+    parts += [f"removed {', '.join(flavors.removed)}"] if flavors.removed else []
+    return "; ".join(parts) or "none on either side"
+
+
 # Every helper above, by the name templates call it.
 def rollback_headline(found: dict) -> str:
     """A rollback request's line above its diff: "rollback: v3 returns, replacing v5"."""
@@ -176,5 +224,8 @@ TEMPLATE_GLOBALS = (
     format_ms,
     spark_scale,
     sparkline,
+    spark_marks,
+    spark_title,
+    flavours_line,
     rollback_headline,
 )

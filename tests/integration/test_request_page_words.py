@@ -27,6 +27,10 @@ rules:
       - {name: why, kind: description, min_length: 10}
 """
 MARKUP = "<b>bold</b>"
+# The innermost elements reaching past 390 px, to say what overflows.
+WIDE = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > 390.5 && ![...e.children].some(c => c.getBoundingClientRect().right > 390.5))
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
 
 
 @pytest.fixture
@@ -59,11 +63,36 @@ def visible_text(page) -> str:
     return page.locator("main").inner_text()
 
 
-def test_the_request_page_reads_in_words(browser_page, screenshot, site, mlflow_server):  # noqa: F811
+def write_mlmodel(client: MlflowClient, run_id: str, tmp_path, flavors: list[str]) -> None:
+    """An MLmodel file naming ``flavors`` where the version's source points (``<run>/model``)."""
+    folder = tmp_path / run_id
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors:\n" + "".join(f"  {f}:\n    loader_module: x\n" for f in flavors))
+    client.log_artifact(run_id, str(folder / "MLmodel"), "model")
+
+
+def fits_in_390(page) -> None:
+    """Nothing wider than a 390 px phone: the header wraps instead of pushing the page sideways."""
+    wide = page.evaluate(WIDE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
+    header = page.locator(".cp-top").bounding_box()
+    assert header is not None and header["x"] + header["width"] <= 390
+    for item in page.locator(".cp-top a, .cp-top .cp-who").all():
+        box = item.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, item.inner_text()
+
+
+def test_the_request_page_reads_in_words(browser_page, screenshot, site, mlflow_server, tmp_path):  # noqa: F811
     page, base = browser_page, site.url
     direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     name, (v1, v2, v3) = make_model(mlflow_server.url, unique("words"), versions=3)
     direct.set_registered_model_alias(name, "champion", v1)
+    champion_run, challenger_run = (direct.get_model_version(name, v).run_id for v in (v2, v3))
+    direct.log_metric(champion_run, "auc", 0.9)  # one value: a dot
+    for step, value in enumerate((0.8, 0.85, 0.9, 0.95)):
+        direct.log_metric(challenger_run, "auc", value, step=step)
+    write_mlmodel(direct, champion_run, tmp_path, ["python_function"])
+    write_mlmodel(direct, challenger_run, tmp_path, ["python_function", "sklearn"])
     promote = open_request(base, {"kind": "set_alias", "name": name, "alias": "champion", "version": v3})
     direct.set_registered_model_alias(name, "champion", v2)  # moved outside Checkpoint after opening
     run_id = direct.get_model_version(name, v2).run_id
@@ -88,6 +117,13 @@ def test_the_request_page_reads_in_words(browser_page, screenshot, site, mlflow_
     assert '"kind"' not in text and '"alias"' not in text and "{" not in text
     page.locator(".cp-raw summary").click()
     expect(page.locator(".cp-raw pre")).to_contain_text('"kind": "set_alias"')
+    # The diff: flavours without an empty part, a sparkline with a legend, a tooltip and a dot.
+    expect(page.locator(".cp-flavours")).to_have_text("Flavours: python_function on both; added sklearn")
+    spark = page.locator("svg.cp-spark")
+    expect(spark.locator("title")).to_have_text("auc: champion 0.9 (one value); challenger 0.8 → 0.95 over 4 steps")
+    expect(spark.locator("circle.cp-spark-champion")).to_have_count(1)
+    expect(spark.locator("polyline.cp-spark-challenger")).to_have_count(1)
+    expect(page.locator(".cp-spark-legend")).to_have_text("champion challenger")
     screenshot("promotion")
 
     # A copy into prod.*: named by its source model everywhere, typed markup shown as text.
@@ -104,11 +140,20 @@ def test_the_request_page_reads_in_words(browser_page, screenshot, site, mlflow_
     expect(page.locator(".cp-raw pre")).to_contain_text(run_id)
     screenshot("copy")
     page.set_viewport_size({"width": 390, "height": 844})
+    fits_in_390(page)
     screenshot("copy-390")
-    page.set_viewport_size({"width": 1440, "height": 900})
 
     page.goto(f"{base}/checkpoint/requests?state=all&model=prod.{name}")
+    fits_in_390(page)
+    screenshot("list-390")
+    page.set_viewport_size({"width": 1440, "height": 900})
     expect(page.locator(".cp-table tbody tr").first).to_contain_text(f"{name} v{v2}")
+    for field in ("model", "target", "author", "q", "workspace"):  # labelled; a placeholder never passes for a value
+        box = page.locator(f".cp-filters input[name={field}]")
+        assert box.evaluate("e => e.closest('label') !== null")
+        assert not box.input_value() or field == "model"
+    expect(page.locator(".cp-filters input[name=model]")).to_have_attribute("placeholder", "e.g. fraud-detector (exact name)")
+    screenshot("list")
 
     # Withdrawn: nothing is awaited or blocked any more.
     assert api(base, "POST", f"/requests/{promote}/withdraw", user="alice").status_code == 200

@@ -11,12 +11,15 @@ from markupsafe import Markup
 
 from checkpoint.web.rendering import (
     TEMPLATE_GLOBALS,
+    flavours_line,
     format_ms,
     markdown,
     mlflow_run_url,
     mlflow_version_url,
     request_headline,
+    spark_marks,
     spark_scale,
+    spark_title,
     sparkline,
     target_label,
     versions_label,
@@ -163,3 +166,45 @@ def test_every_helper_is_a_template_global():
     app.register_blueprint(bp)
     for helper in TEMPLATE_GLOBALS:
         assert app.jinja_env.globals[helper.__name__] is helper
+
+
+def metric(**fields) -> SimpleNamespace:
+    base = {"key": "auc", "champion": 0.9, "challenger": 0.95, "champion_history": (), "challenger_history": ()}
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_a_side_with_one_value_is_drawn_as_a_dot():
+    marks = spark_marks(metric(challenger_history=((0, 0.8), (5, 0.95))))
+    assert [m["side"] for m in marks] == ["champion", "challenger"]
+    champion, challenger = marks
+    assert "points" not in champion and float(champion["cx"]) == 117.0  # the last step, kept inside the box
+    assert challenger["points"].count(",") == 2
+    assert spark_marks(metric()) == []  # no history on either side: the numbers say it all
+
+
+def test_a_history_whose_points_share_one_step_is_a_dot_too():
+    champion, challenger = spark_marks(
+        metric(champion_history=((3, 0.5), (3, float("nan"))), challenger=None, challenger_history=((1, 1.0), (2, 2.0)))
+    )
+    assert "cx" in champion and "points" not in champion
+    assert "points" in challenger
+
+
+def test_the_sparkline_tooltip_says_both_sides():
+    title = spark_title(metric(challenger_history=((0, 0.8), (1, 0.9), (2, 0.95))))
+    assert title == "auc: champion 0.9 (one value); challenger 0.8 → 0.95 over 3 steps"
+    assert spark_title(metric(champion=None)).startswith("auc: champion: not logged;")
+
+
+@pytest.mark.parametrize(
+    ("flavors", "first", "line"),
+    [
+        ({"common": ["python_function", "sklearn"], "added": [], "removed": []}, False, "python_function, sklearn on both"),
+        ({"common": [], "added": ["xgboost"], "removed": ["sklearn"]}, False, "added xgboost; removed sklearn"),
+        ({"common": [], "added": [], "removed": []}, False, "none on either side"),
+        ({"common": [], "added": ["python_function"], "removed": []}, True, "python_function (no champion to compare)"),
+    ],
+)
+def test_flavours_read_without_empty_parts(flavors, first, line):
+    text = flavours_line(SimpleNamespace(**flavors), first)
+    assert text == line and not text.startswith(";")
