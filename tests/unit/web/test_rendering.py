@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from checkpoint.web.rendering import (
     TEMPLATE_GLOBALS,
+    asked,
     flavours_line,
     format_ms,
     markdown,
@@ -208,3 +209,10 @@ def test_the_sparkline_tooltip_says_both_sides():
 def test_flavours_read_without_empty_parts(flavors, first, line):
     text = flavours_line(SimpleNamespace(**flavors), first)
     assert text == line and not text.startswith(";")
+
+
+def test_a_request_says_its_change_in_words_or_its_kind():
+    item = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "alias": "champion", "version": "3"})
+    assert asked(item) == "set @champion of fd to v3"
+    unreadable = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "bogus": 1})
+    assert asked(unreadable) == "a set_alias change (shown as stored below)"
