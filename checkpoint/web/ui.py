@@ -186,6 +186,7 @@ def create_request():
     reviewers = request.form.get("reviewers", "")
     apply_at = request.form.get("apply_at", "").strip()
     errors = {}
+    status = 400
     if not title.strip():
         errors["title"] = "Give the request a title."
     elif len(title) > TITLE_MAX:
@@ -200,6 +201,7 @@ def create_request():
             item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
         except (WorkflowError, RegistryError) as exc:
             errors["form"] = form_message(exc)
+            status = 409 if isinstance(exc, WorkflowError) and exc.status == 409 else 400  # e.g. "already true"
         else:
             if not created:
                 flash(f"You already have request #{item.id} open for this change.")
@@ -215,7 +217,7 @@ def create_request():
         errors=errors,
         rule=_rule(change),
         frozen=_frozen(change),
-    ), 400
+    ), status
 
 
 @bp.get("/requests/<int:request_id>")

@@ -4,12 +4,17 @@ Checkpoint's API; no request opened, and nothing sent to MLflow."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+
 import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
 from tests.support.governed import api, make_model
+from tests.support.openapi import check_answer
 
 
 @pytest.fixture
@@ -91,4 +96,17 @@ def test_api_and_form_say_already_true(live_checkpoint, mlflow_server, direct):
     refused = api(live_checkpoint.url, "POST", "/requests", user="alice", json={"change": change})
     assert refused.status_code == 409, refused.text
     assert refused.json()["message"].startswith("already true: moving alias 'champion'")
+    document = requests.get(f"{live_checkpoint.url}/checkpoint/api/v1/openapi.json", timeout=30).json()
+    check_answer(document, "/requests", "post", "409", refused.json())
+
+    # The form MLflow's UI links to says the same, on the page, and opens nothing.
+    token = base64.urlsafe_b64encode(json.dumps(change).encode()).decode().rstrip("=")
+    browser = requests.Session()
+    browser.auth = ("alice", "x")
+    page = browser.get(f"{live_checkpoint.url}/checkpoint/requests/new", params={"change": token}, timeout=30)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"change": token, "title": "again", "description": "", "reviewers": "", "csrf_token": csrf}
+    posted = browser.post(f"{live_checkpoint.url}/checkpoint/requests/new", data=form, timeout=30, allow_redirects=False)
+    assert posted.status_code == 409, posted.text[:500]
+    assert "already true: moving alias &#39;champion&#39;" in posted.text
     assert _requests_for(live_checkpoint.url, name) == []
