@@ -313,8 +313,11 @@ def _act(request_id: int, action) -> object:
 
 @bp.post("/requests/<int:request_id>/review")
 def review(request_id: int):
+    """The one review box: its text goes with the button pressed (approve, reject or comment)."""
     form = request.form
     verdict, apply_at = form.get("verdict", ""), (form.get("apply_at") or "").strip() or None
+    if verdict == "comment":
+        return _act(request_id, lambda: workflow().comment(request_id, current_user(), form.get("comment", "")))
     return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, form.get("comment", ""), apply_at))
 
 
