@@ -20,6 +20,7 @@ setup(
         "alembic>=1.13,<2",
         "gunicorn>=23,<27",  # serving.ProxyWorker extends gunicorn 26's gthread worker
         "urllib3>=2.2,<3",
+        "httptools>=0.6,<1",  # edge/lean.py: MLflow's answer heads parsed in C (llhttp)
         "requests>=2.31,<3",
         "pyyaml>=6",
         "markdown-it-py>=3,<5",

@@ -1,9 +1,14 @@
 """Review pages under load: the request page of two versions with 2,000 params and 2,000
 metrics each, the list page over 100,000 requests (SQLite and PostgreSQL), and the size of
-the script injected into MLflow. Prints a Markdown table; targets: detail ≤ 300 ms,
+the script injected into MLflow. Prints a Markdown table; targets: request page first view
+≤ 300 ms and warm p50 ≤ 100 ms (rendered from its diff snapshot, review/diff_snapshots.py),
 list ≤ 50 ms for any page and filter, script ≤ 15 KB.
 
-    .venv/bin/python benchmarks/pages_bench.py [--quick] [--postgres URL]
+The request page is measured twice: a reviewer arriving once the background thread has read
+the diff (a second or so after opening: the targets), and a view the instant the request opens,
+before that read (the page reads MLflow itself; shown for scale, no target).
+
+    .venv/bin/python benchmarks/pages_bench.py [--quick] [--postgres URL] [--detail-only]
 
 Everything runs on loopback; every loop is bounded in count.
 """
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
 from common import ROOT, Checkpoint
 from seed import fill_requests, seed_wide_versions
 
@@ -39,12 +45,37 @@ def timed(session: requests.Session, url: str, runs: int) -> tuple[float, float,
     return first, statistics.median(samples), max(samples)
 
 
+def snapshot_taken(database_url: str, request_id: int, timeout: float = 60.0) -> float:
+    """Wait (bounded) until the background thread stored the request's diff snapshot; seconds waited."""
+    engine = sa.create_engine(database_url)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout:
+            with engine.connect() as conn:
+                query = sa.text("SELECT taken_at FROM diff_snapshots WHERE request_id = :id AND data IS NOT NULL")
+                if conn.execute(query, {"id": request_id}).first() is not None:
+                    return time.monotonic() - start
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise TimeoutError(f"no diff snapshot of request #{request_id} after {timeout:.0f} s")
+
+
+def open_request(http: requests.Session, base: str, name: str, author: str) -> int:
+    """A request to move ``champion`` to v2 (one per author: each is a new request)."""
+    change = {"kind": "set_alias", "name": name, "alias": "champion", "version": "2"}
+    answer = http.post(f"{base}/checkpoint/api/v1/requests", json={"change": change}, auth=(author, "x"), timeout=60)
+    answer.raise_for_status()
+    return answer.json()["id"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 requests and 500 params/metrics")
     parser.add_argument("--postgres", help="also measure the list on this PostgreSQL URL (a scratch database)")
+    parser.add_argument("--detail-only", action="store_true", help="only the request page (no list, no 100,000 requests)")
     args = parser.parse_args()
-    n_requests = 10_000 if args.quick else 100_000
+    n_requests = 0 if args.detail_only else 10_000 if args.quick else 100_000
     width = 500 if args.quick else PARAMS
     runs = 5 if args.quick else 15
     rows: list[tuple[str, float, float, float, str]] = []
@@ -65,13 +96,26 @@ def main() -> None:
                 http = requests.Session()
                 http.auth = ("alice", "x")
                 if label == "SQLite":
-                    opened = http.post(
-                        f"{base}/checkpoint/api/v1/requests",
-                        json={"change": {"kind": "set_alias", "name": name, "alias": "champion", "version": "2"}},
+                    wide = f"{width}+{width} params/metrics per version"
+                    ready = open_request(http, base, name, "alice")
+                    waited = snapshot_taken(url, ready)
+                    first, p50, worst = timed(http, f"{base}/checkpoint/requests/{ready}", runs)
+                    rows.append(
+                        (
+                            f"request page, {wide}, its snapshot read ({waited:.1f} s after opening)",
+                            first,
+                            p50,
+                            worst,
+                            "first ≤ 300 ms, p50 ≤ 100 ms",
+                        )
                     )
-                    opened.raise_for_status()
-                    first, p50, worst = timed(http, f"{base}/checkpoint/requests/{opened.json()['id']}", runs)
-                    rows.append((f"detail page, {width}+{width} params/metrics per version", first, p50, worst, "≤ 300 ms"))
+                    instant = open_request(http, base, name, "bob")
+                    first, p50, worst = timed(http, f"{base}/checkpoint/requests/{instant}", runs)
+                    rows.append(
+                        (f"request page, {wide}, viewed the instant it opens", first, p50, worst, "(no snapshot yet: scale only)")
+                    )
+                if args.detail_only:
+                    continue
                 pages = {
                     "list: open (default)": "/checkpoint/requests",
                     "list: all states": "/checkpoint/requests?state=all",

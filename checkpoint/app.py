@@ -84,11 +84,12 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
-    from checkpoint.web import api, audit, deliveries, ops, rollback, statuses, timeline, ui
+    from checkpoint.web import api, audit, deliveries, ops, plan, rollback, statuses, timeline, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(statuses.api)
+    app.register_blueprint(plan.api)
     app.register_blueprint(audit.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(deliveries.pages)
@@ -100,6 +101,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)
     csrf.exempt(statuses.api)
+    csrf.exempt(plan.api)
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)

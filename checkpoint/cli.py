@@ -460,5 +460,39 @@ def timeline(url, model, workspace, as_json) -> None:
             click.echo(f"  {version:<8} {start} → {until}  {p['how']}{by}{approved}")
 
 
+@main.command()
+@_URL
+@click.option("-f", "--file", "path", metavar="FILE", help="the desired-state file (registry.yaml)")
+@click.option("--exit-code", "detailed", is_flag=True, help="exit 2 when MLflow differs from the file (0 when not)")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON (docs/pipelines.md)")
+def plan(url, path, detailed, as_json) -> None:
+    """Show what differs between a desired-state file and MLflow now, like `terraform plan`
+    (exit 1 on an error; with --exit-code, 2 when there is drift)."""
+    from checkpoint.review import desired
+
+    # Every failure exits 1 here (click's usage errors would exit 2, which --exit-code means as drift).
+    if not path:
+        raise click.ClickException("give the desired-state file: checkpoint plan -f registry.yaml")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    try:
+        state = desired.load(text, path)
+    except desired.DesiredError as exc:
+        raise click.ClickException(f"{path} cannot be planned:\n{exc.message}") from exc
+    try:
+        client = _client(url)
+    except click.UsageError as exc:
+        raise click.ClickException(exc.message) from exc
+    answer = _api(lambda: client.plan(state.document()))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        click.echo(desired.render(answer, path, state.lines()))
+    sys.exit(desired.exit_code(answer, detailed))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

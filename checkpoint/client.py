@@ -8,6 +8,7 @@ and ask which version holds a stage or alias.
     cp.which("fraud-detector", alias="champion")             # -> "7"
     cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
     cp.set_status("ci/eval", "success", request_id=req["id"], target_url="https://ci.example/run/1")
+    cp.plan({"models": {"fraud-detector": {"aliases": {"champion": 7}}}})  # drift from a desired state
 
 Credentials follow the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
 (Basic) or ``MLFLOW_TRACKING_TOKEN`` (Bearer).
@@ -268,6 +269,11 @@ class CheckpointClient:
         if at is not None:
             params["at"] = at.isoformat() if isinstance(at, datetime) else at
         return self._call("GET", "/which", params=params)
+
+    def plan(self, desired: dict) -> dict:
+        """What differs between ``desired`` (a registry.yaml's JSON form: ``{"models": {...}}``)
+        and MLflow now: the plan ``checkpoint plan --json`` prints (docs/pipelines.md)."""
+        return self._call("POST", "/plan", json={"desired": desired})
 
     def timeline(self, model: str, *, workspace: str | None = None) -> dict:
         """Every governed target of ``model`` with its periods (``{"model", "workspace", "targets"}``)."""

@@ -440,14 +440,16 @@ class Registry:
 
     # -- reads for the diff ----------------------------------------------------------
 
-    def run(self, run_id: str) -> dict:
+    def run(self, run_id: str, fresh: bool = False) -> dict:
         """The run as MLflow sends it: ``info``, ``data`` (params, latest metrics, tags), ``inputs``.
 
         A finished run is kept for ``CACHE_SECONDS``: a run with thousands of params costs MLflow
         hundreds of milliseconds, and every reviewer opening the request would pay it again.
+        ``fresh``: read MLflow now (a diff snapshot says when it was read; a cached run would
+        make that time a lie), and keep what was read.
         """
         key = ("run", self.workspace, run_id)
-        cached = self._cache.get(key)
+        cached = None if fresh else self._cache.get(key)
         if cached is not None:
             return cached
         run = self.call("GET", "runs/get", query={"run_id": run_id})["run"]
@@ -479,15 +481,16 @@ class Registry:
             points.sort(key=lambda p: p[0])
         return out
 
-    def version_artifact_text(self, version: Version, path: str, max_bytes: int = 1 << 20) -> str:
+    def version_artifact_text(self, version: Version, path: str, max_bytes: int = 1 << 20, fresh: bool = False) -> str:
         """One file of a version's model directory (``MLmodel``, ``requirements.txt``) as text.
 
         ``/model-versions/get-artifact`` resolves every source kind on MLflow 3 but answers 500 for
         ``runs:/`` sources stored under ``mlflow-artifacts:``, so the source's own route is the
-        fallback. Raises RegistryError (``not_found`` when no route had the file).
+        fallback. Raises RegistryError (``not_found`` when no route had the file). ``fresh``: as
+        :meth:`run`.
         """
         key = ("artifact", self.workspace, version.name, version.version, version.source, path)
-        cached = self._cache.get(key)
+        cached = None if fresh else self._cache.get(key)
         if cached is not None:
             return cached
         errors: list[RegistryError] = []

@@ -28,6 +28,8 @@ from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
 from checkpoint.review import checking, expiry, schedule
 from checkpoint.review.checks import CHECKS_INTERVAL
+from checkpoint.review.diff_snapshots import INTERVAL as DIFF_INTERVAL
+from checkpoint.review.diff_snapshots import DiffSnapshots
 from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.review.workflow import Workflow
@@ -58,6 +60,7 @@ class Services:
     proxy: Proxy
     background: Background
     clock: Clock = SYSTEM
+    snapshots: DiffSnapshots | None = None  # the request pages' diffs (review/diff_snapshots.py)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -121,6 +124,10 @@ class Services:
             digest_max_bytes=settings.digest_max_bytes,
             clock=clock,
         )
+        # The request pages' diffs, read off the page's path (review/diff_snapshots.py).
+        snapshots = DiffSnapshots(store, workflow.registry_for, clock, wake=background.wake)
+        workflow.diff_wanted = snapshots.want
+        background.every(DIFF_INTERVAL, "diff-snapshots", snapshots.run)
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
         if policy.soaking:  # a soak that passed moves its request on by itself (review/checking.py)
@@ -167,6 +174,7 @@ class Services:
             proxy=proxy,
             background=background,
             clock=clock,
+            snapshots=snapshots,
         )
 
     # -- finding them again --------------------------------------------------------------

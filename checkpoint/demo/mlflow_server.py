@@ -94,8 +94,12 @@ class MlflowServer:
         # server and plays no part in the registry: off unless a caller turns it back on (2.x has
         # no job runner and ignores the variable).
         # Telemetry off too: these servers live on loopback and have no business calling out.
+        # uvicorn parses HTTP with httptools whenever it can import it, and Checkpoint depends on
+        # httptools: pin h11, the parser of a plain ``pip install mlflow`` (its limits are the ones
+        # Checkpoint's front server is sized to; edge/limits.py). 2.x (gunicorn) ignores it.
         env = {
             **os.environ,
+            "UVICORN_HTTP": "h11",
             "MLFLOW_HOME": str(self.root),
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -10,6 +10,9 @@ tuned alone. What it does beyond a naive proxy, and why:
   socket is told to ACK at once (``TCP_QUICKACK``): stock MLflow (multi-worker uvicorn)
   never sets ``TCP_NODELAY``, so without that a reused connection waits ~40 ms for our
   delayed ACK before the body arrives (the pool and the retry policy: ``upstream.py``);
+* a small call (a body of at most one chunk, or none) to a plain-HTTP MLflow skips urllib3:
+  one ``sendall`` on a pooled socket, the answer parsed by ``httptools``, the same bytes, rules
+  and errors (``lean.py``; a third less CPU per call); everything else goes through urllib3;
 * hop-by-hop headers (and those named in ``Connection``) are dropped, ``X-Forwarded-*``
   added, ``Host`` left to the upstream's own address so MLflow's host check passes;
 * MLflow's cross-origin write protection is taken over for Checkpoint's public address,
@@ -40,6 +43,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from checkpoint.edge import lean
 from checkpoint.edge.bodies import discard_input, read_exact
 from checkpoint.edge.splice import Bodies, BodyCounter
 from checkpoint.edge.upstream import ack_now, discard_when_released, make_pool, retry_policy, send
@@ -180,6 +184,16 @@ class Proxy:
         self.pool = make_pool(parts.scheme, parts.hostname, parts.port, size=pool_size, timeout=self.timeout)
         # How bodies over one chunk move (spliced or copied), told (direction, path, bytes) after each.
         self.bodies = Bodies.create(zero_copy, self.upstream, chunk_size, on_body)
+        # Small calls to a plain-HTTP MLflow skip urllib3 (lean.py); None: everything goes through urllib3.
+        self.lean = lean.LeanUpstream.for_upstream(
+            parts.scheme,
+            parts.hostname,
+            parts.port,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_size=pool_size,
+            chunk_size=chunk_size,
+        )
 
     # -- WSGI entry point -------------------------------------------------------------
 
@@ -217,6 +231,10 @@ class Proxy:
         headers = self.request_headers(environ)
         body, chunked = self.request_body(environ, headers)
         url = self.base_path + request_target(environ)
+        if self.lean is not None and transform is None and self.lean.takes(method, url, body, chunked):
+            head = self.lean.head(method, url, headers, body)  # type: ignore[arg-type]
+            if head is not None:
+                return lean.forward(self, self.lean, environ, start_response, method, url, head, body)  # type: ignore[arg-type]
         started = time.perf_counter()
         try:
             response = send(
@@ -315,9 +333,15 @@ class Proxy:
 
     def response_headers(self, environ: dict, response) -> list[tuple[str, str]]:
         """Upstream headers minus hop-by-hop ones, with redirects pointed back at Checkpoint."""
-        named = {h.strip().lower() for h in response.headers.get("Connection", "").split(",") if h.strip()}
+        return self.answer_headers(environ, response.headers.iteritems())
+
+    def answer_headers(self, environ: dict, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """:meth:`response_headers` over (name, value) pairs in the order MLflow sent them."""
+        pairs = list(pairs)
+        connection = ",".join(v for n, v in pairs if n.lower() == "connection")
+        named = {h.strip().lower() for h in connection.split(",") if h.strip()}
         out = []
-        for name, value in response.headers.iteritems():
+        for name, value in pairs:
             lower = name.lower()
             if lower in _RESPONSE_DROP or lower in named:
                 continue

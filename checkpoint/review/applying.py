@@ -135,6 +135,7 @@ class Applying(Checking):
                     request_id, (APPLYING,), OPEN, actor=actor, event=EventKind.REOPENED, reason=f"approvals dismissed: {moved}"
                 )
                 self._run_checks_safely(request_id, "refresh", actor)  # against the new challenger / champion
+                self._want_diff([request_id])
                 return self.store.get(request_id)
             blocked = None if forced else self._checks_before_apply(request, actor)
             if blocked:

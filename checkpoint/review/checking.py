@@ -302,12 +302,14 @@ class Checking(WorkflowBase):
 
     def refresh_checks(self, model: str, target: str, actor: str, skip: int | None = None, workspace: str = "") -> None:
         """The champion of ``target`` moved (an apply, an outside change): checks that compare
-        against it are re-run on the target's other open requests (in the same MLflow workspace)."""
+        against it are re-run on the target's other open requests (in the same MLflow workspace),
+        and their diffs are read again."""
         try:
             items, _ = self.store.list_requests(state=OPEN, model=model, target=target, limit=50, workspace=workspace)
         except Exception:  # the apply that called this is recorded already
             log.exception("could not list the open requests for %s of %s to refresh their checks", target, model)
             return
+        self._want_diff(item.id for item in items if item.id != skip)
         for item in items:
             if item.id != skip and self.check_specs(item):
                 self._run_checks_safely(item.id, "refresh", actor)

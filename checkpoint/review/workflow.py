@@ -198,6 +198,8 @@ class Workflow(RollingBack, Posting):
                 f"apply_at: request #{request.id} for this change is already open with {held}; "
                 "withdraw it to ask for another time",
             )
+        if created:
+            self._want_diff([request.id])  # the page's diff, read before anyone looks
         if created and when is not None:
             self.store.schedule(request.id, when, actor=author, states=(OPEN,), data={"by": "author"})
             request = self.store.get(request.id)
@@ -328,6 +330,7 @@ class Workflow(RollingBack, Posting):
             data={"challenger": now_seen, "reason": reason},
             challenger=now_seen,
         )
+        self._want_diff([request.id])
         raise WorkflowError(
             409,
             "INVALID_STATE",

@@ -9,7 +9,7 @@ payload), ``Applying`` (``applying.py``: approved → applied once, and noticing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from checkpoint.clock import SYSTEM, Clock
@@ -86,6 +86,13 @@ class WorkflowBase:
     digest_max_bytes: int = 64 * 1024 * 1024
     # The time stamps and approval ages are read from (checkpoint/clock.py; tests move one).
     clock: Clock = SYSTEM
+    # Asks for new reads of these requests' diffs (review/diff_snapshots.py: when a request opens
+    # and whenever a side moves); never raises.
+    diff_wanted: Callable[[Iterable[int]], object] | None = None
+
+    def _want_diff(self, request_ids: Iterable[int]) -> None:
+        if self.diff_wanted is not None:
+            self.diff_wanted(list(request_ids))
 
     def registry_for(self, workspace: str) -> Registry:
         """The registry adapter acting in MLflow ``workspace`` (a change's or a request's): every

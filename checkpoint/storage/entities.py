@@ -247,3 +247,18 @@ class Outgoing:
     state: str | None  # the request's state right after the event
     comment: str | None  # a comment's text, for ``commented``
     title: str | None = None  # the request's title as of the event (its current one if the log does not say)
+
+
+@dataclass(frozen=True)
+class DiffSnapshot:
+    """What a request page's diff was computed from, as stored (``diff_snapshots``): ``data`` is
+    opaque here (the review layer encodes it); None until a read succeeded."""
+
+    request_id: int
+    key: str | None
+    data: bytes | None
+    raw_bytes: int
+    taken_at: datetime | None
+    wanted_at: datetime | None
+    claimed_at: datetime | None
+    error: str

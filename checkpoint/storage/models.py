@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -183,3 +183,23 @@ class DeliveryRow(Base):
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_order", "webhook", "request_id", "event_id"),
     )
+
+
+class DiffSnapshotRow(Base):
+    """What the request page's diff needs, read from MLflow off the page's path (one row per
+    request; ``review/diff_snapshots.py``). ``key`` names the two versions and their content
+    digests the read was of: a page whose versions or digests differ does not use it.
+    ``wanted_at``: a refresh is asked; ``claimed_at``: a worker is reading (a lease)."""
+
+    __tablename__ = "diff_snapshots"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("promote_requests.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)  # zlib-compressed JSON of both sides' inputs
+    raw_bytes: Mapped[int] = mapped_column(Integer, default=0)  # the JSON's size before compression
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when the read began
+    wanted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str] = mapped_column(Text, default="")  # the last refresh's failure ("" when it worked)
+
+    __table_args__ = (Index("ix_diff_snapshots_wanted", "wanted_at"),)

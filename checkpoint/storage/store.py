@@ -8,13 +8,14 @@ The Store is composed of focused parts (mixins over one session factory, so that
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
 ``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
-``Statuses`` (posted by CI).
+``Statuses`` (posted by CI), and ``DiffSnapshots`` (what request pages' diffs are rendered from).
 The entities and states live in ``entities``.
 """
 
 from __future__ import annotations
 
 from checkpoint.storage.check_results import CheckResults
+from checkpoint.storage.diff_snapshots import DiffSnapshots
 from checkpoint.storage.entities import (
     ACTIVE,
     APPLIED,
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Statuses, Outbox):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

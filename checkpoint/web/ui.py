@@ -10,11 +10,12 @@ import json
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
-from checkpoint.review import diff, expiry, schedule
-from checkpoint.review.changes import Change, ChangeError, canonical_workspace, from_json, lone_surrogate, parse
+from checkpoint.review import expiry, schedule
+from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
 from checkpoint.storage.entities import STATES, WAITING, EventKind, NotFound
@@ -27,10 +28,12 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.fragments import Fragments
 from checkpoint.web.rendering import TEMPLATE_GLOBALS
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
+_FRAGMENTS = Fragments()  # the request pages' rendered diffs, per process
 
 for _helper in TEMPLATE_GLOBALS:  # the pages' formatting helpers (rendering.py), app-wide
     bp.add_app_template_global(_helper)
@@ -226,7 +229,7 @@ def request_detail(request_id: int):
         item = workflow().store.get(request_id)
     except NotFound:
         abort(404, f"promote request #{request_id} does not exist")
-    diff, diff_error, moved = _diff_for(item)
+    shown = _diff_for(item)
     user = current_user()
     refusal = workflow().refusal(user, item)
     rule = workflow().rule_of(item)
@@ -240,9 +243,8 @@ def request_detail(request_id: int):
         missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
         item=item,
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
-        diff=diff,
-        diff_error=diff_error,
-        moved=moved,
+        diff_html=_diff_html(item, shown),
+        diff_error=shown.error,
         checks=checks,
         status=workflow().status(item, checks, standing),
         rule=rule,
@@ -263,42 +265,34 @@ def _may_cancel(item, user, refusal: str | None) -> bool:
     return scheduled and (user.name == item.author or user.is_admin or refusal is None)
 
 
-def _same_version(version, snapshot: dict | None) -> bool:
-    """Whether ``version`` is the one a snapshot names. Snapshots also keep the files' digest,
-    which the page shows on its own: only the version's identity is compared here."""
-    if version is None or not snapshot:
-        return version is None and not snapshot
-    return all(snapshot.get(key) == value for key, value in version.identity().items())
-
-
 def _diff_for(item):
-    """The challenger-vs-champion diff, computed from MLflow now, and what moved since opening.
+    """The challenger-vs-champion diff, from its snapshot or MLflow (``review/diff_snapshots.py``)."""
+    snapshots = current_services().snapshots
+    assert snapshots is not None  # Services.build makes one
+    return snapshots.for_page(item)
 
-    While a request is undecided the champion is whatever the target holds now (so a reviewer
-    sees the real replacement); once decided, the champion frozen at opening.
-    """
-    if not item.challenger:
-        return None, None, None
-    registry = workflow().registry_for(item.workspace)  # the request's workspace, not the default one
-    try:
-        change = from_json(item.change)
-        challenger = change.challenger(registry)
-        if challenger is None:
-            gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
-            return None, f"the challenger ({gone}) no longer exists", None
-        if item.state in ("open", "approved", "failed"):
-            champion = change.champion(registry)
-        else:
-            champion = registry.version(item.champion["name"], item.champion["version"]) if item.champion else None
-        moved = []
-        if not _same_version(champion, item.champion):
-            before = f"v{item.champion['version']}" if item.champion else "none"
-            moved.append(f"champion was {before} at opening, is {'v' + champion.version if champion else 'none'} now")
-        if not _same_version(challenger, item.challenger):
-            moved.append("the challenger version changed")
-        return diff.load_diff(registry, challenger, champion), None, "; ".join(moved) or None
-    except RegistryError as exc:
-        return None, f"MLflow could not be read for the diff: {exc.message}", None
+
+def _diff_html(item, shown) -> Markup | None:
+    """The diff section, rendered once per snapshot and page lines (``fragments.py``)."""
+    if shown.error is not None and shown.diff is None:
+        return None
+    lines = (shown.moved, shown.refreshing, shown.note, json.dumps(item.rollback, sort_keys=True))
+    name = None if shown.source is None else (*shown.source, *lines)
+
+    def render() -> str:
+        if shown.diff is None:
+            return ""
+        return render_template(
+            "ui/_diff.html",
+            item=item,
+            diff=shown.diff,
+            moved=shown.moved,
+            diff_as_of=shown.as_of,
+            diff_refreshing=shown.refreshing,
+            diff_note=shown.note,
+        )
+
+    return _FRAGMENTS.get(name, render)
 
 
 def _act(request_id: int, action) -> object:

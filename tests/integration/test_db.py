@@ -19,7 +19,7 @@ from tests.support.race import race, result_or_error
 from tests.support.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries", "statuses"}
+TABLES = {"promote_requests", "reviews", "comments", "events", "check_results", "deliveries", "statuses", "diff_snapshots"}
 # pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
 LOCK_KEY = db._MIGRATION_LOCK_KEY
 
@@ -200,3 +200,47 @@ def _advisory_waiters(engine: sa.Engine) -> int:
             ),
             {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF},
         ).scalar_one()
+
+
+def test_migration_0009_adds_and_drops_the_diff_snapshots(empty_database_url, engine_for):
+    """Upgrade from the revision before 0009 keeps every request and adds an empty
+    ``diff_snapshots``; downgrade drops it (a cache: nothing else is lost) and upgrading again
+    rebuilds it."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    engine = engine_for(empty_database_url)
+    config = db.alembic_config(engine)
+    before = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    assert isinstance(before, str)
+    db.upgrade(engine, before)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO promote_requests (kind, model_name, target, change, title, description, author, state, "
+                "state_reason, challenger, dedupe_key, created_at, updated_at, apply_result, named_reviewers, rule_name, "
+                "workspace) VALUES ('set_alias', 'm', 'alias:champion', '{}', 't', '', 'alice', 'open', '', '{}', 'k', "
+                ":now, :now, '', '[]', 'default', '')"
+            ),
+            {"now": now},
+        )
+    assert "diff_snapshots" not in table_names(engine)
+
+    assert db.upgrade(engine) == db.head_revision(engine)
+    assert "diff_snapshots" in table_names(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO diff_snapshots (request_id, raw_bytes, error) VALUES (1, 0, '')"))
+
+    command.downgrade(config, before)
+    engine.dispose()
+    assert db.current_revision(engine) == before
+    assert "diff_snapshots" not in table_names(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT title FROM promote_requests")).scalars().all() == ["t"]
+
+    db.upgrade(engine)
+    engine.dispose()
+    assert "diff_snapshots" in table_names(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM diff_snapshots")).scalar_one() == 0

@@ -23,7 +23,15 @@ from checkpoint.review.diff.compare import (
     direction_matcher,
     provenance_of,
 )
-from checkpoint.review.diff.loading import HISTORY_POINTS, MAX_HISTORY_CALLS, PARALLEL_READS, load_diff, load_version_info
+from checkpoint.review.diff.loading import (
+    HISTORY_POINTS,
+    MAX_HISTORY_CALLS,
+    PARALLEL_READS,
+    load_diff,
+    load_sides,
+    load_version_info,
+)
+from checkpoint.review.diff.stored import decode_sides, encode_sides, readable
 from checkpoint.review.diff.types import (
     DISPLAY_LIMIT,
     ColumnSpec,
@@ -76,11 +84,15 @@ __all__ = [
     "diff_signature",
     "diff_tags",
     "direction_matcher",
+    "decode_sides",
+    "encode_sides",
     "load_diff",
+    "load_sides",
     "load_version_info",
     "normalize_name",
     "parse_mlmodel",
     "parse_requirements",
     "parse_signature",
     "provenance_of",
+    "readable",
 ]

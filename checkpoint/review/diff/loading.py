@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.registry import Registry, RegistryError, RegistryUnavailable, Version
 from checkpoint.review.diff.artifacts import parse_mlmodel, parse_requirements
 from checkpoint.review.diff.compare import DEFAULT_LOWER_IS_BETTER, compute_diff
 from checkpoint.review.diff.types import DatasetInput, ModelDiff, VersionInfo
@@ -47,15 +47,29 @@ def load_diff(
     lower_is_better: Iterable[str] = DEFAULT_LOWER_IS_BETTER,
     max_histories: int = MAX_HISTORY_CALLS,
 ) -> ModelDiff:
-    """Load both sides, fetch histories for charts (differing metrics first, one call per metric
-    for both runs, at most ``max_histories`` calls), then diff."""
-    sides = _load_all(registry, [challenger] + ([champion] if champion else []))
+    """Load both sides (:func:`load_sides`), then diff."""
+    new, old = load_sides(registry, challenger, champion, max_histories=max_histories)
+    return compute_diff(new, old, lower_is_better=lower_is_better)
+
+
+def load_sides(
+    registry: Registry,
+    challenger: Version,
+    champion: Version | None,
+    *,
+    max_histories: int = MAX_HISTORY_CALLS,
+    fresh: bool = False,
+) -> tuple[VersionInfo, VersionInfo | None]:
+    """Both sides' diff inputs, with histories for charts (differing metrics first, one call per
+    metric for both runs, at most ``max_histories`` calls): what a diff snapshot keeps.
+    ``fresh``: nothing from the registry adapter's cache (the snapshot's time must be true)."""
+    sides = _load_all(registry, [challenger] + ([champion] if champion else []), fresh)
     new, old = sides[0], (sides[1] if champion else None)
     wanted = list(dict.fromkeys(k for side in sides for k in _multi_step(side)))
     differs = {k for k in wanted if old is None or old.metrics.get(k) != new.metrics.get(k)}
     wanted.sort(key=lambda k: (k not in differs, k))
     _fetch_histories(registry, sides, wanted[:max_histories])
-    return compute_diff(new, old, lower_is_better=lower_is_better)
+    return new, old
 
 
 def _parallel(tasks: list) -> list:
@@ -66,7 +80,7 @@ def _parallel(tasks: list) -> list:
         return list(pool.map(lambda task: task(), tasks))
 
 
-def _load_all(registry: Registry, versions: list[Version]) -> list[VersionInfo]:
+def _load_all(registry: Registry, versions: list[Version], fresh: bool = False) -> list[VersionInfo]:
     """Each version's run, MLmodel and requirements, all read at once (each task fills its own fields)."""
     infos = []
     tasks: list[Callable[[], None]] = []
@@ -82,20 +96,21 @@ def _load_all(registry: Registry, versions: list[Version]) -> list[VersionInfo]:
         )
         infos.append(info)
         if version.run_id:
-            tasks.append(partial(_load_run, registry, info))
+            tasks.append(partial(_load_run, registry, info, fresh))
         else:
             info.problems.append("the version has no source run: no params, metrics, run tags or datasets")
-        tasks.append(partial(_load_mlmodel, registry, version, info))
-        tasks.append(partial(_load_requirements, registry, version, info))
+        tasks.append(partial(_load_mlmodel, registry, version, info, fresh))
+        tasks.append(partial(_load_requirements, registry, version, info, fresh))
     _parallel(tasks)
     return infos
 
 
-def _load_run(registry: Registry, info: VersionInfo) -> None:
+def _load_run(registry: Registry, info: VersionInfo, fresh: bool = False) -> None:
     try:
-        run = registry.run(info.run_id)
+        run = registry.run(info.run_id, fresh=True) if fresh else registry.run(info.run_id)
     except RegistryError as exc:
         info.problems.append(f"run {info.run_id} could not be read: {_brief(exc)}")
+        info.transient |= _transient(exc)
         return
     meta, data = run.get("info") or {}, run.get("data") or {}
     info.run_name = meta.get("run_name", "") or ""
@@ -122,21 +137,27 @@ def _dataset(item: Mapping[str, Any]) -> DatasetInput:
     )
 
 
-def _load_mlmodel(registry: Registry, version: Version, info: VersionInfo) -> None:
+def _load_mlmodel(registry: Registry, version: Version, info: VersionInfo, fresh: bool = False) -> None:
     try:
-        info.signature, info.flavors = parse_mlmodel(registry.version_artifact_text(version, "MLmodel"))
+        info.signature, info.flavors = parse_mlmodel(_artifact(registry, version, "MLmodel", fresh))
         info.mlmodel_read = True
     except RegistryError as exc:
         info.problems.append(f"MLmodel could not be read: {_brief(exc)}")
+        info.transient |= _transient(exc)
     except ValueError as exc:
         info.problems.append(f"MLmodel could not be parsed: {exc}")
 
 
-def _load_requirements(registry: Registry, version: Version, info: VersionInfo) -> None:
+def _load_requirements(registry: Registry, version: Version, info: VersionInfo, fresh: bool = False) -> None:
     try:
-        info.requirements = parse_requirements(registry.version_artifact_text(version, "requirements.txt"))
+        info.requirements = parse_requirements(_artifact(registry, version, "requirements.txt", fresh))
     except RegistryError as exc:
         info.problems.append(f"requirements.txt could not be read: {_brief(exc)}")
+        info.transient |= _transient(exc)
+
+
+def _artifact(registry: Registry, version: Version, path: str, fresh: bool) -> str:
+    return registry.version_artifact_text(version, path, fresh=True) if fresh else registry.version_artifact_text(version, path)
 
 
 def _multi_step(info: VersionInfo) -> list[str]:
@@ -159,10 +180,16 @@ def _fetch_histories(registry: Registry, sides: list[VersionInfo], keys: list[st
         if isinstance(histories, RegistryError):
             for side in sides:
                 side.problems.append(f"history of metric {key} could not be read: {_brief(histories)}")
+                side.transient |= _transient(histories)
             continue
         for side in sides:
             if key in side.metrics and histories.get(side.run_id):
                 side.metric_histories[key] = histories[side.run_id]
+
+
+def _transient(exc: RegistryError) -> bool:
+    """Whether a failed read may work next time (MLflow unreachable or failing, not a refusal)."""
+    return isinstance(exc, RegistryUnavailable) or exc.status >= 500 or exc.status == 429
 
 
 def _brief(exc: RegistryError) -> str:

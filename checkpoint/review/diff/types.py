@@ -66,6 +66,8 @@ class VersionInfo:
     flavors: tuple[str, ...] = ()
     requirements: dict[str, str] | None = None  # None: requirements.txt could not be read
     problems: list[str] = field(default_factory=list)
+    # A read failed in a way that may pass (MLflow unreachable, a 5xx): a snapshot of it is not kept.
+    transient: bool = False
 
 
 # -- outputs ---------------------------------------------------------------------------
