@@ -191,6 +191,7 @@ def create_request():
     reviewers = request.form.get("reviewers", "")
     apply_at = request.form.get("apply_at", "").strip()
     errors = {}
+    status = 400
     if not title.strip():
         errors["title"] = "Give the request a title."
     elif len(title) > TITLE_MAX:
@@ -205,6 +206,7 @@ def create_request():
             item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
         except (WorkflowError, RegistryError) as exc:
             errors["form"] = form_message(exc)
+            status = 409 if isinstance(exc, WorkflowError) and exc.status == 409 else 400  # e.g. "already true"
         else:
             if not created:
                 flash(f"You already have request #{item.id} open for this change.")
@@ -220,7 +222,7 @@ def create_request():
         errors=errors,
         rule=_rule(change),
         frozen=_frozen(change),
-    ), 400
+    ), status
 
 
 @bp.get("/requests/<int:request_id>")
@@ -319,8 +321,11 @@ def _act(request_id: int, action) -> object:
 
 @bp.post("/requests/<int:request_id>/review")
 def review(request_id: int):
+    """The one review box: its text goes with the button pressed (approve, reject or comment)."""
     form = request.form
     verdict, apply_at = form.get("verdict", ""), (form.get("apply_at") or "").strip() or None
+    if verdict == "comment":
+        return _act(request_id, lambda: workflow().comment(request_id, current_user(), form.get("comment", "")))
     return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, form.get("comment", ""), apply_at))
 
 

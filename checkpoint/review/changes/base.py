@@ -83,6 +83,13 @@ class Change:
     def is_true(self, registry: Registry) -> bool:
         raise NotImplementedError
 
+    def noop_answer(self, registry: Registry) -> dict | None:
+        """MLflow's answer to this call when it would change nothing, judged on MLflow's state
+        read now; None when it would change something (or this kind never counts as a no-op).
+        The call itself is never sent: between this read and a forward, a reviewed change could
+        land, and the stale call would then undo it unreviewed."""
+        return None
+
     def apply(self, registry: Registry) -> str:
         raise NotImplementedError
 

@@ -142,6 +142,26 @@ class CreateVersion(Change):
                 return False
             raise
 
+    def noop_answer(self, registry):
+        """A copy whose target's newest version already is a copy of the same source version
+        (same run, same asked tags): MLflow would add an identical version, which changes
+        nothing ``latest`` loads. The answer is that newest version. A registration never is."""
+        ref = self.source_ref()
+        if ref is None or ref.name is None or not self.resolved:
+            return None
+        newest = registry.latest_version(self.name)
+        if newest is None or newest.source != self.resolved:
+            return None
+        tags = {t["key"]: t.get("value", "") for t in self.body.get("tags") or ()}
+        if self.body.get("run_id") not in (None, "", newest.run_id) or any(newest.tags.get(k) != v for k, v in tags.items()):
+            return None
+        try:
+            return {"model_version": registry.version_json(self.name, newest.version)}
+        except RegistryError as exc:
+            if exc.not_found:  # deleted between the two reads: no longer true
+                return None
+            raise
+
     def apply(self, registry):
         try:
             registry.model(self.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from checkpoint.registry import RegistryError, Version
 from checkpoint.review.changes.base import Change, _version_or_none
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that is a prompt with it
@@ -57,6 +58,21 @@ class Transition(Change):
             return all(v.version == self.version_ for v in registry.stage_holders(self.name, self.stage))
         return True
 
+    def noop_answer(self, registry):
+        try:
+            raw = registry.version_json(self.name, self.version_)
+        except RegistryError as exc:
+            if exc.not_found:
+                return None
+            raise
+        if Version.from_json(raw).stage != self.stage:
+            return None
+        if self.archive_existing_versions and any(
+            v.version != self.version_ for v in registry.stage_holders(self.name, self.stage)
+        ):
+            return None  # the call would archive the others: a real change
+        return {"model_version": raw}  # what MLflow answers a transition: the version as it now is
+
     def apply(self, registry):
         registry.transition_stage(self.name, self.version_, self.stage, self.archive_existing_versions)
         return f"'{self.name}' version {self.version_} is now in {self.stage}"
@@ -89,6 +105,9 @@ class SetAlias(Change):
     def is_true(self, registry):
         holder = registry.alias_holder(self.name, self.alias)
         return holder is not None and holder.version == self.version_
+
+    def noop_answer(self, registry):
+        return {} if self.is_true(registry) else None  # MLflow answers a set alias with an empty object
 
     def apply(self, registry):
         registry.set_alias(self.name, self.alias, self.version_)
