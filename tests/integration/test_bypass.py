@@ -487,6 +487,18 @@ def test_governed_view_sees_each_kind_of_protected_change():
     prompt = {"tags": {PROMPT_TAG: "true"}, "aliases": {"champion": "1"}, "versions": {}}
     assert same_governed({**base, "p": prompt}, {**base, "p": None}, gov) == []  # a prompt deleted
     assert same_governed({**base, "p": prompt}, {**base, "p": {**prompt, "tags": {}}}, gov) == ["p"]  # unmarked
+    # A prompt's own protected-key tags are its business (the gate exempts them), so a prompt
+    # carrying one may be renamed to a free name; the same tag on a model arriving there may not.
+    tagged_prompt = {**prompt, "aliases": {}, "tags": {PROMPT_TAG: "true", "validation_status": "failed"}}
+    assert same_governed({**base, "p": tagged_prompt, "p2": None}, {**base, "p": None, "p2": tagged_prompt}, gov) == []
+    tagged_model = {"tags": {"validation_status": "failed"}, "aliases": {}, "versions": {}}
+    assert same_governed({**base, "p2": None}, {**base, "p2": tagged_model}, gov) == ["p2"]
+    model_in_prompt = {"stage": "None", "description": "", "tags": {"validation_status": "passed"}, "source": "s"}
+    assert same_governed(
+        {**base, "p": {**prompt, "versions": {"1": model_in_prompt}}},
+        {**base, "p": {**prompt, "versions": {"1": {**model_in_prompt, "tags": {}}}}},
+        gov,
+    ) == ["p"]  # a real model version inside a prompt keeps its governed tags
     assert not changed(lambda s: s.update({"prod.new": {"tags": {}, "aliases": {}, "versions": {}}}))
     assert changed(
         lambda s: s.update(

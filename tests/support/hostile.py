@@ -97,8 +97,10 @@ def governed_view(state: dict, gov: governance.Governance) -> dict:
     A model that does not exist looks like one that holds nothing governed: creating an empty
     model is allowed (a protected name is created by Checkpoint's own account, which only an
     authenticated server can tell apart: tests/integration/test_identity_policy.py), its versions are not.
-    A prompt's aliases pass review, so only whether it is a prompt is governed (and a new prompt
-    may appear: see :func:`same_governed`).
+    A prompt's aliases and its own tags (the model's, and its prompt versions') pass review, as
+    ``Workflow._prompt_exempt`` lets them, so only whether it is a prompt is governed (and a new
+    prompt may appear: see :func:`same_governed`). A real model version registered into a
+    prompt-marked model keeps its governed tags and stage.
     """
     view: dict[str, dict | None] = {}
     for name, model in state.items():
@@ -109,9 +111,12 @@ def governed_view(state: dict, gov: governance.Governance) -> dict:
             "prompt": prompt,
             "governed_stages": {v: d["stage"] for v, d in versions.items() if gov.stage_governed(d["stage"])},
             "protected_aliases": {a: v for a, v in model["aliases"].items() if gov.alias_protected(a) and not prompt},
-            "protected_model_tags": {k: v for k, v in model["tags"].items() if gov.tag_protected(k)},
+            "protected_model_tags": {k: v for k, v in model["tags"].items() if gov.tag_protected(k) and not prompt},
             "protected_version_tags": {
-                (v, k): val for v, d in versions.items() for k, val in d["tags"].items() if gov.tag_protected(k)
+                (v, k): val
+                for v, d in versions.items()
+                for k, val in d["tags"].items()
+                if gov.tag_protected(k) and not (prompt and d["tags"].get(PROMPT_TAG, "").lower() == "true")
             },
             "versions": sorted(versions) if gov.model_protected(name) else None,
         }
