@@ -27,9 +27,9 @@ SCAN_MAX = 1000
 BATCH = 100
 
 
-def awaits(workflow, user: User, request: PromoteRequest, checks, standing, right: RightCheck | None) -> bool:
-    """Whether ``request`` waits for ``user``'s review now (``checks``, ``standing``: its check
-    results and statuses, read for the page; ``right``: the MANAGE check, or None)."""
+def candidate(workflow, user: User, request: PromoteRequest, right: RightCheck | None) -> bool:
+    """The cheap half of :func:`awaits` (no check or status read): open, undecided by ``user``,
+    not their own (unless allowed), and they are named on it or the rule lets them approve."""
     if request.state != OPEN or user.anonymous:
         return False
     rule = workflow.rule_of(request)
@@ -39,13 +39,8 @@ def awaits(workflow, user: User, request: PromoteRequest, checks, standing, righ
             return False  # decided: their approval or rejection stands
     if user.name == request.author and not rule.allow_self_approval:
         return False
-    status = workflow.status(request, checks, standing)
-    if status.blocked_by or status.blocked_by_statuses:
-        return False
-    if user.name in status.awaited:
+    if user.name in request.named_reviewers or user.name in rule.reviewers:
         return True
-    if status.met:  # enough approvals: nobody else is waited for
-        return False
     refusal = workflow.policy.may_review(
         user,
         request.author,
@@ -57,6 +52,18 @@ def awaits(workflow, user: User, request: PromoteRequest, checks, standing, righ
         rollback.verified(request),
     )
     return refusal is None
+
+
+def awaits(workflow, user: User, request: PromoteRequest, checks, standing, right: RightCheck | None) -> bool:
+    """Whether ``request`` waits for ``user``'s review now (``checks``, ``standing``: its check
+    results and statuses, read for the page; ``right``: the MANAGE check, or None): a candidate,
+    not blocked, and still short of approvals (or ``user`` still awaited by name)."""
+    if not candidate(workflow, user, request, right):
+        return False
+    status = workflow.status(request, checks, standing)
+    if status.blocked_by or status.blocked_by_statuses:
+        return False
+    return user.name in status.awaited or not status.met
 
 
 def _memo(workflow) -> Callable[[str], RightCheck | None]:
@@ -110,7 +117,9 @@ def awaiting(
             not_author=None if self_allowed else user.name,
             **filters,
         )
-        batch = [item for item in batch if can_read(item)]
+        # The policy first (no database read), then what MLflow lets the caller read, then the
+        # checks and statuses of the few left, in one query each.
+        batch = [item for item in batch if candidate(workflow, user, item, rights(item.workspace)) and can_read(item)]
         checks, standing = workflow.checks_of(batch), workflow.statuses_of(batch)
         for item in batch:
             if awaits(workflow, user, item, checks[item.id], standing[item.id], rights(item.workspace)):
