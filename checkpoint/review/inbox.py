@@ -108,10 +108,10 @@ def awaiting(
     read = 0
     cursor = before
     while read < scan:
-        batch, more = workflow.store.list_requests(
+        raw, more = workflow.store.list_requests(
             state=OPEN,
             before=cursor,
-            limit=min(BATCH, scan - read),
+            limit=min(BATCH, scan - read, max(2 * limit, 20)),  # a count to 10 needs no 100 rows
             workspace=workspace,
             undecided_by=user.name,
             not_author=None if self_allowed else user.name,
@@ -119,14 +119,14 @@ def awaiting(
         )
         # The policy first (no database read), then what MLflow lets the caller read, then the
         # checks and statuses of the few left, in one query each.
-        batch = [item for item in batch if candidate(workflow, user, item, rights(item.workspace)) and can_read(item)]
+        batch = [item for item in raw if candidate(workflow, user, item, rights(item.workspace)) and can_read(item)]
         checks, standing = workflow.checks_of(batch), workflow.statuses_of(batch)
         for item in batch:
             if awaits(workflow, user, item, checks[item.id], standing[item.id], rights(item.workspace)):
                 found.append(item)
                 if len(found) == limit:
                     return found, item.id
-        read += BATCH
+        read += len(raw)
         if more is None:
             return found, None
         cursor = more

@@ -31,6 +31,7 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.inbox import awaiting_count
 from checkpoint.web.scopes import token_scope
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
@@ -361,7 +362,10 @@ def summary():
     store = workflow().store
     hidden = reader().hidden(store.request_models(state="open"))  # counts leave out what the caller may not read
     items = store.list_requests(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
+    awaiting, more = awaiting_count()
     response = jsonify(
+        awaiting_me=awaiting,
+        awaiting_me_more=more,
         open=store.count(state="open", hidden=hidden),
         model=model,
         open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,

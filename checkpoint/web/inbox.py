@@ -46,18 +46,25 @@ def _mine(states: tuple[str, ...] | None) -> list[PromoteRequest]:
     return sorted(found, key=lambda i: i.id, reverse=True)[:SHOWN]
 
 
+def awaiting_count() -> tuple[int, bool]:
+    """How many requests wait for the caller's review, counted to ``COUNT_MAX`` (reading at most
+    ``COUNT_SCAN`` candidates), and whether there may be more: once per call to Checkpoint."""
+    if "inbox_count" not in g:
+        user = g.get("user")
+        if user is None or user.anonymous:
+            g.inbox_count = (0, False)
+        else:
+            found, more = awaiting_me(COUNT_MAX, COUNT_SCAN)
+            g.inbox_count = (len(found), more is not None and len(found) == COUNT_MAX)
+    return g.inbox_count
+
+
 @pages.app_context_processor
 def _header_count():
     def inbox_count() -> str:
-        """ "3", "10+" or "" (anonymous, or nothing waits): computed once per page view, when shown."""
-        if "inbox_count" not in g:
-            user = g.get("user")
-            if user is None or user.anonymous:
-                g.inbox_count = ""
-            else:
-                found, more = awaiting_me(COUNT_MAX, COUNT_SCAN)
-                g.inbox_count = f"{len(found)}+" if len(found) == COUNT_MAX and more else (str(len(found)) if found else "")
-        return g.inbox_count
+        """ "3", "10+" or "" (anonymous, or nothing waits), for the header; computed when shown."""
+        count, more = awaiting_count()
+        return f"{count}+" if more else (str(count) if count else "")
 
     return {"inbox_count": inbox_count}
 

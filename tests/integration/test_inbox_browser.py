@@ -3,6 +3,7 @@ the header's count, alice's "My requests" and "Recently decided"; typed text sta
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from playwright.sync_api import expect
@@ -56,3 +57,22 @@ def test_inbox_page_and_header_count(browser_page, screenshot, sqlite_checkpoint
     expect(page.locator(".cp-table tbody tr")).to_have_count(1)
     assert "author=me" in page.url
     assert page.js_errors == []
+
+
+def test_mlflow_panel_says_how_many_wait_for_you(browser_page, screenshot, sqlite_checkpoint, mlflow_server):  # noqa: F811
+    page, base = browser_page, sqlite_checkpoint.url
+    name, (_v1, v2) = make_model(mlflow_server.url)
+    change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
+    assert api(base, "POST", "/requests", "alice", json={"change": change}).status_code == 201
+
+    sign_in(page, base, "bob")
+    page.goto(f"{base}/#/models/{quote(name, safe='')}")
+    expect(page.locator(".cp-panel-toggle")).to_be_visible(timeout=30_000)
+    expect(page.locator(".cp-panel-mine")).to_have_text("1 for you")
+    expect(page.locator(".cp-panel-toggle")).to_have_attribute("aria-label", re.compile("1 waiting for your review"))
+    screenshot("panel-bob")
+
+    sign_in(page, base, "alice")  # her own request waits for someone else
+    page.goto(f"{base}/#/models/{quote(name, safe='')}")
+    expect(page.locator(".cp-panel-count")).to_have_text("1")
+    expect(page.locator(".cp-panel-mine")).to_be_hidden()
