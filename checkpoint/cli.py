@@ -17,9 +17,11 @@ from checkpoint.settings import Settings
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
+def _settings(registry_required: bool = True) -> Settings:
+    """The environment's settings; ``registry_required=False`` for commands that only read the
+    database (``audit``), which need no MLflow address."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(registry_required=registry_required)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -95,7 +97,7 @@ def current() -> None:
     """Print the schema revision the database is at, and the one this code needs."""
     from checkpoint.storage import db
 
-    engine = db.make_engine(_settings().database_url)
+    engine = db.make_engine(_settings(registry_required=False).database_url)
     click.echo(f"current: {db.current_revision(engine) or 'none'}  head: {db.head_revision(engine)}")
 
 
@@ -110,7 +112,7 @@ def _store():
     from checkpoint.storage import db
     from checkpoint.storage.store import Store
 
-    engine = db.make_engine(_settings().database_url)
+    engine = db.make_engine(_settings(registry_required=False).database_url)
     try:
         db.check_current(engine)
     except db.SchemaError as exc:
@@ -136,7 +138,7 @@ def _keyring():
     from checkpoint.events.audit import Keyring
 
     try:
-        settings = _settings().with_audit_key(create=False)
+        settings = _settings(registry_required=False).with_audit_key(create=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     return Keyring.of(settings.audit_key, *settings.audit_old_keys)
@@ -245,30 +247,36 @@ def request() -> None:
 @click.option("--version", "version", required=True)
 @click.option("--stage", type=click.Choice(["Staging", "Production", "Archived", "None"], case_sensitive=False))
 @click.option("--alias")
+@click.option("--copy-to", "copy_to", metavar="MODEL", help="copy the version into this registered model (e.g. prod.<model>)")
 @click.option("--archive-existing", is_flag=True, help="with --stage: archive the versions now in that stage")
 @click.option("--title", default="", help="default: a description of the change")
 @click.option("--description", default="", help="markdown; '-' reads it from standard input")
 @click.option("--apply-at", default=None, help="once approved, apply at this time (ISO with offset, e.g. 2026-12-07T08:00Z)")
 @click.option("--json", "as_json", is_flag=True, help="print the request as JSON")
-def promote(url, model, version, stage, alias, archive_existing, title, description, apply_at, as_json) -> None:
-    """Open a promote request to move a version to a stage or an alias."""
-    if bool(stage) == bool(alias):
-        raise click.UsageError("give exactly one of --stage or --alias")
+def promote(url, model, version, stage, alias, copy_to, archive_existing, title, description, apply_at, as_json) -> None:
+    """Open a promote request to move a version to a stage or an alias, or to copy it into another model."""
+    if [bool(stage), bool(alias), bool(copy_to)].count(True) != 1:
+        raise click.UsageError("give exactly one of --stage, --alias or --copy-to")
+    if archive_existing and not stage:
+        raise click.UsageError("--archive-existing goes with --stage")
     if description == "-":
         description = click.open_file("-").read()  # get_text_stream is deprecated since click 8.5
     client = _client(url)
-    made = _api(
-        lambda: client.promote(
-            model,
-            version,
-            stage=stage,
-            alias=alias,
-            archive_existing=archive_existing,
-            title=title,
-            description=description,
-            apply_at=apply_at,
+    if copy_to:
+        made = _api(lambda: client.copy(model, version, copy_to, title=title, description=description, apply_at=apply_at))
+    else:
+        made = _api(
+            lambda: client.promote(
+                model,
+                version,
+                stage=stage,
+                alias=alias,
+                archive_existing=archive_existing,
+                title=title,
+                description=description,
+                apply_at=apply_at,
+            )
         )
-    )
     if as_json:
         click.echo(json.dumps(made, indent=2))
     else:
@@ -311,18 +319,26 @@ def rollback(url, model, alias, stage, to, title, description, workspace, as_jso
 @click.argument("request_id", type=int)
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="seconds to wait")
 @click.option("--interval", type=float, default=5.0, show_default=True, help="seconds between polls")
-def wait(url, request_id, timeout, interval) -> None:
-    """Wait for a decision. Exit 0 applied, 1 rejected/withdrawn, 2 apply failed, 3 timed out."""
+@click.option("--quiet", is_flag=True, help="print only the decision, not the progress while waiting")
+def wait(url, request_id, timeout, interval, quiet) -> None:
+    """Wait for a decision, printing where the request stands when that changes (on standard
+    error). Exit 0 applied, 1 rejected/withdrawn, 2 apply failed, 3 timed out."""
     from checkpoint.client import WaitTimeout
 
     client = _client(url)
+    report = None if quiet else (lambda current: click.echo(_progress(request_id, current), err=True))
     try:
-        final = _api(lambda: client.wait(request_id, timeout=timeout, interval=interval))
+        final = _api(lambda: client.wait(request_id, timeout=timeout, interval=interval, on_progress=report))
     except WaitTimeout as exc:
         click.echo(f"promote request #{request_id} is still {exc.request['state']} after {timeout:g} s", err=True)
         sys.exit(WAIT_TIMEOUT_EXIT)
     detail = final.get("apply_result") or final.get("state_reason") or ""
     click.echo(f"promote request #{request_id} {final['state']}" + (f": {detail}" if detail else ""))
+    if final["state"] == "rejected":
+        for review in final.get("reviews") or ():
+            if review.get("verdict") == "reject" and not review.get("dismissed"):
+                comment = (review.get("comment") or "").strip() or "(no comment)"
+                click.echo(f"  rejected by {review.get('reviewer')}: {comment}")
     sys.exit(WAIT_EXIT[final["state"]])
 
 
@@ -358,6 +374,20 @@ def request_list(url, awaiting_me, mine, state, model, limit, as_json) -> None:
         click.echo("nothing waits for your review" if awaiting_me else "no requests", err=True)
     elif page.get("next_cursor"):
         click.echo(f"more: the API's next_cursor is {page['next_cursor']}", err=True)
+
+
+def _progress(request_id: int, current: dict) -> str:
+    """One line: the state, the approvals, what blocks it."""
+    approvals = current.get("approvals") or {}
+    parts = [f"promote request #{request_id}: {current['state']}"]
+    if approvals.get("required"):
+        parts.append(f"approvals {approvals.get('count', 0)}/{approvals['required']}")
+    blocked = current.get("blocked_by_checks") or ()
+    if blocked:
+        parts.append("blocked by check(s) " + ", ".join(blocked))
+    if current.get("state_reason"):
+        parts.append(str(current["state_reason"]))
+    return " — ".join(parts)
 
 
 @request.command()

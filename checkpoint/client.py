@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -135,6 +136,24 @@ class CheckpointClient:
             change["workspace"] = workspace
         return self.request(change, title, description, apply_at)
 
+    def copy(
+        self,
+        model: str,
+        version: str | int,
+        into: str,
+        *,
+        title: str = "",
+        description: str = "",
+        workspace: str | None = None,
+        apply_at: str | None = None,
+    ) -> dict:
+        """Ask to copy ``version`` of ``model`` into the registered model ``into`` (e.g.
+        ``prod.<model>``), as MLflow's ``copy_model_version`` would."""
+        change: dict = {"kind": "create_version", "name": into, "source": f"models:/{model}/{version}"}
+        if workspace:
+            change["workspace"] = workspace
+        return self.request(change, title, description, apply_at)
+
     def rollback(
         self,
         model: str,
@@ -217,13 +236,26 @@ class CheckpointClient:
                 params[key] = value
         return self._call("GET", "/requests", params=params)
 
-    def wait(self, request_id: int, timeout: float = 3600.0, interval: float = 5.0) -> dict:
-        """Poll until the request is decided (applied, rejected, withdrawn or failed)."""
+    def wait(
+        self,
+        request_id: int,
+        timeout: float = 3600.0,
+        interval: float = 5.0,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll until the request is decided (applied, rejected, withdrawn or failed).
+        ``on_progress`` is called with the request whenever where it stands changes (its state,
+        approvals or blocking checks; at most once a poll), the first poll included."""
         deadline = time.monotonic() + timeout
+        seen = None
         while True:
             current = self.get(request_id)
             if current["state"] in TERMINAL:
                 return current
+            standing = progress_key(current)
+            if on_progress is not None and standing != seen:
+                on_progress(current)
+            seen = standing
             if time.monotonic() >= deadline:
                 raise WaitTimeout(current)
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
@@ -285,3 +317,14 @@ class CheckpointClient:
         """Every governed target of ``model`` with its periods (``{"model", "workspace", "targets"}``)."""
         params = {"workspace": workspace} if workspace else {}
         return self._call("GET", f"/models/{quote(model, safe='')}/timeline", params=params)
+
+
+def progress_key(request: dict) -> tuple:
+    """Where an undecided request stands, as :meth:`CheckpointClient.wait` compares it."""
+    approvals = request.get("approvals") or {}
+    return (
+        request.get("state"),
+        request.get("state_reason"),
+        approvals.get("count"),
+        tuple(request.get("blocked_by_checks") or ()),
+    )

@@ -231,8 +231,11 @@ class Registry:
         return Model.from_json(self.call("GET", "registered-models/get", query={"name": name})["registered_model"])
 
     def version(self, name: str, version: str) -> Version:
-        data = self.call("GET", "model-versions/get", query={"name": name, "version": version})
-        return Version.from_json(data["model_version"])
+        return Version.from_json(self.version_json(name, version))
+
+    def version_json(self, name: str, version: str) -> dict:
+        """MLflow's own JSON for a version, as read now (never cached)."""
+        return dict(self.call("GET", "model-versions/get", query={"name": name, "version": version})["model_version"])
 
     def alias_holder(self, name: str, alias: str) -> Version | None:
         try:

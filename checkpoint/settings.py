@@ -361,18 +361,21 @@ class Settings:
         return f"{parts.scheme}://{parts.netloc}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
-        """Read ``CHECKPOINT_*`` variables; ``overrides`` (tests, ``create_app(config)``) win."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *, registry_required: bool = True, **overrides) -> Settings:
+        """Read ``CHECKPOINT_*`` variables; ``overrides`` (tests, ``create_app(config)``) win.
+        ``registry_required=False``: for commands that only read the database (``checkpoint audit``),
+        an unset ``CHECKPOINT_REGISTRY_URL`` leaves ``registry_url`` empty instead of failing."""
         env = os.environ if env is None else env
         raw = {k: v for k, v in env.items() if k.startswith("CHECKPOINT_")}
 
         registry = overrides.pop("registry_url", None) or raw.get("CHECKPOINT_REGISTRY_URL", "").strip()
-        if not registry:
+        if not registry and registry_required:
             raise SettingsError(
                 "CHECKPOINT_REGISTRY_URL is not set: give the address of the MLflow tracking server "
                 "Checkpoint sits in front of, e.g. CHECKPOINT_REGISTRY_URL=http://127.0.0.1:5001"
             )
-        registry = _url("CHECKPOINT_REGISTRY_URL", registry, example="http://127.0.0.1:5001")
+        if registry:
+            registry = _url("CHECKPOINT_REGISTRY_URL", registry, example="http://127.0.0.1:5001")
 
         data_dir = Path(
             overrides.pop("data_dir", None) or raw.get("CHECKPOINT_DATA_DIR") or Path.home() / ".checkpoint"

@@ -273,6 +273,14 @@ class Gateway:
             environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             return self.forward(environ, start_response)
+        try:
+            unchanged = self.workflow.already_true(change)
+        except RegistryError as exc:
+            return _error(start_response, _mlflow_refused(exc, otherwise=502, quoted=False))
+        if unchanged is not None:  # a no-op: MLflow's answer, nothing opened, nothing sent to MLflow
+            environ["checkpoint.route"] = "governed"
+            log.info("governed call %s by %s changes nothing: answered as MLflow would", change.kind, caller.name)
+            return _json(start_response, 200, unchanged)
         base = urls.public_base(environ, self.public_url)
         environ["checkpoint.route"] = "governed"
         if rules.is_ui_call(environ.get("RAW_URI") or environ.get("PATH_INFO", "")):

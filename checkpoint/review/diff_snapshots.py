@@ -60,6 +60,10 @@ class PageDiff:
     note: str | None = None
     source: tuple[int, str, datetime] | None = None
     compute: Callable[[], diff.ModelDiff | None] | None = field(default=None, repr=False)
+    # The champion the diff compares against ({name, version} or None), when MLflow said which:
+    # the page's headline names this one too, so "(replaces v…)" and "against v…" never differ.
+    champion: dict | None = None
+    champion_read: bool = False
 
     @cached_property
     def diff(self) -> diff.ModelDiff | None:
@@ -131,6 +135,7 @@ class DiffSnapshots:
             gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
             return PageDiff(error=f"the challenger ({gone}) no longer exists")
         moved = _moved(item, challenger, champion)
+        compared = ({"name": champion.name, "version": champion.version} if champion else None, True)
         key = snapshot_key(item, challenger, champion)
         if stored is not None and stored.key != key and self._reading(stored):
             stored = self._await_read(item.id)  # the same read, under way: not twice at once
@@ -140,12 +145,14 @@ class DiffSnapshots:
                 self.want([item.id])
                 refreshing = True
             source = (item.id, key, stored.taken_at)
-            return PageDiff(None, moved, stored.taken_at, refreshing, _failed(stored), source, _decoded(stored.data or b""))
+            decoded = _decoded(stored.data or b"")
+            return PageDiff(None, moved, stored.taken_at, refreshing, _failed(stored), source, decoded, *compared)
         taken_at = self.clock.now()
         new, old = diff.load_sides(registry, challenger, champion, fresh=True)
         kept = self._keep(item.id, key, new, old, taken_at)
         computed = diff.compute_diff(new, old)
-        return PageDiff(None, moved, taken_at, source=(item.id, key, taken_at) if kept else None, compute=lambda: computed)
+        kept_as = (item.id, key, taken_at) if kept else None
+        return PageDiff(None, moved, taken_at, source=kept_as, compute=lambda: computed, champion=compared[0], champion_read=True)
 
     def _reading(self, stored: DiffSnapshot) -> bool:
         """Whether a worker holds a live claim on the request's refresh (it is reading MLflow now)."""

@@ -60,6 +60,16 @@ class Workflow(RollingBack, Posting):
             return None
         return reason
 
+    def already_true(self, change: Change) -> dict | None:
+        """MLflow's own answer to a governed call that would change nothing (read from MLflow
+        now; see Change.noop_answer), or None: then it is a real change and needs a request.
+        A source MLflow would refuse is not judged here (opening the request refuses it)."""
+        registry = self.registry_for(change.workspace)
+        try:
+            return change.resolve(registry).noop_answer(registry)
+        except changes.ChangeError:
+            return None
+
     def creates_for_caller(self, change: Change) -> bool:
         """Whether Checkpoint makes this ungoverned change itself, with its own account.
 
@@ -134,6 +144,10 @@ class Workflow(RollingBack, Posting):
             change = change.resolve(self.registry_for(change.workspace))
         except changes.ChangeError as exc:
             raise WorkflowError(400, exc.error_code, str(exc)) from exc
+        if change.noop_answer(self.registry_for(change.workspace)) is not None:
+            raise WorkflowError(
+                409, "INVALID_STATE", f"already true: {change.describe()}{change.where()} would change nothing; no request opened"
+            )
         rule = self.policy.rule_for(change.model_name, change.target(), change.workspace)
         reviewers = tuple(dict.fromkeys(r.strip() for r in reviewers if r and r.strip()))
         if author in reviewers:

@@ -67,7 +67,9 @@ def _readable_request():
 bp.before_request(csrf_for_cookie_callers)
 
 
-def _body(allowed: set[str]) -> dict:
+def json_body(allowed: set[str]) -> dict:
+    """The call's JSON object, refused with a clear 4xx unless it is one and names only ``allowed`` keys
+    (the API's routes and the other API modules share it)."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and len(request.get_data(cache=True)) >= limit:
         # A chunked body is cut at the limit by werkzeug without an error: it would read as bad JSON.
@@ -231,7 +233,7 @@ def list_requests():
 @token_scope(REQUEST)
 def create_request():
     """Open a request explicitly (pipelines): a change, a title, a description."""
-    data = _body({"change", "title", "description", "reviewers", "apply_at"})
+    data = json_body({"change", "title", "description", "reviewers", "apply_at"})
     reviewers = data.get("reviewers", [])
     if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
@@ -261,7 +263,7 @@ def create_request():
 def open_rollback(name: str):
     """Open the request that puts back an earlier holder of ``target`` (``to``, or the previous
     one): an ordinary promote request whose ``rollback`` record Checkpoint builds from its log."""
-    data = _body({"target", "to", "title", "description", "workspace"})
+    data = json_body({"target", "to", "title", "description", "workspace"})
     target, to = _text(data, "target"), data.get("to")
     if not target:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "target is required: alias:NAME or stage:NAME")
@@ -287,7 +289,7 @@ def get_request(request_id: int):
 @bp.patch("/requests/<int:request_id>")
 @token_scope(REQUEST)
 def edit_request(request_id: int):
-    data = _body({"title", "description"})
+    data = json_body({"title", "description"})
     item = workflow().edit(request_id, current_user(), _text(data, "title"), _text(data, "description"))
     return jsonify(request_json(item, full=True))
 
@@ -301,7 +303,7 @@ def withdraw_request(request_id: int):
 @bp.post("/requests/<int:request_id>/reviews")
 @token_scope(REVIEW)
 def review_request(request_id: int):
-    data = _body({"verdict", "comment", "apply_at"})
+    data = json_body({"verdict", "comment", "apply_at"})
     verdict = _text(data, "verdict")
     if verdict not in ("approve", "reject"):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "verdict must be 'approve' or 'reject'")
@@ -320,7 +322,7 @@ def cancel_request(request_id: int):
 @bp.post("/requests/<int:request_id>/comments")
 @token_scope(REQUEST)
 def comment_request(request_id: int):
-    data = _body({"body"})
+    data = json_body({"body"})
     body = _text(data, "body")
     if body is None:
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "body is required")
@@ -344,7 +346,7 @@ def retry_request(request_id: int):
 @token_scope(BREAK_GLASS)
 def break_glass(request_id: int):
     """An admin applies the request now, without the approvals; the reason is required."""
-    data = _body({"reason"})
+    data = json_body({"reason"})
     reason = _text(data, "reason")
     if not reason or not reason.strip():
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reason is required for break-glass")

@@ -16,7 +16,7 @@ from checkpoint.review import desired
 from checkpoint.review.desired.planning import HOLDING
 from checkpoint.storage.entities import PromoteRequest
 from checkpoint.tokens import READ
-from checkpoint.web.api import _body
+from checkpoint.web.api import json_body
 from checkpoint.web.context import csrf_for_cookie_callers, public_base, reader, workflow
 from checkpoint.web.scopes import token_scope
 
@@ -37,7 +37,7 @@ def _holding(workspace: str, model: str, target: str) -> list[PromoteRequest]:
 def plan():
     """Compare ``desired`` with MLflow: one entry per declared target, with the changes that would
     make MLflow match and the requests still holding the target."""
-    state = desired.from_json(_body({"desired"}).get("desired"))
+    state = desired.from_json(json_body({"desired"}).get("desired"))
     flow, base = workflow(), public_base()
     reads = desired.Reads(
         registry_for=flow.registry_for,

@@ -15,7 +15,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from checkpoint.review import rollback
+from checkpoint.review import changes, rollback
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 _TAGS = {
@@ -75,19 +75,53 @@ def target_label(target: str) -> str:
     }.get(kind, target)
 
 
-def request_headline(item) -> str:
-    """``fraud-detector v7 → Production (replaces v5)``."""
+def asked(item) -> str:
+    """A request's change in words (each kind's ``asked()``); a row no kind reads says its kind."""
+    try:
+        return changes.from_json(item.change).asked()
+    except (changes.ChangeError, TypeError, KeyError, ValueError):
+        return f"a {item.kind} change (shown as stored below)"
+
+
+def request_headline(item, champion: dict | None | bool = True) -> str:
+    """``fraud-detector v7 → Production (replaces v5)``; a copy names its source model:
+    ``fraud-detector v2 → into prod.fraud-detector (latest there: v1)``.
+
+    ``champion``: the version the page's diff compares against (what holds the target now while
+    the request is undecided), so the headline and the diff name the same one; left out, the
+    champion recorded on the request (at opening, or at apply when it moved)."""
+    champion = item.champion if champion is True else champion
+    subject = _challenger_name(item)
     version = f" v{item.version}" if item.version else ""
-    head = f"{item.model_name}{version} → {target_label(item.target)}"
+    head = f"{subject}{version} → {target_label(item.target)}"
     if getattr(item, "workspace", ""):
         head = f"[{item.workspace}] {head}"
-    if item.champion and item.champion.get("version"):
-        champion = item.champion
-        where = "" if champion.get("name") == item.model_name else f"{champion.get('name')} "
-        head += f" (replaces {where}v{champion['version']})"
+    if isinstance(champion, dict) and champion.get("version"):
+        where = "" if champion.get("name") in (item.model_name, subject) else f"{champion.get('name')} "
+        if item.target.startswith("model:"):
+            head += f" (latest there: {where}v{champion['version']})"
+        else:
+            head += f" (replaces {where}v{champion['version']})"
     elif item.target.startswith(("stage:", "alias:", "model:")):
         head += " (first promotion)"
     return head
+
+
+def versions_label(item) -> str:
+    """The list's versions cell: ``v7 → replaces v5``; a copy names its source model."""
+    if not item.version:
+        return ""
+    subject = _challenger_name(item)
+    label = f"{'' if subject == item.model_name else subject + ' '}v{item.version}"
+    champion = item.champion or {}
+    if champion.get("version"):
+        label += f" → {'after' if item.target.startswith('model:') else 'replaces'} v{champion['version']}"
+    return label
+
+
+def _challenger_name(item) -> str:
+    """The model the challenger belongs to: the request's model, or a copy's source model."""
+    return (getattr(item, "challenger", None) or {}).get("name") or item.model_name
 
 
 def mlflow_version_url(name: str, version: str) -> str:
@@ -126,6 +160,54 @@ def sparkline(history, scale, width: int = 120, height: int = 24) -> str:
     )
 
 
+def spark_marks(change, width: int = 120, height: int = 24) -> list[dict]:
+    """What one metric's sparkline draws: a line for a side with a history, a dot for a side with
+    a single value (at the last step drawn; a lone point would be an invisible line). Nothing when
+    neither side has a history: the table's two numbers say it all."""
+    sides = (("champion", change.champion_history, change.champion), ("challenger", change.challenger_history, change.challenger))
+    if not any(history for _, history, _ in sides):
+        return []
+    last = max(step for _, history, _ in sides for step, _ in history)
+    drawn = [
+        (side, [p for p in (history or ([(last, value)] if value is not None else ())) if p[1] == p[1]])
+        for side, history, value in sides
+    ]
+    scale = spark_scale(*(points for _, points in drawn))
+    marks: list[dict] = []
+    for side, points in drawn:
+        if len({step for step, _ in points}) > 1:
+            marks.append({"side": side, "points": sparkline(points, scale, width, height)})
+        elif points:
+            x, y = sparkline(points[-1:], scale, width, height).split(",")
+            marks.append({"side": side, "cx": f"{min(max(float(x), 3.0), width - 3.0):.1f}", "cy": y})
+    return marks
+
+
+def spark_title(change) -> str:
+    """The sparkline's tooltip: each side's first and last value and how many steps it logged."""
+
+    def side(name: str, history, value) -> str:
+        if history:
+            return f"{name} {history[0][1]:.6g} → {history[-1][1]:.6g} over {len(history)} steps"
+        return f"{name} {value:.6g} (one value)" if value is not None else f"{name}: not logged"
+
+    both = [
+        side("champion", change.champion_history, change.champion),
+        side("challenger", change.challenger_history, change.challenger),
+    ]
+    return f"{change.key}: " + "; ".join(both)
+
+
+def flavours_line(flavors, first_promotion: bool = False) -> str:
+    """The MLmodel flavours in words: ``python_function, sklearn on both; added xgboost``."""
+    if first_promotion:
+        return f"{', '.join(flavors.added) or 'none'} (no champion to compare)"
+    parts = [f"{', '.join(flavors.common)} on both"] if flavors.common else []
+    parts += [f"added {', '.join(flavors.added)}"] if flavors.added else []
+    parts += [f"removed {', '.join(flavors.removed)}"] if flavors.removed else []
+    return "; ".join(parts) or "none on either side"
+
+
 # Every helper above, by the name templates call it.
 def rollback_headline(found: dict) -> str:
     """A rollback request's line above its diff: "rollback: v3 returns, replacing v5"."""
@@ -134,11 +216,16 @@ def rollback_headline(found: dict) -> str:
 
 TEMPLATE_GLOBALS = (
     target_label,
+    asked,
     request_headline,
+    versions_label,
     mlflow_version_url,
     mlflow_run_url,
     format_ms,
     spark_scale,
     sparkline,
+    spark_marks,
+    spark_title,
+    flavours_line,
     rollback_headline,
 )

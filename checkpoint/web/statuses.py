@@ -12,7 +12,7 @@ from checkpoint.errors import CheckpointError
 from checkpoint.identity import User
 from checkpoint.storage.entities import PostedStatus
 from checkpoint.tokens import STATUS
-from checkpoint.web.api import _body, readable_request, request_json, workspace_arg
+from checkpoint.web.api import json_body, readable_request, request_json, workspace_arg
 from checkpoint.web.context import csrf_for_cookie_callers, current_user, reader, workflow
 from checkpoint.web.scopes import token_scope
 
@@ -70,7 +70,7 @@ def status_json(status: PostedStatus) -> dict:
 @token_scope(STATUS)
 def post_request_status(request_id: int):
     item = readable_request(request_id)  # 404 for a request the caller may not read
-    data = _body(FIELDS)
+    data = json_body(FIELDS)
     user = current_user()
     _refuse(user, item.model_name, item.workspace)
     posted = workflow().post_request_status(
@@ -98,7 +98,7 @@ def _version_args(source) -> str:
 @api.post("/models/<path:name>/versions/<version>/statuses")
 @token_scope(STATUS)
 def post_version_status(name: str, version: str):
-    data = _body(FIELDS | {"workspace"})
+    data = json_body(FIELDS | {"workspace"})
     workspace = _version_args(data) if "workspace" in data else _version_args(request.args)
     user = current_user()
     _refuse(user, name, workspace)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
@@ -17,9 +18,10 @@ from checkpoint.registry import RegistryError
 from checkpoint.review import expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.inbox import SCAN_MAX as inbox_scan_max
+from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
-from checkpoint.storage.entities import OPEN, STATES, WAITING, EventKind, NotFound
+from checkpoint.storage.entities import APPLIED, OPEN, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -31,7 +33,7 @@ from checkpoint.web.context import (
 )
 from checkpoint.web.fragments import Fragments
 from checkpoint.web.inbox import awaiting_me
-from checkpoint.web.rendering import TEMPLATE_GLOBALS
+from checkpoint.web.rendering import TEMPLATE_GLOBALS, request_headline
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
@@ -200,6 +202,7 @@ def create_request():
     reviewers = request.form.get("reviewers", "")
     apply_at = request.form.get("apply_at", "").strip()
     errors = {}
+    status = 400
     if not title.strip():
         errors["title"] = "Give the request a title."
     elif len(title) > TITLE_MAX:
@@ -214,6 +217,7 @@ def create_request():
             item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
         except (WorkflowError, RegistryError) as exc:
             errors["form"] = form_message(exc)
+            status = 409 if isinstance(exc, WorkflowError) and exc.status == 409 else 400  # e.g. "already true"
         else:
             if not created:
                 flash(f"You already have request #{item.id} open for this change.")
@@ -229,7 +233,7 @@ def create_request():
         errors=errors,
         rule=_rule(change),
         frozen=_frozen(change),
-    ), 400
+    ), status
 
 
 @bp.get("/requests/<int:request_id>")
@@ -251,11 +255,12 @@ def request_detail(request_id: int):
         standing=standing,
         missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
         item=item,
+        headline=request_headline(item, shown.champion if shown.champion_read else True),
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
         checks=checks,
-        status=workflow().status(item, checks, standing),
+        status=_as_decided(item, workflow().status(item, checks, standing)),
         rule=rule,
         may_review=item.state == "open" and refusal is None,
         review_refusal=refusal,
@@ -265,6 +270,17 @@ def request_detail(request_id: int):
         may_cancel=_may_cancel(item, user, refusal),
         freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
     )
+
+
+CLOSED = (APPLIED, REJECTED, WITHDRAWN)  # decided for good: nothing is awaited any more
+
+
+def _as_decided(item, status: Status) -> Status:
+    """A closed request's approvals as they stand, without what only an undecided one waits for:
+    an applied, rejected or withdrawn request is not "awaiting" anyone nor "blocked by" a check."""
+    if item.state not in CLOSED:
+        return status
+    return replace(status, awaited=(), awaited_required=(), blocked_by=(), blocked_by_statuses=(), expired=())
 
 
 def _may_cancel(item, user, refusal: str | None) -> bool:
@@ -316,8 +332,11 @@ def _act(request_id: int, action) -> object:
 
 @bp.post("/requests/<int:request_id>/review")
 def review(request_id: int):
+    """The one review box: its text goes with the button pressed (approve, reject or comment)."""
     form = request.form
     verdict, apply_at = form.get("verdict", ""), (form.get("apply_at") or "").strip() or None
+    if verdict == "comment":
+        return _act(request_id, lambda: workflow().comment(request_id, current_user(), form.get("comment", "")))
     return _act(request_id, lambda: workflow().review(request_id, current_user(), verdict, form.get("comment", ""), apply_at))
 
 

@@ -282,6 +282,11 @@ def test_copying_into_a_protected_model_is_governed(gate, client, direct, mlflow
     (made,) = direct.search_model_versions(f"name = '{prod}'")
     assert made.source == f"models:/{name}/{v1}"
 
+    # A copy of what prod's newest version already is changes nothing: answered as MLflow would, no request.
+    again = client.copy_model_version(f"models:/{name}@champion", prod)
+    assert again.version == made.version and again.source == made.source
+    assert len(direct.search_model_versions(f"name = '{prod}'")) == 1
+    direct.set_registered_model_alias(name, "champion", v2)  # now @champion names a version prod has not got
     change = gate.pointer("POST", "model-versions/create", {"name": prod, "source": f"models:/{name}@champion"}, "create_version")
     assert change["name"] == prod and change["source"] == f"models:/{name}@champion"
 

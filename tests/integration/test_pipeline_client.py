@@ -71,6 +71,7 @@ def test_wait_exit_codes_rejected_and_timeout(sqlite_checkpoint, mlflow_server):
     api(base, "POST", f"/requests/{made['id']}/reviews", json={"verdict": "reject", "comment": "not yet"})
     rejected = run(base, "request", "wait", str(made["id"]), "--interval", "0.1")
     assert rejected.returncode == 1 and "rejected" in rejected.stdout
+    assert "rejected by bob: not yet" in rejected.stdout
     assert client.wait(made["id"])["state"] == "rejected"
 
 
@@ -82,7 +83,7 @@ def test_client_errors_are_clear(sqlite_checkpoint):
     with pytest.raises(ValueError, match="exactly one"):
         client.promote("m", "1", stage="Production", alias="champion")
     broken = run(sqlite_checkpoint.url, "request", "promote", "--model", "m", "--version", "1")
-    assert broken.returncode == 2 and "exactly one of --stage or --alias" in broken.stderr
+    assert broken.returncode == 2 and "exactly one of --stage, --alias or --copy-to" in broken.stderr
 
 
 def test_request_list_awaiting_me_and_mine(sqlite_checkpoint, mlflow_server):
@@ -109,3 +110,30 @@ def test_request_list_awaiting_me_and_mine(sqlite_checkpoint, mlflow_server):
     api(base, "POST", f"/requests/{request_id}/reviews", json={"verdict": "approve"})
     after = run(base, "request", "list", "--awaiting-me", user="bob")
     assert f"#{request_id} " not in after.stdout
+
+
+def test_wait_prints_progress_once_per_change_and_quiet_does_not(sqlite_checkpoint, mlflow_server):
+    base = sqlite_checkpoint.url
+    name, (v1,) = make_model(mlflow_server.url, versions=1)
+    made = CheckpointClient(base, username="alice", password="x").promote(name, v1, alias="champion")
+
+    timed_out = run(base, "request", "wait", str(made["id"]), "--interval", "0.05", "--timeout", "0.5")
+    assert timed_out.returncode == 3
+    lines = [line for line in timed_out.stderr.splitlines() if line.startswith(f"promote request #{made['id']}:")]
+    assert lines == [f"promote request #{made['id']}: open — approvals 0/1"], timed_out.stderr  # ~10 polls, one line
+
+    quiet = run(base, "request", "wait", str(made["id"]), "--interval", "0.05", "--timeout", "0.2", "--quiet")
+    assert quiet.returncode == 3 and "approvals" not in quiet.stderr and "still open" in quiet.stderr
+
+
+def test_promote_copy_to_prod(sqlite_checkpoint, mlflow_server):
+    base = sqlite_checkpoint.url
+    name, (v1,) = make_model(mlflow_server.url, versions=1)
+    opened = run(base, "request", "promote", "--model", name, "--version", v1, "--copy-to", f"prod.{name}")
+    assert opened.returncode == 0, opened.stderr
+    request_id = int(opened.stdout.split("#", 1)[1].split(" ", 1)[0])
+    asked = api(base, "GET", f"/requests/{request_id}").json()
+    assert asked["model"] == f"prod.{name}" and asked["change"]["source"] == f"models:/{name}/{v1}"
+    assert asked["kind"] == "create_version"
+    both = run(base, "request", "promote", "--model", name, "--version", v1, "--alias", "a", "--copy-to", "prod.x")
+    assert both.returncode == 2 and "exactly one of --stage, --alias or --copy-to" in both.stderr

@@ -50,7 +50,7 @@ def test_description_is_taken_as_given_otherwise(promoted):
 
 def test_exactly_one_of_stage_and_alias(promoted):
     result = _promote("--stage", "Staging", "--alias", "champion")
-    assert result.exit_code == 2 and "give exactly one of --stage or --alias" in result.output
+    assert result.exit_code == 2 and "give exactly one of --stage, --alias or --copy-to" in result.output
     assert promoted == []
 
 

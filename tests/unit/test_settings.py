@@ -522,3 +522,13 @@ def test_damaged_generated_key_is_refused(tmp_path):
     read = settings(tmp_path)
     with pytest.raises(SettingsError, match=r"generated audit key .*audit_key is damaged"):
         read.with_audit_key()
+
+
+def test_commands_that_only_read_the_database_need_no_registry(tmp_path):
+    env = {"CHECKPOINT_DATA_DIR": str(tmp_path), "CHECKPOINT_DATABASE_URL": "sqlite:///x.db"}
+    settings = Settings.from_env(env, registry_required=False)
+    assert (settings.registry_url, settings.database_url) == ("", "sqlite:///x.db")
+    with pytest.raises(SettingsError, match="CHECKPOINT_REGISTRY_URL is not set"):
+        Settings.from_env(env)
+    with pytest.raises(SettingsError, match="is not an http"):  # given, it is still checked
+        Settings.from_env({**env, "CHECKPOINT_REGISTRY_URL": "127.0.0.1:5001"}, registry_required=False)

@@ -17,6 +17,9 @@ class Change:
     """Common behaviour; subclasses add fields and the kind-specific logic."""
 
     kind: ClassVar[str] = ""
+    # The change in words for the request page's "Asked for" row, filled from :meth:`words`:
+    # each kind's sentence is data beside its code, and the raw JSON stays one click away.
+    WORDS: ClassVar[str] = ""
     name: str
     # The MLflow workspace the change acts in ("" = the default workspace): every registry read
     # and write for it is made there, and it is part of the change's identity (the dedupe key).
@@ -49,6 +52,15 @@ class Change:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def asked(self) -> str:
+        """What is asked, in words a reviewer reads ("set @champion of fraud-detector to v3")."""
+        return self.WORDS.format_map(self.words())
+
+    def words(self) -> dict[str, str]:
+        """The values :attr:`WORDS` names: the scalar fields (``version_`` as ``version``);
+        kinds add the parts that depend on a field's value."""
+        return {k.rstrip("_"): "" if v is None else str(v) for k, v in asdict(self).items() if not isinstance(v, dict)}
+
     def where(self) -> str:
         """`` in workspace 'team-b'`` for a change outside the default workspace, else ""."""
         return f" in workspace '{self.workspace}'" if self.workspace else ""
@@ -70,6 +82,13 @@ class Change:
 
     def is_true(self, registry: Registry) -> bool:
         raise NotImplementedError
+
+    def noop_answer(self, registry: Registry) -> dict | None:
+        """MLflow's answer to this call when it would change nothing, judged on MLflow's state
+        read now; None when it would change something (or this kind never counts as a no-op).
+        The call itself is never sent: between this read and a forward, a reviewed change could
+        land, and the stale call would then undo it unreviewed."""
+        return None
 
     def apply(self, registry: Registry) -> str:
         raise NotImplementedError

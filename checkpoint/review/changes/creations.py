@@ -22,6 +22,8 @@ class CreateVersion(Change):
     """
 
     kind: ClassVar[str] = "create_version"
+    WORDS: ClassVar[str] = "register a new version of {name} from {source}{extras}"
+    COPY_WORDS: ClassVar[str] = "copy {copied}{pinned} into {name} as a new version{extras}"
     source: str = ""
     body: dict = field(default_factory=dict)
     resolved: str = ""
@@ -42,6 +44,17 @@ class CreateVersion(Change):
             pinned = f" (version {exact.version} when the request opened)" if asked.moving and self.resolved and exact else ""
             return f"copying {asked.describe()}{pinned} into '{self.name}'"
         return f"registering a new version of '{self.name}' from {self.source}"
+
+    def asked(self) -> str:
+        asked = self.asked_ref()
+        copy = asked is not None and asked.name is not None
+        return (self.COPY_WORDS if copy else self.WORDS).format_map(self.words())
+
+    def words(self) -> dict[str, str]:
+        asked, exact = self.asked_ref(), self.source_ref()
+        copied = asked.words() if asked is not None else self.source
+        pinned = f" (v{exact.version} when the request opened)" if asked and asked.moving and self.resolved and exact else ""
+        return {**super().words(), "copied": copied, "pinned": pinned, "extras": _tagged(self.body)}
 
     def protected_tags(self, gov: Governance) -> list[str]:
         return [t["key"] for t in self.body.get("tags") or () if gov.tag_protected(t["key"])]
@@ -129,6 +142,26 @@ class CreateVersion(Change):
                 return False
             raise
 
+    def noop_answer(self, registry):
+        """A copy whose target's newest version already is a copy of the same source version
+        (same run, same asked tags): MLflow would add an identical version, which changes
+        nothing ``latest`` loads. The answer is that newest version. A registration never is."""
+        ref = self.source_ref()
+        if ref is None or ref.name is None or not self.resolved:
+            return None
+        newest = registry.latest_version(self.name)
+        if newest is None or newest.source != self.resolved:
+            return None
+        tags = {t["key"]: t.get("value", "") for t in self.body.get("tags") or ()}
+        if self.body.get("run_id") not in (None, "", newest.run_id) or any(newest.tags.get(k) != v for k, v in tags.items()):
+            return None
+        try:
+            return {"model_version": registry.version_json(self.name, newest.version)}
+        except RegistryError as exc:
+            if exc.not_found:  # deleted between the two reads: no longer true
+                return None
+            raise
+
     def apply(self, registry):
         try:
             registry.model(self.name)
@@ -151,10 +184,14 @@ class CreateModel(Change):
     """
 
     kind: ClassVar[str] = "create_model"
+    WORDS: ClassVar[str] = "create registered model {name}{extras}"
     body: dict = field(default_factory=dict)
 
     def target(self) -> str:
         return "create"
+
+    def words(self) -> dict[str, str]:
+        return {**super().words(), "extras": _tagged(self.body)}
 
     def describe(self) -> str:
         tags = ", ".join(f"{t['key']}={t.get('value', '')}" for t in self.body.get("tags") or ())
@@ -176,6 +213,12 @@ class CreateModel(Change):
     def apply(self, registry):
         registry.create_model(self.name, self.body)
         return f"registered model '{self.name}' created"
+
+
+def _tagged(body: dict) -> str:
+    """``, tagged stage=candidate, owner=alice`` for the tags a create carries, else ""."""
+    tags = ", ".join(f"{t['key']}={t.get('value', '')}" for t in body.get("tags") or ())
+    return f", tagged {tags}" if tags else ""
 
 
 def _model_is_prompt(registry: Registry, name: str) -> bool:

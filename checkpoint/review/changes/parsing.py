@@ -181,6 +181,18 @@ class ModelsRef(NamedTuple):
             return f"the latest version of '{self.name}' in stage {self.stage}"
         return f"the latest version of '{self.name}'"
 
+    def words(self) -> str:
+        """The reference as a reviewer reads it: ``fraud-detector v2``, ``fraud-detector @champion``."""
+        if self.model_id is not None:
+            return f"logged model {self.model_id}"
+        if self.version is not None:
+            return f"{self.name} v{self.version}"
+        if self.alias is not None:
+            return f"{self.name} @{self.alias}"
+        if self.stage is not None:
+            return f"the latest {self.name} in {self.stage}"
+        return f"the latest version of {self.name}"
+
 
 def parse_models_uri(source: str) -> ModelsRef | None:
     """What a ``model-versions/create`` source refers to, parsed as MLflow 3.17's server does

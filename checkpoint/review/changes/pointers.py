@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from checkpoint.registry import RegistryError, Version
 from checkpoint.review.changes.base import Change, _version_or_none
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that is a prompt with it
@@ -17,6 +18,7 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow marks a registered model that i
 @dataclass(frozen=True)
 class Transition(Change):
     kind: ClassVar[str] = "transition"
+    WORDS: ClassVar[str] = "move {name} v{version} to {stage}{archive}"
     version_: str = ""
     stage: str = ""
     archive_existing_versions: bool = False
@@ -27,6 +29,10 @@ class Transition(Change):
 
     def target(self) -> str:
         return f"stage:{self.stage}"
+
+    def words(self) -> dict[str, str]:
+        archive = ", archiving the versions there" if self.archive_existing_versions else ""
+        return {**super().words(), "archive": archive}
 
     def describe(self) -> str:
         archive = " (archiving the versions now there)" if self.archive_existing_versions else ""
@@ -52,6 +58,21 @@ class Transition(Change):
             return all(v.version == self.version_ for v in registry.stage_holders(self.name, self.stage))
         return True
 
+    def noop_answer(self, registry):
+        try:
+            raw = registry.version_json(self.name, self.version_)
+        except RegistryError as exc:
+            if exc.not_found:
+                return None
+            raise
+        if Version.from_json(raw).stage != self.stage:
+            return None
+        if self.archive_existing_versions and any(
+            v.version != self.version_ for v in registry.stage_holders(self.name, self.stage)
+        ):
+            return None  # the call would archive the others: a real change
+        return {"model_version": raw}  # what MLflow answers a transition: the version as it now is
+
     def apply(self, registry):
         registry.transition_stage(self.name, self.version_, self.stage, self.archive_existing_versions)
         return f"'{self.name}' version {self.version_} is now in {self.stage}"
@@ -60,6 +81,7 @@ class Transition(Change):
 @dataclass(frozen=True)
 class SetAlias(Change):
     kind: ClassVar[str] = "set_alias"
+    WORDS: ClassVar[str] = "set @{alias} of {name} to v{version}"
     alias: str = ""
     version_: str = ""
 
@@ -84,6 +106,9 @@ class SetAlias(Change):
         holder = registry.alias_holder(self.name, self.alias)
         return holder is not None and holder.version == self.version_
 
+    def noop_answer(self, registry):
+        return {} if self.is_true(registry) else None  # MLflow answers a set alias with an empty object
+
     def apply(self, registry):
         registry.set_alias(self.name, self.alias, self.version_)
         return f"alias '{self.alias}' of '{self.name}' now points to version {self.version_}"
@@ -92,6 +117,7 @@ class SetAlias(Change):
 @dataclass(frozen=True)
 class DeleteAlias(Change):
     kind: ClassVar[str] = "delete_alias"
+    WORDS: ClassVar[str] = "remove @{alias} from {name}"
     alias: str = ""
 
     def target(self) -> str:
@@ -117,6 +143,7 @@ class DeleteAlias(Change):
 @dataclass(frozen=True)
 class SetTag(Change):
     kind: ClassVar[str] = "set_tag"
+    WORDS: ClassVar[str] = "set tag {key} to '{value}' on {subject}"
     version_: str | None = None
     key: str = ""
     value: str = ""
@@ -130,6 +157,10 @@ class SetTag(Change):
 
     def _subject(self) -> str:
         return f"'{self.name}' version {self.version_}" if self.version_ else f"registered model '{self.name}'"
+
+    def words(self) -> dict[str, str]:
+        subject = f"{self.name} v{self.version_}" if self.version_ else f"registered model {self.name}"
+        return {**super().words(), "subject": subject}
 
     def describe(self) -> str:
         return f"setting tag '{self.key}' of {self._subject()} to '{self.value}'"
@@ -164,6 +195,7 @@ class SetTag(Change):
 @dataclass(frozen=True)
 class DeleteTag(SetTag):
     kind: ClassVar[str] = "delete_tag"
+    WORDS: ClassVar[str] = "remove tag {key} from {subject}"
 
     def describe(self) -> str:
         return f"removing tag '{self.key}' from {self._subject()}"

@@ -26,6 +26,7 @@ def _holds_production(gov: Governance, registry: Registry, name: str, versions: 
 @dataclass(frozen=True)
 class DeleteVersion(Change):
     kind: ClassVar[str] = "delete_version"
+    WORDS: ClassVar[str] = "delete {name} v{version}"
     version_: str = ""
 
     @property
@@ -78,6 +79,7 @@ def _model_exists(registry: Registry, name: str) -> bool:
 @dataclass(frozen=True)
 class DeleteModel(Change):
     kind: ClassVar[str] = "delete_model"
+    WORDS: ClassVar[str] = "delete model {name} and all its versions"
 
     def target(self) -> str:
         return "delete"
@@ -101,6 +103,7 @@ class DeleteModel(Change):
 @dataclass(frozen=True)
 class Rename(Change):
     kind: ClassVar[str] = "rename"
+    WORDS: ClassVar[str] = "rename model {name} to {new_name}"
     new_name: str = ""
 
     def target(self) -> str:

@@ -11,14 +11,19 @@ from markupsafe import Markup
 
 from checkpoint.web.rendering import (
     TEMPLATE_GLOBALS,
+    asked,
+    flavours_line,
     format_ms,
     markdown,
     mlflow_run_url,
     mlflow_version_url,
     request_headline,
+    spark_marks,
     spark_scale,
+    spark_title,
     sparkline,
     target_label,
+    versions_label,
 )
 
 
@@ -103,6 +108,37 @@ def test_request_headline(fields, headline):
     assert request_headline(request(**fields)) == headline
 
 
+def copy(**fields) -> SimpleNamespace:
+    """A copy of fraud v2 into prod.fraud, whose latest version is v1."""
+    base = {
+        "model_name": "prod.fraud",
+        "version": "2",
+        "target": "model:prod.fraud",
+        "challenger": {"name": "fraud", "version": "2"},
+        "champion": {"name": "prod.fraud", "version": "1"},
+    }
+    return request(**{**base, **fields})
+
+
+def test_a_copy_names_its_source_model_not_the_target():
+    assert request_headline(copy()) == "fraud v2 → into prod.fraud (latest there: v1)"
+    assert request_headline(copy(champion=None)) == "fraud v2 → into prod.fraud (first promotion)"
+    assert versions_label(copy()) == "fraud v2 → after v1"
+
+
+def test_the_list_names_the_versions():
+    assert versions_label(request(champion={"name": "fraud", "version": "5"})) == "v7 → replaces v5"
+    assert versions_label(request()) == "v7"
+    assert versions_label(request(version="")) == ""
+
+
+def test_the_headline_names_the_champion_the_diff_compares():
+    opened = request(champion={"name": "fraud", "version": "2"})
+    assert request_headline(opened, {"name": "fraud", "version": "3"}) == "fraud v7 → Production (replaces v3)"
+    assert request_headline(opened, None) == "fraud v7 → Production (first promotion)"
+    assert request_headline(opened) == "fraud v7 → Production (replaces v2)"  # no diff read: as recorded
+
+
 def test_links_to_mlflows_pages_quote_every_part():
     assert mlflow_version_url("a/b c", 3) == "/#/models/a%2Fb%20c/versions/3"
     assert mlflow_run_url(12, "r/1") == "/#/experiments/12/runs/r%2F1"
@@ -131,3 +167,52 @@ def test_every_helper_is_a_template_global():
     app.register_blueprint(bp)
     for helper in TEMPLATE_GLOBALS:
         assert app.jinja_env.globals[helper.__name__] is helper
+
+
+def metric(**fields) -> SimpleNamespace:
+    base = {"key": "auc", "champion": 0.9, "challenger": 0.95, "champion_history": (), "challenger_history": ()}
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_a_side_with_one_value_is_drawn_as_a_dot():
+    marks = spark_marks(metric(challenger_history=((0, 0.8), (5, 0.95))))
+    assert [m["side"] for m in marks] == ["champion", "challenger"]
+    champion, challenger = marks
+    assert "points" not in champion and float(champion["cx"]) == 117.0  # the last step, kept inside the box
+    assert challenger["points"].count(",") == 2
+    assert spark_marks(metric()) == []  # no history on either side: the numbers say it all
+
+
+def test_a_history_whose_points_share_one_step_is_a_dot_too():
+    champion, challenger = spark_marks(
+        metric(champion_history=((3, 0.5), (3, float("nan"))), challenger=None, challenger_history=((1, 1.0), (2, 2.0)))
+    )
+    assert "cx" in champion and "points" not in champion
+    assert "points" in challenger
+
+
+def test_the_sparkline_tooltip_says_both_sides():
+    title = spark_title(metric(challenger_history=((0, 0.8), (1, 0.9), (2, 0.95))))
+    assert title == "auc: champion 0.9 (one value); challenger 0.8 → 0.95 over 3 steps"
+    assert spark_title(metric(champion=None)).startswith("auc: champion: not logged;")
+
+
+@pytest.mark.parametrize(
+    ("flavors", "first", "line"),
+    [
+        ({"common": ["python_function", "sklearn"], "added": [], "removed": []}, False, "python_function, sklearn on both"),
+        ({"common": [], "added": ["xgboost"], "removed": ["sklearn"]}, False, "added xgboost; removed sklearn"),
+        ({"common": [], "added": [], "removed": []}, False, "none on either side"),
+        ({"common": [], "added": ["python_function"], "removed": []}, True, "python_function (no champion to compare)"),
+    ],
+)
+def test_flavours_read_without_empty_parts(flavors, first, line):
+    text = flavours_line(SimpleNamespace(**flavors), first)
+    assert text == line and not text.startswith(";")
+
+
+def test_a_request_says_its_change_in_words_or_its_kind():
+    item = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "alias": "champion", "version": "3"})
+    assert asked(item) == "set @champion of fd to v3"
+    unreadable = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "bogus": 1})
+    assert asked(unreadable) == "a set_alias change (shown as stored below)"
