@@ -22,7 +22,7 @@ from checkpoint.review import expiry, rollback
 from checkpoint.review.policy import RightCheck
 from checkpoint.storage.entities import OPEN, PromoteRequest
 
-# Candidates read per page at most, and per database round trip.
+# Candidates read per page at most, and at most per database round trip.
 SCAN_MAX = 1000
 BATCH = 100
 
@@ -107,11 +107,12 @@ def awaiting(
     found: list[PromoteRequest] = []
     read = 0
     cursor = before
+    size = max(2 * limit, 20)  # a count to 10 reads 20 first, then twice as many each round
     while read < scan:
         raw, more = workflow.store.list_requests(
             state=OPEN,
             before=cursor,
-            limit=min(BATCH, scan - read, max(2 * limit, 20)),  # a count to 10 needs no 100 rows
+            limit=min(BATCH, scan - read, size),
             workspace=workspace,
             undecided_by=user.name,
             not_author=None if self_allowed else user.name,
@@ -129,5 +130,5 @@ def awaiting(
         read += len(raw)
         if more is None:
             return found, None
-        cursor = more
+        cursor, size = more, size * 2
     return found, cursor
