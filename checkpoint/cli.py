@@ -342,6 +342,40 @@ def wait(url, request_id, timeout, interval, quiet) -> None:
     sys.exit(WAIT_EXIT[final["state"]])
 
 
+LIST_STATES = ("open", "approved", "applying", "applied", "failed", "rejected", "withdrawn", "waiting")
+
+
+def _printable(text: str) -> str:
+    """Someone's text for a terminal: no control characters (an escape sequence would act)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+@request.command("list")
+@_URL
+@click.option("--awaiting-me", is_flag=True, help="the open requests waiting for your review")
+@click.option("--mine", is_flag=True, help="the requests you opened")
+@click.option("--state", type=click.Choice(LIST_STATES))
+@click.option("--model")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the page as JSON (requests and next_cursor)")
+def request_list(url, awaiting_me, mine, state, model, limit, as_json) -> None:
+    """List requests, newest first: one line each (id, state, model and target, approvals, author, link)."""
+    client = _client(url)
+    page = _api(lambda: client.requests(awaiting_me=awaiting_me, mine=mine, state=state, model=model, limit=limit))
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for item in page["requests"]:
+        approvals = item.get("approvals") or {}
+        progress = f"{approvals.get('count', 0)}/{approvals.get('required', '?')} approvals"
+        title, author = _printable(item["title"]), _printable(item["author"])
+        click.echo(f"#{item['id']:<6} {item['state']:<9} {title}  [{progress}, by {author}]  {item['url']}")
+    if not page["requests"]:
+        click.echo("nothing waits for your review" if awaiting_me else "no requests", err=True)
+    elif page.get("next_cursor"):
+        click.echo(f"more: the API's next_cursor is {page['next_cursor']}", err=True)
+
+
 def _progress(request_id: int, current: dict) -> str:
     """One line: the state, the approvals, what blocks it."""
     approvals = current.get("approvals") or {}

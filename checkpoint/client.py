@@ -214,6 +214,28 @@ class CheckpointClient:
     def get(self, request_id: int) -> dict:
         return self._call("GET", f"/requests/{int(request_id)}")
 
+    def requests(
+        self,
+        *,
+        awaiting_me: bool = False,
+        mine: bool = False,
+        state: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict:
+        """A page of requests, newest first: ``requests`` and ``next_cursor``. ``awaiting_me``: those
+        waiting for your review; ``mine``: those you opened (you: the token's owner with a token)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if awaiting_me:
+            params["awaiting"] = "me"
+        if mine:
+            params["author"] = "me"
+        for key, value in (("state", state), ("model", model), ("cursor", cursor)):
+            if value:
+                params[key] = value
+        return self._call("GET", "/requests", params=params)
+
     def wait(
         self,
         request_id: int,

@@ -221,11 +221,25 @@ class Requests(EventChain):
         limit: int = 50,
         hidden: Iterable[tuple[str, str]] = (),
         workspace: str | None = None,
+        undecided_by: str | None = None,
+        not_author: str | None = None,
     ) -> tuple[list[PromoteRequest], int | None]:
         """Newest first; ``before`` is the cursor (an id), so pages are stable under inserts.
         ``hidden`` (workspace, model) pairs are left out: models the caller may not read.
-        ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all."""
+        ``workspace`` ("" = the default one) filters by MLflow workspace; None lists them all.
+        ``undecided_by`` leaves out requests that user's review still stands on (neither
+        dismissed nor recorded expired); ``not_author`` those that user opened (the inbox)."""
         query = visible(select(RequestRow), hidden)
+        if undecided_by is not None:
+            decided = select(ReviewRow.id).where(
+                ReviewRow.request_id == RequestRow.id,
+                ReviewRow.reviewer == undecided_by,
+                ReviewRow.dismissed_at.is_(None),
+                ReviewRow.expired_at.is_(None),
+            )
+            query = query.where(~decided.exists())
+        if not_author is not None:
+            query = query.where(RequestRow.author != not_author)
         if workspace is not None:
             query = query.where(RequestRow.workspace == workspace)
         if state == WAITING:

@@ -13,13 +13,13 @@ from flask import Blueprint, current_app, jsonify, request
 
 from checkpoint import urls
 from checkpoint.errors import CheckpointError
-from checkpoint.review import expiry
+from checkpoint.review import expiry, inbox
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.statuses import Latest
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
-from checkpoint.storage.entities import STATES, WAITING, CheckResult, NotFound, PromoteRequest
+from checkpoint.storage.entities import OPEN, STATES, WAITING, CheckResult, NotFound, PromoteRequest
 from checkpoint.tokens import BREAK_GLASS, REQUEST, REVIEW
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
@@ -31,12 +31,15 @@ from checkpoint.web.context import (
     request_cursor,
     workflow,
 )
+from checkpoint.web.inbox import awaiting_count
 from checkpoint.web.scopes import token_scope
 
 bp = Blueprint("api", __name__, url_prefix="/checkpoint/api/v1")
 
 # Wire names of change kinds: MLflow's route names plus the model-level tag variants.
 API_KINDS = PARSE_KINDS
+# ``?author=me`` and ``?awaiting=me`` name the caller (a token's owner for a token caller).
+ME = "me"
 
 
 def readable_request(request_id: int) -> PromoteRequest:
@@ -181,20 +184,44 @@ def list_requests():
     for key in ("model", "target", "author", "q"):
         if "\x00" in args.get(key, ""):  # PostgreSQL cannot even compare a text with NUL in it
             raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"{key} must not contain NUL characters")
-    items, last = reader().visible_page(
-        lambda hidden: workflow().store.list_requests(
-            state=state,
-            model=args.get("model") or None,
-            target=args.get("target") or None,
-            author=args.get("author") or None,
-            search=args.get("q") or None,
+    author = args.get("author") or None
+    awaiting = args.get("awaiting")
+    if awaiting is not None and awaiting != "me":
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "awaiting must be 'me' (the requests waiting for your review)")
+    if (awaiting or author == ME) and current_user().anonymous:
+        raise CheckpointError(401, "UNAUTHENTICATED", "sign in (or pick a name) to list your own requests or reviews")
+    if author == ME:
+        author = current_user().name
+    if awaiting:
+        if state and state != OPEN:
+            raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "awaiting=me lists open requests: state must be open or absent")
+        items, last = inbox.awaiting(
+            workflow(),
+            current_user(),
+            can_read=lambda item: reader().can_read(item.model_name, request_key(item)[0]),
             before=request_cursor(args.get("cursor")),
             limit=int(limit_raw),
-            hidden=hidden,
             workspace=workspace_arg(args.get("workspace")),
-        ),
-        request_key,
-    )
+            model=args.get("model") or None,
+            target=args.get("target") or None,
+            author=author,
+            search=args.get("q") or None,
+        )
+    else:
+        items, last = reader().visible_page(
+            lambda hidden: workflow().store.list_requests(
+                state=state,
+                model=args.get("model") or None,
+                target=args.get("target") or None,
+                author=author,
+                search=args.get("q") or None,
+                before=request_cursor(args.get("cursor")),
+                limit=int(limit_raw),
+                hidden=hidden,
+                workspace=workspace_arg(args.get("workspace")),
+            ),
+            request_key,
+        )
     checks, standing = workflow().checks_of(items), workflow().statuses_of(items)
     return jsonify(
         requests=[request_json(i, checks=checks[i.id], standing=standing[i.id]) for i in items],
@@ -337,7 +364,10 @@ def summary():
     store = workflow().store
     hidden = reader().hidden(store.request_models(state="open"))  # counts leave out what the caller may not read
     items = store.list_requests(state="open", model=model, limit=20, hidden=hidden, workspace=workspace)[0] if model else []
+    awaiting, more = awaiting_count()
     response = jsonify(
+        awaiting_me=awaiting,
+        awaiting_me_more=more,
         open=store.count(state="open", hidden=hidden),
         model=model,
         open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,

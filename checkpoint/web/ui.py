@@ -17,10 +17,11 @@ from checkpoint.events import history
 from checkpoint.registry import RegistryError
 from checkpoint.review import expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.inbox import SCAN_MAX as inbox_scan_max
 from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import TITLE_MAX, WorkflowError
-from checkpoint.storage.entities import APPLIED, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
+from checkpoint.storage.entities import APPLIED, OPEN, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -31,6 +32,7 @@ from checkpoint.web.context import (
     workflow,
 )
 from checkpoint.web.fragments import Fragments
+from checkpoint.web.inbox import awaiting_me
 from checkpoint.web.rendering import TEMPLATE_GLOBALS, request_headline
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
@@ -91,16 +93,23 @@ def requests_list():
         "search": args.get("q") or None,
         "workspace": _workspace_arg(args.get("workspace") or None),
     }
-    items, last = reader().visible_page(
-        lambda hidden: workflow().store.list_requests(
-            state=None if state == "all" else state,
-            limit=PAGE,
-            hidden=hidden,
-            before=request_cursor(args.get("cursor")),
-            **filters,
-        ),
-        request_key,
-    )
+    if filters["author"] == "me":  # the inbox's links: the caller
+        filters["author"] = current_user().name
+    awaiting = args.get("awaiting") == "me"
+    if awaiting:  # open requests waiting for the caller's review (review/inbox.py)
+        state = OPEN
+        items, last = awaiting_me(PAGE, inbox_scan_max, request_cursor(args.get("cursor")), **filters)
+    else:
+        items, last = reader().visible_page(
+            lambda hidden: workflow().store.list_requests(
+                state=None if state == "all" else state,
+                limit=PAGE,
+                hidden=hidden,
+                before=request_cursor(args.get("cursor")),
+                **filters,
+            ),
+            request_key,
+        )
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {
         k: v
@@ -111,6 +120,7 @@ def requests_list():
             "author": filters["author"],
             "q": filters["search"],
             "workspace": workspace,
+            "awaiting": "me" if awaiting else None,
         }.items()
         if v
     }
@@ -125,6 +135,7 @@ def requests_list():
         status=workflow().status,
         checks=workflow().checks_of(items),
         first_page=not args.get("cursor"),
+        awaiting=awaiting,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow import MlflowClient
 
@@ -82,6 +84,32 @@ def test_client_errors_are_clear(sqlite_checkpoint):
         client.promote("m", "1", stage="Production", alias="champion")
     broken = run(sqlite_checkpoint.url, "request", "promote", "--model", "m", "--version", "1")
     assert broken.returncode == 2 and "exactly one of --stage, --alias or --copy-to" in broken.stderr
+
+
+def test_request_list_awaiting_me_and_mine(sqlite_checkpoint, mlflow_server):
+    """`checkpoint request list --awaiting-me` / `--mine`: bob sees alice's request waiting for him."""
+    base = sqlite_checkpoint.url
+    name, (_v1, v2) = make_model(mlflow_server.url)
+    opened = run(base, "request", "promote", "--model", name, "--version", v2, "--alias", "champion", "--title", "Go\x1b[2J live")
+    assert opened.returncode == 0, opened.stderr
+    request_id = int(opened.stdout.split("#", 1)[1].split(" ", 1)[0])
+
+    waiting = run(base, "request", "list", "--awaiting-me", user="bob")
+    assert waiting.returncode == 0, waiting.stderr
+    line = next(line for line in waiting.stdout.splitlines() if line.startswith(f"#{request_id} "))
+    assert "open" in line and "0/1 approvals, by alice" in line and f"/checkpoint/requests/{request_id}" in line
+    assert "\x1b" not in waiting.stdout  # the title's escape sequence is not sent to the terminal
+
+    own = run(base, "request", "list", "--awaiting-me")  # alice: her own request does not wait for her
+    assert own.returncode == 0, own.stderr
+    assert f"#{request_id} " not in own.stdout
+    mine = run(base, "request", "list", "--mine", "--json")
+    assert request_id in [r["id"] for r in json.loads(mine.stdout)["requests"]]
+    assert run(base, "request", "list", "--mine", user="bob").stdout == ""  # bob opened nothing here
+
+    api(base, "POST", f"/requests/{request_id}/reviews", json={"verdict": "approve"})
+    after = run(base, "request", "list", "--awaiting-me", user="bob")
+    assert f"#{request_id} " not in after.stdout
 
 
 def test_wait_prints_progress_once_per_change_and_quiet_does_not(sqlite_checkpoint, mlflow_server):

@@ -89,3 +89,10 @@ def test_a_failed_migration_stops_serve_before_gunicorn(monkeypatch, tmp_path):
     monkeypatch.setattr(serving.CheckpointServer, "run", lambda self: pytest.fail("gunicorn started"))
     result = CliRunner().invoke(main, ["serve", "--host", "127.0.0.1", "--port", "5099"])
     assert result.exit_code == 1 and isinstance(result.exception, db.SchemaError)
+
+
+def test_request_list_offers_every_state_the_api_filters_on():
+    from checkpoint.cli import LIST_STATES
+    from checkpoint.storage.entities import STATES, WAITING
+
+    assert set(LIST_STATES) == {*STATES, WAITING}

@@ -117,6 +117,9 @@
   var badge = el('span', 'cp-panel-count', '…');
   toggle.appendChild(toggleLabel);
   toggle.appendChild(badge);
+  var mine = el('span', 'cp-panel-mine', '');  // "2 for you": what waits for the viewer's review
+  mine.hidden = true;
+  toggle.appendChild(mine);
   var body = el('section', 'cp-panel-body');
   body.id = 'cp-panel-body';
   body.hidden = true;
@@ -168,8 +171,12 @@
     badge.textContent = count == null ? (failed ? '!' : '…') : String(count);
     root.classList.toggle('cp-panel-has-open', !!count);
     root.classList.toggle('cp-panel-failed', failed);
+    var waiting = state.data ? Number(state.data.awaiting_me) || 0 : 0;
+    var waitingText = waiting + (state.data && state.data.awaiting_me_more ? '+' : '') + ' for you';
+    mine.textContent = waiting ? waitingText : '';
+    mine.hidden = !waiting;
     var label = 'Promote requests: ' + (count == null ? (failed ? 'unavailable' : 'loading') : count + ' open') +
-      (model ? ' for ' + model : '');
+      (model ? ' for ' + model : '') + (waiting ? ', ' + waitingText.replace('for you', 'waiting for your review') : '');
     toggle.setAttribute('aria-label', label);
     toggle.title = label;
     if (body.hidden) return;
