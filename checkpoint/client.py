@@ -9,6 +9,7 @@ and ask which version holds a stage or alias.
     cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
     cp.set_status("ci/eval", "success", request_id=req["id"], target_url="https://ci.example/run/1")
     cp.plan({"models": {"fraud-detector": {"aliases": {"champion": 7}}}})  # drift from a desired state
+    cp.batch([change1, change2], title="Move both")           # one request, applied all or nothing
 
 Credentials: a Checkpoint API token (``token=`` or ``CHECKPOINT_TOKEN``, sent as Bearer; see the
 README's "API tokens"), else the MLflow client's: ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``
@@ -103,6 +104,14 @@ class CheckpointClient:
         body: dict = {"change": change, "title": title, "description": description}
         if apply_at is not None:
             body["apply_at"] = apply_at
+        return self._call("POST", "/requests", json=body)
+
+    def batch(self, changes: list[dict], title: str = "", description: str = "", reviewers: list[str] | None = None) -> dict:
+        """Open one request holding several changes (each as :meth:`request` takes one), reviewed
+        once and applied in order, all or nothing. The same changes again return the open one."""
+        body: dict = {"changes": changes, "title": title, "description": description}
+        if reviewers:
+            body["reviewers"] = reviewers
         return self._call("POST", "/requests", json=body)
 
     def promote(

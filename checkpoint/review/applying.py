@@ -34,9 +34,11 @@ class Applying(Checking):
     """The apply part of the Workflow, with the snapshots and observations it compares, and
     what holds an apply back or calls it off (a freeze, ``apply_at``, a cancel)."""
 
-    if TYPE_CHECKING:  # defined by Workflow, next to reviewing
+    if TYPE_CHECKING:  # defined by Workflow, next to reviewing; and by Batching
 
         def refusal(self, user: User | str, request: PromoteRequest) -> str | None: ...
+
+        def apply_batch(self, request: PromoteRequest, actor: str, forced: bool) -> PromoteRequest: ...
 
     def _proceed(self, request_id: int, actor: str) -> PromoteRequest:
         """Open → approved → applied once approvals meet the rule and required checks pass
@@ -101,6 +103,8 @@ class Applying(Checking):
                 reason=f"approvals expired before it applied: {lapsed.line()}",
             )
             return self.store.get(request_id)
+        if request.changes is not None:
+            return self.apply_batch(request, actor, forced)
         try:
             change = changes.from_json(request.change)
             registry = self.registry_for(change.workspace)
@@ -223,7 +227,7 @@ class Applying(Checking):
     def _expired_before_apply(self, request: PromoteRequest) -> Status | None:
         """The approvals' standing when expired ones leave the rule unmet at the apply (their
         expiry is then recorded, and the apply does not happen), else None."""
-        rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+        rule = self.rule_of(request)  # a batch: the shortest expiry of its changes' rules
         if rule.approvals_expire_after is None:
             return None
         status = self.status(request, results=[])  # approvals only: the checks are a later step

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from checkpoint import urls
 from checkpoint.events import timeline
 from checkpoint.identity import User
-from checkpoint.review import checks, expiry, rollback, statuses
+from checkpoint.review import batches, checks, expiry, rollback, statuses
 from checkpoint.review.checks import soak
 from checkpoint.review.policy import Rule, Status
 from checkpoint.review.representation import request_fields
@@ -52,12 +52,27 @@ class Checking(WorkflowBase):
 
     def rule_of(self, request: PromoteRequest) -> Rule:
         """The rule a request is reviewed under now (the policy file may have changed): its
-        ``rollback:`` fast path for a verified rollback (``review/rollback.py``)."""
+        ``rollback:`` fast path for a verified rollback (``review/rollback.py``); for a batch,
+        the strictest of its changes' rules (``batches.strictest``)."""
+        if batches.is_batch(request):
+            return batches.strictest([self.rule_of(part) for part in batches.parts(request)])
         return self.policy.rule_for(request.model_name, request.target, request.workspace, rollback.verified(request))
 
     def check_specs(self, request: PromoteRequest) -> tuple[checks.Check, ...]:
-        """The checks the request's rule declares now (the policy file may have changed)."""
-        return self.policy.rule_for(request.model_name, request.target, request.workspace).checks
+        """The checks the request's rule declares now (the policy file may have changed); a
+        batch runs each change's checks, named by the change's place (``2. auc-gate``)."""
+        return tuple(spec for spec, _ in self._checked(request))
+
+    def _checked(self, request: PromoteRequest) -> list[tuple[checks.Check, PromoteRequest]]:
+        """Each check with the request (a batch: the change's view) it looks at."""
+        if not batches.is_batch(request):
+            rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+            return [(spec, request) for spec in rule.checks]
+        out: list[tuple[checks.Check, PromoteRequest]] = []
+        for i, part in enumerate(batches.parts(request), 1):
+            rule = self.policy.rule_for(part.model_name, part.target, part.workspace)
+            out.extend((replace(spec, name=f"{i}. {spec.name}"), part) for spec in rule.checks)
+        return out
 
     def check_results(self, request: PromoteRequest, stored: list[CheckResult] | None = None) -> list[CheckResult]:
         """Each declared check with its latest result; one never evaluated shows as pending."""
@@ -124,12 +139,13 @@ class Checking(WorkflowBase):
     def _evaluate(self, request: PromoteRequest, trigger: str, actor: str, required_local: bool = False) -> None:
         """One round: local checks now, HTTP checks queued for the background thread
         (``required_local``: only the required local ones, right before apply)."""
-        specs = self.check_specs(request)
-        if not specs:
+        checked = self._checked(request)
+        if not checked:
             return
-        subject = self._subject(request)
+        specs = [spec for spec, _ in checked]
+        subjects: dict[int, checks.Subject] = {}
         results, queued = [], False
-        for spec in specs:
+        for spec, part in checked:
             if not spec.local:
                 if required_local:
                     continue
@@ -139,7 +155,9 @@ class Checking(WorkflowBase):
                 )
                 queued = True
             elif spec.required or not required_local:
-                result, done_at = spec.evaluate(subject), self.clock.now()
+                if id(part) not in subjects:  # one Subject per change: it reads MLflow lazily, once
+                    subjects[id(part)] = self._subject(part)
+                result, done_at = spec.evaluate(subjects[id(part)]), self.clock.now()
                 results.append(
                     CheckResult(request.id, spec.name, spec.kind, spec.required, result.status, result.reason, trigger, done_at)
                 )
@@ -274,8 +292,13 @@ class Checking(WorkflowBase):
         rule = self.rule_of(request)
         at = self.clock.now()
         approvers = {r.reviewer for r in expiry.counting(request, rule, at)}
-        status = self.policy.status(
-            request.model_name, request.target, approvers, request.named_reviewers, request.workspace, rollback.verified(request)
+        status = batches.combine(
+            [
+                self.policy.status(
+                    part.model_name, part.target, approvers, part.named_reviewers, part.workspace, rollback.verified(part)
+                )
+                for part in batches.parts(request)
+            ]
         )
         lapsed = tuple(sorted({r.reviewer for r in request.reviews if expiry.expired(r, rule, at)} - approvers))
         results = self.check_results(request) if results is None else results

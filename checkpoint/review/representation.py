@@ -64,7 +64,33 @@ def request_fields(request: PromoteRequest, status: Status, rule: Rule, links: M
         "created_at": request.created_at.isoformat(),
         "updated_at": request.updated_at.isoformat(),
         "rollback": getattr(request, "rollback", None),  # a rollback's record (review/rollback.py); None for any other
-    }
+    } | batch_fields(request)
+
+
+def batch_fields(request: PromoteRequest) -> dict:
+    """A batch request's ``changes`` (in the order they apply, each with its model, target,
+    snapshots and rule), and ``change`` null: no one change speaks for a batch. {} for a
+    single-change request, which keeps ``change`` as it always had."""
+    if getattr(request, "changes", None) is None:
+        return {}
+    out = []
+    for i, part in enumerate(request.changes or ()):
+        change = part["change"]
+        out.append(
+            {
+                "index": i,
+                "kind": change.get("kind"),
+                "model": change.get("name"),
+                "workspace": workspace_label(change.get("workspace") or ""),
+                "target": part.get("target"),
+                "title": part.get("title"),
+                "change": change,
+                "challenger": part.get("challenger") or None,
+                "champion": part.get("champion"),
+                "rule": part.get("rule"),
+            }
+        )
+    return {"change": None, "changes": out}
 
 
 def event_fields(

@@ -13,7 +13,8 @@ import logging
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
-from checkpoint.review import changes, checks, content, rollback, schedule
+from checkpoint.review import batches, changes, checks, content, rollback, schedule
+from checkpoint.review.batching import Batching
 from checkpoint.review.changes import Change
 from checkpoint.review.posting import Posting
 from checkpoint.review.rolling_back import RollingBack
@@ -46,7 +47,7 @@ def _is_prompt_version(version: Version) -> bool:
     return version.tags.get(changes.PROMPT_TAG, "").lower() == "true"
 
 
-class Workflow(RollingBack, Posting):
+class Workflow(RollingBack, Posting, Batching):
     """Every operation on promote requests; built once per process (``services.py``) with the
     fields of ``WorkflowBase``: store, registry, governance, policy, and the optional ones."""
 
@@ -338,17 +339,22 @@ class Workflow(RollingBack, Posting):
         )
 
     def refusal(self, user: User | str, request: PromoteRequest) -> str | None:
-        """Why ``user`` may not review ``request`` now, or None."""
-        return self.policy.may_review(
-            as_user(user),
-            request.author,
-            request.model_name,
-            request.target,
-            request.named_reviewers,
-            self._review_right(request.workspace),
-            request.workspace,
-            rollback.verified(request),
-        )
+        """Why ``user`` may not review ``request`` now, or None. A batch: the rule of every one
+        of its changes must let them (the first that does not says why)."""
+        for part in batches.parts(request):
+            why = self.policy.may_review(
+                as_user(user),
+                part.author,
+                part.model_name,
+                part.target,
+                part.named_reviewers,
+                self._review_right(part.workspace),
+                part.workspace,
+                rollback.verified(part),
+            )
+            if why is not None:
+                return why if part is request else f"{why} (change {part.change.get('kind')} of {part.model_name})"
+        return None
 
     def break_glass(self, request_id: int, user: User | str, reason: str) -> PromoteRequest:
         """An admin applies a request now, without meeting the rule; loudly recorded."""

@@ -94,6 +94,7 @@ def to_request(row: RequestRow, reviews=(), comments=(), events=()) -> PromoteRe
         rule_name=row.rule_name,
         workspace=row.workspace or "",
         rollback=row.rollback or None,
+        changes=tuple(row.changes) if row.changes else None,
         apply_at=aware(row.apply_at),
         waiting_for=_waiting(row),
         reviews=tuple(to_review(r) for r in reviews),

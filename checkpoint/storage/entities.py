@@ -70,6 +70,11 @@ class EventKind(StrEnum):
     RELEASED = "released"  # the freeze ended or apply_at came: the background work applies it now
     CANCELLED = "cancelled"  # a scheduled or waiting apply was called off (the request is withdrawn)
     STATUS_CHANGED = "status_changed"  # CI posted a status on the request or on the version it promotes
+    # A batch request's apply, one change at a time (review/batching.py):
+    CHANGE_APPLIED = "change_applied"  # one of its changes applied (or found already true)
+    CHANGE_FAILED = "change_failed"  # one of its changes failed: the applied ones are undone
+    CHANGE_REVERTED = "change_reverted"  # a compensating change put one applied change back
+    REVERT_FAILED = "revert_failed"  # a compensation failed: MLflow is left partly changed
     # Not about one request:
     OUTSIDE_CHANGE = "outside_change"  # a stage or alias (or a version's files) moved without Checkpoint
     AUDIT_KEY_ADOPTED = "audit_key_adopted"  # a keyed Checkpoint sealed the unkeyed log before it
@@ -207,6 +212,9 @@ class PromoteRequest:
     rule_name: str = "default"
     workspace: str = ""  # MLflow's workspace the change acts in; "" = the default workspace
     rollback: dict | None = None  # a rollback request's record (review/rollback.py); None otherwise
+    # A batch's parts, in the order they apply ({"change", "challenger", "champion", "rule"};
+    # review/batching.py); None for a single-change request, whose one change is ``change``.
+    changes: tuple[dict, ...] | None = None
     apply_at: datetime | None = None  # when its author or a reviewer asked it to apply
     waiting_for: Waiting | None = None  # approved, and held back by a freeze or apply_at
     reviews: tuple[Review, ...] = field(default=())

@@ -48,6 +48,9 @@ class RequestRow(Base):
     # A rollback request's record (review/rollback.py): what it puts back, what it undoes, and
     # whether Checkpoint's log proves it; NULL for every other request. Written once, at opening.
     rollback: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # A batch request's changes, in the order they apply, each with its snapshots and rule
+    # (review/batching.py; migration 0012); NULL for a request holding one change in ``change``.
+    changes: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_requests_state_id", "state", "id"),

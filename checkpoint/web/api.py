@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from checkpoint import urls
 from checkpoint.errors import CheckpointError
-from checkpoint.review import expiry, inbox
+from checkpoint.review import batches, expiry, inbox
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.statuses import Latest
@@ -45,7 +45,10 @@ ME = "me"
 def readable_request(request_id: int) -> PromoteRequest:
     """The request, if its model is one the caller may read; else exactly as if it did not exist."""
     item = workflow().store.get(request_id)
-    if not reader().can_read(item.model_name, request_key(item)[0]):
+    readable = reader().can_read(item.model_name, request_key(item)[0])
+    if readable and item.changes is not None:  # a batch: every model it changes
+        readable = all(reader().can_read(p.model_name, p.workspace) for p in batches.parts(item)[1:])
+    if not readable:
         raise NotFound(f"promote request #{request_id} does not exist")
     return item
 
@@ -232,13 +235,16 @@ def list_requests():
 @bp.post("/requests")
 @token_scope(REQUEST)
 def create_request():
-    """Open a request explicitly (pipelines): a change, a title, a description."""
-    data = json_body({"change", "title", "description", "reviewers", "apply_at"})
+    """Open a request explicitly (pipelines): a change (or ``changes``, a batch applied all or
+    nothing, every one parsed before anything is stored), a title, a description."""
+    data = json_body({"change", "changes", "title", "description", "reviewers", "apply_at"})
     reviewers = data.get("reviewers", [])
     if not isinstance(reviewers, list) or not all(isinstance(r, str) for r in reviewers):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "reviewers must be a list of user names")
     if any(len(r) > USER_MAX or "\x00" in r for r in reviewers):  # a name no user can have was stored as asked
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"reviewers: a name is at most {USER_MAX} characters, no NUL")
+    if "changes" in data:
+        return _create_batch(data, reviewers)
     change_data = data.get("change")
     if not isinstance(change_data, dict):
         raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "change must be an object with a 'kind'")
@@ -253,6 +259,22 @@ def create_request():
     item, created = workflow().open(
         change, current_user(), title or "", description or "", tuple(reviewers), apply_at=data.get("apply_at")
     )
+    body = request_json(item, full=True)
+    body["created"] = created
+    return jsonify(body), 201 if created else 200
+
+
+def _create_batch(data: dict, reviewers: list[str]):
+    """A batch request: ``changes`` instead of ``change`` (batches.py says what a batch may hold)."""
+    if "change" in data:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "give either change or changes, not both")
+    if data.get("apply_at") is not None:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", "apply_at: a batch request applies once approved")
+    items = batches.parse_all(data.get("changes"))
+    for change in items:
+        refuse_unreadable(change)
+    title, description = _text(data, "title", ""), _text(data, "description", "")
+    item, created = workflow().open_batch(items, current_user(), title or "", description or "", tuple(reviewers))
     body = request_json(item, full=True)
     body["created"] = created
     return jsonify(body), 201 if created else 200
