@@ -323,9 +323,13 @@ def rollback(url, model, alias, stage, to, title, description, workspace, as_jso
 def wait(url, request_id, timeout, interval, quiet) -> None:
     """Wait for a decision, printing where the request stands when that changes (on standard
     error). Exit 0 applied, 1 rejected/withdrawn, 2 apply failed, 3 timed out."""
+    _wait_for(_client(url), request_id, timeout, interval, quiet)
+
+
+def _wait_for(client, request_id: int, timeout: float, interval: float, quiet: bool) -> None:
+    """Wait for a decision as `request wait` does (and `apply --wait`), then exit with its code."""
     from checkpoint.client import WaitTimeout
 
-    client = _client(url)
     report = None if quiet else (lambda current: click.echo(_progress(request_id, current), err=True))
     try:
         final = _api(lambda: client.wait(request_id, timeout=timeout, interval=interval, on_progress=report))
@@ -567,8 +571,17 @@ def plan(url, path, detailed, as_json) -> None:
     from checkpoint.review import desired
 
     # Every failure exits 1 here (click's usage errors would exit 2, which --exit-code means as drift).
+    _, answer, shown = _planned(url, path, "plan")
+    click.echo(json.dumps(answer, indent=2) if as_json else shown)
+    sys.exit(desired.exit_code(answer, detailed))
+
+
+def _planned(url, path, command: str):
+    """The file read and checked, the client, the plan's answer and its text (plan and apply)."""
+    from checkpoint.review import desired
+
     if not path:
-        raise click.ClickException("give the desired-state file: checkpoint plan -f registry.yaml")
+        raise click.ClickException(f"give the desired-state file: checkpoint {command} -f registry.yaml")
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -583,11 +596,36 @@ def plan(url, path, detailed, as_json) -> None:
     except click.UsageError as exc:
         raise click.ClickException(exc.message) from exc
     answer = _api(lambda: client.plan(state.document()))
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
-    else:
-        click.echo(desired.render(answer, path, state.lines()))
-    sys.exit(desired.exit_code(answer, detailed))
+    return client, answer, desired.render(answer, path, state.lines())
+
+
+@main.command("apply")
+@_URL
+@click.option("-f", "--file", "path", metavar="FILE", help="the desired-state file (registry.yaml)")
+@click.option("--title", default="", help="the request's title (default: the changes, counted, and their models)")
+@click.option("--description", default=None, help="the request's description (default: the plan); '-' reads standard input")
+@click.option("--wait", "wait_", is_flag=True, help="then wait for the decision, as `request wait` (and exit as it does)")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="with --wait: seconds to wait")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="with --wait: seconds between polls")
+def apply_file(url, path, title, description, wait_, timeout, interval) -> None:
+    """Open ONE promote request holding every change the plan shows, applied all or nothing once
+    approved. Run again, it finds the same open request; with no drift it opens nothing (exit 0)."""
+    client, answer, shown = _planned(url, path, "apply")
+    click.echo(shown)
+    if answer["counts"]["error"]:
+        raise click.ClickException(f"{answer['counts']['error']} target(s) could not be planned: nothing opened")
+    if not answer["drift"]:
+        click.echo("Nothing to apply: no request opened.")
+        return
+    changes = [change for entry in answer["entries"] for change in entry["changes"]]
+    if description == "-":
+        description = click.open_file("-").read()
+    text = shown if description is None else description
+    made = _api(lambda: client.batch(changes, title=title, description=text))
+    verb = "Opened" if made.get("created") else "Found the open"
+    click.echo(f"{verb} promote request #{made['id']} ({len(changes)} change(s), {made['state']}): {made['url']}")
+    if wait_:
+        _wait_for(client, made["id"], timeout, interval, quiet=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

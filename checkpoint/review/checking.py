@@ -250,12 +250,14 @@ class Checking(WorkflowBase):
             if claimed is None:
                 continue  # another worker has it
             request = self.store.get(pending.request_id)
-            specs = self.check_specs(request)
-            spec = next((s for s in specs if s.name == pending.name and isinstance(s, checks.HttpCheck)), None)
-            if spec is None:
+            found = next(
+                ((s, part) for s, part in self._checked(request) if s.name == pending.name and isinstance(s, checks.HttpCheck)),
+                None,
+            )
+            if found is None:
                 result = checks.Result(checks.ERROR, "this HTTP check is no longer in the request's rule")
-            else:
-                result = checks.call_http(spec, self.http_payload(request, spec))
+            else:  # a batch's check is sent the change it checks (its view), as a single request's
+                result = checks.call_http(found[0], self.http_payload(found[1], found[0]))
             if self.store.settle_check(
                 pending.request_id, pending.name, claimed, result.status, result.reason, actor="checkpoint"
             ):

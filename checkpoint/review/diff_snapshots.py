@@ -154,6 +154,31 @@ class DiffSnapshots:
         kept_as = (item.id, key, taken_at) if kept else None
         return PageDiff(None, moved, taken_at, source=kept_as, compute=lambda: computed, champion=compared[0], champion_read=True)
 
+    def read_now(self, item: PromoteRequest) -> PageDiff:
+        """The diff of one change of a batch, read from MLflow now and not kept: the one stored
+        snapshot a request has would be overwritten by each of its changes in turn."""
+        if not item.challenger:
+            return PageDiff()
+        registry = self.registry_for(item.workspace)
+        try:
+            challenger, champion = self.sides(item, registry)
+            if challenger is None:
+                gone = f"{item.challenger.get('name')} v{item.challenger.get('version')}"
+                return PageDiff(error=f"the challenger ({gone}) no longer exists")
+            new, old = diff.load_sides(registry, challenger, champion, fresh=False)
+        except RegistryError as exc:
+            return PageDiff(error=f"MLflow could not be read for the diff: {exc.message}")
+        computed = diff.compute_diff(new, old)
+        compared = {"name": champion.name, "version": champion.version} if champion else None
+        return PageDiff(
+            None,
+            _moved(item, challenger, champion),
+            self.clock.now(),
+            compute=lambda: computed,
+            champion=compared,
+            champion_read=True,
+        )
+
     def _reading(self, stored: DiffSnapshot) -> bool:
         """Whether a worker holds a live claim on the request's refresh (it is reading MLflow now)."""
         lease_before = self.clock.now() - timedelta(seconds=LEASE_SECONDS)

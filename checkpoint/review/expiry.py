@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from checkpoint.clock import SYSTEM, Clock
+from checkpoint.review import batches
 from checkpoint.review.durations import format_duration
 from checkpoint.review.policy import Policy, Rule
 from checkpoint.storage.entities import APPROVED, FAILED, OPEN, PromoteRequest, Review
@@ -98,7 +99,9 @@ class Expiry:
         for _ in range(PAGES):
             page = self.store.approvals_before(oldest_allowed, UNDECIDED, after=after, limit=PAGE)
             for request, review in page:
-                rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
+                rule = batches.strictest(  # a batch: the shortest expiry of its changes' rules
+                    [self.policy.rule_for(p.model_name, p.target, p.workspace) for p in batches.parts(request)]
+                )
                 done.extend(record(self.store, request, (review,), rule, now, UNDECIDED))
             if len(page) < PAGE:
                 break

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from checkpoint.clock import SYSTEM, Clock
 from checkpoint.registry import Registry, RegistryError
-from checkpoint.review import changes
+from checkpoint.review import batches, changes
 from checkpoint.settings import Settings, default_apply_lease
 from checkpoint.storage.entities import APPLIED, APPLYING, FAILED, EventKind, PromoteRequest
 from checkpoint.storage.store import Store
@@ -105,9 +105,16 @@ class Reconciler:
 
     def _settle(self, request: PromoteRequest, cutoff: datetime) -> str | None:
         """``applied`` or ``failed`` when this reconciler moved the request, else None."""
-        change = changes.from_json(request.change)
-        if change.is_true(self.registry.in_workspace(change.workspace)):  # asked where it was applied
-            result = f"found applied in MLflow after an interrupted apply: {change.describe()}"
+        items = [changes.from_json(part.change) for part in batches.parts(request)]
+        missing = [c for c in items if not c.is_true(self.registry.in_workspace(c.workspace))]  # asked where applied
+        not_applied = NOT_APPLIED
+        if missing and len(missing) < len(items):  # a batch cut short: said plainly; a retry applies the rest
+            not_applied = (
+                f"interrupted while applying: {len(items) - len(missing)} of {len(items)} changes are in MLflow, "
+                f"not {'; '.join(c.describe() for c in missing)}; retry to apply the rest"
+            )
+        if not missing:
+            result = f"found applied in MLflow after an interrupted apply: {'; '.join(c.describe() for c in items)}"
             moved = self.store.transition(
                 request.id,
                 (APPLYING,),
@@ -129,9 +136,9 @@ class Reconciler:
                 actor=ACTOR,
                 event=EventKind.APPLY_FAILED,
                 updated_before=cutoff,
-                data={"reconciled": True, "error": NOT_APPLIED},
-                apply_result=NOT_APPLIED,
-                reason=NOT_APPLIED,
+                data={"reconciled": True, "error": not_applied},
+                apply_result=not_applied,
+                reason=not_applied,
             )
             state = FAILED
         if not moved:

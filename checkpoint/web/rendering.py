@@ -107,6 +107,14 @@ def request_headline(item, champion: dict | None | bool = True) -> str:
     return head
 
 
+def batch_headline(item) -> str:
+    """``4 changes to fraud-detector, churn-model, applied all or nothing`` (each change has its
+    own headline in its section)."""
+    parts = item.changes or ()
+    models = list(dict.fromkeys(p["change"].get("name", "") for p in parts))
+    return f"{len(parts)} changes to {', '.join(models)}, applied all or nothing"
+
+
 def versions_label(item) -> str:
     """The list's versions cell: ``v7 → replaces v5``; a copy names its source model."""
     if not item.version:

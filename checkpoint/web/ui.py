@@ -15,8 +15,9 @@ from markupsafe import Markup
 
 from checkpoint.events import history
 from checkpoint.registry import RegistryError
-from checkpoint.review import expiry, schedule
+from checkpoint.review import batches, expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.diff_snapshots import PageDiff
 from checkpoint.review.inbox import SCAN_MAX as inbox_scan_max
 from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
@@ -33,7 +34,7 @@ from checkpoint.web.context import (
 )
 from checkpoint.web.fragments import Fragments
 from checkpoint.web.inbox import awaiting_me
-from checkpoint.web.rendering import TEMPLATE_GLOBALS, request_headline
+from checkpoint.web.rendering import TEMPLATE_GLOBALS, batch_headline, request_headline
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
@@ -66,7 +67,8 @@ def _readable_request():
         item = workflow().store.get(request_id)
     except NotFound:
         return  # the view answers its own 404
-    if not reader().can_read(item.model_name, request_key(item)[0]):
+    models = [(p.model_name, p.workspace) for p in batches.parts(item)] if item.changes is not None else []
+    if not reader().can_read(item.model_name, request_key(item)[0]) or not all(reader().can_read(*m) for m in models):
         abort(404, f"promote request #{request_id} does not exist")
 
 
@@ -242,7 +244,8 @@ def request_detail(request_id: int):
         item = workflow().store.get(request_id)
     except NotFound:
         abort(404, f"promote request #{request_id} does not exist")
-    shown = _diff_for(item)
+    parts = _batch_parts(item)
+    shown = _diff_for(item) if not parts else PageDiff()
     user = current_user()
     refusal = workflow().refusal(user, item)
     rule = workflow().rule_of(item)
@@ -255,7 +258,8 @@ def request_detail(request_id: int):
         standing=standing,
         missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
         item=item,
-        headline=request_headline(item, shown.champion if shown.champion_read else True),
+        headline=batch_headline(item) if parts else request_headline(item, shown.champion if shown.champion_read else True),
+        parts=parts,
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
@@ -297,7 +301,31 @@ def _diff_for(item):
     return snapshots.for_page(item)
 
 
-def _diff_html(item, shown) -> Markup | None:
+def _batch_parts(item) -> list[dict]:
+    """A batch's sections, one per change in the order they apply: its headline, the view the
+    change's rule, snapshots and diff are read from, and that diff (read now, ``read_now``). []
+    for a single-change request."""
+    if item.changes is None:
+        return []
+    snapshots = current_services().snapshots
+    assert snapshots is not None  # Services.build makes one
+    out = []
+    for n, view in enumerate(batches.parts(item), 1):
+        shown = snapshots.read_now(view)
+        out.append(
+            {
+                "n": n,
+                "item": view,
+                "headline": request_headline(view, shown.champion if shown.champion_read else True),
+                "rule": workflow().rule_of(view),
+                "diff_html": _diff_html(view, shown, diff_id=f"diff-h-{n}"),
+                "diff_error": shown.error,
+            }
+        )
+    return out
+
+
+def _diff_html(item, shown, diff_id: str = "diff-h") -> Markup | None:
     """The diff section, rendered once per snapshot and page lines (``fragments.py``)."""
     if shown.error is not None and shown.diff is None:
         return None
@@ -315,6 +343,7 @@ def _diff_html(item, shown) -> Markup | None:
             diff_as_of=shown.as_of,
             diff_refreshing=shown.refreshing,
             diff_note=shown.note,
+            diff_id=diff_id,
         )
 
     return _FRAGMENTS.get(name, render)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from mlflow import MlflowClient
 
 from checkpoint.registry import Registry
+from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import services
+from checkpoint.storage.entities import APPLYING, APPROVED, OPEN, EventKind
 from tests.support.governed import api, make_model, unique
 
 POLICY = """
@@ -215,3 +218,57 @@ def test_a_batch_request_is_stored_as_one_row_and_a_single_request_is_unchanged(
     assert stored.changes is None and stored.change["alias"] == "champion"
     one = _open(base, [{"kind": "set_alias", "name": name, "alias": "challenger", "version": v1}])
     assert one.status_code == 201 and "changes" not in one.json()  # a batch of one is an ordinary request
+
+
+def test_the_request_page_shows_one_section_and_one_diff_per_change(sqlite_checkpoint, mlflow_server):
+    base, direct = sqlite_checkpoint.url, _direct(mlflow_server)
+    a, (a1, a2) = make_model(mlflow_server.url)
+    b, (b1, b2) = make_model(mlflow_server.url)
+    direct.set_registered_model_alias(a, "champion", a1)
+    changes = [
+        {"kind": "set_alias", "name": a, "alias": "champion", "version": a2},
+        {"kind": "transition", "name": b, "version": b2, "stage": "Staging"},
+    ]
+    opened = _open(base, changes, title="<b>two</b>").json()
+    page = requests.get(f"{base}/checkpoint/requests/{opened['id']}", auth=("alice", "x"), timeout=30)
+    assert page.status_code == 200
+    html = page.text
+    assert f"2 changes to {a}, {b}, applied all or nothing" in html
+    assert f"Change 1 of 2: {a} v{a2} → @champion (replaces v{a1})" in html
+    assert f"Change 2 of 2: {b} v{b2} → Staging (first promotion)" in html
+    assert f"set @champion of {a} to v{a2}" in html and f"move {b} v{b2} to Staging" in html
+    # Each change's own diff, under its own heading id; no id twice on the page.
+    assert f'id="diff-h-1">Diff: {a} v{a2} (challenger) against {a} v{a1} (champion)' in html
+    assert f'id="diff-h-2">Diff: {b} v{b2} (challenger), first promotion' in html
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    assert "<b>two</b>" not in html and "&lt;b&gt;two&lt;/b&gt;" in html
+
+
+def test_a_batch_cut_short_by_a_crash_is_reconciled_failed_naming_what_is_missing(sqlite_checkpoint, mlflow_server):
+    """A process that died mid-batch leaves it applying: the reconciler never applies, it says how
+    far MLflow got; the retry then applies the rest, and the change already there is not sent again."""
+    base, direct = sqlite_checkpoint.url, _direct(mlflow_server)
+    a, (a1, a2) = make_model(mlflow_server.url)
+    b, (b1, b2) = make_model(mlflow_server.url)
+    changes = [
+        {"kind": "set_alias", "name": a, "alias": "champion", "version": a2},
+        {"kind": "set_alias", "name": b, "alias": "champion", "version": b2},
+    ]
+    request_id = _open(base, changes).json()["id"]
+    wired = services(sqlite_checkpoint.app)
+    assert wired.store.transition(request_id, (OPEN,), APPROVED, actor="alice", event=EventKind.APPROVED)
+    assert wired.store.transition(request_id, (APPROVED,), APPLYING, actor="alice", event=EventKind.APPLYING)
+    direct.set_registered_model_alias(a, "champion", a2)  # the first change landed, then the process died
+    outcome = Reconciler(wired.store, wired.registry, lease=0).run()
+    assert outcome.failed == [request_id]
+    stuck = wired.store.get(request_id)
+    assert stuck.state_reason == (
+        f"interrupted while applying: 1 of 2 changes are in MLflow, not moving alias 'champion' of '{b}' "
+        f"to version {b2}; retry to apply the rest"
+    )
+    done = api(base, "POST", f"/requests/{request_id}/retry", user="alice").json()
+    assert done["state"] == "applied", done["state_reason"]
+    steps = [(e["data"]["index"], bool(e["data"].get("already_true"))) for e in done["events"] if e["kind"] == "change_applied"]
+    assert steps == [(0, True), (1, False)]
+    assert direct.get_registered_model(b).aliases == {"champion": b2}
