@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from checkpoint.review import changes
 from checkpoint.storage.entities import EventKind
 from checkpoint.storage.store import Store
 
@@ -29,6 +30,30 @@ class Entry:
         return self.request_id is None
 
 
+def _step(store: Store, event, workspace: str) -> Entry | None:
+    """A batch's step as an entry of the model it changed (None: another workspace, unreadable)."""
+    try:
+        change = changes.from_json(event.data.get("change") or {})
+    except (changes.ChangeError, TypeError):
+        return None
+    if change.workspace != workspace:
+        return None
+    item = store.get(event.request_id)
+    reverted = event.kind == EventKind.CHANGE_REVERTED
+    return Entry(
+        request_id=item.id,
+        target=change.target(),
+        kind=change.kind,
+        version=change.version,
+        summary=("reverted: " if reverted else "") + str(event.data.get("result", "")),
+        applied_at=event.created_at,
+        until=None,
+        author=item.author,
+        approvers=tuple(sorted({r.reviewer for r in item.approvals})),
+        already_true=bool(event.data.get("already_true")),
+    )
+
+
 def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
     """Applied promotions of ``name`` (the model of that name in MLflow ``workspace``, "" = the
     default one) and changes made behind Checkpoint's back, oldest first; each holds until the
@@ -36,9 +61,14 @@ def for_model(store: Store, name: str, workspace: str = "") -> list[Entry]:
     entries: list[Entry] = []
     last_for_target: dict[str, int] = {}
     for event in store.events(model=name):
-        if event.kind == EventKind.APPLIED and event.request_id is not None:
+        if event.kind in (EventKind.CHANGE_APPLIED, EventKind.CHANGE_REVERTED) and event.request_id is not None:
+            step = _step(store, event, workspace)  # one change of a batch request, or its compensation
+            if step is None:
+                continue
+            entry = step
+        elif event.kind == EventKind.APPLIED and event.request_id is not None:
             item = store.get(event.request_id)
-            if item.workspace != workspace:
+            if item.workspace != workspace or item.changes is not None:  # a batch: its steps are the entries
                 continue
             entry = Entry(
                 request_id=item.id,

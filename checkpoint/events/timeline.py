@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from checkpoint.review import changes
 from checkpoint.storage.entities import EventKind, PromoteRequest
 from checkpoint.storage.store import Store
 
@@ -256,9 +257,33 @@ def build(
             asked = requests[event.request_id]
             if asked.workspace == workspace:
                 _applied(builder, asked, event.created_at, data, reasons.get(asked.id, ""))
+        elif event.kind in BATCH_STEPS and event.request_id in requests and not data.get("already_true"):
+            step = _step(requests[event.request_id], data)  # one change of a batch, or its compensation
+            if step is not None and step.workspace == workspace:
+                _applied(builder, step, event.created_at, {}, "")
         elif event.kind == EventKind.OUTSIDE_CHANGE and data.get("workspace", "") == workspace and not data.get("files"):
             _outside(builder, event.created_at, data)
     return builder.lanes()
+
+
+# A batch request's steps (review/batching.py): each a change made in MLflow, logged under its model.
+BATCH_STEPS = (EventKind.CHANGE_APPLIED, EventKind.CHANGE_REVERTED)
+
+
+def _step(batch: Asked, data: dict) -> Asked | None:
+    """One step of a batch as a request of its own kind (its change, target and version)."""
+    try:
+        change = changes.from_json(data.get("change") or {})
+    except (changes.ChangeError, TypeError):
+        return None
+    return replace(
+        batch,
+        kind=change.kind,
+        target=change.target(),
+        version=change.version,
+        change=change.to_json(),
+        workspace=change.workspace,
+    )
 
 
 def _applied(builder: _Builder, asked: Asked, moment: datetime, data: dict, reason: str) -> None:
@@ -362,6 +387,6 @@ def for_model(
     events = store.events(model=name)
     asked: dict[int, Asked] = {}
     for event in events:
-        if event.kind == EventKind.APPLIED and event.request_id is not None and event.request_id not in asked:
+        if event.kind in (EventKind.APPLIED, *BATCH_STEPS) and event.request_id is not None and event.request_id not in asked:
             asked[event.request_id] = Asked.of(store.get(event.request_id))
     return build(events, asked, workspace, stages, latest)

@@ -159,8 +159,9 @@ class Batching(Applying):
             try:
                 registry = self.registry_for(change.workspace)
                 if change.is_true(registry):
-                    results.append(f"{step}: already true, nothing applied: {change.describe()}")
-                    self._batch_event(request_id, actor, EventKind.CHANGE_APPLIED, i, change, results[-1], already_true=True)
+                    said = f"already true, nothing applied: {change.describe()}"
+                    results.append(f"{step}: {said}")
+                    self._batch_event(request_id, actor, EventKind.CHANGE_APPLIED, i, change, said, already_true=True)
                     continue
                 undo = batches.undo(change, registry)
                 newest = registry.latest_version(change.name) if change.kind == "create_version" else None
@@ -172,7 +173,7 @@ class Batching(Applying):
                 return self._revert(request_id, actor, done, i, change, exc, len(items))
             done.append((i, change, undo))
             results.append(f"{step}: {result}")
-            self._batch_event(request_id, actor, EventKind.CHANGE_APPLIED, i, change, results[-1])
+            self._batch_event(request_id, actor, EventKind.CHANGE_APPLIED, i, change, result)
         summary = "; ".join(results)
         self.store.transition(
             request_id,
@@ -266,4 +267,4 @@ class Batching(Applying):
         data: dict = {"index": index, "change": change.to_json(), "result": result}
         for key, value in extra.items():
             data[key] = value.to_json() if isinstance(value, Change) else value
-        self.store.update_fields(request_id, actor=actor, event=kind, data=data)
+        self.store.log_step(request_id, change.model_name, actor=actor, event=kind, data=data)

@@ -83,6 +83,16 @@ class Requests(EventChain):
             row.updated_at = stamp
             self._log(session, row, event, actor, data, stamp)
 
+    def log_step(self, request_id: int, model_name: str, *, actor: str, event: EventKind, data: dict) -> None:
+        """One step of a request's apply that acts on ``model_name`` (a batch's change, which may
+        be another model than the request's first): logged under that model, so its history and
+        timeline see it. Stamps the request's ``updated_at``, as the apply is alive."""
+        stamp = self.clock.now()
+        with session_scope(self.sessions) as session:
+            row = self._row(session, request_id)
+            row.updated_at = stamp
+            self._append(session, row.id, model_name, event, actor, data, stamp)
+
     def add_review(
         self, request_id: int, reviewer: str, verdict: str, comment: str, *, states: Iterable[str], digest: str | None = None
     ) -> bool:

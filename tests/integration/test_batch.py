@@ -15,6 +15,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from checkpoint.events import history, timeline
 from checkpoint.registry import Registry
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.services import services
@@ -203,6 +204,25 @@ def test_the_third_of_four_failing_reverts_the_first_two_and_a_retry_applies_all
         print(f"  {e['kind']:<16} {e['actor']:<6} {e['data']}")
     again = api(base, "POST", f"/requests/{request['id']}/retry", user="alice")
     assert again.status_code == 409  # applied: a retry applies nothing more
+
+    # Each step is logged under the model it changed: b's timeline (not the batch's first model's)
+    # shows v2 put in Production by the batch, put back, and put there again by the retry.
+    wired = services(sqlite_checkpoint.app)
+    lanes = {lane.target: lane for lane in timeline.for_model(wired.store, b)}
+    held = [(p.version, p.how, p.request_id) for p in lanes["stage:Production"].periods if p.how != "unknown"]
+    assert held == [
+        (b1, "outside_change", None),  # what opening the batch found there
+        (b2, "request", request["id"]),
+        (b1, "request", request["id"]),  # the compensation put v1 back
+        (b2, "request", request["id"]),
+    ], held
+    steps = [(e.target, e.version, e.summary.split(":")[0]) for e in history.for_model(wired.store, b) if not e.outside]
+    assert steps == [
+        ("stage:Production", b2, f"'{b}' version {b2} is now in Production"),
+        ("stage:None", b2, "reverted"),
+        ("stage:Production", b1, "reverted"),
+        ("stage:Production", b2, f"'{b}' version {b2} is now in Production"),
+    ]
 
 
 def test_a_batch_request_is_stored_as_one_row_and_a_single_request_is_unchanged(sqlite_checkpoint, mlflow_server):
