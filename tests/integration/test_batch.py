@@ -133,9 +133,10 @@ def test_a_batch_is_reviewed_once_under_every_rule_and_applies_all(sqlite_checkp
 
 
 def test_the_third_of_four_failing_reverts_the_first_two_and_a_retry_applies_all_once(
-    sqlite_checkpoint, mlflow_server, monkeypatch
+    live_checkpoint, mlflow_server, monkeypatch
 ):
-    base, direct = sqlite_checkpoint.url, _direct(mlflow_server)
+    """On SQLite and PostgreSQL."""
+    base, direct = live_checkpoint.url, _direct(mlflow_server)
     a, (a1, a2) = make_model(mlflow_server.url)
     b, (b1, b2) = make_model(mlflow_server.url)
     c, (c1, c2) = make_model(mlflow_server.url)
@@ -207,7 +208,7 @@ def test_the_third_of_four_failing_reverts_the_first_two_and_a_retry_applies_all
 
     # Each step is logged under the model it changed: b's timeline (not the batch's first model's)
     # shows v2 put in Production by the batch, put back, and put there again by the retry.
-    wired = services(sqlite_checkpoint.app)
+    wired = services(live_checkpoint.app)
     lanes = {lane.target: lane for lane in timeline.for_model(wired.store, b)}
     held = [(p.version, p.how, p.request_id) for p in lanes["stage:Production"].periods if p.how != "unknown"]
     assert held == [
