@@ -181,6 +181,55 @@ def test_a_rejection_ends_the_wait_with_the_reason_and_nothing_is_deployed(pipel
     assert "champion" not in pipeline["direct"].get_registered_model(model_name).aliases
 
 
+def test_the_documented_gitlab_job_waits_for_the_reviewer_and_deploys(pipeline, model_name):
+    """.gitlab-ci.yml's script, its lines in one shell as GitLab runs them: it opens the request,
+    posts the evaluation and waits; the reviewer approves (the page's line) while it waits."""
+    (job,) = yaml.safe_load(block("yaml", "# .gitlab-ci.yml")).values()
+    install, *lines = job["script"]
+    assert installs_this_project(install) and job["variables"] == {"MODEL": "churn-model"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MODEL": model_name,
+        "CHECKPOINT_URL": pipeline["base"],
+        "CHECKPOINT_TOKEN": pipeline["token"],
+        "MLFLOW_TRACKING_USERNAME": "ci-bot",
+        "MLFLOW_TRACKING_PASSWORD": "x",
+        "CI_JOB_URL": "https://gitlab.example/acme/churn/-/jobs/7",
+        "CI_PIPELINE_SOURCE": "schedule",
+    }
+    script = subprocess.Popen(
+        ["bash", "-e", "-c", "\n".join(lines)],
+        cwd=pipeline["checkout"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # until the job has posted its evaluation: then it waits for a review
+            found = api(pipeline["base"], "GET", "/requests", params={"model": model_name}).json()["requests"]
+            shown = api(pipeline["base"], "GET", f"/requests/{found[0]['id']}").json() if found else {}
+            if [s["state"] for s in shown.get("statuses", ())] == ["success"]:
+                break
+            assert script.poll() is None and time.monotonic() < deadline, script.communicate(timeout=30)
+            time.sleep(0.5)
+        assert shown["state"] == "open" and script.poll() is None, "waiting for the review"
+        _review(pipeline, "approve")({"request": {"id": str(shown["id"])}})
+        out, err = script.communicate(timeout=180)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait(timeout=10)
+    assert script.returncode == 0, out + err
+    assert f"promote request #{shown['id']} applied" in out and out.strip().endswith("deploying build/model")
+    assert shown["statuses"][0]["target_url"] == "https://gitlab.example/acme/churn/-/jobs/7"
+    version = pipeline["direct"].get_registered_model(model_name).aliases["champion"]
+    assert f"Nightly retrain {model_name} v{version}" == shown["title"]
+
+
 def _gitops_checkout(tmp_path: Path, document: dict) -> Path:
     checkout = tmp_path / "registry"
     checkout.mkdir(exist_ok=True)
