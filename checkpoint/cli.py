@@ -211,6 +211,10 @@ def demo(port: int, mlflow_port: int, data_dir: str, reset: bool) -> None:
 # -- for pipelines ------------------------------------------------------------------------
 
 _URL = click.option("--url", envvar="CHECKPOINT_URL", help="Checkpoint's address (or CHECKPOINT_URL)")
+# `status set` keeps --url for the CI run's address (as the issue's contract and commit statuses name it).
+_CHECKPOINT_URL = click.option(
+    "--checkpoint-url", "url", envvar="CHECKPOINT_URL", help="Checkpoint's address (or CHECKPOINT_URL)"
+)
 # Exit codes of `checkpoint request wait`, so a pipeline can branch on the decision.
 WAIT_EXIT = {"applied": 0, "rejected": 1, "withdrawn": 1, "failed": 2}
 WAIT_TIMEOUT_EXIT = 3
@@ -253,7 +257,8 @@ def request() -> None:
 @click.option("--description", default="", help="markdown; '-' reads it from standard input")
 @click.option("--apply-at", default=None, help="once approved, apply at this time (ISO with offset, e.g. 2026-12-07T08:00Z)")
 @click.option("--json", "as_json", is_flag=True, help="print the request as JSON")
-def promote(url, model, version, stage, alias, copy_to, archive_existing, title, description, apply_at, as_json) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="print only the request's id (for id=$(checkpoint request promote ... -q))")
+def promote(url, model, version, stage, alias, copy_to, archive_existing, title, description, apply_at, as_json, quiet) -> None:
     """Open a promote request to move a version to a stage or an alias, or to copy it into another model."""
     if [bool(stage), bool(alias), bool(copy_to)].count(True) != 1:
         raise click.UsageError("give exactly one of --stage, --alias or --copy-to")
@@ -277,10 +282,13 @@ def promote(url, model, version, stage, alias, copy_to, archive_existing, title,
                 apply_at=apply_at,
             )
         )
+    verb = "opened" if made.get("created") else "already open:"
     if as_json:
         click.echo(json.dumps(made, indent=2))
+    elif quiet:
+        click.echo(f"{verb} promote request #{made['id']} ({made['state']}): {made['url']}", err=True)
+        click.echo(made["id"])
     else:
-        verb = "opened" if made.get("created") else "already open:"
         click.echo(f"{verb} promote request #{made['id']} ({made['state']}): {made['url']}")
 
 
@@ -389,9 +397,39 @@ def _progress(request_id: int, current: dict) -> str:
     blocked = current.get("blocked_by_checks") or ()
     if blocked:
         parts.append("blocked by check(s) " + ", ".join(blocked))
+    waiting = current.get("blocked_by_statuses") or ()
+    if waiting:
+        parts.append("waiting for status(es) " + ", ".join(waiting))
     if current.get("state_reason"):
         parts.append(str(current["state_reason"]))
     return " — ".join(parts)
+
+
+def _review(url: str | None, request_id: int, verdict: str, comment: str) -> None:
+    if comment == "-":
+        comment = click.open_file("-").read()
+    client = _client(url)
+    done = _api(lambda: client.review(request_id, verdict, comment))
+    click.echo(_progress(request_id, done))
+
+
+@request.command()
+@_URL
+@click.argument("request_id", type=int)
+@click.option("--comment", default="", help="markdown; '-' reads it from standard input")
+def approve(url, request_id, comment) -> None:
+    """Approve a request as yourself (with a token: one with the `review` scope); the approval that
+    meets the policy applies it. Prints where the request stands then."""
+    _review(url, request_id, "approve", comment)
+
+
+@request.command()
+@_URL
+@click.argument("request_id", type=int)
+@click.option("--comment", required=True, help="why (the author reads it); '-' reads it from standard input")
+def reject(url, request_id, comment) -> None:
+    """Reject a request as yourself, saying why."""
+    _review(url, request_id, "reject", comment)
 
 
 @request.command()
@@ -409,7 +447,7 @@ def status() -> None:
 
 
 @status.command("set")
-@_URL
+@_CHECKPOINT_URL
 @click.option("--request", "request_id", type=int, help="the promote request the status is about")
 @click.option("--model", help="with --version: a model version (counts for every request promoting it)")
 @click.option("--version", "version")

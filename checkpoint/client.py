@@ -8,6 +8,7 @@ and ask which version holds a stage or alias.
     cp.which("fraud-detector", alias="champion")             # -> "7"
     cp.which("fraud-detector", alias="champion", at="2026-11-01T12:00Z")  # what held it then
     cp.set_status("ci/eval", "success", request_id=req["id"], target_url="https://ci.example/run/1")
+    cp.review(req["id"], "approve", "Looks right")           # a reviewer, with their own credentials
     cp.plan({"models": {"fraud-detector": {"aliases": {"champion": 7}}}})  # drift from a desired state
     cp.batch([change1, change2], title="Move both")           # one request, applied all or nothing
 
@@ -216,6 +217,13 @@ class CheckpointClient:
         path = f"/models/{quote(str(model), safe='')}/versions/{quote(str(version), safe='')}/statuses"
         return self._call("POST", path, json=body)
 
+    def review(self, request_id: int, verdict: str, comment: str = "") -> dict:
+        """Approve or reject request ``request_id`` (``verdict``: ``approve`` or ``reject``) as the
+        signed-in user; with a token, it needs the ``review`` scope. Answers the request."""
+        if verdict not in ("approve", "reject"):
+            raise ValueError("verdict is 'approve' or 'reject'")
+        return self._call("POST", f"/requests/{int(request_id)}/reviews", json={"verdict": verdict, "comment": comment})
+
     def statuses(self, request_id: int) -> dict:
         """A request's statuses: ``statuses`` (latest per context), ``blocked_by_statuses``, ``history``."""
         return self._call("GET", f"/requests/{int(request_id)}/statuses")
@@ -336,4 +344,5 @@ def progress_key(request: dict) -> tuple:
         request.get("state_reason"),
         approvals.get("count"),
         tuple(request.get("blocked_by_checks") or ()),
+        tuple(request.get("blocked_by_statuses") or ()),
     )

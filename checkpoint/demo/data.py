@@ -180,8 +180,17 @@ DEMO_MODEL_NAMES = (*(m.name for m in MODELS), PROD_COPY)
 # input column) fails the signature check and version 4 (worse) fails the metric gate. A verified
 # rollback (a version that held @champion through a reviewed request, same files) needs one
 # approval, which on-call may give themselves. The freeze is written relative to the demo's start:
-# a one-off window on demand-forecast's champion, so it can be watched ending.
+# a one-off window on demand-forecast's champion, so it can be watched ending. churn-model's
+# champion is the pipeline's (scripts/demo-pipeline): its rule waits for CI's ci/eval status.
 ON_CALL = "lee.park"  # the demo's admin: break-glass in the seeded history
+# The pipeline of scripts/demo-pipeline: its account, the model and target it promotes, the status
+# it posts, and the reviewer who approves with a token of their own (so given the review scope).
+PIPELINE_USER = "ci-bot"
+PIPELINE_MODEL = "churn-model"
+PIPELINE_ALIAS = "champion"
+PIPELINE_STATUS = "ci/eval"
+PIPELINE_REVIEWER = "ana.silva"
+TOKEN_ELEVATED_USERS = (PIPELINE_REVIEWER,)
 FREEZE_NAME = "demo-freeze"
 FREEZE_MODEL = "demand-forecast"
 FREEZE_MINUTES = 5
@@ -197,6 +206,11 @@ rules:
       - {{name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}}
       - {{name: signature, kind: signature}}
       - {{name: validated, kind: tags, tags: {{validation_status: passed}}, required: false}}
+  - name: churn-model champion, from the pipeline
+    models: ["{pipeline_model}"]
+    targets: ["alias:{pipeline_alias}"]
+    required_approvals: 1
+    required_statuses: ["{pipeline_status}"]
 freezes:
   - name: {freeze}
     models: ["{model}"]
@@ -226,6 +240,9 @@ def write_policy(directory: Path, now: datetime) -> Path:
             start=start.strftime("%Y-%m-%dT%H:%M"),
             until=until.strftime("%Y-%m-%dT%H:%M"),
             until_short=until.strftime("%H:%M"),
+            pipeline_model=PIPELINE_MODEL,
+            pipeline_alias=PIPELINE_ALIAS,
+            pipeline_status=PIPELINE_STATUS,
         )
     )
     return path

@@ -33,6 +33,7 @@ from checkpoint.demo.data import (
     FREEZE_NAME,
     MODELS,
     ON_CALL,
+    TOKEN_ELEVATED_USERS,
     DemoError,
     freeze_window,
     write_policy,
@@ -199,6 +200,8 @@ def _banner(
    5. Reads pass straight through:
       MLFLOW_TRACKING_URI={url} {python} -c \\
         "{load}"
+   6. A pipeline, no browser (tokens, a status, a review from the terminal, then drift):
+      bash scripts/demo-pipeline --url {url} --mlflow-url {mlflow_url}
 
   Data: {data_dir} (kept between runs; --reset starts over).
   Audit key: generated into {data_dir / "checkpoint" / "audit_key"}; the audit chain is only as
@@ -273,6 +276,7 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
                 "CHECKPOINT_DATA_DIR": str(checkpoint_dir),
                 "CHECKPOINT_DATABASE_URL": f"sqlite:///{checkpoint_dir / 'checkpoint.db'}",
                 "CHECKPOINT_ADMINS": ON_CALL,
+                "CHECKPOINT_TOKEN_ELEVATED_USERS": ",".join(TOKEN_ELEVATED_USERS),
             }
         )
         checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
 
 
 @contextlib.contextmanager
-def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
+def quiet_mlflow(tracking_uri: str) -> Iterator[None]:
     """Point the fluent API at ``tracking_uri`` and keep MLflow's chatter out of the demo's output.
 
     MLflow prints a "View run at <server>" line per run; those links would lead users around
@@ -66,7 +66,7 @@ def _quiet_mlflow(tracking_uri: str) -> Iterator[None]:
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = saved_env
 
 
-def _log_version(client: MlflowClient, model: ModelSpec, spec: VersionSpec, experiment_id: str, data) -> str:
+def log_version(client: MlflowClient, model: ModelSpec, spec: VersionSpec, experiment_id: str, data) -> str:
     """Train, log the run and its model, register it; returns the new version number."""
     import mlflow
     import numpy as np
@@ -144,7 +144,7 @@ def _seed_model(
     for spec in model.versions:
         if stop.is_set():
             return
-        version = _log_version(client, model, spec, experiment_id, data)
+        version = log_version(client, model, spec, experiment_id, data)
         if spec.stage:
             client.transition_model_version_stage(model.name, version, spec.stage)
         for alias in spec.aliases:
@@ -229,7 +229,7 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
     started = time.monotonic()
     say = progress or (lambda _message: None)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    with _quiet_mlflow(tracking_uri):
+    with quiet_mlflow(tracking_uri):
         present = {name for name in DEMO_MODEL_NAMES if client.search_registered_models(f"name = '{name}'")}
         if present == set(DEMO_MODEL_NAMES):
             return _summary(client, created=False, seconds=time.monotonic() - started)

@@ -144,7 +144,7 @@ def _assert_the_seeded_history(url: str, policy_file: Path) -> None:
     under the rule's fast path, and request #3 approved during the freeze, waiting for its end."""
     api = f"{url}/checkpoint/api/v1"
     policy = yaml.safe_load(policy_file.read_text())
-    [rule] = policy["rules"]
+    [rule] = [r for r in policy["rules"] if r["models"] == ["fraud-detector"]]
     assert rule["rollback"] == {"required_approvals": 1, "allow_self_approval": True}
     [freeze] = policy["freezes"]
     assert (freeze["name"], freeze["models"], freeze["targets"]) == (FREEZE_NAME, [FREEZE_MODEL], ["alias:champion"])

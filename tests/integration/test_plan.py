@@ -286,7 +286,7 @@ def test_the_documented_drift_alarm_runs_as_written(site, tmp_path):
     when MLflow matches, fails with the drift annotation when MLflow was changed directly."""
     workflow = _documented_workflow()
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true (GitHub reads it as "on")
-    assert triggers["schedule"] and triggers["pull_request"]["paths"] == ["registry.yaml"]
+    assert triggers["schedule"] and "workflow_dispatch" in triggers
     steps = [s["run"] for s in workflow["jobs"]["plan"]["steps"] if "run" in s]
     install, scripts = steps[0], steps[1:]
     (project,) = set(packages_distributions()["checkpoint"])

@@ -96,3 +96,46 @@ def test_request_list_offers_every_state_the_api_filters_on():
     from checkpoint.storage.entities import STATES, WAITING
 
     assert set(LIST_STATES) == {*STATES, WAITING}
+
+
+def test_quiet_prints_only_the_id_on_stdout(promoted):
+    result = CliRunner().invoke(
+        main, ["request", "promote", "--url", "http://127.0.0.1:9", "--model", "m", "--version", "3", "--alias", "champion", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "7\n"
+    assert result.stderr == "opened promote request #7 (open): http://127.0.0.1:9/checkpoint/requests/7\n"
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+def test_no_command_takes_an_option_twice():
+    """`status set` once had --url both for Checkpoint's address and the CI run's link (click
+    warns and one silently wins): every option string names one parameter of its command."""
+    for path, command in _commands(main):
+        flags = [flag for param in command.params for flag in (*param.opts, *param.secondary_opts)]
+        assert len(flags) == len(set(flags)), f"checkpoint {' '.join(path)} takes an option twice: {sorted(flags)}"
+
+
+def test_status_set_reads_checkpoints_address_and_the_runs_link_apart(monkeypatch):
+    asked: list[tuple] = []
+
+    def set_status(self, context, state, **kwargs):
+        asked.append((self.base, context, state, kwargs["target_url"]))
+        return {"status": {"context": context, "state": state}}
+
+    monkeypatch.setattr(client_module.CheckpointClient, "set_status", set_status)
+    argv = ["status", "set", "--model", "m", "--version", "1", "--context", "ci/eval", "--state", "success"]
+    run = ["--url", "https://ci.example/run/41"]
+    by_option = CliRunner().invoke(main, [*argv, *run, "--checkpoint-url", "http://127.0.0.1:9"])
+    by_env = CliRunner(env={"CHECKPOINT_URL": "http://127.0.0.1:8"}).invoke(main, [*argv, *run])
+    assert by_option.exit_code == by_env.exit_code == 0, by_option.output + by_env.output
+    assert asked == [
+        ("http://127.0.0.1:9/checkpoint/api/v1", "ci/eval", "success", "https://ci.example/run/41"),
+        ("http://127.0.0.1:8/checkpoint/api/v1", "ci/eval", "success", "https://ci.example/run/41"),
+    ]

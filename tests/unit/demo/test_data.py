@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from checkpoint.demo.data import FREEZE_MINUTES, FREEZE_MODEL, FREEZE_NAME, freeze_window, write_policy
+from checkpoint.demo.data import (
+    FREEZE_MINUTES,
+    FREEZE_MODEL,
+    FREEZE_NAME,
+    PIPELINE_ALIAS,
+    PIPELINE_MODEL,
+    PIPELINE_STATUS,
+    freeze_window,
+    write_policy,
+)
 from checkpoint.policy_file import from_env
 
 
@@ -17,6 +26,16 @@ def test_the_demo_policy_gives_rollbacks_a_fast_path(tmp_path):
     assert (ordinary.required_approvals, ordinary.allow_self_approval) == (1, False)
     assert (rollback.required_approvals, rollback.allow_self_approval) == (1, True)
     assert [c.name for c in rollback.checks] == [c.name for c in ordinary.checks] == ["auc-gate", "signature", "validated"]
+
+
+def test_the_pipelines_target_waits_for_its_status_and_nothing_else_does(tmp_path):
+    """scripts/demo-pipeline's churn-model @champion needs ci/eval; the fraud story does not."""
+    policy = from_env({"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, datetime.now(UTC)))}).rules
+    pipeline = policy.rule_for(PIPELINE_MODEL, f"alias:{PIPELINE_ALIAS}")
+    assert [s.context for s in pipeline.required_statuses] == [PIPELINE_STATUS]
+    assert (pipeline.required_approvals, pipeline.allow_self_approval) == (1, False)
+    assert not policy.rule_for("fraud-detector", "alias:champion").required_statuses
+    assert not policy.rule_for(PIPELINE_MODEL, "stage:Production").required_statuses
 
 
 def test_the_demo_freeze_holds_from_its_start_for_a_few_minutes(tmp_path):
