@@ -197,6 +197,17 @@ rules:
       - {{name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}}
       - {{name: signature, kind: signature}}
       - {{name: validated, kind: tags, tags: {{validation_status: passed}}, required: false}}
+# Who gets the demo's email (printed on the demo's console): name a reviewer on the form, or @mention.
+people:
+  alice: alice@example.com
+  bob: bob@example.com
+  carol: carol@example.com
+  sam.okafor: sam.okafor@example.com
+  maria.chen: maria.chen@example.com
+  raj.iyer: raj.iyer@example.com
+  lee.park: lee.park@example.com
+groups:
+  ml-leads: [bob, maria.chen]
 freezes:
   - name: {freeze}
     models: ["{model}"]
