@@ -90,6 +90,16 @@ def test_invitation_preference_and_applied_email_through_the_app(mlflow_server, 
         page = requests.get(f"{served.url}/checkpoint/notifications", headers=headers, timeout=30)
         assert re.search(r'value="off"\s+checked', page.text)
 
+        # An edit mentions only the names its new text adds (carol was mentioned before).
+        sink.received.clear()
+        edited = api(served.url, "PATCH", f"/requests/{request_id}", user="alice", json={"description": "@carol FYI, @bob"})
+        assert edited.status_code == 200, edited.text
+        assert [e["data"].get("mentioned") for e in edited.json()["events"] if e["kind"] == "edited"] == [["bob"]]
+        send()
+        assert [(r.to[0], r.subject) for r in sink.received] == [
+            ("bob@example.com", f"[Checkpoint] alice mentioned you on #{request_id}: {name} v{v2} → alias:champion")
+        ]
+
         sink.received.clear()
         comment = api(served.url, "POST", f"/requests/{request_id}/comments", user="bob", json={"body": "@carol have a look"})
         assert comment.status_code == 201, comment.text

@@ -241,3 +241,10 @@ def test_the_policy_s_groups_stand_in_where_the_sign_in_carries_none(tmp_path: P
     environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_USER": "bob"}
     assert sso.user(environ).groups == frozenset({"ml-leads"})
     assert sso.user({**environ, "HTTP_X_FORWARDED_GROUPS": "sre"}).groups == frozenset({"sre"})  # the sign-in's own win
+
+
+def test_a_webhook_may_not_take_the_outbox_s_name_for_email():
+    from checkpoint.events.webhooks import parse
+
+    with pytest.raises(ConfigError, match="names starting with email: are the outbox's own"):
+        parse([{"name": "email:bob", "url": "http://127.0.0.1:9/hook", "events": ["*"]}], {})
