@@ -13,6 +13,7 @@ setup(
         "checkpoint": ["openapi.yaml"],
         "checkpoint.storage.migrations": ["script.py.mako"],
         "checkpoint.web": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"],
+        "checkpoint.events.notifications": ["templates/*"],
     },
     install_requires=[
         "flask>=3.0,<4",

@@ -29,6 +29,7 @@ from checkpoint.review import visibility
 from checkpoint.runtime import logs
 from checkpoint.services import Services
 from checkpoint.settings import Settings
+from checkpoint.web import notifications
 from checkpoint.web.context import csrf, current_services
 from checkpoint.web.errors import register_error_handlers, render_upstream_error
 from checkpoint.web.rendering import markdown
@@ -84,7 +85,21 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
-    from checkpoint.web import api, audit, deliveries, inbox, ops, plan, rollback, scopes, statuses, timeline, tokens, ui
+    from checkpoint.web import (
+        api,
+        audit,
+        deliveries,
+        inbox,
+        notifications,
+        ops,
+        plan,
+        rollback,
+        scopes,
+        statuses,
+        timeline,
+        tokens,
+        ui,
+    )
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -93,6 +108,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(audit.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(deliveries.pages)
+    app.register_blueprint(notifications.pages)
     app.register_blueprint(deliveries.api)
     app.register_blueprint(timeline.api)
     app.register_blueprint(timeline.pages)
@@ -139,6 +155,7 @@ def _resolve_user():
             g.user = auth.user(request.environ, session.get("user"))
         if not g.user.anonymous:
             request.environ[logs.USER_KEY] = g.user.name  # for the access line
+            notifications.remember(services, g.user)  # the address a sign-in carries, for email
     except identity.Unauthenticated as exc:
         if request.endpoint in _PUBLIC_ENDPOINTS:
             g.user = identity.User(identity.ANONYMOUS)

@@ -19,7 +19,7 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -94,6 +94,13 @@ def basic_username(header: str) -> str | None:
     return user or None
 
 
+GroupsOf = Callable[[str], frozenset[str]]
+
+
+def no_groups(name: str) -> frozenset[str]:
+    return frozenset()
+
+
 def user_from_environ(environ: dict, cookie_user: str | None = None) -> str:
     """The claimed name in ``none`` mode (kept for callers that only need a name)."""
     return basic_username(environ.get("HTTP_AUTHORIZATION", "")) or cookie_user or ANONYMOUS
@@ -105,12 +112,14 @@ class NoAuth:
     mode = "none"
     forwarded_drop: frozenset[str] = frozenset()
 
-    def __init__(self, admins: frozenset[str] = frozenset()) -> None:
+    def __init__(self, admins: frozenset[str] = frozenset(), groups_of: GroupsOf = no_groups) -> None:
         self.admins = admins
+        self.groups_of = groups_of  # the policy file's ``groups:`` (a claimed name carries none)
 
     def user(self, environ: dict, session_user: str | None = None) -> User:
         name = user_from_environ(environ, session_user)
-        return User(name, is_admin=name in self.admins)
+        groups = frozenset() if name == ANONYMOUS else self.groups_of(name)
+        return User(name, groups=groups, is_admin=name in self.admins)
 
 
 class HeaderAuth:
@@ -126,8 +135,10 @@ class HeaderAuth:
         groups_header: str,
         admins: frozenset[str],
         admin_groups: frozenset[str],
+        groups_of: GroupsOf = no_groups,
     ) -> None:
         self.trusted = trusted
+        self.groups_of = groups_of  # the policy file's ``groups:``, for a sign-in that sends none
         self.keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in (user_header, email_header, groups_header))
         self.names = dict(zip(self.keys, (user_header, email_header, groups_header), strict=True))
         self.forwarded_drop = frozenset(self.keys)
@@ -153,6 +164,7 @@ class HeaderAuth:
         if not name or not self.trusts(environ):
             raise Unauthenticated("no identity from a trusted single sign-on proxy: reach Checkpoint through it")
         groups = frozenset(g.strip() for g in environ.get(groups_key, "").split(",") if g.strip())
+        groups = groups or self.groups_of(name)
         is_admin = name in self.admins or bool(groups & self.admin_groups)
         return User(name, environ.get(email_key) or None, groups, is_admin, verified=True)
 
@@ -164,7 +176,8 @@ class MlflowAuth:
     forwarded_drop: frozenset[str] = frozenset()
     challenge = (("WWW-Authenticate", 'Basic realm="mlflow"'),)
 
-    def __init__(self, registry_url: str, ttl: float = 30.0, max_entries: int = 10_000) -> None:
+    def __init__(self, registry_url: str, ttl: float = 30.0, max_entries: int = 10_000, groups_of: GroupsOf = no_groups) -> None:
+        self.groups_of = groups_of  # MLflow's users have no groups: the policy file's ``groups:``
         self.url = registry_url.rstrip("/") + "/api/2.0/mlflow/users/current"
         self.http = urllib3.PoolManager(maxsize=8, retries=False, timeout=urllib3.Timeout(connect=5, read=15))
         self.ttl = ttl
@@ -203,7 +216,8 @@ class MlflowAuth:
             raise Unauthenticated(
                 f"MLflow's {self.url} answered {answer.status} without a user: is it running --app-name basic-auth?"
             ) from exc
-        return User(data["username"], is_admin=bool(data.get("is_admin")), verified=True)
+        name = data["username"]
+        return User(name, groups=self.groups_of(name), is_admin=bool(data.get("is_admin")), verified=True)
 
     def _verify_v2(self, header: str) -> urllib3.BaseHTTPResponse:
         """MLflow 2.x has no ``users/current``; a user may read their own record with ``users/get``."""
@@ -225,9 +239,11 @@ Authenticator = NoAuth | HeaderAuth | MlflowAuth
 
 
 def from_settings(settings: Settings) -> Authenticator:
-    """The configured authenticator (``CHECKPOINT_AUTH`` and friends, validated by Settings)."""
+    """The configured authenticator (``CHECKPOINT_AUTH`` and friends, validated by Settings);
+    a sign-in without groups gets the policy file's ``groups:`` for its name, when it was read."""
+    groups_of = settings.policy.people.groups_of if settings.policy is not None else no_groups
     if settings.auth == "mlflow":
-        return MlflowAuth(settings.registry_url)
+        return MlflowAuth(settings.registry_url, groups_of=groups_of)
     if settings.auth == "header":
         return HeaderAuth(
             settings.trusted_proxies,
@@ -236,8 +252,9 @@ def from_settings(settings: Settings) -> Authenticator:
             settings.groups_header,
             settings.admins,
             settings.admin_groups,
+            groups_of,
         )
-    return NoAuth(settings.admins)
+    return NoAuth(settings.admins, groups_of)
 
 
 def from_env(registry_url: str, env: Mapping[str, str] | None = None) -> Authenticator:

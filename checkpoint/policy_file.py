@@ -2,7 +2,8 @@
 
 One YAML file holds what is protected (governance.py's lists, at the top level or under
 ``governance``), the review ``rules`` with their ``checks`` (policy.py, review/checks), the
-``freezes`` (review/freezes.py, kept on the Policy) and the ``webhooks`` (events/webhooks).
+``freezes`` (review/freezes.py, kept on the Policy), the ``webhooks`` (events/webhooks) and
+``people``/``groups`` (events/notifications/people.py: addresses and group members).
 Each section's parser lives with its domain and names the key path of a bad value; this
 module only reads the file, with one rule for every section: no file configured means every
 section's defaults, a configured file that is missing, not YAML or not a mapping stops
@@ -18,6 +19,8 @@ from pathlib import Path
 import yaml
 
 from checkpoint.errors import ConfigError
+from checkpoint.events.notifications.people import People
+from checkpoint.events.notifications.people import parse as parse_people
 from checkpoint.events.webhooks.config import Webhooks
 from checkpoint.events.webhooks.config import parse as parse_webhooks
 from checkpoint.review import freezes
@@ -35,6 +38,8 @@ class PolicyFile:
     protection: Governance = Governance()
     rules: Policy = Policy()
     webhooks: Webhooks = Webhooks()
+    # ``people:`` (name: address) and ``groups:`` (name: [people]): who gets email where.
+    people: People = People()
 
 
 def read(path: Path | None) -> dict:
@@ -59,7 +64,8 @@ def load(settings: Settings) -> PolicyFile:
     default = Rule(required_approvals=settings.required_approvals, allow_self_approval=settings.allow_self_approval)
     rules = replace(parse_rules(data.get("rules"), default), freezes=freezes.parse(data.get("freezes")))
     hooks = Webhooks() if data.get("webhooks") is None else parse_webhooks(data["webhooks"], settings.environ)
-    return PolicyFile(protection, rules, hooks)
+    people = parse_people(data.get("people"), data.get("groups"))
+    return PolicyFile(protection, rules, hooks, people)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> PolicyFile:

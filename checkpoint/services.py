@@ -24,6 +24,7 @@ from checkpoint import identity
 from checkpoint.clock import SYSTEM, Clock
 from checkpoint.edge.proxy import Proxy, UpstreamError
 from checkpoint.events.audit import HEAD, Keyring
+from checkpoint.events.notifications import MailSender, Recipients, Smtp
 from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
 from checkpoint.review import checking, expiry, schedule
@@ -63,6 +64,7 @@ class Services:
     tokens: TokenService
     clock: Clock = SYSTEM
     snapshots: DiffSnapshots | None = None  # the request pages' diffs (review/diff_snapshots.py)
+    mailer: MailSender | None = None  # email to people (events/notifications), when SMTP is configured
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -112,9 +114,19 @@ class Services:
         # Webhooks: each event's deliveries are queued in its transaction; the commit wakes the sender.
         webhooks = settings.policy.webhooks
         keys = Keyring.of(settings.audit_key, *settings.audit_old_keys)
-        store = Store(sessions, subscribers=webhooks.subscribers, on_commit=background.wake, keys=keys, clock=clock)
-        store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
         policy, protection = settings.policy.rules, settings.policy.protection
+        # Email: each event's rows are queued in its transaction too, for the people it concerns.
+        smtp = Smtp.from_settings(settings)
+        recipients = Recipients(policy, settings.policy.people) if smtp is not None else None
+        store = Store(
+            sessions,
+            subscribers=webhooks.subscribers,
+            on_commit=background.wake,
+            keys=keys,
+            clock=clock,
+            recipients=recipients,
+        )
+        store.seal_unkeyed()  # events from before the key get a keyed successor (audit.py)
         workflow = Workflow(
             store,
             registry,
@@ -145,6 +157,10 @@ class Services:
         if webhooks:
             sender = Sender(store, webhooks, settings.public_url, clock)
             background.every(sender.interval, "webhooks", sender.run)
+        mailer = None
+        if smtp is not None:
+            mailer = MailSender(store, smtp, settings.public_url, clock)
+            background.every(mailer.interval, "email", mailer.run)
         # Applies a crash interrupted: settled at start-up (start()), then a few times per lease.
         reconciler = Reconciler.for_settings(workflow.store, registry, settings, clock)
         background.every(reconciler.interval, "reconcile", reconciler.run)
@@ -184,6 +200,7 @@ class Services:
             ),
             clock=clock,
             snapshots=snapshots,
+            mailer=mailer,
         )
 
     # -- finding them again --------------------------------------------------------------

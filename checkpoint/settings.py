@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -196,6 +197,75 @@ def sections(env: Mapping[str, str] | None = None, **overrides: object) -> dict[
     return out
 
 
+# Email to people (events/notifications): setting -> variable. No host: no email at all.
+SMTP_VARIABLES = {
+    "smtp_host": "CHECKPOINT_SMTP_HOST",
+    "smtp_port": "CHECKPOINT_SMTP_PORT",
+    "smtp_username": "CHECKPOINT_SMTP_USERNAME",
+    "smtp_password": "CHECKPOINT_SMTP_PASSWORD",
+    "smtp_security": "CHECKPOINT_SMTP_SECURITY",
+    "smtp_from": "CHECKPOINT_SMTP_FROM",
+}
+SMTP_SECURITY = ("none", "starttls", "tls")
+_PLAIN_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+")
+
+
+def _smtp(raw: Mapping[str, str], public_url: str | None) -> dict[str, Any]:
+    """The SMTP server email goes through, checked together: a message names the variable."""
+    values = {attr: raw.get(name, "").strip() for attr, name in SMTP_VARIABLES.items()}
+    values["smtp_password"] = raw.get("CHECKPOINT_SMTP_PASSWORD", "")  # a password may have spaces
+    host = values["smtp_host"]
+    if not host:
+        given = [SMTP_VARIABLES[a] for a, v in values.items() if v]
+        if given:
+            raise SettingsError(f"{', '.join(given)} set without CHECKPOINT_SMTP_HOST: set the host to send email, or unset them")
+        return {}
+    security = values["smtp_security"].lower() or "starttls"
+    if security not in SMTP_SECURITY:
+        raise SettingsError(f"CHECKPOINT_SMTP_SECURITY={security!r} is not one of none, starttls, tls; e.g. starttls")
+    port = None
+    if values["smtp_port"]:
+        port = _number("CHECKPOINT_SMTP_PORT", values["smtp_port"], kind=int, low=1, high=65535, example="587")
+    username, password = values["smtp_username"] or None, values["smtp_password"] or None
+    if bool(username) != bool(password):
+        missing = "CHECKPOINT_SMTP_PASSWORD" if username else "CHECKPOINT_SMTP_USERNAME"
+        raise SettingsError(f"{missing} is not set: give CHECKPOINT_SMTP_USERNAME and CHECKPOINT_SMTP_PASSWORD together")
+    if username and security == "none" and not _loopback(host):
+        raise SettingsError(
+            f"CHECKPOINT_SMTP_SECURITY=none with a password would send it unencrypted to {host}: "
+            "use CHECKPOINT_SMTP_SECURITY=starttls or tls"
+        )
+    sender = values["smtp_from"]
+    if not sender:
+        raise SettingsError("CHECKPOINT_SMTP_FROM is not set: the address email comes from, e.g. checkpoint@example.com")
+    _, address = parseaddr(sender)
+    if not _PLAIN_ADDRESS.fullmatch(address) or "\n" in sender or "\r" in sender:
+        raise SettingsError(
+            f"CHECKPOINT_SMTP_FROM={sender!r} is not an email address; e.g. checkpoint@example.com "
+            "or 'Checkpoint <checkpoint@example.com>'"
+        )
+    if not public_url:
+        raise SettingsError(
+            "CHECKPOINT_SMTP_HOST is set but CHECKPOINT_PUBLIC_URL is not: every email links to its request, "
+            "so give the address people open Checkpoint at, e.g. CHECKPOINT_PUBLIC_URL=https://checkpoint.example.com"
+        )
+    return {
+        "smtp_host": host,
+        "smtp_port": port,
+        "smtp_username": username,
+        "smtp_password": password,
+        "smtp_security": security,
+        "smtp_from": sender,
+    }
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 # Audit keys shorter than this are refused (``openssl rand -hex 32`` gives 64 characters).
 MIN_AUDIT_KEY = 32
 _AUDIT_KEY_HINT = "make one with `openssl rand -hex 32`"
@@ -349,6 +419,13 @@ class Settings:
     # gunicorn's access log (a path or "-") and the proxies whose X-Forwarded-* it trusts (serving.py).
     access_log: str | None = None
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    # The SMTP server email to people goes through (events/notifications); no host: no email.
+    smtp_host: str | None = None
+    smtp_port: int | None = None  # None: 25, 587 or 465 by smtp_security
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_security: str = "starttls"
+    smtp_from: str | None = None
     # The policy file's sections, read once by :meth:`with_policy` (before gunicorn forks, under serve).
     policy: PolicyFile | None = field(default=None, repr=False, compare=False)
     # The environment the settings came from: a webhook's ``secret_env``/``url_env`` name a variable in it.
@@ -436,6 +513,11 @@ class Settings:
             raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
 
         knobs = sections(raw, **{k: overrides.pop(k) for k in list(overrides) if k in SECTION_VARIABLES})
+        for attr, name in SMTP_VARIABLES.items():  # an override is checked as the variable would be
+            if attr in overrides:
+                value = overrides.pop(attr)
+                raw[name] = "" if value is None else str(value)
+        smtp = _smtp(raw, public_url)
         secret = overrides.pop("secret_key", None) or raw.get("CHECKPOINT_SECRET_KEY", "").strip()
         audit_key, audit_old_keys = ("", ()) if "audit_key" in overrides else _audit_keys(raw)
         settings = cls(
@@ -458,6 +540,7 @@ class Settings:
             environ=env,
             **knobs,
             **parsed,
+            **smtp,
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

@@ -211,6 +211,18 @@ rules:
     targets: ["alias:{pipeline_alias}"]
     required_approvals: 1
     required_statuses: ["{pipeline_status}"]
+# Who gets the demo's email (printed on the demo's console): name a reviewer on the form, or @mention.
+people:
+  alice: alice@example.com
+  bob: bob@example.com
+  carol: carol@example.com
+  sam.okafor: sam.okafor@example.com
+  maria.chen: maria.chen@example.com
+  raj.iyer: raj.iyer@example.com
+  lee.park: lee.park@example.com
+  ana.silva: ana.silva@example.com
+groups:
+  ml-leads: [bob, maria.chen]
 freezes:
   - name: {freeze}
     models: ["{model}"]

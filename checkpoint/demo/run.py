@@ -38,6 +38,7 @@ from checkpoint.demo.data import (
     freeze_window,
     write_policy,
 )
+from checkpoint.demo.mailbox import Mailbox
 from checkpoint.demo.mlflow_server import MlflowServer, wait_http
 from checkpoint.demo.seed import seed
 
@@ -69,6 +70,21 @@ def _demo_webhook(env: dict[str, str], checkpoint_dir: Path, url: str) -> dict[s
     secret = os.environ.get("CHECKPOINT_WEBHOOK_SECRET") or "demo-secret"
     print(f"checkpoint demo: webhook deliveries go to {target} (see {url}/checkpoint/deliveries)", flush=True)
     return {**env, "CHECKPOINT_POLICY_FILE": str(path), "CHECKPOINT_WEBHOOK_SECRET": secret}
+
+
+def _demo_email(env: dict[str, str], mailbox: Mailbox, url: str) -> dict[str, str]:
+    """Checkpoint's email goes to the demo's own mailbox (printed on this console); links point at
+    ``url``, and the same page opened as localhost may still send writes."""
+    localhost = url.replace("127.0.0.1", "localhost")
+    return {
+        **env,
+        "CHECKPOINT_SMTP_HOST": "127.0.0.1",
+        "CHECKPOINT_SMTP_PORT": str(mailbox.port),
+        "CHECKPOINT_SMTP_SECURITY": "none",
+        "CHECKPOINT_SMTP_FROM": "Checkpoint demo <checkpoint@example.com>",
+        "CHECKPOINT_PUBLIC_URL": url,
+        "CHECKPOINT_CORS_ALLOWED_ORIGINS": localhost,
+    }
 
 
 def _port_problem(port: int, option: str) -> str | None:
@@ -260,6 +276,7 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
     code = 1
     failure = ""  # printed last, after the shutdown lines, so it is what the user reads
     listening: list[tuple[str, int]] = []  # (option, port) of the servers that came up
+    mailbox = Mailbox(root / "mail", lambda line: print(f"checkpoint demo: {line}", flush=True))
     try:
         print(f"checkpoint demo: starting MLflow on {server.url} (data in {mlflow_root}) ...", flush=True)
         server.start()
@@ -287,11 +304,12 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
             print("checkpoint demo: writing a history through Checkpoint ...", flush=True)
             summary["story"] = story.play(env, now, lambda message: print(f"checkpoint demo:   {message}", flush=True))
 
-        print(f"checkpoint demo: starting Checkpoint on {url} ...", flush=True)
+        print(f"checkpoint demo: starting Checkpoint on {url} (its email: {root / 'mail'}, shown here) ...", flush=True)
+        mailbox.start()
         with checkpoint_log.open("ab") as log:
             checkpoint = subprocess.Popen(
                 [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
+                env=_demo_email(env, mailbox, url),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -321,6 +339,7 @@ def run(port: int, mlflow_port: int, data_dir: str | os.PathLike, reset: bool = 
         if checkpoint is not None:
             _stop_group(checkpoint)
         server.stop()
+        mailbox.stop()
         lingering = [f"{option} {number}" for option, number in listening if not _released(number)]
         if lingering:
             print(f"checkpoint demo: still listening after stop: {', '.join(lingering)}", file=sys.stderr, flush=True)

@@ -13,7 +13,7 @@ import logging
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError, RegistryUnavailable, Version
-from checkpoint.review import batches, changes, checks, content, rollback, schedule
+from checkpoint.review import batches, changes, checks, content, mentions, rollback, schedule
 from checkpoint.review.batching import Batching
 from checkpoint.review.changes import Change
 from checkpoint.review.posting import Posting
@@ -262,6 +262,9 @@ class Workflow(RollingBack, Posting, Batching):
         if values:
             # The new title goes into the log too, so webhook bodies built from events never change.
             data = {"fields": sorted(values), **({"title": values["title"]} if "title" in values else {})}
+            added = mentions.newly_mentioned(request.description, values.get("description"))
+            if added:  # who the edit newly asks to look (they are emailed; events/notifications)
+                data["mentioned"] = list(added)
             self.store.update_fields(request_id, actor=user, event=EventKind.EDITED, data=data, **values)
         return self.store.get(request_id)
 

@@ -36,8 +36,11 @@ class StoreBase:
         on_commit: Callable[[], None] | None = None,
         keys: hashing.Keyring | None = None,
         clock: Clock = SYSTEM,
+        recipients: Callable | None = None,
     ) -> None:
         self.sessions = sessions
+        # Who is emailed about an event (storage/mail.py's RecipientsHook); None: no email.
+        self.recipients = recipients
         self.subscribers = subscribers or (lambda kind: ())
         self.on_commit = on_commit
         self.keys = keys or hashing.Keyring()

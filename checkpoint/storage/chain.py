@@ -16,7 +16,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from checkpoint.storage import hashing
+from checkpoint.storage import hashing, mail
 from checkpoint.storage.base import StoreBase, aware, event_dict, to_event
 from checkpoint.storage.db import session_scope
 from checkpoint.storage.entities import Event, EventKind
@@ -76,8 +76,12 @@ class EventChain(StoreBase):
                     created_at=stamp,
                 )
             )
+        queued = len(webhooks)
+        if self.recipients is not None:  # email rows, in this same transaction (storage/mail.py)
+            session.flush()
+            queued += mail.queue(session, self.recipients, event, stamp)
         on_commit = self.on_commit
-        if webhooks and on_commit is not None:
+        if queued and on_commit is not None:
             sa_event.listen(session, "after_commit", lambda _session: on_commit(), once=True)
         session.flush()
         return event

@@ -166,7 +166,7 @@ class StatusRow(Base):
 
 
 class DeliveryRow(Base):
-    """The webhook outbox: one row per (event, webhook), written with the event itself."""
+    """The outbox: one row per (event, webhook) and per (event, person emailed), written with the event itself."""
 
     __tablename__ = "deliveries"
 
@@ -181,11 +181,26 @@ class DeliveryRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Email rows only (``webhook`` is ``email:<person>``): where it goes, and why (storage/mail.py).
+    address: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_order", "webhook", "request_id", "event_id"),
+        Index("ux_deliveries_event_webhook", "event_id", "webhook", unique=True),
     )
+
+
+class PersonRow(Base):
+    """One person's email: the address their sign-in carried, and how they want email."""
+
+    __tablename__ = "people"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_mode: Mapped[str] = mapped_column(String(16), default="each", server_default="each")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TokenRow(Base):

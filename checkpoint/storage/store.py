@@ -7,7 +7,8 @@ Exactly-once is the database's job: a state change is a conditional UPDATE
 The Store is composed of focused parts (mixins over one session factory, so that a change and
 the event recording it share a transaction, and callers keep one object): ``Requests``
 (requests, reviews, comments), ``Schedules`` (apply_at, waiting for a freeze, releasing),
-``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries), ``CheckResults`` and
+``EventChain`` (the hash-chained log), ``Outbox`` (webhook deliveries) and ``Mail`` (email
+rows in the same outbox, people's choices), ``CheckResults`` and
 ``Statuses`` (posted by CI), ``DiffSnapshots`` (what request pages' diffs are rendered from) and
 ``Tokens`` (API tokens, stored hashed).
 The entities and states live in ``entities``.
@@ -44,7 +45,7 @@ from checkpoint.storage.entities import (
     Review,
     now,
 )
-from checkpoint.storage.outbox import Outbox
+from checkpoint.storage.mail import Mail
 from checkpoint.storage.requests import Requests
 from checkpoint.storage.schedules import Schedules
 from checkpoint.storage.statuses import Statuses
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox, Tokens):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Mail, Tokens):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox
@@ -89,6 +90,7 @@ class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox, 
     transaction that queued deliveries commits (it wakes the sender). ``keys``: the audit
     keys; the current one signs every event appended (without any, events get the plain
     SHA-256 of the log before keys, which a keyed verify refuses after a keyed event).
+    ``recipients``: who is emailed about an event (``storage/mail.py``; None: nobody).
     ``clock``: what every stamp it writes, and every lease it compares, is read from
     (``checkpoint.clock``; the system clock unless a test moves one).
     """

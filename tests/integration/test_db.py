@@ -29,6 +29,7 @@ TABLES = {
     "statuses",
     "diff_snapshots",
     "api_tokens",
+    "people",
 }
 # pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
 LOCK_KEY = db._MIGRATION_LOCK_KEY

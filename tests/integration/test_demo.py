@@ -225,13 +225,19 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
                 f"{url}/checkpoint/api/v1/requests",
                 auth=("visitor", "x"),
                 timeout=60,
-                json={"change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": version}},
+                json={
+                    "change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": version},
+                    "description": "for @bob" if version == "2" else "",
+                },
             )
             assert opened.status_code == 201, opened.text
             statuses[version] = {c["name"]: c["status"] for c in opened.json()["checks"]}
         assert statuses["2"] == {"auc-gate": "pass", "signature": "pass", "validated": "pass"}
         assert statuses["3"]["signature"] == "fail"
         assert (statuses["4"]["auc-gate"], statuses["4"]["signature"]) == ("fail", "pass")
+        # Its email goes to the demo's own mailbox, printed on the console with the link.
+        mail = _wait_for_output(process, log, "email to bob@example.com: [Checkpoint] visitor mentioned you on", timeout=60)
+        assert re.search(rf"  {re.escape(url)}/checkpoint/requests/\d+  \(saved as .*/mail/0001\.eml\)", mail)
 
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert process.wait(timeout=90) == 0

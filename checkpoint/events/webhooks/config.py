@@ -143,6 +143,8 @@ def _webhook(index: int, item: object, env: Mapping[str, str]) -> Webhook:
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
         raise WebhookConfigError(f"{where}.name: expected a name of 1 to 200 characters")
     name = name.strip()
+    if name.startswith("email:"):  # the outbox's name for a person's email rows (storage/mail.py)
+        raise WebhookConfigError(f"{where}.name: names starting with email: are the outbox's own for people's email")
     where = f"webhooks[{index}] ({name})"
     url = _from_value_or_env(item, "url", where, env, required=True)
     assert url is not None  # required=True raises rather than answer None
