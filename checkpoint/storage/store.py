@@ -15,6 +15,7 @@ The entities and states live in ``entities``.
 
 from __future__ import annotations
 
+from checkpoint.storage.behaviour import Behaviours
 from checkpoint.storage.check_results import CheckResults
 from checkpoint.storage.diff_snapshots import DiffSnapshots
 from checkpoint.storage.entities import (
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Outbox, Tokens):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Behaviours, Outbox, Tokens):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox
