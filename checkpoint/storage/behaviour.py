@@ -75,7 +75,7 @@ class Behaviours(StoreBase):
             return session.execute(query.values(**values)).rowcount == 1
 
     @staticmethod
-    def _due(lease_before: datetime):
+    def _behaviour_due(lease_before: datetime):
         return (
             BehaviourRow.wanted_at.is_not(None),
             BehaviourRow.state.in_((PENDING, RUNNING)),
@@ -84,14 +84,14 @@ class Behaviours(StoreBase):
 
     def wanted_behaviours(self, lease_before: datetime, limit: int = 5) -> list[str]:
         """Diffs asked for and not claimed by a live worker, oldest wish first."""
-        query = select(BehaviourRow.key).where(*self._due(lease_before)).order_by(BehaviourRow.wanted_at).limit(limit)
+        query = select(BehaviourRow.key).where(*self._behaviour_due(lease_before)).order_by(BehaviourRow.wanted_at).limit(limit)
         with session_scope(self.sessions) as session:
             return list(session.scalars(query))
 
     def claim_behaviour(self, key: str, lease_before: datetime) -> datetime | None:
         """Claim an asked diff (one worker wins); the claim's stamp, or None."""
         stamp = self.clock.now()
-        query = update(BehaviourRow).where(BehaviourRow.key == key, *self._due(lease_before))
+        query = update(BehaviourRow).where(BehaviourRow.key == key, *self._behaviour_due(lease_before))
         with session_scope(self.sessions) as session:
             won = session.execute(query.values(state=RUNNING, claimed_at=stamp)).rowcount == 1
         return stamp if won else None
