@@ -263,6 +263,8 @@ class Services:
         with self._lock:
             self._closed = True
         self.background.stop()
+        if self.behaviours is not None and self.behaviours.runner is not None:
+            sandbox.stop_all()  # a model run under way must not outlive the app
         self.proxy.pool.close()
         self.registry.http.clear()
         self.engine.dispose()

@@ -29,6 +29,7 @@ import pwd
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the
 UNPRIVILEGED = "nobody"  # the user a root Checkpoint runs models as
 STDERR_TAIL = 8192  # bytes of a run's stderr kept (for the reason of a failure)
 _NAMESPACES = ("--net", "--pid", "--fork", "--mount-proc", "--kill-child")
+_running: set[subprocess.Popen] = set()  # this process's runs under way (ended by stop_all)
+_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,26 @@ def run(
         start_new_session=True,  # its own process group: the deadline kills all of it
         close_fds=True,
     )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    with _running_lock:
+        _running.add(process)
+    try:
+        return _supervise(process, stdin, limits, started)
+    finally:
+        with _running_lock:
+            _running.discard(process)
+
+
+def stop_all() -> None:
+    """Kill the runs this process started that are still going (the process is closing)."""
+    with _running_lock:
+        running = list(_running)
+    for process in running:
+        _kill(process)
+
+
+def _supervise(process: subprocess.Popen, stdin: bytes, limits: Limits, started: float) -> Outcome:
+    """Feed the run its job, read its answer (bounded) and stderr's tail, enforce the deadline."""
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     try:
         process.stdin.write(stdin)
