@@ -22,6 +22,7 @@ from checkpoint.runtime import sandbox
 from checkpoint.services import services
 from tests.support.apps import background_task
 from tests.support.behaviour import ask_alias, behaviour_of, log_hostile, log_sklearn
+from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
 
 TASK = "behaviour"
@@ -79,18 +80,16 @@ def test_classifiers_agreement_is_right_and_the_same_pair_is_never_scored_twice(
     assert rerun.status_code == 200 and rerun.json()["state"] == "done"
 
 
-def test_regressors_differences_are_right_and_a_dropped_column_is_breaking(sqlite_checkpoint, mlflow_server):
+def test_regressors_differences_are_right(sqlite_checkpoint, mlflow_server):
     base, app = sqlite_checkpoint.url, sqlite_checkpoint.app
     name = unique("behave")
     v1, champion, example1 = log_sklearn(mlflow_server.url, name, ["a", "b"], c=1.0, kind="regressor", seed=0)
     v2, challenger, example2 = log_sklearn(mlflow_server.url, name, ["a", "b"], c=1.3, kind="regressor", seed=5)
-    v3, _, _ = log_sklearn(mlflow_server.url, name, ["a", "c"], c=1.0, kind="regressor", seed=0)
     MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", v1)
-    numbers, breaking = ask_alias(base, name, v2), ask_alias(base, name, v3)
-    behaviour_of(base, numbers), behaviour_of(base, breaking)
-    assert background_task(app, TASK)() == 2
+    request_id = ask_alias(base, name, v2)
+    assert background_task(app, TASK)() == 1
 
-    shown = behaviour_of(base, numbers)
+    shown = behaviour_of(base, request_id)
     assert shown["state"] == "done" and shown["examples"]["breaking"] == []
     for entry in shown["examples"]["inputs"]:
         example = example1 if entry["example"] == "champion" else example2
@@ -101,12 +100,40 @@ def test_regressors_differences_are_right_and_a_dropped_column_is_breaking(sqlit
         assert comparison["p95_abs_diff"] == pytest.approx(float(np.percentile(diffs, 95)))
         assert comparison["max_abs_diff"] == pytest.approx(float(diffs.max()))
 
-    shown = behaviour_of(base, breaking)
+
+@pytest.mark.browser
+def test_a_dropped_column_is_breaking_on_the_page_pending_then_done(
+    sqlite_checkpoint,
+    mlflow_server,
+    browser_page,  # noqa: F811 - the fixture imported above, by name
+    screenshot,  # noqa: F811
+):
+    base, app = sqlite_checkpoint.url, sqlite_checkpoint.app
+    name = unique("behave")
+    v1, _, _ = log_sklearn(mlflow_server.url, name, ["a", "b"], kind="regressor")
+    v2, _, _ = log_sklearn(mlflow_server.url, name, ["a", "c"], kind="regressor")  # no longer reads b
+    MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", v1)
+    request_id = ask_alias(base, name, v2)
+    browser_page.goto(f"{base}/checkpoint/whoami")
+    browser_page.fill("input[name=name]", "carol")
+    browser_page.click("button[type=submit]")
+    browser_page.goto(f"{base}/checkpoint/requests/{request_id}")
+    section = browser_page.locator("#behaviour")
+    assert "pending" in section.inner_text() and "this page does not wait for it" in section.inner_text()
+    section.scroll_into_view_if_needed()
+    screenshot("pending")
+
+    assert background_task(app, TASK)() == 1
+    shown = behaviour_of(base, request_id)
     assert shown["state"] == "done"
     assert shown["examples"]["breaking"] and "fails on the champion's input example" in shown["examples"]["breaking"][0]
     assert "b" in shown["examples"]["breaking"][0]  # the column the challenger no longer reads
-    page = requests.get(f"{base}/checkpoint/requests/{breaking}", auth=("carol", "x"), timeout=30).text
-    assert "<strong>Breaking:</strong> the challenger fails on the champion&#39;s input example" in page
+    browser_page.reload()
+    section = browser_page.locator("#behaviour")
+    text = section.inner_text()
+    assert "Breaking: the challenger fails on the champion's input example" in text and "failed" in text
+    section.scroll_into_view_if_needed()
+    screenshot("breaking")
 
 
 def _spy(mlflow_url: str, checkpoint_url: str, name: str, files: list[str]) -> str:
