@@ -19,9 +19,13 @@ import traceback
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as the last lines of its traceback (what a reviewer needs to see why)."""
+    """An exception as the end of its traceback, then the exception on one line of its own (the
+    line a page shows: a multi-line message would otherwise show only its last line)."""
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(lines)[-1500:]
+    summary = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(summary) > 600:  # a message's start names the error, its end often says why
+        summary = f"{summary[:200]} … {summary[-390:]}"
+    return "".join(lines)[-1500:] + "\n" + summary
 
 
 def plain(values, max_rows: int) -> list:
