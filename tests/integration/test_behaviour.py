@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -24,6 +25,7 @@ from tests.support.apps import background_task
 from tests.support.behaviour import ask_alias, behaviour_of, log_hostile, log_sklearn
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
+from tests.support.race import race
 
 TASK = "behaviour"
 SECRET = "hunter2-not-for-models"
@@ -249,3 +251,24 @@ def test_a_hostile_model_gets_an_error_with_its_reason(kind, sqlite_checkpoint, 
     # An error may be run again on demand: asked (202), not run until the background runs it.
     rerun = api(base, "POST", f"/requests/{request_id}/behaviour", user="alice")
     assert rerun.status_code == 202 and rerun.json()["state"] == "pending"
+
+
+def test_a_diff_is_claimed_by_one_worker_and_written_only_by_it(live_checkpoint):
+    """On SQLite and PostgreSQL: asked twice, stored once; two claims at once, one winner; only
+    the claim holder's result counts; an error may be asked again, a done result never."""
+    store = services(live_checkpoint.app).store
+    challenger = {"name": "m", "version": "2", "digest": "b" * 64}
+    first = store.want_behaviour("k" * 64, "", None, challenger)
+    assert store.want_behaviour("k" * 64, "", {"name": "x"}, challenger) == first and first.state == "pending"
+    lease_before = store.clock.now() - timedelta(minutes=30)
+    claims = race(*(lambda: store.claim_behaviour("k" * 64, lease_before) for _ in range(2)))
+    won = [c for c in claims if c is not None]
+    assert len(won) == 1 and store.behaviour("k" * 64).state == "running"
+    assert store.wanted_behaviours(lease_before) == []  # claimed by a live worker
+    assert not store.finish_behaviour("k" * 64, won[0] - timedelta(seconds=1), "done", "", {"x": 1})  # not the holder
+    assert store.finish_behaviour("k" * 64, won[0], "error", "timed out after 1 s", None)
+    assert store.behaviour("k" * 64).reason == "timed out after 1 s"
+    assert store.rerun_behaviour("k" * 64) and store.behaviour("k" * 64).state == "pending"
+    again = store.claim_behaviour("k" * 64, lease_before)
+    assert again is not None and store.finish_behaviour("k" * 64, again, "done", "", {"inputs": []})
+    assert not store.rerun_behaviour("k" * 64) and store.behaviour("k" * 64).result == {"inputs": []}
