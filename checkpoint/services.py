@@ -12,9 +12,11 @@ No web framework here: the Flask side (CSRF, templates, the error renderer) live
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,18 +30,23 @@ from checkpoint.events.notifications import MailSender, Recipients, Smtp
 from checkpoint.events.webhooks import Sender, Webhooks
 from checkpoint.registry import Registry
 from checkpoint.review import checking, expiry, schedule
+from checkpoint.review.behaviour.diffs import INTERVAL as BEHAVIOUR_INTERVAL
+from checkpoint.review.behaviour.diffs import BehaviourDiffs
+from checkpoint.review.behaviour.runner import Runner
 from checkpoint.review.checks import CHECKS_INTERVAL
 from checkpoint.review.diff_snapshots import INTERVAL as DIFF_INTERVAL
 from checkpoint.review.diff_snapshots import DiffSnapshots
 from checkpoint.review.policy import Policy
 from checkpoint.review.reconcile import Reconciler
 from checkpoint.review.workflow import Workflow
-from checkpoint.runtime import metrics
+from checkpoint.runtime import metrics, sandbox
 from checkpoint.runtime.background import Background
 from checkpoint.settings import Settings
 from checkpoint.storage import db
 from checkpoint.storage.store import Store
 from checkpoint.tokens import OwnerLookup, TokenService
+
+log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the JSON logs on
 
 _KEY = "checkpoint"  # the one entry in ``app.extensions``
 
@@ -65,6 +72,7 @@ class Services:
     clock: Clock = SYSTEM
     snapshots: DiffSnapshots | None = None  # the request pages' diffs (review/diff_snapshots.py)
     mailer: MailSender | None = None  # email to people (events/notifications), when SMTP is configured
+    behaviours: BehaviourDiffs | None = None  # the behavioural diffs (review/behaviour/)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -140,8 +148,15 @@ class Services:
         )
         # The request pages' diffs, read off the page's path (review/diff_snapshots.py).
         snapshots = DiffSnapshots(store, workflow.registry_for, clock, wake=background.wake)
-        workflow.diff_wanted = snapshots.want
         background.every(DIFF_INTERVAL, "diff-snapshots", snapshots.run)
+        behaviours = cls._behaviours(settings, store, workflow, clock, background)
+
+        def wanted(request_ids: Iterable[int]) -> None:  # at opening and whenever a side moves
+            request_ids = list(request_ids)
+            snapshots.want(request_ids)
+            behaviours.want(request_ids)
+
+        workflow.diff_wanted = wanted
         if policy.http_checks:  # evaluated off the request path; queuing one wakes the thread
             background.every(CHECKS_INTERVAL, "checks", workflow.run_pending_checks)
         if policy.soaking:  # a soak that passed moves its request on by itself (review/checking.py)
@@ -201,7 +216,23 @@ class Services:
             clock=clock,
             snapshots=snapshots,
             mailer=mailer,
+            behaviours=behaviours,
         )
+
+    @staticmethod
+    def _behaviours(settings: Settings, store: Store, workflow: Workflow, clock: Clock, background: Background) -> BehaviourDiffs:
+        """The behavioural diffs: models run isolated (runtime/sandbox.py) by the background
+        thread, one at a time per machine (a lock file in the data directory)."""
+        runner = None
+        if settings.evaluator != "off":
+            limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
+            runner = Runner(sandbox.detect(), limits)
+        lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
+        lock = settings.data_dir / "evaluator.lock"
+        diffs = BehaviourDiffs(store, workflow.registry_for, clock, runner, settings.evaluator, lock, lease, background.wake)
+        if runner is not None:
+            background.every(BEHAVIOUR_INTERVAL, "behaviour", diffs.run)
+        return diffs
 
     # -- finding them again --------------------------------------------------------------
 
@@ -235,6 +266,10 @@ class Services:
             if self._started or self._closed:
                 return
             self._started = True
+        runner = self.behaviours.runner if self.behaviours is not None else None
+        if runner is not None and not runner.isolation.isolated:  # said at every start, as the docs say
+            refused = "refused" if self.settings.evaluator == "isolated" else "run WITHOUT isolation"
+            log.warning("behavioural diffs: models are %s here: %s", refused, runner.isolation.note)
         if settle_first or not self.settings.background:
             self.reconciler.run_safely()
         if self.settings.background:
@@ -245,6 +280,8 @@ class Services:
         with self._lock:
             self._closed = True
         self.background.stop()
+        if self.behaviours is not None and self.behaviours.runner is not None:
+            sandbox.stop_all()  # a model run under way must not outlive the app
         self.proxy.pool.close()
         self.registry.http.clear()
         self.engine.dispose()

@@ -385,6 +385,11 @@ class Settings:
     # Bytes of a version's files hashed into its content digest (content.py); beyond it, the
     # remaining files count by name and size only and the digest says it is partial.
     digest_max_bytes: int = 64 * 1024 * 1024
+    # Behavioural diffs (review/behaviour/): models run only isolated (isolated), even where no
+    # isolation is available (unisolated), or never (off); each run's wall-clock and memory limits.
+    evaluator: str = "isolated"
+    evaluator_timeout: float = 120.0
+    evaluator_memory_mb: int = 2048
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
     audit_key: str = field(default="", repr=False)
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -487,6 +492,8 @@ class Settings:
             "limit_request_field_size": ("CHECKPOINT_LIMIT_REQUEST_FIELD_SIZE", int, 1024, 16 * 1024 * 1024, "278528"),
             "apply_lease": ("CHECKPOINT_APPLY_LEASE_SECONDS", float, 1, 86400, "390"),
             "digest_max_bytes": ("CHECKPOINT_DIGEST_MAX_BYTES", int, 0, 2**40, "67108864"),
+            "evaluator_timeout": ("CHECKPOINT_EVALUATOR_TIMEOUT", float, 1, 86400, "120"),
+            "evaluator_memory_mb": ("CHECKPOINT_EVALUATOR_MEMORY_MB", int, 256, 1 << 20, "2048"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}
@@ -507,6 +514,12 @@ class Settings:
         zero_copy = (overrides.pop("zero_copy", None) or raw.get("CHECKPOINT_ZERO_COPY") or "auto").strip().lower()
         if zero_copy not in ("auto", "off"):
             raise SettingsError(f"CHECKPOINT_ZERO_COPY={zero_copy!r} is not auto or off; e.g. CHECKPOINT_ZERO_COPY=auto")
+
+        evaluator = (overrides.pop("evaluator", None) or raw.get("CHECKPOINT_EVALUATOR") or "isolated").strip().lower()
+        if evaluator not in ("isolated", "unisolated", "off"):
+            raise SettingsError(
+                f"CHECKPOINT_EVALUATOR={evaluator!r} is not isolated, unisolated or off; e.g. CHECKPOINT_EVALUATOR=isolated"
+            )
 
         background = raw.get("CHECKPOINT_BACKGROUND", "true").strip().lower()
         if background not in ("true", "false", "1", "0", "yes", "no"):
@@ -531,6 +544,7 @@ class Settings:
             log_level=log_level,
             log_format=log_format,
             zero_copy=zero_copy,
+            evaluator=evaluator,
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,

@@ -258,6 +258,23 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """One stored behavioural diff (``behaviour_results``); ``result`` is opaque here (the
+    review layer writes and reads it)."""
+
+    key: str
+    workspace: str
+    champion: dict | None
+    challenger: dict
+    state: str  # pending / running / done / error
+    reason: str
+    result: dict | None
+    wanted_at: datetime | None
+    claimed_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DiffSnapshot:
     """What a request page's diff was computed from, as stored (``diff_snapshots``): ``data`` is
     opaque here (the review layer encodes it); None until a read succeeded."""

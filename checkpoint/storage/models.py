@@ -225,6 +225,28 @@ class TokenRow(Base):
     )
 
 
+class BehaviourRow(Base):
+    """One behavioural diff (``review/behaviour/``), named by ``key``: the champion's and the
+    challenger's content digests and what they ran on. ``champion``/``challenger``: the
+    versions (name, version, digest) of the first request that asked, whose files are run.
+    ``state``: pending, running, done or error (``reason`` says why); ``result``: the numbers."""
+
+    __tablename__ = "behaviour_results"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(256), default="")
+    champion: Mapped[dict | None] = mapped_column(JSON)
+    challenger: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict | None] = mapped_column(JSON)
+    wanted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_behaviour_results_wanted", "wanted_at"),)
+
+
 class DiffSnapshotRow(Base):
     """What the request page's diff needs, read from MLflow off the page's path (one row per
     request; ``review/diff_snapshots.py``). ``key`` names the two versions and their content

@@ -16,6 +16,7 @@ The entities and states live in ``entities``.
 
 from __future__ import annotations
 
+from checkpoint.storage.behaviour import Behaviours
 from checkpoint.storage.check_results import CheckResults
 from checkpoint.storage.diff_snapshots import DiffSnapshots
 from checkpoint.storage.entities import (
@@ -82,7 +83,7 @@ __all__ = [
 ]
 
 
-class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Mail, Tokens):
+class Store(Requests, Schedules, CheckResults, Statuses, DiffSnapshots, Behaviours, Mail, Tokens):
     """All reads and writes of requests, reviews, comments and events.
 
     ``subscribers(kind)`` names the webhooks that want events of ``kind``: their outbox

@@ -305,7 +305,24 @@ def open_rollback(name: str):
 
 @bp.get("/requests/<int:request_id>")
 def get_request(request_id: int):
-    return jsonify(request_json(readable_request(request_id), full=True))
+    item = readable_request(request_id)
+    out = request_json(item, full=True)
+    behaviours = current_services().behaviours
+    out["behaviour"] = behaviours.for_request(item) if behaviours is not None else None
+    return jsonify(out)
+
+
+@bp.post("/requests/<int:request_id>/behaviour")
+@token_scope(REQUEST)
+def rerun_behaviour(request_id: int):
+    """Run the request's behavioural diff again when it ended in an error (a finished one
+    stands: the same pair is never scored twice); answers its state now, never waits."""
+    item = readable_request(request_id)
+    behaviours = current_services().behaviours
+    shown = behaviours.rerun(item) if behaviours is not None else None
+    if shown is None:
+        raise CheckpointError(400, "INVALID_PARAMETER_VALUE", f"request #{request_id} is not about a model version")
+    return jsonify(shown), 202 if shown["state"] in ("pending", "running") else 200
 
 
 @bp.patch("/requests/<int:request_id>")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import replace
 from urllib.parse import urlencode
 
@@ -35,6 +36,8 @@ from checkpoint.web.context import (
 from checkpoint.web.fragments import Fragments
 from checkpoint.web.inbox import awaiting_me
 from checkpoint.web.rendering import TEMPLATE_GLOBALS, batch_headline, request_headline
+
+log = logging.getLogger("checkpoint.ui")  # the name operators filter the JSON logs on
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
@@ -263,6 +266,7 @@ def request_detail(request_id: int):
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
+        behaviour=_behaviour_for(item),
         checks=checks,
         status=_as_decided(item, workflow().status(item, checks, standing)),
         rule=rule,
@@ -299,6 +303,18 @@ def _diff_for(item):
     snapshots = current_services().snapshots
     assert snapshots is not None  # Services.build makes one
     return snapshots.for_page(item)
+
+
+def _behaviour_for(item) -> dict | None:
+    """The behavioural diff's stored state (asked for when there is none; never waited for)."""
+    behaviours = current_services().behaviours
+    if behaviours is None:
+        return None
+    try:
+        return behaviours.for_request(item)
+    except Exception:  # the page stands without it
+        log.warning("behavioural diff of request #%s unavailable", item.id, exc_info=True)
+        return {"state": "error", "reason": "the behavioural diff could not be read from the database"}
 
 
 def _batch_parts(item) -> list[dict]:

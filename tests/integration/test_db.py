@@ -28,6 +28,7 @@ TABLES = {
     "deliveries",
     "statuses",
     "diff_snapshots",
+    "behaviour_results",
     "api_tokens",
     "people",
 }
@@ -255,3 +256,29 @@ def test_migration_0011_adds_and_drops_the_diff_snapshots(empty_database_url, en
     assert "diff_snapshots" in table_names(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM diff_snapshots")).scalar_one() == 0
+
+
+def test_migration_0014_adds_and_drops_the_behaviour_results(empty_database_url, engine_for):
+    """``behaviour_results`` is a cache of behavioural diffs: downgrading drops it and nothing
+    else; upgrading again rebuilds it empty."""
+    from alembic import command
+
+    engine = engine_for(empty_database_url)
+    config = db.alembic_config(engine)
+    db.upgrade(engine, "0011")
+    assert "behaviour_results" not in table_names(engine)
+    db.upgrade(engine)
+    assert "behaviour_results" in table_names(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO behaviour_results (key, workspace, challenger, state, reason) VALUES ('k', '', '{}', 'pending', '')"
+            )
+        )
+    command.downgrade(config, "0011")
+    engine.dispose()
+    assert db.current_revision(engine) == "0011" and "behaviour_results" not in table_names(engine)
+    db.upgrade(engine)
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM behaviour_results")).scalar_one() == 0

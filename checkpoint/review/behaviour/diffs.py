@@ -1,0 +1,169 @@
+"""Behavioural diffs of requests: asked for when a request opens or is viewed, run by the
+background thread (``run``, one at a time per machine), stored per pair of contents, and
+shown as data on the request page and in its JSON.
+
+The key is the champion's and the challenger's content digests (the ones the request
+records) and what they run on, so the same pair is never scored twice, and a side whose files
+change gets a new diff. A page never waits: it reads the stored row, asking for one (a single
+INSERT) when there is none.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from pathlib import Path
+
+from checkpoint.clock import Clock
+from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.review.behaviour.compare import summarise
+from checkpoint.review.behaviour.runner import EvaluationError, Runner
+from checkpoint.storage.behaviour import ERROR
+from checkpoint.storage.entities import Behaviour, PromoteRequest
+from checkpoint.storage.store import Store
+
+log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the JSON logs on
+
+INTERVAL = 20.0  # the background task's period; asking for a diff wakes the thread at once
+INPUTS = "input-examples-v1"  # what the pair runs on (policy datasets will name theirs)
+MODES = ("isolated", "unisolated", "off")
+
+
+def key_of(champion_digest: str | None, challenger_digest: str, inputs: str = INPUTS) -> str:
+    return hashlib.sha256(json.dumps([champion_digest, challenger_digest, inputs]).encode()).hexdigest()
+
+
+def _side(snapshot: dict | None) -> dict | None:
+    return {k: snapshot.get(k) for k in ("name", "version", "digest")} if snapshot else None
+
+
+class BehaviourDiffs:
+    """The requests' behavioural diffs (``services.py`` builds one). ``mode``: the
+    ``CHECKPOINT_EVALUATOR`` setting; ``runner`` None when it is off."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry_for: Callable[[str], Registry],
+        clock: Clock,
+        runner: Runner | None,
+        mode: str,
+        lock_path: Path,
+        lease: timedelta,
+        wake: Callable[[], object] | None = None,
+    ) -> None:
+        self.store, self.registry_for, self.clock, self.runner = store, registry_for, clock, runner
+        self.mode, self.lock_path, self.lease, self.wake = mode, lock_path, lease, wake
+
+    # -- asking and showing --------------------------------------------------------------
+
+    def for_request(self, item: PromoteRequest) -> dict | None:
+        """What the request's page and JSON show (None: not a request for a model version).
+        Asks for the diff when none is stored; never waits for it."""
+        if not item.challenger:
+            return None
+        if self.mode == "off" or self.runner is None:
+            return {"state": ERROR, "reason": "behavioural diffs are off here (CHECKPOINT_EVALUATOR=off)"}
+        challenger_digest = item.challenger.get("digest")
+        sides = (("challenger", item.challenger), ("champion", item.champion))
+        missing = [side for side, snap in sides if snap and not snap.get("digest")]
+        if missing or not challenger_digest:
+            why = (item.challenger or {}).get("digest_error") or "no content digest was recorded"
+            return {"state": ERROR, "reason": f"the {' and '.join(missing) or 'challenger'}'s files could not be read: {why}"}
+        key = key_of((item.champion or {}).get("digest"), challenger_digest)
+        stored = self.store.want_behaviour(key, item.workspace, _side(item.champion), _side(item.challenger) or {})
+        if stored.finished_at is None and self.wake is not None:
+            self.wake()
+        return self.view(stored)
+
+    def view(self, stored: Behaviour) -> dict:
+        result = stored.result or {}
+        return {
+            "state": stored.state,
+            "reason": stored.reason,
+            "key": stored.key,
+            "isolation": result.get("isolation"),
+            "champion": stored.champion,
+            "challenger": stored.challenger,
+            "examples": {k: result.get(k, []) for k in ("inputs", "breaking")} | {"models": result.get("models", {})},
+            "datasets": [],
+            "finished_at": stored.finished_at.isoformat() if stored.finished_at else None,
+        }
+
+    def want(self, request_ids: Iterable[int]) -> None:
+        """Ask for the diffs of these requests (the workflow's hook at opening and on moves);
+        never raises."""
+        for request_id in request_ids:
+            try:
+                self.for_request(self.store.get(request_id))
+            except Exception:  # the page asks again
+                log.warning("could not ask for the behavioural diff of request #%s", request_id, exc_info=True)
+
+    def rerun(self, item: PromoteRequest) -> dict | None:
+        """Run a diff that ended in an error again; a done one stands (never scored twice)."""
+        shown = self.for_request(item)
+        if shown and shown.get("key") and shown["state"] == ERROR and self.store.rerun_behaviour(shown["key"]):
+            if self.wake is not None:
+                self.wake()
+            stored = self.store.behaviour(shown["key"])
+            return self.view(stored) if stored else shown
+        return shown
+
+    # -- the background task -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run asked diffs, one at a time per machine (a lock file in the data directory);
+        returns how many this call finished."""
+        if self.runner is None:
+            return 0
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another worker on this machine is running one
+            finished = 0
+            for key in self.store.wanted_behaviours(self.clock.now() - self.lease, limit=5):
+                claimed = self.store.claim_behaviour(key, self.clock.now() - self.lease)
+                if claimed is None:
+                    continue
+                stored = self.store.behaviour(key)
+                assert stored is not None
+                state, reason, result = self._evaluate(stored)
+                finished += self.store.finish_behaviour(key, claimed, state, reason, result)
+            return finished
+
+    def _evaluate(self, stored: Behaviour) -> tuple[str, str, dict | None]:
+        assert self.runner is not None
+        isolation = self.runner.isolation
+        if not isolation.isolated and self.mode == "isolated":
+            return ERROR, f"models are not run here: {isolation.note} (CHECKPOINT_EVALUATOR=unisolated runs them anyway)", None
+        try:
+            registry = self.registry_for(stored.workspace)
+            versions = {side: self._version(registry, getattr(stored, side)) for side in ("champion", "challenger")}
+            if versions["challenger"] is None:
+                return ERROR, "the challenger version no longer exists", None
+            runs = self.runner.run(registry, versions)
+        except (EvaluationError, RegistryError) as exc:
+            return ERROR, str(exc.message if isinstance(exc, RegistryError) else exc), None
+        except Exception as exc:  # one diff's failure must not end the round
+            log.warning("behavioural diff %s failed", stored.key, exc_info=True)
+            return ERROR, f"{type(exc).__name__}: {exc}", None
+        state, reason, result = summarise(runs, {"champion": stored.champion, "challenger": stored.challenger})
+        result["isolation"] = isolation.mode
+        return state, reason, result
+
+    @staticmethod
+    def _version(registry: Registry, side: dict | None) -> Version | None:
+        if not side:
+            return None
+        try:
+            return registry.version(side["name"], side["version"])
+        except RegistryError as exc:
+            if exc.not_found:
+                return None
+            raise

@@ -1,0 +1,148 @@
+"""One behavioural diff's runs: both versions' files downloaded by Checkpoint (with its own
+credentials, in this process), then each model run in its own isolated process
+(``runtime/sandbox.py``) on both versions' input examples, its answer checked as data.
+
+One process per model, never both in one: a hostile challenger must not be able to touch the
+champion's predictions. Each process sees a private copy of its own model's files and of the
+input examples (``MLmodel`` and the example files), never the other model's code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from checkpoint.registry import Registry, Version
+from checkpoint.review import content
+from checkpoint.runtime import sandbox
+
+CHILD = Path(sandbox.__file__).with_name("evaluator_child.py")
+MAX_ROWS = 1000  # rows of an input example that are run
+MAX_MODEL_BYTES = 2 << 30  # a version's files larger than this are not downloaded
+EXAMPLE_FILES = ("MLmodel", "input_example.json", "serving_input_example.json")
+
+
+class EvaluationError(Exception):
+    """The diff could not be run at all (files unreadable, no isolation): its reason."""
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Runs models as ``isolation`` allows, within ``limits``."""
+
+    isolation: sandbox.Isolation
+    limits: sandbox.Limits
+
+    def run(self, registry: Registry, versions: dict[str, Version | None]) -> dict[str, dict | None]:
+        """Each existing side's answer (see :func:`read_answer`); None for a missing side."""
+        with tempfile.TemporaryDirectory(prefix="checkpoint-behaviour-") as tmp:
+            root = Path(tmp)
+            root.chmod(0o711)  # the unprivileged runs may pass through, not list
+            sources = root / "sources"
+            sources.mkdir(mode=0o700)
+            present = {side: v for side, v in versions.items() if v is not None}
+            for side, version in present.items():
+                download(registry, version, sources / side)
+            return {side: (self.run_side(root, sources, side, present) if side in present else None) for side in versions}
+
+    def run_side(self, root: Path, sources: Path, side: str, present: dict[str, Version]) -> dict:
+        """Run ``side``'s model on every side's input example in its own process."""
+        place = root / f"run-{side}"
+        place.mkdir(mode=0o700)
+        shutil.copytree(sources / side, place / "model")
+        for name in present:
+            examples = place / "examples" / name
+            examples.mkdir(parents=True)
+            for file in EXAMPLE_FILES:
+                if (sources / name / file).is_file():
+                    shutil.copyfile(sources / name / file, examples / file)
+        home = place / "home"
+        home.mkdir()
+        if self.isolation.uid is not None:
+            for path in (place, home):
+                os.chown(path, self.isolation.uid, self.isolation.gid or -1)
+        job = {"model": "model", "examples": {name: f"examples/{name}" for name in present}, "max_rows": MAX_ROWS}
+        outcome = sandbox.run(
+            [sys.executable, "-I", "-B", str(CHILD)],
+            stdin=json.dumps(job).encode(),
+            cwd=place,
+            env=sandbox.scrubbed_env(home),
+            limits=self.limits,
+            isolation=self.isolation,
+        )
+        return read_answer(outcome, set(present))
+
+
+def download(registry: Registry, version: Version, into: Path) -> None:
+    """``version``'s files, read through MLflow's artifact proxy into ``into``."""
+    place = content.version_place(registry, version)
+    if place is None or place.root != content.SERVED:
+        raise EvaluationError(
+            f"the files of {version.name} v{version.version} are stored at {place or 'an unknown place'}, which "
+            "Checkpoint reads only through MLflow's artifact proxy (--serve-artifacts)"
+        )
+    files = content.listing(registry, place)
+    if not any(rel == "MLmodel" for rel, _ in files):
+        raise EvaluationError(f"{version.name} v{version.version} is not an MLflow model: its files hold no MLmodel")
+    total = sum(size for _, size in files)
+    if total > MAX_MODEL_BYTES:
+        raise EvaluationError(f"the files of {version.name} v{version.version} take {total:,} bytes, over {MAX_MODEL_BYTES:,}")
+    into.mkdir(parents=True)
+    for rel, size in files:
+        parts = content.split_path(rel)
+        if not parts or any(p in ("", ".", "..") for p in parts):
+            raise EvaluationError(f"the file name {rel!r} in {version.name} v{version.version} is not a plain path")
+        target = into.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            for chunk in registry.read_artifact(f"{place.path}/{rel}", limit=size):
+                out.write(chunk)
+
+
+def read_answer(outcome: sandbox.Outcome, examples: set[str]) -> dict:
+    """A run's answer, checked field by field (it is whatever the model's code made of it):
+    ``{"error"}`` when the model could not be run, else ``{"load_seconds", "examples": {name:
+    {"rows", "predictions", "seconds"} | {"error"} | {"unreadable"}}}``."""
+    if outcome.problem:
+        return {"error": f"{outcome.problem}{_tail(outcome)}"}
+    if outcome.returncode != 0:
+        return {"error": f"the evaluator exited with status {outcome.returncode}{_signal(outcome.returncode)}{_tail(outcome)}"}
+    try:
+        data = json.loads(outcome.output)
+        load = data["load"]
+        if "error" in load:
+            return {"error": f"the model failed to load: {_text(load['error'])}"}
+        answers: dict[str, dict] = {}
+        for name in examples:
+            got = data["examples"].get(name)
+            if not isinstance(got, dict):
+                answers[name] = {"error": "no answer for this input example"}
+            elif "unreadable" in got or "error" in got:
+                answers[name] = {k: _text(v) for k, v in got.items() if k in ("unreadable", "error")}
+            else:
+                predictions = got["predictions"]
+                if not isinstance(predictions, list) or not isinstance(got["rows"], int):
+                    raise TypeError("predictions must be a list and rows a number")
+                answers[name] = {"rows": got["rows"], "predictions": predictions, "seconds": float(got["seconds"])}
+        return {"load_seconds": float(load["seconds"]), "examples": answers}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return {"error": f"the evaluator's answer was malformed ({type(exc).__name__}: {str(exc)[:200]})"}
+
+
+def _text(value) -> str:
+    return str(value)[:2000]
+
+
+def _tail(outcome: sandbox.Outcome) -> str:
+    lines = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-3:]
+    return (": " + " | ".join(lines))[:1500] if lines else ""
+
+
+def _signal(returncode: int | None) -> str:
+    names = {-9: " (killed)", -24: " (CPU time limit)", -25: " (file size limit)", 137: " (killed)", 152: " (CPU time limit)"}
+    return names.get(returncode or 0, "")
