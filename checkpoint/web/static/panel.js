@@ -176,8 +176,14 @@
 
   // -- what the panel says of one request --------------------------------------------------
 
+  // The version of the model in view that a request acts on. A copy into another model
+  // (target "model:...") names its source's version, not one of this model's: no marker.
+  function ownVersion(item) {
+    return item.version && String(item.target || '').indexOf('model:') !== 0 ? item.version : null;
+  }
+
   function requestsFor(data, version) {
-    return (data.requests || []).filter(function (item) { return item.version === version; });
+    return (data.requests || []).filter(function (item) { return ownVersion(item) === version; });
   }
 
   // "2 of 3 checks passing · 1 failing: auc-gate", "0 of 1 approvals · awaiting bob", "awaiting your review".
@@ -220,7 +226,8 @@
     var wanted = {};
     if (model && data) {
       (data.requests || []).forEach(function (item) {
-        if (item.version) (wanted[item.version] = wanted[item.version] || []).push('#' + item.id);
+        var own = ownVersion(item);
+        if (own) (wanted[own] = wanted[own] || []).push('#' + item.id);
       });
     }
     var marked = [];
@@ -302,7 +309,7 @@
     } else {
       var list = el('ul', 'cp-panel-list');
       data.requests.forEach(function (item) {
-        var li = el('li', 'cp-panel-item' + (version && item.version === version ? ' cp-panel-item-here' : ''));
+        var li = el('li', 'cp-panel-item' + (version && ownVersion(item) === version ? ' cp-panel-item-here' : ''));
         var a = link(REQUESTS + '/' + encodeURIComponent(item.id), item.title || ('Request #' + item.id), 'cp-panel-link');
         li.appendChild(a);
         var meta = '#' + item.id + ' · ' + (item.version ? 'v' + item.version + ' → ' : '') +
