@@ -78,6 +78,8 @@ def _person_text(event: Event) -> tuple[str, str]:
         where = f" on v{data.get('version')} of {data.get('model')}" if data.get("scope") == "version" else ""
         described = f": {data['description']}" if data.get("description") else ""
         return f"posted a status: {data.get('context', '?')} is {data.get('state', '?')}{where}", described.lstrip(": ")
+    if kind == EventKind.EDITED and data.get("fields"):
+        return "edited the request", "changed " + ", ".join(str(f) for f in data["fields"])
     if kind == EventKind.SCHEDULED:
         return f"scheduled the apply for {data.get('apply_at', 'later')}", str(data.get("reason") or "")
     note = str(data.get("reason") or data.get("comment") or "")

@@ -100,5 +100,10 @@ def test_an_already_true_apply_and_a_status_from_ci():
     ]
 
 
+def test_an_edit_says_what_changed():
+    events = _log((0, EventKind.EDITED, "alice", {"fields": ["description", "title"], "title": "New"}))
+    assert _read(lines(events)) == [("alice", "edited the request", "changed description, title", ())]
+
+
 def test_no_events_no_lines():
     assert lines([]) == []
