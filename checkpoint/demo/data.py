@@ -43,6 +43,9 @@ class ModelSpec:
     versions: tuple[VersionSpec, ...] = field(default_factory=tuple)
 
 
+# fraud-detector, the model the walkthrough promotes, uses aliases only: MLflow's model page shows
+# aliases and hides stages behind its "New model registry UI" switch, so a stage there would be
+# invisible and, once @champion moved, stale. churn-model keeps the older stages, for that view.
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="fraud-detector",
@@ -58,7 +61,6 @@ MODELS: tuple[ModelSpec, ...] = (
                 {"n_estimators": 100, "max_depth": 8},
                 "transactions-2025-09",
                 "Random forest, 100 trees of depth 8. Serving since September.",
-                stage="Production",
                 aliases=("champion",),
                 validation="passed",
             ),
@@ -69,7 +71,6 @@ MODELS: tuple[ModelSpec, ...] = (
                 {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 3},
                 "transactions-2025-10",
                 "Gradient boosting, 200 shallow trees, retrained on October data.",
-                stage="Staging",
                 aliases=("challenger",),
                 validation="passed",
             ),

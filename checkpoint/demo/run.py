@@ -167,8 +167,6 @@ def _banner(
     champion = fraud["aliases"].get("champion", "?")
     challenger = fraud["aliases"].get("challenger", "?")
     # Read back rather than assumed: on a re-run, earlier approvals may have moved things.
-    champion_stage = fraud["versions"].get(champion, {}).get("stage", "?")
-    challenger_stage = fraud["versions"].get(challenger, {}).get("stage", "?")
     seeded = "seeded just now" if summary["created"] else "found from an earlier run"
     specs = next(m for m in MODELS if m.name == "fraud-detector").versions
     breaking = next(number for number, spec in enumerate(specs, start=1) if spec.features)
@@ -199,11 +197,14 @@ def _banner(
 
   Things to try:
    1. Open the fraud-detector model: {url}/#/models/fraud-detector
-      Version {champion} is the champion ({champion_stage}); version {challenger} is the challenger ({challenger_stage}).
-      Move the `champion` alias to version {challenger}: Checkpoint opens a promote request for
-      review instead of changing production. (Version {breaking} drops an input column, version {worse} is
-      clearly worse on val_auc: try promoting those too. The request page's Checks show the
-      policy's metric gate and signature check passing for {challenger} and failing for those.)
+      Version {champion} holds the `champion` alias, version {challenger} the `challenger` alias (the
+      Aliases column: fraud-detector uses aliases only, as MLflow's model page shows them).
+      Open version {challenger}, edit its aliases, add `champion` and save: Checkpoint opens a
+      promote request for review instead of changing production. (Version {breaking} drops an input
+      column, version {worse} is clearly worse on val_auc: try promoting those too. The request
+      page's Checks show the policy's metric gate and signature check passing for {challenger}
+      and failing for those.) Two people: pick "alice" at {url}/checkpoint/whoami
+      in one browser to ask, "bob" in a private window to approve ("1 for you" on his panel).
    2. The champion's history: {url}/checkpoint/models/fraud-detector/timeline
       Click "Roll back to v{challenger}" on its row, then "Open rollback request" (v{challenger} held @champion
       through a reviewed request: the policy's rollback fast path). Approve it as another user

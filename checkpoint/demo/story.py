@@ -102,7 +102,7 @@ def play(env: Mapping[str, str], now: datetime, say: Callable[[str], None]) -> T
             "Champion: gradient boosting on October data",
             "v2 beats the random forest on val_auc and keeps every input column.",
         )
-        clock.set(start + timedelta(hours=3))
+        clock.set(start + timedelta(days=1))  # v1 was found in place a day before: the bar has a width
         applied = _approve(client, "maria.chen", upgrade["id"], "Metrics and signature look right. Ship it.")
         _expect(applied, "applied")
 

@@ -132,3 +132,20 @@ def awaiting(
             return found, None
         cursor, size = more, size * 2
     return found, cursor
+
+
+def awaited(
+    workflow,
+    user: User,
+    requests: list[PromoteRequest],
+    checks: dict[int, list],
+    standing: dict[int, list],
+) -> set[int]:
+    """Which of ``requests`` (open ones, read for a page, with their ``checks`` and ``standing``
+    statuses) wait for ``user``'s review now: the inbox's rule, asked of a few known requests."""
+    rights = _memo(workflow)
+    return {
+        item.id
+        for item in requests
+        if awaits(workflow, user, item, checks.get(item.id, []), standing.get(item.id, []), rights(item.workspace))
+    }

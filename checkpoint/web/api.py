@@ -21,6 +21,7 @@ from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import OPEN, STATES, WAITING, CheckResult, NotFound, PromoteRequest
 from checkpoint.tokens import BREAK_GLASS, REQUEST, REVIEW
+from checkpoint.web import panel
 from checkpoint.web.context import (
     csrf_for_cookie_callers,
     current_services,
@@ -410,17 +411,7 @@ def summary():
         open=store.count(state="open", hidden=hidden),
         model=model,
         open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,
-        requests=[
-            {
-                "id": i.id,
-                "title": i.title,
-                "author": i.author,
-                "target": i.target,
-                "version": i.version,
-                "url": urls.request_page(public_base(), i.id),
-            }
-            for i in items
-        ],
+        requests=panel.items_json(items),
     )
     response.headers["Cache-Control"] = "no-cache"
     response.add_etag()

@@ -103,13 +103,22 @@ def timeline_json(name: str):
 # -- the page ------------------------------------------------------------------------------
 
 WIDTH, LABEL, ROW, GAP, TOP = 1000, 150, 26, 14, 34
+FIRST_SEEN = "first_seen"  # a page's own label, not a ``how``: the API keeps how + first_seen
 HOW_LABEL = {
     timeline.REQUEST: "request",
     timeline.ROLLBACK: "rollback",
     timeline.BREAK_GLASS: "break-glass",
     timeline.OUTSIDE: "outside change",
     timeline.UNKNOWN: "unknown",
+    FIRST_SEEN: "found in place",
 }
+
+
+def shown_how(period: timeline.Period) -> str:
+    """How a period reads on the page: an outside change that was Checkpoint's first record of the
+    target is no change anyone made behind its back, only what held it when Checkpoint first looked
+    (a seeded or pre-existing champion), so it is "found in place", not a warning."""
+    return FIRST_SEEN if period.first_seen and period.how == timeline.OUTSIDE else period.how
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,9 @@ def _hover(period: timeline.Period) -> str:
     version = f"v{period.version}" if period.version else ("unknown" if period.how == timeline.UNKNOWN else "no version")
     until = period.until.strftime("%Y-%m-%d %H:%M:%S UTC") if period.until else "now"
     since = period.start.strftime("%Y-%m-%d %H:%M:%S UTC") if period.start else "before Checkpoint's first record"
-    lines = [f"{version}: {since} → {until}", HOW_LABEL[period.how]]
+    if period.first_seen and period.start:
+        since = f"held at {since} (Checkpoint's first record; since when is unknown)"
+    lines = [f"{version}: {since} → {until}", HOW_LABEL[shown_how(period)]]
     if period.request_id:
         lines[-1] += f" #{period.request_id}"
     if period.actor:
@@ -205,6 +216,7 @@ def timeline_page(name: str):
         lanes=lanes,
         chart=chart(lanes, datetime.now(UTC)),
         how_label=HOW_LABEL,
+        shown_how=shown_how,
         width=WIDTH,
         label_width=LABEL,
         row=ROW,

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 
-from checkpoint.events import history
+from checkpoint.events import history, request_timeline
 from checkpoint.registry import RegistryError
 from checkpoint.review import batches, expiry, schedule
 from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
@@ -275,6 +275,7 @@ def request_detail(request_id: int):
         is_author=user.name == item.author,
         is_admin=user.is_admin,
         break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
+        timeline=request_timeline.lines(item.events),
         may_cancel=_may_cancel(item, user, refusal),
         freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
     )

@@ -133,7 +133,7 @@ def test_an_expired_approval_stops_counting_and_its_expiry_is_recorded_once(live
     assert recorded == [bob["id"]]
     assert run() == []  # recorded once: the next round finds nothing
     page = requests.get(f"{base}/checkpoint/requests/{opened['id']}", auth=("carol", "x"), timeout=30).text
-    assert "<strong>checkpoint</strong> approval expired" in page and "— bob's approval, older than 1w" in page
+    assert "<strong>Checkpoint</strong> expired bob&#39;s approval" in page and "— older than 1w" in page
     (event,) = expired_events(engine, opened["id"])
     assert event == {
         "review_id": bob["id"],

@@ -242,7 +242,8 @@ def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_pa
     assert f"Hotfix {XSS} — break-glass by root: fraud spike" in hover
     approved = svg.locator(f'a[href="/checkpoint/requests/{told.first["id"]}"] title').text_content() or ""
     assert "asked by alice, approved by bob" in approved and "Retrained on May data" in approved
-    expect(svg.locator("g.cp-tl-outside_change")).to_have_count(2)
+    expect(svg.locator("g.cp-tl-outside_change")).to_have_count(1)  # v1 put back in MLflow behind Checkpoint's back
+    expect(svg.locator("g.cp-tl-first_seen")).to_have_count(1)  # v1 as Checkpoint first found it: no warning
     expect(svg.locator("g.cp-tl-unknown")).to_have_count(2)  # before the first record, in each lane
 
     # The table below: every period, for keyboard and screen-reader users.
@@ -250,7 +251,8 @@ def test_timeline_page_in_a_browser(sqlite_checkpoint, mlflow_server, browser_pa
     expect(tables).to_have_count(2)
     champion_rows = tables.nth(0).locator("tbody tr")
     expect(champion_rows).to_have_count(5)
-    expect(champion_rows.nth(1)).to_contain_text("outside change (first seen)")
+    expect(champion_rows.nth(1)).to_contain_text("found in place")
+    expect(champion_rows.nth(4)).to_contain_text("outside change")
     expect(champion_rows.nth(2)).to_contain_text(f"v{v2}")
     expect(champion_rows.nth(2)).to_contain_text("alice")
     expect(champion_rows.nth(3)).to_contain_text(f"Hotfix {XSS} — break-glass by root: fraud spike")

@@ -3,8 +3,11 @@
  * 1. A governed call from MLflow's UI is answered 403 with X-Checkpoint-New-Request: the
  *    address of a pre-filled promote-request form. Follow it (once, however many parallel
  *    calls were refused). Every other answer is handed to MLflow untouched.
- * 2. A floating "Promote requests" control with the open requests of the model in view,
- *    refreshed with conditional GETs on focus, on navigation and every minute while visible.
+ * 2. A "Promote requests" control with the open requests of the model in view (each with
+ *    its checks, its approvals and whether it awaits the viewer), refreshed with conditional
+ *    GETs on focus, on navigation and every minute while visible. It docks in the free space
+ *    of MLflow's left sidebar, where it covers nothing; without one it floats bottom right.
+ * 3. A marker on each version of the model in view that an open request would promote.
  *
  * No framework, no build step. DOM is built with createElement/textContent only: titles are
  * user-typed. It lives outside React's #root and mounts itself again if removed.
@@ -94,6 +97,11 @@
     }
   }
 
+  function versionInView() {
+    var m = /^#\/models\/[^/?#]+\/versions\/([^/?#]+)/.exec(window.location.hash || '');
+    return m ? m[1] : null;
+  }
+
   function el(tag, cls, text) {
     var node = doc.createElement(tag);
     if (cls) node.className = cls;
@@ -120,6 +128,9 @@
   var mine = el('span', 'cp-panel-mine', '');  // "2 for you": what waits for the viewer's review
   mine.hidden = true;
   toggle.appendChild(mine);
+  var here = el('span', 'cp-panel-here', '');  // "v3 in review": the version in view has an open request
+  here.hidden = true;
+  toggle.appendChild(here);
   var body = el('section', 'cp-panel-body');
   body.id = 'cp-panel-body';
   body.hidden = true;
@@ -163,6 +174,90 @@
     return String(target || '');
   }
 
+  // -- what the panel says of one request --------------------------------------------------
+
+  // The version of the model in view that a request acts on. A copy into another model
+  // (target "model:...") names its source's version, not one of this model's: no marker.
+  function ownVersion(item) {
+    return item.version && String(item.target || '').indexOf('model:') !== 0 ? item.version : null;
+  }
+
+  function requestsFor(data, version) {
+    return (data.requests || []).filter(function (item) { return ownVersion(item) === version; });
+  }
+
+  // "2 of 3 checks passing · 1 failing: auc-gate", "0 of 1 approvals · awaiting bob", "awaiting your review".
+  function facts(item) {
+    var row = el('div', 'cp-panel-facts');
+    var checks = item.checks || { total: 0, passing: 0, failing: [], pending: [] };
+    if (checks.total) {
+      var failing = checks.failing || [];
+      var pending = checks.pending || [];
+      var text = checks.passing + ' of ' + checks.total + ' checks passing';
+      var cls = 'cp-panel-fact-good';
+      if (failing.length) {
+        text += ' · ' + failing.length + ' failing: ' + failing.join(', ');
+        cls = 'cp-panel-fact-bad';
+      } else if (pending.length) {
+        text += ' · ' + pending.length + ' pending: ' + pending.join(', ');
+        cls = 'cp-panel-fact-wait';
+      }
+      row.appendChild(el('span', 'cp-panel-fact ' + cls, text));
+    }
+    var approvals = item.approvals;
+    if (approvals) {
+      var said = approvals.count + ' of ' + approvals.required + ' approvals';
+      if (approvals.awaited && approvals.awaited.length) said += ' · awaiting ' + approvals.awaited.join(', ');
+      row.appendChild(el('span', 'cp-panel-fact cp-panel-fact-approvals', said));
+    }
+    if (item.awaiting_me) row.appendChild(el('span', 'cp-panel-fact cp-panel-fact-you', 'awaiting your review'));
+    return row;
+  }
+
+  // -- 3. a marker on the versions an open request would promote ---------------------------
+
+  var MARK = 'data-cp-review';
+  var ROW_MARK = 'data-cp-review-row';
+
+  // MLflow's own links to a version (the versions table, the version page's links): the link
+  // gets "in review #5" beside it and its table row a tint. Attributes only, on elements MLflow
+  // renders: React leaves attributes it does not manage alone, and re-marks after each render.
+  function markVersions(model, data) {
+    var wanted = {};
+    if (model && data) {
+      (data.requests || []).forEach(function (item) {
+        var own = ownVersion(item);
+        if (own) (wanted[own] = wanted[own] || []).push('#' + item.id);
+      });
+    }
+    var marked = [];
+    var links = doc.querySelectorAll('a[href*="/versions/"]');
+    for (var i = 0; i < links.length; i++) {
+      var a = links[i];
+      if (root.contains(a)) continue;
+      var m = /#\/models\/([^/?#]+)\/versions\/([^/?#]+)$/.exec(a.getAttribute('href') || '');
+      var name = null;
+      try { name = m ? decodeURIComponent(m[1]) : null; } catch (e) { name = null; }
+      var ids = name === model && m ? wanted[m[2]] : null;
+      if (!ids) continue;
+      var text = 'in review ' + ids.join(', ');
+      if (a.getAttribute(MARK) !== text) a.setAttribute(MARK, text);
+      marked.push(a);
+      var row = a.closest ? a.closest('tr, [role="row"]') : null;
+      if (row) {
+        if (row.getAttribute(ROW_MARK) !== text) row.setAttribute(ROW_MARK, text);
+        marked.push(row);
+      }
+    }
+    var stale = doc.querySelectorAll('[' + MARK + '], [' + ROW_MARK + ']');
+    for (var j = 0; j < stale.length; j++) {
+      if (marked.indexOf(stale[j]) < 0) {
+        stale[j].removeAttribute(MARK);
+        stale[j].removeAttribute(ROW_MARK);
+      }
+    }
+  }
+
   function render() {
     var model = modelInView();
     var data = state.data && state.data.model === model ? state.data : null;
@@ -175,12 +270,19 @@
     var waitingText = waiting + (state.data && state.data.awaiting_me_more ? '+' : '') + ' for you';
     mine.textContent = waiting ? waitingText : '';
     mine.hidden = !waiting;
+    root.classList.toggle('cp-panel-for-you', !!waiting);
+    var version = versionInView();
+    var inView = data && version ? requestsFor(data, version) : [];
+    here.textContent = inView.length ? 'v' + version + ' in review' : '';
+    here.hidden = !inView.length;
     var label = 'Promote requests: ' + (count == null ? (failed ? 'unavailable' : 'loading') : count + ' open') +
-      (model ? ' for ' + model : '') + (waiting ? ', ' + waitingText.replace('for you', 'waiting for your review') : '');
+      (model ? ' for ' + model : '') + (waiting ? ', ' + waitingText.replace('for you', 'waiting for your review') : '') +
+      (inView.length ? ', version ' + version + ' has an open request' : '');
     toggle.setAttribute('aria-label', label);
     toggle.title = label;
+    markVersions(model, data);
     if (body.hidden) return;
-    var key = JSON.stringify([model, data, state.error && !data ? state.error : null]);
+    var key = JSON.stringify([model, version, data, state.error && !data ? state.error : null]);
     if (key === rendered && body.firstChild) return;  // keep focus and scroll when nothing changed
     rendered = key;
     while (body.firstChild) body.removeChild(body.firstChild);
@@ -207,12 +309,13 @@
     } else {
       var list = el('ul', 'cp-panel-list');
       data.requests.forEach(function (item) {
-        var li = el('li', 'cp-panel-item');
+        var li = el('li', 'cp-panel-item' + (version && ownVersion(item) === version ? ' cp-panel-item-here' : ''));
         var a = link(REQUESTS + '/' + encodeURIComponent(item.id), item.title || ('Request #' + item.id), 'cp-panel-link');
         li.appendChild(a);
         var meta = '#' + item.id + ' · ' + (item.version ? 'v' + item.version + ' → ' : '') +
           describeTarget(item.target) + ' · ' + item.author;
         li.appendChild(el('span', 'cp-panel-meta', meta));
+        li.appendChild(facts(item));
         list.appendChild(li);
       });
       body.appendChild(list);
@@ -284,14 +387,64 @@
       });
   }
 
-  // Keep clear of MLflow's assistant side panel, which sits at the bottom right when open.
+  // MLflow's left sidebar: an <aside> at the left edge, (nearly) as tall as the window.
+  function sidebar() {
+    var side = doc.querySelector('aside');
+    if (!side || root.contains(side)) return null;
+    var box = side.getBoundingClientRect();
+    if (box.left > 1 || box.width < 32 || box.width > 320 || box.height < window.innerHeight * 0.8) return null;
+    return side;
+  }
+
+  // The tallest free stretch between the sidebar's own controls, if at least ``need`` high.
+  function freeSpace(side, need) {
+    var boxes = [].slice.call(side.querySelectorAll('a, button, input, select, [role="button"]'))
+      .map(function (node) { return node.getBoundingClientRect(); })
+      .filter(function (box) { return box.width > 0 && box.height > 0; })
+      .sort(function (a, b) { return a.top - b.top; });
+    var best = null;
+    var reach = side.getBoundingClientRect().top;
+    boxes.forEach(function (box) {
+      var size = box.top - reach;
+      if (size >= need && (!best || size > best.size)) best = { bottom: box.top, size: size };
+      reach = Math.max(reach, box.bottom);
+    });
+    return best;
+  }
+
+  // Docked: in the sidebar's free space, just above its bottom links, so the closed control
+  // covers nothing of the page at any width (a narrow, collapsed sidebar gets the count alone).
+  // Floating, bottom right, clear of MLflow's assistant side panel, when there is no room there.
+  var watched = null;
   function place() {
-    var side = doc.querySelector('[data-assistant-ui]');
+    var side = sidebar();
+    if (side && side !== watched && window.ResizeObserver) {  // collapsed or expanded: place again
+      watched = side;
+      new ResizeObserver(schedule).observe(side);
+    }
+    var box = side ? side.getBoundingClientRect() : null;
+    var compact = !!box && box.width < 120;
+    root.classList.toggle('cp-panel-compact', compact);  // first: the toggle's height depends on it
+    var space = side ? freeSpace(side, toggle.offsetHeight + 16) : null;
+    root.classList.toggle('cp-panel-docked', !!space);
+    if (space) {
+      var inset = compact ? 4 : 8;
+      root.style.left = Math.round(box.left + inset) + 'px';
+      root.style.right = 'auto';
+      root.style.bottom = Math.round(window.innerHeight - space.bottom + 8) + 'px';
+      toggle.style.maxWidth = compact ? '' : Math.round(box.width - 2 * inset) + 'px';
+      return;
+    }
+    root.classList.remove('cp-panel-compact');
+    root.style.left = '';
+    root.style.bottom = '';
+    toggle.style.maxWidth = '';
+    var assistant = doc.querySelector('[data-assistant-ui]');
     var right = 16;
-    if (side) {
-      var box = side.getBoundingClientRect();
-      if (box.width > 0 && box.height > 0 && box.left > window.innerWidth / 2) {
-        right = Math.max(16, Math.round(window.innerWidth - box.left + 16));
+    if (assistant) {
+      var panel = assistant.getBoundingClientRect();
+      if (panel.width > 0 && panel.height > 0 && panel.left > window.innerWidth / 2) {
+        right = Math.max(16, Math.round(window.innerWidth - panel.left + 16));
       }
     }
     root.style.right = right + 'px';
@@ -304,6 +457,8 @@
       placing = null;
       mount();
       place();
+      var model = modelInView();
+      markVersions(model, state.data && state.data.model === model ? state.data : null);
     }, 200);
   }
 
@@ -323,8 +478,10 @@
     window.addEventListener('resize', schedule);
     window.addEventListener('hashchange', function () {
       render();
+      schedule();
       refresh(true);
     });
+
     window.addEventListener('focus', function () {
       refresh(false);
     });

@@ -1,5 +1,6 @@
 """The panel's static files, read as text: panel.js is one small strict script that never writes
-HTML from data, and panel.css styles only its own classes. (How the index page and these files
+HTML from data, and panel.css styles only its own classes (and the data-cp-* attributes panel.js puts on
+MLflow's version links and rows). (How the index page and these files
 pass through a served Checkpoint is in tests/integration/test_panel_static.py.)"""
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def _js_code() -> str:
 
 def test_panel_js_is_small_strict_and_self_contained():
     data = PANEL_JS.read_bytes()
-    assert len(data) <= 15 * 1024, f"panel.js is {len(data)} bytes (budget 15 KB)"
+    # Unminified and commented, sent once per MLflow page load (then revalidated by ETag): the follow,
+    # the control with each request's checks and approvals, and the version markers fit in 24 KB.
+    assert len(data) <= 24 * 1024, f"panel.js is {len(data)} bytes (budget 24 KB)"
     code = _js_code().strip()
     assert code.startswith("(function () {") and code.endswith("})();"), "panel.js is one IIFE"
     assert code.count("'use strict';") == 1
@@ -45,6 +48,6 @@ def test_panel_css_only_styles_its_own_classes():
     preludes = [p.strip() for p in re.findall(r"([^{}]+)\{[^{}]*\}", css)]
     selectors = [s.strip() for p in preludes for s in p.split(",")]
     assert selectors, "panel.css has rules"
-    stray = [s for s in selectors if ".cp-panel-" not in s]
-    assert not stray, f"selectors outside .cp-panel-*: {stray}"
+    stray = [s for s in selectors if ".cp-panel-" not in s and not s.startswith(("a[data-cp-review]", "[data-cp-review-row]"))]
+    assert not stray, f"selectors outside .cp-panel-* and the version markers: {stray}"
     assert "#2272b4" in css.lower() and "-apple-system" in css  # MLflow's blue and font stack
