@@ -85,6 +85,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services.attach(app)
 
     from checkpoint.web import api, audit, deliveries, inbox, ops, plan, rollback, scopes, statuses, timeline, tokens, ui
+    from checkpoint.web.request_form import pages as request_form_pages  # the new-request form
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -92,6 +93,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(plan.api)
     app.register_blueprint(audit.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(request_form_pages)
     app.register_blueprint(deliveries.pages)
     app.register_blueprint(deliveries.api)
     app.register_blueprint(timeline.api)

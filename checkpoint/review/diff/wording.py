@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint.review.diff.types import KeyedDiff
+from checkpoint.review.diff.types import KeyedDiff, ModelDiff
 
 KINDS = ("added", "removed", "changed")
 
@@ -95,3 +95,47 @@ def section_line(section: str, kd: KeyedDiff | None, first_promotion: bool = Fal
             said = words.verb if kind == "changed" and counts[kind] == 1 else words.counts[kind]
             parts.append(f"{counts[kind]} {said}")
     return " · ".join(parts) + "."
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def summary_line(d: ModelDiff) -> str:
+    """The diff in one line, in the sections' words: "1 breaking signature change · 3 metrics worse,
+    1 better · 5 parameters changed · requirements unchanged · 1 version tag only on the champion"."""
+    if d.first_promotion:
+        return "first promotion: no champion to compare with"
+    parts = []
+    sig = d.signature
+    breaking = sum(1 for c in sig.changes if c.breaking)
+    if breaking:
+        parts.append(_count(breaking, "breaking signature change"))
+    elif sig.changes:
+        parts.append(f"signature compatible ({_count(len(sig.changes), 'change')})")
+    elif "unknown" in (sig.champion_state, sig.challenger_state):
+        parts.append("signature not readable")
+    else:
+        parts.append("signature unchanged")
+    counts = d.metrics.counts
+    verdicts = [(v, counts[v]) for v in ("worse", "better", "new", "gone") if counts[v]]
+    if verdicts:
+        (first, n), rest = verdicts[0], verdicts[1:]
+        parts.append(", ".join([f"{_count(n, 'metric')} {first}", *(f"{m} {v}" for v, m in rest)]))
+    else:
+        parts.append("metrics the same" if d.metrics.changes else "no metrics")
+    changed = sum(len(getattr(d.params, k)) for k in KINDS)
+    parts.append(f"{_count(changed, 'parameter')} changed" if changed else "parameters unchanged")
+    if d.requirements is None:
+        parts.append("requirements not readable")
+    else:
+        changed = sum(len(getattr(d.requirements, k)) for k in KINDS)
+        parts.append(f"{_count(changed, 'requirement')} changed" if changed else "requirements unchanged")
+    for section, tags in (("version_tags", d.version_tags.user), ("run_tags", d.run_tags.user)):
+        words = SECTIONS[section]
+        for kind in ("removed", "added", "changed"):
+            n = len(getattr(tags, kind))
+            if n:
+                said = words.verb if kind == "changed" and n == 1 else words.counts[kind]
+                parts.append(f"{_count(n, words.noun)} {said}")
+    return " · ".join(parts)
