@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
 from checkpoint.registry import RegistryError
 from checkpoint.review import preview
@@ -23,6 +23,14 @@ from checkpoint.web.context import current_services, current_user, form_message,
 
 pages = Blueprint("request_form", __name__, url_prefix="/checkpoint")
 NAME_MAX = 64  # as /checkpoint/whoami takes it
+
+
+@pages.context_processor
+def _who() -> dict:
+    """The header's "You are ..." (as on the other pages, ``ui.py``); an error page can render
+    before the caller is resolved (CSRF and the body limit are checked first)."""
+    user = g.get("user")
+    return {"user": user.name if user else "anonymous", "auth_mode": current_services().auth.mode}
 
 
 def decode_change(token: str) -> Change:

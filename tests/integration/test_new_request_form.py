@@ -213,7 +213,7 @@ def test_a_nameless_visitor_gives_a_name_on_the_form(site, model):
     before = site.stored()
     visitor = requests.Session()  # no credentials, no name picked: "anonymous"
     page = visitor.get(f"{site.url}/checkpoint/requests/new", params={"change": form_link(name, v2)}, timeout=60)
-    assert 'id="name" name="name"' in page.text
+    assert 'id="name" name="name"' in page.text and "You are <strong>anonymous</strong>" in page.text
     base = {"change": form_link(name, v2), "title": "Ship v2", "description": "", "csrf_token": csrf_of(page.text)}
 
     for given, said in (("", "Give your name"), ("anonymous", "never authored by &#34;anonymous&#34;")):
@@ -236,3 +236,4 @@ def test_a_signed_in_visitor_is_not_asked_for_a_name(site, model):
         f"{site.url}/checkpoint/requests/new", params={"change": form_link(name, v2)}, auth=("alice", "x"), timeout=60
     )
     assert page.status_code == 200 and 'id="name" name="name"' not in page.text
+    assert "You are <strong>alice</strong>" in page.text
