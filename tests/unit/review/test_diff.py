@@ -526,3 +526,37 @@ def test_the_page_labels_each_tags_table_and_says_not_set():
     assert "not set" in version_part and "− removed" not in version_part
     assert "No version tag" not in html
     assert "1 differs · 1 the same on both." in run_part and "~ differs" in run_part and "dataset" in run_part
+
+
+def test_the_diff_in_one_line_uses_the_sections_words():
+    champion = info(
+        "1",
+        params={"C": "1.0", "seed": "7"},
+        metrics={"auc": 0.9, "loss": 0.3, "f1": 0.8},
+        version_tags={"validation_status": "passed"},
+        run_tags={"dataset": "april"},
+    )
+    challenger = info(
+        "3",
+        params={"C": "0.5", "seed": "7"},
+        metrics={"auc": 0.85, "loss": 0.2, "f1": 0.7},
+        signature=Signature(inputs=cols("a:double", "b:double"), outputs=cols("y:long")),
+        run_tags={"dataset": "may"},
+    )
+    line = wording.summary_line(compute_diff(challenger, champion))
+    assert line == (
+        "1 breaking signature change · 2 metrics worse, 1 better · 1 parameter changed · requirements unchanged"
+        " · 1 version tag only on the champion · 1 run tag differs"
+    )
+
+
+def test_the_one_line_of_a_quiet_diff_and_of_a_first_promotion():
+    same = info("2", params={"C": "1"}, metrics={"auc": 0.9})
+    assert wording.summary_line(compute_diff(same, info("1", params={"C": "1"}, metrics={"auc": 0.9}))) == (
+        "signature unchanged · metrics the same · parameters unchanged · requirements unchanged"
+    )
+    assert wording.summary_line(compute_diff(same, None)) == "first promotion: no champion to compare with"
+    unread = compute_diff(info("2", mlmodel_read=False, requirements=None), info("1"))
+    assert (
+        wording.summary_line(unread) == "signature not readable · no metrics · parameters unchanged · requirements not readable"
+    )
