@@ -93,8 +93,8 @@ def create_request():
         else:
             session["user"] = name  # as /checkpoint/whoami keeps it, for the next pages too
             author = current_services().auth.user(request.environ, name)
-    if form.get("action") == "preview":
-        return _form(token, change, title, description, reviewers, apply_at, name, errors)
+    if form.get("action") == "preview":  # only judging: the name is asked for when opening
+        return _form(token, change, title, description, reviewers, apply_at, name, {})
     status = 400
     if not title.strip():
         errors["title"] = "Give the request a title."

@@ -216,6 +216,8 @@ def test_a_nameless_visitor_gives_a_name_on_the_form(site, model):
     assert 'id="name" name="name"' in page.text and "You are <strong>anonymous</strong>" in page.text
     base = {"change": form_link(name, v2), "title": "Ship v2", "description": "", "csrf_token": csrf_of(page.text)}
 
+    judged = visitor.post(f"{site.url}/checkpoint/requests/new", data={**base, "action": "preview"}, timeout=60)
+    assert judged.status_code == 200 and "Give your name" not in judged.text  # only judging: no name needed yet
     for given, said in (("", "Give your name"), ("anonymous", "never authored by &#34;anonymous&#34;")):
         refused = visitor.post(f"{site.url}/checkpoint/requests/new", data={**base, "name": given}, timeout=60)
         assert refused.status_code == 400 and said in refused.text, refused.text[:2000]
