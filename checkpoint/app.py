@@ -100,6 +100,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
         tokens,
         ui,
     )
+    from checkpoint.web.request_form import pages as request_form_pages  # the new-request form
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -107,6 +108,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(plan.api)
     app.register_blueprint(audit.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(request_form_pages)
     app.register_blueprint(deliveries.pages)
     app.register_blueprint(notifications.pages)
     app.register_blueprint(deliveries.api)

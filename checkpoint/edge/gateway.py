@@ -327,6 +327,8 @@ class Gateway:
 
     def api_answer(self, environ: dict, start_response, change: Change, reason: str, base: str, author: User) -> Iterable[bytes]:
         """Programs get a promote request opened for them, and its address."""
+        if author.anonymous:  # only without authentication (none mode): nobody to author it
+            return _json(start_response, 401, {"error_code": "UNAUTHENTICATED", "message": nameless(change)})
         try:
             request, created = self.workflow.open(change, author)
         except RegistryError as exc:  # MLflow refused a lookup (version 'abc'): never a 500, which clients retry
@@ -357,6 +359,18 @@ class Gateway:
             "opened" if created else "existing",
         )
         return _json(start_response, 403, payload, [("Location", url), ("X-Checkpoint-Request", str(request.id))])
+
+
+def nameless(change: Change) -> str:
+    """What an MLflow client that sent no name is told (``CHECKPOINT_AUTH=none``). Its usual cause:
+    MLflow's client sends ``MLFLOW_TRACKING_USERNAME`` only when ``MLFLOW_TRACKING_PASSWORD`` is set
+    too (``mlflow/utils/rest_utils.py``), so a username alone reaches nobody."""
+    return (
+        f"Checkpoint: {change.describe()}{change.where()} needs review, and a promote request needs the name of who "
+        "asks: this call carried none. The MLflow client sends MLFLOW_TRACKING_USERNAME only together with "
+        "MLFLOW_TRACKING_PASSWORD: set both (this Checkpoint runs without authentication and does not check the "
+        "password; any value will do)"
+    )
 
 
 def _is_index(path: str) -> bool:

@@ -40,6 +40,11 @@ from checkpoint.storage.entities import APPROVED, FAILED, OPEN, REJECTED, WITHDR
 __all__ = ["COMMENT_MAX", "DESCRIPTION_MAX", "NAME_MAX", "TITLE_MAX", "USER_MAX", "Workflow", "WorkflowError", "short"]
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
+# A request without a name behind it: refused, whatever the channel (each says how to give one).
+NAMELESS = (
+    "a promote request needs the name of who asks: sign in (with CHECKPOINT_AUTH=none, send your name as the "
+    "Basic-auth user name; the password is not checked)"
+)
 
 
 def _is_prompt_version(version: Version) -> bool:
@@ -136,7 +141,10 @@ class Workflow(RollingBack, Posting, Batching):
         (only from :meth:`open_rollback`): the request is a rollback, judged against the
         challenger's snapshot taken here (refused, or recorded verified or not).
         """
-        author = as_actor(author).name
+        actor = as_actor(author)
+        if actor.anonymous:  # who asked must be a name, never "anonymous" (the channels say how to give one)
+            raise WorkflowError(401, "UNAUTHENTICATED", NAMELESS)
+        author = actor.name
         when = schedule.check_apply_at(apply_at, self.clock.now())
         check_text("model name", change.model_name, NAME_MAX, required=True)
         check_text("target", change.target(), TARGET_MAX, required=True)

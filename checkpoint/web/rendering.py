@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from checkpoint.review import changes, rollback
+from checkpoint.review.diff import wording
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 _TAGS = {
@@ -216,12 +217,26 @@ def flavours_line(flavors, first_promotion: bool = False) -> str:
     return "; ".join(parts) or "none on either side"
 
 
-# Every helper above, by the name templates call it.
 def rollback_headline(found: dict) -> str:
     """A rollback request's line above its diff: "rollback: v3 returns, replacing v5"."""
     return rollback.headline(found)
 
 
+def diff_row_label(section: str, kind: str, first_promotion: bool = False) -> str:
+    """A keyed diff row's change, in its section's words ("− only on the champion" for a tag)."""
+    return wording.row_label(section, kind, first_promotion)
+
+
+def diff_section_line(section: str, kd, first_promotion: bool = False) -> str:
+    """The line above a keyed diff section's table ("No version tag differs (2 the same on both).")."""
+    return wording.section_line(section, kd, first_promotion)
+
+
+def diff_absent(section: str) -> str:
+    return wording.absent(section)
+
+
+# Every helper above, by the name templates call it.
 TEMPLATE_GLOBALS = (
     target_label,
     asked,
@@ -236,4 +251,7 @@ TEMPLATE_GLOBALS = (
     spark_title,
     flavours_line,
     rollback_headline,
+    diff_row_label,
+    diff_section_line,
+    diff_absent,
 )

@@ -1,11 +1,9 @@
-"""Checkpoint's own pages: the requests list, the new-request form, a request with its
-diff and review thread, and a model's promotion history. Thin handlers over the workflow;
+"""Checkpoint's own pages: the requests list, a request with its diff and review thread, and a
+model's promotion history (the new-request form is ``request_form.py``). Thin handlers over the workflow;
 the templates in ``web/templates/ui/`` do the presenting."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from dataclasses import replace
@@ -17,12 +15,12 @@ from markupsafe import Markup
 from checkpoint.events import history, request_timeline
 from checkpoint.registry import RegistryError
 from checkpoint.review import batches, expiry, schedule
-from checkpoint.review.changes import Change, ChangeError, canonical_workspace, lone_surrogate, parse
+from checkpoint.review.changes import ChangeError, canonical_workspace
 from checkpoint.review.diff_snapshots import PageDiff
 from checkpoint.review.inbox import SCAN_MAX as inbox_scan_max
 from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
-from checkpoint.review.workflow import TITLE_MAX, WorkflowError
+from checkpoint.review.workflow import WorkflowError
 from checkpoint.storage.entities import APPLIED, OPEN, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
 from checkpoint.web.context import (
     current_services,
@@ -73,11 +71,6 @@ def _readable_request():
     models = [(p.model_name, p.workspace) for p in batches.parts(item)] if item.changes is not None else []
     if not reader().can_read(item.model_name, request_key(item)[0]) or not all(reader().can_read(*m) for m in models):
         abort(404, f"promote request #{request_id} does not exist")
-
-
-def _refuse_unreadable(change) -> None:
-    if not reader().can_read_change(change):
-        abort(403, "Permission denied: MLflow does not let you read this model")
 
 
 @bp.get("/")
@@ -152,93 +145,6 @@ def _workspace_arg(raw: str | None) -> str | None:
         return canonical_workspace(raw)
     except ChangeError as exc:
         abort(400, str(exc))
-
-
-def _decode_change(token: str) -> Change:
-    """The change in the form's link: user input like any other, so parsed and canonicalised
-    by the same :func:`checkpoint.review.changes.parse` as the API and the proxied calls."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if lone_surrogate(data) is not None:
-            raise ValueError("it holds a lone surrogate escape")
-        return parse(data)
-    except (ValueError, TypeError, binascii.Error, ChangeError, RecursionError) as exc:
-        abort(400, f"the change in this link is not readable ({exc}); go back to MLflow and try again")
-
-
-@bp.get("/requests/new")
-def new_request():
-    """The form a governed UI action lands on, pre-filled with that action."""
-    token = request.args.get("change", "")
-    if not token:
-        abort(400, "no change given: open this form from MLflow, or use the API")
-    change = _decode_change(token)
-    _refuse_unreadable(change)
-    return render_template(
-        "ui/new.html",
-        token=token,
-        change=change,
-        title=change.title(),
-        description="",
-        reviewers="",
-        apply_at="",
-        errors={},
-        rule=_rule(change),
-        frozen=_frozen(change),
-    )
-
-
-def _rule(change):
-    return workflow().policy.rule_for(change.model_name, change.target(), change.workspace)
-
-
-def _frozen(change) -> str | None:
-    """ "freeze 'weekend' holds this target until Mon 08:00 CET", when one does now."""
-    hold = workflow().policy.frozen(change.model_name, change.target(), current_services().clock.now())
-    return None if hold is None else f"freeze '{hold.freeze.name}' holds this target until {hold.freeze.ends_local(hold.until)}"
-
-
-@bp.post("/requests/new")
-def create_request():
-    token = request.form.get("change", "")
-    change = _decode_change(token)
-    _refuse_unreadable(change)
-    title, description = request.form.get("title", ""), request.form.get("description", "")
-    reviewers = request.form.get("reviewers", "")
-    apply_at = request.form.get("apply_at", "").strip()
-    errors = {}
-    status = 400
-    if not title.strip():
-        errors["title"] = "Give the request a title."
-    elif len(title) > TITLE_MAX:
-        errors["title"] = f"At most {TITLE_MAX} characters ({len(title)} now)."
-    if "\x00" in description:
-        errors["description"] = "The description contains a NUL character."
-    if "\x00" in reviewers:  # a name no user can have; it was stored as given
-        errors["form"] = "A reviewer name contains a NUL character."
-    if not errors:
-        try:
-            named = tuple(r.strip() for r in reviewers.split(",") if r.strip())
-            item, created = workflow().open(change, current_user(), title, description, named, apply_at or None)
-        except (WorkflowError, RegistryError) as exc:
-            errors["form"] = form_message(exc)
-            status = 409 if isinstance(exc, WorkflowError) and exc.status == 409 else 400  # e.g. "already true"
-        else:
-            if not created:
-                flash(f"You already have request #{item.id} open for this change.")
-            return redirect(url_for("ui.request_detail", request_id=item.id), 303)
-    return render_template(
-        "ui/new.html",
-        token=token,
-        change=change,
-        title=title,
-        description=description,
-        reviewers=reviewers,
-        apply_at=apply_at,
-        errors=errors,
-        rule=_rule(change),
-        frozen=_frozen(change),
-    ), status
 
 
 @bp.get("/requests/<int:request_id>")

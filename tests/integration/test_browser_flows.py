@@ -199,11 +199,17 @@ def test_stage_transition_goes_through_a_reviewed_request(tabs, mlflow_server, s
     page.get_by_role("menuitem").filter(has_text="Production").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Stage transition")
+    # MLflow's own call leaves the dialog's comment out; the panel carries it to the form.
+    comment = f"Retrained on May data & {XSS}\nAUC +0.02 on the holdout"
+    dialog.get_by_label("Comment").fill(comment)
     dialog.get_by_role("button", name="OK").click()
-    page.wait_for_url(FORM_URL)
+    page.wait_for_url(re.compile(r"/checkpoint/requests/new\?change=[\w-]+&description="))
     expect(page.locator(".cp-lede")).to_contain_text("Production")
+    expect(page.locator("#description")).to_have_value(comment)
+    expect(page.locator(".cp-preview")).to_contain_text("What reviewers will see")
     tab.shot("stage-1-form")
     assert client.get_model_version(name, "2").current_stage == "None"
+    assert page.evaluate("window.__xss") is None
 
     request_id = submit_form(tab, f"Ship v2 of {name} to Production")
     approve_as(tab, "bob", request_id)

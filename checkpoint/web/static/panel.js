@@ -2,7 +2,9 @@
  *
  * 1. A governed call from MLflow's UI is answered 403 with X-Checkpoint-New-Request: the
  *    address of a pre-filled promote-request form. Follow it (once, however many parallel
- *    calls were refused). Every other answer is handed to MLflow untouched.
+ *    calls were refused). Every other answer is handed to MLflow untouched. A refused stage
+ *    transition takes along the comment typed in MLflow's "Stage transition" dialog, which
+ *    MLflow's own call never sends: it becomes the form's description (?description=).
  * 2. A "Promote requests" control with the open requests of the model in view (each with
  *    its checks, its approvals and whether it awaits the viewer), refreshed with conditional
  *    GETs on focus, on navigation and every minute while visible. It docks in the free space
@@ -38,8 +40,43 @@
       return;
     }
     if (target.origin !== window.location.origin || target.pathname.indexOf('/checkpoint/requests/') !== 0) return;
+    var comment = transitionComment(target);
+    if (comment) target.searchParams.set('description', comment);
     leaving = true;
     window.location.assign(target.href);
+  }
+
+  // MLflow's stage-transition dialog (mlflow.model_registry.stage_transition_modal_v2) has a
+  // "Comment" box whose text its transition call leaves out. Remember what is typed there; the
+  // box itself, when still in the page, is the truth (MLflow empties it each time the dialog opens).
+  var COMMENT_ID = 'mlflow.model_registry.stage_transition_modal_v2.comment';
+  var COMMENT_MAX = 4000;  // the form's link stays a link
+  var COMMENT_FRESH = 10 * 60 * 1000;
+  var typed = { text: '', at: 0 };
+  doc.addEventListener('input', function (event) {
+    var box = event.target;
+    if (box && box.id === COMMENT_ID) {
+      typed.text = String(box.value || '');
+      typed.at = Date.now();
+    }
+  }, true);
+
+  function changeKind(target) {
+    var token = target.searchParams.get('change') || '';
+    try {
+      var padded = token.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((token.length + 3) % 4);
+      var change = JSON.parse(atob(padded));
+      return change && typeof change.kind === 'string' ? change.kind : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function transitionComment(target) {
+    if (target.pathname !== '/checkpoint/requests/new' || changeKind(target) !== 'transition') return '';
+    var box = doc.getElementById(COMMENT_ID);
+    var text = box ? String(box.value || '') : (Date.now() - typed.at < COMMENT_FRESH ? typed.text : '');
+    return text.trim().slice(0, COMMENT_MAX);
   }
 
   function inspect(response) {

@@ -19,6 +19,7 @@ from checkpoint.review.diff import (
     compute_diff,
     parse_mlmodel,
     parse_requirements,
+    wording,
 )
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -446,3 +447,116 @@ def test_two_thousand_params_and_metrics_per_side():
     assert d.params.counts == {"added": 100, "removed": 100, "changed": 190, "unchanged": 1710}
     assert sum(d.metrics.counts.values()) == n + 100
     assert d.metrics.counts["new"] == 100 and d.metrics.counts["gone"] == 100
+
+
+# -- words: the line above a section and its rows agree ----------------------------------------
+
+
+def test_a_tag_only_the_champion_carries_is_not_called_removed():
+    """The demo's case: v1 was validated, v3 never was; v3's run was trained on another dataset."""
+    champion = info("1", version_tags={"validation_status": "passed", "team": "fraud"}, run_tags={"dataset": "april"})
+    challenger = info("3", version_tags={"team": "fraud"}, run_tags={"dataset": "may"})
+    d = compute_diff(challenger, champion)
+    (only_champion,) = d.version_tags.user.removed
+    assert only_champion.key == "validation_status"
+    assert wording.row_label("version_tags", "removed") == "− only on the champion"
+    assert wording.absent("version_tags") == "not set"
+    assert wording.section_line("version_tags", d.version_tags.user) == "1 only on the champion · 1 the same on both."
+    # The run tags table has its own line: it never sits under a "no tag changed" sentence.
+    assert wording.section_line("run_tags", d.run_tags.user) == "1 differs."
+    assert wording.row_label("run_tags", "changed") == "~ differs"
+
+
+def test_parameters_keep_added_removed_changed():
+    d = compute_diff(info("2", params={"C": "0.5", "max_iter": "200"}), info("1", params={"C": "1.0", "seed": "7"}))
+    assert [wording.row_label("params", k) for k in wording.KINDS] == ["+ added", "− removed", "~ changed"]
+    assert wording.section_line("params", d.params) == "1 added · 1 removed · 1 changed."
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new", "first", "line"),
+    [
+        ("version_tags", {"a": "1", "b": "2"}, {"a": "1", "b": "2"}, False, "No version tag differs (2 the same on both)."),
+        ("version_tags", {}, {}, False, "Neither version has version tags."),
+        ("version_tags", None, {}, True, "The challenger has no version tags."),
+        ("version_tags", None, {"a": "1"}, True, "1 version tag on the challenger (no champion to compare)."),
+        (
+            "run_tags",
+            {"a": "1", "b": "2"},
+            {"a": "1", "b": "3", "c": "4"},
+            False,
+            "1 only on the challenger · 1 differs · 1 the same on both.",
+        ),
+        ("run_tags", {"a": "1", "b": "2"}, {"a": "0", "b": "3"}, False, "2 differ."),
+        ("params", {"C": "1"}, {"C": "1"}, False, "No parameter changed (1 unchanged)."),
+    ],
+)
+def test_section_lines(section, old, new, first, line):
+    key = {"params": "params"}.get(section, section)
+    champion = None if old is None else info("1", **{key: old})
+    d = compute_diff(info("2", **{key: new}), champion)
+    kd = d.params if section == "params" else getattr(d, section).user
+    assert wording.section_line(section, kd, first) == line
+
+
+def test_an_unreadable_section_says_so():
+    assert wording.section_line("requirements", None) == "Requirements: not readable for one side."
+
+
+def test_a_first_promotion_sets_tags_rather_than_adding_them():
+    assert wording.row_label("version_tags", "added", first_promotion=True) == "+ set"
+    assert wording.row_label("version_tags", "added") == "+ only on the challenger"
+
+
+def test_the_page_labels_each_tags_table_and_says_not_set():
+    """The real template: version and run tags each under their own heading, rows in the line's words."""
+    from flask import Flask, render_template
+
+    from checkpoint.web.ui import bp
+
+    champion = info("1", version_tags={"validation_status": "passed"}, run_tags={"dataset": "april", "team": "fraud"})
+    challenger = info("3", version_tags={}, run_tags={"dataset": "may", "team": "fraud"})
+    app = Flask("checkpoint.web")
+    app.register_blueprint(bp)
+    with app.test_request_context():
+        html = render_template("ui/_diff.html", diff=compute_diff(challenger, champion))
+    version_part = html[html.index("Version tags") : html.index("Run tags")]
+    run_part = html[html.index("Run tags") : html.index("Provenance")]
+    assert "1 only on the champion." in version_part and "− only on the champion" in version_part
+    assert "not set" in version_part and "− removed" not in version_part
+    assert "No version tag" not in html
+    assert "1 differs · 1 the same on both." in run_part and "~ differs" in run_part and "dataset" in run_part
+
+
+def test_the_diff_in_one_line_uses_the_sections_words():
+    champion = info(
+        "1",
+        params={"C": "1.0", "seed": "7"},
+        metrics={"auc": 0.9, "loss": 0.3, "f1": 0.8},
+        version_tags={"validation_status": "passed"},
+        run_tags={"dataset": "april"},
+    )
+    challenger = info(
+        "3",
+        params={"C": "0.5", "seed": "7"},
+        metrics={"auc": 0.85, "loss": 0.2, "f1": 0.7},
+        signature=Signature(inputs=cols("a:double", "b:double"), outputs=cols("y:long")),
+        run_tags={"dataset": "may"},
+    )
+    line = wording.summary_line(compute_diff(challenger, champion))
+    assert line == (
+        "1 breaking signature change · 2 metrics worse, 1 better · 1 parameter changed · requirements unchanged"
+        " · 1 version tag only on the champion · 1 run tag differs"
+    )
+
+
+def test_the_one_line_of_a_quiet_diff_and_of_a_first_promotion():
+    same = info("2", params={"C": "1"}, metrics={"auc": 0.9})
+    assert wording.summary_line(compute_diff(same, info("1", params={"C": "1"}, metrics={"auc": 0.9}))) == (
+        "signature unchanged · metrics the same · parameters unchanged · requirements unchanged"
+    )
+    assert wording.summary_line(compute_diff(same, None)) == "first promotion: no champion to compare with"
+    unread = compute_diff(info("2", mlmodel_read=False, requirements=None), info("1"))
+    assert (
+        wording.summary_line(unread) == "signature not readable · no metrics · parameters unchanged · requirements not readable"
+    )

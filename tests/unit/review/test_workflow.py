@@ -12,9 +12,10 @@ from sqlalchemy.pool import StaticPool
 
 from checkpoint.identity import User
 from checkpoint.registry import Registry
+from checkpoint.review.changes import parse
 from checkpoint.review.governance import Governance
 from checkpoint.review.policy import Policy, Rule
-from checkpoint.review.workflow import Workflow
+from checkpoint.review.workflow import Workflow, WorkflowError
 from checkpoint.storage import db
 from checkpoint.storage.store import CheckResult, Store
 from tests.support.clock import MovableClock
@@ -167,3 +168,13 @@ def test_without_the_key_approvals_never_expire(timed):
     request = opened(workflow, "fraud-v9", "k", ("bob", "dave"))
     clock.advance(timedelta(days=3650))
     assert workflow.status(workflow.store.get(request.id), []).line() == "2 of 2 approvals"
+
+
+def test_no_request_is_authored_by_anonymous(workflow):
+    """Refused before MLflow is read (its address here answers nothing) and before anything is stored."""
+    before = workflow.store.count()
+    change = parse({"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": "3"})
+    with pytest.raises(WorkflowError, match="needs the name of who asks") as refused:
+        workflow.open(change, User("anonymous"))
+    assert (refused.value.status, refused.value.error_code) == (401, "UNAUTHENTICATED")
+    assert workflow.store.count() == before
