@@ -34,12 +34,13 @@ from checkpoint.web.context import (
 from checkpoint.web.fragments import Fragments
 from checkpoint.web.inbox import awaiting_me
 from checkpoint.web.rendering import TEMPLATE_GLOBALS, request_headline
+from checkpoint.web.summary import diff_line, diff_parts, summarise
 
 bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
 _FRAGMENTS = Fragments()  # the request pages' rendered diffs, per process
 
-for _helper in TEMPLATE_GLOBALS:  # the pages' formatting helpers (rendering.py), app-wide
+for _helper in (*TEMPLATE_GLOBALS, diff_parts):  # the pages' formatting helpers (rendering.py), app-wide
     bp.add_app_template_global(_helper)
 
 
@@ -249,20 +250,36 @@ def request_detail(request_id: int):
     checks = workflow().check_results(item)
     standing = workflow().statuses_standing(item)
     posted = {s.status.context for s in standing}
+    missing = [s for s in rule.required_statuses if s.context not in posted]
     at = current_services().clock.now()
+    champion = shown.champion if shown.champion_read else True
+    status = _as_decided(item, workflow().status(item, checks, standing))
+    may_review = item.state == "open" and refusal is None
     return render_template(
         "ui/detail.html",
         standing=standing,
-        missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
+        missing_statuses=missing,
         item=item,
-        headline=request_headline(item, shown.champion if shown.champion_read else True),
+        headline=request_headline(item, champion),
+        summary=summarise(
+            item,
+            champion=champion,
+            rule_name=rule.name,
+            status=status,
+            checks=checks,
+            standing=standing,
+            missing=missing,
+            diff=_diff_line(shown),
+            reader=user.name,
+            may_review=may_review,
+        ),
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
         checks=checks,
-        status=_as_decided(item, workflow().status(item, checks, standing)),
+        status=status,
         rule=rule,
-        may_review=item.state == "open" and refusal is None,
+        may_review=may_review,
         review_refusal=refusal,
         is_author=user.name == item.author,
         is_admin=user.is_admin,
@@ -318,6 +335,15 @@ def _diff_html(item, shown) -> Markup | None:
         )
 
     return _FRAGMENTS.get(name, render)
+
+
+def _diff_line(shown) -> str | None:
+    """The summary's one line about the diff, kept beside the rendered diff under its snapshot's
+    name: a page whose diff is kept does not compute a 4,000-row diff again for one line."""
+    if shown.compute is None:  # no diff for this request (an error, or a kind without a challenger)
+        return None
+    name = None if shown.source is None else ("summary", *shown.source)
+    return str(_FRAGMENTS.get(name, lambda: diff_line(shown.diff) or "")) or None  # escaped by the template
 
 
 def _act(request_id: int, action) -> object:
