@@ -204,6 +204,13 @@ class Summary:
     statuses: str | None = None
     diff: str | None = None
     your_turn: bool = False  # the reader may review it now and has not yet
+    checks_failing: bool = False  # a check fails or errs: that sentence is marked
+    statuses_failing: bool = False
+
+    @property
+    def breaking(self) -> bool:
+        """The diff line tells of a breaking signature change (``signature_part``'s words)."""
+        return self.diff is not None and "breaking signature change" in self.diff
 
     def sentences(self) -> list[str]:
         """The paragraph as plain text, in reading order (what the unit tests and email read)."""
@@ -239,4 +246,6 @@ def summarise(
         statuses=statuses_line(standing, missing),
         diff=diff,
         your_turn=may_review and reader not in status.approvers and item.state == "open",
+        checks_failing=any(check.status in ("fail", "error") for check in checks),
+        statuses_failing=any(s.status.state in ("failure", "error") for s in standing),
     )

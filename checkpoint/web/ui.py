@@ -1,6 +1,8 @@
 """Checkpoint's own pages: the requests list, the new-request form, a request with its
 diff and review thread, and a model's promotion history. Thin handlers over the workflow;
-the templates in ``web/templates/ui/`` do the presenting."""
+the templates in ``web/templates/ui/`` do the presenting. A little past 400 lines: the request
+page's view gathers the most (summary, checks, statuses, the kept diff and its one line), and its
+helpers stay beside it."""
 
 from __future__ import annotations
 

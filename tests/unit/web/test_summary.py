@@ -206,6 +206,7 @@ def test_each_part_in_words():
 
 def test_the_paragraph_reads_in_order_and_knows_whose_turn_it_is():
     status = Status(0, 2, (), ("bob", "carol"), blocked_by=("auc-gate",))
+    common = {"champion": True, "rule_name": "gated", "status": status}
     summary = summarise(
         request(),
         champion=True,
@@ -222,7 +223,30 @@ def test_the_paragraph_reads_in_order_and_knows_whose_turn_it_is():
         "Checks: 2 of 3 passing, 1 failing: auc-gate.",
         "Diff: metrics the same.",
     ]
-    assert summary.your_turn
+    assert summary.your_turn and summary.checks_failing and not summary.statuses_failing and not summary.breaking
+    assert summarise(request(), **{"diff": "1 breaking signature change · no metrics", **common}).breaking
+    assert not summarise(request(), **{"diff": "2 signature changes, none breaking", **common}).breaking
     kept = dict(champion=True, rule_name="gated", status=Status(1, 2, ("bob",), ("carol",)), reader="bob", may_review=True)
     assert not summarise(request(), **kept).your_turn  # bob's approval stands already
     assert not summarise(request(state="applied"), **{**kept, "reader": "carol"}).your_turn
+
+
+def test_the_pages_diff_line_is_kept_with_its_snapshot_not_computed_again():
+    from checkpoint.review.diff_snapshots import PageDiff
+    from checkpoint.web import ui
+
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return compute_diff(version("2", metrics={"auc": 0.8}), version("1", metrics={"auc": 0.9}))
+
+    source = (991, "key-of-both-sides", OPENED)
+    assert (
+        ui._diff_line(PageDiff(source=source, compute=compute)) == "no signature · 1 metric worse · no params · no requirements"
+    )
+    assert (
+        ui._diff_line(PageDiff(source=source, compute=compute)) == "no signature · 1 metric worse · no params · no requirements"
+    )
+    assert computed == [1]  # the second page took the kept line
+    assert ui._diff_line(PageDiff(error="the challenger (fd v2) no longer exists")) is None
