@@ -81,7 +81,7 @@ def asked(item) -> str:
     try:
         return changes.from_json(item.change).asked()
     except (changes.ChangeError, TypeError, KeyError, ValueError):
-        return f"a {item.kind} change (shown as stored below)"
+        return f"a {item.kind} change this version of Checkpoint cannot put in words"
 
 
 def request_headline(item, champion: dict | None | bool = True) -> str:

@@ -1,6 +1,8 @@
 """Checkpoint's own pages: the requests list, a request with its diff and review thread, and a
-model's promotion history (the new-request form is ``request_form.py``). Thin handlers over the workflow;
-the templates in ``web/templates/ui/`` do the presenting."""
+model's promotion history (the new-request form is ``request_form.py``). Thin handlers over the
+workflow; the templates in ``web/templates/ui/`` do the presenting. A little past 400 lines: the
+request page's view gathers the most (summary, checks, statuses, a batch's parts, the kept diff and
+its one line), and its helpers stay beside it."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from checkpoint.web.context import (
 from checkpoint.web.fragments import Fragments
 from checkpoint.web.inbox import awaiting_me
 from checkpoint.web.rendering import TEMPLATE_GLOBALS, batch_headline, request_headline
+from checkpoint.web.summary import diff_line, diff_parts, summarise
 
 log = logging.getLogger("checkpoint.ui")  # the name operators filter the JSON logs on
 
@@ -41,7 +44,7 @@ bp = Blueprint("ui", __name__, url_prefix="/checkpoint")
 PAGE = 25
 _FRAGMENTS = Fragments()  # the request pages' rendered diffs, per process
 
-for _helper in TEMPLATE_GLOBALS:  # the pages' formatting helpers (rendering.py), app-wide
+for _helper in (*TEMPLATE_GLOBALS, diff_parts):  # the pages' formatting helpers (rendering.py), app-wide
     bp.add_app_template_global(_helper)
 
 
@@ -161,22 +164,39 @@ def request_detail(request_id: int):
     checks = workflow().check_results(item)
     standing = workflow().statuses_standing(item)
     posted = {s.status.context for s in standing}
+    missing = [s for s in rule.required_statuses if s.context not in posted]
     at = current_services().clock.now()
+    champion = shown.champion if shown.champion_read else True
+    status = _as_decided(item, workflow().status(item, checks, standing))
+    may_review = item.state == "open" and refusal is None
     return render_template(
         "ui/detail.html",
         standing=standing,
-        missing_statuses=[s for s in rule.required_statuses if s.context not in posted],
+        missing_statuses=missing,
         item=item,
-        headline=batch_headline(item) if parts else request_headline(item, shown.champion if shown.champion_read else True),
+        headline=batch_headline(item) if parts else request_headline(item, champion),
         parts=parts,
+        summary=summarise(
+            item,
+            champion=champion,
+            rule_name=rule.name,
+            status=status,
+            checks=checks,
+            standing=standing,
+            missing=missing,
+            diff=_diff_line(shown),
+            reader=user.name,
+            may_review=may_review,
+            parts=[part["item"] for part in parts],
+        ),
         standings={r.id: expiry.standing(r, rule, at) for r in item.reviews},
         diff_html=_diff_html(item, shown),
         diff_error=shown.error,
         behaviour=_behaviour_for(item),
         checks=checks,
-        status=_as_decided(item, workflow().status(item, checks, standing)),
+        status=status,
         rule=rule,
-        may_review=item.state == "open" and refusal is None,
+        may_review=may_review,
         review_refusal=refusal,
         is_author=user.name == item.author,
         is_admin=user.is_admin,
@@ -270,6 +290,15 @@ def _diff_html(item, shown, diff_id: str = "diff-h") -> Markup | None:
         )
 
     return _FRAGMENTS.get(name, render)
+
+
+def _diff_line(shown) -> str | None:
+    """The summary's one line about the diff, kept beside the rendered diff under its snapshot's
+    name: a page whose diff is kept does not compute a 4,000-row diff again for one line."""
+    if shown.compute is None:  # no diff for this request (an error, or a kind without a challenger)
+        return None
+    name = None if shown.source is None else ("summary", *shown.source)
+    return str(_FRAGMENTS.get(name, lambda: diff_line(shown.diff) or "")) or None  # escaped by the template
 
 
 def _act(request_id: int, action) -> object:

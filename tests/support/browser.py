@@ -99,15 +99,16 @@ def browser_page(chromium, request) -> Iterator:
             context.close()
 
 
-def save_screenshot(page, file_name: str) -> Path:
-    """Save a full-page screenshot under tests/screenshots/ and return its path."""
+def save_screenshot(page, file_name: str, full_page: bool = True) -> Path:
+    """Save a screenshot (of the whole page, or what the viewport shows) under tests/screenshots/."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / file_name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
 @pytest.fixture
 def screenshot(browser_page, request) -> Callable[[str], Path]:
-    """``screenshot("label")`` saves ``tests/screenshots/<test>-<label>.png`` of the current page."""
-    return lambda label: save_screenshot(browser_page, _file_name(request.node.name, label))
+    """``screenshot("label")`` saves ``tests/screenshots/<test>-<label>.png`` of the current page;
+    ``screenshot("label", full_page=False)`` only what the viewport shows (a very long page)."""
+    return lambda label, full_page=True: save_screenshot(browser_page, _file_name(request.node.name, label), full_page)

@@ -520,8 +520,9 @@ def test_the_page_labels_each_tags_table_and_says_not_set():
     app.register_blueprint(bp)
     with app.test_request_context():
         html = render_template("ui/_diff.html", diff=compute_diff(challenger, champion))
-    version_part = html[html.index("Version tags") : html.index("Run tags")]
-    run_part = html[html.index("Run tags") : html.index("Provenance")]
+    tags = html[html.index('id="diff-tags"') : html.index('id="diff-provenance"')]  # past the section nav
+    version_part = tags[tags.index("Version tags") : tags.index("Run tags")]
+    run_part = tags[tags.index("Run tags") :]
     assert "1 only on the champion." in version_part and "− only on the champion" in version_part
     assert "not set" in version_part and "− removed" not in version_part
     assert "No version tag" not in html

@@ -215,4 +215,4 @@ def test_a_request_says_its_change_in_words_or_its_kind():
     item = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "alias": "champion", "version": "3"})
     assert asked(item) == "set @champion of fd to v3"
     unreadable = SimpleNamespace(kind="set_alias", change={"kind": "set_alias", "name": "fd", "bogus": 1})
-    assert asked(unreadable) == "a set_alias change (shown as stored below)"
+    assert asked(unreadable) == "a set_alias change this version of Checkpoint cannot put in words"
