@@ -84,7 +84,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     services = Services.build(settings, lambda environ, error: render_upstream_error(app, environ, error), clock)
     services.attach(app)
 
-    from checkpoint.web import api, audit, deliveries, inbox, ops, plan, rollback, scopes, statuses, timeline, tokens, ui
+    from checkpoint.web import api, audit, compare, deliveries, inbox, ops, plan, rollback, scopes, statuses, timeline, tokens, ui
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -100,6 +100,8 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(tokens.api)
     app.register_blueprint(tokens.pages)
     app.register_blueprint(inbox.pages)
+    app.register_blueprint(compare.api)
+    app.register_blueprint(compare.pages)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)
