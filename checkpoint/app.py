@@ -88,6 +88,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     from checkpoint.web import (
         api,
         audit,
+        compare,
         deliveries,
         inbox,
         notifications,
@@ -118,6 +119,8 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(tokens.api)
     app.register_blueprint(tokens.pages)
     app.register_blueprint(inbox.pages)
+    app.register_blueprint(compare.api)
+    app.register_blueprint(compare.pages)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the API checks CSRF itself, only for cookie-authenticated calls
     csrf.exempt(deliveries.api)

@@ -8,8 +8,10 @@ Plain functions over strings and a WSGI environ: no Flask, no settings object.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 
 def public_origin(environ: Mapping, configured: str | None) -> str:
@@ -44,9 +46,21 @@ def request_api(base: str | None, request_id: int) -> str:
     return link(base, f"/checkpoint/api/v1/requests/{request_id}")
 
 
+def change_token(change: Mapping) -> str:
+    """A change (``Change.to_json()``) as the new-request form's ``change`` parameter: URL-safe
+    base64 of its JSON, unpadded. The form parses it like any other input (``web/ui.py``)."""
+    return base64.urlsafe_b64encode(json.dumps(change).encode()).decode().rstrip("=")
+
+
 def new_request_page(base: str | None, token: str) -> str:
     """The form that opens a request, pre-filled with an encoded change."""
     return link(base, f"/checkpoint/requests/new?change={token}")
+
+
+def compare_page(base: str | None, model: str, a: str, b: str, b_model: str = "", workspace: str = "") -> str:
+    """Two versions compared (``web/compare.py``): ``b`` against ``a``, ``b`` of ``b_model`` when given."""
+    query = {"a": a, "b": b, **({"b_model": b_model} if b_model else {}), **({"workspace": workspace} if workspace else {})}
+    return link(base, f"/checkpoint/models/{quote(model, safe='')}/compare?{urlencode(query)}")
 
 
 def model_history(base: str | None, model: str, workspace: str = "") -> str:

@@ -9,7 +9,6 @@ streams to MLflow untouched. Plain WSGI, so a proxied call pays for no Flask rou
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -316,8 +315,7 @@ class Gateway:
 
     def ui_answer(self, start_response, change: Change, reason: str, base: str) -> Iterable[bytes]:
         """MLflow's UI gets a pointer to the pre-filled form; the injected script follows it."""
-        token = base64.urlsafe_b64encode(json.dumps(change.to_json()).encode()).decode().rstrip("=")
-        url = urls.new_request_page(base, token)
+        url = urls.new_request_page(base, urls.change_token(change.to_json()))
         payload = {
             "error_code": "PERMISSION_DENIED",
             "message": f"Checkpoint: {change.describe()}{change.where()} needs review ({reason}) — open a promote request: {url}",

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from checkpoint import urls
@@ -80,3 +83,22 @@ def test_each_link_under_the_base(link, url):
 )
 def test_request_url_is_the_request_or_else_the_models_history(base, request_id, model, workspace, url):
     assert urls.request_url(base, request_id, model, workspace) == url
+
+
+def test_change_token_is_what_the_form_decodes():
+    change = {"kind": "set_alias", "name": "fraud/é", "alias": "champion", "version": "3"}
+    token = urls.change_token(change)
+    assert "=" not in token and "+" not in token and "/" not in token  # safe in a query string as is
+    assert json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))) == change
+
+
+@pytest.mark.parametrize(
+    ("args", "url"),
+    [
+        (("fraud", "@champion", "7"), "https://cp/checkpoint/models/fraud/compare?a=%40champion&b=7"),
+        (("prod.fraud", "2", "7", "fraud"), "https://cp/checkpoint/models/prod.fraud/compare?a=2&b=7&b_model=fraud"),
+        (("a/b", "1", "2", "", "team-b"), "https://cp/checkpoint/models/a%2Fb/compare?a=1&b=2&workspace=team-b"),
+    ],
+)
+def test_compare_page(args, url):
+    assert urls.compare_page("https://cp", *args) == url

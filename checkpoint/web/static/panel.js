@@ -134,9 +134,15 @@
     }
   }
 
+  // The version page in view (#/models/NAME/versions/N), for "compare with champion".
   function versionInView() {
     var m = /^#\/models\/[^/?#]+\/versions\/([^/?#]+)/.exec(window.location.hash || '');
-    return m ? m[1] : null;
+    if (!m) return null;
+    try {
+      return decodeURIComponent(m[1]);
+    } catch (e) {
+      return m[1];
+    }
   }
 
   function el(tag, cls, text) {
@@ -365,6 +371,9 @@
       foot.appendChild(link(withWorkspace(REQUESTS + '?state=all&model=' + encodeURIComponent(model)), 'All requests for this model', 'cp-panel-more'));
       foot.appendChild(link(withWorkspace('/checkpoint/models/' + encodeURIComponent(model) + '/history'), 'History', 'cp-panel-more'));
       foot.appendChild(link(withWorkspace('/checkpoint/models/' + encodeURIComponent(model) + '/timeline'), 'Timeline', 'cp-panel-more'));
+      // Checkpoint's diff of the version in view (the latest on a model's page) against @champion.
+      var compare = '/checkpoint/models/' + encodeURIComponent(model) + '/compare?a=%40champion&b=' + encodeURIComponent(version || 'latest');
+      foot.appendChild(link(withWorkspace(compare), version ? 'Compare v' + version + ' with champion' : 'Compare latest with champion', 'cp-panel-more cp-panel-compare'));
     }
     foot.appendChild(link(REQUESTS, 'All promote requests', 'cp-panel-more cp-panel-all'));
     body.appendChild(foot);
