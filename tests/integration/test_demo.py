@@ -6,9 +6,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,10 +17,8 @@ from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
 from checkpoint.demo.data import DEMO_MODEL_NAMES, FREEZE_MINUTES, FREEZE_MODEL, FREEZE_NAME, ON_CALL, PROD_COPY
-from checkpoint.demo.mlflow_server import free_port
 from checkpoint.demo.seed import seed
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.demo import distinct_free_ports, listening, start_demo, stop_demo, wait_for_output
 
 
 def _input_names(client: MlflowClient, tracking_uri: str, name: str, version: str, into: Path) -> list[str]:
@@ -83,61 +78,6 @@ def test_seed_builds_the_example_registry_once(mlflow_server, tmp_path):
     assert len(client.search_model_versions("name = 'fraud-detector'")) == 4
 
 
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait_for_output(process: subprocess.Popen, log: Path, needle: str, timeout: float) -> str:
-    """Poll the demo's output until ``needle`` shows up; fail early if the demo exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if needle in text:
-            return text
-        if process.poll() is not None:
-            pytest.fail(f"checkpoint demo exited with {process.returncode} before printing {needle!r}:\n{text[-4000:]}")
-        time.sleep(0.3)
-    pytest.fail(f"no {needle!r} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _demo(args: list[str], log: Path, *, as_background_job: bool = False) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "checkpoint.cli", "demo", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so the test signals only the demo
-            # A shell starts `demo &` with SIGINT ignored; Ctrl-C handling must not rely on inheriting it.
-            preexec_fn=_ignore_sigint if as_background_job else None,
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Last-resort cleanup when an assertion failed before the demo was stopped."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)  # the demo stops its servers on SIGTERM too
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def _assert_the_seeded_history(url: str, policy_file: Path) -> None:
     """What the demo wrote through Checkpoint before serving: fraud-detector's champion history
     (v1 first seen, v2 through reviewed request #1, v1 back by break-glass #2), the rollback to v2
@@ -189,13 +129,13 @@ def _assert_the_seeded_history(url: str, policy_file: Path) -> None:
 
 
 def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
-    port, mlflow_port = _distinct_free_ports(2)
+    port, mlflow_port = distinct_free_ports(2)
     log = tmp_path / "demo.out"
     data = ["--data-dir", str(tmp_path / "data")]
-    process = _demo(["--port", str(port), "--mlflow-port", str(mlflow_port), *data], log, as_background_job=True)
+    process = start_demo(["--port", str(port), "--mlflow-port", str(mlflow_port), *data], log, as_background_job=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        banner = _wait_for_output(process, log, "Press Ctrl-C", timeout=240)
+        banner = wait_for_output(process, log, "Press Ctrl-C", timeout=240)
         assert f"{url}/" in banner
         assert f"http://127.0.0.1:{mlflow_port}" in banner and "behind Checkpoint" in banner
         links = sorted(set(re.findall(rf"{re.escape(url)}/checkpoint/[\w/-]*", banner)))
@@ -236,33 +176,33 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
         assert statuses["3"]["signature"] == "fail"
         assert (statuses["4"]["auc-gate"], statuses["4"]["signature"]) == ("fail", "pass")
         # Its email goes to the demo's own mailbox, printed on the console with the link.
-        mail = _wait_for_output(process, log, "email to bob@example.com: [Checkpoint] visitor mentioned you on", timeout=60)
+        mail = wait_for_output(process, log, "email to bob@example.com: [Checkpoint] visitor mentioned you on", timeout=60)
         assert re.search(rf"  {re.escape(url)}/checkpoint/requests/\d+  \(saved as .*/mail/0001\.eml\)", mail)
 
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert process.wait(timeout=90) == 0
     finally:
-        _stop(process)
+        stop_demo(process)
     output = log.read_text(errors="replace")
     assert "checkpoint demo: stopped" in output
     assert "still listening" not in output
     assert "ignored Ctrl-C" not in output, "a server had to be killed"
-    assert not _listening(mlflow_port), "the demo's MLflow server is still up after Ctrl-C"
-    assert not _listening(port), "Checkpoint is still up after Ctrl-C"
+    assert not listening(mlflow_port), "the demo's MLflow server is still up after Ctrl-C"
+    assert not listening(port), "Checkpoint is still up after Ctrl-C"
 
 
 @pytest.mark.parametrize("option", ["--port", "--mlflow-port"])
 def test_demo_refuses_a_busy_port_naming_the_option(tmp_path, option):
-    port, mlflow_port = _distinct_free_ports(2)
+    port, mlflow_port = distinct_free_ports(2)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port if option == "--port" else mlflow_port))
         holder.listen()
         log = tmp_path / "demo.out"
-        process = _demo(["--port", str(port), "--mlflow-port", str(mlflow_port), "--data-dir", str(tmp_path / "d")], log)
+        process = start_demo(["--port", str(port), "--mlflow-port", str(mlflow_port), "--data-dir", str(tmp_path / "d")], log)
         try:
             assert process.wait(timeout=60) == 2
         finally:
-            _stop(process)
+            stop_demo(process)
     output = log.read_text()
     assert f"{option} <port>" in output and "already in use" in output
     assert not (tmp_path / "d" / "mlflow").exists(), "nothing is started when a port is taken"
