@@ -112,6 +112,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     app.register_blueprint(request_form_pages)
     app.register_blueprint(deliveries.pages)
     app.register_blueprint(notifications.pages)
+    app.register_blueprint(notifications.api)
     app.register_blueprint(deliveries.api)
     app.register_blueprint(timeline.api)
     app.register_blueprint(timeline.pages)
@@ -127,6 +128,7 @@ def create_app(config: Mapping | Settings | None = None, *, clock: Clock | None 
     csrf.exempt(tokens.api)
     csrf.exempt(statuses.api)
     csrf.exempt(plan.api)
+    csrf.exempt(notifications.api)
     app.jinja_env.globals["markdown"] = markdown
     app.after_request(_security_headers)
     register_error_handlers(app)
