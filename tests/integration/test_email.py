@@ -7,9 +7,11 @@ drives the whole app."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 import sqlalchemy as sa
@@ -78,17 +80,23 @@ def rooms(sink, clock) -> Iterator:
 
 
 def open_request(
-    store: Store, *, title: str = "Promote v3", description: str = "", named: tuple[str, ...] = ("bob",), key: str = "k1"
+    store: Store,
+    *,
+    title: str = "Promote v3",
+    description: str = "",
+    named: tuple[str, ...] = ("bob",),
+    key: str = "k1",
+    model: str = "fraud-detector",
 ) -> PromoteRequest:
     item, created = store.open_request(
         author="alice",
         dedupe_key=key,
         event_data={"title": title},
         kind="set_alias",
-        model_name="fraud-detector",
+        model_name=model,
         version="3",
         target="alias:champion",
-        change={"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": "3"},
+        change={"kind": "set_alias", "name": model, "alias": "champion", "version": "3"},
         title=title,
         description=description,
         challenger={},
@@ -320,3 +328,65 @@ def test_two_instances_on_postgresql_send_each_message_once(postgres_url, rooms,
     assert sink.attempts == 4 * len(items) + 3  # every row taken by one sender per attempt: three refused, retried once
     rows = [d for i in items for d in one.store.list_deliveries(request_id=i.id)[0]]
     assert {d.status for d in rows} == {"delivered"} and len(rows) == 24
+
+
+# -- hostile text ------------------------------------------------------------------------
+
+
+class _Markup(HTMLParser):
+    """The elements, attributes and text an HTML part really holds, as a mail client parses it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+TEMPLATE_TAGS = {"html", "body", "div", "p", "strong", "span", "blockquote", "a"}
+
+
+def test_markup_in_a_model_name_title_description_comment_and_review_stays_text(rooms, sink, sqlite_url):
+    room = rooms(sqlite_url)
+    model = 'fraud-<b onmouseover="alert(1)">x</b>'
+    title = "<script>alert(2)</script> & \"retrain\" 'now'"
+    item = open_request(
+        room.store, model=model, title=title, description="<iframe src=javascript:alert(3)></iframe> cc @carol", named=("bob",)
+    )
+    room.store.add_comment(item.id, "bob", '<a href="javascript:alert(4)">click</a> &amp; <style>*{display:none}</style>')
+    room.store.add_review(item.id, "dave", "approve", "<svg onload=alert(5)>", states=("open",))
+    room.store.transition(item.id, ("open",), "approved", actor="dave", event=EventKind.APPROVED)
+    room.sender.run()
+    received = list(sink.received)
+    # The invitations (bob named; dave, erin, frank by the rule), carol's mention, alice's comment and approval.
+    invited = ("alice", "alice", "bob", "carol", "dave", "erin", "frank")
+    assert sorted(r.to[0] for r in received) == [f"{n}@example.com" for n in invited]
+    change = f"{model} v3 → alias:champion"
+    for message in received:
+        text, html = message.part("plain"), message.part("html")
+        # The text part is plain: what people typed as they typed it, no entity anywhere.
+        assert change in text and f"Request: “{title}”" in text, text
+        assert not re.search(r"&(lt|gt|amp|quot|#\d+);", text.replace("&amp; <style>", "")), text
+        # The HTML part: only the template's own elements; the one link, to the request; no handler attribute.
+        parsed = _Markup()
+        parsed.feed(html)
+        assert {tag for tag, _ in parsed.tags} <= TEMPLATE_TAGS, parsed.tags
+        for tag, attrs in parsed.tags:
+            assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
+            if tag == "a":
+                assert dict(attrs)["href"].startswith(f"{PUBLIC}/checkpoint/"), attrs
+        # ... and a reader sees the same words as in the text part, escaped once (not twice).
+        shown = "".join(parsed.text)
+        assert change in shown and title in shown, shown
+        assert "<iframe" not in html and "javascript:alert(3)" not in text + html  # the description is never quoted
+    (commented,) = [r for r in received if "commented" in r.subject]
+    assert '> <a href="javascript:alert(4)">click</a> &amp; <style>' in commented.part("plain")
+    assert "&lt;a href=&#34;javascript:alert(4)&#34;&gt;click&lt;/a&gt; &amp;amp; &lt;style&gt;" in commented.part("html")
+    (approved,) = [r for r in received if "approved" in r.subject]
+    assert "<svg" not in approved.part("html") and "by dave" in approved.subject
+    assert all(r.subject.startswith("[Checkpoint] ") and change in r.subject for r in received)
