@@ -78,11 +78,14 @@ def test_the_reviewers_day_in_the_demo(browser_page, chromium, screenshot, tmp_p
         alice.locator(".cp-panel-toggle").click(timeout=30_000)
         alice.get_by_role("link", name=f"Compare v{challenger} with champion").click()
         expect(alice.get_by_role("heading", name=f"Compare {MODEL} v{challenger} with v{champion}", level=1)).to_be_visible()
-        expect(alice.locator("section.cp-diff")).to_be_visible()
+        diff = alice.locator("section.cp-diff")
+        for words in ("signature unchanged", "4 metrics better", "params changed"):
+            expect(diff).to_contain_text(words)
         screenshot("compare")
         alice.get_by_role("link", name=f"Open a promote request for this: set @champion of {MODEL} to v{challenger}").click()
         expect(alice.get_by_role("heading", name="New promote request")).to_be_visible()
         expect(alice.locator(".cp-preview")).to_contain_text("auc-gate")
+        expect(alice.locator(".cp-preview-diff")).to_contain_text("4 metrics better")
         alice.locator("#title").fill("Promote the October retrain")
         alice.locator("#description").fill("Better val_auc on October data; same inputs.")
         alice.locator("#reviewers").fill("bob")
@@ -90,6 +93,7 @@ def test_the_reviewers_day_in_the_demo(browser_page, chromium, screenshot, tmp_p
         alice.get_by_role("button", name="Open promote request").click()
         expect(alice.locator(".cp-headline")).to_contain_text(MODEL)
         number = int(re.search(r"/checkpoint/requests/(\d+)", alice.url).group(1))
+        assert number == 4, "the README's walkthrough names #4: the seeded history holds #1 to #3"
 
         # bob's email: on the demo's console with the link, and kept as an .eml.
         moves = f"{MODEL} v{challenger} → alias:champion"
@@ -121,7 +125,8 @@ def test_the_reviewers_day_in_the_demo(browser_page, chromium, screenshot, tmp_p
             summary = bob.locator(".cp-summary-text")
             expect(summary).to_contain_text(f"{MODEL}: @champion v{champion} → v{challenger}")
             expect(summary).to_contain_text("alice")
-            expect(summary).to_contain_text("Checks:")
+            for words in ("awaiting bob", "Checks: 3 of 3 passing", "4 metrics better"):
+                expect(summary).to_contain_text(words)
             expect(bob.locator(".cp-sum-turn")).to_be_visible()
             main = bob.locator("main").inner_text()
             assert '{"' not in main and '"kind"' not in main, "no raw JSON where a person reads"
@@ -140,6 +145,7 @@ def test_the_reviewers_day_in_the_demo(browser_page, chromium, screenshot, tmp_p
         added = periods[len(periods_before) :]
         assert [(p["version"], p["how"], p["request_id"]) for p in added] == [(challenger, "request", number)], added
 
+        demo.wait_for(f"email to alice@example.com: [Checkpoint] Your request #{number} was approved by bob: {moves}")
         applied = f"email to alice@example.com: [Checkpoint] Your request #{number} is applied: {moves}"
         output = demo.wait_for(applied)
         to_alice = saved_email(applied, output)
