@@ -226,7 +226,7 @@ class Services:
         runner = None
         if settings.evaluator != "off":
             limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
-            runner = Runner(sandbox.detect(), limits)
+            runner = Runner(sandbox.detect(), limits, settings.private_paths())
         lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
         lock = settings.data_dir / "evaluator.lock"
         diffs = BehaviourDiffs(store, workflow.registry_for, clock, runner, settings.evaluator, lock, lease, background.wake)
