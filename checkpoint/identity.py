@@ -97,6 +97,16 @@ def basic_username(header: str) -> str | None:
 GroupsOf = Callable[[str], frozenset[str]]
 
 
+def _address(value: str) -> str | None:
+    """Header mode's email header when it holds one well-formed address, else None: the value
+    becomes an email's ``To`` and is stored, so a list, a display name or a line break in it
+    (a proxy passing through what a user typed) is never used."""
+    from checkpoint.events.notifications.people import valid_address  # events imports identity
+
+    value = value.strip()
+    return value if value and valid_address(value) else None
+
+
 def no_groups(name: str) -> frozenset[str]:
     return frozenset()
 
@@ -166,7 +176,7 @@ class HeaderAuth:
         groups = frozenset(g.strip() for g in environ.get(groups_key, "").split(",") if g.strip())
         groups = groups or self.groups_of(name)
         is_admin = name in self.admins or bool(groups & self.admin_groups)
-        return User(name, environ.get(email_key) or None, groups, is_admin, verified=True)
+        return User(name, _address(environ.get(email_key, "")), groups, is_admin, verified=True)
 
 
 class MlflowAuth:

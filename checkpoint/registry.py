@@ -381,6 +381,16 @@ class Registry:
         self._read_rights.put(key, allowed)
         return allowed
 
+    def may_user_read(self, username: str, model: str) -> bool:
+        """Whether ``username`` may read ``model``: an MLflow admin reads everything, anyone
+        else as :meth:`user_can_read` says (asked with Checkpoint's account; no answer: no)."""
+        if self.user_can_read(username, model):
+            return True
+        try:
+            return self.is_admin(username)
+        except RegistryError:
+            return False
+
     def _can_manage_v2(self, username: str, model: str) -> bool:
         """MLflow 2.x: the grant ``username`` holds on ``model`` (the creator gets MANAGE); no grant
         means the server's default permission, which is never MANAGE in a governed set-up."""

@@ -125,7 +125,10 @@ class Services:
         policy, protection = settings.policy.rules, settings.policy.protection
         # Email: each event's rows are queued in its transaction too, for the people it concerns.
         smtp = Smtp.from_settings(settings)
-        recipients = Recipients(policy, settings.policy.people) if smtp is not None else None
+        may_read = None
+        if auth.mode == "mlflow":  # nobody hears of a model MLflow does not let them read
+            may_read = lambda name, model, workspace: registry.in_workspace(workspace).may_user_read(name, model)  # noqa: E731
+        recipients = Recipients(policy, settings.policy.people, may_read) if smtp is not None else None
         store = Store(
             sessions,
             subscribers=webhooks.subscribers,
@@ -226,7 +229,7 @@ class Services:
         runner = None
         if settings.evaluator != "off":
             limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
-            runner = Runner(sandbox.detect(), limits)
+            runner = Runner(sandbox.detect(), limits, settings.private_paths())
         lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
         lock = settings.data_dir / "evaluator.lock"
         diffs = BehaviourDiffs(store, workflow.registry_for, clock, runner, settings.evaluator, lock, lease, background.wake)

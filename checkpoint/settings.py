@@ -569,6 +569,25 @@ class Settings:
         env = os.environ if env is None else env
         return cls(registry_url=registry_url, data_dir=Path(), database_url="", secret_key="", environ=env, **sections(env))
 
+    def private_paths(self) -> tuple[Path, ...]:
+        """Every path on this machine holding what only Checkpoint may read: the data directory
+        (generated secret and audit keys, lock files), an SQLite database's directory (with its
+        journal), the audit key file, the policy file, and the MLflow and PostgreSQL credential
+        files of Checkpoint's user. Runs of model code (runtime/sandbox.py) see none of them."""
+        paths = [self.data_dir, *(p for p in (self.audit_key_path, self.policy_file) if p)]
+        if self.environ is not None and self.environ.get("CHECKPOINT_AUDIT_KEY_FILE", "").strip():
+            paths.append(Path(self.environ["CHECKPOINT_AUDIT_KEY_FILE"].strip()).expanduser())
+        if self.database_url.startswith("sqlite"):
+            from sqlalchemy.engine import make_url
+
+            database = make_url(self.database_url).database
+            if database and database != ":memory:":
+                paths.append(Path(database).parent)
+        home = Path.home()
+        paths += [home / ".mlflow", home / ".pgpass", home / ".netrc", home / ".databrickscfg"]
+        absolute = {p.expanduser().absolute() for p in paths if str(p) not in ("", ".")}
+        return tuple(sorted(absolute))
+
     def with_policy(self) -> Settings:
         """Read the policy file into :attr:`policy`, unless done: once per process tree, since
         `checkpoint serve` reads it in the master and the workers inherit it."""

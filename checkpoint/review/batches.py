@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from checkpoint.registry import Registry, RegistryError
 from checkpoint.review import changes
 from checkpoint.review.changes import Change
+from checkpoint.review.changes.base import _q
 from checkpoint.review.policy import Rule, Status
 from checkpoint.review.workflow_base import WorkflowError
 from checkpoint.storage.entities import PromoteRequest
@@ -143,15 +144,19 @@ def strictest(rules: Sequence[Rule]) -> Rule:
 
 @dataclass(frozen=True)
 class Undo:
-    """What puts one applied change back: the compensating changes, in the order they run."""
+    """What puts one applied change back: the compensating changes, in the order they run, and
+    what each one's target holds once the change applied (``expect``, read off the change, not
+    from MLflow). An undo step runs only while its target still holds that: a target somebody
+    moved since is theirs now, and is left alone."""
 
     steps: tuple[Change, ...]
+    expect: tuple[object, ...] = ()
 
 
 def undo(change: Change, registry: Registry) -> Undo:
     """The changes that put MLflow back as it is now, should ``change`` be applied and then need
     reverting: read right before it applies. A copy's undo is known only after it applied
-    (:func:`undo_created`)."""
+    (:func:`apply`)."""
     ws = {"workspace": change.workspace}
     if isinstance(change, changes.SetAlias | changes.DeleteAlias):
         holder = registry.alias_holder(change.name, change.alias)
@@ -185,18 +190,46 @@ def undo(change: Change, registry: Registry) -> Undo:
             if not exc.not_found:
                 raise
             existed = False
-        # The created version is deleted (found after the apply); a model the copy created goes too.
+        # The created version is deleted (known once it applied); a model the copy created goes too.
         return Undo(() if existed else (changes.DeleteModel(change.name, **ws),))
     raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"a {change.kind} change cannot be undone")
 
 
-def undo_created(change: Change, registry: Registry, before: Undo, newest_before: str | None) -> Undo:
-    """A copy's undo once it applied: delete the version it created (the newest one, above the
-    newest before it), then whatever :func:`undo` said (the model, if the copy created it)."""
-    if not isinstance(change, changes.CreateVersion):
-        return before
-    newest = registry.latest_version(change.name)
-    if newest is None or (newest_before is not None and int(newest.version) <= int(newest_before)):
-        return before
-    delete = changes.DeleteVersion(change.name, version_=newest.version, workspace=change.workspace)
-    return Undo((delete, *before.steps))
+def apply(change: Change, registry: Registry) -> tuple[str, Undo]:
+    """Apply ``change``; its result, and the undo of exactly what it did (a copy: the version
+    MLflow answered it created, never "the newest one", which another account may have made)."""
+    before = undo(change, registry)
+    if isinstance(change, changes.CreateVersion):
+        created = change.create(registry)
+        delete = changes.DeleteVersion(change.name, version_=created.version, workspace=change.workspace)
+        # The version still the one created; the model (if the copy created it) holding no other version.
+        expect = ((created.source, created.run_id), *(() for _ in before.steps))
+        return change.said(created), Undo((delete, *before.steps), tuple(expect))
+    result = change.apply(registry)
+    if isinstance(change, changes.SetAlias | changes.DeleteAlias):
+        left: tuple[object, ...] = (change.version if isinstance(change, changes.SetAlias) else None,)
+    elif isinstance(change, changes.Transition):
+        left = (change.stage.lower(), *("archived" for _ in before.steps[1:]))
+    else:  # a tag: its new value, or none
+        left = (None if isinstance(change, changes.DeleteTag) else change.value,)  # type: ignore[attr-defined]
+    return result, Undo(before.steps, left)
+
+
+def held(step: Change, registry: Registry) -> object:
+    """What ``step``'s target holds now, as :attr:`Undo.expect` says it (to compare with it)."""
+    if isinstance(step, changes.SetAlias | changes.DeleteAlias):
+        holder = registry.alias_holder(step.name, step.alias)
+        return holder.version if holder else None
+    if isinstance(step, changes.Transition | changes.DeleteVersion):
+        try:
+            version = registry.version(step.name, step.version)
+        except RegistryError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return version.stage.lower() if isinstance(step, changes.Transition) else (version.source, version.run_id)
+    if isinstance(step, changes.SetTag):
+        return step._tags(registry).get(step.key)
+    if isinstance(step, changes.DeleteModel):
+        return tuple(v.version for v in registry.search_versions(f"name = '{_q(step.name)}'"))
+    raise WorkflowError(400, "INVALID_PARAMETER_VALUE", f"a {step.kind} step has no target to compare")

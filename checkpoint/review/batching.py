@@ -4,7 +4,9 @@ A batch is one request: reviewed once, under every change's rule (``Workflow.ref
 each; ``Checking.status`` combines them), each change's checks run. It applies in order, all or
 nothing: before each change, what would undo it is read from MLflow (``batches.undo``); if a
 change fails, the ones already applied are undone in reverse order, each compensation recorded
-as a ``change_reverted`` event, and the request ends ``failed`` saying what happened. A retry
+as a ``change_reverted`` event, and the request ends ``failed`` saying what happened. An undo
+never overwrites a target somebody moved after the batch applied it: that step is left alone
+and recorded ("could not undo … moved since"), in the log and the failure reason. A retry
 goes through ``failed → approved → applying`` like any request (one conditional transition wins),
 and a change already true in MLflow is not applied twice.
 """
@@ -163,10 +165,7 @@ class Batching(Applying):
                     results.append(f"{step}: {said}")
                     self._batch_event(request_id, actor, EventKind.CHANGE_APPLIED, i, change, said, already_true=True)
                     continue
-                undo = batches.undo(change, registry)
-                newest = registry.latest_version(change.name) if change.kind == "create_version" else None
-                result = change.apply(registry)
-                undo = batches.undo_created(change, registry, undo, newest.version if newest else None)
+                result, undo = batches.apply(change, registry)
             except Exception as exc:  # any failure reverts what applied; a bug too
                 if not isinstance(exc, RegistryError):
                     log.exception("batch request #%s: %s failed unexpectedly", request_id, step)
@@ -227,9 +226,15 @@ class Batching(Applying):
         self._batch_event(request_id, actor, EventKind.CHANGE_FAILED, failed_at, change, error)
         reverted, stuck = [], []
         for i, applied, undo in reversed(done):
-            for step in undo.steps:
+            for n, step in enumerate(undo.steps):
                 try:
-                    step.apply(self.registry_for(step.workspace))
+                    registry = self.registry_for(step.workspace)
+                    if n < len(undo.expect) and (now := batches.held(step, registry)) != undo.expect[n]:
+                        moved = f"change {i + 1}: could not undo {step.describe()}: moved since it was applied, left as it is"
+                        stuck.append(moved)
+                        self._batch_event(request_id, actor, EventKind.REVERT_FAILED, i, step, moved, of=applied, now=str(now))
+                        continue
+                    step.apply(registry)
                 except Exception as undo_exc:  # noqa: BLE001 - every other compensation is still tried
                     stuck.append(f"change {i + 1}: {step.describe()} failed: {undo_exc}")
                     self._batch_event(request_id, actor, EventKind.REVERT_FAILED, i, step, str(undo_exc), of=applied)

@@ -11,8 +11,12 @@ process that gets:
   Checkpoint are unreachable), its own PID namespace with its own ``/proc`` (Checkpoint's
   processes and their ``environ`` are not visible), and, when Checkpoint runs as root, an
   unprivileged user (``nobody``), so that files only Checkpoint's user may read stay unread;
+* its own mount namespace, set up by ``jail.py`` (its PID 1): fresh tmpfs over ``/run``,
+  ``/tmp``, ``/var/tmp``, ``/dev/shm``, Checkpoint's private paths covered, the job directory
+  read-only but for its scratch home, and mounts the run cannot undo;
 * resource limits (``prlimit``): address space, CPU seconds, the size of a file it writes;
-* a wall-clock deadline, after which its whole process group is killed;
+* a wall-clock deadline, after which its PID namespace is killed whole (its init, and with it
+  every process in it, whatever session or group a process moved itself to);
 * its answer read back as bytes, at most ``output_bytes`` of them (more is an error), and
   only the tail of what it prints on stderr.
 
@@ -23,12 +27,14 @@ isolation is ``none``: Checkpoint says so in its log at start and on every resul
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pwd
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +49,33 @@ STDERR_TAIL = 8192  # bytes of a run's stderr kept (for the reason of a failure)
 _NAMESPACES = ("--net", "--pid", "--fork", "--mount-proc", "--kill-child")
 _running: set[subprocess.Popen] = set()  # this process's runs under way (ended by stop_all)
 _running_lock = threading.Lock()
+
+
+JAIL = Path(__file__).with_name("jail.py")
+FRESH = ("/run", "/tmp", "/var/tmp", "/dev/shm")  # each run gets its own, empty
+
+
+@dataclass(frozen=True)
+class View:
+    """What of the filesystem one run sees differently: its job directory (read-only), the
+    directories in it that it may write, and Checkpoint's private paths (hidden)."""
+
+    readonly: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()
+
+    def spec(self, isolation: Isolation, limits: Limits, cwd: Path) -> str:
+        return json.dumps(
+            {
+                "cwd": str(cwd),
+                "tmpfs": list(FRESH),
+                "hide": [str(p) for p in self.hidden],
+                "readonly": [str(p) for p in self.readonly],
+                "writable": [str(p) for p in self.writable],
+                "own_user": isolation.mode == "user-namespaces",
+                "tmpfs_bytes": limits.file_bytes,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -161,9 +194,15 @@ def run(
     env: Mapping[str, str],
     limits: Limits,
     isolation: Isolation,
+    view: View | None = None,
 ) -> Outcome:
-    """Run ``argv`` isolated and limited; never raises for what the program does."""
-    command = [*isolation.prefix[: _split(isolation)], *limits.prlimit(), *isolation.prefix[_split(isolation) :], *argv]
+    """Run ``argv`` isolated and limited; never raises for what the program does. Isolated, it
+    runs under ``jail.py`` with ``view`` (by default: only the fresh scratch directories)."""
+    split = _split(isolation)
+    jail: list[str] = []
+    if isolation.isolated:
+        jail = [sys.executable, "-I", "-S", str(JAIL), (view or View()).spec(isolation, limits, cwd)]
+    command = [*isolation.prefix[:split], *jail, *limits.prlimit(), *isolation.prefix[split:], *argv]
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -246,6 +285,17 @@ def _split(isolation: Isolation) -> int:
 
 
 def _kill(process: subprocess.Popen) -> None:
+    """Kill the run's PID namespace (its init, ``unshare``'s child: the kernel then kills every
+    process in it), then ``unshare`` and its process group (the run, where not isolated)."""
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for pid in children:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

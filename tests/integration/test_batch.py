@@ -293,3 +293,63 @@ def test_a_batch_cut_short_by_a_crash_is_reconciled_failed_naming_what_is_missin
     steps = [(e["data"]["index"], bool(e["data"].get("already_true"))) for e in done["events"] if e["kind"] == "change_applied"]
     assert steps == [(0, True), (1, False)]
     assert direct.get_registered_model(b).aliases == {"champion": b2}
+
+
+def test_a_revert_leaves_alone_what_another_account_moved_and_deletes_only_the_copy_it_made(
+    sqlite_checkpoint, mlflow_server, monkeypatch
+):
+    """A batch sets a's champion, copies into an existing prod.* model and into a new one, then
+    fails on its fourth change. In between, another account (straight to MLflow) moves a's
+    champion on, and registers a version of its own in both prod.* models. The revert must not
+    put a's champion back over theirs, must delete exactly the two versions the batch created
+    (not "the newest"), and must not delete the new model now that it holds their version."""
+    base, direct = sqlite_checkpoint.url, _direct(mlflow_server)
+    a, (a1, a2, a3) = make_model(mlflow_server.url, versions=3)
+    c, (c1, c2) = make_model(mlflow_server.url)
+    prod, fresh = f"prod.{unique('copy')}", f"prod.{unique('new')}"
+    direct.set_registered_model_alias(a, "champion", a1)
+    direct.set_registered_model_alias(c, "champion", c1)
+    direct.create_registered_model(prod)
+    direct.copy_model_version(f"models:/{a}/{a1}", prod)
+    changes = [
+        {"kind": "set_alias", "name": a, "alias": "champion", "version": a2},
+        {"kind": "create_version", "name": prod, "source": f"models:/{a}/{a2}"},
+        {"kind": "create_version", "name": fresh, "source": f"models:/{a}/{a2}"},
+        {"kind": "set_alias", "name": c, "alias": "champion", "version": c2},
+    ]
+    request = _open(base, changes, title="Release 13").json()
+    original, made = Registry.create_version, []
+
+    def create_then_interfere(self, body):
+        created = original(self, body)
+        made.append((created.name, created.version))
+        if len(made) == 2:  # both copies landed: the other account acts, then c goes away
+            direct.set_registered_model_alias(a, "champion", a3)
+            theirs.extend(direct.copy_model_version(f"models:/{a}/{a3}", m).version for m in (prod, fresh))
+            direct.rename_registered_model(c, f"{c}-away")
+        return created
+
+    theirs: list[str] = []
+    monkeypatch.setattr(Registry, "create_version", create_then_interfere)
+    failed = api(base, "POST", f"/requests/{request['id']}/reviews", user="alice", json={"verdict": "approve"}).json()
+    monkeypatch.setattr(Registry, "create_version", original)
+    direct.rename_registered_model(f"{c}-away", c)
+    assert failed["state"] == "failed", failed["state_reason"]
+    reason = failed["state_reason"]
+    print("\n", reason)
+    assert f"change 1: could not undo moving alias 'champion' of '{a}' to version {a1}: moved since it was applied" in reason
+    assert f"change 3: could not undo deleting registered model '{fresh}' with all its versions: moved since" in reason
+
+    # Read from MLflow directly: their champion stands, their versions stand, the batch's copies are gone.
+    assert direct.get_registered_model(a).aliases == {"champion": a3}
+    prod_versions = sorted(v.version for v in direct.search_model_versions(f"name='{prod}'"))
+    fresh_versions = sorted(v.version for v in direct.search_model_versions(f"name='{fresh}'"))
+    ours = {name: version for name, version in made}
+    assert ours[prod] not in prod_versions and theirs[0] in prod_versions and len(prod_versions) == 2
+    assert fresh_versions == [theirs[1]] and ours[fresh] != theirs[1]
+    events = failed["events"]
+    stuck = [e["data"] for e in events if e["kind"] == "revert_failed"]
+    assert [d["index"] for d in stuck] == [2, 0], stuck  # the new model's delete, then a's alias
+    assert all("moved since it was applied" in d["result"] for d in stuck)
+    reverted = [(e["data"]["index"], e["data"]["change"]["kind"]) for e in events if e["kind"] == "change_reverted"]
+    assert reverted == [(2, "delete_version"), (1, "delete_version")]

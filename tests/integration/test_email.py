@@ -390,3 +390,46 @@ def test_markup_in_a_model_name_title_description_comment_and_review_stays_text(
     (approved,) = [r for r in received if "approved" in r.subject]
     assert "<svg" not in approved.part("html") and "by dave" in approved.subject
     assert all(r.subject.startswith("[Checkpoint] ") and change in r.subject for r in received)
+
+
+# -- what people typed never becomes a header ---------------------------------------------
+
+
+def test_a_line_break_in_a_model_name_or_a_stored_address_never_becomes_a_header(rooms, sink, clock, sqlite_url):
+    """A model name with CR/LF gives a one-line subject and no extra recipient; an address stored
+    with a line break (before sign-in headers were checked) makes a letter no message can carry:
+    it is dropped and recorded at once, never retried, and the other letters go out."""
+    room = rooms(sqlite_url)
+    room.store.remember_email("bob", "bob@example.com\r\nBcc: eve@example.com")
+    item, created = room.store.open_request(
+        author="alice",
+        dedupe_key="crlf",
+        event_data={"title": "t"},
+        kind="set_alias",
+        model_name="fraud-x\r\nBcc: eve@example.com",
+        version="3",
+        target="alias:champion",
+        change={},
+        title="t\r\nX-Evil: 1",
+        description="",
+        challenger={},
+        champion=None,
+        named_reviewers=["bob"],
+        rule_name="fraud",
+    )
+    assert created
+    sent = room.sender.run()
+    assert len(sent.delivered) == 3 and len(sent.failed) == 1 and not sent.retrying
+    assert sorted(addressed(sink)) == ["dave@example.com", "erin@example.com", "frank@example.com"]
+    for received in sink.received:
+        head = received.message.as_bytes().split(b"\n\n", 1)[0]
+        names = {line.split(b":", 1)[0].lower() for line in head.splitlines() if not line[:1].isspace()}
+        assert not names & {b"bcc", b"x-evil"} and "eve@example.com" not in received.to, head
+        line = f"[Checkpoint] alice asks for your review on #{item.id}: fraud-x Bcc: eve@example.com v3"
+        assert received.subject.startswith(line)
+    rows, _ = room.store.list_deliveries(request_id=item.id)
+    (bob,) = [d for d in rows if d.webhook == "email:bob"]
+    assert bob.status == "failed" and bob.last_error.startswith("dropped: the message could not be built"), bob
+    clock.advance(timedelta(days=1))
+    again = room.sender.run()
+    assert again.delivered == [] and again.failed == [] and again.retrying == []

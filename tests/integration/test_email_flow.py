@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.errors import ConfigError
 from tests.support.apps import background_task, live
+from tests.support.auth import ADMIN, as_user, grant, mlflow_mode
 from tests.support.clock import MovableClock
 from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
@@ -141,3 +143,38 @@ def test_smtp_settings_are_checked_at_start(mlflow_server, tmp_path):
         create_app({**base, "smtp_host": "127.0.0.1", "smtp_from": "cp@example.com"})
     with pytest.raises(ConfigError, match="CHECKPOINT_SMTP_SECURITY='ssl'"):
         create_app({**base, "public_url": PUBLIC, "smtp_host": "smtp.example.com", "smtp_security": "ssl"})
+
+
+def test_in_mlflow_mode_a_mention_never_mails_a_model_to_someone_who_cannot_read_it(auth_mlflow, sink, tmp_path, monkeypatch):
+    """alice may edit the model, bob reads it (the server's default), carol is denied it in
+    MLflow: alice's @mentions and her comment reach bob only. The delivery rows, read from the
+    database directly, hold none for carol."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({"people": POLICY["people"], "rules": [{"name": "mailed", "models": ["mailed-*"]}]}))
+    database_url = migrated_sqlite(tmp_path)
+    config = mlflow_mode(auth_mlflow, database_url, tmp_path, policy_file=policy, public_url=PUBLIC, background=False)
+    application = create_app({**config, **sink.config()}, clock=MovableClock(datetime.now(UTC)))
+    send = background_task(application, "email")
+    name, (_, v2) = make_model(auth_mlflow.url, unique("mailed"))
+    grant(auth_mlflow.url, "alice", name, "EDIT")
+    grant(auth_mlflow.url, "carol", name, "DENY")
+    with live(application, database_url) as served:
+        base = f"{served.url}/checkpoint/api/v1"
+        change = {"kind": "set_alias", "name": name, "alias": "champion", "version": v2}
+        body = {"change": change, "title": "secret launch", "description": "@carol @bob have a look"}
+        opened = requests.post(f"{base}/requests", auth=as_user("alice"), json=body, timeout=30)
+        assert opened.status_code == 201, opened.text
+        request_id = opened.json()["id"]
+        assert requests.get(f"{base}/requests/{request_id}", auth=as_user("carol"), timeout=30).status_code == 404
+        said = requests.post(
+            f"{base}/requests/{request_id}/comments", auth=as_user("alice"), json={"body": "@carol?"}, timeout=30
+        )
+        assert said.status_code == 201, said.text
+        send()
+        assert [r.to[0] for r in sink.received] == ["bob@example.com"]
+        assert "secret launch" not in "".join(r.part("plain") for r in sink.received if r.to[0] != "bob@example.com")
+        with sa.create_engine(database_url).connect() as conn:
+            boxes = conn.execute(sa.text("SELECT webhook FROM deliveries WHERE request_id = :i"), {"i": request_id}).scalars()
+            assert sorted(set(boxes)) == ["email:bob"]

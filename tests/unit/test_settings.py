@@ -532,3 +532,21 @@ def test_commands_that_only_read_the_database_need_no_registry(tmp_path):
         Settings.from_env(env)
     with pytest.raises(SettingsError, match="is not an http"):  # given, it is still checked
         Settings.from_env({**env, "CHECKPOINT_REGISTRY_URL": "127.0.0.1:5001"}, registry_required=False)
+
+
+def test_private_paths_name_every_place_of_secrets(tmp_path):
+    """What model runs must not see (runtime/jail.py covers each): one list, from the settings."""
+    env = {
+        "CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5000",
+        "CHECKPOINT_DATA_DIR": str(tmp_path / "data"),
+        "CHECKPOINT_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'checkpoint.db'}",
+        "CHECKPOINT_AUDIT_KEY_FILE": str(tmp_path / "keys" / "audit"),
+    }
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "audit").write_text("a" * 64 + "\n")
+    paths = Settings.from_env(env).private_paths()
+    for private in ("data", "db", "keys/audit"):
+        assert tmp_path / private in paths
+    assert Path.home() / ".mlflow" in paths
+    postgres = Settings.from_env({**env, "CHECKPOINT_DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1/db"})
+    assert tmp_path / "db" not in postgres.private_paths()

@@ -6,6 +6,7 @@ HTML unescaped). Built only from stored rows (``Outgoing``), so a retry sends th
 from __future__ import annotations
 
 import email.policy
+import unicodedata
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -106,6 +107,14 @@ def entry(item: Item, public_url: str | None) -> Entry:
     )
 
 
+def one_line(text: str) -> str:
+    """``text`` for a header: every control character (CR, LF, tab, NUL, Unicode line and
+    paragraph separators...) a space, runs of spaces one. A model name or a title holding CR/LF
+    must not start a header of its own (``Bcc:``)."""
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    return " ".join(cleaned.split())
+
+
 def compose(letter: Letter, sender: str, public_url: str | None) -> EmailMessage:
     """The message for ``letter`` (one event, or a digest of several), from ``sender``."""
     entries = [entry(i, public_url) for i in letter.items]
@@ -121,7 +130,7 @@ def compose(letter: Letter, sender: str, public_url: str | None) -> EmailMessage
         "preferences": urls.link(public_url, PREFERENCES_PATH),
     }
     message = EmailMessage(policy=_POLICY)
-    message["Subject"] = subject.replace("\n", " ")[:250]
+    message["Subject"] = one_line(subject)[:250]
     message["From"] = sender
     message["To"] = letter.address
     message["Date"] = format_datetime(letter.items[-1].outgoing.event.created_at)

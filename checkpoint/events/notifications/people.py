@@ -47,7 +47,10 @@ class People:
 
 
 def valid_address(value: str) -> bool:
-    return len(value) <= ADDRESS_MAX and _ADDRESS.fullmatch(value) is not None
+    """One bare address (no display name, no list), without control characters."""
+    if len(value) > ADDRESS_MAX or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return False
+    return _ADDRESS.fullmatch(value) is not None
 
 
 def parse(people: object, groups: object) -> People:

@@ -10,14 +10,19 @@
 
 Nobody is emailed about what they did themselves. Reasons, in the order a person's first one
 wins: ``awaited``, ``author``, ``mentioned``.
+
+An email carries the request's content (its title, model, comments). In ``mlflow`` identity
+mode, where MLflow decides who may read a model, nobody is emailed about a model MLflow does not
+let them read (``may_read``): an @mention or a named reviewer is not a way to show it to them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from checkpoint.events.notifications.people import People
-from checkpoint.review import mentions
+from checkpoint.review import mentions, visibility
 from checkpoint.review.policy import Policy
 from checkpoint.storage.entities import EventKind
 from checkpoint.storage.mail import Happening, Recipient
@@ -28,10 +33,15 @@ REASONS = (AWAITED, AUTHOR, MENTIONED)
 TO_AUTHOR = frozenset({EventKind.APPROVED, EventKind.REJECTED, EventKind.APPLIED, EventKind.APPLY_FAILED, EventKind.COMMENTED})
 
 
+# (user name, model, MLflow workspace) -> whether MLflow lets that user read the model.
+MayRead = Callable[[str, str, str], bool]
+
+
 @dataclass(frozen=True)
 class Recipients:
     policy: Policy
     people: People
+    may_read: MayRead | None = None  # mlflow mode: only people who may read the model hear of it
 
     def __call__(self, happening: Happening) -> list[Recipient]:
         request = happening.request
@@ -41,7 +51,7 @@ class Recipients:
 
         def add(names: tuple[str, ...] | list[str], reason: str) -> None:
             for name in self.people.expand(names):
-                if name and name != happening.actor:
+                if name and name != happening.actor and self._may_read(name, request):
                     found.append(Recipient(name, self.people.address(name), reason))
 
         kind, data = happening.kind, happening.data
@@ -59,3 +69,10 @@ class Recipients:
         if kind == EventKind.EDITED and isinstance(data.get("mentioned"), list):
             add([str(n) for n in data["mentioned"]], MENTIONED)
         return found
+
+    def _may_read(self, name: str, request) -> bool:
+        """Whether ``name`` may read every model the request touches (its own, a copy's source)."""
+        if self.may_read is None:
+            return True
+        workspace = getattr(request, "workspace", "") or ""
+        return all(self.may_read(name, model, workspace) for model in visibility.change_models(request))

@@ -11,6 +11,7 @@ Message-ID, which mail systems use to drop the copy. A failure is tried again af
 
 from __future__ import annotations
 
+import email.errors
 import logging
 import time
 from dataclasses import dataclass
@@ -64,7 +65,15 @@ class MailSender:
     def _send(self, letter: Letter) -> str:
         attempts = max(i.outgoing.delivery.attempts for i in letter.items)
         try:
-            send(self.smtp, compose(letter, self.smtp.sender, self.public_url))
+            message = compose(letter, self.smtp.sender, self.public_url)
+        except (ValueError, TypeError, LookupError, email.errors.MessageError) as exc:
+            # Stored data no message can carry (an address with a line break, from before it was
+            # checked): trying again would fail the same way, and must not stop the other letters.
+            log.warning("email to %s: dropped, the message could not be built: %s", letter.person, exc)
+            self.store.mail_done(letter.ids, None, f"dropped: the message could not be built ({type(exc).__name__}: {exc})"[:500])
+            return "failed"
+        try:
+            send(self.smtp, message)
         except SendFailed as exc:
             if not exc.transient or attempts >= MAX_ATTEMPTS:
                 log.warning("email to %s: failed for good after %d attempts: %s", letter.person, attempts, exc)

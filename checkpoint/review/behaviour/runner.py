@@ -10,6 +10,7 @@ input examples (``MLmodel`` and the example files), never the other model's code
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -24,6 +25,8 @@ from checkpoint.runtime import sandbox
 CHILD = Path(sandbox.__file__).with_name("evaluator_child.py")
 MAX_ROWS = 1000  # rows of an input example that are run
 MAX_MODEL_BYTES = 2 << 30  # a version's files larger than this are not downloaded
+MAX_SECONDS = 86400.0  # a duration a run reports beyond this is forged (the deadline is far shorter)
+MAX_COLUMNS = 10000  # values in one row of predictions (a class-probability row)
 EXAMPLE_FILES = ("MLmodel", "input_example.json", "serving_input_example.json")
 
 
@@ -37,6 +40,7 @@ class Runner:
 
     isolation: sandbox.Isolation
     limits: sandbox.Limits
+    hidden: tuple[Path, ...] = ()  # Checkpoint's private paths (Settings.private_paths)
 
     def run(self, registry: Registry, versions: dict[str, Version | None]) -> dict[str, dict | None]:
         """Each existing side's answer (see :func:`read_answer`); None for a missing side."""
@@ -74,6 +78,7 @@ class Runner:
             env=sandbox.scrubbed_env(home),
             limits=self.limits,
             isolation=self.isolation,
+            view=sandbox.View(readonly=(place,), writable=(home,), hidden=self.hidden),
         )
         return read_answer(outcome, set(present))
 
@@ -106,8 +111,9 @@ def download(registry: Registry, version: Version, into: Path) -> None:
 
 def read_answer(outcome: sandbox.Outcome, examples: set[str]) -> dict:
     """A run's answer, checked field by field (it is whatever the model's code made of it):
-    ``{"error"}`` when the model could not be run, else ``{"load_seconds", "examples": {name:
-    {"rows", "predictions", "seconds"} | {"error"} | {"unreadable"}}}``."""
+    ``{"error"}`` when the model could not be run or its answer is not one the evaluator could
+    have written, else ``{"load_seconds", "examples": {name: {"rows", "predictions", "seconds"}
+    | {"error"} | {"unreadable"}}}``."""
     if outcome.problem:
         return {"error": f"{outcome.problem}{_tail(outcome)}"}
     if outcome.returncode != 0:
@@ -125,13 +131,48 @@ def read_answer(outcome: sandbox.Outcome, examples: set[str]) -> dict:
             elif "unreadable" in got or "error" in got:
                 answers[name] = {k: _text(v) for k, v in got.items() if k in ("unreadable", "error")}
             else:
-                predictions = got["predictions"]
-                if not isinstance(predictions, list) or not isinstance(got["rows"], int):
-                    raise TypeError("predictions must be a list and rows a number")
-                answers[name] = {"rows": got["rows"], "predictions": predictions, "seconds": float(got["seconds"])}
-        return {"load_seconds": float(load["seconds"]), "examples": answers}
+                answers[name] = {
+                    "rows": _rows(got["rows"]),
+                    "predictions": _predictions(got["predictions"]),
+                    "seconds": _seconds(got["seconds"]),
+                }
+        return {"load_seconds": _seconds(load["seconds"]), "examples": answers}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return {"error": f"the evaluator's answer was malformed ({type(exc).__name__}: {str(exc)[:200]})"}
+
+
+def _seconds(value: object) -> float:
+    """A duration the run reports: a finite number of seconds, from 0 to a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a duration must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise ValueError(f"a duration of {value!r} s is not possible")
+    return float(value)
+
+
+def _rows(value: object) -> int:
+    """The rows an input example had: at most the rows the evaluator runs."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"rows must be a number, not {type(value).__name__}")
+    if not 0 <= value <= MAX_ROWS:
+        raise ValueError(f"{value!r} rows is not possible (0 to {MAX_ROWS})")
+    return value
+
+
+def _predictions(value: object) -> list:
+    """One prediction per row, at most ``MAX_ROWS``: each a plain value or a flat list of them."""
+    if not isinstance(value, list):
+        raise TypeError("predictions must be a list")
+    if len(value) > MAX_ROWS:
+        raise ValueError(f"{len(value):,} predictions is over the {MAX_ROWS} rows the evaluator runs")
+    for item in value:
+        if not _plain(item) and not (isinstance(item, list) and len(item) <= MAX_COLUMNS and all(map(_plain, item))):
+            raise TypeError(f"a prediction must be a number, a string or a flat list of them, not {str(item)[:60]}")
+    return value
+
+
+def _plain(value: object) -> bool:
+    return value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 1000)
 
 
 def _text(value) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from checkpoint.registry import Registry, RegistryError
+from checkpoint.registry import Registry, RegistryError, Version
 from checkpoint.review.changes.base import Change, _q, _version_or_none
 from checkpoint.review.changes.parsing import ChangeError, ModelsRef, parse_models_uri
 from checkpoint.review.governance import Governance
@@ -163,13 +163,20 @@ class CreateVersion(Change):
             raise
 
     def apply(self, registry):
+        return self.said(self.create(registry))
+
+    def create(self, registry) -> Version:
+        """Register the version (and the model, if it does not exist); MLflow's record of it,
+        so that a batch's undo deletes exactly this version and no other."""
         try:
             registry.model(self.name)
         except RegistryError as exc:
             if not exc.not_found:
                 raise
             registry.create_model(self.name)
-        created = registry.create_version({**self.body, "name": self.name, "source": self.resolved_source(registry)})
+        return registry.create_version({**self.body, "name": self.name, "source": self.resolved_source(registry)})
+
+    def said(self, created: Version) -> str:
         return f"'{self.name}' version {created.version} created from {created.source}"
 
 

@@ -4,6 +4,7 @@ refusals, and the sign-in's groups read from the policy where the identity carri
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,13 +13,14 @@ import pytest
 from checkpoint import identity
 from checkpoint.errors import ConfigError
 from checkpoint.events.notifications import People, Recipients, parse_people
+from checkpoint.events.notifications.message import compose
 from checkpoint.events.notifications.sender import MAX_BACKOFF, delay
 from checkpoint.policy_file import from_env
 from checkpoint.review.mentions import mentioned, newly_mentioned
 from checkpoint.review.policy import Policy, Rule
 from checkpoint.settings import Settings
-from checkpoint.storage.entities import PromoteRequest
-from checkpoint.storage.mail import Happening
+from checkpoint.storage.entities import Delivery, Event, Outgoing, PromoteRequest
+from checkpoint.storage.mail import Happening, Item, Letter
 
 GOOD = {"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5001", "CHECKPOINT_PUBLIC_URL": "https://cp.example.com"}
 SMTP = {"CHECKPOINT_SMTP_HOST": "smtp.example.com", "CHECKPOINT_SMTP_FROM": "checkpoint@example.com"}
@@ -248,3 +250,64 @@ def test_a_webhook_may_not_take_the_outbox_s_name_for_email():
 
     with pytest.raises(ConfigError, match="names starting with email: are the outbox's own"):
         parse([{"name": "email:bob", "url": "http://127.0.0.1:9/hook", "events": ["*"]}], {})
+
+
+def test_in_mlflow_mode_only_people_who_may_read_the_model_are_emailed():
+    """An @mention, a named reviewer or a group must not carry a request to someone MLflow does
+    not let read the model: the hook asks (user, model, workspace) for each."""
+    asked: list[tuple[str, str, str]] = []
+
+    def may_read(name: str, model: str, workspace: str) -> bool:
+        asked.append((name, model, workspace))
+        return name != "carol"
+
+    hook = Recipients(POLICY, PEOPLE, may_read)
+    happening = Happening("opened", "alice", {}, request(description="cc @carol @bob", workspace="team-a"))
+    got = [(r.person, r.reason) for r in hook(happening)]
+    assert got == [("bob", "awaited"), ("dave", "awaited"), ("erin", "awaited"), ("bob", "mentioned")]
+    assert ("carol", "fraud-detector", "team-a") in asked
+    comment = Happening("commented", "bob", {}, request(), "@carol look")
+    assert [r.person for r in hook(comment)] == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "fraud\r\nBcc: eve@example.com",
+        "fraud\nBcc: eve@example.com",
+        "fraud\rX-Evil: 1",
+        "fraud\x00\u2028Bcc: x",
+        "fraud\x85Bcc: y",
+    ],
+)
+def test_a_line_break_in_a_model_name_never_starts_a_header(model):
+    event = Event(id=1, request_id=7, model_name=model, actor="bob", kind="commented", data={}, created_at=NOW)
+    delivery = Delivery("d1", 1, "email:alice", 7, "pending", 1, NOW, None, "", NOW, None)
+    outgoing = Outgoing(delivery, event, request(model_name=model), "open", "hi")
+    message = compose(Letter("alice", "alice@example.com", (Item(outgoing, "author"),)), "cp@example.com", None)
+    head = message.as_bytes().split(b"\n\n", 1)[0]
+    names = [line.split(b":", 1)[0] for line in head.splitlines() if not line[:1].isspace()]
+    assert names == [b"Subject", b"From", b"To", b"Date", b"Message-ID", b"Auto-Submitted", b"MIME-Version", b"Content-Type"], (
+        head
+    )
+    assert message["Subject"].startswith("[Checkpoint] bob commented on your request #7: fraud ")
+    assert not any(ord(c) < 32 for c in message["Subject"])
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [
+        ("a@x.example", "a@x.example"),
+        (" a@x.example ", "a@x.example"),
+        ("a@x.example\r\nBcc: eve@x.example", None),
+        ("a@x.example, eve@x.example", None),
+        ("Alice <a@x.example>", None),
+        ("a@x.example\x00", None),
+        ("not-an-address", None),
+    ],
+)
+def test_header_mode_uses_the_email_header_only_when_it_is_one_address(header, kept):
+    proxy = (ipaddress.ip_network("127.0.0.1/32"),)
+    auth = identity.HeaderAuth(proxy, "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", frozenset(), frozenset())
+    environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_USER": "alice", "HTTP_X_FORWARDED_EMAIL": header}
+    assert auth.user(environ).email == kept

@@ -79,10 +79,11 @@ class Held:
         self.versions = {"1": ("Production", {"k": "old"}), "2": ("None", {}), "3": ("Production", {})}
         self.model_tags = {}
         self.exists = True
+        self.sources: dict[str, str] = {}
 
     def _v(self, number):
         stage, tags = self.versions[number]
-        return Version("m", number, stage, (), "run", "src", tags, 0)
+        return Version("m", number, stage, (), "run", self.sources.get(number, "src"), tags, 0)
 
     def alias_holder(self, name, alias):
         return self._v(self.aliases[alias]) if alias in self.aliases else None
@@ -100,6 +101,27 @@ class Held:
 
     def latest_version(self, name):
         return self._v(max(self.versions, key=int))
+
+    def search_versions(self, filter_string):
+        return [self._v(n) for n in self.versions]
+
+    # Writes, as MLflow answers them (the state is not changed but for a new version).
+    def create_model(self, name):
+        self.exists = True
+
+    def create_version(self, body):
+        number = str(max(map(int, self.versions)) + 1)
+        self.versions[number], self.sources[number] = ("None", {}), body["source"]
+        return self._v(number)
+
+    def set_alias(self, name, alias, version):
+        self.aliases[alias] = version
+
+    def transition_stage(self, *args):
+        pass
+
+    def delete_version_tag(self, *args):
+        pass
 
 
 def test_undo_puts_back_what_mlflow_held_before():
@@ -122,13 +144,29 @@ def test_undo_puts_back_what_mlflow_held_before():
     assert batches.undo(changes.SetTag("m", key="k", value="v"), held).steps == (changes.DeleteTag("m", key="k"),)
 
 
-def test_a_copy_is_undone_by_deleting_the_version_it_created_and_a_model_it_created():
+def test_a_copy_is_undone_by_deleting_exactly_the_version_it_created_and_a_model_it_created():
     held = Held()
     copy = changes.CreateVersion("m", source="models:/src/1", resolved="models:/src/1")
-    before = batches.undo(copy, held)
-    assert before.steps == ()
-    after = batches.undo_created(copy, held, before, "2")
-    assert after.steps == (changes.DeleteVersion("m", version_="3"),)
-    assert batches.undo_created(copy, held, before, "3").steps == ()  # nothing newer: nothing to delete
+    assert batches.undo(copy, held).steps == ()
+    result, after = batches.apply(copy, held)
+    # MLflow answered v4; another account registered v5 right after: v4 is the one to delete.
+    held.versions["5"] = ("None", {})
+    assert after.steps == (changes.DeleteVersion("m", version_="4"),) and after.expect == (("models:/src/1", "run"),)
+    assert result == "'m' version 4 created from models:/src/1"
+    assert batches.held(after.steps[0], held) == ("models:/src/1", "run")
     held.exists = False
     assert batches.undo(copy, held).steps == (changes.DeleteModel("m"),)
+    _, fresh = batches.apply(copy, held)
+    assert fresh.steps == (changes.DeleteVersion("m", version_="6"), changes.DeleteModel("m")) and fresh.expect[1] == ()
+
+
+def test_each_undo_step_expects_what_its_change_left():
+    held = Held()
+    _, alias = batches.apply(changes.SetAlias("m", alias="champion", version_="2"), held)
+    assert alias.expect == ("2",) and batches.held(alias.steps[0], held) == "2"
+    held.aliases["champion"] = "3"  # somebody moved it since
+    assert batches.held(alias.steps[0], held) == "3"
+    _, stage = batches.apply(changes.Transition("m", version_="2", stage="Production", archive_existing_versions=True), held)
+    assert stage.expect == ("production", "archived", "archived")
+    _, tag = batches.apply(changes.DeleteTag("m", version_="1", key="k"), held)
+    assert tag.expect == (None,)

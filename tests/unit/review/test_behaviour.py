@@ -101,7 +101,7 @@ def test_a_good_answer_is_read():
         (_outcome(b"not json"), "the evaluator's answer was malformed (JSONDecodeError"),
         (_outcome(b"[1, 2]"), "the evaluator's answer was malformed (TypeError"),
         (_outcome(b'{"load": {"error": "boom"}}'), "the model failed to load: boom"),
-        (_outcome(b'{"load": {"seconds": "x"}, "examples": {}}'), "the evaluator's answer was malformed (ValueError"),
+        (_outcome(b'{"load": {"seconds": "x"}, "examples": {}}'), "the evaluator's answer was malformed (TypeError"),
         (
             _outcome(b'{"load": {"seconds": 1}, "examples": {"champion": {"rows": 1, "predictions": "evil", "seconds": 1}}}'),
             "the evaluator's answer was malformed (TypeError: predictions must be a list",
@@ -111,6 +111,42 @@ def test_a_good_answer_is_read():
 def test_a_bad_answer_is_an_error_never_an_exception(outcome, error):
     got = read_answer(outcome, {"champion"})
     assert set(got) == {"error"} and got["error"].startswith(error), got
+
+
+def _forged(load_seconds: object = 1.0, **example: object) -> Outcome:
+    answer = {"rows": 2, "predictions": [1, 0], "seconds": 0.5, **example}
+    return _outcome(json.dumps({"load": {"seconds": load_seconds}, "examples": {"champion": answer}}).encode())
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (_forged(load_seconds=float("nan")), "ValueError: a duration of nan s is not possible"),
+        (_forged(load_seconds=float("inf")), "ValueError: a duration of inf s is not possible"),
+        (_forged(seconds=-0.5), "ValueError: a duration of -0.5 s is not possible"),
+        (_forged(seconds=10**9), "ValueError: a duration of 1000000000 s is not possible"),
+        (_forged(seconds=True), "TypeError: a duration must be a number, not bool"),
+        (_forged(seconds="0.5"), "TypeError: a duration must be a number, not str"),
+        (_forged(rows=-1), "ValueError: -1 rows is not possible"),
+        (_forged(rows=10**12), "ValueError: 1000000000000 rows is not possible"),
+        (_forged(rows=2.0), "TypeError: rows must be a number, not float"),
+        (_forged(rows=True), "TypeError: rows must be a number, not bool"),
+        (_forged(predictions=list(range(1001))), "ValueError: 1,001 predictions is over the 1000 rows"),
+        (_forged(predictions=[{"a": 1}]), "TypeError: a prediction must be a number"),
+        (_forged(predictions=[[[1]]]), "TypeError: a prediction must be a number"),
+        (_outcome(b'{"load": {"seconds": NaN}, "examples": {}}'), "ValueError: a duration of nan s"),
+    ],
+)
+def test_a_forged_answer_is_an_error_with_its_reason(outcome, reason):
+    """The answer comes from the model's own process: numbers no evaluator writes make the run an
+    error, never a result."""
+    got = read_answer(outcome, {"champion"})
+    assert set(got) == {"error"} and got["error"].startswith(f"the evaluator's answer was malformed ({reason}"), got
+
+
+def test_an_honest_answer_with_nan_predictions_and_probability_rows_is_kept():
+    got = read_answer(_forged(predictions=[float("nan"), [0.2, 0.8]]), {"champion"})
+    assert got["examples"]["champion"]["seconds"] == 0.5 and got["examples"]["champion"]["rows"] == 2
 
 
 def test_the_key_names_both_contents_and_the_inputs():
