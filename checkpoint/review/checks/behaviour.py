@@ -54,7 +54,9 @@ class BehaviourCheck(Check):
 
     def judge(self, shown: Mapping | None) -> Result:
         """The verdict on a request's diff as the API shows it (``BehaviourDiffs.view``)."""
-        if not shown or shown.get("state") in ("pending", "running"):
+        if shown is None:
+            return Result(ERROR, "this request changes no model version: there is no behavioural diff to judge")
+        if shown.get("state") in ("pending", "running"):
             return Result(PENDING, "waiting for the behavioural diff")
         if shown.get("state") == "error" and not (self.examples and (shown.get("examples") or {}).get("breaking")):
             return Result(ERROR, one_line(f"the behavioural diff failed: {shown.get('reason') or 'no reason given'}"))
