@@ -75,11 +75,23 @@ def probabilities(model):
     return method if callable(method) else None
 
 
+def signature_columns(model, frame) -> list[str] | None:
+    """The columns the model's signature names, when the dataset has them all (a dataset holds
+    slices and other columns a model does not take, as a serving request would not send them)."""
+    try:
+        schema = model.metadata.get_input_schema()
+        names = schema.input_names() if schema is not None and schema.has_input_names() else None
+    except Exception:  # noqa: BLE001 - no usable signature: every column is passed
+        return None
+    return [str(n) for n in names] if names and all(n in frame.columns for n in names) else None
+
+
 def predict_dataset(model, path: str, out: str) -> dict:
     """Predict every row of the features at ``path``; the answer written to ``out``."""
     import pandas as pd
 
     frame = pd.read_parquet(path)
+    frame = frame[inputs] if (inputs := signature_columns(model, frame)) else frame
     proba = probabilities(model)
     predictions: list = []
     probs: list | None = [] if proba is not None else None
