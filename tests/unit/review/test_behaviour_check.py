@@ -27,7 +27,7 @@ def check(text: str, number: str) -> BehaviourCheck:
         ("roc_auc >= champion - 0.005", "roc_auc", "pass", "holdout: roc_auc 0.95 ≥ champion 0.94 − 0.005 = 0.935"),
         ("roc_auc >= 0.96", "roc_auc", "fail", "holdout: roc_auc 0.95 is not ≥ 0.96"),
         ("agreement >= 0.95", "agreement", "pass", "holdout: agreement 0.97 ≥ 0.95"),
-        ("p95_latency_ms <= champion * 1.2", "p95_latency_ms", "fail", "holdout: p95_latency_ms 2.6 is not ≤ champion 2 × 1.2 = 2.4"),
+        ("p95_latency_ms <= champion * 1.2", "p95_latency_ms", "fail", "holdout: p95_latency_ms 2.6 is not ≤ champion 2 ×"),
         ("f1 >= 0.5", "f1", "fail", "f1 on holdout is not measured"),
         ("correlation >= 0.5", "correlation", "fail", "correlation on holdout is not measured"),
     ],
