@@ -150,7 +150,7 @@ def _classes(answers: dict, truth: list | None) -> dict:
     if len(flips) > CLASSES_MAX or any(len(v) > CLASSES_MAX for v in flips.values()):
         flips = {}
     agree = sum(a == b for a, b in zip(*keys, strict=True))
-    out: dict = {"agreement": agree / len(champion), "disagreements": len(champion) - agree, "flips": flips}
+    out: dict = {"agreement": agree / len(champion), "rows_differ": len(champion) - agree, "flips": flips}
     if truth is None:
         return out
     truth_keys = [str(v) for v in truth]
