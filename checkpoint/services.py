@@ -232,7 +232,19 @@ class Services:
             runner = Runner(sandbox.detect(), limits, settings.private_paths())
         lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
         lock = settings.data_dir / "evaluator.lock"
-        diffs = BehaviourDiffs(store, workflow.registry_for, clock, runner, settings.evaluator, lock, lease, background.wake)
+        diffs = BehaviourDiffs(
+            store,
+            workflow.registry_for,
+            clock,
+            runner,
+            settings.evaluator,
+            lock,
+            lease,
+            background.wake,
+            evaluations_for=lambda item: workflow.policy.rule_for(item.model_name, item.target, item.workspace).evaluation,
+            finished=workflow.run_behaviour_checks,
+        )
+        workflow.behaviour_of = diffs.for_request
         if runner is not None:
             background.every(BEHAVIOUR_INTERVAL, "behaviour", diffs.run)
         return diffs

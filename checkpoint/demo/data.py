@@ -195,6 +195,11 @@ TOKEN_ELEVATED_USERS = (PIPELINE_REVIEWER,)
 FREEZE_NAME = "demo-freeze"
 FREEZE_MODEL = "demand-forecast"
 FREEZE_MINUTES = 5
+# fraud-detector's holdout (its validation rows, with the truth and a day/night slice), uploaded by
+# the seed to a fixed place in MLflow's artifact store: both models are scored on it in every
+# request's behavioural diff, and the non-required holdout-auc check gates on it.
+HOLDOUT_PATH = "demo-datasets/fraud-detector/holdout.parquet"
+HOLDOUT_URI = f"mlflow-artifacts:/{HOLDOUT_PATH}"
 DEMO_POLICY = """\
 # Written by `checkpoint demo` at every start (edits are overwritten). See README, "Checks".
 rules:
@@ -203,10 +208,13 @@ rules:
     targets: ["alias:champion", "stage:Production"]
     required_approvals: 1
     rollback: {{required_approvals: 1, allow_self_approval: true}}
+    evaluation:
+      - {{name: holdout, uri: "{holdout}", target: is_fraud, slices: [period]}}
     checks:
       - {{name: auc-gate, kind: metric, expression: "val_auc >= champion - 0.005"}}
       - {{name: signature, kind: signature}}
       - {{name: validated, kind: tags, tags: {{validation_status: passed}}, required: false}}
+      - {{name: holdout-auc, kind: behaviour, expression: "roc_auc >= champion - 0.005", on: holdout, required: false}}
   - name: churn-model champion, from the pipeline
     models: ["{pipeline_model}"]
     targets: ["alias:{pipeline_alias}"]
@@ -256,9 +264,19 @@ def write_policy(directory: Path, now: datetime) -> Path:
             pipeline_model=PIPELINE_MODEL,
             pipeline_alias=PIPELINE_ALIAS,
             pipeline_status=PIPELINE_STATUS,
+            holdout=HOLDOUT_URI,
         )
     )
     return path
+
+
+def holdout_frame() -> Any:
+    """fraud-detector's holdout: its validation rows, the truth (``is_fraud``) and ``period``."""
+    _, _, rows, truth = synthetic_data("fraud-detector")
+    frame = rows.copy()
+    frame["period"] = ["night" if h < 5 or h > 22 else "day" for h in frame["hour"]]
+    frame["is_fraud"] = list(truth)
+    return frame.reset_index(drop=True)
 
 
 class DemoError(RuntimeError):

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from checkpoint.demo.data import (
     DEMO_MODEL_NAMES,
+    HOLDOUT_PATH,
     MODELS,
     PROD_COPY,
     PROD_COPY_SOURCE,
     DemoError,
     ModelSpec,
     VersionSpec,
+    holdout_frame,
     synthetic_data,
 )
 from checkpoint.demo.training import commit_id, latency_ms, train
@@ -217,6 +219,19 @@ def _summary(client: MlflowClient, created: bool, seconds: float) -> dict[str, A
     return {"created": created, "seconds": round(seconds, 1), "models": models, "stages": stages}
 
 
+def upload_holdout(tracking_uri: str) -> None:
+    """Put fraud-detector's holdout where the demo's policy names it (``HOLDOUT_URI``), through
+    MLflow's artifact proxy; the same bytes every time."""
+    import urllib.request
+
+    buffer = io.BytesIO()
+    holdout_frame().to_parquet(buffer, index=False)
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{HOLDOUT_PATH}"
+    put = urllib.request.Request(url, data=buffer.getvalue(), method="PUT")
+    with urllib.request.urlopen(put, timeout=60) as answer:
+        answer.read()
+
+
 def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fill the MLflow server at ``tracking_uri`` with the example models, once.
 
@@ -229,6 +244,7 @@ def seed(tracking_uri: str, *, progress: Callable[[str], None] | None = None) ->
     started = time.monotonic()
     say = progress or (lambda _message: None)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    upload_holdout(tracking_uri)
     with quiet_mlflow(tracking_uri):
         present = {name for name in DEMO_MODEL_NAMES if client.search_registered_models(f"name = '{name}'")}
         if present == set(DEMO_MODEL_NAMES):

@@ -263,6 +263,31 @@ class Checking(WorkflowBase):
             ):
                 done += 1
                 self._proceed(pending.request_id, "checkpoint")
+        return done + self.run_behaviour_checks()
+
+    def run_behaviour_checks(self, limit: int = 200) -> int:
+        """The background work (each checks round, and as soon as diffs finished): judge the queued
+        behaviour checks whose request's diff is finished, each claimed by one worker and recorded
+        once; one whose diff is pending or running stays queued (a required one blocks approval)."""
+        if self.behaviour_of is None:
+            return 0
+        lease_before = self.clock.now() - timedelta(seconds=checks.HTTP_LEASE_SECONDS)
+        done = 0
+        for pending in self.store.due_checks(checks.BehaviourCheck.kind, lease_before, limit):
+            request = self.store.get(pending.request_id)
+            spec = next((s for s in self.check_specs(request) if s.name == pending.name), None)
+            if isinstance(spec, checks.BehaviourCheck):
+                result = spec.judge(self.behaviour_of(request))
+            else:
+                result = checks.Result(checks.ERROR, "this behaviour check is no longer in the request's rule")
+            if result.status == checks.PENDING:
+                continue  # judged once the diff is finished
+            claimed = self.store.claim_check(pending.request_id, pending.name, lease_before)
+            if claimed is not None and self.store.settle_check(
+                pending.request_id, pending.name, claimed, result.status, result.reason, actor="checkpoint"
+            ):
+                done += 1
+                self._proceed(pending.request_id, "checkpoint")
         return done
 
     def http_payload(self, request: PromoteRequest, spec: checks.Check) -> dict:

@@ -55,6 +55,7 @@ from datetime import datetime, timedelta
 
 from checkpoint.errors import ConfigError
 from checkpoint.identity import User
+from checkpoint.review.behaviour.evaluation import EvaluationSet
 from checkpoint.review.changes import DEFAULT_WORKSPACE
 from checkpoint.review.checks import Check, SoakCheck
 from checkpoint.review.durations import format_duration
@@ -101,6 +102,8 @@ class Rule:
     fast_path: bool = False
     # Status contexts CI must report ``success`` for before the request may be approved (statuses.py).
     required_statuses: tuple[RequiredStatus, ...] = ()
+    # The datasets both models are scored on in the behavioural diff (``evaluation:``).
+    evaluation: tuple[EvaluationSet, ...] = ()
 
     def for_rollback(self) -> Rule:
         """The rule a genuine rollback request is reviewed under: its ``rollback:`` approvals."""

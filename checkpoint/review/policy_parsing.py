@@ -7,8 +7,9 @@ default rule. What a loaded rule *means* (matching, who may review, the status) 
 
 from __future__ import annotations
 
+from checkpoint.review.behaviour.evaluation import EvaluationConfigError, parse_evaluation
 from checkpoint.review.changes import DEFAULT_WORKSPACE, ChangeError, canonical_workspace
-from checkpoint.review.checks import CheckConfigError, parse_checks, parse_soak
+from checkpoint.review.checks import CheckConfigError, bind, parse_checks, parse_soak
 from checkpoint.review.checks.soak import NAME as SOAK
 from checkpoint.review.durations import DurationError, parse_duration
 from checkpoint.review.governance import STAGES
@@ -53,6 +54,7 @@ _RULE_KEYS = {
     "soak",
     "rollback",
     "required_statuses",
+    "evaluation",
 }
 _FAST_PATH_KEYS = {"required_approvals", "allow_self_approval"}
 
@@ -115,8 +117,9 @@ def _rule(index: int, item) -> Rule:
         raise PolicyError(f"{where}.allow_self_approval: expected true or false, got {self_ok!r}")
     named = f"{where} ({item['name']})" if item.get("name") else where
     try:
-        checks = parse_checks(item.get("checks"), named)
-    except CheckConfigError as exc:
+        evaluation = parse_evaluation(item.get("evaluation"), named)
+        checks = bind(parse_checks(item.get("checks"), named), tuple(e.name for e in evaluation), named)
+    except (CheckConfigError, EvaluationConfigError, ValueError) as exc:
         raise PolicyError(str(exc)) from exc
     expiry = None
     if item.get("approvals_expire_after") is not None:
@@ -148,6 +151,7 @@ def _rule(index: int, item) -> Rule:
         soak=soak,
         rollback=_fast_path(item, named, reviewers),
         required_statuses=parse_required(item.get("required_statuses"), named),
+        evaluation=evaluation,
     )
 
 

@@ -19,6 +19,7 @@ from checkpoint.registry import Registry, Version
 from checkpoint.review import content
 from checkpoint.review.governance import Governance
 from checkpoint.review.policy import Policy, RightCheck
+from checkpoint.storage.entities import PromoteRequest
 from checkpoint.storage.store import Store
 
 TITLE_MAX = 300
@@ -89,6 +90,9 @@ class WorkflowBase:
     # Asks for new reads of these requests' diffs (review/diff_snapshots.py: when a request opens
     # and whenever a side moves); never raises.
     diff_wanted: Callable[[Iterable[int]], object] | None = None
+    # A request's behavioural diff as its page shows it (review/behaviour/diffs.py; None: not a
+    # model version's request), read by the behaviour checks; asks for it when none is stored.
+    behaviour_of: Callable[[PromoteRequest], dict | None] | None = None
 
     def _want_diff(self, request_ids: Iterable[int]) -> None:
         if self.diff_wanted is not None:

@@ -33,6 +33,8 @@ def to_behaviour(row: BehaviourRow) -> Behaviour:
         aware(row.wanted_at),
         aware(row.claimed_at),
         aware(row.finished_at),
+        row.evaluation,
+        row.dataset_digest,
     )
 
 
@@ -44,8 +46,11 @@ class Behaviours(StoreBase):
             row = session.get(BehaviourRow, key)
             return to_behaviour(row) if row is not None else None
 
-    def want_behaviour(self, key: str, workspace: str, champion: dict | None, challenger: dict) -> Behaviour:
-        """The stored diff named ``key``, asked for (pending) when there is none yet."""
+    def want_behaviour(
+        self, key: str, workspace: str, champion: dict | None, challenger: dict, evaluation: list | None = None
+    ) -> Behaviour:
+        """The stored diff named ``key``, asked for (pending) when there is none yet
+        (``evaluation``: the datasets it runs on, part of its key)."""
         found = self.behaviour(key)
         if found is not None:
             return found
@@ -57,6 +62,7 @@ class Behaviours(StoreBase):
             "state": PENDING,
             "reason": "",
             "wanted_at": self.clock.now(),
+            "evaluation": evaluation or None,
         }
         try:
             with session_scope(self.sessions) as session:
@@ -102,3 +108,15 @@ class Behaviours(StoreBase):
         values = {"state": state, "reason": reason[:4000], "result": result, "wanted_at": None, "claimed_at": None}
         with session_scope(self.sessions) as session:
             return session.execute(query.values(finished_at=self.clock.now(), **values)).rowcount == 1
+
+    def keep_dataset_scores(
+        self, key: str, workspace: str, champion: dict | None, challenger: dict, digest: str, result: dict
+    ) -> None:
+        """Store one dataset's scores under ``key`` (done at once; a second writer's copy is the same)."""
+        values: dict = {"key": key, "workspace": workspace, "champion": champion, "challenger": challenger, "state": DONE}
+        values |= {"reason": "", "result": result, "dataset_digest": digest, "finished_at": self.clock.now()}
+        try:
+            with session_scope(self.sessions) as session:
+                session.execute(insert(BehaviourRow).values(**values))
+        except IntegrityError:
+            pass  # scored already (by another worker): the same numbers

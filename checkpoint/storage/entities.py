@@ -272,6 +272,8 @@ class Behaviour:
     wanted_at: datetime | None
     claimed_at: datetime | None
     finished_at: datetime | None
+    evaluation: list | None = None  # the datasets it runs on (the rule's evaluation: entries)
+    dataset_digest: str | None = None  # set on a row caching one dataset's scores
 
 
 @dataclass(frozen=True)

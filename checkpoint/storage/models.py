@@ -229,7 +229,9 @@ class BehaviourRow(Base):
     """One behavioural diff (``review/behaviour/``), named by ``key``: the champion's and the
     challenger's content digests and what they ran on. ``champion``/``challenger``: the
     versions (name, version, digest) of the first request that asked, whose files are run.
-    ``state``: pending, running, done or error (``reason`` says why); ``result``: the numbers."""
+    ``state``: pending, running, done or error (``reason`` says why); ``result``: the numbers.
+    ``evaluation``: the rule's datasets it runs on; ``dataset_digest``: set on a row that caches
+    one dataset's scores (never queued: written done by the run that scored it)."""
 
     __tablename__ = "behaviour_results"
 
@@ -243,8 +245,13 @@ class BehaviourRow(Base):
     wanted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluation: Mapped[list | None] = mapped_column(JSON)
+    dataset_digest: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_behaviour_results_wanted", "wanted_at"),)
+    __table_args__ = (
+        Index("ix_behaviour_results_wanted", "wanted_at"),
+        Index("ix_behaviour_results_dataset", "dataset_digest"),
+    )
 
 
 class DiffSnapshotRow(Base):

@@ -24,6 +24,7 @@ from checkpoint.review.policy import Status
 from checkpoint.review.visibility import request_key
 from checkpoint.review.workflow import WorkflowError
 from checkpoint.storage.entities import APPLIED, OPEN, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
+from checkpoint.web import behaviour_view
 from checkpoint.web.context import (
     current_services,
     current_user,
@@ -238,7 +239,7 @@ def _behaviour_for(item) -> dict | None:
     if behaviours is None:
         return None
     try:
-        return behaviours.for_request(item)
+        return behaviour_view.for_page(behaviours.for_request(item))
     except Exception:  # the page stands without it
         log.warning("behavioural diff of request #%s unavailable", item.id, exc_info=True)
         return {"state": "error", "reason": "the behavioural diff could not be read from the database"}

@@ -282,3 +282,32 @@ def test_migration_0014_adds_and_drops_the_behaviour_results(empty_database_url,
     engine.dispose()
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM behaviour_results")).scalar_one() == 0
+
+
+def test_migration_0015_adds_and_drops_the_dataset_columns(empty_database_url, engine_for):
+    """``behaviour_results`` gains ``evaluation`` and ``dataset_digest`` (indexed); downgrading to
+    0014 drops them and keeps the rows."""
+    from alembic import command
+
+    engine = engine_for(empty_database_url)
+    config = db.alembic_config(engine)
+    db.upgrade(engine, "0014")
+    assert "dataset_digest" not in {c["name"] for c in sa.inspect(engine).get_columns("behaviour_results")}
+    db.upgrade(engine, "0015")
+    engine.dispose()
+    inspector = sa.inspect(engine)
+    assert {"evaluation", "dataset_digest"} <= {c["name"] for c in inspector.get_columns("behaviour_results")}
+    assert "ix_behaviour_results_dataset" in {i["name"] for i in inspector.get_indexes("behaviour_results")}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO behaviour_results (key, workspace, challenger, state, reason, dataset_digest) "
+                "VALUES ('k', '', '{}', 'done', '', 'd')"
+            )
+        )
+    command.downgrade(config, "0014")
+    engine.dispose()
+    assert db.current_revision(engine) == "0014"
+    assert "dataset_digest" not in {c["name"] for c in sa.inspect(engine).get_columns("behaviour_results")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM behaviour_results")).scalar_one() == 1

@@ -19,6 +19,7 @@ from mlflow.models import Model
 from checkpoint.demo.data import DEMO_MODEL_NAMES, FREEZE_MINUTES, FREEZE_MODEL, FREEZE_NAME, ON_CALL, PROD_COPY
 from checkpoint.demo.seed import seed
 from tests.support.demo import distinct_free_ports, listening, start_demo, stop_demo, wait_for_output
+from tests.support.waiting import poll
 
 
 def _input_names(client: MlflowClient, tracking_uri: str, name: str, version: str, into: Path) -> list[str]:
@@ -159,7 +160,7 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
         _assert_the_seeded_history(url, tmp_path / "data" / "checkpoint" / "policy.yaml")
 
         # The demo's policy gates fraud-detector: v2 passes its checks, v3 (drops a column) and v4 (worse) do not.
-        statuses = {}
+        statuses, ids = {}, {}
         for version in ("2", "3", "4"):
             opened = requests.post(
                 f"{url}/checkpoint/api/v1/requests",
@@ -172,9 +173,17 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
             )
             assert opened.status_code == 201, opened.text
             statuses[version] = {c["name"]: c["status"] for c in opened.json()["checks"]}
-        assert statuses["2"] == {"auc-gate": "pass", "signature": "pass", "validated": "pass"}
+            ids[version] = opened.json()["id"]
+        assert statuses["2"] == {"auc-gate": "pass", "signature": "pass", "validated": "pass", "holdout-auc": "pending"}
         assert statuses["3"]["signature"] == "fail"
         assert (statuses["4"]["auc-gate"], statuses["4"]["signature"]) == ("fail", "pass")
+        # The behavioural diff scores each on the holdout in the background; the holdout-auc check follows it.
+        for version, verdict in (("2", "pass"), ("4", "fail")):
+            judged = poll(
+                lambda v=version: _check(url, ids[v], "holdout-auc"), timeout=240, step=1, until=lambda c: c != "pending"
+            )
+            assert judged == verdict, (version, _behaviour(url, ids[version]))
+        assert _behaviour(url, ids["3"])["examples"]["breaking"]  # v3 fails on the champion's input example
         # Its email goes to the demo's own mailbox, printed on the console with the link.
         mail = wait_for_output(process, log, "email to bob@example.com: [Checkpoint] visitor mentioned you on", timeout=60)
         assert re.search(rf"  {re.escape(url)}/checkpoint/requests/\d+  \(saved as .*/mail/0001\.eml\)", mail)
@@ -189,6 +198,16 @@ def test_demo_command_serves_the_seeded_registry_and_stops_on_ctrl_c(tmp_path):
     assert "ignored Ctrl-C" not in output, "a server had to be killed"
     assert not listening(mlflow_port), "the demo's MLflow server is still up after Ctrl-C"
     assert not listening(port), "Checkpoint is still up after Ctrl-C"
+
+
+def _behaviour(url: str, request_id: int) -> dict:
+    answer = requests.get(f"{url}/checkpoint/api/v1/requests/{request_id}", auth=("visitor", "x"), timeout=30)
+    return answer.json()["behaviour"]
+
+
+def _check(url: str, request_id: int, name: str) -> str:
+    answer = requests.get(f"{url}/checkpoint/api/v1/requests/{request_id}", auth=("visitor", "x"), timeout=30)
+    return next(c["status"] for c in answer.json()["checks"] if c["name"] == name)
 
 
 @pytest.mark.parametrize("option", ["--port", "--mlflow-port"])

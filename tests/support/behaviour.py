@@ -94,3 +94,21 @@ def behaviour_of(base: str, request_id: int) -> dict:
     answer = api(base, "GET", f"/requests/{request_id}", user="carol")
     assert answer.status_code == 200, answer.text
     return answer.json()["behaviour"]
+
+
+def log_dataset(mlflow_url: str, data: pd.DataFrame | bytes, tmp: Path, name: str = "holdout.parquet") -> str:
+    """Log ``data`` (a frame, written as parquet or CSV by ``name``'s suffix; or raw bytes) as an
+    artifact of a new run under ``eval/``; its ``runs:/`` URI, as a policy's evaluation names it."""
+    path = tmp / f"{uuid.uuid4().hex[:8]}" / name
+    path.parent.mkdir(parents=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif name.endswith(".csv"):
+        data.to_csv(path, index=False)
+    else:
+        data.to_parquet(path)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+        with mlflow.start_run(experiment_id=_experiment(mlflow_url)) as run:
+            mlflow.log_artifact(str(path), artifact_path="eval")
+    return f"runs:/{run.info.run_id}/eval/{name}"

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 from checkpoint.clock import Clock
 from checkpoint.registry import Registry, RegistryError, Version
 from checkpoint.review.behaviour.compare import summarise
+from checkpoint.review.behaviour.datasets import Datasets
+from checkpoint.review.behaviour.evaluation import EvaluationSet, entries_key, from_data
 from checkpoint.review.behaviour.runner import EvaluationError, Runner
 from checkpoint.storage.behaviour import ERROR
 from checkpoint.storage.entities import Behaviour, PromoteRequest
@@ -29,12 +32,17 @@ from checkpoint.storage.store import Store
 log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the JSON logs on
 
 INTERVAL = 20.0  # the background task's period; asking for a diff wakes the thread at once
-INPUTS = "input-examples-v1"  # what the pair runs on (policy datasets will name theirs)
+INPUTS = "input-examples-v1"  # what the pair runs on (a rule's datasets add their entries)
 MODES = ("isolated", "unisolated", "off")
 
 
 def key_of(champion_digest: str | None, challenger_digest: str, inputs: str = INPUTS) -> str:
     return hashlib.sha256(json.dumps([champion_digest, challenger_digest, inputs]).encode()).hexdigest()
+
+
+def dataset_key(champion_digest: str | None, challenger_digest: str, dataset_digest: str, entry: EvaluationSet) -> str:
+    """The key of one dataset's cached scores: the pair, the dataset's bytes and its policy entry."""
+    return key_of(champion_digest, challenger_digest, f"dataset:{dataset_digest}:{entries_key((entry,))}")
 
 
 def _side(snapshot: dict | None) -> dict | None:
@@ -55,9 +63,13 @@ class BehaviourDiffs:
         lock_path: Path,
         lease: timedelta,
         wake: Callable[[], object] | None = None,
+        evaluations_for: Callable[[PromoteRequest], tuple[EvaluationSet, ...]] = lambda item: (),
+        finished: Callable[[], object] | None = None,
     ) -> None:
         self.store, self.registry_for, self.clock, self.runner = store, registry_for, clock, runner
         self.mode, self.lock_path, self.lease, self.wake = mode, lock_path, lease, wake
+        # The rule's datasets of a request; what to do once diffs finished (judge behaviour checks).
+        self.evaluations_for, self.finished = evaluations_for, finished
 
     # -- asking and showing --------------------------------------------------------------
 
@@ -74,8 +86,11 @@ class BehaviourDiffs:
         if missing or not challenger_digest:
             why = (item.challenger or {}).get("digest_error") or "no content digest was recorded"
             return {"state": ERROR, "reason": f"the {' and '.join(missing) or 'challenger'}'s files could not be read: {why}"}
-        key = key_of((item.champion or {}).get("digest"), challenger_digest)
-        stored = self.store.want_behaviour(key, item.workspace, _side(item.champion), _side(item.challenger) or {})
+        sets = self.evaluations_for(item)
+        inputs = f"{INPUTS}:{entries_key(sets)}" if sets else INPUTS
+        key = key_of((item.champion or {}).get("digest"), challenger_digest, inputs)
+        evaluation = [s.as_data() for s in sets]
+        stored = self.store.want_behaviour(key, item.workspace, _side(item.champion), _side(item.challenger) or {}, evaluation)
         if stored.finished_at is None and self.wake is not None:
             self.wake()
         return self.view(stored)
@@ -90,7 +105,7 @@ class BehaviourDiffs:
             "champion": stored.champion,
             "challenger": stored.challenger,
             "examples": {k: result.get(k, []) for k in ("inputs", "breaking")} | {"models": result.get("models", {})},
-            "datasets": [],
+            "datasets": result.get("datasets") or _waiting(stored),
             "finished_at": stored.finished_at.isoformat() if stored.finished_at else None,
         }
 
@@ -135,7 +150,9 @@ class BehaviourDiffs:
                 assert stored is not None
                 state, reason, result = self._evaluate(stored)
                 finished += self.store.finish_behaviour(key, claimed, state, reason, result)
-            return finished
+        if finished and self.finished is not None:
+            self.finished()  # the behaviour checks waiting for these diffs are judged now
+        return finished
 
     def _evaluate(self, stored: Behaviour) -> tuple[str, str, dict | None]:
         assert self.runner is not None
@@ -147,7 +164,13 @@ class BehaviourDiffs:
             versions = {side: self._version(registry, getattr(stored, side)) for side in ("champion", "challenger")}
             if versions["challenger"] is None:
                 return ERROR, "the challenger version no longer exists", None
-            runs = self.runner.run(registry, versions)
+            datasets: list[dict] = []
+            sets = from_data(stored.evaluation or [])
+            if sets:
+                with tempfile.TemporaryDirectory(prefix="checkpoint-datasets-") as tmp:
+                    runs, datasets = Datasets(self.runner).run(registry, versions, sets, Path(tmp), *self._cache(stored))
+            else:
+                runs = self.runner.run(registry, versions)
         except (EvaluationError, RegistryError) as exc:
             return ERROR, str(exc.message if isinstance(exc, RegistryError) else exc), None
         except Exception as exc:  # one diff's failure must not end the round
@@ -155,7 +178,22 @@ class BehaviourDiffs:
             return ERROR, f"{type(exc).__name__}: {exc}", None
         state, reason, result = summarise(runs, {"champion": stored.champion, "challenger": stored.challenger})
         result["isolation"] = isolation.mode
+        result["datasets"] = [d | {"state": ERROR if d.get("error") else "done"} for d in datasets]
         return state, reason, result
+
+    def _cache(self, stored: Behaviour):
+        """(cached, keep) of one diff's datasets' scores (``dataset_key``)."""
+        digests = ((stored.champion or {}).get("digest"), stored.challenger.get("digest") or "")
+
+        def cached(digest: str, entry: EvaluationSet) -> dict | None:
+            found = self.store.behaviour(dataset_key(*digests, digest, entry))
+            return found.result if found is not None and found.state == "done" else None
+
+        def keep(digest: str, entry: EvaluationSet, scores: dict) -> None:
+            key = dataset_key(*digests, digest, entry)
+            self.store.keep_dataset_scores(key, stored.workspace, stored.champion, stored.challenger, digest, scores)
+
+        return cached, keep
 
     @staticmethod
     def _version(registry: Registry, side: dict | None) -> Version | None:
@@ -167,3 +205,11 @@ class BehaviourDiffs:
             if exc.not_found:
                 return None
             raise
+
+
+def _waiting(stored: Behaviour) -> list[dict]:
+    """The datasets of a diff not finished (or failed as a whole): named, with its state."""
+    reason = stored.reason if stored.state == ERROR else ""
+    return [
+        {"name": e.get("name"), "uri": e.get("uri"), "state": stored.state, "reason": reason} for e in stored.evaluation or ()
+    ]

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,35 +43,57 @@ class Runner:
     limits: sandbox.Limits
     hidden: tuple[Path, ...] = ()  # Checkpoint's private paths (Settings.private_paths)
 
-    def run(self, registry: Registry, versions: dict[str, Version | None]) -> dict[str, dict | None]:
-        """Each existing side's answer (see :func:`read_answer`); None for a missing side."""
+    def run(
+        self,
+        registry: Registry,
+        versions: dict[str, Version | None],
+        datasets: Mapping[str, Path] | None = None,
+        workdir: Path | None = None,
+    ) -> dict[str, dict | None]:
+        """Each existing side's answer (see :func:`read_answer`); None for a missing side.
+        ``datasets``: prepared features (``datasets.py``) each model predicts too, its answers
+        left in ``workdir`` (given: the caller scores them, then removes it)."""
         with tempfile.TemporaryDirectory(prefix="checkpoint-behaviour-") as tmp:
-            root = Path(tmp)
+            root = workdir or Path(tmp)
             root.chmod(0o711)  # the unprivileged runs may pass through, not list
             sources = root / "sources"
             sources.mkdir(mode=0o700)
             present = {side: v for side, v in versions.items() if v is not None}
             for side, version in present.items():
                 download(registry, version, sources / side)
-            return {side: (self.run_side(root, sources, side, present) if side in present else None) for side in versions}
+            return {
+                side: (self.run_side(root, sources, side, present, datasets or {}) if side in present else None)
+                for side in versions
+            }
 
-    def run_side(self, root: Path, sources: Path, side: str, present: dict[str, Version]) -> dict:
-        """Run ``side``'s model on every side's input example in its own process."""
+    def run_side(
+        self, root: Path, sources: Path, side: str, present: dict[str, Version], datasets: Mapping[str, Path] | None = None
+    ) -> dict:
+        """Run ``side``'s model on every side's input example (and the datasets' features) in its own process."""
         place = root / f"run-{side}"
         place.mkdir(mode=0o700)
         shutil.copytree(sources / side, place / "model")
+        for name, features in (datasets or {}).items():
+            (place / "datasets").mkdir(exist_ok=True)
+            shutil.copyfile(features, place / "datasets" / f"{name}.parquet")
         for name in present:
             examples = place / "examples" / name
             examples.mkdir(parents=True)
             for file in EXAMPLE_FILES:
                 if (sources / name / file).is_file():
                     shutil.copyfile(sources / name / file, examples / file)
-        home = place / "home"
+        home, answers = place / "home", place / "answers"
         home.mkdir()
+        answers.mkdir()  # the datasets' predictions files: the one place besides home it may write
         if self.isolation.uid is not None:
-            for path in (place, home):
+            for path in (place, home, answers):
                 os.chown(path, self.isolation.uid, self.isolation.gid or -1)
-        job = {"model": "model", "examples": {name: f"examples/{name}" for name in present}, "max_rows": MAX_ROWS}
+        job = {
+            "model": "model",
+            "examples": {name: f"examples/{name}" for name in present},
+            "max_rows": MAX_ROWS,
+            "datasets": {name: f"datasets/{name}.parquet" for name in datasets or {}},
+        }
         outcome = sandbox.run(
             [sys.executable, "-I", "-B", str(CHILD)],
             stdin=json.dumps(job).encode(),
@@ -78,9 +101,9 @@ class Runner:
             env=sandbox.scrubbed_env(home),
             limits=self.limits,
             isolation=self.isolation,
-            view=sandbox.View(readonly=(place,), writable=(home,), hidden=self.hidden),
+            view=sandbox.View(readonly=(place,), writable=(home, answers), hidden=self.hidden),
         )
-        return read_answer(outcome, set(present))
+        return read_answer(outcome, set(present), set(datasets or {}))
 
 
 def download(registry: Registry, version: Version, into: Path) -> None:
@@ -109,11 +132,12 @@ def download(registry: Registry, version: Version, into: Path) -> None:
                 out.write(chunk)
 
 
-def read_answer(outcome: sandbox.Outcome, examples: set[str]) -> dict:
+def read_answer(outcome: sandbox.Outcome, examples: set[str], datasets: Collection[str] = ()) -> dict:
     """A run's answer, checked field by field (it is whatever the model's code made of it):
     ``{"error"}`` when the model could not be run or its answer is not one the evaluator could
     have written, else ``{"load_seconds", "examples": {name: {"rows", "predictions", "seconds"}
-    | {"error"} | {"unreadable"}}}``."""
+    | {"error"} | {"unreadable"}}, "datasets": {name: {"rows", "seconds", "file"} | {"error"}}}``
+    (the file where a dataset's predictions are, checked by the scorer)."""
     if outcome.problem:
         return {"error": f"{outcome.problem}{_tail(outcome)}"}
     if outcome.returncode != 0:
@@ -136,7 +160,7 @@ def read_answer(outcome: sandbox.Outcome, examples: set[str]) -> dict:
                     "predictions": _predictions(got["predictions"]),
                     "seconds": _seconds(got["seconds"]),
                 }
-        return {"load_seconds": _seconds(load["seconds"]), "examples": answers}
+        return {"load_seconds": _seconds(load["seconds"]), "examples": answers, "datasets": _datasets(data, datasets)}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return {"error": f"the evaluator's answer was malformed ({type(exc).__name__}: {str(exc)[:200]})"}
 
@@ -173,6 +197,30 @@ def _predictions(value: object) -> list:
 
 def _plain(value: object) -> bool:
     return value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 1000)
+
+
+def _datasets(data: dict, names: Collection[str]) -> dict[str, dict]:
+    """The datasets' part of an answer: each file where the child was told to write it, or its error."""
+    out: dict[str, dict] = {}
+    given = data.get("datasets") or {}
+    for name in names:
+        got = given.get(name)
+        if not isinstance(got, dict):
+            out[name] = {"error": "no answer for this dataset"}
+        elif "error" in got:
+            out[name] = {"error": _text(got["error"])}
+        elif got.get("file") != f"answers/{name}.json" or not isinstance(got.get("rows"), int):
+            raise TypeError(f"the answer for dataset {name} names another file or no row count")
+        else:
+            out[name] = {"rows": _count(got["rows"]), "seconds": _seconds(got["seconds"]), "file": got["file"]}
+    return out
+
+
+def _count(value: object) -> int:
+    """A dataset's row count as the run reports it: a whole number, not negative."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} rows is not possible")
+    return value
 
 
 def _text(value) -> str:

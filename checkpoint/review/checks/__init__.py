@@ -9,7 +9,10 @@ Declared per rule in the policy file (``checks:``), each ``{name, kind, required
 * ``soak`` — not declared under ``checks:`` but implied by a rule's ``soak:`` key (``soak.py``):
   the challenger held another target for a minimum time;
 * ``http`` — Checkpoint POSTs the request's JSON to ``url``; the receiver answers
-  ``{"status": "pass"|"fail", "reason": "..."}``. Evaluated in the background, never in a page.
+  ``{"status": "pass"|"fail", "reason": "..."}``. Evaluated in the background, never in a page;
+* ``behaviour`` — a gate over the behavioural diff's numbers (``behaviour.py``): ``roc_auc >=
+  champion - 0.005`` on a dataset of the rule's ``evaluation:``, or ``examples: no errors``;
+  pending until the diff is finished, then judged by the background work.
 
 A result is ``pass``, ``fail``, ``error`` (the check could not be evaluated: MLflow unreachable,
 a bad answer) or ``pending`` (an HTTP check waiting for the background thread). Nothing that
@@ -21,6 +24,7 @@ parser over numbers, ``champion`` and ``+ - * /``), never by ``eval``.
 
 from __future__ import annotations
 
+from checkpoint.review.checks.behaviour import BehaviourCheck, bind
 from checkpoint.review.checks.config import CheckConfigError, parse_check, parse_checks
 from checkpoint.review.checks.expressions import (
     EXPRESSION_MAX,
@@ -59,6 +63,8 @@ from checkpoint.review.checks.soak import SoakCheck, parse_soak
 from checkpoint.review.checks.subject import Subject
 
 __all__ = [
+    "BehaviourCheck",
+    "bind",
     "CHECKS_INTERVAL",
     "ERROR",
     "EXPRESSION_MAX",

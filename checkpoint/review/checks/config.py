@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from checkpoint.review.checks.behaviour import parse_behaviour
 from checkpoint.review.checks.expressions import ExpressionError, parse_expression
 from checkpoint.review.checks.kinds import (
     KINDS,
@@ -34,6 +35,7 @@ _PARAMS = {
     "description": {"min_length"},
     "title": {"pattern"},
     "http": {"url", "timeout", "retries"},
+    "behaviour": {"expression", "on", "examples"},
 }
 
 
@@ -147,6 +149,13 @@ def _http_check(item: dict, where: str, name: str, required: bool) -> Check:
     return HttpCheck(name, required, url, float(timeout), retries)
 
 
+def _behaviour(item: dict, where: str, name: str, required: bool) -> Check:
+    try:
+        return parse_behaviour(item, where, name, required, parse_expression)
+    except ValueError as exc:
+        raise CheckConfigError(str(exc)) from exc
+
+
 _BUILDERS: dict[str, Callable[[dict, str, str, bool], Check]] = {
     "metric": _metric,
     "tags": _tags,
@@ -154,4 +163,5 @@ _BUILDERS: dict[str, Callable[[dict, str, str, bool], Check]] = {
     "description": _description,
     "title": _title,
     "http": _http_check,
+    "behaviour": _behaviour,
 }

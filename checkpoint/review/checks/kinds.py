@@ -1,5 +1,5 @@
 """The check kinds a rule may declare (``metric``, ``tags``, ``signature``, ``description``,
-``title``, ``http``). ``Check.evaluate`` never raises: whatever goes wrong is an ``error``."""
+``title``, ``http``; ``behaviour`` in ``behaviour.py``). ``Check.evaluate`` never raises: whatever goes wrong is an ``error``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from checkpoint.review.checks.expressions import Comparison, ExpressionError
 from checkpoint.review.checks.results import ERROR, FAIL, PASS, Result, Unevaluable, brief, label, one_line
 from checkpoint.review.checks.subject import Subject
 
-KINDS = ("metric", "tags", "signature", "description", "title", "http")
+KINDS = ("metric", "tags", "signature", "description", "title", "http", "behaviour")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,11 @@ def test_the_demo_policy_gives_rollbacks_a_fast_path(tmp_path):
     rollback = policy.rule_for("fraud-detector", "alias:champion", rollback=True)
     assert (ordinary.required_approvals, ordinary.allow_self_approval) == (1, False)
     assert (rollback.required_approvals, rollback.allow_self_approval) == (1, True)
-    assert [c.name for c in rollback.checks] == [c.name for c in ordinary.checks] == ["auc-gate", "signature", "validated"]
+    assert (
+        [c.name for c in rollback.checks]
+        == [c.name for c in ordinary.checks]
+        == ["auc-gate", "signature", "validated", "holdout-auc"]
+    )
 
 
 def test_the_pipelines_target_waits_for_its_status_and_nothing_else_does(tmp_path):
@@ -49,3 +53,19 @@ def test_the_demo_freeze_holds_from_its_start_for_a_few_minutes(tmp_path):
     assert policy.frozen(FREEZE_MODEL, "alias:champion", ends) is None, "half-open: at its end it is over"
     assert policy.frozen(FREEZE_MODEL, "alias:challenger", start) is None
     assert policy.frozen("fraud-detector", "alias:champion", start) is None, "the rollback story is not frozen"
+
+
+def test_the_demo_scores_fraud_detector_on_its_holdout(tmp_path):
+    """The fraud rule names the holdout the seed uploads, and gates on it without requiring it."""
+    from checkpoint.demo.data import HOLDOUT_URI, holdout_frame
+
+    rule = from_env({"CHECKPOINT_POLICY_FILE": str(write_policy(tmp_path, datetime.now(UTC)))}).rules.rule_for(
+        "fraud-detector", "alias:champion"
+    )
+    [holdout] = rule.evaluation
+    assert (holdout.name, holdout.uri, holdout.target, holdout.slices) == ("holdout", HOLDOUT_URI, "is_fraud", ("period",))
+    gate = next(c for c in rule.checks if c.name == "holdout-auc")
+    assert gate.kind == "behaviour" and not gate.required and gate.on == "holdout"  # type: ignore[attr-defined]
+    frame = holdout_frame()
+    assert len(frame) == 1000 and {"is_fraud", "period", "amount"} <= set(frame.columns)
+    assert set(frame["period"]) == {"day", "night"} and set(frame["is_fraud"]) == {0, 1}

@@ -87,7 +87,25 @@ def _outcome(output: bytes = b"", returncode: int | None = 0, problem: str = "",
 def test_a_good_answer_is_read():
     data = {"load": {"seconds": 2.5}, "examples": {"champion": _answer([1, 2]), "challenger": {"unreadable": "no example"}}}
     got = read_answer(_outcome(json.dumps(data).encode()), {"champion", "challenger"})
-    assert got == {"load_seconds": 2.5, "examples": {"champion": _answer([1, 2]), "challenger": {"unreadable": "no example"}}}
+    assert got == {
+        "load_seconds": 2.5,
+        "examples": {"champion": _answer([1, 2]), "challenger": {"unreadable": "no example"}},
+        "datasets": {},
+    }
+
+
+def test_a_datasets_answer_names_only_its_own_file():
+    good = {"rows": 3, "seconds": 0.5, "file": "answers/holdout.json"}
+    data = {"load": {"seconds": 1}, "examples": {}, "datasets": {"holdout": good, "recent": {"error": "x" * 5000}}}
+    got = read_answer(_outcome(json.dumps(data).encode()), set(), {"holdout", "recent", "missing"})
+    assert got["datasets"] == {
+        "holdout": good,
+        "recent": {"error": "x" * 2000},
+        "missing": {"error": "no answer for this dataset"},
+    }
+    elsewhere = data | {"datasets": {"holdout": good | {"file": "/etc/shadow"}}}
+    got = read_answer(_outcome(json.dumps(elsewhere).encode()), set(), {"holdout"})
+    assert "names another file" in got["error"]
 
 
 @pytest.mark.parametrize(

@@ -340,7 +340,7 @@ CHECK_REFUSALS = [
         "no-kind",
         {"name": "a"},
         r"^rules\[0\]\.checks\[0\] \(a\)\.kind: expected one of metric, tags, signature, "
-        r"description, title, http, got None$",
+        r"description, title, http, behaviour, got None$",
     ),
     (
         "metric-bad-expression",

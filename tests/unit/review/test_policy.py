@@ -291,7 +291,7 @@ BAD_RULES = [
     (
         "unknown-key",
         [{"modles": ["x"]}],
-        r"rules\[0\]: unknown key\(s\) modles; known: allow_self_approval, approvals_expire_after, checks, groups",
+        r"rules\[0\]: unknown key\(s\) modles; known: allow_self_approval, approvals_expire_after, checks, evaluation, groups",
     ),
     ("old-required-checks", [{"required_checks": ["a"]}], r"rules\[0\]\.required_checks: replaced by 'checks'"),
     (
