@@ -76,6 +76,8 @@ def decided(state: str, state_reason: str = "") -> str | None:
     if state not in (*CLOSED, "failed"):
         return None
     reason = state_reason.strip()
+    if reason.rstrip(".").lower() == state:  # a reason that only repeats the state ("applied") says nothing
+        reason = ""
     return f"{state.capitalize()}{': ' + reason if reason else ''}."
 
 

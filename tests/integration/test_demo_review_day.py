@@ -134,6 +134,9 @@ def test_the_reviewers_day_in_the_demo(browser_page, chromium, screenshot, tmp_p
 
             bob.locator("#review").get_by_role("button", name="Approve").click()
             expect(bob.locator(".cp-request-head .cp-state")).to_contain_text("applied")
+            # Said once: not "Applied: applied." in the summary, nor a box repeating the badge.
+            expect(bob.locator(".cp-sum-decided")).to_have_text("Applied.")
+            expect(bob.locator(".cp-request-head .cp-reason")).to_have_count(0)
             assert errors == []
         finally:
             context.close()

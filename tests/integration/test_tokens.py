@@ -308,6 +308,8 @@ def test_every_write_route_declares_its_scope_or_refuses_tokens(app):
         "statuses.post_request_status": "status",
         "statuses.post_version_status": "status",
         "plan_api.plan": "read",
+        "notifications_api.get_preferences": "read",
+        "notifications_api.put_preferences": None,
     }
     for endpoint, scope in expected.items():
         assert getattr(app.view_functions[endpoint], ATTR) == scope, endpoint

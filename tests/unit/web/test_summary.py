@@ -127,6 +127,8 @@ def test_the_rule_and_who_is_awaited(status, state, line):
 def test_a_decided_request_says_how():
     assert decided("open") is None and decided("approved") is None
     assert decided("applied") == "Applied."
+    assert decided("applied", "applied") == "Applied."  # the demo's seeded #1 read "Applied: applied."
+    assert decided("withdrawn", "Withdrawn.") == "Withdrawn."
     assert decided("rejected", "rejected by bob ") == "Rejected: rejected by bob."
 
 
