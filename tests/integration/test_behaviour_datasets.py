@@ -21,6 +21,7 @@ from checkpoint.runtime import sandbox
 from checkpoint.services import services
 from tests.support.apps import background_task, live
 from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_sklearn
+from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
 
 TASK = "behaviour"
@@ -193,3 +194,42 @@ def test_a_missing_or_malformed_dataset_is_a_clear_error(dataset, reason, gated,
     judged = checks_of(served.url, request_id)
     assert judged["holdout-auc"]["status"] == "error" and "holdout:" in judged["holdout-auc"]["reason"]
     assert judged["examples"]["status"] == "pass"
+
+
+@pytest.mark.browser
+def test_the_page_shows_the_dataset_pending_then_its_numbers(
+    gated,
+    mlflow_server,
+    tmp_path,
+    browser_page,  # noqa: F811 - the fixture imported above, by name
+    screenshot,  # noqa: F811
+):
+    name = unique("holdout")
+    v1, _, _ = log_sklearn(mlflow_server.url, name, ["a", "b"], c=1.0, seed=0)
+    v2, _, _ = log_sklearn(mlflow_server.url, name, ["a", "b"], c=0.05, seed=3, shift=0.6)
+    MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", v1)
+    data = holdout()
+    data.loc[0, "country"] = "<script>window.pwned=1</script>"  # a slice value a dataset author chose
+    served = gated(name, log_dataset(mlflow_server.url, data, tmp_path))
+    request_id = ask_alias(served.url, name, v2)
+    browser_page.goto(f"{served.url}/checkpoint/whoami")
+    browser_page.fill("input[name=name]", "carol")
+    browser_page.click("button[type=submit]")
+    browser_page.goto(f"{served.url}/checkpoint/requests/{request_id}")
+    section = browser_page.locator("#dataset-1")
+    assert "Dataset holdout" in section.inner_text() and "pending" in section.inner_text()
+    section.scroll_into_view_if_needed()
+    screenshot("dataset-pending")
+
+    assert background_task(served.app, TASK)() == 1
+    [scored] = behaviour_of(served.url, request_id)["datasets"]
+    browser_page.reload()
+    section = browser_page.locator("#dataset-1")
+    text = section.inner_text()
+    assert f"agreement {100 * scored['agreement']:.1f}%" in text and "roc_auc" in text and "p95 latency" in text
+    assert "country = <script>window.pwned=1</script>" in text  # shown as text
+    assert browser_page.evaluate("window.pwned") is None
+    assert section.locator("svg rect").count() == len(scored["histogram"]["counts"])
+    assert section.locator("table").nth(1).inner_text().startswith("Flips")
+    section.scroll_into_view_if_needed()
+    screenshot("dataset-done")
