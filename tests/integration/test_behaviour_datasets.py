@@ -20,7 +20,7 @@ from checkpoint import create_app
 from checkpoint.runtime import sandbox
 from checkpoint.services import services
 from tests.support.apps import background_task, live
-from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_sklearn
+from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_hostile, log_sklearn
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
 
@@ -194,6 +194,33 @@ def test_a_missing_or_malformed_dataset_is_a_clear_error(dataset, reason, gated,
     judged = checks_of(served.url, request_id)
     assert judged["holdout-auc"]["status"] == "error" and "holdout:" in judged["holdout-auc"]["reason"]
     assert judged["examples"]["status"] == "pass"
+
+
+def test_a_diff_run_again_queues_its_behaviour_checks_again(gated, mlflow_server, tmp_path):
+    """A model that fails to load: the diff is an error, its checks judged so; asked again, the
+    checks wait (pending) for the new run, and are judged once more when it ends."""
+    name = unique("holdout")
+    version = log_hostile(mlflow_server.url, name, "raise RuntimeError('no loading today')", tmp_path)
+    served = gated(name, log_dataset(mlflow_server.url, holdout(), tmp_path))
+    request_id = ask_alias(served.url, name, version)
+    behaviour_of(served.url, request_id)
+    assert background_task(served.app, TASK)() == 1
+    shown = behaviour_of(served.url, request_id)
+    assert shown["state"] == "error" and "no loading today" in shown["reason"]
+    assert shown["datasets"][0]["state"] == "error" and "no champion" in shown["datasets"][0]["error"]
+    judged = checks_of(served.url, request_id)
+    assert (judged["holdout-auc"]["status"], judged["examples"]["status"]) == ("error", "fail")
+    assert "no loading today" in judged["examples"]["reason"]
+
+    rerun = api(served.url, "POST", f"/requests/{request_id}/behaviour", user="alice")
+    assert rerun.status_code == 202 and rerun.json()["state"] == "pending"
+    assert {c["status"] for c in checks_of(served.url, request_id).values()} == {"pending"}
+    assert background_task(served.app, TASK)() == 1
+    assert {n: c["status"] for n, c in checks_of(served.url, request_id).items()} == {
+        "holdout-auc": "error",
+        "agreement": "error",
+        "examples": "fail",
+    }
 
 
 @pytest.mark.browser
