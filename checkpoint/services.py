@@ -243,6 +243,7 @@ class Services:
             background.wake,
             evaluations_for=lambda item: workflow.policy.rule_for(item.model_name, item.target, item.workspace).evaluation,
             finished=workflow.run_behaviour_checks,
+            checks_again=workflow.check_again,
         )
         workflow.behaviour_of = diffs.for_request
         if runner is not None:

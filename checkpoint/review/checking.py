@@ -128,6 +128,12 @@ class Checking(WorkflowBase):
         self._evaluate(request, "manual", user.name)
         return self._proceed(request_id, user.name)
 
+    def check_again(self, request_id: int) -> None:
+        """Evaluate an undecided request's checks again, as Checkpoint (its behavioural diff is
+        run again: its behaviour checks are queued until that run finishes)."""
+        if self.store.get(request_id).state in (OPEN, FAILED):
+            self._run_checks_safely(request_id, "behaviour", "checkpoint")
+
     def _run_checks_safely(self, request_id: int, trigger: str, actor: str) -> None:
         """Evaluate checks where a failure to record them must not undo the caller's work
         (the request opened; its snapshots were refreshed): missing results show as pending."""

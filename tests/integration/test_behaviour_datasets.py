@@ -20,7 +20,8 @@ from checkpoint import create_app
 from checkpoint.runtime import sandbox
 from checkpoint.services import services
 from tests.support.apps import background_task, live
-from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_sklearn
+from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_hostile, log_sklearn
+from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api, unique
 
 TASK = "behaviour"
@@ -193,3 +194,69 @@ def test_a_missing_or_malformed_dataset_is_a_clear_error(dataset, reason, gated,
     judged = checks_of(served.url, request_id)
     assert judged["holdout-auc"]["status"] == "error" and "holdout:" in judged["holdout-auc"]["reason"]
     assert judged["examples"]["status"] == "pass"
+
+
+def test_a_diff_run_again_queues_its_behaviour_checks_again(gated, mlflow_server, tmp_path):
+    """A model that fails to load: the diff is an error, its checks judged so; asked again, the
+    checks wait (pending) for the new run, and are judged once more when it ends."""
+    name = unique("holdout")
+    version = log_hostile(mlflow_server.url, name, "raise RuntimeError('no loading today')", tmp_path)
+    served = gated(name, log_dataset(mlflow_server.url, holdout(), tmp_path))
+    request_id = ask_alias(served.url, name, version)
+    behaviour_of(served.url, request_id)
+    assert background_task(served.app, TASK)() == 1
+    shown = behaviour_of(served.url, request_id)
+    assert shown["state"] == "error" and "no loading today" in shown["reason"]
+    assert shown["datasets"][0]["state"] == "error" and "no champion" in shown["datasets"][0]["error"]
+    judged = checks_of(served.url, request_id)
+    assert (judged["holdout-auc"]["status"], judged["examples"]["status"]) == ("error", "fail")
+    assert "no loading today" in judged["examples"]["reason"]
+
+    rerun = api(served.url, "POST", f"/requests/{request_id}/behaviour", user="alice")
+    assert rerun.status_code == 202 and rerun.json()["state"] == "pending"
+    assert {c["status"] for c in checks_of(served.url, request_id).values()} == {"pending"}
+    assert background_task(served.app, TASK)() == 1
+    assert {n: c["status"] for n, c in checks_of(served.url, request_id).items()} == {
+        "holdout-auc": "error",
+        "agreement": "error",
+        "examples": "fail",
+    }
+
+
+@pytest.mark.browser
+def test_the_page_shows_the_dataset_pending_then_its_numbers(
+    gated,
+    mlflow_server,
+    tmp_path,
+    browser_page,  # noqa: F811 - the fixture imported above, by name
+    screenshot,  # noqa: F811
+):
+    name = unique("holdout")
+    v1, _, _ = log_sklearn(mlflow_server.url, name, ["a", "b"], c=1.0, seed=0)
+    v2, _, _ = log_sklearn(mlflow_server.url, name, ["a", "b"], c=0.05, seed=3, shift=0.6)
+    MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", v1)
+    data = holdout()
+    data.loc[0, "country"] = "<script>window.pwned=1</script>"  # a slice value a dataset author chose
+    served = gated(name, log_dataset(mlflow_server.url, data, tmp_path))
+    request_id = ask_alias(served.url, name, v2)
+    browser_page.goto(f"{served.url}/checkpoint/whoami")
+    browser_page.fill("input[name=name]", "carol")
+    browser_page.click("button[type=submit]")
+    browser_page.goto(f"{served.url}/checkpoint/requests/{request_id}")
+    section = browser_page.locator("#dataset-1")
+    assert "Dataset holdout" in section.inner_text() and "pending" in section.inner_text()
+    section.scroll_into_view_if_needed()
+    screenshot("dataset-pending")
+
+    assert background_task(served.app, TASK)() == 1
+    [scored] = behaviour_of(served.url, request_id)["datasets"]
+    browser_page.reload()
+    section = browser_page.locator("#dataset-1")
+    text = section.inner_text()
+    assert f"agreement {100 * scored['agreement']:.1f}%" in text and "roc_auc" in text and "p95 latency" in text
+    assert "country = <script>window.pwned=1</script>" in text  # shown as text
+    assert browser_page.evaluate("window.pwned") is None
+    assert section.locator("svg rect").count() == len(scored["histogram"]["counts"])
+    assert section.locator("table").nth(1).inner_text().startswith("Flips")
+    section.scroll_into_view_if_needed()
+    screenshot("dataset-done")

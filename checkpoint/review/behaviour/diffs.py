@@ -65,11 +65,12 @@ class BehaviourDiffs:
         wake: Callable[[], object] | None = None,
         evaluations_for: Callable[[PromoteRequest], tuple[EvaluationSet, ...]] = lambda item: (),
         finished: Callable[[], object] | None = None,
+        checks_again: Callable[[int], object] | None = None,
     ) -> None:
         self.store, self.registry_for, self.clock, self.runner = store, registry_for, clock, runner
         self.mode, self.lock_path, self.lease, self.wake = mode, lock_path, lease, wake
         # The rule's datasets of a request; what to do once diffs finished (judge behaviour checks).
-        self.evaluations_for, self.finished = evaluations_for, finished
+        self.evaluations_for, self.finished, self.checks_again = evaluations_for, finished, checks_again
 
     # -- asking and showing --------------------------------------------------------------
 
@@ -122,6 +123,8 @@ class BehaviourDiffs:
         """Run a diff that ended in an error again; a done one stands (never scored twice)."""
         shown = self.for_request(item)
         if shown and shown.get("key") and shown["state"] == ERROR and self.store.rerun_behaviour(shown["key"]):
+            if self.checks_again is not None:
+                self.checks_again(item.id)  # its behaviour checks wait for the new run (queued again)
             if self.wake is not None:
                 self.wake()
             stored = self.store.behaviour(shown["key"])
