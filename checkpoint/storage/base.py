@@ -190,13 +190,16 @@ def visible(query, hidden: Iterable[tuple[str, str]]):
     return query.where(~select(RequestChangeRow.request_id).where(RequestChangeRow.request_id == RequestRow.id, hit).exists())
 
 
-def about(query, model: str | None = None, target: str | None = None):
-    """``query`` over requests one change of which is about ``model`` (and ``target``, the same change)."""
-    if not model and not target:
+def about(query, model: str | None = None, target: str | None = None, workspace: str | None = None):
+    """``query`` over requests one change of which is about ``model`` (and ``target``, and in
+    MLflow ``workspace``, all of that same change); None: any."""
+    if not model and not target and workspace is None:
         return query
     where = [RequestChangeRow.request_id == RequestRow.id]
     if model:
         where.append(RequestChangeRow.model_name == model)
     if target:
         where.append(RequestChangeRow.target == target)
+    if workspace is not None:
+        where.append(RequestChangeRow.workspace == workspace)
     return query.where(select(RequestChangeRow.request_id).where(*where).exists())

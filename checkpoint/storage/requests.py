@@ -262,13 +262,11 @@ class Requests(EventChain):
             query = query.where(~decided.exists())
         if not_author is not None:
             query = query.where(RequestRow.author != not_author)
-        if workspace is not None:
-            query = query.where(RequestRow.workspace == workspace)
         if state == WAITING:
             query = query.where(waiting_clause())
         elif state:
             query = query.where(RequestRow.state == state)
-        query = about(query, model, target)
+        query = about(query, model, target, workspace)
         if author:
             query = query.where(RequestRow.author == author)
         if search:
@@ -296,13 +294,11 @@ class Requests(EventChain):
         workspace: str | None = None,
     ) -> int:
         query = visible(select(func.count(RequestRow.id)), hidden)
-        if workspace is not None:
-            query = query.where(RequestRow.workspace == workspace)
         if state == WAITING:
             query = query.where(waiting_clause())
         elif state:
             query = query.where(RequestRow.state == state)
-        query = about(query, model)
+        query = about(query, model, workspace=workspace)
         with session_scope(self.sessions) as session:
             return session.scalar(query) or 0
 

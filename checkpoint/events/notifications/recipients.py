@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from checkpoint.events.notifications.people import People
-from checkpoint.review import mentions
+from checkpoint.identity import User
+from checkpoint.review import batches, mentions
 from checkpoint.review.policy import Policy
-from checkpoint.storage.entities import EventKind
+from checkpoint.storage.entities import EventKind, PromoteRequest
 from checkpoint.storage.mail import Happening, Recipient
 
 AWAITED, AUTHOR, MENTIONED = "awaited", "author", "mentioned"
@@ -46,9 +47,7 @@ class Recipients:
 
         kind, data = happening.kind, happening.data
         if kind == EventKind.OPENED:
-            rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
-            awaited = [*request.named_reviewers, *rule.reviewers, *rule.groups]
-            add([n for n in self.people.expand(awaited) if n != request.author], AWAITED)
+            add([n for n in self._awaited(request) if n != request.author], AWAITED)
             add(mentions.mentioned(request.description), MENTIONED)
         if kind in TO_AUTHOR:
             add([request.author], AUTHOR)
@@ -59,3 +58,26 @@ class Recipients:
         if kind == EventKind.EDITED and isinstance(data.get("mentioned"), list):
             add([str(n) for n in data["mentioned"]], MENTIONED)
         return found
+
+    def _awaited(self, request: PromoteRequest) -> list[str]:
+        """Those the request awaits by name: named by its author or listed by its rule. A batch:
+        anyone a change's rule lists, kept only if every change's rule lets them approve (one a
+        later change's rule refuses is not asked to review what they cannot approve)."""
+        parts = batches.parts(request)
+        listed = [*request.named_reviewers]
+        for part in parts:
+            rule = self.policy.rule_for(part.model_name, part.target, part.workspace)
+            listed += [*rule.reviewers, *rule.groups]
+        people = self.people.expand(listed)
+        if len(parts) == 1:
+            return list(people)
+        may = self.policy.may_review
+        return [
+            n
+            for n in people
+            if all(
+                may(User(n, groups=self.people.groups_of(n)), request.author, p.model_name, p.target, workspace=p.workspace)
+                is None
+                for p in parts
+            )
+        ]
