@@ -214,9 +214,8 @@ class Applying(Checking):
         required = self.rule_of(request).required_statuses
         if not required:
             return None
-        standing = self.statuses_standing(request)
-        unmet = statuses.blocking(standing, required)
-        return (unmet, statuses.blocked_line(unmet, standing)) if unmet else None
+        unmet = self.statuses_unmet(request, self.statuses_standing(request))
+        return (tuple(label for label, _ in unmet), statuses.blocked_line(unmet)) if unmet else None
 
     def _rollback_data(self, request: PromoteRequest) -> dict:
         """A rollback's record on its ``applied`` event (the timeline's ``how: rollback``)."""

@@ -12,6 +12,8 @@ The workflow's part that opens and applies batches is ``batching.py``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -93,6 +95,18 @@ def parts(request: PromoteRequest) -> list[PromoteRequest]:
             )
         )
     return out
+
+
+def digest(request: PromoteRequest) -> str | None:
+    """What a status posted on the request itself (and a review) is bound to: its challenger's
+    content digest; a batch's, every change's digest in order (a file re-logged under any of
+    them is new content for the whole request)."""
+    if request.changes is None:
+        return (request.challenger or {}).get("digest")
+    found = [(part.get("challenger") or {}).get("digest") for part in request.changes]
+    if all(d is None for d in found):
+        return None
+    return hashlib.sha256(json.dumps(found).encode()).hexdigest()
 
 
 def combine(statuses: Sequence[Status]) -> Status:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
@@ -26,6 +27,7 @@ from checkpoint.review.changes import Change
 from checkpoint.review.workflow_base import (
     DESCRIPTION_MAX,
     NAME_MAX,
+    NAMELESS,
     TARGET_MAX,
     TITLE_MAX,
     VERSION_MAX,
@@ -45,6 +47,11 @@ def batch_key(author: str, items: Sequence[Change]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _stored(change: dict) -> dict:
+    """A change as compared for "the same batch": without what Checkpoint adds when it pins it."""
+    return {k: v for k, v in change.items() if k != "resolved"}
+
+
 class Batching(Applying):
     """The batch part of the Workflow: opening one request for several changes, applying it."""
 
@@ -62,7 +69,10 @@ class Batching(Applying):
         naming its index. A single change opens an ordinary request (``Workflow.open``)."""
         if len(items) == 1:
             return self.open(items[0], author, title, description, reviewers)  # type: ignore[attr-defined]
-        author = as_actor(author).name
+        actor = as_actor(author)
+        if actor.anonymous:  # as for a single change: never authored by "anonymous"
+            raise WorkflowError(401, "UNAUTHENTICATED", NAMELESS)
+        author = actor.name
         pinned: list[Change] = []
         parts: list[dict] = []
         for i, change in enumerate(items):
@@ -132,6 +142,26 @@ class Batching(Applying):
             request = self.store.get(request.id)
         return request, created
 
+    def refuse_held(self, items: Sequence[Change], author: str) -> None:
+        """The form's rule for a batch a person assembles: no change may act on a target an open
+        request already holds (two open requests racing for one alias is a mistake made by hand,
+        shown before anything is stored: a 409 naming the change and the request). The author's
+        own open request for these very changes is no obstacle: opening finds it again."""
+        wanted = [_stored(c.to_json()) for c in items]
+        for i, change in enumerate(items):
+            found, _ = self.store.list_requests(
+                state=OPEN, model=change.model_name, target=change.target(), workspace=change.workspace, limit=5
+            )
+            for other in found:
+                if other.author == author and [_stored(p["change"]) for p in other.changes or ()] == wanted:
+                    continue
+                raise WorkflowError(
+                    409,
+                    "RESOURCE_ALREADY_EXISTS",
+                    f"changes[{i}]: {change.describe()}{change.where()} acts on a target open request #{other.id} "
+                    "holds already; withdraw that request, or leave this change out",
+                )
+
     # -- applying ------------------------------------------------------------------------
 
     def apply_batch(self, request: PromoteRequest, actor: str, forced: bool) -> PromoteRequest:
@@ -195,10 +225,14 @@ class Batching(Applying):
         fresh, moved = [], None
         for i, (view, change) in enumerate(zip(views, items, strict=True)):
             challenger, champion = self._snapshots(change)
-            why = self._moved(view, challenger, champion)
+            # Each change against its own snapshot; the approvals are bound to all of them (below).
+            why = self._moved(replace(view, reviews=()), challenger, champion)
             if why and moved is None:
                 moved = f"change {i + 1} ({change.describe()}): {why}"
             fresh.append({**(request.changes or ())[i], "challenger": challenger or {}, "champion": champion})
+        own = batches.digest(request)
+        if moved is None and any(r.digest and r.digest != own for r in request.approvals):
+            moved = "the approvals were given on other files than the changes hold now"
         if moved is None:
             return False
         self.store.dismiss_reviews(request.id, moved, actor)

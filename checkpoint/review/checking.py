@@ -339,17 +339,47 @@ class Checking(WorkflowBase):
         unmet: tuple[str, ...] = ()
         if rule.required_statuses:
             standing = self.statuses_standing(request) if standing is None else standing
-            unmet = statuses.blocking(standing, rule.required_statuses)
+            unmet = tuple(label for label, _ in self.statuses_unmet(request, standing))
         if blocked or lapsed or unmet:
             return replace(status, blocked_by=blocked, expired=lapsed, blocked_by_statuses=unmet)
         return status
 
     def statuses_standing(self, request: PromoteRequest, rows: list[PostedStatus] | None = None) -> list[Latest]:
         """The status standing for each context on ``request`` (``rows``: the status rows that may
-        speak for it, when read already for a page): bound to its challenger's digest."""
+        speak for it, when read already for a page): bound to its challenger's digest. A batch:
+        per change (``Latest.part``), from its own rows and those on that change's version."""
         if rows is None:
             rows = self.store.statuses_of([request])[request.id]
-        return statuses.latest(rows, digest_of(request.challenger), self.rule_of(request).required_statuses)
+        if not batches.is_batch(request):
+            return statuses.latest(rows, digest_of(request.challenger), self.rule_of(request).required_statuses)
+        own = batches.digest(request)
+        out: list[Latest] = []
+        for i, part in enumerate(batches.parts(request), 1):
+            name, version = part.challenger.get("name"), part.challenger.get("version")
+            mine = [
+                row
+                for row in rows
+                if (row.request_id == request.id and row.digest == own)
+                or (
+                    row.request_id is None
+                    and (row.workspace, row.model_name, row.version) == (part.workspace, name, str(version))
+                    and row.digest == digest_of(part.challenger)
+                )
+            ]
+            out += [replace(item, part=i) for item in statuses.standing(mine, self.rule_of(part).required_statuses)]
+        return out
+
+    def statuses_unmet(self, request: PromoteRequest, standing: list[Latest]) -> list[tuple[str, str]]:
+        """The required statuses not ``success``, as (label, state): each change's rule asks for
+        its own contexts, met only by what stands for that change."""
+        if not batches.is_batch(request):
+            return statuses.unmet([(standing, self.rule_of(request).required_statuses, None)])
+        return statuses.unmet(
+            [
+                ([s for s in standing if s.part == i], self.rule_of(part).required_statuses, i)
+                for i, part in enumerate(batches.parts(request), 1)
+            ]
+        )
 
     def statuses_of(self, requests: list[PromoteRequest]) -> dict[int, list[Latest]]:
         """:meth:`statuses_standing` for a page of requests."""

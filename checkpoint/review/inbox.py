@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from checkpoint.identity import User
-from checkpoint.review import expiry, rollback
+from checkpoint.review import batches, expiry, rollback
 from checkpoint.review.policy import RightCheck
 from checkpoint.storage.entities import OPEN, PromoteRequest
 
@@ -39,8 +39,16 @@ def candidate(workflow, user: User, request: PromoteRequest, right: RightCheck |
             return False  # decided: their approval or rejection stands
     if user.name == request.author and not rule.allow_self_approval:
         return False
+    if batches.is_batch(request):
+        # A batch's rule is its changes' combined (its reviewers, everyone any change lists):
+        # only one whom every change's own rule lets approve is awaited.
+        return all(_may_review(workflow, user, part, right) for part in batches.parts(request))
     if user.name in request.named_reviewers or user.name in rule.reviewers:
         return True
+    return _may_review(workflow, user, request, right)
+
+
+def _may_review(workflow, user: User, request: PromoteRequest, right: RightCheck | None) -> bool:
     refusal = workflow.policy.may_review(
         user,
         request.author,

@@ -10,10 +10,10 @@ import logging
 
 from checkpoint.identity import User
 from checkpoint.registry import RegistryError
-from checkpoint.review import statuses
+from checkpoint.review import batches, statuses
 from checkpoint.review.applying import Applying
 from checkpoint.review.workflow_base import NAME_MAX, VERSION_MAX, WorkflowError, as_actor, check_text, digest_of
-from checkpoint.storage.entities import PostedStatus
+from checkpoint.storage.entities import PostedStatus, PromoteRequest
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
 
@@ -32,16 +32,17 @@ class Posting(Applying):
         actor = self._poster(user)
         fields = statuses.check_post(context, state, target_url, description)
         request = self.store.get(request_id)
-        rule = self.rule_of(request)
-        refused = statuses.refusal(rule.required_statuses, fields[0], actor, rule.name)
-        if refused:
-            raise WorkflowError(403, "PERMISSION_DENIED", refused)
+        # Refused when it could count for none of the request's changes (a batch: one whose
+        # rule takes it from this poster is enough).
+        refused = [statuses.refusal(rule.required_statuses, fields[0], actor, rule.name) for rule in self._part_rules(request)]
+        if all(refused):
+            raise WorkflowError(403, "PERMISSION_DENIED", str(refused[0]))
         posted = self.store.add_status(
             request_id=request.id,
             workspace=request.workspace,
             model_name=request.model_name,
             version=request.version,
-            digest=digest_of(request.challenger),
+            digest=batches.digest(request),
             context=fields[0],
             state=fields[1],
             target_url=fields[2],
@@ -88,10 +89,22 @@ class Posting(Applying):
             target_url=fields[2],
             description=fields[3],
             actor=actor,
-            for_requests=[r.id for r in promoting if digest_of(r.challenger) == digest],
+            for_requests=[r.id for r in promoting if self._promotes(r, workspace, model, found.version, digest)],
         )
         self._move_on([r.id for r in promoting])
         return posted
+
+    def _part_rules(self, request: PromoteRequest) -> list:
+        return [self.rule_of(part) for part in batches.parts(request)]
+
+    @staticmethod
+    def _promotes(request: PromoteRequest, workspace: str, model: str, version: str, digest: str | None) -> bool:
+        """Whether a change of ``request`` promotes that version with those files (a batch: any)."""
+        return any(
+            (part.workspace, part.challenger.get("name"), str(part.challenger.get("version"))) == (workspace, model, version)
+            and digest_of(part.challenger) == digest
+            for part in batches.parts(request)
+        )
 
     def request_status_history(self, request_id: int) -> list[PostedStatus]:
         """Every status that was posted for a request (its own and its version's), newest first."""

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from checkpoint.clock import SYSTEM, Clock
+from checkpoint.review import batches
+from checkpoint.review.freezes import MAX_CHAIN, Hold
 from checkpoint.review.policy import Policy
 from checkpoint.review.workflow_base import WorkflowError
 from checkpoint.storage.entities import PromoteRequest, Waiting
@@ -66,14 +68,28 @@ def check_apply_at(value: object, at: datetime) -> datetime | None:
 
 def waiting_for(policy: Policy, request: PromoteRequest, at: datetime) -> Waiting | None:
     """What holds ``request``'s apply back at ``at`` (the later of its apply_at and the end of
-    any freeze then), or None when it may apply now."""
+    any freeze then), or None when it may apply now. A batch applies all at once, so a freeze on
+    any of its changes holds the whole of it, until no freeze holds any."""
     start = max(at, request.apply_at) if request.apply_at else at
-    hold = policy.frozen(request.model_name, request.target, start)
+    hold = _frozen(policy, request, start)
     if hold is not None:
-        return Waiting(FREEZE, hold.until, hold.freeze.name)
+        return Waiting(FREEZE, hold[1].until, hold[1].freeze.name)
     if request.apply_at is not None and request.apply_at > at:
         return Waiting(SCHEDULE, request.apply_at, None)
     return None
+
+
+def _frozen(policy: Policy, request: PromoteRequest, start: datetime) -> tuple[str, Hold] | None:
+    """The last freeze (and the target it holds) between ``start`` and the first instant no
+    freeze holds any of the request's changes, or None when none holds one at ``start``."""
+    found = None
+    for _ in range(MAX_CHAIN):
+        holds = [(part.target, h) for part in batches.parts(request) if (h := policy.frozen(part.model_name, part.target, start))]
+        if not holds:
+            break
+        found = max(holds, key=lambda pair: pair[1].until)
+        start = found[1].until
+    return found
 
 
 def describe(policy: Policy, waiting: Waiting) -> str:
@@ -95,7 +111,9 @@ def freeze_note(policy: Policy, request: PromoteRequest, at: datetime) -> str | 
     if waiting.kind == FREEZE:
         freeze = next(f for f in policy.freezes if f.name == waiting.name)
         reason = f" ({freeze.reason})" if freeze.reason else ""
-        return f"freeze '{waiting.name}'{reason} holds {request.target}: once approved it applies at {until}"
+        start = max(at, request.apply_at) if request.apply_at else at
+        target = (_frozen(policy, request, start) or (request.target, None))[0]
+        return f"freeze '{waiting.name}'{reason} holds {target}: once approved it applies at {until}"
     return f"once approved it applies at {until} (its apply_at)"
 
 

@@ -58,10 +58,17 @@ class Latest:
 
     status: PostedStatus
     required: bool
+    # A batch's: the change (1-based) it stands for, each change's version and rule being its own.
+    part: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The context, numbered by its change in a batch ("2. ci/eval"), as a batch's checks are."""
+        return self.status.context if self.part is None else f"{self.part}. {self.status.context}"
 
     def to_json(self) -> dict:
         s = self.status
-        return {
+        return ({"change": self.part} if self.part is not None else {}) | {
             "context": s.context,
             "state": s.state,
             "target_url": s.target_url or None,
@@ -154,11 +161,15 @@ def latest(rows: Iterable[PostedStatus], digest: str | None, required: Sequence[
     """The status standing for each context on a request whose challenger digest is ``digest``:
     the newest row bound to that digest (for a context a rule takes ``from`` some users only,
     the newest of theirs), by context name."""
+    # A row posted on other content speaks for files no longer there.
+    return standing([row for row in rows if row.digest == digest], required)
+
+
+def standing(rows: Iterable[PostedStatus], required: Sequence[RequiredStatus] = ()) -> list[Latest]:
+    """The newest of ``rows`` per context (of those a ``from`` list lets count), by context name."""
     specs = {s.context: s for s in required}
     best: dict[str, PostedStatus] = {}
     for row in rows:
-        if row.digest != digest:
-            continue  # posted on other content: it speaks for files no longer there
         spec = specs.get(row.context)
         if spec is not None and not spec.counts(row):
             continue
@@ -182,7 +193,18 @@ def refusal(required: Sequence[RequiredStatus], context: str, actor: str, rule: 
     return f"rule '{rule}' takes status {context} only from {', '.join(spec.posters)}"
 
 
-def blocked_line(blocked: Sequence[str], standing: Sequence[Latest]) -> str:
-    """ "required status ci/eval is failure; required status security/scan is missing"."""
-    states = {item.status.context: item.status.state for item in standing}
-    return "; ".join(f"required status {c} is {states.get(c, 'missing')}" for c in blocked)
+def unmet(standing_by_part: Sequence[tuple[Sequence[Latest], Sequence[RequiredStatus], int | None]]) -> list[tuple[str, str]]:
+    """Each required context not ``success``, as (label, state), over a request's parts: each
+    ``(its standing statuses, its rule's required ones, its number in a batch or None)``. A
+    change's requirement is met only by what stands for that change (its own version)."""
+    out = []
+    for items, required, part in standing_by_part:
+        states = {item.status.context: item.status.state for item in items}
+        for context in blocking(items, required):
+            out.append((context if part is None else f"{part}. {context}", states.get(context, "missing")))
+    return out
+
+
+def blocked_line(blocked: Sequence[tuple[str, str]]) -> str:
+    """ "required status ci/eval is failure; required status 2. security/scan is missing"."""
+    return "; ".join(f"required status {label} is {state}" for label, state in blocked)

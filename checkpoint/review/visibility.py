@@ -57,20 +57,25 @@ class Reader:
         """Those of ``(workspace, model)`` pairs the caller may not read."""
         return frozenset(p for p in set(pairs) if not self.can_read(p[1], p[0]))
 
+    def can_read_request(self, item) -> bool:
+        """Whether every model a request's changes are about is readable (a batch: each change's)."""
+        return all(self.can_read(model, workspace) for workspace, model in request_keys(item))
+
     def visible_page(
-        self, fetch: Callable[[frozenset], tuple[list[T], C]], key: Callable[[T], tuple[str, str]]
+        self, fetch: Callable[[frozenset], tuple[list[T], C]], keys: Callable[[T], Iterable[tuple[str, str]]]
     ) -> tuple[list[T], C]:
         """A page from ``fetch(hidden)`` with no unreadable row, re-fetched with the newly found
-        unreadable models excluded, so a page is full and no count of hidden rows shows."""
+        unreadable models excluded, so a page is full and no count of hidden rows shows. ``keys``:
+        every (workspace, model) a row is about; one unreadable hides the row."""
         hidden: frozenset[tuple[str, str]] = frozenset()
         items, cursor = fetch(hidden)
         for _ in range(MAX_ROUNDS):
-            found = self.hidden(key(i) for i in items) - hidden
+            found = self.hidden(k for i in items for k in keys(i)) - hidden
             if not found:
                 return items, cursor
             hidden |= found
             items, cursor = fetch(hidden)
-        return [i for i in items if self.can_read(key(i)[1], key(i)[0])], cursor
+        return [i for i in items if all(self.can_read(m, w) for w, m in keys(i))], cursor
 
 
 def change_models(change) -> tuple[str, ...]:
@@ -86,6 +91,15 @@ def change_models(change) -> tuple[str, ...]:
 def request_key(item) -> tuple[str, str]:
     """A stored request's (workspace, model)."""
     return (getattr(item, "workspace", "") or "", item.model_name)
+
+
+def request_keys(item) -> tuple[tuple[str, str], ...]:
+    """Every (workspace, model) a stored request's changes are about: a batch's each change's."""
+    parts = getattr(item, "changes", None)
+    if not parts:
+        return (request_key(item),)
+    pairs = [((p.get("change") or {}).get("workspace") or "", str((p.get("change") or {}).get("name") or "")) for p in parts]
+    return tuple(dict.fromkeys([request_key(item), *pairs]))
 
 
 def reader_for(mode: str, registry: Registry, user: User, environ: dict) -> Reader:

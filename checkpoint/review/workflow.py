@@ -22,6 +22,7 @@ from checkpoint.review.workflow_base import (
     COMMENT_MAX,
     DESCRIPTION_MAX,
     NAME_MAX,
+    NAMELESS,
     TARGET_MAX,
     TITLE_MAX,
     USER_MAX,
@@ -40,11 +41,6 @@ from checkpoint.storage.entities import APPROVED, FAILED, OPEN, REJECTED, WITHDR
 __all__ = ["COMMENT_MAX", "DESCRIPTION_MAX", "NAME_MAX", "TITLE_MAX", "USER_MAX", "Workflow", "WorkflowError", "short"]
 
 log = logging.getLogger("checkpoint.workflow")  # the name operators filter the JSON logs on
-# A request without a name behind it: refused, whatever the channel (each says how to give one).
-NAMELESS = (
-    "a promote request needs the name of who asks: sign in (with CHECKPOINT_AUTH=none, send your name as the "
-    "Basic-auth user name; the password is not checked)"
-)
 
 
 def _is_prompt_version(version: Version) -> bool:
@@ -323,7 +319,11 @@ class Workflow(RollingBack, Posting, Batching):
     def _review_digest(self, request: PromoteRequest, actor: str) -> str | None:
         """The challenger's digest now, which the review is bound to. If it is not the one the
         request shows, the files changed under the reviewer: approvals so far are dismissed, the
-        request shows the new digest, and this review is refused so it is given on what is there."""
+        request shows the new digest, and this review is refused so it is given on what is there.
+        A batch's review is bound to every change's digest (``batches.digest``); its files are
+        compared again, change by change, when it applies."""
+        if batches.is_batch(request):
+            return batches.digest(request)
         if not request.challenger or "digest" not in request.challenger or request.state != OPEN:
             return digest_of(request.challenger)
         try:

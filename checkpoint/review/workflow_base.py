@@ -25,6 +25,11 @@ from checkpoint.storage.store import Store
 TITLE_MAX = 300
 DESCRIPTION_MAX = 65536
 COMMENT_MAX = 65536
+# A request without a name behind it: refused, whatever the channel (each says how to give one).
+NAMELESS = (
+    "a promote request needs the name of who asks: sign in (with CHECKPOINT_AUTH=none, send your name as the "
+    "Basic-auth user name; the password is not checked)"
+)
 # The widths of the request's text columns (models.py). PostgreSQL refuses a longer value
 # or a NUL character with an error deep in the store (a 500, and a 500 to the MLflow client
 # means minutes of retries); SQLite would store it. Checked up front: a 400 on both.

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import overload
 
-from sqlalchemy import and_, not_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from checkpoint.clock import SYSTEM, Clock
@@ -23,7 +23,7 @@ from checkpoint.storage.entities import (
     Review,
     Waiting,
 )
-from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestRow, ReviewRow
+from checkpoint.storage.models import CheckRow, DeliveryRow, EventRow, RequestChangeRow, RequestRow, ReviewRow
 
 
 class StoreBase:
@@ -181,7 +181,25 @@ def to_delivery(row: DeliveryRow, kind: str = "", model: str = "") -> Delivery:
 
 
 def visible(query, hidden: Iterable[tuple[str, str]]):
-    """``query`` over requests without those in the ``hidden`` (workspace, model) pairs."""
-    for workspace, model in sorted(set(hidden)):
-        query = query.where(not_(and_(RequestRow.workspace == workspace, RequestRow.model_name == model)))
-    return query
+    """``query`` over requests without those any change of which is about one of the
+    ``hidden`` (workspace, model) pairs (a batch's second change hides it as its first does)."""
+    pairs = sorted(set(hidden))
+    if not pairs:
+        return query
+    hit = or_(*(and_(RequestChangeRow.workspace == w, RequestChangeRow.model_name == m) for w, m in pairs))
+    return query.where(~select(RequestChangeRow.request_id).where(RequestChangeRow.request_id == RequestRow.id, hit).exists())
+
+
+def about(query, model: str | None = None, target: str | None = None, workspace: str | None = None):
+    """``query`` over requests one change of which is about ``model`` (and ``target``, and in
+    MLflow ``workspace``, all of that same change); None: any."""
+    if not model and not target and workspace is None:
+        return query
+    where = [RequestChangeRow.request_id == RequestRow.id]
+    if model:
+        where.append(RequestChangeRow.model_name == model)
+    if target:
+        where.append(RequestChangeRow.target == target)
+    if workspace is not None:
+        where.append(RequestChangeRow.workspace == workspace)
+    return query.where(select(RequestChangeRow.request_id).where(*where).exists())

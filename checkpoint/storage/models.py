@@ -70,6 +70,28 @@ class RequestRow(Base):
     )
 
 
+class RequestChangeRow(Base):
+    """One change of a request: what it acts on and the version it promotes (``change_index.py``;
+    migration 0016). Every list, filter and visibility check reads these, so a batch's second
+    change counts as much as its first."""
+
+    __tablename__ = "request_changes"
+
+    request_id: Mapped[int] = mapped_column(Integer, ForeignKey("promote_requests.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    model_name: Mapped[str] = mapped_column(String(512))
+    target: Mapped[str] = mapped_column(String(600))
+    challenger_model: Mapped[str | None] = mapped_column(String(512))
+    challenger_version: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_request_changes_model", "workspace", "model_name", "request_id"),
+        Index("ix_request_changes_target", "target", "request_id"),
+        Index("ix_request_changes_challenger", "workspace", "challenger_model", "challenger_version"),
+    )
+
+
 class ReviewRow(Base):
     __tablename__ = "reviews"
 

@@ -6,15 +6,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from checkpoint.storage.base import aware, check_id, to_request, to_review, visible
+from checkpoint.storage.base import about, aware, check_id, to_request, to_review, visible
 from checkpoint.storage.chain import EventChain
+from checkpoint.storage.change_index import index_rows
 from checkpoint.storage.db import session_scope
 from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, WAITING, Comment, EventKind, PromoteRequest, Review
-from checkpoint.storage.models import CommentRow, EventRow, RequestRow, ReviewRow
+from checkpoint.storage.models import CommentRow, EventRow, RequestChangeRow, RequestRow, ReviewRow
 from checkpoint.storage.schedules import waiting_clause
+
+
+def _reindex(session, row: RequestRow) -> None:
+    """Write ``row``'s ``request_changes`` afresh (in the caller's transaction)."""
+    session.execute(delete(RequestChangeRow).where(RequestChangeRow.request_id == row.id))
+    for item in index_rows(row.workspace, row.model_name, row.target, row.challenger, row.changes):
+        session.add(RequestChangeRow(request_id=row.id, **item))
+    session.flush()
 
 
 class Requests(EventChain):
@@ -30,6 +39,7 @@ class Requests(EventChain):
                 row = RequestRow(author=author, dedupe_key=dedupe_key, state=OPEN, created_at=stamp, updated_at=stamp, **values)
                 session.add(row)
                 session.flush()
+                _reindex(session, row)
                 self._log(session, row, EventKind.OPENED, author, event_data, stamp)
                 request_id = row.id
         except IntegrityError:
@@ -80,6 +90,8 @@ class Requests(EventChain):
             row = self._row(session, request_id)
             for key, value in values.items():
                 setattr(row, key, value)
+            if {"challenger", "changes"} & set(values):  # a refreshed snapshot may name another version
+                _reindex(session, row)
             row.updated_at = stamp
             self._log(session, row, event, actor, data, stamp)
 
@@ -250,16 +262,11 @@ class Requests(EventChain):
             query = query.where(~decided.exists())
         if not_author is not None:
             query = query.where(RequestRow.author != not_author)
-        if workspace is not None:
-            query = query.where(RequestRow.workspace == workspace)
         if state == WAITING:
             query = query.where(waiting_clause())
         elif state:
             query = query.where(RequestRow.state == state)
-        if model:
-            query = query.where(RequestRow.model_name == model)
-        if target:
-            query = query.where(RequestRow.target == target)
+        query = about(query, model, target, workspace)
         if author:
             query = query.where(RequestRow.author == author)
         if search:
@@ -287,22 +294,19 @@ class Requests(EventChain):
         workspace: str | None = None,
     ) -> int:
         query = visible(select(func.count(RequestRow.id)), hidden)
-        if workspace is not None:
-            query = query.where(RequestRow.workspace == workspace)
         if state == WAITING:
             query = query.where(waiting_clause())
         elif state:
             query = query.where(RequestRow.state == state)
-        if model:
-            query = query.where(RequestRow.model_name == model)
+        query = about(query, model, workspace=workspace)
         with session_scope(self.sessions) as session:
             return session.scalar(query) or 0
 
     def request_models(self, state: str | None = None) -> set[tuple[str, str]]:
         """The distinct (workspace, model) pairs of requests (in ``state``): what a count may hide."""
-        query = select(RequestRow.workspace, RequestRow.model_name).distinct()
+        query = select(RequestChangeRow.workspace, RequestChangeRow.model_name).distinct()
         if state:
-            query = query.where(RequestRow.state == state)
+            query = query.join(RequestRow, RequestRow.id == RequestChangeRow.request_id).where(RequestRow.state == state)
         with session_scope(self.sessions) as session:
             return {(w or "", m) for w, m in session.execute(query)}
 

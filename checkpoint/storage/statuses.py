@@ -11,7 +11,7 @@ from checkpoint.storage.base import aware, to_request
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
 from checkpoint.storage.entities import OPEN, EventKind, PostedStatus, PromoteRequest
-from checkpoint.storage.models import RequestRow, StatusRow
+from checkpoint.storage.models import RequestChangeRow, RequestRow, StatusRow
 
 # How many rows of history one read returns at most (a CI loop posting "pending" forever).
 HISTORY_LIMIT = 500
@@ -98,18 +98,20 @@ class Statuses(EventChain):
 
     @staticmethod
     def _of(request: PromoteRequest):
-        """The rows that speak for ``request``: its own, and those on the version it promotes."""
+        """The rows that speak for ``request``: its own, and those on each version it promotes
+        (a batch: every change's challenger; ``request_changes`` holds them, migration 0016)."""
         own = StatusRow.request_id == request.id
-        name, version = (request.challenger or {}).get("name"), (request.challenger or {}).get("version")
-        if not name or version is None:
-            return own
-        on_version = and_(
-            StatusRow.request_id.is_(None),
-            StatusRow.workspace == (request.workspace or ""),
-            StatusRow.model_name == name,
-            StatusRow.version == str(version),
+        promoted = (
+            select(RequestChangeRow.request_id)
+            .where(
+                RequestChangeRow.request_id == request.id,
+                RequestChangeRow.workspace == StatusRow.workspace,
+                RequestChangeRow.challenger_model == StatusRow.model_name,
+                RequestChangeRow.challenger_version == StatusRow.version,
+            )
+            .exists()
         )
-        return or_(own, on_version)
+        return or_(own, and_(StatusRow.request_id.is_(None), promoted))
 
     def statuses_of(self, requests: Iterable[PromoteRequest]) -> dict[int, list[PostedStatus]]:
         """Every status row that may speak for each request, oldest first (one query per request;
@@ -138,15 +140,18 @@ class Statuses(EventChain):
             return [to_status(r) for r in session.scalars(query)]
 
     def open_requests_promoting(self, workspace: str, model_name: str, version: str) -> list[PromoteRequest]:
-        """Open requests whose challenger is that version: a promotion of it, or a copy of it into
-        another model (``prod.*``): the candidates are narrowed by the version column, then by
-        the challenger snapshot each holds."""
-        query = (
-            select(RequestRow)
-            .where(RequestRow.state == OPEN, RequestRow.workspace == workspace, RequestRow.version == version)
-            .order_by(RequestRow.id)
-            .limit(HISTORY_LIMIT)
+        """Open requests one change of which promotes that version: a promotion of it, or a copy
+        of it into another model (``prod.*``), a batch's later changes as much as its first."""
+        promotes = (
+            select(RequestChangeRow.request_id)
+            .where(
+                RequestChangeRow.request_id == RequestRow.id,
+                RequestChangeRow.workspace == workspace,
+                RequestChangeRow.challenger_model == model_name,
+                RequestChangeRow.challenger_version == version,
+            )
+            .exists()
         )
+        query = select(RequestRow).where(RequestRow.state == OPEN, promotes).order_by(RequestRow.id).limit(HISTORY_LIMIT)
         with session_scope(self.sessions) as session:
-            rows = list(session.scalars(query))
-            return [to_request(r) for r in rows if (r.challenger or {}).get("name") == model_name]
+            return [to_request(r) for r in session.scalars(query)]

@@ -17,7 +17,7 @@ from checkpoint.review import batches, expiry, inbox
 from checkpoint.review.changes import PARSE_KINDS, ChangeError, canonical_workspace, lone_surrogate, parse
 from checkpoint.review.representation import request_fields, workspace_label
 from checkpoint.review.statuses import Latest
-from checkpoint.review.visibility import request_key
+from checkpoint.review.visibility import request_keys
 from checkpoint.review.workflow import NAME_MAX, USER_MAX
 from checkpoint.storage.entities import OPEN, STATES, WAITING, CheckResult, NotFound, PromoteRequest
 from checkpoint.tokens import BREAK_GLASS, REQUEST, REVIEW
@@ -46,10 +46,7 @@ ME = "me"
 def readable_request(request_id: int) -> PromoteRequest:
     """The request, if its model is one the caller may read; else exactly as if it did not exist."""
     item = workflow().store.get(request_id)
-    readable = reader().can_read(item.model_name, request_key(item)[0])
-    if readable and item.changes is not None:  # a batch: every model it changes
-        readable = all(reader().can_read(p.model_name, p.workspace) for p in batches.parts(item)[1:])
-    if not readable:
+    if not reader().can_read_request(item):  # a batch: every model it changes
         raise NotFound(f"promote request #{request_id} does not exist")
     return item
 
@@ -202,7 +199,7 @@ def list_requests():
         items, last = inbox.awaiting(
             workflow(),
             current_user(),
-            can_read=lambda item: reader().can_read(item.model_name, request_key(item)[0]),
+            can_read=lambda item: reader().can_read_request(item),
             before=request_cursor(args.get("cursor")),
             limit=int(limit_raw),
             workspace=workspace_arg(args.get("workspace")),
@@ -224,7 +221,7 @@ def list_requests():
                 hidden=hidden,
                 workspace=workspace_arg(args.get("workspace")),
             ),
-            request_key,
+            request_keys,
         )
     checks, standing = workflow().checks_of(items), workflow().statuses_of(items)
     return jsonify(
@@ -411,7 +408,7 @@ def summary():
         open=store.count(state="open", hidden=hidden),
         model=model,
         open_for_model=store.count(state="open", model=model, hidden=hidden, workspace=workspace) if model else None,
-        requests=panel.items_json(items),
+        requests=panel.items_json(items, model),
     )
     response.headers["Cache-Control"] = "no-cache"
     response.add_etag()

@@ -58,8 +58,9 @@ def _compare(name: str, asked: dict[str, str], b_model: str) -> comparing.Compar
     return comparing.compare(registry, asked["workspace"], name, asked["a"], b_model, asked["b"])
 
 
-def _form_link(change: Change) -> str:
-    return url_for("request_form.new_request", change=urls.change_token(change.to_json()))
+def _form_link(*changes: Change) -> str:
+    """The new-request form for ``changes``: one request, or (several) one batch of them."""
+    return url_for("request_form.new_request", change=[urls.change_token(c.to_json()) for c in changes])
 
 
 @pages.get("/models/<path:name>/compare")

@@ -80,7 +80,7 @@ def _visible_deliveries(filters: dict, before: tuple[int, str] | None, limit: in
     """A page of deliveries without those about models the caller may not read."""
     return reader().visible_page(
         lambda hidden: store().list_deliveries(**filters, before=before, limit=limit, hidden_models={m for _, m in hidden}),
-        lambda item: ("", item.model),
+        lambda item: [("", item.model)],
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, g, render_template
 
 from checkpoint.review import inbox
-from checkpoint.review.visibility import request_key
+from checkpoint.review.visibility import request_keys
 from checkpoint.storage.entities import APPLIED, FAILED, OPEN, REJECTED, WITHDRAWN, PromoteRequest
 from checkpoint.web.context import current_services, current_user, reader, workflow
 
@@ -23,7 +23,7 @@ DECIDED = (APPLIED, REJECTED, WITHDRAWN, FAILED)
 
 
 def _readable(item: PromoteRequest) -> bool:
-    return reader().can_read(item.model_name, request_key(item)[0])
+    return reader().can_read_request(item)
 
 
 def awaiting_me(
@@ -42,7 +42,7 @@ def _mine(states: tuple[str, ...] | None) -> list[PromoteRequest]:
         def fetch(hidden: frozenset, state: str | None = state) -> tuple[list[PromoteRequest], int | None]:
             return workflow().store.list_requests(state=state, author=name, limit=SHOWN, hidden=hidden)
 
-        found.extend(reader().visible_page(fetch, request_key)[0])
+        found.extend(reader().visible_page(fetch, request_keys)[0])
     return sorted(found, key=lambda i: i.id, reverse=True)[:SHOWN]
 
 

@@ -9,14 +9,15 @@ each, "awaits the viewer" by the inbox's own rule (``review/inbox.py``).
 from __future__ import annotations
 
 from checkpoint import urls
-from checkpoint.review import inbox
+from checkpoint.review import batches, inbox
 from checkpoint.review.checks import PASS, PENDING
 from checkpoint.storage.entities import PromoteRequest
 from checkpoint.web.context import current_user, public_base, workflow
 
 
-def items_json(requests: list[PromoteRequest]) -> list[dict]:
-    """The panel's view of ``requests`` (open ones), in their order."""
+def items_json(requests: list[PromoteRequest], model: str | None = None) -> list[dict]:
+    """The panel's view of ``requests`` (open ones), in their order; a batch's target and version
+    are those of its change about ``model`` (the model in view)."""
     flow = workflow()
     checks, standing = flow.checks_of(requests), flow.statuses_of(requests)
     mine = inbox.awaited(flow, current_user(), requests, checks, standing)
@@ -25,13 +26,14 @@ def items_json(requests: list[PromoteRequest]) -> list[dict]:
     for item in requests:
         results = checks[item.id]
         status = flow.status(item, results, standing[item.id])
+        shown = next((p for p in batches.parts(item) if p.model_name == model), item)
         out.append(
             {
                 "id": item.id,
                 "title": item.title,
                 "author": item.author,
-                "target": item.target,
-                "version": item.version,
+                "target": shown.target,
+                "version": shown.version,
                 "url": urls.request_page(base, item.id),
                 "checks": {
                     "total": len(results),

@@ -15,7 +15,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from checkpoint.review import changes, rollback
+from checkpoint.review import batches, changes, rollback
 from checkpoint.review.diff import wording
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
@@ -126,6 +126,12 @@ def versions_label(item) -> str:
     if champion.get("version"):
         label += f" → {'after' if item.target.startswith('model:') else 'replaces'} v{champion['version']}"
     return label
+
+
+def request_parts(item) -> list:
+    """What a list's row shows, one line per change: a batch's changes as requests of their own
+    (``batches.parts``), a single-change request as itself."""
+    return batches.parts(item)
 
 
 def _challenger_name(item) -> str:
@@ -242,6 +248,7 @@ TEMPLATE_GLOBALS = (
     asked,
     request_headline,
     versions_label,
+    request_parts,
     mlflow_version_url,
     mlflow_run_url,
     format_ms,

@@ -21,7 +21,7 @@ from checkpoint.review.changes import ChangeError, canonical_workspace
 from checkpoint.review.diff_snapshots import PageDiff
 from checkpoint.review.inbox import SCAN_MAX as inbox_scan_max
 from checkpoint.review.policy import Status
-from checkpoint.review.visibility import request_key
+from checkpoint.review.visibility import request_keys
 from checkpoint.review.workflow import WorkflowError
 from checkpoint.storage.entities import APPLIED, OPEN, REJECTED, STATES, WAITING, WITHDRAWN, EventKind, NotFound
 from checkpoint.web import behaviour_view
@@ -72,8 +72,7 @@ def _readable_request():
         item = workflow().store.get(request_id)
     except NotFound:
         return  # the view answers its own 404
-    models = [(p.model_name, p.workspace) for p in batches.parts(item)] if item.changes is not None else []
-    if not reader().can_read(item.model_name, request_key(item)[0]) or not all(reader().can_read(*m) for m in models):
+    if not reader().can_read_request(item):  # a batch: every model it changes
         abort(404, f"promote request #{request_id} does not exist")
 
 
@@ -110,7 +109,7 @@ def requests_list():
                 before=request_cursor(args.get("cursor")),
                 **filters,
             ),
-            request_key,
+            request_keys,
         )
     workspace = None if filters["workspace"] is None else filters["workspace"] or "default"
     query = {
@@ -204,7 +203,7 @@ def request_detail(request_id: int):
         break_glass=[e for e in item.events if e.kind == EventKind.BREAK_GLASS],
         timeline=request_timeline.lines(item.events),
         may_cancel=_may_cancel(item, user, refusal),
-        freezes=[f for f in workflow().policy.freezes if f.covers(item.model_name, item.target)],
+        freezes=[f for f in workflow().policy.freezes if any(f.covers(p.model_name, p.target) for p in batches.parts(item))],
     )
 
 
@@ -262,6 +261,7 @@ def _batch_parts(item) -> list[dict]:
                 "item": view,
                 "headline": request_headline(view, shown.champion if shown.champion_read else True),
                 "rule": workflow().rule_of(view),
+                "freezes": [f for f in workflow().policy.freezes if f.covers(view.model_name, view.target)],
                 "diff_html": _diff_html(view, shown, diff_id=f"diff-h-{n}"),
                 "diff_error": shown.error,
             }

@@ -89,6 +89,13 @@ def test_version_against_champion_as_json_and_page(sqlite_checkpoint, mlflow_ser
     assert f"Open a promote request for this: set @champion of {name} to v3" in text
     token = parse_qs(urlsplit(data["promote"][0]["url"]).query)["change"][0]
     assert f"/checkpoint/requests/new?change={token}" in text
+    # Both together: one link to the form as a batch of the two (reviewed once, all or nothing).
+    second = parse_qs(urlsplit(data["promote"][1]["url"]).query)["change"][0]
+    together = f"/checkpoint/requests/new?change={token}&change={second}"
+    assert "Open one batch request for all 2" in text and together in text
+    batch_form = requests.get(f"{base}{together}", auth=("alice", "x"), headers=HTML, timeout=30)
+    assert batch_form.status_code == 200 and "New batch request" in batch_form.text
+    assert f"Change 2 of 2: moving '{name}' version 3 to stage Production" in unescape(batch_form.text)
     listed = requests.get(f"{base}/checkpoint/api/v1/requests", auth=("bob", "x"), timeout=30)
     assert listed.status_code == 200 and listed.json()["requests"] == []  # comparing opens nothing
 

@@ -29,6 +29,7 @@ TABLES = {
     "statuses",
     "diff_snapshots",
     "behaviour_results",
+    "request_changes",
     "api_tokens",
     "people",
 }
@@ -311,3 +312,75 @@ def test_migration_0015_adds_and_drops_the_dataset_columns(empty_database_url, e
     assert "dataset_digest" not in {c["name"] for c in sa.inspect(engine).get_columns("behaviour_results")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM behaviour_results")).scalar_one() == 1
+
+
+def test_migration_0016_indexes_every_change_of_the_requests_stored_before(empty_database_url, engine_for):
+    """``request_changes`` is built for the requests already there: one row for a single-change
+    request, one per change of a batch (with the version each promotes); downgrading drops it."""
+    import json
+
+    from alembic import command
+
+    engine = engine_for(empty_database_url)
+    config = db.alembic_config(engine)
+    db.upgrade(engine, "0015")
+    now = datetime.now(UTC)
+    batch = [
+        {
+            "change": {"kind": "set_alias", "name": "a", "alias": "champion", "version": "3"},
+            "target": "alias:champion",
+            "challenger": {"name": "a", "version": "3"},
+        },
+        {
+            "change": {"kind": "set_alias", "name": "b", "alias": "prod", "version": "5", "workspace": "team"},
+            "target": "alias:prod",
+            "challenger": {"name": "b", "version": "5"},
+        },
+    ]
+    insert = sa.text(
+        "INSERT INTO promote_requests (kind, model_name, target, change, title, description, author, state, "
+        "state_reason, challenger, dedupe_key, created_at, updated_at, apply_result, named_reviewers, rule_name, "
+        "workspace, changes) VALUES (:kind, :model, :target, '{}', 't', '', 'alice', 'open', '', :challenger, :key, "
+        ":now, :now, '', '[]', 'default', '', :changes)"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert,
+            {
+                "kind": "set_alias",
+                "model": "m",
+                "target": "alias:champion",
+                "key": "k1",
+                "now": now,
+                "challenger": json.dumps({"name": "m", "version": "2"}),
+                "changes": None,
+            },
+        )
+        conn.execute(
+            insert,
+            {
+                "kind": "batch",
+                "model": "a",
+                "target": "alias:champion",
+                "key": "k2",
+                "now": now,
+                "challenger": json.dumps(batch[0]["challenger"]),
+                "changes": json.dumps(batch),
+            },
+        )
+    db.upgrade(engine)
+    query = sa.text(
+        "SELECT request_id, position, workspace, model_name, target, challenger_model, challenger_version "
+        "FROM request_changes ORDER BY request_id, position"
+    )
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(query)]
+    assert rows == [
+        (1, 0, "", "m", "alias:champion", "m", "2"),
+        (2, 0, "", "a", "alias:champion", "a", "3"),
+        (2, 1, "team", "b", "alias:prod", "b", "5"),
+    ]
+    command.downgrade(config, "0015")
+    engine.dispose()
+    assert db.current_revision(engine) == "0015"
+    assert "request_changes" not in table_names(engine)

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from checkpoint.events.notifications.people import People
-from checkpoint.review import mentions, visibility
+from checkpoint.identity import User
+from checkpoint.review import batches, changes, mentions, visibility
 from checkpoint.review.policy import Policy
-from checkpoint.storage.entities import EventKind
+from checkpoint.storage.entities import EventKind, PromoteRequest
 from checkpoint.storage.mail import Happening, Recipient
 
 AWAITED, AUTHOR, MENTIONED = "awaited", "author", "mentioned"
@@ -56,9 +57,7 @@ class Recipients:
 
         kind, data = happening.kind, happening.data
         if kind == EventKind.OPENED:
-            rule = self.policy.rule_for(request.model_name, request.target, request.workspace)
-            awaited = [*request.named_reviewers, *rule.reviewers, *rule.groups]
-            add([n for n in self.people.expand(awaited) if n != request.author], AWAITED)
+            add([n for n in self._awaited(request) if n != request.author], AWAITED)
             add(mentions.mentioned(request.description), MENTIONED)
         if kind in TO_AUTHOR:
             add([request.author], AUTHOR)
@@ -71,8 +70,44 @@ class Recipients:
         return found
 
     def _may_read(self, name: str, request) -> bool:
-        """Whether ``name`` may read every model the request touches (its own, a copy's source)."""
+        """Whether ``name`` may read every model the request touches: each change's model and a
+        copy's source, in that change's workspace (a batch's later changes leak like its first)."""
         if self.may_read is None:
             return True
-        workspace = getattr(request, "workspace", "") or ""
-        return all(self.may_read(name, model, workspace) for model in visibility.change_models(request))
+        return all(self.may_read(name, model, workspace) for workspace, model in _places(request))
+
+    def _awaited(self, request: PromoteRequest) -> list[str]:
+        """Those the request awaits by name: named by its author or listed by its rule. A batch:
+        anyone a change's rule lists, kept only if every change's rule lets them approve (one a
+        later change's rule refuses is not asked to review what they cannot approve)."""
+        parts = batches.parts(request)
+        listed = [*request.named_reviewers]
+        for part in parts:
+            rule = self.policy.rule_for(part.model_name, part.target, part.workspace)
+            listed += [*rule.reviewers, *rule.groups]
+        people = self.people.expand(listed)
+        if len(parts) == 1:
+            return list(people)
+        may = self.policy.may_review
+        return [
+            n
+            for n in people
+            if all(
+                may(User(n, groups=self.people.groups_of(n)), request.author, p.model_name, p.target, workspace=p.workspace)
+                is None
+                for p in parts
+            )
+        ]
+
+
+def _places(request: PromoteRequest) -> set[tuple[str, str]]:
+    """Every (workspace, model) a stored request touches, across its changes."""
+    found: set[tuple[str, str]] = set()
+    for part in batches.parts(request):
+        workspace = getattr(part, "workspace", "") or ""
+        try:
+            models = visibility.change_models(changes.from_json(part.change))
+        except (ValueError, TypeError, KeyError):  # a row no kind reads still names its model
+            models = (part.model_name,)
+        found.update((workspace, model) for model in (part.model_name, *models))
+    return found

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from checkpoint.registry import Registry, RegistryError, Version
-from checkpoint.review import content
+from checkpoint.review import batches, content
 from checkpoint.review.changes import ModelsRef, parse_models_uri
 from checkpoint.review.desired.parsing import DesiredState, Want
 from checkpoint.storage.entities import APPLYING, APPROVED, OPEN, PromoteRequest
@@ -238,7 +238,9 @@ def _same_content(registry: Registry, newest: Version, source: Version, budget: 
 def _with_requests(entry: Entry, reads: Reads) -> Entry:
     """The entry with the promote requests that still hold its target (open, approved, applying)."""
     w = entry.want
-    found = reads.holding_requests(w.workspace, w.model, target_of(w))
+    target = target_of(w)
+    # A batch holds the target by one of its changes: that change (not its first) is what it does there.
+    found = [_part_about(r, w.workspace, w.model, target) for r in reads.holding_requests(w.workspace, w.model, target)]
     marks = tuple(
         {
             "id": r.id,
@@ -250,6 +252,14 @@ def _with_requests(entry: Entry, reads: Reads) -> Entry:
         for r in sorted(found, key=lambda r: r.id)
     )
     return Entry(entry.want, entry.action, entry.current, entry.desired, entry.changes, marks, entry.message, entry.next_version)
+
+
+def _part_about(request: PromoteRequest, workspace: str, model: str, target: str) -> PromoteRequest:
+    """The change of ``request`` about ``target`` of ``model`` (a batch's view of it; a single
+    request is its own)."""
+    return next(
+        (p for p in batches.parts(request) if (p.workspace, p.model_name, p.target) == (workspace, model, target)), request
+    )
 
 
 def _summary(request: PromoteRequest) -> str:

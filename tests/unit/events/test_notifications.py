@@ -144,6 +144,23 @@ def test_a_rule_listing_nobody_awaits_only_the_named():
     assert who("opened", model_name="other") == [("bob", "bob@example.com", "awaited")]
 
 
+def test_a_batch_emails_only_those_every_change_lets_approve():
+    """A batch's second change under a rule listing carol and dave: erin (the first rule's group)
+    and bob (named) could approve the first change only, carol the second only: dave is asked."""
+    policy = Policy(rules=(*POLICY.rules, Rule(name="strict", models=("strict-*",), reviewers=("carol", "dave"))))
+    parts = [
+        {
+            "change": {"kind": "set_alias", "name": "fraud-detector", "alias": "champion", "version": "3"},
+            "target": "alias:champion",
+        },
+        {"change": {"kind": "set_alias", "name": "strict-x", "alias": "champion", "version": "2"}, "target": "alias:champion"},
+    ]
+    found = Recipients(policy, PEOPLE)(Happening("opened", "alice", {}, request(kind="batch", changes=tuple(parts)), None))
+    assert [(r.person, r.reason) for r in found] == [("dave", "awaited")]
+    alone = Recipients(policy, PEOPLE)(Happening("opened", "alice", {}, request(), None))
+    assert [r.person for r in alone] == ["bob", "dave", "erin"]  # the first change alone: the control
+
+
 @pytest.mark.parametrize("kind", ["approved", "rejected", "applied", "apply_failed"])
 def test_decisions_reach_the_author_unless_they_made_them(kind):
     assert who(kind, actor="bob") == [("alice", None, "author")]

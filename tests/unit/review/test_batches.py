@@ -170,3 +170,21 @@ def test_each_undo_step_expects_what_its_change_left():
     assert stage.expect == ("production", "archived", "archived")
     _, tag = batches.apply(changes.DeleteTag("m", version_="1", key="k"), held)
     assert tag.expect == (None,)
+
+
+def test_a_batch_binds_its_statuses_and_reviews_to_every_change_s_files():
+    from dataclasses import replace as with_fields
+    from datetime import UTC, datetime
+
+    from checkpoint.storage.entities import PromoteRequest
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    single = PromoteRequest(1, "set_alias", "m", "2", "alias:champion", ALIAS, "t", "", "a", "open", "",
+                            {"digest": "d1"}, None, now, now, None, "")  # fmt: skip
+    parts = ({"change": ALIAS, "challenger": {"digest": "d1"}}, {"change": ALIAS, "challenger": {"digest": "d2"}})
+    batch = with_fields(single, changes=parts)
+    assert batches.digest(single) == "d1"
+    assert batches.digest(batch) not in (None, "d1", "d2")
+    relogged = with_fields(single, changes=(parts[0], {"change": ALIAS, "challenger": {"digest": "d3"}}))
+    assert batches.digest(relogged) != batches.digest(batch)  # the second change's files changed
+    assert batches.digest(with_fields(single, changes=({"change": ALIAS, "challenger": {}},))) is None

@@ -105,3 +105,16 @@ def test_the_lines_people_read():
         "freeze 'weekend' (no weekend changes) holds alias:champion: once approved it applies at 2026-01-12T07:00:00Z"
     )
     assert schedule.freeze_note(POLICY, REQUEST, at("2026-01-13T12:00Z")) is None
+
+
+def test_a_freeze_on_any_change_of_a_batch_holds_all_of_it():
+    """A batch whose first change no freeze covers waits for the one that covers its second."""
+    parts = (
+        {"change": {"kind": "set_alias", "name": "fraud", "alias": "challenger", "version": "2"}, "target": "alias:challenger"},
+        {"change": {"kind": "set_alias", "name": "churn", "alias": "champion", "version": "4"}, "target": "alias:champion"},
+    )
+    batch = replace(REQUEST, kind="batch", target="alias:challenger", changes=parts)
+    assert schedule.waiting_for(POLICY, replace(REQUEST, target="alias:challenger"), NOW) is None  # the first alone
+    assert schedule.waiting_for(POLICY, batch, NOW) == Waiting(schedule.FREEZE, MONDAY_8_CET, "weekend")
+    assert "holds alias:champion" in (schedule.freeze_note(POLICY, batch, NOW) or "")
+    assert schedule.waiting_for(POLICY, batch, MONDAY_8_CET) is None

@@ -115,9 +115,16 @@ def test_the_latest_per_context_stands_for_the_current_digest_only():
     ]
     assert statuses.blocking(standing, [RequiredStatus("ci/eval")]) == ("ci/eval",)
     assert statuses.blocking(standing, [RequiredStatus("lint"), RequiredStatus("scan")]) == ("scan",)
-    assert statuses.blocked_line(("ci/eval", "scan"), standing) == (
-        "required status ci/eval is failure; required status scan is missing"
-    )
+    unmet = statuses.unmet([(standing, [RequiredStatus("ci/eval"), RequiredStatus("scan")], None)])
+    assert statuses.blocked_line(unmet) == "required status ci/eval is failure; required status scan is missing"
+
+
+def test_each_change_of_a_batch_is_met_only_by_what_stands_for_it():
+    first = statuses.standing([posted(1, "ci/eval", "success")], [RequiredStatus("ci/eval")])
+    second: list = []  # nothing stands for the second change's version
+    unmet = statuses.unmet([(first, [RequiredStatus("ci/eval")], 1), (second, [RequiredStatus("ci/eval")], 2)])
+    assert unmet == [("2. ci/eval", "missing")]
+    assert statuses.blocked_line(unmet) == "required status 2. ci/eval is missing"
 
 
 def test_a_from_list_counts_only_those_posters():
