@@ -18,6 +18,7 @@ from tests.support.compat import mlflow_major, mlflow_version
 from tests.support.databases import migrated_database, migrated_sqlite
 from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process
 from tests.support.serving import close_app
+from tests.support.smtp import Sink
 
 # The MLflow client in these tests talks to loopback servers only.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -185,3 +186,11 @@ def sqlite_checkpoint(mlflow_server, sqlite_url, tmp_path, checkpoint_config, ch
     application = create_app(_settings_for(mlflow_server, sqlite_url, tmp_path, checkpoint_config), clock=checkpoint_clock)
     with live(application, sqlite_url) as served:
         yield served
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A real SMTP server (aiosmtpd) on loopback, keeping what it receives."""
+    server = Sink().start()
+    yield server
+    server.stop()

@@ -52,13 +52,6 @@ def postgres_url(request, tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def clock() -> MovableClock:
     return MovableClock(datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -23,7 +22,6 @@ from tests.support.clock import MovableClock
 from tests.support.databases import migrated_sqlite
 from tests.support.governed import api, make_model, unique
 from tests.support.hostile import form_session
-from tests.support.smtp import Sink
 
 PUBLIC = "http://checkpoint.example.com"  # plain http: the test session keeps its cookie (https makes it Secure)
 POLICY = {
@@ -31,13 +29,6 @@ POLICY = {
     "groups": {"ml-leads": ["bob", "carol"]},
     "rules": [{"name": "mailed", "models": ["mailed-*"], "groups": ["ml-leads"], "required_approvals": 1}],
 }
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 def test_invitation_preference_and_applied_email_through_the_app(mlflow_server, sink, tmp_path):

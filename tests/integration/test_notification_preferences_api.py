@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -17,17 +16,9 @@ import yaml
 from checkpoint.app import create_app
 from tests.support.hostile import form_session
 from tests.support.openapi import check_answer
-from tests.support.smtp import Sink
 
 API = "/checkpoint/api/v1"
 PATH = "/notifications"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ API agrees), and axe-core finds nothing serious before and after saving, nor on 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -13,16 +12,8 @@ from playwright.sync_api import expect
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import browser_page, chromium, screenshot  # noqa: F401 - pytest fixtures, by name
 from tests.support.governed import api
-from tests.support.smtp import Sink
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
