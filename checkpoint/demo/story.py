@@ -84,7 +84,10 @@ def play(env: Mapping[str, str], now: datetime, say: Callable[[str], None]) -> T
     from checkpoint.settings import Settings
     from checkpoint.storage import db
 
-    settings = Settings.from_env({**env, "CHECKPOINT_BACKGROUND": "false", "CHECKPOINT_LOG_LEVEL": "ERROR"})
+    # No behavioural diffs asked for the history: its requests are decided before a diff could
+    # matter, and each would cost the demo's first minutes a model run (a page view still asks).
+    quiet = {"CHECKPOINT_BACKGROUND": "false", "CHECKPOINT_LOG_LEVEL": "ERROR", "CHECKPOINT_EVALUATOR": "off"}
+    settings = Settings.from_env({**env, **quiet})
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     engine.dispose()
