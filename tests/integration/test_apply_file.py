@@ -95,6 +95,12 @@ def test_apply_wait_waits_for_the_decision(sqlite_checkpoint, mlflow_server, tmp
             opened = waiting.stdout.readline() if waiting.stdout else ""
         assert opened, waiting.stderr.read() if waiting.stderr else ""
         request_id = int(opened.split("#")[1].split()[0])
+        # Approve only once the wait has seen the request open (its first progress line): an approval
+        # before its first look would leave it nothing open to report.
+        seen = waiting.stderr.readline() if waiting.stderr else ""
+        while seen and not seen.startswith(f"promote request #{request_id}: open"):
+            seen = waiting.stderr.readline() if waiting.stderr else ""
+        assert seen, "the wait ended without reporting the request open"
         approved = api(base, "POST", f"/requests/{request_id}/reviews", user="alice", json={"verdict": "approve"})
         assert approved.json()["state"] == "applied"
         out, err = waiting.communicate(timeout=60)
@@ -103,7 +109,7 @@ def test_apply_wait_waits_for_the_decision(sqlite_checkpoint, mlflow_server, tmp
             waiting.kill()
     assert waiting.returncode == 0, err
     assert out.splitlines()[-1].startswith(f"promote request #{request_id} applied: change 1 of 2:")
-    assert f"promote request #{request_id}: open" in err  # the progress, as `request wait` prints it
+    assert seen.startswith(f"promote request #{request_id}: open")  # the progress, as `request wait` prints it
 
 
 def test_a_file_with_errors_names_the_line_and_key_and_opens_nothing(sqlite_checkpoint, mlflow_server, tmp_path):
