@@ -1,8 +1,8 @@
 """Models run in their own environments (``CHECKPOINT_EVALUATOR_ENV=uv``, runtime/envs.py)
 against a real MLflow, with real uv and real packages from the index: the model sees a package
 Checkpoint's own Python lacks, the environment is built once and reused (also by two workers at
-once), it is read-only to the model, and a hostile requirements line is refused before anything
-is installed.
+once), it is read-only to the model (which could otherwise change it for every model sharing it),
+and a hostile requirements line is refused before anything is installed.
 
 uv's download cache is kept across test runs (under ``~/.cache``), as an operator's would be:
 only the first run on a machine downloads the wheels."""
@@ -47,6 +47,20 @@ def _isolated_here() -> None:
     if not sandbox.detect().isolated:
         pytest.fail(f"these tests need namespaces (root or user namespaces): {sandbox.detect().note}")
     assert importlib.util.find_spec("humanize") is None, "the test needs a package only the model's environment holds"
+
+
+WRITER = """
+import json, os, sys
+report = {"prefix": sys.prefix, "writes": {}}
+for path in (os.path.join(sys.prefix, "pyvenv.cfg"), os.path.join(sys.prefix, "planted.py")):
+    try:
+        with open(path, "a") as out:
+            out.write("planted")
+        report["writes"][path] = "written"
+    except OSError as exc:
+        report["writes"][path] = type(exc).__name__
+raise RuntimeError("REPORT " + json.dumps(report))
+"""
 
 
 def log_where_am_i(mlflow_url: str, name: str, tmp: Path, requirements: list[str]) -> str:
@@ -97,7 +111,7 @@ def _envs_built(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "uv-cache" and not p.name.startswith("."))
 
 
-def test_a_model_runs_in_its_own_environment_built_once_then_reused(sqlite_checkpoint, mlflow_server, tmp_path, caplog):
+def test_a_model_runs_in_its_own_read_only_environment_built_once_then_reused(sqlite_checkpoint, mlflow_server, tmp_path, caplog):
     base, app = sqlite_checkpoint.url, sqlite_checkpoint.app
     caplog.set_level(logging.INFO, logger="checkpoint.evaluator")
     runner = services(app).behaviours.runner
@@ -122,13 +136,29 @@ def test_a_model_runs_in_its_own_environment_built_once_then_reused(sqlite_check
     assert len(_messages(caplog, " built in ")) == 1 and len(_messages(caplog, "reused")) == 2
     assert len(_envs_built(runner.envs.root)) == 1
 
+    # A model with the same requirements (so the same environment) cannot change it for the others.
+    writer = unique("envwriter")
+    request_id = ask_alias(base, writer, log_hostile(mlflow_server.url, writer, WRITER, tmp_path, requirements=REQUIREMENTS))
+    assert background_task(app, TASK)() == 1
+    error = behaviour_of(base, request_id)["examples"]["models"]["challenger"]["error"]
+    found = re.search(r"REPORT (\{.*\})", error)
+    assert found, error
+    report = json.loads(found.group(1))
+    assert report["prefix"].endswith("/run-challenger/env")
+    assert len(report["writes"]) == 2 and "written" not in report["writes"].values(), report
+    (built,) = _envs_built(runner.envs.root)
+    env = runner.envs.root / built
+    assert "planted" not in (env / "pyvenv.cfg").read_text() and not (env / "planted.py").exists()
+    assert len(_messages(caplog, " built in ")) == 1
+
 
 def test_two_workers_building_one_environment_build_it_once(sqlite_checkpoint, mlflow_server, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="checkpoint.evaluator")
     envs = services(sqlite_checkpoint.app).behaviours.runner.envs
     model = tmp_path / "model"
     model.mkdir()
-    (model / "requirements.txt").write_text(f"mlflow=={mlflow.__version__}\nhumanize==4.8.0\n")
+    # mlflow-skinny (the evaluator's own needs then add only pyarrow): a smaller build than the full MLflow.
+    (model / "requirements.txt").write_text(f"mlflow-skinny=={mlflow.__version__}\nhumanize==4.8.0\n")
     copies = [shutil.copytree(model, tmp_path / f"copy{i}") for i in range(2)]
 
     first, second = race(*(lambda m=m: envs.ensure(m) for m in copies))
@@ -136,46 +166,13 @@ def test_two_workers_building_one_environment_build_it_once(sqlite_checkpoint, m
     assert _envs_built(envs.root) == [first.name]
     python = first / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-I", "-c", "import importlib.metadata as m; print(m.version('humanize'), m.version('mlflow'))"],
+        [str(python), "-I", "-c", "import importlib.metadata as m; print(m.version('humanize'), m.version('mlflow-skinny'))"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     assert done.stdout.split() == ["4.8.0", mlflow.__version__]
-
-
-WRITER = """
-import json, os, sys
-report = {"prefix": sys.prefix, "writes": {}}
-for path in (os.path.join(sys.prefix, "pyvenv.cfg"), os.path.join(sys.prefix, "planted.py")):
-    try:
-        with open(path, "a") as out:
-            out.write("planted")
-        report["writes"][path] = "written"
-    except OSError as exc:
-        report["writes"][path] = type(exc).__name__
-raise RuntimeError("REPORT " + json.dumps(report))
-"""
-
-
-def test_the_environment_is_read_only_to_the_model(sqlite_checkpoint, mlflow_server, tmp_path):
-    base, app = sqlite_checkpoint.url, sqlite_checkpoint.app
-    name = unique("envwriter")
-    version = log_hostile(mlflow_server.url, name, WRITER, tmp_path, requirements=REQUIREMENTS)
-    request_id = ask_alias(base, name, version)
-    assert background_task(app, TASK)() == 1
-
-    shown = behaviour_of(base, request_id)
-    error = shown["examples"]["models"]["challenger"]["error"]
-    found = re.search(r"REPORT (\{.*\})", error)
-    assert found, error
-    report = json.loads(found.group(1))
-    assert report["prefix"].endswith("/run-challenger/env")
-    assert len(report["writes"]) == 2 and "written" not in report["writes"].values(), report
-    (built,) = _envs_built(services(app).behaviours.runner.envs.root)
-    env = services(app).behaviours.runner.envs.root / built
-    assert "planted" not in (env / "pyvenv.cfg").read_text() and not (env / "planted.py").exists()
 
 
 def test_a_hostile_requirement_is_refused_before_anything_is_installed(sqlite_checkpoint, mlflow_server, tmp_path):
@@ -191,4 +188,4 @@ def test_a_hostile_requirement_is_refused_before_anything_is_installed(sqlite_ch
     error = shown["examples"]["models"]["challenger"]["error"]
     assert error.startswith("environment build failed: requirement line 2 not allowed: 'evil @ https://"), error
     root = services(app).behaviours.runner.envs.root
-    assert _envs_built(root) == [] and not list(root.glob(".build-*"))  # nothing fetched, nothing made
+    assert not root.exists()  # refused before any directory was made, uv run or wheel fetched
