@@ -130,6 +130,7 @@ def test_a_model_runs_in_its_own_read_only_environment_built_once_then_reused(sq
     # Both versions, through the diff Checkpoint runs for a request: the one environment, no build.
     MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", v1)
     request_id = ask_alias(base, name, v2)
+    assert _messages(caplog, "each model runs with its own environment built by uv")  # said at start
     assert background_task(app, TASK)() == 1
     shown = behaviour_of(base, request_id)
     assert shown["state"] == "done" and shown["examples"]["breaking"] == [], shown
