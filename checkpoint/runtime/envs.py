@@ -32,7 +32,7 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -166,19 +166,21 @@ class Envs:
 
     def _build(self, target: Path, requirements: list[str], python: str) -> None:
         started = time.monotonic()
+        deadline = started + self.limits.timeout  # one deadline for the whole build
         with tempfile.TemporaryDirectory(prefix=f".build-{target.name}-", dir=self.root) as tmp:
             work = Path(tmp)
             env, home = work / "env", work / "home"
             home.mkdir()
             (work / "requirements.txt").write_text("\n".join(requirements) + "\n")
-            self._uv(work, home, "venv", "--quiet", "--relocatable", "--python", python, str(env))
+            self._uv(deadline, work, home, "venv", "--quiet", "--relocatable", "--python", python, str(env))
             self._uv(
+                deadline,
                 work,
                 home,
                 *("pip", "install", "--quiet", "--no-build", "--python", str(env / "bin" / "python")),
                 *("-r", str(work / "requirements.txt")),
             )
-            self._compile(work, home, python, env, target)
+            self._compile(work, home, python, env, target, deadline)
             readable(env)
             if target.exists():  # not a complete environment (no pyvenv.cfg): left by hand
                 shutil.rmtree(target)
@@ -191,18 +193,30 @@ class Envs:
             python,
         )
 
-    def _compile(self, work: Path, home: Path, python: str, env: Path, target: Path) -> None:
+    def _left(self, deadline: float) -> sandbox.Limits:
+        """The limits of the build's next step: what is left of the build's deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise EnvBuildError(f"timed out after {self.limits.timeout:g} s")
+        return replace(self.limits, timeout=left)
+
+    def _compile(self, work: Path, home: Path, python: str, env: Path, target: Path, deadline: float) -> None:
         """Byte-compile the environment now: runs see it read-only, and compiling MLflow, pandas and
         the model's libraries at every load would add seconds to each. ``-I -S``: no ``.pth`` file
         of an installed wheel runs here; compiling parses files, it runs none of them."""
         argv = [python, "-I", "-S", "-m", "compileall", "-q", "-j", "0", "-s", str(env), "-p", str(target), str(env / "lib")]
         outcome = sandbox.run(
-            argv, stdin=b"", cwd=work, env=sandbox.scrubbed_env(home), limits=self.limits, isolation=sandbox.Isolation("none", ())
+            argv,
+            stdin=b"",
+            cwd=work,
+            env=sandbox.scrubbed_env(home),
+            limits=self._left(deadline),
+            isolation=sandbox.Isolation("none", ()),
         )
         if outcome.problem:  # a file that does not compile (exit 1) is left to fail, if ever imported, in the run
             raise EnvBuildError(f"compiling the environment: {outcome.problem}")
 
-    def _uv(self, cwd: Path, home: Path, *args: str) -> None:
+    def _uv(self, deadline: float, cwd: Path, home: Path, *args: str) -> None:
         env = sandbox.scrubbed_env(home) | {
             "UV_CACHE_DIR": str(self.uv_cache),
             "UV_NO_CONFIG": "1",
@@ -211,7 +225,7 @@ class Envs:
         }
         env |= {name: os.environ[name] for name in PASSED_THROUGH if os.environ.get(name)}
         outcome = sandbox.run(
-            [self.uv, *args], stdin=b"", cwd=cwd, env=env, limits=self.limits, isolation=sandbox.Isolation("none", ())
+            [self.uv, *args], stdin=b"", cwd=cwd, env=env, limits=self._left(deadline), isolation=sandbox.Isolation("none", ())
         )
         if not outcome.ok:
             lines = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-6:]

@@ -109,3 +109,11 @@ def test_no_requirements_file_is_a_clear_reason(tmp_path):
     (model / "requirements.txt").unlink()
     with pytest.raises(EnvBuildError, match="no requirements.txt"):
         _envs(tmp_path).ensure(model)
+
+
+def test_a_build_past_its_deadline_is_a_clear_reason_and_leaves_nothing(tmp_path):
+    model = _model(tmp_path, "mlflow\n")
+    late = Envs(tmp_path / "envs", str(tmp_path / "no-uv-here"), tmp_path / "uv-cache", sandbox.Limits(timeout=0))
+    with pytest.raises(EnvBuildError, match="timed out after 0 s"):
+        late.ensure(model)
+    assert [p.suffix for p in (tmp_path / "envs").iterdir()] == [".lock"]  # no environment, no build directory
