@@ -242,7 +242,8 @@ class Services:
         if settings.evaluator != "off":
             limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
             runner = Runner(sandbox.detect(), limits, settings.private_paths(), Services._envs(settings))
-        lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
+        builds = 2 * settings.evaluator_env_timeout if settings.evaluator_env == "uv" else 0  # each side's environment
+        lease = timedelta(seconds=3 * settings.evaluator_timeout + 600 + builds)  # two runs and the downloads
         lock = settings.data_dir / "evaluator.lock"
         diffs = BehaviourDiffs(
             store,
