@@ -35,6 +35,8 @@ setup(
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The demo runs a real MLflow server and trains small sklearn models.
         "demo": ["mlflow>=3.17,<3.18", "scikit-learn>=1.4"],
+        # CHECKPOINT_EVALUATOR_ENV=uv: models run in their own environments, built by uv (runtime/envs.py).
+        "envs": ["uv>=0.9,<1"],
     },
     entry_points={"console_scripts": ["checkpoint=checkpoint.cli:main"]},
 )

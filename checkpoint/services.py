@@ -41,6 +41,7 @@ from checkpoint.review.reconcile import Reconciler
 from checkpoint.review.workflow import Workflow
 from checkpoint.runtime import metrics, sandbox
 from checkpoint.runtime.background import Background
+from checkpoint.runtime.envs import Envs, find_uv
 from checkpoint.settings import Settings
 from checkpoint.storage import db
 from checkpoint.storage.store import Store
@@ -223,14 +224,26 @@ class Services:
         )
 
     @staticmethod
+    def _envs(settings: Settings) -> Envs | None:
+        """Where models' own environments are built (``CHECKPOINT_EVALUATOR_ENV=uv``), else None."""
+        uv = find_uv() if settings.evaluator_env == "uv" else None
+        if uv is None:
+            return None
+        root = settings.data_dir / "envs"
+        # uv fetches and unpacks wheels: far more memory and file size than a model's run needs.
+        limits = sandbox.Limits(timeout=settings.evaluator_env_timeout, memory_mb=16384, file_bytes=4 << 30)
+        return Envs(root, uv, settings.evaluator_env_cache or root / "uv-cache", limits)
+
+    @staticmethod
     def _behaviours(settings: Settings, store: Store, workflow: Workflow, clock: Clock, background: Background) -> BehaviourDiffs:
         """The behavioural diffs: models run isolated (runtime/sandbox.py) by the background
         thread, one at a time per machine (a lock file in the data directory)."""
         runner = None
         if settings.evaluator != "off":
             limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
-            runner = Runner(sandbox.detect(), limits, settings.private_paths())
-        lease = timedelta(seconds=3 * settings.evaluator_timeout + 600)  # two runs and the downloads
+            runner = Runner(sandbox.detect(), limits, settings.private_paths(), Services._envs(settings))
+        builds = 2 * settings.evaluator_env_timeout if settings.evaluator_env == "uv" else 0  # each side's environment
+        lease = timedelta(seconds=3 * settings.evaluator_timeout + 600 + builds)  # two runs and the downloads
         lock = settings.data_dir / "evaluator.lock"
         diffs = BehaviourDiffs(
             store,
@@ -283,6 +296,9 @@ class Services:
                 return
             self._started = True
         runner = self.behaviours.runner if self.behaviours is not None else None
+        if runner is not None:  # said at every start: which Python the models run with
+            envs = f"its own environment built by uv under {runner.envs.root}" if runner.envs else "Checkpoint's own Python"
+            log.info("behavioural diffs: each model runs with %s (CHECKPOINT_EVALUATOR_ENV)", envs)
         if runner is not None and not runner.isolation.isolated:  # said at every start, as the docs say
             refused = "refused" if self.settings.evaluator == "isolated" else "run WITHOUT isolation"
             log.warning("behavioural diffs: models are %s here: %s", refused, runner.isolation.note)

@@ -390,6 +390,11 @@ class Settings:
     evaluator: str = "isolated"
     evaluator_timeout: float = 120.0
     evaluator_memory_mb: int = 2048
+    # Which Python a model runs with: Checkpoint's own (local) or its own environment built from its
+    # requirements by uv (runtime/envs.py), within a build deadline, uv's downloads cached in a directory.
+    evaluator_env: str = "local"
+    evaluator_env_timeout: float = 600.0
+    evaluator_env_cache: Path | None = None  # None: <data dir>/envs/uv-cache
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
     audit_key: str = field(default="", repr=False)
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -494,6 +499,7 @@ class Settings:
             "digest_max_bytes": ("CHECKPOINT_DIGEST_MAX_BYTES", int, 0, 2**40, "67108864"),
             "evaluator_timeout": ("CHECKPOINT_EVALUATOR_TIMEOUT", float, 1, 86400, "120"),
             "evaluator_memory_mb": ("CHECKPOINT_EVALUATOR_MEMORY_MB", int, 256, 1 << 20, "2048"),
+            "evaluator_env_timeout": ("CHECKPOINT_EVALUATOR_ENV_TIMEOUT", float, 10, 86400, "600"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}
@@ -521,6 +527,20 @@ class Settings:
                 f"CHECKPOINT_EVALUATOR={evaluator!r} is not isolated, unisolated or off; e.g. CHECKPOINT_EVALUATOR=isolated"
             )
 
+        evaluator_env = (overrides.pop("evaluator_env", None) or raw.get("CHECKPOINT_EVALUATOR_ENV") or "local").strip().lower()
+        if evaluator_env not in ("local", "uv"):
+            raise SettingsError(
+                f"CHECKPOINT_EVALUATOR_ENV={evaluator_env!r} is not local or uv; e.g. CHECKPOINT_EVALUATOR_ENV=local"
+            )
+        if evaluator_env == "uv" and evaluator != "off":
+            from checkpoint.runtime.envs import find_uv
+
+            if find_uv() is None:
+                raise SettingsError(
+                    "CHECKPOINT_EVALUATOR_ENV=uv needs the uv program: pip install 'checkpoint-mlflow[envs]' (or put uv on PATH)"
+                )
+        env_cache = overrides.pop("evaluator_env_cache", None) or raw.get("CHECKPOINT_EVALUATOR_ENV_CACHE", "").strip()
+
         background = raw.get("CHECKPOINT_BACKGROUND", "true").strip().lower()
         if background not in ("true", "false", "1", "0", "yes", "no"):
             raise SettingsError(f"CHECKPOINT_BACKGROUND={background!r} must be true or false")
@@ -545,6 +565,8 @@ class Settings:
             log_format=log_format,
             zero_copy=zero_copy,
             evaluator=evaluator,
+            evaluator_env=evaluator_env,
+            evaluator_env_cache=Path(env_cache).expanduser().absolute() if env_cache else None,
             registry_username=raw.get("CHECKPOINT_REGISTRY_USERNAME") or None,
             registry_password=raw.get("CHECKPOINT_REGISTRY_PASSWORD") or None,
             registry_token=raw.get("CHECKPOINT_REGISTRY_TOKEN") or None,
@@ -572,9 +594,10 @@ class Settings:
     def private_paths(self) -> tuple[Path, ...]:
         """Every path on this machine holding what only Checkpoint may read: the data directory
         (generated secret and audit keys, lock files), an SQLite database's directory (with its
-        journal), the audit key file, the policy file, and the MLflow and PostgreSQL credential
+        journal), the audit key file, the policy file, uv's download cache (its files are hard-linked
+        into the models' environments), and the MLflow and PostgreSQL credential
         files of Checkpoint's user. Runs of model code (runtime/sandbox.py) see none of them."""
-        paths = [self.data_dir, *(p for p in (self.audit_key_path, self.policy_file) if p)]
+        paths = [self.data_dir, *(p for p in (self.audit_key_path, self.policy_file, self.evaluator_env_cache) if p)]
         if self.environ is not None and self.environ.get("CHECKPOINT_AUDIT_KEY_FILE", "").strip():
             paths.append(Path(self.environ["CHECKPOINT_AUDIT_KEY_FILE"].strip()).expanduser())
         if self.database_url.startswith("sqlite"):

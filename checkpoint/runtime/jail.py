@@ -8,7 +8,9 @@ view of the filesystem, then starts the run and waits for it:
   Checkpoint's sockets or scratch files is there, and nothing a run leaves outlives it);
 * every private path of Checkpoint's settings (``Settings.private_paths``) covered: a
   directory by an empty read-only tmpfs, a file by ``/dev/null``;
-* the run's job directory bound read-only in place, its scratch home bound writable.
+* the run's job directory bound read-only in place, its scratch home bound writable;
+* each ``binds`` source (opened before anything covered it, so it may lie under a hidden path)
+  bound read-only onto its target, a directory inside the job directory.
 
 A run that could unmount these would see what they cover. As ``nobody`` (root mode) it has no
 capability to; where Checkpoint is not root the run would be root of the namespace, so it is
@@ -18,8 +20,8 @@ PID namespace, and when the parent kills this process (its parent-death signal, 
 the kernel kills everything in the namespace with it.
 
 Usage: ``python -I -S jail.py <spec JSON> <command...>``; the spec is ``{"tmpfs": [...],
-"hide": [...], "readonly": [...], "writable": [...], "cwd": dir, "own_user": bool,
-"tmpfs_bytes": n}``.
+"hide": [...], "readonly": [...], "writable": [...], "binds": [[source, target], ...], "cwd": dir,
+"own_user": bool, "tmpfs_bytes": n}``.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def bind(fd: int, target: str, read_only: bool) -> None:
 
 
 def make_view(spec: dict) -> None:
-    places = [(path, True) for path in spec["readonly"]] + [(path, False) for path in spec["writable"]]
-    held = [(os.open(path, os.O_PATH | os.O_DIRECTORY), path, ro) for path, ro in places]
+    places = [(path, path, True) for path in spec["readonly"]] + [(path, path, False) for path in spec["writable"]]
+    places += [(source, target, True) for source, target in spec.get("binds", [])]  # last: onto the job directory
+    held = [(os.open(source, os.O_PATH | os.O_DIRECTORY), target, ro) for source, target, ro in places]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     for path in spec["tmpfs"]:
         if os.path.isdir(path):

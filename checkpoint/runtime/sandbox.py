@@ -58,11 +58,14 @@ FRESH = ("/run", "/tmp", "/var/tmp", "/dev/shm")  # each run gets its own, empty
 @dataclass(frozen=True)
 class View:
     """What of the filesystem one run sees differently: its job directory (read-only), the
-    directories in it that it may write, and Checkpoint's private paths (hidden)."""
+    directories in it that it may write, Checkpoint's private paths (hidden), and directories
+    shown read-only at another place (``binds``: (source, an existing directory in the job
+    directory); a model's own environment from a hidden cache, ``envs.py``)."""
 
     readonly: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
+    binds: tuple[tuple[Path, Path], ...] = ()
 
     def spec(self, isolation: Isolation, limits: Limits, cwd: Path) -> str:
         return json.dumps(
@@ -72,6 +75,7 @@ class View:
                 "hide": [str(p) for p in self.hidden],
                 "readonly": [str(p) for p in self.readonly],
                 "writable": [str(p) for p in self.writable],
+                "binds": [[str(source), str(target)] for source, target in self.binds],
                 "own_user": isolation.mode == "user-namespaces",
                 "tmpfs_bytes": limits.file_bytes,
             }

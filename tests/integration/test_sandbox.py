@@ -45,10 +45,15 @@ def private() -> Iterator[Path]:
 
 
 def run(
-    isolation: sandbox.Isolation, script: str, hidden: tuple[Path, ...] = (), timeout: float = 30
+    isolation: sandbox.Isolation,
+    script: str,
+    hidden: tuple[Path, ...] = (),
+    timeout: float = 30,
+    binds: tuple[tuple[Path, str], ...] = (),
 ) -> tuple[sandbox.Outcome, Path]:
-    """Run ``script`` as a model would be run: its job directory read-only, its home writable.
-    Returns the outcome and the home (which the caller may read after the run)."""
+    """Run ``script`` as a model would be run: its job directory read-only, its home writable,
+    each ``binds`` source shown read-only at that name in the job directory. Returns the outcome
+    and the home (which the caller may read after the run)."""
     root = Path(tempfile.mkdtemp(prefix="checkpoint-run-"))
     root.chmod(0o711)
     place, home = root / "run", root / "run" / "home"
@@ -57,6 +62,8 @@ def run(
     if isolation.uid is not None:
         for path in (place, home):
             os.chown(path, isolation.uid, isolation.gid or -1)
+    for _, name in binds:
+        (place / name).mkdir()
     outcome = sandbox.run(
         [sys.executable, "-I", "-c", textwrap.dedent(script)],
         stdin=b"",
@@ -64,7 +71,9 @@ def run(
         env=sandbox.scrubbed_env(home),
         limits=sandbox.Limits(timeout=timeout),
         isolation=isolation,
-        view=sandbox.View(readonly=(place,), writable=(home,), hidden=hidden),
+        view=sandbox.View(
+            readonly=(place,), writable=(home,), hidden=hidden, binds=tuple((source, place / name) for source, name in binds)
+        ),
     )
     return outcome, home
 
@@ -153,6 +162,38 @@ def test_a_run_cannot_undo_its_mounts(isolation, private):
         assert not any(v in ("unmounted", "remounted") for v in found.values()), found
         assert found["secret"] == "FileNotFoundError" and found["job dir"] == "OSError", found
     assert not (private.parent / "planted").exists()
+
+
+def test_a_bound_environment_is_read_only_and_its_neighbours_stay_hidden(isolation, private):
+    """A model's own environment (runtime/envs.py) lies in the hidden data directory beside the
+    others; the run sees its own, read-only, at ``env`` in its job directory, and nothing else."""
+    envs = private / "envs"
+    for name in ("mine", "other"):
+        (envs / name).mkdir(parents=True)
+        (envs / name / "lib.py").write_text(name)
+    envs.chmod(0o755)
+    spy = (
+        TRY
+        + f"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    def remount_rw(path):
+        if libc.mount(None, path.encode(), None, 4096 | 32, None) != 0:  # MS_BIND | MS_REMOUNT
+            raise OSError(ctypes.get_errno(), path)
+        return "remounted"
+    attempt("read", lambda: open("env/lib.py").read())
+    attempt("write", lambda: open("env/lib.py", "a").write("planted"))
+    attempt("add", lambda: open("env/planted.py", "w").write("planted"))
+    attempt("remount", lambda: remount_rw(os.path.abspath("env")))
+    attempt("other", lambda: open({str(envs / "other" / "lib.py")!r}).read())
+    attempt("listing", lambda: os.listdir({str(private)!r}))
+    print(json.dumps(found))
+    """
+    )
+    seen = report(run(isolation, textwrap.dedent(spy), hidden=(private,), binds=((envs / "mine", "env"),))[0])
+    assert seen["read"] == "mine" and seen["listing"] == [] and seen["other"] == "FileNotFoundError", seen
+    assert seen["write"] in ("OSError", "PermissionError") and seen["add"] in ("OSError", "PermissionError"), seen
+    assert seen["remount"] != "remounted", seen
+    assert (envs / "mine" / "lib.py").read_text() == "mine" and not (envs / "mine" / "planted.py").exists()
 
 
 def test_a_process_hidden_in_its_own_session_dies_at_the_deadline(isolation):

@@ -50,10 +50,10 @@ def log_sklearn(
     return str(info.registered_model_version), model, example
 
 
-def log_hostile(mlflow_url: str, name: str, load_body: str, tmp: Path) -> str:
+def log_hostile(mlflow_url: str, name: str, load_body: str, tmp: Path, requirements: list[str] | None = None) -> str:
     """Register a new version of ``name``: a pyfunc model from code whose ``load_context`` runs
     ``load_body``, logged without an input example and with its requirements (so that logging
-    never runs it here)."""
+    never runs it here; by default only ``mlflow``)."""
     code = tmp / f"hostile_{uuid.uuid4().hex[:8]}.py"
     body = textwrap.indent(textwrap.dedent(load_body).strip(), " " * 8)
     code.write_text(
@@ -71,7 +71,7 @@ def log_hostile(mlflow_url: str, name: str, load_body: str, tmp: Path) -> str:
         with mlflow.start_run(experiment_id=_experiment(mlflow_url)):
             # Requirements given: MLflow would otherwise load the model in a subprocess here to infer them.
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(code), registered_model_name=name, pip_requirements=["mlflow"]
+                name="model", python_model=str(code), registered_model_name=name, pip_requirements=requirements or ["mlflow"]
             )
     return str(info.registered_model_version)
 

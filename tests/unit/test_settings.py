@@ -550,3 +550,19 @@ def test_private_paths_name_every_place_of_secrets(tmp_path):
     assert Path.home() / ".mlflow" in paths
     postgres = Settings.from_env({**env, "CHECKPOINT_DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1/db"})
     assert tmp_path / "db" not in postgres.private_paths()
+
+
+def test_evaluator_env_is_local_by_default_uv_on_request_and_its_cache_is_private(tmp_path, monkeypatch):
+    env = {"CHECKPOINT_REGISTRY_URL": "http://127.0.0.1:5000", "CHECKPOINT_DATA_DIR": str(tmp_path / "data")}
+    assert Settings.from_env(env).evaluator_env == "local"
+    cache = tmp_path / "uv-cache"
+    chosen = Settings.from_env({**env, "CHECKPOINT_EVALUATOR_ENV": " UV ", "CHECKPOINT_EVALUATOR_ENV_CACHE": str(cache)})
+    assert chosen.evaluator_env == "uv" and chosen.evaluator_env_cache == cache and cache in chosen.private_paths()
+    with pytest.raises(SettingsError, match="CHECKPOINT_EVALUATOR_ENV='conda' is not local or uv"):
+        Settings.from_env({**env, "CHECKPOINT_EVALUATOR_ENV": "conda"})
+    with pytest.raises(SettingsError, match="CHECKPOINT_EVALUATOR_ENV_TIMEOUT"):
+        Settings.from_env({**env, "CHECKPOINT_EVALUATOR_ENV_TIMEOUT": "1"})
+    monkeypatch.setattr("checkpoint.runtime.envs.find_uv", lambda: None)  # a machine without uv
+    with pytest.raises(SettingsError, match="needs the uv program"):
+        Settings.from_env({**env, "CHECKPOINT_EVALUATOR_ENV": "uv"})
+    assert Settings.from_env({**env, "CHECKPOINT_EVALUATOR_ENV": "uv", "CHECKPOINT_EVALUATOR": "off"}).evaluator_env == "uv"

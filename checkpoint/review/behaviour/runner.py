@@ -22,6 +22,7 @@ from pathlib import Path
 from checkpoint.registry import Registry, Version
 from checkpoint.review import content
 from checkpoint.runtime import sandbox
+from checkpoint.runtime.envs import EnvBuildError, Envs
 
 CHILD = Path(sandbox.__file__).with_name("evaluator_child.py")
 MAX_ROWS = 1000  # rows of an input example that are run
@@ -42,6 +43,7 @@ class Runner:
     isolation: sandbox.Isolation
     limits: sandbox.Limits
     hidden: tuple[Path, ...] = ()  # Checkpoint's private paths (Settings.private_paths)
+    envs: Envs | None = None  # each model in its own environment (CHECKPOINT_EVALUATOR_ENV=uv), else Checkpoint's
 
     def run(
         self,
@@ -85,6 +87,10 @@ class Runner:
         home, answers = place / "home", place / "answers"
         home.mkdir()
         answers.mkdir()  # the datasets' predictions files: the one place besides home it may write
+        try:
+            python, binds = self.python_for(place)
+        except (EnvBuildError, OSError) as exc:
+            return {"error": f"environment build failed: {exc}"}
         if self.isolation.uid is not None:
             for path in (place, home, answers):
                 os.chown(path, self.isolation.uid, self.isolation.gid or -1)
@@ -95,15 +101,26 @@ class Runner:
             "datasets": {name: f"datasets/{name}.parquet" for name in datasets or {}},
         }
         outcome = sandbox.run(
-            [sys.executable, "-I", "-B", str(CHILD)],
+            [python, "-I", "-B", str(CHILD)],
             stdin=json.dumps(job).encode(),
             cwd=place,
             env=sandbox.scrubbed_env(home),
             limits=self.limits,
             isolation=self.isolation,
-            view=sandbox.View(readonly=(place,), writable=(home, answers), hidden=self.hidden),
+            view=sandbox.View(readonly=(place,), writable=(home, answers), hidden=self.hidden, binds=binds),
         )
         return read_answer(outcome, set(present), set(datasets or {}))
+
+    def python_for(self, place: Path) -> tuple[str, tuple[tuple[Path, Path], ...]]:
+        """The interpreter the run uses, and what the view binds for it: Checkpoint's own, or the
+        model's environment (built or cached), shown read-only at ``place/env`` when isolated."""
+        if self.envs is None:
+            return sys.executable, ()
+        built = self.envs.ensure(place / "model")
+        if not self.isolation.isolated:
+            return str(built / "bin" / "python"), ()
+        (place / "env").mkdir()
+        return str(place / "env" / "bin" / "python"), ((built, place / "env"),)
 
 
 def download(registry: Registry, version: Version, into: Path) -> None:

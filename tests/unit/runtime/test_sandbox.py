@@ -16,7 +16,10 @@ USER = sandbox.Isolation("user-namespaces", ("unshare", "--user", "--pid"))
 
 
 def test_the_spec_names_the_fresh_dirs_the_hidden_paths_and_the_job(tmp_path):
-    view = sandbox.View(readonly=(tmp_path / "run",), writable=(tmp_path / "run" / "home",), hidden=(Path("/srv/cp"),))
+    env = (Path("/srv/cp/envs/abc"), tmp_path / "run" / "env")
+    view = sandbox.View(
+        readonly=(tmp_path / "run",), writable=(tmp_path / "run" / "home",), hidden=(Path("/srv/cp"),), binds=(env,)
+    )
     spec = json.loads(view.spec(USER, sandbox.Limits(file_bytes=1 << 20), tmp_path / "run"))
     assert spec == {
         "cwd": str(tmp_path / "run"),
@@ -24,6 +27,7 @@ def test_the_spec_names_the_fresh_dirs_the_hidden_paths_and_the_job(tmp_path):
         "hide": ["/srv/cp"],
         "readonly": [str(tmp_path / "run")],
         "writable": [str(tmp_path / "run" / "home")],
+        "binds": [["/srv/cp/envs/abc", str(tmp_path / "run" / "env")]],  # a model's environment, read-only
         "own_user": True,  # not root: a second user namespace locks the mounts
         "tmpfs_bytes": 1 << 20,
     }
