@@ -390,6 +390,7 @@ class Settings:
     evaluator: str = "isolated"
     evaluator_timeout: float = 120.0
     evaluator_memory_mb: int = 2048
+    evaluator_nice: int = 10  # the CPU priority of model runs and the scorer (pages first)
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
     audit_key: str = field(default="", repr=False)
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -494,6 +495,7 @@ class Settings:
             "digest_max_bytes": ("CHECKPOINT_DIGEST_MAX_BYTES", int, 0, 2**40, "67108864"),
             "evaluator_timeout": ("CHECKPOINT_EVALUATOR_TIMEOUT", float, 1, 86400, "120"),
             "evaluator_memory_mb": ("CHECKPOINT_EVALUATOR_MEMORY_MB", int, 256, 1 << 20, "2048"),
+            "evaluator_nice": ("CHECKPOINT_EVALUATOR_NICE", int, 0, 19, "10"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}

@@ -132,6 +132,18 @@ def test_a_model_no_rule_covers_says_so(served, mlflow_server):
     assert shown["state"] == "done" and shown["datasets"] == [] and len(shown["examples"]["inputs"]) == 2
     assert NONE_CONFIGURED in compare(served.url, name, html=True, a=v1, b=v2).text
 
+    # Another model registered from the very same files: the same stored diff (same digests), never
+    # scored again, shown with the versions asked, not those of whoever asked first.
+    client, twin = MlflowClient(mlflow_server.url), unique("cmp-twin")
+    client.create_registered_model(twin)
+    for version in (v1, v2):
+        original = client.get_model_version(name, version)
+        client.create_model_version(twin, original.source, run_id=original.run_id)
+    again = compare(served.url, twin, a="1", b="2").json()["behaviour"]
+    assert (again["key"], again["state"]) == (shown["key"], "done")
+    assert (again["champion"]["name"], again["challenger"]["name"]) == (twin, twin)
+    assert background_task(served.app, TASK)() == 0
+
 
 # -- who may see the numbers (a real MLflow basic-auth app) ------------------------------
 
