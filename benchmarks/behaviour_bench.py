@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from common import Checkpoint, load_average, percentile
+
 CASES = (("examples only", 0), ("+10k rows", 10_000), ("+100k rows", 100_000))
 COLUMNS = [f"x{i}" for i in range(8)]
 GETS = 200  # page fetches per phase
 PHASE_SECONDS = 300.0  # and at most this long per phase
+NICE = (0, 10)  # CHECKPOINT_EVALUATOR_NICE: the evaluator at the pages' priority, then the default
 POLICY = """
 rules:
   - name: bench
@@ -113,12 +115,6 @@ def measure(url: str, versions: list[str], uri: str | None) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _until(what: str, seconds: float, check):
     """``check()`` once a second until it gives something true, for at most ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -131,36 +127,19 @@ def _until(what: str, seconds: float, check):
 
 
 class Served:
-    """``checkpoint serve`` (one gunicorn worker, its background thread on) in a child process."""
+    """``checkpoint serve`` (``common.Checkpoint``: one gunicorn worker, its background thread on)."""
 
-    def __init__(self, mlflow_url: str, root: Path, uri: str) -> None:
+    def __init__(self, mlflow_url: str, root: Path, uri: str, nice: int) -> None:
         import requests
 
         root.mkdir()
         (root / "policy.yaml").write_text(POLICY.format(uri=uri))
-        self.url, self.mlflow_url = f"http://127.0.0.1:{_free_port()}", mlflow_url
-        env = os.environ | {
-            "CHECKPOINT_REGISTRY_URL": mlflow_url,
-            "CHECKPOINT_DATABASE_URL": f"sqlite:///{root / 'checkpoint.db'}",
-            "CHECKPOINT_DATA_DIR": str(root / "data"),
-            "CHECKPOINT_POLICY_FILE": str(root / "policy.yaml"),
-        }
-        port = self.url.rsplit(":", 1)[1]
-        argv = [sys.executable, "-m", "checkpoint.cli", "serve", "--host", "127.0.0.1", "--port", port, "--workers", "1"]
-        self.log = open(root / "serve.log", "wb")  # closed in close()
-        self.process = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        env = {"CHECKPOINT_POLICY_FILE": str(root / "policy.yaml"), "CHECKPOINT_WORKERS": "1"}
+        env["CHECKPOINT_EVALUATOR_NICE"] = str(nice)
+        self.server = Checkpoint(root / "data", mlflow_url, env).start()
+        self.url, self.mlflow_url = self.server.url, mlflow_url
         self.http = requests.Session()
         self.http.auth = ("alice", "x")
-
-        def up() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"checkpoint serve exited: see {root / 'serve.log'}")
-            try:
-                return self.http.get(f"{self.url}/checkpoint/api/v1/requests", timeout=5).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        _until("checkpoint serve answering", 120, up)
 
     def ask(self, version: str) -> int:
         change = {"kind": "set_alias", "name": "bench", "alias": "champion", "version": version}
@@ -190,28 +169,19 @@ class Served:
         return out
 
     def close(self) -> None:
-        self.process.terminate()  # gunicorn's master stops its worker
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
+        self.server.stop()
 
 
 def _row(label: str, times: list[tuple[float, float, float]]) -> str:
-    def p(values: list[float], q: float) -> float:
-        ordered = sorted(1000 * v for v in values)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    page, control = [t[1] for t in times], [t[2] for t in times]
-    cells = [p(page, 0.5), p(page, 0.95), 1000 * max(page), p(control, 0.5), p(control, 0.95)]
+    page, control = [1000 * t[1] for t in times], [1000 * t[2] for t in times]
+    cells = [percentile(page, 50), percentile(page, 95), max(page), percentile(control, 50), percentile(control, 95)]
     return f"| {label} | {len(times)} | " + " | ".join(f"{c:.1f}" for c in cells) + " |"
 
 
-def latency(mlflow_url: str, versions: list[str], uri: str, root: Path) -> list[str]:
-    """The request page's latency with nothing running, then while a 100,000-row diff runs."""
-    served = Served(mlflow_url, root, uri)
+def latency(mlflow_url: str, versions: list[str], uri: str, root: Path, nice: int) -> list[str]:
+    """The request page's latency with nothing running, then while a 100,000-row diff runs (its
+    processes at CPU priority ``nice``), then with nothing running again: the table's rows."""
+    served = Served(mlflow_url, root, uri, nice)
     try:
         first = served.ask(versions[1])
         _until("the first diff done", 900, lambda: served.behaviour(first)["state"] in ("done", "error"))
@@ -228,11 +198,9 @@ def latency(mlflow_url: str, versions: list[str], uri: str, root: Path) -> list[
     finally:
         served.close()
     return [
-        "| Request page | GETs | p50 (ms) | p95 (ms) | max (ms) | control p50 (ms) | control p95 (ms) |",
-        "|---|---|---|---|---|---|---|",
-        _row("nothing running", idle),
-        _row("a 100,000-row diff running", running),
-        _row("nothing running, after", after),
+        _row(f"nice {nice}: nothing running", idle),
+        _row(f"nice {nice}: a 100,000-row diff running", running),
+        _row(f"nice {nice}: nothing running, after", after),
     ]
 
 
@@ -241,8 +209,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, MlflowServer(Path(tmp) / "mlflow") as server:
         setup = _setup(server.url, Path(tmp))
-        for line in latency(server.url, setup["versions"], setup["uris"][100_000], Path(tmp) / "served"):
-            print(line, flush=True)
+        print("| Request page (evaluator's CPU priority) | GETs | p50 (ms) | p95 (ms) | max (ms) | control p50 | control p95 |")
+        print("|---|---|---|---|---|---|---|", flush=True)
+        for nice in NICE:
+            for line in latency(server.url, setup["versions"], setup["uris"][100_000], Path(tmp) / f"served-{nice}", nice):
+                print(line, flush=True)
+        print(f"(load average {load_average():.2f} at the end; control: MLflow's /health after each page)", flush=True)
         if "--latency-only" in sys.argv:
             return
         print()
