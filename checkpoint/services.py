@@ -240,7 +240,9 @@ class Services:
         thread, one at a time per machine (a lock file in the data directory)."""
         runner = None
         if settings.evaluator != "off":
-            limits = sandbox.Limits(timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb)
+            limits = sandbox.Limits(
+                timeout=settings.evaluator_timeout, memory_mb=settings.evaluator_memory_mb, nice=settings.evaluator_nice
+            )
             runner = Runner(sandbox.detect(), limits, settings.private_paths(), Services._envs(settings))
         builds = 2 * settings.evaluator_env_timeout if settings.evaluator_env == "uv" else 0  # each side's environment
         lease = timedelta(seconds=3 * settings.evaluator_timeout + 600 + builds)  # two runs and the downloads

@@ -395,6 +395,7 @@ class Settings:
     evaluator_env: str = "local"
     evaluator_env_timeout: float = 600.0
     evaluator_env_cache: Path | None = None  # None: <data dir>/envs/uv-cache
+    evaluator_nice: int = 10  # the CPU priority of model runs and the scorer (pages first)
     # The audit chain's HMAC key and retired keys still accepted when verifying (audit.py).
     audit_key: str = field(default="", repr=False)
     audit_old_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -500,6 +501,7 @@ class Settings:
             "evaluator_timeout": ("CHECKPOINT_EVALUATOR_TIMEOUT", float, 1, 86400, "120"),
             "evaluator_memory_mb": ("CHECKPOINT_EVALUATOR_MEMORY_MB", int, 256, 1 << 20, "2048"),
             "evaluator_env_timeout": ("CHECKPOINT_EVALUATOR_ENV_TIMEOUT", float, 10, 86400, "600"),
+            "evaluator_nice": ("CHECKPOINT_EVALUATOR_NICE", int, 0, 19, "10"),
             "audit_head_interval": ("CHECKPOINT_AUDIT_HEAD_INTERVAL", float, 1, 7 * 86400, "3600"),
         }
         parsed: dict = {}

@@ -9,7 +9,8 @@ What a promote request "for this" would be follows from where ``a`` stands: ``b`
 alias and stage ``a`` holds; across models, ``b`` is copied into ``a``'s model. Nothing here
 opens a request: the new-request form does, after the author read the diff.
 
-A behavioural diff (issue 14) would be computed beside :func:`compare`, from the same two versions.
+The behavioural diff (issue 14) of the same two versions is asked for beside :func:`compare`, by the
+page (``web/compare.py``, ``BehaviourDiffs.for_versions``).
 """
 
 from __future__ import annotations

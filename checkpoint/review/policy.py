@@ -254,6 +254,19 @@ class Policy:
         """Whether any rule declares an HTTP check (the background thread then polls for them)."""
         return any(not check.local for rule in self.rules for check in rule.checks)
 
+    def evaluation_for(self, model: str, workspace: str = "") -> tuple[EvaluationSet, ...]:
+        """The datasets a version of ``model`` would be scored on, whatever the target: the
+        ``evaluation:`` entries of every rule (the default last) whose models and workspaces
+        match, joined by name, the first in the policy file winning (the compare page has no
+        request, so no one target decides the rule)."""
+        found: dict[str, EvaluationSet] = {}
+        for rule in (*self.rules, self.default):
+            ws_ok = not rule.workspaces or any(fnmatch.fnmatchcase(_ws(workspace), p) for p in rule.workspaces)
+            if ws_ok and any(fnmatch.fnmatchcase(model, p) for p in rule.models):
+                for entry in rule.evaluation:
+                    found.setdefault(entry.name, entry)
+        return tuple(found.values())
+
     def rule_for(self, model: str, target: str, workspace: str = "", rollback: bool = False) -> Rule:
         """The most specific rule for ``target`` of ``model`` in MLflow ``workspace`` ("" = default);
         with ``rollback`` (a genuine rollback request) as its ``rollback:`` key changes it."""

@@ -90,10 +90,14 @@ class Limits:
     memory_mb: int = 2048  # address space
     output_bytes: int = 4 << 20  # its answer on stdout
     file_bytes: int = 256 << 20  # the largest file it may write
+    # CPU priority (nice): a run competes for the cores with the web workers, whose pages must
+    # not slow down while a diff runs (benchmarks/behaviour_bench.py); 0 = the same as them.
+    nice: int = 10
 
     def prlimit(self) -> list[str]:
         cpu = max(1, int(self.timeout) + 1)
         return [
+            *(["nice", "-n", str(self.nice)] if self.nice else []),
             "prlimit",
             f"--as={self.memory_mb * 1024 * 1024}",
             f"--cpu={cpu}",

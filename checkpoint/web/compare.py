@@ -4,10 +4,15 @@
 The page renders the request page's own diff section (``ui/_diff.html``), ``b`` in the challenger's
 column and ``a`` in the champion's. Who may compare is who may read both models in MLflow (as for a
 model's history and timeline: 403 for anyone else, before anything is read about either model).
+
+Below it, the request page's behavioural diff (``ui/_behaviour.html``): the same stored diff a
+request for the pair gets, on the datasets of the rules that would govern ``a``'s model
+(``Policy.evaluation_for``), asked for and never waited for.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,11 +22,13 @@ from checkpoint import urls
 from checkpoint.errors import CheckpointError
 from checkpoint.review import comparing
 from checkpoint.review.changes import Change
+from checkpoint.web import behaviour_view
 from checkpoint.web.api import workspace_arg
 from checkpoint.web.context import current_services, current_user, public_base, reader, workflow
 
 api = Blueprint("compare_api", __name__, url_prefix="/checkpoint/api/v1")
 pages = Blueprint("compare", __name__, url_prefix="/checkpoint")
+log = logging.getLogger(__name__)
 
 # Non-finite floats (a metric logged as NaN) as protobuf's JSON spells them, which MLflow's own API uses:
 # JSON has no NaN, and a client must still tell "NaN" from "not logged" (null).
@@ -58,6 +65,21 @@ def _compare(name: str, asked: dict[str, str], b_model: str) -> comparing.Compar
     return comparing.compare(registry, asked["workspace"], name, asked["a"], b_model, asked["b"])
 
 
+def _behaviour(found: comparing.Comparison) -> dict | None:
+    """``b`` against ``a``'s behavioural diff as stored (asked for when there is none; never waited
+    for); None where Checkpoint has no behavioural diffs."""
+    behaviours = current_services().behaviours
+    if behaviours is None:
+        return None
+    flow = workflow()
+    sets = flow.policy.evaluation_for(found.a.name, found.workspace)
+    try:
+        return behaviours.for_versions(found.workspace, found.a, found.b, sets, flow.digest_max_bytes)
+    except Exception:  # the page stands without it
+        log.warning("behavioural diff of %s v%s/v%s unavailable", found.b.name, found.b.version, found.a.version, exc_info=True)
+        return {"state": "error", "reason": "the behavioural diff could not be read"}
+
+
 def _form_link(*changes: Change) -> str:
     """The new-request form for ``changes``: one request, or (several) one batch of them."""
     return url_for("request_form.new_request", change=[urls.change_token(c.to_json()) for c in changes])
@@ -81,6 +103,7 @@ def compare_page(name: str):
         asked=asked,
         found=found,
         diff=found.diff if found else None,
+        behaviour=behaviour_view.for_page(_behaviour(found)) if found else None,
         error=error.message if error else None,
         error_param=error.param if error else None,
         form_link=_form_link,
@@ -101,6 +124,7 @@ def compare_json(name: str):
         b=_side(found.b, asked["b"]),
         diff=finite(found.diff.to_json()),
         held=found.held,
+        behaviour=_behaviour(found),
         promote=[
             {
                 "change": change.to_json(),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from checkpoint.clock import Clock
 from checkpoint.registry import Registry, RegistryError, Version
+from checkpoint.review import content
 from checkpoint.review.behaviour.compare import summarise
 from checkpoint.review.behaviour.datasets import Datasets
 from checkpoint.review.behaviour.evaluation import EvaluationSet, entries_key, from_data
@@ -34,6 +35,7 @@ log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the
 INTERVAL = 20.0  # the background task's period; asking for a diff wakes the thread at once
 INPUTS = "input-examples-v1"  # what the pair runs on (a rule's datasets add their entries)
 MODES = ("isolated", "unisolated", "off")
+OFF = "behavioural diffs are off here (CHECKPOINT_EVALUATOR=off)"
 
 
 def key_of(champion_digest: str | None, challenger_digest: str, inputs: str = INPUTS) -> str:
@@ -79,19 +81,42 @@ class BehaviourDiffs:
         Asks for the diff when none is stored; never waits for it."""
         if not item.challenger:
             return None
+        return self._shown(item.workspace, item.champion, item.challenger, lambda: self.evaluations_for(item))
+
+    def for_versions(
+        self, workspace: str, champion: Version, challenger: Version, sets: tuple[EvaluationSet, ...], digest_bytes: int
+    ) -> dict:
+        """What the compare page shows for ``challenger`` against ``champion`` outside any request:
+        the same stored diff a request for the pair would get (same key, same cache), asked for when
+        none is stored. Both sides' digests are read now (``digest_bytes``: the digest's budget).
+        The sides shown are the ones asked: a row asked first for other versions with the same
+        files must not name them to a reader of these."""
         if self.mode == "off" or self.runner is None:
-            return {"state": ERROR, "reason": "behavioural diffs are off here (CHECKPOINT_EVALUATOR=off)"}
-        challenger_digest = item.challenger.get("digest")
-        sides = (("challenger", item.challenger), ("champion", item.champion))
+            return {"state": ERROR, "reason": OFF}
+        registry = self.registry_for(workspace)
+        sides = {
+            side: {**v.identity(), **content.digest(registry, v, digest_bytes).to_json()}
+            for side, v in (("champion", champion), ("challenger", challenger))
+        }
+        shown = self._shown(workspace, sides["champion"], sides["challenger"], lambda: sets)
+        return shown | {side: _side(snapshot) for side, snapshot in sides.items() if side in shown}
+
+    def _shown(
+        self, workspace: str, champion: dict | None, challenger: dict, sets_of: Callable[[], tuple[EvaluationSet, ...]]
+    ) -> dict:
+        if self.mode == "off" or self.runner is None:
+            return {"state": ERROR, "reason": OFF}
+        challenger_digest = challenger.get("digest")
+        sides = (("challenger", challenger), ("champion", champion))
         missing = [side for side, snap in sides if snap and not snap.get("digest")]
         if missing or not challenger_digest:
-            why = (item.challenger or {}).get("digest_error") or "no content digest was recorded"
+            why = challenger.get("digest_error") or (champion or {}).get("digest_error") or "no content digest was recorded"
             return {"state": ERROR, "reason": f"the {' and '.join(missing) or 'challenger'}'s files could not be read: {why}"}
-        sets = self.evaluations_for(item)
+        sets = sets_of()
         inputs = f"{INPUTS}:{entries_key(sets)}" if sets else INPUTS
-        key = key_of((item.champion or {}).get("digest"), challenger_digest, inputs)
+        key = key_of((champion or {}).get("digest"), challenger_digest, inputs)
         evaluation = [s.as_data() for s in sets]
-        stored = self.store.want_behaviour(key, item.workspace, _side(item.champion), _side(item.challenger) or {}, evaluation)
+        stored = self.store.want_behaviour(key, workspace, _side(champion), _side(challenger) or {}, evaluation)
         if stored.finished_at is None and self.wake is not None:
             self.wake()
         return self.view(stored)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from checkpoint.identity import ANONYMOUS, User
+from checkpoint.review.behaviour.evaluation import EvaluationSet
 from checkpoint.review.policy import Policy, PolicyError, Rule, Status, target_matches
 
 FRAUD = Rule(
@@ -407,3 +408,26 @@ def test_named_reviewers_only_join_the_awaited_list():
     assert leads.may_review(User("lee", groups=frozenset({"ml-leads"})), "alice", "m", "alias:champion") is None
     status = leads.status("m", "alias:champion", set(), named=("eve",))
     assert status.awaited == ("eve",)  # still shown as asked
+
+
+def test_the_datasets_of_a_model_join_its_rules_by_name_first_wins():
+    """The compare page's datasets: every rule whose models (and workspaces) match, whatever its
+    targets, in file order then the default; a name given twice keeps its first entry."""
+    holdout = EvaluationSet("holdout", "runs:/1/eval/holdout.parquet", "label")
+    other_holdout = EvaluationSet("holdout", "runs:/2/eval/other.parquet")
+    recent = EvaluationSet("recent", "mlflow-artifacts:/data/recent.csv")
+    team = EvaluationSet("team", "runs:/3/t.csv")
+    policy = Policy(
+        rules=(
+            Rule(name="staging", models=("fraud-*",), targets=("stage:Staging",), evaluation=(holdout,)),
+            Rule(name="prod", models=("fraud-detector",), targets=("alias:champion",), evaluation=(other_holdout, recent)),
+            Rule(name="team b", models=("fraud-*",), workspaces=("team-b",), evaluation=(team,)),
+            Rule(name="churn", models=("churn",), evaluation=(recent,)),
+        ),
+        default=Rule(evaluation=(team,)),
+    )
+    assert policy.evaluation_for("fraud-detector") == (holdout, recent, team)
+    assert policy.evaluation_for("fraud-other") == (holdout, team)
+    assert policy.evaluation_for("fraud-other", "team-b") == (holdout, team)
+    assert Policy(rules=policy.rules).evaluation_for("fraud-other") == (holdout,)
+    assert Policy(rules=policy.rules).evaluation_for("spam") == ()

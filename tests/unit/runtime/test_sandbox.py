@@ -52,5 +52,12 @@ def test_the_jail_comes_first_inside_the_namespaces_and_never_without_them(tmp_p
             pass
     jailed, bare = seen
     assert jailed[:2] == ["unshare", "--pid"] and jailed[2:5] == [sys.executable, "-I", "-S"]
-    assert jailed[5] == str(sandbox.JAIL) and jailed[7] == "prlimit" and jailed.index("setpriv") > jailed.index("prlimit")
-    assert jailed[-1] == "model" and bare[0] == "prlimit" and str(sandbox.JAIL) not in bare
+    assert jailed[5] == str(sandbox.JAIL) and jailed[7:11] == ["nice", "-n", "10", "prlimit"]
+    assert jailed.index("setpriv") > jailed.index("prlimit")
+    assert jailed[-1] == "model" and bare[:4] == ["nice", "-n", "10", "prlimit"] and str(sandbox.JAIL) not in bare
+
+
+def test_runs_yield_the_cpu_to_pages_unless_told_not_to():
+    """A run is started at a lower CPU priority (nice), so that pages keep the cores while it runs."""
+    assert sandbox.Limits(nice=19).prlimit()[:3] == ["nice", "-n", "19"]
+    assert sandbox.Limits(nice=0).prlimit()[0] == "prlimit"
