@@ -47,6 +47,7 @@ EVENTS: dict[str, str] = {
     "released": "a waiting request's freeze ended or its apply_at came: it is being applied",
     "cancelled": "a scheduled or waiting apply was cancelled; the request is withdrawn",
     "status_changed": "CI posted a status (context, state) on the request or on the version it promotes",
+    "behaviour_finished": "its behavioural diff finished (done or error): the event holds the summary",
     # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
     "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }
