@@ -77,7 +77,7 @@ class Behaviours(EventChain):
         return found
 
     def rerun_behaviour(self, key: str) -> bool:
-        """Ask again for a diff that ended in an error (a done one is never scored twice)."""
+        """Ask again for a diff that ended in an error (a done one is only read again: :meth:`refresh_behaviour`)."""
         query = update(BehaviourRow).where(BehaviourRow.key == key, BehaviourRow.state == ERROR)
         with session_scope(self.sessions) as session:
             values = {"state": PENDING, "reason": "", "result": None, "wanted_at": self.clock.now(), "finished_at": None}
@@ -87,9 +87,10 @@ class Behaviours(EventChain):
         """Ask again for a done diff that has datasets: they are read and hashed again, and
         scored again only when their bytes changed (the previous result is kept meanwhile for
         the parts that are reused: the input examples and unchanged datasets)."""
-        query = update(BehaviourRow).where(
-            BehaviourRow.key == key, BehaviourRow.state == DONE, BehaviourRow.evaluation.is_not(None)
-        )
+        found = self.behaviour(key)
+        if found is None or not found.evaluation:  # no datasets (stored as JSON null, not SQL NULL)
+            return False
+        query = update(BehaviourRow).where(BehaviourRow.key == key, BehaviourRow.state == DONE)
         with session_scope(self.sessions) as session:
             values = {"state": PENDING, "reason": "", "wanted_at": self.clock.now(), "finished_at": None}
             return session.execute(query.values(**values)).rowcount == 1
