@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from checkpoint.storage.base import aware, to_request
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import ACTIVE, Behaviour, EventKind, PromoteRequest
+from checkpoint.storage.entities import OPEN, Behaviour, EventKind, PromoteRequest
 from checkpoint.storage.models import BehaviourRow, RequestChangeRow, RequestRow
 
 USERS_LIMIT = 500  # requests told about one finished diff (the same pair promoted that often is not seen)
@@ -138,13 +138,13 @@ class Behaviours(EventChain):
             request_ids, data = announce or ([], {})
             for request_id in request_ids:
                 row = session.get(RequestRow, request_id)
-                if row is not None and row.state in ACTIVE:
+                if row is not None and row.state == OPEN:  # still to be decided: what reviewers weigh
                     self._log(session, row, EventKind.BEHAVIOUR_FINISHED, "checkpoint", data, stamp)
             return True
 
     def requests_promoting(self, workspace: str, model_name: str, version: str) -> list[PromoteRequest]:
-        """Undecided requests one change of which promotes that version (whose behavioural
-        diff may be one of that version's), oldest first, at most ``USERS_LIMIT``."""
+        """Open requests one change of which promotes that version (whose behavioural diff may
+        be one of that version's), oldest first, at most ``USERS_LIMIT``."""
         promotes = (
             select(RequestChangeRow.request_id)
             .where(
@@ -155,7 +155,7 @@ class Behaviours(EventChain):
             )
             .exists()
         )
-        query = select(RequestRow).where(RequestRow.state.in_(ACTIVE), promotes).order_by(RequestRow.id).limit(USERS_LIMIT)
+        query = select(RequestRow).where(RequestRow.state == OPEN, promotes).order_by(RequestRow.id).limit(USERS_LIMIT)
         with session_scope(self.sessions) as session:
             return [to_request(r) for r in session.scalars(query)]
 

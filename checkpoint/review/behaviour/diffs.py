@@ -215,7 +215,7 @@ class BehaviourDiffs:
         return state, reason, result
 
     def _users(self, stored: Behaviour) -> list[PromoteRequest]:
-        """The undecided requests whose diff this is (told when it finishes)."""
+        """The open requests whose diff this is (told when it finishes)."""
         try:
             found = self.store.requests_promoting(
                 stored.workspace, str(stored.challenger.get("name")), str(stored.challenger.get("version"))
