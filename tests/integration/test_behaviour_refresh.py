@@ -80,7 +80,8 @@ def served(stack: ExitStack, mlflow_server, sqlite_url, tmp_path, name: str, uri
         ],
     }
     policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({"rules": [rule], "webhooks": [hook(receiver)]}))
+    webhooks = [hook(receiver, events=["*", "behaviour_finished"])]  # the summary's event is asked for by name
+    policy.write_text(yaml.safe_dump({"rules": [rule], "webhooks": webhooks}))
     settings = {"registry_url": mlflow_server.url, "database_url": sqlite_url, "data_dir": tmp_path}
     settings |= {"policy_file": policy, "background": False, "environ": {SECRET_ENV: SECRET}}
     return stack.enter_context(live(create_app(settings), sqlite_url))

@@ -28,7 +28,7 @@ from checkpoint.review.behaviour.evaluation import EvaluationSet, entries_key, f
 from checkpoint.review.behaviour.runner import EvaluationError, Runner
 from checkpoint.review.behaviour.summary import summary
 from checkpoint.storage.behaviour import DONE, ERROR
-from checkpoint.storage.entities import Behaviour, PromoteRequest
+from checkpoint.storage.entities import Behaviour, EventKind, PromoteRequest
 from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the JSON logs on
@@ -36,6 +36,7 @@ log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the
 INTERVAL = 20.0  # the background task's period; asking for a diff wakes the thread at once
 INPUTS = "input-examples-v1"  # what the pair runs on (a rule's datasets add their entries)
 MODES = ("isolated", "unisolated", "off")
+BEHAVIOUR_FINISHED = EventKind.BEHAVIOUR_FINISHED  # logged only when a webhook subscribes to it by name
 
 
 def key_of(champion_digest: str | None, challenger_digest: str, inputs: str = INPUTS) -> str:
@@ -169,11 +170,13 @@ class BehaviourDiffs:
                 stored = self.store.behaviour(key)
                 assert stored is not None
                 state, reason, result = self._evaluate(stored)
-                users = self._users(stored)
+                told = bool(self.store.subscribers(BEHAVIOUR_FINISHED))  # the event, only for a webhook asking
+                users = self._users(stored) if told or stored.result is not None else []
                 shown = summary(
                     self.view(replace(stored, state=state, reason=reason, result=result, finished_at=self.clock.now()))
                 )
-                if self.store.finish_behaviour(key, claimed, state, reason, result, ([u.id for u in users], shown)):
+                announce = ([u.id for u in users], shown) if told else None
+                if self.store.finish_behaviour(key, claimed, state, reason, result, announce):
                     finished += 1
                     if stored.result is not None and _scores(stored.result) != _scores(result):
                         for user in users:  # a refresh changed the numbers: its requests' checks are judged again

@@ -232,11 +232,14 @@ def test_an_entry_with_its_defaults():
     assert hook.lease == 40.0
 
 
-def test_every_event_means_every_one_but_the_audit_head_unless_named():
+def test_every_event_means_every_one_but_the_audit_head_and_behaviour_unless_named():
+    by_name = {"audit_head", "behaviour_finished"}
     (star,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*"]}], env={}).hooks
-    assert "audit_head" not in star.events and star.events == frozenset(webhooks.EVENTS) - {"audit_head"}
+    assert not by_name & star.events and star.events == frozenset(webhooks.EVENTS) - by_name
     (both,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*", "audit_head"]}], env={}).hooks
-    assert both.events == frozenset(webhooks.EVENTS)
+    assert both.events == frozenset(webhooks.EVENTS) - {"behaviour_finished"}
+    (all_,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*", *sorted(by_name)]}], env={}).hooks
+    assert all_.events == frozenset(webhooks.EVENTS)
 
 
 @pytest.mark.parametrize(
