@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from checkpoint.review.behaviour.summary import line as behaviour_line
 from checkpoint.storage.entities import Event, EventKind
 
 SYSTEM = "Checkpoint"  # who a step reads as done by when no person did it
@@ -112,6 +113,8 @@ def _step(event: Event) -> Step:
         return Step("read both versions again")
     if kind == EventKind.CHECK_FAILED:
         return Step(f"check {data.get('check', '?')} is {data.get('status', 'failing')}", str(data.get("reason") or ""))
+    if kind == EventKind.BEHAVIOUR_FINISHED:
+        return Step("finished the behavioural diff", behaviour_line(data))
     if kind == EventKind.APPROVAL_EXPIRED:
         return Step(f"expired {data.get('reviewer', 'a reviewer')}'s approval", f"older than {data.get('expire_after', '?')}")
     if kind == EventKind.WAITING:

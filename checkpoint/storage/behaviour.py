@@ -13,10 +13,13 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from checkpoint.storage.base import StoreBase, aware
+from checkpoint.storage.base import aware, to_request
+from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import Behaviour
-from checkpoint.storage.models import BehaviourRow
+from checkpoint.storage.entities import OPEN, Behaviour, EventKind, PromoteRequest
+from checkpoint.storage.models import BehaviourRow, RequestChangeRow, RequestRow
+
+USERS_LIMIT = 500  # requests told about one finished diff (the same pair promoted that often is not seen)
 
 PENDING, RUNNING, DONE, ERROR = "pending", "running", "done", "error"
 
@@ -38,7 +41,7 @@ def to_behaviour(row: BehaviourRow) -> Behaviour:
     )
 
 
-class Behaviours(StoreBase):
+class Behaviours(EventChain):
     """The Store's behavioural diffs."""
 
     def behaviour(self, key: str) -> Behaviour | None:
@@ -74,10 +77,22 @@ class Behaviours(StoreBase):
         return found
 
     def rerun_behaviour(self, key: str) -> bool:
-        """Ask again for a diff that ended in an error (a done one is never scored twice)."""
+        """Ask again for a diff that ended in an error (a done one is only read again: :meth:`refresh_behaviour`)."""
         query = update(BehaviourRow).where(BehaviourRow.key == key, BehaviourRow.state == ERROR)
         with session_scope(self.sessions) as session:
             values = {"state": PENDING, "reason": "", "result": None, "wanted_at": self.clock.now(), "finished_at": None}
+            return session.execute(query.values(**values)).rowcount == 1
+
+    def refresh_behaviour(self, key: str) -> bool:
+        """Ask again for a done diff that has datasets: they are read and hashed again, and
+        scored again only when their bytes changed (the previous result is kept meanwhile for
+        the parts that are reused: the input examples and unchanged datasets)."""
+        found = self.behaviour(key)
+        if found is None or not found.evaluation:  # no datasets (stored as JSON null, not SQL NULL)
+            return False
+        query = update(BehaviourRow).where(BehaviourRow.key == key, BehaviourRow.state == DONE)
+        with session_scope(self.sessions) as session:
+            values = {"state": PENDING, "reason": "", "wanted_at": self.clock.now(), "finished_at": None}
             return session.execute(query.values(**values)).rowcount == 1
 
     @staticmethod
@@ -102,12 +117,47 @@ class Behaviours(StoreBase):
             won = session.execute(query.values(state=RUNNING, claimed_at=stamp)).rowcount == 1
         return stamp if won else None
 
-    def finish_behaviour(self, key: str, claimed_at: datetime, state: str, reason: str, result: dict | None) -> bool:
-        """Write a claimed diff's outcome (only the claim holder's write counts)."""
+    def finish_behaviour(
+        self,
+        key: str,
+        claimed_at: datetime,
+        state: str,
+        reason: str,
+        result: dict | None,
+        announce: tuple[list[int], dict] | None = None,
+    ) -> bool:
+        """Write a claimed diff's outcome (only the claim holder's write counts) and, in the same
+        transaction, ``announce``'s ``behaviour_finished`` event (its data) on each of its
+        requests: logged once per finished run, never without the outcome."""
         query = update(BehaviourRow).where(BehaviourRow.key == key, BehaviourRow.claimed_at == claimed_at)
         values = {"state": state, "reason": reason[:4000], "result": result, "wanted_at": None, "claimed_at": None}
+        stamp = self.clock.now()
         with session_scope(self.sessions) as session:
-            return session.execute(query.values(finished_at=self.clock.now(), **values)).rowcount == 1
+            if session.execute(query.values(finished_at=stamp, **values)).rowcount != 1:
+                return False
+            request_ids, data = announce or ([], {})
+            for request_id in request_ids:
+                row = session.get(RequestRow, request_id)
+                if row is not None and row.state == OPEN:  # still to be decided: what reviewers weigh
+                    self._log(session, row, EventKind.BEHAVIOUR_FINISHED, "checkpoint", data, stamp)
+            return True
+
+    def requests_promoting(self, workspace: str, model_name: str, version: str) -> list[PromoteRequest]:
+        """Open requests one change of which promotes that version (whose behavioural diff may
+        be one of that version's), oldest first, at most ``USERS_LIMIT``."""
+        promotes = (
+            select(RequestChangeRow.request_id)
+            .where(
+                RequestChangeRow.request_id == RequestRow.id,
+                RequestChangeRow.workspace == workspace,
+                RequestChangeRow.challenger_model == model_name,
+                RequestChangeRow.challenger_version == version,
+            )
+            .exists()
+        )
+        query = select(RequestRow).where(RequestRow.state == OPEN, promotes).order_by(RequestRow.id).limit(USERS_LIMIT)
+        with session_scope(self.sessions) as session:
+            return [to_request(r) for r in session.scalars(query)]
 
     def keep_dataset_scores(
         self, key: str, workspace: str, champion: dict | None, challenger: dict, digest: str, result: dict

@@ -70,6 +70,7 @@ class EventKind(StrEnum):
     RELEASED = "released"  # the freeze ended or apply_at came: the background work applies it now
     CANCELLED = "cancelled"  # a scheduled or waiting apply was called off (the request is withdrawn)
     STATUS_CHANGED = "status_changed"  # CI posted a status on the request or on the version it promotes
+    BEHAVIOUR_FINISHED = "behaviour_finished"  # its behavioural diff finished (done or error): the summary
     # A batch request's apply, one change at a time (review/batching.py):
     CHANGE_APPLIED = "change_applied"  # one of its changes applied (or found already true)
     CHANGE_FAILED = "change_failed"  # one of its changes failed: the applied ones are undone
@@ -255,6 +256,7 @@ class Outgoing:
     state: str | None  # the request's state right after the event
     comment: str | None  # a comment's text, for ``commented``
     title: str | None = None  # the request's title as of the event (its current one if the log does not say)
+    behaviour: dict | None = None  # the summary of its latest behavioural diff finished by then (``behaviour_finished``)
 
 
 @dataclass(frozen=True)

@@ -140,25 +140,33 @@ class Outbox(StoreBase):
         event = session.get(EventRow, row.event_id)
         assert event is not None  # deliveries.event_id is a foreign key to events.id
         request = session.get(RequestRow, event.request_id) if event.request_id is not None else None
-        state = title = None
+        state = title = behaviour = None
         if request is not None:
-            earlier = [
-                d
-                for d in session.scalars(
-                    select(EventRow.data)
+            logged = [
+                (kind, d)
+                for kind, d in session.execute(
+                    select(EventRow.kind, EventRow.data)
                     .where(EventRow.request_id == request.id, EventRow.id <= event.id)
                     .order_by(EventRow.id.desc())
                 )
                 if isinstance(d, dict)
             ]
+            earlier = [d for kind, d in logged if kind != EventKind.BEHAVIOUR_FINISHED]  # a summary is no transition
             state = next((d["to"] for d in earlier if isinstance(d.get("to"), str)), OPEN)
             title = next((d["title"] for d in earlier if isinstance(d.get("title"), str)), request.title)
+            behaviour = next((d for kind, d in logged if kind == EventKind.BEHAVIOUR_FINISHED), None)
         comment = None
         if event.kind == EventKind.COMMENTED and isinstance(event.data, dict) and event.data.get("comment_id"):
             found = session.get(CommentRow, event.data["comment_id"])
             comment = found.body if found is not None else None
         return Outgoing(
-            to_delivery(row, event.kind), to_event(event), to_request(request) if request else None, state, comment, title
+            to_delivery(row, event.kind),
+            to_event(event),
+            to_request(request) if request else None,
+            state,
+            comment,
+            title,
+            behaviour,
         )
 
     def delivery_backlog(self) -> int:

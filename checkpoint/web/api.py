@@ -313,8 +313,9 @@ def get_request(request_id: int):
 @bp.post("/requests/<int:request_id>/behaviour")
 @token_scope(REQUEST)
 def rerun_behaviour(request_id: int):
-    """Run the request's behavioural diff again when it ended in an error (a finished one
-    stands: the same pair is never scored twice); answers its state now, never waits."""
+    """Run the request's behavioural diff again when it ended in an error, or read a finished
+    one's datasets again (scored again only where a file changed; the same pair on the same
+    bytes is never scored twice); answers its state now, never waits."""
     item = readable_request(request_id)
     behaviours = current_services().behaviours
     shown = behaviours.rerun(item) if behaviours is not None else None

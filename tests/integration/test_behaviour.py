@@ -255,7 +255,8 @@ def test_a_hostile_model_gets_an_error_with_its_reason(kind, sqlite_checkpoint, 
 
 def test_a_diff_is_claimed_by_one_worker_and_written_only_by_it(live_checkpoint):
     """On SQLite and PostgreSQL: asked twice, stored once; two claims at once, one winner; only
-    the claim holder's result counts; an error may be asked again, a done result never."""
+    the claim holder's result counts; an error may be asked again, a done result never (but
+    one with datasets may have them read again)."""
     store = services(live_checkpoint.app).store
     challenger = {"name": "m", "version": "2", "digest": "b" * 64}
     first = store.want_behaviour("k" * 64, "", None, challenger)
@@ -272,3 +273,13 @@ def test_a_diff_is_claimed_by_one_worker_and_written_only_by_it(live_checkpoint)
     again = store.claim_behaviour("k" * 64, lease_before)
     assert again is not None and store.finish_behaviour("k" * 64, again, "done", "", {"inputs": []})
     assert not store.rerun_behaviour("k" * 64) and store.behaviour("k" * 64).result == {"inputs": []}
+    assert not store.refresh_behaviour("k" * 64)  # no datasets: a done diff stands
+    # With datasets, a done diff may be read again: pending, its result kept for what is reused.
+    holdout = [{"name": "holdout", "uri": "runs:/r/eval/h.parquet", "target": None, "slices": [], "max_rows": 10}]
+    store.want_behaviour("d" * 64, "", None, challenger, holdout)
+    claimed = store.claim_behaviour("d" * 64, lease_before)
+    assert claimed is not None and store.finish_behaviour("d" * 64, claimed, "done", "", {"datasets": [{"name": "holdout"}]})
+    assert store.refresh_behaviour("d" * 64) and not store.refresh_behaviour("d" * 64)  # once until it finishes
+    refreshing = store.behaviour("d" * 64)
+    assert refreshing.state == "pending" and refreshing.finished_at is None
+    assert refreshing.result == {"datasets": [{"name": "holdout"}]}

@@ -47,10 +47,14 @@ EVENTS: dict[str, str] = {
     "released": "a waiting request's freeze ended or its apply_at came: it is being applied",
     "cancelled": "a scheduled or waiting apply was cancelled; the request is withdrawn",
     "status_changed": "CI posted a status (context, state) on the request or on the version it promotes",
-    # Not part of "*": subscribe to it by name, to keep copies of the head outside the database.
+    # Not part of "*": subscribe to them by name (BY_NAME).
+    "behaviour_finished": "an open request's behavioural diff finished (done or error): the event holds its summary",
     "audit_head": "the audit log's head (ID:HASH, signed with the audit key), every CHECKPOINT_AUDIT_HEAD_INTERVAL",
 }
 ALL = "*"
+# Subscribed to by name only, never by "*": the log's head, and the behavioural diff's summary
+# (logged only when a webhook asks for it, so other feeds and logs are as before).
+BY_NAME = frozenset({HEAD, "behaviour_finished"})
 FORMATS = ("json", "slack")
 # Backoff between attempts: ``backoff * 2**(attempt-1)`` seconds, at most ``max_backoff``.
 DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF = 1.0, 300.0
@@ -196,7 +200,7 @@ def _events(value: object, where: str) -> frozenset[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise WebhookConfigError(f'{where}.events: expected a list of event names, or ["*"] for all of them')
     if ALL in value:
-        return frozenset(EVENTS) - {HEAD} | frozenset(v for v in value if v == HEAD)
+        return frozenset(EVENTS) - BY_NAME | frozenset(v for v in value if v in BY_NAME)
     unknown = [v for v in value if v not in EVENTS]
     if unknown:
         raise WebhookConfigError(f"{where}.events: unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}, *")

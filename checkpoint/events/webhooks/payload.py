@@ -17,6 +17,7 @@ import time
 from checkpoint import urls
 from checkpoint.events.audit import HEAD
 from checkpoint.events.webhooks.config import Webhook
+from checkpoint.review.behaviour.summary import line as behaviour_line
 from checkpoint.review.representation import event_fields
 from checkpoint.storage.entities import Outgoing
 
@@ -51,6 +52,8 @@ def payload(outgoing: Outgoing, public_url: str | None) -> dict:
     }
     if outgoing.comment is not None:
         data["comment"] = outgoing.comment
+    if getattr(item, "challenger", None):  # as of the event: every attempt sends the same
+        data["behaviour"] = outgoing.behaviour
     found = getattr(item, "rollback", None)  # written once, at opening: every attempt sends the same
     if found is not None:
         data["rollback"] = found
@@ -88,6 +91,7 @@ def describe(message: dict) -> str:
         "released": "released",
         "cancelled": "cancelled the scheduled apply of",
         "status_changed": "posted a status on",
+        "behaviour_finished": "finished the behavioural diff of",
     }.get(action, action)
     line = f"{data['actor']} {what} {subject} ({where})"
     detail = data.get("comment") or event.get("error") or event.get("reason")
@@ -103,6 +107,8 @@ def describe(message: dict) -> str:
     if action == "status_changed":
         on = "" if event.get("scope") == "request" else f" (on v{event.get('version')} of {event.get('model')})"
         detail = f"{event.get('context')} is {event.get('state')}{on}: {event.get('description') or 'no description'}"
+    if action == "behaviour_finished":
+        detail = behaviour_line(event)
     if action == "approval_expired":
         detail = f"{event.get('reviewer')}'s approval is older than {event.get('expire_after')} and no longer counts"
     if action == "scheduled":

@@ -81,8 +81,10 @@ def download(registry: Registry, entry: EvaluationSet, into: Path) -> str:
 class Datasets:
     """Scores the pair on a rule's datasets (see the module's docstring)."""
 
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+    def __init__(self, runner: Runner, read_at: str = "", reuse_examples: bool = False) -> None:
+        # read_at: when the files are read (shown with each digest); reuse_examples: the models
+        # are not run at all when every dataset's scores are cached (a refresh, nothing changed).
+        self.runner, self.read_at, self.reuse_examples = runner, read_at, reuse_examples
 
     def run(
         self,
@@ -92,14 +94,15 @@ class Datasets:
         root: Path,
         cached: Cached,
         keep: Keep,
-    ) -> tuple[dict[str, dict | None], list[dict]]:
-        """The models' runs (``Runner.run``'s answers, the datasets' part used here) and each
-        dataset's scores, in the policy's order; an entry whose dataset failed holds ``error``."""
+    ) -> tuple[dict[str, dict | None] | None, list[dict]]:
+        """The models' runs (``Runner.run``'s answers, the datasets' part used here; None when
+        none was needed, see ``reuse_examples``) and each dataset's scores, in the policy's
+        order; an entry whose dataset failed holds ``error``."""
         results: dict[str, dict] = {}
         prepared: dict[str, Path] = {}
         digests: dict[str, str] = {}
         for entry in sets:
-            shown = {"name": entry.name, "uri": entry.uri, "target": entry.target}
+            shown = {"name": entry.name, "uri": entry.uri, "target": entry.target, "read_at": self.read_at or None}
             folder = root / f"data-{entry.name}"
             folder.mkdir(mode=0o700, parents=True)
             try:
@@ -117,6 +120,8 @@ class Datasets:
             except EvaluationError as exc:
                 shown["error"] = str(exc)
             results[entry.name] = shown
+        if not prepared and self.reuse_examples:
+            return None, [results[e.name] for e in sets]
         runs = self.runner.run(registry, versions, prepared, workdir=root)
         for entry in sets:
             if entry.name not in prepared:

@@ -16,6 +16,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from checkpoint.review.behaviour.compare import summarise
 from checkpoint.review.behaviour.datasets import Datasets
 from checkpoint.review.behaviour.evaluation import EvaluationSet, entries_key, from_data
 from checkpoint.review.behaviour.runner import EvaluationError, Runner
-from checkpoint.storage.behaviour import ERROR
-from checkpoint.storage.entities import Behaviour, PromoteRequest
+from checkpoint.review.behaviour.summary import summary
+from checkpoint.storage.behaviour import DONE, ERROR
+from checkpoint.storage.entities import Behaviour, EventKind, PromoteRequest
 from checkpoint.storage.store import Store
 
 log = logging.getLogger("checkpoint.evaluator")  # the name operators filter the JSON logs on
@@ -36,6 +38,7 @@ INTERVAL = 20.0  # the background task's period; asking for a diff wakes the thr
 INPUTS = "input-examples-v1"  # what the pair runs on (a rule's datasets add their entries)
 MODES = ("isolated", "unisolated", "off")
 OFF = "behavioural diffs are off here (CHECKPOINT_EVALUATOR=off)"
+BEHAVIOUR_FINISHED = EventKind.BEHAVIOUR_FINISHED  # logged only when a webhook subscribes to it by name
 
 
 def key_of(champion_digest: str | None, challenger_digest: str, inputs: str = INPUTS) -> str:
@@ -113,16 +116,23 @@ class BehaviourDiffs:
             why = challenger.get("digest_error") or (champion or {}).get("digest_error") or "no content digest was recorded"
             return {"state": ERROR, "reason": f"the {' and '.join(missing) or 'challenger'}'s files could not be read: {why}"}
         sets = sets_of()
-        inputs = f"{INPUTS}:{entries_key(sets)}" if sets else INPUTS
-        key = key_of((champion or {}).get("digest"), challenger_digest, inputs)
+        key = _key(champion, challenger_digest, sets)
         evaluation = [s.as_data() for s in sets]
         stored = self.store.want_behaviour(key, workspace, _side(champion), _side(challenger) or {}, evaluation)
         if stored.finished_at is None and self.wake is not None:
             self.wake()
         return self.view(stored)
 
+    def key_for(self, item: PromoteRequest) -> tuple[str | None, tuple[EvaluationSet, ...]]:
+        """The key of ``item``'s diff (None: a side's digest is missing) and its rule's datasets."""
+        sides = (item.challenger, item.champion)
+        if not item.challenger or not item.challenger.get("digest") or any(s and not s.get("digest") for s in sides):
+            return None, ()
+        sets = self.evaluations_for(item)
+        return _key(item.champion, item.challenger["digest"], sets), sets
+
     def view(self, stored: Behaviour) -> dict:
-        result = stored.result or {}
+        result = (stored.result or {}) if stored.finished_at is not None else {}  # a refresh's old numbers are not shown
         return {
             "state": stored.state,
             "reason": stored.reason,
@@ -136,18 +146,27 @@ class BehaviourDiffs:
         }
 
     def want(self, request_ids: Iterable[int]) -> None:
-        """Ask for the diffs of these requests (the workflow's hook at opening and on moves);
-        never raises."""
+        """Ask for the diffs of these requests (the workflow's hook at opening and on moves),
+        a finished one with datasets read again (a file replaced at the same URI is scored
+        again); never raises."""
         for request_id in request_ids:
             try:
-                self.for_request(self.store.get(request_id))
+                shown = self.for_request(self.store.get(request_id))
+                if shown and shown.get("key") and shown["state"] == DONE and self.store.refresh_behaviour(shown["key"]):
+                    if self.wake is not None:
+                        self.wake()
             except Exception:  # the page asks again
                 log.warning("could not ask for the behavioural diff of request #%s", request_id, exc_info=True)
 
     def rerun(self, item: PromoteRequest) -> dict | None:
-        """Run a diff that ended in an error again; a done one stands (never scored twice)."""
+        """Run a diff that ended in an error again; a done one with datasets reads them again
+        (scored again only where a file's digest changed); a done one without stands (the same
+        pair is never scored twice)."""
         shown = self.for_request(item)
-        if shown and shown.get("key") and shown["state"] == ERROR and self.store.rerun_behaviour(shown["key"]):
+        if not shown or not shown.get("key"):
+            return shown
+        again = self.store.rerun_behaviour if shown["state"] == ERROR else self.store.refresh_behaviour
+        if shown["state"] in (ERROR, DONE) and again(shown["key"]):
             if self.checks_again is not None:
                 self.checks_again(item.id)  # its behaviour checks wait for the new run (queued again)
             if self.wake is not None:
@@ -177,7 +196,17 @@ class BehaviourDiffs:
                 stored = self.store.behaviour(key)
                 assert stored is not None
                 state, reason, result = self._evaluate(stored)
-                finished += self.store.finish_behaviour(key, claimed, state, reason, result)
+                told = bool(self.store.subscribers(BEHAVIOUR_FINISHED))  # the event, only for a webhook asking
+                users = self._users(stored) if told or stored.result is not None else []
+                shown = summary(
+                    self.view(replace(stored, state=state, reason=reason, result=result, finished_at=self.clock.now()))
+                )
+                announce = ([u.id for u in users], shown) if told else None
+                if self.store.finish_behaviour(key, claimed, state, reason, result, announce):
+                    finished += 1
+                    if stored.result is not None and _scores(stored.result) != _scores(result):
+                        for user in users:  # a refresh changed the numbers: its requests' checks are judged again
+                            self._checks_again(user.id)
         if finished and self.finished is not None:
             self.finished()  # the behaviour checks waiting for these diffs are judged now
         return finished
@@ -194,9 +223,11 @@ class BehaviourDiffs:
                 return ERROR, "the challenger version no longer exists", None
             datasets: list[dict] = []
             sets = from_data(stored.evaluation or [])
+            previous = stored.result  # a refresh of a done diff: its input examples' part is reused
             if sets:
                 with tempfile.TemporaryDirectory(prefix="checkpoint-datasets-") as tmp:
-                    runs, datasets = Datasets(self.runner).run(registry, versions, sets, Path(tmp), *self._cache(stored))
+                    datasets_run = Datasets(self.runner, self.clock.now().isoformat(), reuse_examples=previous is not None)
+                    runs, datasets = datasets_run.run(registry, versions, sets, Path(tmp), *self._cache(stored))
             else:
                 runs = self.runner.run(registry, versions)
         except (EvaluationError, RegistryError) as exc:
@@ -204,10 +235,31 @@ class BehaviourDiffs:
         except Exception as exc:  # one diff's failure must not end the round
             log.warning("behavioural diff %s failed", stored.key, exc_info=True)
             return ERROR, f"{type(exc).__name__}: {exc}", None
-        state, reason, result = summarise(runs, {"champion": stored.champion, "challenger": stored.challenger})
+        if runs is None and previous is not None:  # every dataset unchanged: no model was run
+            state, reason, result = DONE, "", {k: v for k, v in previous.items() if k != "datasets"}
+        else:
+            state, reason, result = summarise(runs or {}, {"champion": stored.champion, "challenger": stored.challenger})
         result["isolation"] = isolation.mode
         result["datasets"] = [d | {"state": ERROR if d.get("error") else "done"} for d in datasets]
         return state, reason, result
+
+    def _users(self, stored: Behaviour) -> list[PromoteRequest]:
+        """The open requests whose diff this is (told when it finishes)."""
+        try:
+            found = self.store.requests_promoting(
+                stored.workspace, str(stored.challenger.get("name")), str(stored.challenger.get("version"))
+            )
+            return [item for item in found if self.key_for(item)[0] == stored.key]
+        except Exception:  # telling them is a courtesy: the diff's outcome is stored all the same
+            log.warning("could not find the requests of behavioural diff %s", stored.key, exc_info=True)
+            return []
+
+    def _checks_again(self, request_id: int) -> None:
+        if self.checks_again is not None:
+            try:
+                self.checks_again(request_id)
+            except Exception:  # the next round judges them
+                log.warning("could not queue the behaviour checks of request #%s again", request_id, exc_info=True)
 
     def _cache(self, stored: Behaviour):
         """(cached, keep) of one diff's datasets' scores (``dataset_key``)."""
@@ -235,9 +287,20 @@ class BehaviourDiffs:
             raise
 
 
+def _scores(result: dict | None) -> list:
+    """What a refresh may change: each dataset's digest, error and numbers (not when it was read)."""
+    return [{k: v for k, v in d.items() if k != "read_at"} for d in (result or {}).get("datasets") or ()]
+
+
 def _waiting(stored: Behaviour) -> list[dict]:
     """The datasets of a diff not finished (or failed as a whole): named, with its state."""
     reason = stored.reason if stored.state == ERROR else ""
     return [
         {"name": e.get("name"), "uri": e.get("uri"), "state": stored.state, "reason": reason} for e in stored.evaluation or ()
     ]
+
+
+def _key(champion: dict | None, challenger_digest: str, sets: tuple[EvaluationSet, ...]) -> str:
+    """The cache key of a pair on its inputs: both content digests and the datasets' entries."""
+    inputs = f"{INPUTS}:{entries_key(sets)}" if sets else INPUTS
+    return key_of((champion or {}).get("digest"), challenger_digest, inputs)

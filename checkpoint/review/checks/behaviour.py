@@ -27,6 +27,8 @@ from checkpoint.review.checks.expressions import Comparison, ExpressionError
 from checkpoint.review.checks.kinds import Check
 from checkpoint.review.checks.results import ERROR, FAIL, PASS, PENDING, Result, Unevaluable, one_line
 from checkpoint.review.checks.subject import Subject
+from checkpoint.review.checks.thresholds import KEYS as THRESHOLD_KEYS
+from checkpoint.review.checks.thresholds import Threshold, parse_threshold
 
 PAIR = ("agreement", "mean_abs_diff", "p95_abs_diff", "max_abs_diff", "correlation")
 SIDE = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae")
@@ -41,13 +43,16 @@ class BehaviourCheck(Check):
     number: str = ""  # what the expression reads (its name without the dataset)
     on: str = ""  # the dataset ("" with examples)
     examples: bool = False
+    limit: Threshold | None = None  # MLflow's MetricThreshold keys (``thresholds.py``)
+    limit_number: str = ""  # what the threshold reads (its metric without the dataset)
     kind: ClassVar[str] = "behaviour"
     local: ClassVar[bool] = False
 
     def describe(self) -> str:
         if self.examples:
             return "input examples: no errors"
-        return f"{self.expression.text if self.expression else ''} on {self.on}"
+        said = [text for text in (self.expression.text if self.expression else "", self.limit and self.limit.describe()) if text]
+        return f"{' and '.join(said)} on {self.on}"
 
     def _evaluate(self, subject: Subject) -> Result:
         raise Unevaluable("behaviour checks are evaluated in the background")  # see judge
@@ -70,7 +75,23 @@ class BehaviourCheck(Check):
         return self._compare(dataset)
 
     def _compare(self, dataset: Mapping) -> Result:
-        assert self.expression is not None
+        """Each form given (the expression, the threshold) must pass; the reasons of both."""
+        results = [r for r in (self._expression(dataset), self._threshold(dataset)) if r is not None]
+        for status in (ERROR, FAIL):
+            if any(r.status == status for r in results):
+                return Result(status, one_line("; ".join(r.reason for r in results if r.status == status)))
+        return Result(PASS, one_line("; ".join(r.reason for r in results)))
+
+    def _threshold(self, dataset: Mapping) -> Result | None:
+        if self.limit is None:
+            return None
+        value, champion = values(dataset, self.limit_number)
+        passed, reason = self.limit.judge(value, champion)
+        return Result(PASS if passed else FAIL, f"{self.on}: {reason}")
+
+    def _expression(self, dataset: Mapping) -> Result | None:
+        if self.expression is None:
+            return None
         value, champion = values(dataset, self.number)
         where = f"{self.number} on {self.on}"
         if value is None:
@@ -140,18 +161,28 @@ def parse_behaviour(item: Mapping, where: str, name: str, required: bool, parse)
     dataset is bound to the rule's ``evaluation:`` by :func:`bind`."""
     examples, text, on = item.get("examples"), item.get("expression"), item.get("on", "")
     if examples is not None:
-        if examples != EXAMPLES or text is not None or on:
-            raise ValueError(f"{where}.examples: expected 'examples: {EXAMPLES}' alone (no expression, no on), got {examples!r}")
+        if examples != EXAMPLES or text is not None or on or any(k in item for k in THRESHOLD_KEYS):
+            raise ValueError(
+                f"{where}.examples: expected 'examples: {EXAMPLES}' alone (no expression, metric or on), got {examples!r}"
+            )
         return BehaviourCheck(name, required, examples=True)
-    if not isinstance(text, str):
-        raise ValueError(f"{where}.expression: expected text such as 'roc_auc >= champion - 0.005', or 'examples: {EXAMPLES}'")
+    limit = parse_threshold(dict(item), where)
+    if text is None and limit is None:
+        raise ValueError(
+            f"{where}.expression: expected text such as 'roc_auc >= champion - 0.005', a metric with a threshold "
+            f"(metric, threshold, min_absolute_change, min_relative_change, greater_is_better), or 'examples: {EXAMPLES}'"
+        )
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"{where}.expression: expected text such as 'roc_auc >= champion - 0.005', got {text!r}")
     if not isinstance(on, str):
         raise ValueError(f"{where}.on: expected the name of one of the rule's evaluation datasets, got {on!r}")
-    try:
-        expression = parse(text)
-    except ExpressionError as exc:
-        raise ValueError(f"{where}.expression {text!r}: {exc}") from exc
-    return BehaviourCheck(name, required, expression, on=on)
+    expression = None
+    if text is not None:
+        try:
+            expression = parse(text)
+        except ExpressionError as exc:
+            raise ValueError(f"{where}.expression {text!r}: {exc}") from exc
+    return BehaviourCheck(name, required, expression, on=on, limit=limit)
 
 
 def bind(checks: tuple[Check, ...], datasets: tuple[str, ...], where: str) -> tuple[Check, ...]:
@@ -160,14 +191,33 @@ def bind(checks: tuple[Check, ...], datasets: tuple[str, ...], where: str) -> tu
     out: list[Check] = []
     for i, check in enumerate(checks):
         if isinstance(check, BehaviourCheck) and not check.examples:
-            assert check.expression is not None
-            at = f"{where}.checks[{i}] ({check.name}).expression {check.expression.text!r}"
-            try:
-                dataset, number = split_name(check.expression.metric, check.on, datasets)
-            except ValueError as exc:
-                raise ValueError(f"{at}: {exc}") from exc
-            if number in PAIR and check.expression.relative:
-                raise ValueError(f"{at}: {number} is about the pair; it has no champion value to compare with")
-            check = replace(check, on=dataset, number=number)
+            check = _bind_one(check, datasets, f"{where}.checks[{i}] ({check.name})")
         out.append(check)
     return tuple(out)
+
+
+def _bind_one(check: BehaviourCheck, datasets: tuple[str, ...], where: str) -> BehaviourCheck:
+    """One check's expression and threshold resolved; both name the same dataset when both are given."""
+    found: dict[str, str] = {}
+    for key, metric, relative in (
+        (
+            "expression",
+            check.expression.metric if check.expression else None,
+            bool(check.expression and check.expression.relative),
+        ),
+        ("metric", check.limit.metric if check.limit else None, bool(check.limit and check.limit.relative)),
+    ):
+        if metric is None:
+            continue
+        text = check.expression.text if key == "expression" and check.expression else metric
+        at = f"{where}.{key} {text!r}"
+        try:
+            dataset, number = split_name(metric, check.on, datasets)
+        except ValueError as exc:
+            raise ValueError(f"{at}: {exc}") from exc
+        if number in PAIR and relative:
+            raise ValueError(f"{at}: {number} is about the pair; it has no champion value to compare with")
+        if found and found["dataset"] != dataset:
+            raise ValueError(f"{at}: names dataset {dataset!r}, the expression {found['dataset']!r}; use one on:")
+        found |= {"dataset": dataset, key: number}
+    return replace(check, on=found["dataset"], number=found.get("expression", ""), limit_number=found.get("metric", ""))

@@ -35,7 +35,16 @@ _PARAMS = {
     "description": {"min_length"},
     "title": {"pattern"},
     "http": {"url", "timeout", "retries"},
-    "behaviour": {"expression", "on", "examples"},
+    "behaviour": {
+        "expression",
+        "on",
+        "examples",
+        "metric",
+        "threshold",
+        "min_absolute_change",
+        "min_relative_change",
+        "greater_is_better",
+    },
 }
 
 

@@ -107,3 +107,9 @@ def test_an_edit_says_what_changed():
 
 def test_no_events_no_lines():
     assert lines([]) == []
+
+
+def test_a_finished_behavioural_diff_is_checkpoints_with_its_headline():
+    summary = {"state": "done", "examples": {}, "datasets": [{"name": "holdout", "agreement": 0.5, "metrics": {}}]}
+    events = _log((0, EventKind.OPENED, "alice", {}), (900, EventKind.BEHAVIOUR_FINISHED, "checkpoint", summary))
+    assert _read(lines(events))[1] == (SYSTEM, "finished the behavioural diff", "done: holdout: agreement 50.0%", ())

@@ -127,6 +127,17 @@ CHAT = [
     ),
     ("cancelled", {"apply_at": None}, {}, "dave cancelled the scheduled apply of #3 “Ship v7” (fraud v7 → alias:champion)"),
     (
+        "behaviour_finished",
+        {
+            "state": "done",
+            "examples": {"breaking": []},
+            "datasets": [{"name": "holdout", "agreement": 0.975, "metrics": {"roc_auc": {"delta": 0.012}}}],
+        },
+        {},
+        "dave finished the behavioural diff of #3 “Ship v7” (fraud v7 → alias:champion): "
+        "done: holdout: agreement 97.5%, roc_auc +0.012",
+    ),
+    (
         "status_changed",
         {"scope": "version", "context": "ci/eval", "state": "failure", "model": "fraud", "version": "7", "description": "auc .7"},
         {},
@@ -138,6 +149,16 @@ CHAT = [
 @pytest.mark.parametrize(("kind", "data", "extra", "line"), CHAT, ids=[c[0] for c in CHAT])
 def test_chat_lines(kind, data, extra, line):
     assert webhooks.describe(webhooks.payload(outgoing(kind, data, **extra), None)) == line
+
+
+def test_a_request_for_a_version_carries_its_behaviour_as_of_the_event():
+    item = SimpleNamespace(**vars(ITEM), challenger={"name": "fraud", "version": "7", "digest": "d" * 64})
+    summary = {"state": "done", "reason": "", "examples": {"inputs": 2, "errors": 0, "breaking": []}, "datasets": []}
+    shown = Outgoing(None, outgoing().event, item, "open", None, "Ship v7", summary)
+    assert webhooks.payload(shown, None)["data"]["behaviour"] == summary
+    none_yet = Outgoing(None, outgoing().event, item, "open", None, "Ship v7")
+    assert webhooks.payload(none_yet, None)["data"]["behaviour"] is None  # none had finished then
+    assert "behaviour" not in webhooks.payload(outgoing(), None)["data"]  # not about a model version
 
 
 def test_a_change_of_files_reads_as_such():
@@ -211,11 +232,14 @@ def test_an_entry_with_its_defaults():
     assert hook.lease == 40.0
 
 
-def test_every_event_means_every_one_but_the_audit_head_unless_named():
+def test_every_event_means_every_one_but_the_audit_head_and_behaviour_unless_named():
+    by_name = {"audit_head", "behaviour_finished"}
     (star,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*"]}], env={}).hooks
-    assert "audit_head" not in star.events and star.events == frozenset(webhooks.EVENTS) - {"audit_head"}
+    assert not by_name & star.events and star.events == frozenset(webhooks.EVENTS) - by_name
     (both,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*", "audit_head"]}], env={}).hooks
-    assert both.events == frozenset(webhooks.EVENTS)
+    assert both.events == frozenset(webhooks.EVENTS) - {"behaviour_finished"}
+    (all_,) = webhooks.parse([{"name": "a", "url": "http://h/", "events": ["*", *sorted(by_name)]}], env={}).hooks
+    assert all_.events == frozenset(webhooks.EVENTS)
 
 
 @pytest.mark.parametrize(
