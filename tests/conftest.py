@@ -11,6 +11,8 @@ import sqlalchemy as sa
 
 from checkpoint import create_app
 from checkpoint.demo.mlflow_server import MlflowServer
+from checkpoint.review.behaviour.runner import CHILD
+from checkpoint.runtime import sandbox
 from checkpoint.storage import db
 from tests.support.apps import LiveCheckpoint, live
 from tests.support.auth import start_auth_server
@@ -194,3 +196,18 @@ def sink() -> Iterator[Sink]:
     server = Sink().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def model_runs(monkeypatch) -> list[list[str]]:
+    """Every isolated model run (not the scorer's), as started: the real ``sandbox.run``, counted."""
+    started: list[list[str]] = []
+    real = sandbox.run
+
+    def counting(argv, *args, **kwargs):
+        if str(CHILD) in argv:
+            started.append(list(argv))
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(sandbox, "run", counting)
+    return started

@@ -19,7 +19,6 @@ from mlflow.models.evaluation.validation import ModelValidationFailedException, 
 from sklearn import metrics
 
 from checkpoint import create_app
-from checkpoint.review.behaviour.runner import CHILD
 from checkpoint.runtime import sandbox
 from tests.support.apps import background_task, live
 from tests.support.behaviour import ask_alias, behaviour_of, frame, log_dataset, log_sklearn
@@ -38,21 +37,6 @@ def receiver():
     running = Receiver().start()
     yield running
     running.stop()
-
-
-@pytest.fixture
-def model_runs(monkeypatch) -> list[list[str]]:
-    """Every isolated model run (not the scorer's), as started: the real ``sandbox.run``, counted."""
-    started: list[list[str]] = []
-    real = sandbox.run
-
-    def counting(argv, *args, **kwargs):
-        if str(CHILD) in argv:
-            started.append(list(argv))
-        return real(argv, *args, **kwargs)
-
-    monkeypatch.setattr(sandbox, "run", counting)
-    return started
 
 
 def holdout(seed: int, rows: int = 400) -> pd.DataFrame:
