@@ -30,6 +30,7 @@ setup(
         "prometheus-client>=0.20,<1",  # /checkpoint/metrics, multi-process mode under gunicorn
         "python-dateutil>=2.8,<3",  # review/freezes.py: the weekly recurrence of a freeze window (rrule)
         "tzdata>=2024.1",  # zone files for zoneinfo where the system has none (slim containers)
+        "packaging>=23",  # runtime/envs.py: a model's requirement lines read as PEP 508 requirements
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],

@@ -262,7 +262,7 @@ class Services:
         )
         workflow.behaviour_of = diffs.for_request
         if runner is not None:
-            background.every(BEHAVIOUR_INTERVAL, "behaviour", diffs.run)
+            background.every(BEHAVIOUR_INTERVAL, "behaviour", diffs.run, lane="evaluator")  # minutes: not before deliveries
         return diffs
 
     # -- finding them again --------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""One daemon thread per process for the work no HTTP request should wait on: sending
-webhook deliveries from the outbox, and reconciling applies a crash interrupted.
+"""Daemon threads per process for the work no HTTP request should wait on: sending webhook
+deliveries from the outbox, reconciling applies a crash interrupted, and (on a thread of its own)
+running behavioural diffs.
 
 Every task is safe to run in every worker of every replica at once (each claims its rows
 with a conditional UPDATE), so there is no leader to elect. gunicorn forks its workers
@@ -25,27 +26,36 @@ class _Task:
     every: float
     run: Callable[[], object]
     due: float = 0.0
+    lane: str = ""  # tasks of one lane share a thread; "" is the main one
 
 
 class Background:
-    """Periodic tasks on one thread; :meth:`wake` runs them now (a new delivery was queued)."""
+    """Periodic tasks on one thread per lane; :meth:`wake` runs them now (a new delivery was
+    queued). A task that may take minutes (a model run) gets a lane of its own, so that webhook
+    and email deliveries, releases and the reconciler never wait behind it."""
 
     def __init__(self) -> None:
         self.tasks: list[_Task] = []
-        self._wake = threading.Event()
+        self._wakes: dict[str, threading.Event] = {"": threading.Event()}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the main lane's
+        self._threads: dict[str, threading.Thread] = {}
         self._fork_hook = False
 
-    def every(self, seconds: float, name: str, run: Callable[[], object]) -> None:
-        self.tasks.append(_Task(name, seconds, run))
+    def every(self, seconds: float, name: str, run: Callable[[], object], lane: str = "") -> None:
+        self.tasks.append(_Task(name, seconds, run, lane=lane))
+        self._wakes.setdefault(lane, threading.Event())
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="checkpoint-background", daemon=True)
-        self._thread.start()
+        for lane in self._wakes:
+            suffix = f"-{lane}" if lane else ""
+            thread = threading.Thread(target=self._loop, args=(lane,), name=f"checkpoint-background{suffix}", daemon=True)
+            self._threads[lane] = thread
+            thread.start()
+        self._thread = self._threads[""]
         if not self._fork_hook:
             os.register_at_fork(after_in_child=self._after_fork)
             self._fork_hook = True
@@ -54,18 +64,23 @@ class Background:
         if self._stop.is_set():
             return
         self._thread = None
-        self._wake = threading.Event()
+        self._threads = {}
+        self._wakes = {lane: threading.Event() for lane in self._wakes}
         self.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        for event in self._wakes.values():
+            event.set()
+        for thread in self._threads.values():
+            if thread is not threading.current_thread():
+                thread.join(timeout)
         self._thread = None
+        self._threads = {}
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wakes.values():
+            event.set()
 
     def _run(self, task: _Task) -> None:
         try:
@@ -74,18 +89,20 @@ class Background:
             log.exception("background task %s failed", task.name)
         task.due = time.monotonic() + task.every
 
-    def _loop(self) -> None:
+    def _loop(self, lane: str = "") -> None:
+        wake = self._wakes[lane]
+        tasks = [t for t in self.tasks if t.lane == lane]
         while not self._stop.is_set():
-            woken = self._wake.is_set()
-            self._wake.clear()
+            woken = wake.is_set()
+            wake.clear()
             now = time.monotonic()
-            for task in self.tasks:
+            for task in tasks:
                 if self._stop.is_set():
                     return
                 if woken or now >= task.due:
                     self._run(task)
-            if self.tasks:
-                delay = max(0.0, min(t.due for t in self.tasks) - time.monotonic())
+            if tasks:
+                delay = max(0.0, min(t.due for t in tasks) - time.monotonic())
             else:
                 delay = 60.0
-            self._wake.wait(delay)
+            wake.wait(delay)
