@@ -200,6 +200,9 @@ def test_failing_receiver_is_retried_with_backoff_then_delivered(hooked, receive
     print("gaps between attempts (s):", [round(g, 2) for g in gaps])
     for gap, least in zip(gaps, [0.2, 0.4, 0.8, 1.6], strict=True):
         assert gap >= least - 0.05, gaps  # exponential backoff: never sooner than the delay
+    # The receiver counts the fifth attempt when it answers; Checkpoint records it once the answer
+    # has reached it, so the listing is read once it says so (or shows what it holds instead).
+    wait_until(lambda: deliveries(live.url, request_id=request_id)[0]["status"] == "delivered", "recorded as delivered")
     (listed,) = deliveries(live.url, request_id=request_id)
     assert (listed["status"], listed["attempts"], listed["last_status"], listed["last_error"]) == ("delivered", 5, 200, "")
 
