@@ -13,13 +13,11 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from checkpoint.storage.base import aware, to_request
+from checkpoint.storage.base import aware
 from checkpoint.storage.chain import EventChain
 from checkpoint.storage.db import session_scope
-from checkpoint.storage.entities import OPEN, Behaviour, EventKind, PromoteRequest
-from checkpoint.storage.models import BehaviourRow, RequestChangeRow, RequestRow
-
-USERS_LIMIT = 500  # requests told about one finished diff (the same pair promoted that often is not seen)
+from checkpoint.storage.entities import OPEN, Behaviour, EventKind
+from checkpoint.storage.models import BehaviourRow, RequestRow
 
 PENDING, RUNNING, DONE, ERROR = "pending", "running", "done", "error"
 
@@ -141,23 +139,6 @@ class Behaviours(EventChain):
                 if row is not None and row.state == OPEN:  # still to be decided: what reviewers weigh
                     self._log(session, row, EventKind.BEHAVIOUR_FINISHED, "checkpoint", data, stamp)
             return True
-
-    def requests_promoting(self, workspace: str, model_name: str, version: str) -> list[PromoteRequest]:
-        """Open requests one change of which promotes that version (whose behavioural diff may
-        be one of that version's), oldest first, at most ``USERS_LIMIT``."""
-        promotes = (
-            select(RequestChangeRow.request_id)
-            .where(
-                RequestChangeRow.request_id == RequestRow.id,
-                RequestChangeRow.workspace == workspace,
-                RequestChangeRow.challenger_model == model_name,
-                RequestChangeRow.challenger_version == version,
-            )
-            .exists()
-        )
-        query = select(RequestRow).where(RequestRow.state == OPEN, promotes).order_by(RequestRow.id).limit(USERS_LIMIT)
-        with session_scope(self.sessions) as session:
-            return [to_request(r) for r in session.scalars(query)]
 
     def keep_dataset_scores(
         self, key: str, workspace: str, champion: dict | None, challenger: dict, digest: str, result: dict

@@ -246,7 +246,7 @@ class BehaviourDiffs:
     def _users(self, stored: Behaviour) -> list[PromoteRequest]:
         """The open requests whose diff this is (told when it finishes)."""
         try:
-            found = self.store.requests_promoting(
+            found = self.store.open_requests_promoting(
                 stored.workspace, str(stored.challenger.get("name")), str(stored.challenger.get("version"))
             )
             return [item for item in found if self.key_for(item)[0] == stored.key]
