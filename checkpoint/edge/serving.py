@@ -137,7 +137,9 @@ class ProxyWorker(ThreadWorker):
             result = super().handle(conn)
             # ``True`` is gthread's "keep the connection alive"; anything else (a close, a
             # deferral, an older gunicorn's tuple) goes back to gthread untouched.
-            while result is True and self.alive and self._in_use < self._threads and _readable(conn.sock):
+            # A pipelined request already read off the socket is served here: the poller, which
+            # only watches the socket, would never see it.
+            while result is True and self.alive and (_buffered(conn) or (self._in_use < self._threads and _readable(conn.sock))):
                 result = super().handle(conn)
             return result
         finally:
@@ -220,6 +222,13 @@ def _readable(sock) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(LINGER_SECONDS * 1000))
+
+
+def _buffered(conn) -> bool:
+    """Whether gunicorn's parser already holds bytes of the next request (a pipelining client)."""
+    unreader = getattr(conn.parser, "unreader", None)
+    buf = getattr(unreader, "buf", None)
+    return buf is not None and buf.seek(0, os.SEEK_END) > 0
 
 
 class CheckpointServer(BaseApplication):
