@@ -129,6 +129,13 @@ def _version(t: Target, s: ClientState) -> tuple[str, str]:
     return model, s.rng.choice(t.registry.versions[model])
 
 
+def _challenger(t: Target, s: ClientState) -> tuple[str, str]:
+    """A version that is not the champion (version 1): setting the alias to the version it already
+    names is a no-op Checkpoint answers as MLflow would (200), not a governed change."""
+    model = s.rng.choice(t.registry.models)
+    return model, s.rng.choice(t.registry.versions[model][1:])
+
+
 def _run_file(t: Target, s: ClientState, name: str) -> str:
     return f"{s.rng.choice(t.registry.artifact_dirs)}/{name}"
 
@@ -172,14 +179,14 @@ def _version_query(t: Target, s: ClientState) -> str:
 
 
 def governed_alias(t: Target, s: ClientState) -> Call:
-    model, version = _version(t, s)
+    model, version = _challenger(t, s)
     return _json(
         "POST", "/api/2.0/mlflow/registered-models/alias", {"name": model, "alias": "champion", "version": version}, GOVERNED
     )
 
 
 def governed_stage(t: Target, s: ClientState) -> Call:
-    model, version = _version(t, s)
+    model, version = _challenger(t, s)
     payload = {
         "name": model,
         "version": version,
@@ -190,7 +197,7 @@ def governed_stage(t: Target, s: ClientState) -> Call:
 
 
 def governed_ui_alias(t: Target, s: ClientState) -> Call:
-    model, version = _version(t, s)
+    model, version = _challenger(t, s)
     return _json(
         "POST", "/ajax-api/2.0/mlflow/registered-models/alias", {"name": model, "alias": "champion", "version": version}, GOVERNED
     )
