@@ -95,6 +95,24 @@ class RegistryUnavailable(RegistryError):
         return CheckpointError(502, self.error_code, f"Checkpoint: {self.message}")
 
 
+class MalformedAnswer(RegistryUnavailable, KeyError):
+    """MLflow answered 200 without a field its API always carries: whatever answered is not the
+    MLflow Checkpoint expects, which is the registry's fault (a 502), never a crash (a 500). Still a
+    KeyError to code that reads an answer expecting a field may be missing."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)  # not KeyError's, which quotes the message
+
+
+class _Answer(dict):
+    """An answer's top-level object, which knows the call it answers (for :class:`MalformedAnswer`)."""
+
+    endpoint = ""
+
+    def __missing__(self, key):
+        raise MalformedAnswer(502, "BAD_RESPONSE", f"MLflow's answer to {self.endpoint} has no {key!r}")
+
+
 @dataclass(frozen=True)
 class Version:
     """A registered model version, as much of it as promotions care about."""
@@ -217,7 +235,9 @@ class Registry:
             raise RegistryError(answer.status, f"HTTP_{answer.status}", text[:500])
         if not isinstance(data, dict):
             raise RegistryError(answer.status, "BAD_RESPONSE", f"MLflow answered {endpoint} with non-JSON: {text[:200]}")
-        return data
+        found = _Answer(data)
+        found.endpoint = endpoint
+        return found
 
     def _headers(self) -> dict[str, str]:
         """Checkpoint's headers, the workspace's, and the id of the call being served (logs.py), if any."""

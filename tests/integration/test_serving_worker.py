@@ -6,6 +6,7 @@ or through a stop. One worker with two threads, in front of the fake upstream.""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -16,7 +17,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from mlflow import MlflowClient
 
+from tests.support.governed import make_model
 from tests.support.proxy import CheckpointProcess, FakeUpstream, checkpoint_process
 
 THREADS = 2
@@ -143,3 +146,32 @@ def test_sigterm_closes_idle_kept_connections_and_stops_at_once(served):
     assert time.monotonic() - signalled < 15
     for conn in kept:
         conn.close()
+
+
+def test_a_governed_call_pipelined_behind_a_harmless_one_is_still_gated(mlflow_server, tmp_path):
+    """Pipelining is no way around the gate: each request of the batch is its own call to the app."""
+    name, versions = make_model(mlflow_server.url, versions=1)
+    body = json.dumps({"name": name, "alias": "champion", "version": versions[0]}).encode()
+    auth = b"Authorization: Basic " + base64.b64encode(b"carol:x") + b"\r\n"
+    search = b"GET /api/2.0/mlflow/registered-models/search HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + b"\r\n"
+    alias = (
+        b"POST /api/2.0/mlflow/registered-models/alias HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+        + b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+    with checkpoint_process(mlflow_server.url, tmp_path / "gated") as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(search + alias)
+            reader = sock.makefile("rb")
+            answers = []
+            for _ in range(2):
+                status = reader.readline()
+                headers = dict(line.decode().split(":", 1) for line in iter(reader.readline, b"\r\n"))
+                length = next(int(v) for k, v in headers.items() if k.lower() == "content-length")
+                answers.append((status, json.loads(reader.read(length))))
+    (search_status, _), (alias_status, refusal) = answers
+    assert search_status.startswith(b"HTTP/1.1 200 ")
+    assert alias_status.startswith(b"HTTP/1.1 403 "), refusal
+    assert refusal["checkpoint"]["action"] == "request_opened"
+    direct = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+    assert direct.get_registered_model(name).aliases == {}  # MLflow, read directly: nothing moved
