@@ -170,16 +170,19 @@ class ProxyWorker(ThreadWorker):
 
 
 def start_at_boot(app) -> None:
-    """Settle the applies a crash interrupted, then start the background thread, in this
-    worker before it serves: what every worker did at boot when ``create_app`` still did it.
-    (``create_app`` contacts nothing; under a server without this worker the app's first
-    call starts the same work, see ``checkpoint/app.py``.)"""
+    """Compile the page templates, settle the applies a crash interrupted, then start the
+    background thread, in this worker before it serves: what every worker did at boot when
+    ``create_app`` still did it. (``create_app`` contacts nothing; under a server without this
+    worker the app's first call starts the same work, see ``checkpoint/app.py``, and each page
+    compiles its templates on its first view.)"""
+    from checkpoint.app import compile_templates  # lazily, as Services below
     from checkpoint.services import Services  # lazily: the front door does not depend on the wiring
 
     try:
         services = Services.of(app)
     except LookupError:  # another WSGI app run with this worker
         return
+    compile_templates(app)
     services.start(settle_first=True)
 
 

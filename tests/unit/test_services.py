@@ -112,8 +112,10 @@ def test_a_worker_settles_at_boot_before_it_serves(registry, config):
     app = create_app({**config, "background": False})
     try:
         leave_applying(app)
+        assert "ui/detail.html" not in {name for _, name in app.jinja_env.cache.keys()}
         start_at_boot(app)
         assert services(app).started
+        assert "ui/detail.html" in {name for _, name in app.jinja_env.cache.keys()}  # compiled before serving
         assert attempted(registry)
     finally:
         services(app).close()
