@@ -9,6 +9,7 @@ connection keep its thread (see there); gunicorn started with ``-k gthread`` wor
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import select
@@ -170,17 +171,25 @@ class ProxyWorker(ThreadWorker):
 
 
 def start_at_boot(app) -> None:
-    """Settle the applies a crash interrupted, then start the background thread, in this
-    worker before it serves: what every worker did at boot when ``create_app`` still did it.
-    (``create_app`` contacts nothing; under a server without this worker the app's first
-    call starts the same work, see ``checkpoint/app.py``.)"""
+    """A worker's start-up work, before it serves: compile the page templates, settle the
+    applies a crash interrupted and start the background thread (what every worker did at boot
+    when ``create_app`` still did it; ``create_app`` contacts nothing, and under a server without
+    this worker the app's first call starts the same work, see ``checkpoint/app.py``), then
+    freeze what was built out of the garbage collector's sight."""
+    from checkpoint.app import compile_templates  # lazily, as Services below
     from checkpoint.services import Services  # lazily: the front door does not depend on the wiring
 
     try:
         services = Services.of(app)
     except LookupError:  # another WSGI app run with this worker
         return
+    compile_templates(app)
     services.start(settle_first=True)
+    # What the worker built to serve lives as long as it does: out of the collector's sight, a
+    # full collection no longer walks it, and one that fell inside a request page's rendering
+    # of 4,000 diff rows cost that view ~150 ms (measured).
+    gc.collect()
+    gc.freeze()
 
 
 def _settings_of(app) -> Settings | None:

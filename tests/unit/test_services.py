@@ -9,6 +9,7 @@ have to ask MLflow about it: building the app must not, starting it must.
 
 from __future__ import annotations
 
+import gc
 import select
 import socket
 from collections.abc import Iterator
@@ -112,10 +113,15 @@ def test_a_worker_settles_at_boot_before_it_serves(registry, config):
     app = create_app({**config, "background": False})
     try:
         leave_applying(app)
+        assert "ui/detail.html" not in {name for _, name in app.jinja_env.cache.keys()}
+        assert gc.get_freeze_count() == 0
         start_at_boot(app)
         assert services(app).started
+        assert "ui/detail.html" in {name for _, name in app.jinja_env.cache.keys()}  # compiled before serving
+        assert gc.get_freeze_count() > 0  # what boot built is out of the collector's sight
         assert attempted(registry)
     finally:
+        gc.unfreeze()  # this test process goes on: its objects back under the collector
         services(app).close()
     start_at_boot(lambda environ, start_response: [])  # another WSGI app: nothing to start
 
