@@ -10,7 +10,7 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from checkpoint.storage import db
-from checkpoint.storage.models import RequestRow, ReviewRow
+from checkpoint.storage.change_index import index_rows
+from checkpoint.storage.models import RequestChangeRow, RequestRow, ReviewRow
 
 STATES = ["open", "applied", "rejected", "withdrawn", "failed"]
 STATE_WEIGHTS = [10, 60, 10, 10, 10]
@@ -141,6 +142,7 @@ def fill_requests(database_url: str, count: int, *, reviews: bool = False, batch
             while chunk := [row for _, row in zip(range(batch), rows, strict=False)]:
                 insert = sa.insert(RequestRow.__table__).returning(RequestRow.id, sort_by_parameter_order=True)
                 ids = conn.execute(insert, chunk).scalars().all()
+                conn.execute(sa.insert(RequestChangeRow.__table__), change_rows(zip(ids, chunk, strict=True)))
                 if reviews:
                     verdicts = [
                         {
@@ -160,6 +162,16 @@ def fill_requests(database_url: str, count: int, *, reviews: bool = False, batch
     finally:
         engine.dispose()
     return time.monotonic() - started
+
+
+def change_rows(requests: Iterable[tuple[int, dict]]) -> list[dict]:
+    """The ``request_changes`` rows of (id, request row) pairs, as the store writes them: every
+    model and target filter of the list reads these."""
+    return [
+        {"request_id": rid, **item}
+        for rid, row in requests
+        for item in index_rows(row.get("workspace"), row["model_name"], row["target"], row["challenger"], row.get("changes"))
+    ]
 
 
 REQUEST_COLUMNS = (
@@ -185,6 +197,7 @@ REQUEST_COLUMNS = (
     "rule_name",
 )
 REVIEW_COLUMNS = ("request_id", "reviewer", "verdict", "comment", "created_at", "dismissed_reason")
+CHANGE_COLUMNS = ("request_id", "position", "workspace", "model_name", "target", "challenger_model", "challenger_version")
 JSON_COLUMNS = {"change", "challenger", "champion", "named_reviewers"}
 
 
@@ -198,13 +211,14 @@ def copy_requests(database_url: str, count: int, start_id: int = 1) -> float:
     try:
         conn = raw.driver_connection
         with conn.cursor() as cursor:
-            reviews = []
+            reviews, changes = [], []
             with cursor.copy(f"COPY promote_requests ({', '.join(REQUEST_COLUMNS)}) FROM STDIN") as copy:
                 for request_id, row in enumerate(request_rows(count, seed=start_id, start_id=start_id), start_id):
                     row["id"] = request_id
                     copy.write_row(
                         [json.dumps(row[c]) if c in JSON_COLUMNS and row[c] is not None else row[c] for c in REQUEST_COLUMNS]
                     )
+                    changes.extend(change_rows([(request_id, row)]))
                     if row["state"] in ("applied", "rejected"):
                         reviewer = f"user{(int(row['author'][4:]) + 1) % N_AUTHORS:02d}"
                         verdict = "approve" if row["state"] == "applied" else "reject"
@@ -212,6 +226,9 @@ def copy_requests(database_url: str, count: int, start_id: int = 1) -> float:
             with cursor.copy(f"COPY reviews ({', '.join(REVIEW_COLUMNS)}) FROM STDIN") as copy:
                 for review in reviews:
                     copy.write_row(review)
+            with cursor.copy(f"COPY request_changes ({', '.join(CHANGE_COLUMNS)}) FROM STDIN") as copy:
+                for change in changes:
+                    copy.write_row([change[c] for c in CHANGE_COLUMNS])
             cursor.execute("SELECT setval(pg_get_serial_sequence('promote_requests', 'id'), %s)", (start_id + count - 1,))
         conn.commit()
     finally:

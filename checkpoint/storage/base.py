@@ -195,11 +195,14 @@ def about(query, model: str | None = None, target: str | None = None, workspace:
     MLflow ``workspace``, all of that same change); None: any."""
     if not model and not target and workspace is None:
         return query
-    where = [RequestChangeRow.request_id == RequestRow.id]
+    where = []
     if model:
         where.append(RequestChangeRow.model_name == model)
     if target:
         where.append(RequestChangeRow.target == target)
     if workspace is not None:
         where.append(RequestChangeRow.workspace == workspace)
-    return query.where(select(RequestChangeRow.request_id).where(*where).exists())
+    changes = select(RequestChangeRow.request_id).where(*where)
+    if model:  # few requests each: read them from the model's index, newest first (not a probe of every request)
+        return query.where(RequestRow.id.in_(changes))
+    return query.where(changes.where(RequestChangeRow.request_id == RequestRow.id).exists())

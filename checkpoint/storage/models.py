@@ -87,6 +87,7 @@ class RequestChangeRow(Base):
 
     __table_args__ = (
         Index("ix_request_changes_model", "workspace", "model_name", "request_id"),
+        Index("ix_request_changes_model_name", "model_name", "request_id"),  # the filter without a workspace
         Index("ix_request_changes_target", "target", "request_id"),
         Index("ix_request_changes_challenger", "workspace", "challenger_model", "challenger_version"),
     )

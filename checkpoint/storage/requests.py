@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from checkpoint.storage.base import about, aware, check_id, to_request, to_review, visible
@@ -16,6 +16,7 @@ from checkpoint.storage.db import session_scope
 from checkpoint.storage.entities import APPLIED, APPLYING, MAX_ID, OPEN, WAITING, Comment, EventKind, PromoteRequest, Review
 from checkpoint.storage.models import CommentRow, EventRow, RequestChangeRow, RequestRow, ReviewRow
 from checkpoint.storage.schedules import waiting_clause
+from checkpoint.storage.title_search import searching
 
 
 def _reindex(session, row: RequestRow) -> None:
@@ -269,14 +270,15 @@ class Requests(EventChain):
         query = about(query, model, target, workspace)
         if author:
             query = query.where(RequestRow.author == author)
-        if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(or_(RequestRow.title.ilike(f"%{escaped}%", escape="\\")))
-        if before is not None and before <= MAX_ID:  # beyond MAX_ID every id is before it
+        if before is not None and before > MAX_ID:  # beyond MAX_ID every id is before it
+            before = None
+        if before is not None:
             query = query.where(RequestRow.id < before)
-        query = query.order_by(RequestRow.id.desc()).limit(limit + 1)
         with session_scope(self.sessions) as session:
-            rows = list(session.scalars(query))
+            order = RequestRow.id
+            if search:
+                query, order = searching(session, query, search, before)
+            rows = list(session.scalars(query.order_by(order.desc()).limit(limit + 1)))
             page = rows[:limit]
             # One query for the page's reviews, so the list can say "1 of 2 approvals".
             reviews: dict[int, list[ReviewRow]] = {r.id: [] for r in page}

@@ -33,6 +33,8 @@ TABLES = {
     "api_tokens",
     "people",
 }
+# SQLite's FTS5 title index (migration 0017) and its shadow tables.
+TITLE_INDEX = {"request_titles", *(f"request_titles_{part}" for part in ("config", "data", "docsize", "idx"))}
 # pg_advisory_lock(bigint) shows in pg_locks as classid = high 32 bits, objid = low 32 bits.
 LOCK_KEY = db._MIGRATION_LOCK_KEY
 
@@ -53,6 +55,11 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
 
 def table_names(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
+
+
+def schema_tables(engine: sa.Engine) -> set[str]:
+    """The tables the migrations build on ``engine``'s dialect."""
+    return TABLES | {db.VERSION_TABLE} | (TITLE_INDEX if engine.dialect.name == "sqlite" else set())
 
 
 def schema_snapshot(engine: sa.Engine) -> dict[str, object]:
@@ -79,7 +86,7 @@ def test_migrations_build_the_schema(empty_database_url, engine_for):
     assert head is not None
     assert revision == head
     assert db.current_revision(engine) == head
-    assert table_names(engine) == TABLES | {db.VERSION_TABLE}
+    assert table_names(engine) == schema_tables(engine)
     assert db.VERSION_TABLE == "checkpoint_alembic_version"
     with engine.connect() as conn:
         versions = conn.execute(sa.text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalars().all()
@@ -110,7 +117,7 @@ def test_upgrade_twice_is_a_no_op(database_url, engine_for):
             {"now": now},
         )
     before = schema_snapshot(engine)
-    assert set(before) == TABLES | {db.VERSION_TABLE}
+    assert set(before) == schema_tables(engine)
 
     assert db.upgrade(engine) == head
     assert db.upgrade(engine) == head
@@ -384,3 +391,38 @@ def test_migration_0016_indexes_every_change_of_the_requests_stored_before(empty
     engine.dispose()
     assert db.current_revision(engine) == "0015"
     assert "request_changes" not in table_names(engine)
+
+
+def test_migration_0017_indexes_the_titles_stored_before_and_the_model_filter(empty_database_url, engine_for):
+    """Both dialects gain ``request_changes (model_name, request_id)``; SQLite's FTS5 title index
+    holds the requests already there; downgrading drops both."""
+    from alembic import command
+
+    engine = engine_for(empty_database_url)
+    db.upgrade(engine, "0016")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO promote_requests (kind, model_name, target, change, title, description, author, state, "
+                "state_reason, challenger, dedupe_key, created_at, updated_at, apply_result, named_reviewers, "
+                "rule_name, workspace) VALUES ('set_alias', 'm', 'alias:champion', '{}', 'Promote Build 77', '', "
+                "'alice', 'open', '', '{}', 'k1', :now, :now, '', '[]', 'default', '')"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+    db.upgrade(engine)
+
+    def model_indexes() -> set[str]:
+        return {i["name"] for i in sa.inspect(engine).get_indexes("request_changes")} & {"ix_request_changes_model_name"}
+
+    sqlite = engine.dialect.name == "sqlite"
+    assert model_indexes() == {"ix_request_changes_model_name"}
+    if sqlite:
+        with engine.connect() as conn:
+            match = sa.text("SELECT rowid FROM request_titles WHERE request_titles MATCH '\"build 7\"'")
+            assert conn.execute(match).scalars().all() == [1]
+    assert (TITLE_INDEX <= table_names(engine)) is sqlite
+    command.downgrade(db.alembic_config(engine), "0016")
+    engine.dispose()
+    assert model_indexes() == set()
+    assert not TITLE_INDEX & table_names(engine)
