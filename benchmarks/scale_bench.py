@@ -55,7 +55,7 @@ from common import (
     upload,
 )
 from pages_scale_bench import ADMIN_DEFAULT, ADMIN_ENV, ScratchDatabase
-from seed import copy_requests, seed_wide_versions
+from seed import copy_requests, seed_wide_versions, vacuum
 
 from checkpoint.storage import db, hashing
 from checkpoint.web.context import make_request_cursor
@@ -482,16 +482,6 @@ def list_pages(total: int) -> dict[str, str]:
         "all states, middle": f"/checkpoint/requests?state=all&cursor={middle}",
         "applied, 99 % deep": f"/checkpoint/requests?state=applied&cursor={deep}",
     }
-
-
-def vacuum(database_url: str) -> None:
-    """``VACUUM ANALYZE``, as autovacuum would have left a list that grew over months: besides the
-    statistics it merges the title index's GIN pending list, which a bulk load leaves long (every
-    search scans it: 108 ms at 100,000 requests with ANALYZE alone)."""
-    engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text("VACUUM ANALYZE"))
-    engine.dispose()
 
 
 @contextmanager

@@ -161,7 +161,19 @@ def fill_requests(database_url: str, count: int, *, reviews: bool = False, batch
                         conn.execute(sa.insert(ReviewRow.__table__), verdicts)
     finally:
         engine.dispose()
+    if database_url.startswith("postgresql"):
+        vacuum(database_url)
     return time.monotonic() - started
+
+
+def vacuum(database_url: str) -> None:
+    """``VACUUM ANALYZE``, as autovacuum would have left a list that grew over months: besides the
+    statistics it merges the title index's GIN pending list, which a bulk load leaves long (every
+    search scans it: 108 ms at 100,000 requests with ANALYZE alone)."""
+    engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+    engine.dispose()
 
 
 def change_rows(requests: Iterable[tuple[int, dict]]) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 
 from checkpoint.storage.base import aware, to_request
 from checkpoint.storage.chain import EventChain
@@ -96,32 +96,34 @@ class Statuses(EventChain):
                 self._append(session, None, model_name, EventKind.STATUS_CHANGED, actor, data, stamp)
             return to_status(status)
 
-    @staticmethod
-    def _of(request: PromoteRequest):
-        """The rows that speak for ``request``: its own, and those on each version it promotes
-        (a batch: every change's challenger; ``request_changes`` holds them, migration 0016)."""
-        own = StatusRow.request_id == request.id
-        promoted = (
-            select(RequestChangeRow.request_id)
-            .where(
-                RequestChangeRow.request_id == request.id,
-                RequestChangeRow.workspace == StatusRow.workspace,
-                RequestChangeRow.challenger_model == StatusRow.model_name,
-                RequestChangeRow.challenger_version == StatusRow.version,
-            )
-            .exists()
-        )
-        return or_(own, and_(StatusRow.request_id.is_(None), promoted))
-
     def statuses_of(self, requests: Iterable[PromoteRequest]) -> dict[int, list[PostedStatus]]:
-        """Every status row that may speak for each request, oldest first (one query per request;
-        a page of requests is at most 200)."""
-        out: dict[int, list[PostedStatus]] = {}
+        """Every status row that may speak for each request, oldest first: its own rows, and the
+        rows posted on each version it promotes (a batch: every change's challenger, which
+        ``request_changes`` holds, migration 0016). Two queries for the whole page, not one per
+        request."""
+        ids = [request.id for request in requests]
+        found: dict[int, list[StatusRow]] = {request_id: [] for request_id in ids}
+        if not ids:
+            return {}
+        own = select(StatusRow).where(StatusRow.request_id.in_(ids))
+        promoted = (
+            select(StatusRow, RequestChangeRow.request_id)
+            .join(
+                RequestChangeRow,
+                and_(
+                    RequestChangeRow.workspace == StatusRow.workspace,
+                    RequestChangeRow.challenger_model == StatusRow.model_name,
+                    RequestChangeRow.challenger_version == StatusRow.version,
+                ),
+            )
+            .where(StatusRow.request_id.is_(None), RequestChangeRow.request_id.in_(ids))
+        )
         with session_scope(self.sessions) as session:
-            for request in requests:
-                query = select(StatusRow).where(self._of(request)).order_by(StatusRow.id)
-                out[request.id] = [to_status(r) for r in session.scalars(query)]
-        return out
+            for row in session.scalars(own):
+                found[row.request_id].append(row)
+            for row, request_id in session.execute(promoted):
+                found[request_id].append(row)
+            return {request_id: [to_status(r) for r in sorted(rows, key=lambda r: r.id)] for request_id, rows in found.items()}
 
     def version_statuses(self, workspace: str, model_name: str, version: str) -> list[PostedStatus]:
         """The statuses posted on one version, newest first (at most ``HISTORY_LIMIT``)."""
