@@ -3,14 +3,19 @@ want a row to be there: one to compare a database dump against, or one a worker 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from checkpoint.events import audit
+from checkpoint.storage import db
 from checkpoint.storage.entities import PromoteRequest
 from checkpoint.storage.store import Store
 
-__all__ = ["DELETE_CHAMPION", "KEYS", "make_store", "open_delete_alias", "open_one"]
+__all__ = ["DELETE_CHAMPION", "KEYS", "make_store", "memory_engine", "open_delete_alias", "open_one"]
 
 KEYS = audit.Keyring.of("k" * 64)
 
@@ -36,6 +41,17 @@ def open_delete_alias(store: Store) -> PromoteRequest:
         rule_name="default",
     )
     return item
+
+
+@contextmanager
+def memory_engine() -> Iterator[sa.Engine]:
+    """One in-memory SQLite database (a single shared connection), migrated to head."""
+    engine = db.make_engine("sqlite://", poolclass=StaticPool)
+    db.upgrade(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def make_store(engine: sa.Engine, **kwargs) -> Store:

@@ -10,14 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
 
 from checkpoint.review import expiry
 from checkpoint.review.policy import Policy, Rule
-from checkpoint.storage import db
 from checkpoint.storage.entities import APPLIED, APPROVED, OPEN, EventKind
 from checkpoint.storage.store import Store
 from tests.support.clock import MovableClock
+from tests.support.stored import memory_engine
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 WEEKLY = Rule(name="weekly", models=("fraud-*",), approvals_expire_after=timedelta(days=7))
@@ -27,10 +26,8 @@ POLICY = Policy(rules=(WEEKLY, HOURLY))
 
 @pytest.fixture
 def engine() -> Iterator[sa.Engine]:
-    engine = db.make_engine("sqlite://", poolclass=StaticPool)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
+    with memory_engine() as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
-from checkpoint.storage import db
 from checkpoint.storage.entities import APPLYING, APPROVED, OPEN, WAITING, WITHDRAWN, EventKind, Waiting
-from tests.support.stored import make_store, open_one
+from tests.support.stored import make_store, memory_engine, open_one
 
 MONDAY = datetime(2026, 1, 12, 7, 0, tzinfo=UTC)
 WEEKEND = Waiting("freeze", MONDAY, "weekend")
@@ -23,10 +21,8 @@ WEEKEND = Waiting("freeze", MONDAY, "weekend")
 @pytest.fixture
 def engine() -> Iterator[sa.Engine]:
     """One in-memory database (a single shared connection), migrated to head."""
-    engine = db.make_engine("sqlite://", poolclass=StaticPool)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
+    with memory_engine() as engine:
+        yield engine
 
 
 def approved(store, key: str = "k1"):

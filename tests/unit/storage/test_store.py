@@ -8,20 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
 from checkpoint.events import audit
 from checkpoint.storage import db
-from tests.support.stored import KEYS, make_store, open_one
+from tests.support.stored import KEYS, make_store, memory_engine, open_one
 
 
 @pytest.fixture
 def engine() -> Iterator[sa.Engine]:
     """One in-memory database (a single shared connection), migrated to head."""
-    engine = db.make_engine("sqlite://", poolclass=StaticPool)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
+    with memory_engine() as engine:
+        yield engine
 
 
 def test_the_schema_is_the_migrations_head(engine):

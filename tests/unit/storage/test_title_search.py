@@ -8,12 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
-from checkpoint.storage import db
 from checkpoint.storage.entities import EventKind
 from checkpoint.storage.title_search import MIN_INDEXED, has_title_index, phrase
-from tests.support.stored import make_store, open_one
+from tests.support.stored import make_store, memory_engine, open_one
 
 TITLES = [
     "Promote fraud build 4242",
@@ -30,10 +28,8 @@ TERMS = ["build 4242", "BUILD 42", "fraud", "100%", "fraud_v2", "_v2", '"hi"', "
 
 @pytest.fixture
 def engine() -> Iterator[sa.Engine]:
-    engine = db.make_engine("sqlite://", poolclass=StaticPool)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
+    with memory_engine() as engine:
+        yield engine
 
 
 @pytest.fixture
